@@ -1,0 +1,159 @@
+//! The call-log interchange formats read by `downshift import` and written by `export`.
+//!
+//! * OpenAI JSONL: `{"request": <chat completion request>, "response": <chat completion response>,
+//!   "metadata": {<string tags>}}`, optionally with `"timestamp"`.
+//! * NVIDIA Data Flywheel log records: `{"timestamp", "workload_id", "client_id", "request",
+//!   "response"}`; `workload_id` becomes a tag and `client_id` the (pseudonymised) agent.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportFormat {
+    /// Decide per line: a line with `workload_id` or `client_id` is a Flywheel record.
+    Auto,
+    OpenAi,
+    Flywheel,
+}
+
+/// One call read from an import file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRecord {
+    pub timestamp: Option<DateTime<Utc>>,
+    pub request: Value,
+    pub response: Option<Value>,
+    pub tags: BTreeMap<String, String>,
+    /// The raw agent identifier; the store pseudonymises it before writing.
+    pub agent: Option<String>,
+}
+
+/// Parses one line; the error says what is wrong with it.
+pub fn parse_import_line(line: &str, format: ImportFormat) -> Result<ImportRecord, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Value::Object(mut obj) = value else {
+        return Err("a record must be a JSON object".into());
+    };
+    let flywheel = match format {
+        ImportFormat::Auto => obj.contains_key("workload_id") || obj.contains_key("client_id"),
+        ImportFormat::OpenAi => false,
+        ImportFormat::Flywheel => true,
+    };
+    let request = obj.remove("request").ok_or("missing \"request\"")?;
+    match request.get("messages") {
+        Some(Value::Array(_)) => {}
+        Some(_) => return Err("\"request.messages\" must be an array".into()),
+        None if request.is_object() => return Err("\"request\" has no \"messages\"".into()),
+        None => return Err("\"request\" must be a JSON object".into()),
+    }
+    let response = match obj.remove("response") {
+        None | Some(Value::Null) => None,
+        Some(r @ Value::Object(_)) => Some(r),
+        Some(_) => return Err("\"response\" must be a JSON object".into()),
+    };
+    let timestamp = match obj.remove("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(t) => Some(parse_timestamp(&t)?),
+    };
+    let mut tags = BTreeMap::new();
+    let mut agent = None;
+    if flywheel {
+        if let Some(w) = obj.remove("workload_id") {
+            tags.insert("workload_id".to_owned(), tag_value("workload_id", &w)?);
+        }
+        if let Some(c) = obj.remove("client_id") {
+            agent = Some(tag_value("client_id", &c)?);
+        }
+    }
+    match obj.remove("metadata") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let v = tag_value(&k, &v)?;
+                tags.insert(k, v);
+            }
+        }
+        Some(_) => return Err("\"metadata\" must be an object of string tags".into()),
+    }
+    Ok(ImportRecord {
+        timestamp,
+        request,
+        response,
+        tags,
+        agent,
+    })
+}
+
+fn tag_value(key: &str, v: &Value) -> Result<String, String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(format!("tag \"{key}\" must be a string")),
+    }
+}
+
+/// RFC 3339 text, or Unix time in seconds (integer or fractional) or milliseconds.
+fn parse_timestamp(v: &Value) -> Result<DateTime<Utc>, String> {
+    let bad = || format!("\"timestamp\" is not a date: {v}");
+    match v {
+        Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|_| bad()),
+        Value::Number(n) => {
+            let secs = n.as_f64().ok_or_else(bad)?;
+            // Values this large are milliseconds (year 33658 in seconds).
+            let millis = if secs > 1e12 { secs } else { secs * 1000.0 };
+            DateTime::from_timestamp_millis(millis as i64).ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_openai_records() {
+        let r = parse_import_line(
+            r#"{"request":{"model":"m","messages":[]},"response":{"choices":[]},"metadata":{"a":"b","n":3}}"#,
+            ImportFormat::Auto,
+        )
+        .unwrap();
+        assert_eq!(r.tags["a"], "b");
+        assert_eq!(r.tags["n"], "3");
+        assert!(r.response.is_some() && r.agent.is_none() && r.timestamp.is_none());
+    }
+
+    #[test]
+    fn reads_flywheel_records() {
+        let r = parse_import_line(
+            r#"{"timestamp":1735689600,"workload_id":"w1","client_id":"agent-7","request":{"messages":[]},"response":{"choices":[]}}"#,
+            ImportFormat::Auto,
+        )
+        .unwrap();
+        assert_eq!(r.tags["workload_id"], "w1");
+        assert_eq!(r.agent.as_deref(), Some("agent-7"));
+        assert_eq!(r.timestamp.unwrap().to_rfc3339(), "2025-01-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn says_what_is_wrong() {
+        let cases = [
+            ("{", "not valid JSON"),
+            ("[]", "JSON object"),
+            (r#"{"response":{}}"#, "missing \"request\""),
+            (r#"{"request":{"model":"m"}}"#, "no \"messages\""),
+            (r#"{"request":{"messages":{}}}"#, "must be an array"),
+            (r#"{"request":{"messages":[]},"response":3}"#, "\"response\""),
+            (r#"{"request":{"messages":[]},"metadata":{"k":[1]}}"#, "tag \"k\""),
+            (r#"{"request":{"messages":[]},"timestamp":"yesterday"}"#, "not a date"),
+        ];
+        for (line, want) in cases {
+            let err = parse_import_line(line, ImportFormat::Auto).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+}
