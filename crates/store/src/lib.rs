@@ -1,1 +1,54 @@
-//! Store.
+//! Everything downshift persists: the encrypted call log, API keys with roles, the audit trail.
+//!
+//! Callers talk to the [`Store`] trait; [`SqliteStore`] is the embedded default (bundled SQLite
+//! in WAL mode, versioned migrations). Payloads are sealed with AES-256-GCM by the [`Keyring`]
+//! before they reach a store, and agent/episode identifiers are replaced by keyed-HMAC
+//! pseudonyms. The [`LogWriter`] puts a bounded, batched, asynchronous queue in front of the
+//! store so that serving never waits for the disk; what does not fit spills to an append-only
+//! file that is ingested again on the next start.
+
+mod apikey;
+mod error;
+mod keyring;
+mod model;
+mod spill;
+mod sqlite;
+mod writer;
+
+pub use apikey::{Permission, Role, generate_api_key, hash_api_key};
+pub use error::StoreError;
+pub use keyring::{Keyring, KeyringInfo};
+pub use model::{
+    ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
+    SealedCall, Source, now_ms,
+};
+pub use spill::{IngestReport, SpillFile, ingest_spill_files};
+pub use sqlite::SqliteStore;
+pub use writer::{LogWriter, WriterConfig, WriterStats};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// The persistence interface every stage uses. Implementations must be safe to share between
+/// threads; SQLite is the default, PostgreSQL can implement the same trait.
+pub trait Store: Send + Sync {
+    /// Inserts sealed calls in one transaction; ids already present are ignored (idempotent
+    /// re-ingestion). Returns how many rows were new.
+    fn insert_calls(&self, calls: &[SealedCall]) -> Result<usize>;
+    /// Call metadata, newest first, filtered.
+    fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallMeta>>;
+    /// One call with its sealed payload.
+    fn get_call(&self, id: &str) -> Result<Option<SealedCall>>;
+    /// Sealed calls (metadata and payload), oldest first, filtered: the export path.
+    fn scan_calls(&self, filter: &CallFilter) -> Result<Vec<SealedCall>>;
+    fn count_calls(&self) -> Result<u64>;
+
+    fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
+    /// The key whose hash is `hash`, revoked or not.
+    fn find_api_key(&self, hash: &[u8]) -> Result<Option<ApiKeyRecord>>;
+    /// Revokes the key with this id or display prefix; errors when none or several match.
+    fn revoke_api_key(&self, id_or_prefix: &str) -> Result<ApiKeyRecord>;
+
+    fn audit(&self, entry: &AuditEntry) -> Result<()>;
+    fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
+}

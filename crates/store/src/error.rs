@@ -1,0 +1,39 @@
+use std::path::PathBuf;
+
+/// Every way persisting or reading the call log can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("key file {path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("data key '{0}' is not in the key file (was the record written with another key file?)")]
+    UnknownDataKey(String),
+    #[error(
+        "cannot decrypt call {0}: authentication failed — the key file does not hold the key this record was written with"
+    )]
+    Decrypt(String),
+    #[error("database schema v{found} is newer than this downshift understands (v{known}); upgrade downshift")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error("corrupt record {id}: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! The key file: AES-256-GCM data keys (one active for new writes, older ones kept to read old
+//! records) and the HMAC key that turns agent and episode identifiers into pseudonyms.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::{CallPayload, CallRecord, Result, SealedCall, StoreError};
+
+const PAYLOAD_VERSION: u8 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    version: u32,
+    hmac_key: String,
+    active_data_key: String,
+    data_keys: Vec<DataKeyEntry>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DataKeyEntry {
+    id: String,
+    key: String,
+    created: String,
+}
+
+/// What `keys` commands show about the key file (never the keys themselves).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyringInfo {
+    pub path: PathBuf,
+    pub active_data_key: String,
+    pub data_keys: Vec<String>,
+}
+
+pub struct Keyring {
+    path: PathBuf,
+    hmac: Hmac<Sha256>,
+    active: String,
+    ciphers: BTreeMap<String, Aes256Gcm>,
+    file: KeyFile,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("Keyring")
+            .field("path", &self.path)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+fn new_data_key() -> DataKeyEntry {
+    DataKeyEntry {
+        id: format!("dk-{}", hex::encode(random_bytes::<4>())),
+        key: hex::encode(random_bytes::<32>()),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    }
+}
+
+impl Keyring {
+    /// Loads the key file, or creates one (mode 0600) when there is none. The flag says whether
+    /// it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Keyring, bool)> {
+        if path.exists() {
+            return Ok((Keyring::load(path)?, false));
+        }
+        let file = KeyFile {
+            version: 1,
+            hmac_key: hex::encode(random_bytes::<32>()),
+            active_data_key: String::new(),
+            data_keys: vec![new_data_key()],
+        };
+        let mut file = file;
+        file.active_data_key = file.data_keys[0].id.clone();
+        write_key_file(path, &file)?;
+        Ok((Keyring::from_file(path, file)?, true))
+    }
+
+    /// Loads an existing key file.
+    pub fn load(path: &Path) -> Result<Keyring> {
+        let bad = |reason: String| StoreError::KeyFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                bad("not found (the first `downshift serve` or `import` creates it)".into())
+            } else {
+                bad(e.to_string())
+            }
+        })?;
+        if let Ok(meta) = fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "key file is readable by group or others; chmod 600 it");
+        }
+        let file: KeyFile =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not a downshift key file: {e}")))?;
+        Keyring::from_file(path, file)
+    }
+
+    fn from_file(path: &Path, file: KeyFile) -> Result<Keyring> {
+        let bad = |reason: String| StoreError::KeyFile {
+            path: path.to_owned(),
+            reason,
+        };
+        if file.version != 1 {
+            return Err(bad(format!("unsupported key file version {}", file.version)));
+        }
+        let hmac_key = hex::decode(&file.hmac_key).map_err(|_| bad("hmac_key is not hex".into()))?;
+        if hmac_key.len() < 32 {
+            return Err(bad("hmac_key must be at least 32 bytes".into()));
+        }
+        let mut ciphers = BTreeMap::new();
+        for entry in &file.data_keys {
+            let key = hex::decode(&entry.key)
+                .ok()
+                .filter(|k| k.len() == 32)
+                .ok_or_else(|| bad(format!("data key {} is not 32 hex-encoded bytes", entry.id)))?;
+            let cipher = Aes256Gcm::new_from_slice(&key)
+                .map_err(|_| bad(format!("data key {} is unusable", entry.id)))?;
+            ciphers.insert(entry.id.clone(), cipher);
+        }
+        if !ciphers.contains_key(&file.active_data_key) {
+            return Err(bad(format!(
+                "active data key {} is not among the data keys",
+                file.active_data_key
+            )));
+        }
+        let hmac = <Hmac<Sha256> as Mac>::new_from_slice(&hmac_key)
+            .map_err(|_| bad("hmac_key is unusable".into()))?;
+        Ok(Keyring {
+            path: path.to_owned(),
+            hmac,
+            active: file.active_data_key.clone(),
+            ciphers,
+            file,
+        })
+    }
+
+    /// Adds a new data key and makes it the active one for new writes; older keys stay so old
+    /// records remain readable. The file is replaced atomically.
+    pub fn rotate(&mut self) -> Result<String> {
+        let entry = new_data_key();
+        let id = entry.id.clone();
+        let mut file = KeyFile {
+            version: 1,
+            hmac_key: self.file.hmac_key.clone(),
+            active_data_key: id.clone(),
+            data_keys: std::mem::take(&mut self.file.data_keys),
+        };
+        file.data_keys.push(entry);
+        write_key_file(&self.path, &file)?;
+        *self = Keyring::from_file(&self.path, file)?;
+        Ok(id)
+    }
+
+    pub fn info(&self) -> KeyringInfo {
+        KeyringInfo {
+            path: self.path.clone(),
+            active_data_key: self.active.clone(),
+            data_keys: self.file.data_keys.iter().map(|k| k.id.clone()).collect(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// When the key file last changed (to notice a rotation by another process).
+    pub fn modified(path: &Path) -> Option<SystemTime> {
+        fs::metadata(path).and_then(|m| m.modified()).ok()
+    }
+
+    /// The pseudonym of an identifier of the given kind (`agent`, `episode`, …): stable for one
+    /// key file, unlinkable to the raw value without it.
+    pub fn pseudonym(&self, kind: &str, raw: &str) -> String {
+        let mut mac = self.hmac.clone();
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(raw.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        let prefix = match kind {
+            "agent" => "agt",
+            "episode" => "eps",
+            _ => "pse",
+        };
+        format!("{prefix}_{}", hex::encode(&tag[..12]))
+    }
+
+    /// Encrypts a call's payload under the active data key. The call id is bound in as
+    /// associated data, so a payload moved to another row does not decrypt.
+    pub fn seal(&self, record: &CallRecord) -> Result<SealedCall> {
+        let cipher = self
+            .ciphers
+            .get(&self.active)
+            .ok_or_else(|| StoreError::UnknownDataKey(self.active.clone()))?;
+        let p = &record.payload;
+        let mut plain = Vec::with_capacity(p.request.len() + p.response.len() + 9);
+        plain.push(PAYLOAD_VERSION);
+        plain.extend_from_slice(&(p.request.len() as u32).to_le_bytes());
+        plain.extend_from_slice(&p.request);
+        plain.extend_from_slice(&(p.response.len() as u32).to_le_bytes());
+        plain.extend_from_slice(&p.response);
+        let nonce = random_bytes::<12>();
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: record.meta.id.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Corrupt {
+                id: record.meta.id.clone(),
+                reason: "encryption failed".into(),
+            })?;
+        Ok(SealedCall {
+            meta: record.meta.clone(),
+            key_id: self.active.clone(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        })
+    }
+
+    /// Decrypts a sealed call's payload.
+    pub fn open(&self, sealed: &SealedCall) -> Result<CallPayload> {
+        let id = &sealed.meta.id;
+        let cipher = self
+            .ciphers
+            .get(&sealed.key_id)
+            .ok_or_else(|| StoreError::UnknownDataKey(sealed.key_id.clone()))?;
+        if sealed.nonce.len() != 12 {
+            return Err(StoreError::Corrupt {
+                id: id.clone(),
+                reason: "bad nonce length".into(),
+            });
+        }
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: id.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Decrypt(id.clone()))?;
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            id: id.clone(),
+            reason: reason.into(),
+        };
+        if plain.first() != Some(&PAYLOAD_VERSION) {
+            return Err(corrupt("unknown payload version"));
+        }
+        let mut rest = &plain[1..];
+        let mut take = || -> Result<Vec<u8>> {
+            if rest.len() < 4 {
+                return Err(corrupt("truncated payload"));
+            }
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            if rest.len() < 4 + n {
+                return Err(corrupt("truncated payload"));
+            }
+            let out = rest[4..4 + n].to_vec();
+            rest = &rest[4 + n..];
+            Ok(out)
+        };
+        let request = take()?;
+        let response = take()?;
+        Ok(CallPayload { request, response })
+    }
+}
+
+/// Writes the key file with mode 0600 via a temporary file and an atomic rename.
+fn write_key_file(path: &Path, file: &KeyFile) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let text = serde_json::to_string_pretty(file).map_err(|e| StoreError::KeyFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let write = || -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        StoreError::io(path, e)
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::{CallMeta, CallStatus, Source};
+
+    pub(crate) fn record(id: &str, prompt: &str) -> CallRecord {
+        CallRecord {
+            meta: CallMeta {
+                id: id.into(),
+                ts_ms: 1,
+                endpoint: "chat/completions".into(),
+                model: "m".into(),
+                upstream: None,
+                status: CallStatus::Ok,
+                http_status: Some(200),
+                stream: false,
+                latency_us: None,
+                ttft_us: None,
+                overhead_us: None,
+                prompt_tokens: None,
+                completion_tokens: None,
+                agent: None,
+                episode: None,
+                api_key_id: None,
+                tags: Default::default(),
+                source: Source::Gateway,
+            },
+            payload: CallPayload {
+                request: prompt.as_bytes().to_vec(),
+                response: b"{}".to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn created_with_mode_0600_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let (ring, created) = Keyring::load_or_create(&path).unwrap();
+        assert!(created);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let rec = record("id1", "secret prompt");
+        let sealed = ring.seal(&rec).unwrap();
+        assert!(!sealed.ciphertext.windows(6).any(|w| w == b"secret"));
+        assert_eq!(ring.open(&sealed).unwrap(), rec.payload);
+        let (again, created) = Keyring::load_or_create(&path).unwrap();
+        assert!(!created);
+        assert_eq!(again.open(&sealed).unwrap(), rec.payload);
+    }
+
+    #[test]
+    fn rotation_keeps_old_records_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let (mut ring, _) = Keyring::load_or_create(&path).unwrap();
+        let old = ring.seal(&record("a", "x")).unwrap();
+        let new_id = ring.rotate().unwrap();
+        let new = ring.seal(&record("b", "y")).unwrap();
+        assert_eq!(new.key_id, new_id);
+        assert_ne!(old.key_id, new.key_id);
+        let reloaded = Keyring::load(&path).unwrap();
+        assert_eq!(reloaded.open(&old).unwrap().request, b"x");
+        assert_eq!(reloaded.open(&new).unwrap().request, b"y");
+        assert_eq!(reloaded.info().data_keys.len(), 2);
+    }
+
+    #[test]
+    fn wrong_key_or_moved_payload_fails_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("a.json")).unwrap();
+        let (other, _) = Keyring::load_or_create(&dir.path().join("b.json")).unwrap();
+        let sealed = ring.seal(&record("id1", "p")).unwrap();
+        let err = other.open(&sealed).unwrap_err().to_string();
+        assert!(err.contains("not in the key file"), "{err}");
+        let mut moved = sealed.clone();
+        moved.meta.id = "id2".into();
+        assert!(matches!(ring.open(&moved), Err(StoreError::Decrypt(_))));
+        let mut flipped = sealed;
+        flipped.ciphertext[0] ^= 1;
+        assert!(ring.open(&flipped).unwrap_err().to_string().contains("authentication failed"));
+    }
+
+    #[test]
+    fn pseudonyms_are_stable_and_keyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = Keyring::load_or_create(&dir.path().join("a.json")).unwrap();
+        let (b, _) = Keyring::load_or_create(&dir.path().join("b.json")).unwrap();
+        assert_eq!(a.pseudonym("agent", "bob"), a.pseudonym("agent", "bob"));
+        assert_ne!(a.pseudonym("agent", "bob"), b.pseudonym("agent", "bob"));
+        assert_ne!(a.pseudonym("agent", "bob"), a.pseudonym("episode", "bob"));
+        assert!(!a.pseudonym("agent", "bob").contains("bob"));
+    }
+
+    #[test]
+    fn broken_key_files_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.json");
+        fs::write(&p, "not json").unwrap();
+        assert!(Keyring::load(&p).unwrap_err().to_string().contains("not a downshift key file"));
+        let missing = Keyring::load(&dir.path().join("none.json")).unwrap_err().to_string();
+        assert!(missing.contains("not found"), "{missing}");
+    }
+}

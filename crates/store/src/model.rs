@@ -1,0 +1,192 @@
+//! The records the store holds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Role;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    /// The upstream answered with a 2xx and the whole response reached the client.
+    Ok,
+    /// The upstream answered with an error status; its body reached the client unchanged.
+    UpstreamError,
+    /// The upstream could not be reached (the client got a 502).
+    Unreachable,
+    /// The upstream did not answer in time (the client got a 504).
+    Timeout,
+    /// The client went away, or the upstream stream broke, before the response was complete.
+    Interrupted,
+}
+
+impl CallStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallStatus::Ok => "ok",
+            CallStatus::UpstreamError => "upstream_error",
+            CallStatus::Unreachable => "unreachable",
+            CallStatus::Timeout => "timeout",
+            CallStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CallStatus> {
+        Some(match s {
+            "ok" => CallStatus::Ok,
+            "upstream_error" => CallStatus::UpstreamError,
+            "unreachable" => CallStatus::Unreachable,
+            "timeout" => CallStatus::Timeout,
+            "interrupted" => CallStatus::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+/// Where a call came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Gateway,
+    Import,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Gateway => "gateway",
+            Source::Import => "import",
+        }
+    }
+}
+
+/// Everything about a call except its payload. Stored in clear so calls can be listed and
+/// filtered without the data key; identifiers in it are already pseudonyms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallMeta {
+    /// UUIDv7, time-ordered.
+    pub id: String,
+    pub ts_ms: i64,
+    /// `chat/completions`, `embeddings`, …
+    pub endpoint: String,
+    pub model: String,
+    pub upstream: Option<String>,
+    pub status: CallStatus,
+    pub http_status: Option<u16>,
+    pub stream: bool,
+    /// Time from sending the upstream request to its last byte.
+    pub latency_us: Option<u64>,
+    /// Time from sending the upstream request to the first body byte (streams).
+    pub ttft_us: Option<u64>,
+    /// Time the gateway itself added to the call.
+    pub overhead_us: Option<u64>,
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// Keyed-HMAC pseudonym of the agent identifier.
+    pub agent: Option<String>,
+    /// Keyed-HMAC pseudonym of the episode identifier.
+    pub episode: Option<String>,
+    pub api_key_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub source: Source,
+}
+
+/// The raw bytes of a call, exactly as they crossed the wire (a streamed response is stored as
+/// the assembled `chat.completion`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallPayload {
+    pub request: Vec<u8>,
+    pub response: Vec<u8>,
+}
+
+/// A call in memory, not yet sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    pub meta: CallMeta,
+    pub payload: CallPayload,
+}
+
+/// A call as it is stored: metadata in clear, payload encrypted with the data key `key_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SealedCall {
+    #[serde(flatten)]
+    pub meta: CallMeta,
+    pub key_id: String,
+    #[serde(with = "hex_bytes")]
+    pub nonce: Vec<u8>,
+    #[serde(with = "hex_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// Which calls to list, scan or export.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub model: Option<String>,
+    pub status: Option<CallStatus>,
+    /// Already pseudonymised agent.
+    pub agent: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub limit: Option<usize>,
+}
+
+/// An API key as stored: only the SHA-256 of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    #[serde(skip)]
+    pub key_hash: Vec<u8>,
+    /// The first characters of the key, enough to recognise it.
+    pub prefix: String,
+    /// Pseudonym of the agent whose calls this key makes, if one was given.
+    pub agent: Option<String>,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// One line of the audit trail: who read what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: String,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+}
+
+impl AuditEntry {
+    pub fn new(actor: &str, action: &str, target: Option<&str>, detail: Option<&str>) -> Self {
+        AuditEntry {
+            id: uuid::Uuid::now_v7().to_string(),
+            ts_ms: now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            target: target.map(str::to_owned),
+            detail: detail.map(str::to_owned),
+        }
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        hex::decode(s).map_err(serde::de::Error::custom)
+    }
+}

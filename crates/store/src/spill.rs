@@ -1,0 +1,143 @@
+//! The spill file: where sealed records go when the write queue is full or the database
+//! refuses a write. Append-only JSON Lines; ingested (idempotently) on the next start.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::{Result, SealedCall, Store, StoreError};
+
+pub struct SpillFile {
+    dir: PathBuf,
+    file: Mutex<Option<(PathBuf, File)>>,
+}
+
+impl SpillFile {
+    /// A spill file in `dir`, created on first use.
+    pub fn new(dir: &Path) -> SpillFile {
+        SpillFile {
+            dir: dir.to_owned(),
+            file: Mutex::new(None),
+        }
+    }
+
+    /// Appends one sealed record (a single write of one line).
+    pub fn append(&self, call: &SealedCall) -> Result<()> {
+        let mut line = serde_json::to_vec(call).map_err(|e| StoreError::Corrupt {
+            id: call.meta.id.clone(),
+            reason: e.to_string(),
+        })?;
+        line.push(b'\n');
+        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+            let path = self
+                .dir
+                .join(format!("spill-{}.jsonl", uuid::Uuid::now_v7()));
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(&path, e))?;
+            *guard = Some((path, file));
+        }
+        if let Some((path, file)) = guard.as_mut() {
+            file.write_all(&line).map_err(|e| StoreError::io(&*path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the spill file to disk.
+    pub fn sync(&self) -> Result<()> {
+        let guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((path, file)) = guard.as_ref() {
+            file.sync_all().map_err(|e| StoreError::io(path, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// What ingesting spill files found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct IngestReport {
+    pub files: usize,
+    pub records: usize,
+    pub inserted: usize,
+    /// Lines that could not be read (a torn last line after a crash); their file is kept,
+    /// renamed to `*.bad`, for inspection.
+    pub bad_lines: usize,
+}
+
+/// Moves every spill file in `dir` into the store, then removes it. Safe to repeat: records
+/// already in the store are skipped.
+pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport> {
+    let mut report = IngestReport::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(report),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let mut batch = Vec::new();
+        let mut bad = 0;
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|e| StoreError::io(&path, e))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<SealedCall>(&line) {
+                Ok(c) => batch.push(c),
+                Err(_) => bad += 1,
+            }
+        }
+        for chunk in batch.chunks(1000) {
+            report.inserted += store.insert_calls(chunk)?;
+        }
+        report.records += batch.len();
+        report.bad_lines += bad;
+        report.files += 1;
+        if bad > 0 {
+            let kept = path.with_extension("bad");
+            fs::rename(&path, &kept).map_err(|e| StoreError::io(&path, e))?;
+            tracing::warn!(file = %kept.display(), bad, "spill file had unreadable lines; kept for inspection");
+        } else {
+            fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Keyring, SqliteStore};
+
+    #[test]
+    fn spilled_records_are_ingested_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let spill = SpillFile::new(&dir.path().join("spill"));
+        for i in 0..5 {
+            let rec = crate::keyring::tests::record(&format!("r{i}"), "p");
+            spill.append(&ring.seal(&rec).unwrap()).unwrap();
+        }
+        spill.sync().unwrap();
+        // A torn line from a crash.
+        let path = fs::read_dir(dir.path().join("spill")).unwrap().next().unwrap().unwrap().path();
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":\"torn").unwrap();
+        let report = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
+        assert_eq!((report.records, report.inserted, report.bad_lines), (5, 5, 1));
+        assert_eq!(store.count_calls().unwrap(), 5);
+        assert!(path.with_extension("bad").exists());
+        let again = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
+        assert_eq!(again.records, 0);
+    }
+}

@@ -1,0 +1,501 @@
+//! The embedded default store: one SQLite file (bundled SQLite, WAL journal).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value as Sql};
+
+use crate::{
+    ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus, Result, Role, SealedCall, Source,
+    Store, StoreError,
+};
+
+/// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE calls (
+    id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    endpoint TEXT NOT NULL,
+    model TEXT NOT NULL,
+    upstream TEXT,
+    status TEXT NOT NULL,
+    http_status INTEGER,
+    stream INTEGER NOT NULL,
+    latency_us INTEGER,
+    ttft_us INTEGER,
+    overhead_us INTEGER,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    agent TEXT,
+    episode TEXT,
+    api_key_id TEXT,
+    tags TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX calls_ts ON calls(ts_ms);
+CREATE INDEX calls_model ON calls(model, ts_ms);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    key_hash BLOB NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    agent TEXT,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE TABLE audit (
+    id TEXT PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT,
+    detail TEXT
+);
+"#];
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const CALL_COLUMNS: &str = "id, ts_ms, endpoint, model, upstream, status, http_status, stream, \
+    latency_us, ttft_us, overhead_us, prompt_tokens, completion_tokens, agent, episode, \
+    api_key_id, tags, source";
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll
+        // back), so a poisoned lock is safe to keep using.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.lock();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::SchemaTooNew {
+                found: version,
+                known,
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The schema version in force.
+    pub fn schema_version(&self) -> Result<i64> {
+        Ok(self
+            .lock()
+            .pragma_query_value(None, "user_version", |r| r.get(0))?)
+    }
+}
+
+fn opt_u64(v: Option<i64>) -> Option<u64> {
+    v.map(|x| x.max(0) as u64)
+}
+
+fn meta_from_row(row: &Row<'_>) -> rusqlite::Result<CallMeta> {
+    let status: String = row.get(5)?;
+    let tags: String = row.get(16)?;
+    let source: String = row.get(17)?;
+    Ok(CallMeta {
+        id: row.get(0)?,
+        ts_ms: row.get(1)?,
+        endpoint: row.get(2)?,
+        model: row.get(3)?,
+        upstream: row.get(4)?,
+        status: CallStatus::parse(&status).unwrap_or(CallStatus::UpstreamError),
+        http_status: row.get::<_, Option<i64>>(6)?.map(|s| s as u16),
+        stream: row.get(7)?,
+        latency_us: opt_u64(row.get(8)?),
+        ttft_us: opt_u64(row.get(9)?),
+        overhead_us: opt_u64(row.get(10)?),
+        prompt_tokens: opt_u64(row.get(11)?),
+        completion_tokens: opt_u64(row.get(12)?),
+        agent: row.get(13)?,
+        episode: row.get(14)?,
+        api_key_id: row.get(15)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        source: if source == "import" {
+            Source::Import
+        } else {
+            Source::Gateway
+        },
+    })
+}
+
+fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    let role: String = row.get(2)?;
+    Ok(ApiKeyRecord {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        // An unknown role grants the least.
+        role: Role::parse(&role).unwrap_or(Role::Agent),
+        key_hash: row.get(3)?,
+        prefix: row.get(4)?,
+        agent: row.get(5)?,
+        created_ms: row.get(6)?,
+        revoked_ms: row.get(7)?,
+    })
+}
+
+/// WHERE clause and parameters for a filter.
+fn where_clause(f: &CallFilter) -> (String, Vec<Sql>) {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Sql> = Vec::new();
+    if let Some(s) = f.since_ms {
+        clauses.push("ts_ms >= ?".to_owned());
+        args.push(Sql::Integer(s));
+    }
+    if let Some(u) = f.until_ms {
+        clauses.push("ts_ms < ?".to_owned());
+        args.push(Sql::Integer(u));
+    }
+    if let Some(m) = &f.model {
+        clauses.push("model = ?".to_owned());
+        args.push(Sql::Text(m.clone()));
+    }
+    if let Some(s) = f.status {
+        clauses.push("status = ?".to_owned());
+        args.push(Sql::Text(s.as_str().to_owned()));
+    }
+    if let Some(a) = &f.agent {
+        clauses.push("agent = ?".to_owned());
+        args.push(Sql::Text(a.clone()));
+    }
+    for (k, v) in &f.tags {
+        clauses.push("json_extract(tags, ?) = ?".to_owned());
+        // Quote the key so dots and spaces in tag names are taken literally.
+        args.push(Sql::Text(format!("$.\"{}\"", k.replace('"', "\\\""))));
+        args.push(Sql::Text(v.clone()));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    (sql, args)
+}
+
+impl Store for SqliteStore {
+    fn insert_calls(&self, calls: &[SealedCall]) -> Result<usize> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut inserted = 0;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO calls (id, ts_ms, endpoint, model, upstream, status, \
+                 http_status, stream, latency_us, ttft_us, overhead_us, prompt_tokens, \
+                 completion_tokens, agent, episode, api_key_id, tags, source, key_id, nonce, payload) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
+            )?;
+            for c in calls {
+                let m = &c.meta;
+                let tags = serde_json::to_string(&m.tags).unwrap_or_else(|_| "{}".into());
+                inserted += stmt.execute(params![
+                    m.id,
+                    m.ts_ms,
+                    m.endpoint,
+                    m.model,
+                    m.upstream,
+                    m.status.as_str(),
+                    m.http_status.map(i64::from),
+                    m.stream,
+                    m.latency_us.map(|v| v as i64),
+                    m.ttft_us.map(|v| v as i64),
+                    m.overhead_us.map(|v| v as i64),
+                    m.prompt_tokens.map(|v| v as i64),
+                    m.completion_tokens.map(|v| v as i64),
+                    m.agent,
+                    m.episode,
+                    m.api_key_id,
+                    tags,
+                    m.source.as_str(),
+                    c.key_id,
+                    c.nonce,
+                    c.ciphertext,
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(inserted)
+    }
+
+    fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallMeta>> {
+        let (clause, mut args) = where_clause(filter);
+        let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls{clause} ORDER BY ts_ms DESC, id DESC");
+        if let Some(l) = filter.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(Sql::Integer(l as i64));
+        }
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), meta_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn get_call(&self, id: &str) -> Result<Option<SealedCall>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {CALL_COLUMNS}, key_id, nonce, payload FROM calls WHERE id = ?"
+        ))?;
+        Ok(stmt.query_row([id], sealed_from_row).optional()?)
+    }
+
+    fn scan_calls(&self, filter: &CallFilter) -> Result<Vec<SealedCall>> {
+        let (clause, mut args) = where_clause(filter);
+        let mut sql = format!(
+            "SELECT {CALL_COLUMNS}, key_id, nonce, payload FROM calls{clause} ORDER BY ts_ms, id"
+        );
+        if let Some(l) = filter.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(Sql::Integer(l as i64));
+        }
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), sealed_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn count_calls(&self) -> Result<u64> {
+        let n: i64 = self
+            .lock()
+            .query_row("SELECT COUNT(*) FROM calls", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn create_api_key(&self, k: &ApiKeyRecord) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO api_keys (id, name, role, key_hash, prefix, agent, created_ms, revoked_ms) \
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+            params![
+                k.id,
+                k.name,
+                k.role.as_str(),
+                k.key_hash,
+                k.prefix,
+                k.agent,
+                k.created_ms,
+                k.revoked_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, role, key_hash, prefix, agent, created_ms, revoked_ms FROM api_keys ORDER BY created_ms, id",
+        )?;
+        let rows = stmt.query_map([], key_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn find_api_key(&self, hash: &[u8]) -> Result<Option<ApiKeyRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, role, key_hash, prefix, agent, created_ms, revoked_ms FROM api_keys WHERE key_hash = ?",
+        )?;
+        Ok(stmt.query_row([hash], key_from_row).optional()?)
+    }
+
+    fn revoke_api_key(&self, id_or_prefix: &str) -> Result<ApiKeyRecord> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, role, key_hash, prefix, agent, created_ms, revoked_ms FROM api_keys \
+             WHERE id = ?1 OR prefix = ?1 OR name = ?1",
+        )?;
+        let matches = stmt
+            .query_map([id_or_prefix], key_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut key = match matches.len() {
+            0 => {
+                return Err(StoreError::NotFound(format!(
+                    "no API key with id, prefix or name '{id_or_prefix}'"
+                )));
+            }
+            1 => matches.into_iter().next().ok_or_else(|| StoreError::NotFound(id_or_prefix.into()))?,
+            n => {
+                return Err(StoreError::Invalid(format!(
+                    "'{id_or_prefix}' matches {n} API keys; give the key id"
+                )));
+            }
+        };
+        if key.revoked_ms.is_none() {
+            let now = crate::now_ms();
+            conn.execute(
+                "UPDATE api_keys SET revoked_ms = ?1 WHERE id = ?2",
+                params![now, key.id],
+            )?;
+            key.revoked_ms = Some(now);
+        }
+        Ok(key)
+    }
+
+    fn audit(&self, e: &AuditEntry) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO audit (id, ts_ms, actor, action, target, detail) VALUES (?1,?2,?3,?4,?5,?6)",
+            params![e.id, e.ts_ms, e.actor, e.action, e.target, e.detail],
+        )?;
+        Ok(())
+    }
+
+    fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, ts_ms, actor, action, target, detail FROM audit ORDER BY ts_ms DESC, id DESC LIMIT ?",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                ts_ms: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                detail: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<SealedCall> {
+    Ok(SealedCall {
+        meta: meta_from_row(row)?,
+        key_id: row.get(18)?,
+        nonce: row.get(19)?,
+        ciphertext: row.get(20)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CallPayload, CallRecord, Keyring, hash_api_key};
+
+    fn rec(id: &str, ts: i64, model: &str, tag: (&str, &str)) -> CallRecord {
+        let mut tags = std::collections::BTreeMap::new();
+        tags.insert(tag.0.to_owned(), tag.1.to_owned());
+        CallRecord {
+            meta: CallMeta {
+                id: id.into(),
+                ts_ms: ts,
+                endpoint: "chat/completions".into(),
+                model: model.into(),
+                upstream: Some("default".into()),
+                status: CallStatus::Ok,
+                http_status: Some(200),
+                stream: true,
+                latency_us: Some(1200),
+                ttft_us: Some(300),
+                overhead_us: Some(40),
+                prompt_tokens: Some(12),
+                completion_tokens: Some(3),
+                agent: Some("agt_x".into()),
+                episode: None,
+                api_key_id: None,
+                tags,
+                source: Source::Gateway,
+            },
+            payload: CallPayload {
+                request: b"{\"messages\":[]}".to_vec(),
+                response: b"{}".to_vec(),
+            },
+        }
+    }
+
+    #[test]
+    fn calls_round_trip_and_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let a = ring.seal(&rec("a", 10, "m1", ("cat", "x.y"))).unwrap();
+        let b = ring.seal(&rec("b", 20, "m2", ("cat", "z"))).unwrap();
+        assert_eq!(store.insert_calls(&[a.clone(), b.clone()]).unwrap(), 2);
+        // Re-inserting is idempotent.
+        assert_eq!(store.insert_calls(&[a.clone()]).unwrap(), 0);
+        assert_eq!(store.count_calls().unwrap(), 2);
+        let all = store.list_calls(&CallFilter::default()).unwrap();
+        assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(all[1], a.meta);
+        let f = CallFilter {
+            tags: vec![("cat".into(), "x.y".into())],
+            ..Default::default()
+        };
+        assert_eq!(store.list_calls(&f).unwrap().len(), 1);
+        let f = CallFilter {
+            since_ms: Some(15),
+            ..Default::default()
+        };
+        assert_eq!(store.list_calls(&f).unwrap()[0].id, "b");
+        let got = store.get_call("a").unwrap().unwrap();
+        assert_eq!(got, a);
+        assert_eq!(ring.open(&got).unwrap().request, b"{\"messages\":[]}");
+        assert!(store.get_call("zzz").unwrap().is_none());
+        assert_eq!(store.scan_calls(&CallFilter::default()).unwrap()[0].meta.id, "a");
+    }
+
+    #[test]
+    fn api_keys_and_audit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let key = ApiKeyRecord {
+            id: "k1".into(),
+            name: "bot".into(),
+            role: Role::Agent,
+            key_hash: hash_api_key("dsk_secret"),
+            prefix: "dsk_secr".into(),
+            agent: None,
+            created_ms: 1,
+            revoked_ms: None,
+        };
+        store.create_api_key(&key).unwrap();
+        assert_eq!(store.find_api_key(&hash_api_key("dsk_secret")).unwrap().unwrap().name, "bot");
+        assert!(store.find_api_key(&hash_api_key("nope")).unwrap().is_none());
+        assert!(store.revoke_api_key("missing").is_err());
+        let revoked = store.revoke_api_key("dsk_secr").unwrap();
+        assert!(revoked.revoked_ms.is_some());
+        assert!(store.list_api_keys().unwrap()[0].revoked_ms.is_some());
+        store.audit(&AuditEntry::new("cli", "read_raw", Some("a"), None)).unwrap();
+        assert_eq!(store.list_audit(10).unwrap()[0].action, "read_raw");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteStore::open(&path).err().unwrap().to_string();
+        assert!(err.contains("newer"), "{err}");
+    }
+}
