@@ -1,1 +1,20 @@
-//! Gateway.
+//! The OpenAI-compatible gateway (step S1): a byte-faithful proxy in front of any number of
+//! upstream LLMs that logs every call, encrypted, without slowing the agent down; plus the mock
+//! upstream used by tests, demos and benchmarks.
+
+mod admin;
+mod auth;
+mod call;
+pub mod config;
+mod error;
+mod metrics;
+pub mod mock;
+mod proxy;
+mod server;
+mod upstream;
+
+pub use admin::payload_value;
+pub use auth::Principal;
+pub use config::{RoutingConfig, ServerConfig, UpstreamConfig};
+pub use error::GatewayError;
+pub use server::{AppState, ServeOptions, router, run};

@@ -8,6 +8,7 @@
 //! file that is ingested again on the next start.
 
 mod apikey;
+mod data;
 mod error;
 mod keyring;
 mod model;
@@ -16,6 +17,7 @@ mod sqlite;
 mod writer;
 
 pub use apikey::{Permission, Role, generate_api_key, hash_api_key};
+pub use data::{DataDir, StoreConfig};
 pub use error::StoreError;
 pub use keyring::{Keyring, KeyringInfo};
 pub use model::{

@@ -1,0 +1,127 @@
+//! API-key authentication with a short-lived cache, so the hot path never touches the database
+//! and a revoked key stops working within [`CACHE_TTL`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use downshift_store::{Permission, Role, Store, hash_api_key};
+use http::HeaderMap;
+
+use crate::GatewayError;
+
+pub const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub key_id: Option<String>,
+    pub role: Role,
+    /// Pseudonym of the agent bound to the key.
+    pub agent: Option<String>,
+}
+
+impl Principal {
+    pub fn require(&self, p: Permission, action: &str) -> Result<(), GatewayError> {
+        if self.role.allows(p) {
+            Ok(())
+        } else {
+            Err(GatewayError::Forbidden {
+                role: self.role.as_str().into(),
+                action: action.into(),
+            })
+        }
+    }
+
+    pub fn actor(&self) -> String {
+        match &self.key_id {
+            Some(id) => format!("key:{id}"),
+            None => "anonymous".into(),
+        }
+    }
+}
+
+struct Cached {
+    principal: Option<Principal>,
+    at: Instant,
+}
+
+pub struct Auth {
+    store: Arc<dyn Store>,
+    required: bool,
+    cache: RwLock<HashMap<Vec<u8>, Cached>>,
+}
+
+/// The key a client sent: `Authorization: Bearer …`, or `api-key` / `x-api-key` as some SDKs do.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        let key = v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .unwrap_or(v);
+        return Some(key.trim());
+    }
+    headers
+        .get("api-key")
+        .or_else(|| headers.get("x-api-key"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+impl Auth {
+    pub fn new(store: Arc<dyn Store>, required: bool) -> Auth {
+        Auth {
+            store,
+            required,
+            cache: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+        let key = match presented_key(headers) {
+            Some(k) if !k.is_empty() => k,
+            _ if !self.required => {
+                return Ok(Principal {
+                    key_id: None,
+                    role: Role::Admin,
+                    agent: None,
+                });
+            }
+            _ => return Err(GatewayError::MissingKey),
+        };
+        let hash = hash_api_key(key);
+        if let Some(hit) = self
+            .cache
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            .filter(|c| c.at.elapsed() < CACHE_TTL)
+        {
+            return hit.principal.clone().ok_or(GatewayError::InvalidKey);
+        }
+        let principal = self
+            .store
+            .find_api_key(&hash)
+            .map_err(|e| GatewayError::Internal(format!("key lookup failed: {e}")))?
+            .filter(|k| k.revoked_ms.is_none())
+            .map(|k| Principal {
+                key_id: Some(k.id),
+                role: k.role,
+                agent: k.agent,
+            });
+        let mut cache = self.cache.write().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            // Someone is trying many keys; forget the old answers rather than grow forever.
+            cache.clear();
+        }
+        cache.insert(
+            hash,
+            Cached {
+                principal: principal.clone(),
+                at: Instant::now(),
+            },
+        );
+        principal.ok_or(GatewayError::InvalidKey)
+    }
+}

@@ -1,0 +1,131 @@
+//! The record of one call in flight. Whatever happens to the request — answered, failed, or
+//! abandoned by a client that went away — exactly one record reaches the log: dropping an
+//! unfinished [`CallGuard`] logs the call as interrupted.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use downshift_store::{CallMeta, CallPayload, CallRecord, CallStatus, Source};
+
+use crate::server::AppState;
+
+/// What is known about a call before the upstream answers.
+pub struct CallContext {
+    pub id: String,
+    pub ts_ms: i64,
+    pub endpoint: &'static str,
+    pub model: String,
+    pub upstream: Option<String>,
+    pub stream: bool,
+    pub agent: Option<String>,
+    pub episode: Option<String>,
+    pub api_key_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub request: Bytes,
+    /// When the gateway received the request.
+    pub t0: Instant,
+    /// When the request left for the upstream.
+    pub t_sent: Option<Instant>,
+}
+
+/// How the call ended.
+pub struct Outcome {
+    pub status: CallStatus,
+    pub http_status: Option<u16>,
+    pub response: Vec<u8>,
+    pub usage: Option<downshift_api::Usage>,
+    pub ttft: Option<Duration>,
+    pub overhead: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn failed(status: CallStatus, http_status: u16, response: Vec<u8>) -> Outcome {
+        Outcome {
+            status,
+            http_status: Some(http_status),
+            response,
+            usage: None,
+            ttft: None,
+            overhead: None,
+        }
+    }
+}
+
+pub struct CallGuard {
+    ctx: Option<CallContext>,
+    state: Arc<AppState>,
+}
+
+impl CallGuard {
+    pub fn new(ctx: CallContext, state: Arc<AppState>) -> CallGuard {
+        CallGuard {
+            ctx: Some(ctx),
+            state,
+        }
+    }
+
+    pub fn ctx(&self) -> Option<&CallContext> {
+        self.ctx.as_ref()
+    }
+
+    pub fn ctx_mut(&mut self) -> Option<&mut CallContext> {
+        self.ctx.as_mut()
+    }
+
+    /// Logs the call once; later calls do nothing.
+    pub fn finish(&mut self, outcome: Outcome) {
+        let Some(ctx) = self.ctx.take() else { return };
+        let now = Instant::now();
+        let latency = ctx.t_sent.map(|t| now.duration_since(t));
+        let m = &self.state.metrics;
+        m.duration.observe(now.duration_since(ctx.t0));
+        if let Some(o) = outcome.overhead {
+            m.overhead.observe(o);
+        }
+        if let Some(t) = outcome.ttft {
+            m.ttft.observe(t);
+        }
+        if outcome.status == CallStatus::Interrupted {
+            m.interrupted.fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let record = CallRecord {
+            meta: CallMeta {
+                id: ctx.id,
+                ts_ms: ctx.ts_ms,
+                endpoint: ctx.endpoint.to_owned(),
+                model: ctx.model,
+                upstream: ctx.upstream,
+                status: outcome.status,
+                http_status: outcome.http_status,
+                stream: ctx.stream,
+                latency_us: latency.map(micros),
+                ttft_us: outcome.ttft.map(micros),
+                overhead_us: outcome.overhead.map(micros),
+                prompt_tokens: outcome.usage.map(|u| u.prompt_tokens),
+                completion_tokens: outcome.usage.map(|u| u.completion_tokens),
+                agent: ctx.agent,
+                episode: ctx.episode,
+                api_key_id: ctx.api_key_id,
+                tags: ctx.tags,
+                source: Source::Gateway,
+            },
+            payload: CallPayload {
+                request: ctx.request.to_vec(),
+                response: outcome.response,
+            },
+        };
+        self.state.writer.log(record);
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.ctx.is_some() {
+            self.finish(Outcome::failed(CallStatus::Interrupted, 499, Vec::new()));
+        }
+    }
+}

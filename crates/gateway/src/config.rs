@@ -1,0 +1,81 @@
+//! The gateway's part of `downshift.toml`. Every field has a default; see
+//! `downshift.example.toml` for the commented reference.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest request body accepted, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Require an API key on `/v1` and `/admin` (`Authorization: Bearer …`).
+    pub require_auth: bool,
+    /// Serve `/metrics` without a key (Prometheus scrapers usually carry none).
+    pub metrics_public: bool,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 16 * 1024 * 1024,
+            require_auth: true,
+            metrics_public: true,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// One OpenAI-compatible upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Name used in the model map and in logs.
+    pub name: String,
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// API key sent as `Authorization: Bearer …` (prefer `api_key_env`).
+    pub api_key: Option<String>,
+    /// Name of an environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Limit for the whole answer of a non-streaming call, and for the response headers of a
+    /// streaming one, in milliseconds.
+    pub timeout_ms: u64,
+    /// Limit for establishing a connection, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Longest silence allowed between two chunks of a stream, in milliseconds.
+    pub stream_idle_timeout_ms: u64,
+    /// Extra headers sent with every request to this upstream (e.g. `OpenAI-Organization`).
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            name: "default".into(),
+            base_url: String::new(),
+            api_key: None,
+            api_key_env: None,
+            timeout_ms: 600_000,
+            connect_timeout_ms: 5_000,
+            stream_idle_timeout_ms: 120_000,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where each model goes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Upstream for models the map does not name (default: the first upstream).
+    pub default_upstream: Option<String>,
+    /// Model name → upstream name. A trailing `*` matches a prefix (`"claude-*" = "anthropic"`).
+    pub models: BTreeMap<String, String>,
+}

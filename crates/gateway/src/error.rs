@@ -1,0 +1,76 @@
+//! The gateway's errors, each mapped to an HTTP status and an OpenAI-style error body.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use downshift_api::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("missing API key: send 'Authorization: Bearer <key>'")]
+    MissingKey,
+    #[error("invalid API key")]
+    InvalidKey,
+    #[error("this API key (role '{role}') may not {action}")]
+    Forbidden { role: String, action: String },
+    #[error("no upstream serves model '{0}'")]
+    UnknownModel(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("upstream '{upstream}' is unreachable: {reason}")]
+    Unreachable { upstream: String, reason: String },
+    #[error("upstream '{upstream}' did not answer within {ms} ms")]
+    Timeout { upstream: String, ms: u64 },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::MissingKey | GatewayError::InvalidKey => StatusCode::UNAUTHORIZED,
+            GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            GatewayError::UnknownModel(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let (kind, code) = match self {
+            GatewayError::BadRequest(_) => ("invalid_request_error", "invalid_request"),
+            GatewayError::TooLarge(_) => ("invalid_request_error", "request_too_large"),
+            GatewayError::MissingKey => ("invalid_request_error", "missing_api_key"),
+            GatewayError::InvalidKey => ("invalid_request_error", "invalid_api_key"),
+            GatewayError::Forbidden { .. } => ("permission_error", "insufficient_permissions"),
+            GatewayError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            GatewayError::NotFound(_) => ("invalid_request_error", "not_found"),
+            GatewayError::Unreachable { .. } => ("upstream_error", "upstream_unreachable"),
+            GatewayError::Timeout { .. } => ("upstream_error", "upstream_timeout"),
+            GatewayError::Internal(_) => ("server_error", "internal_error"),
+        };
+        ErrorBody::new(kind, code, self.to_string())
+    }
+}
+
+/// An error response with a Content-Length, written in one piece.
+pub fn error_response(status: StatusCode, body: &ErrorBody) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_json(),
+    )
+        .into_response()
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        error_response(self.status(), &self.body())
+    }
+}

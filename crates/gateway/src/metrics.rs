@@ -1,0 +1,141 @@
+//! Prometheus metrics, rendered in the text exposition format. Lock-free histograms; labelled
+//! counters behind one short mutex.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use downshift_store::WriterStats;
+
+/// Bucket upper bounds, in seconds.
+const BUCKETS: [f64; 18] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add(d.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (endpoint, HTTP status) → count.
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// (upstream, kind) → count, for failures talking to an upstream.
+    upstream_errors: Mutex<BTreeMap<(String, &'static str), u64>>,
+    pub duration: Histogram,
+    pub overhead: Histogram,
+    pub ttft: Histogram,
+    pub interrupted: AtomicU64,
+}
+
+impl Metrics {
+    pub fn request(&self, endpoint: &'static str, status: u16) {
+        let mut m = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((endpoint, status)).or_default() += 1;
+    }
+
+    pub fn upstream_error(&self, upstream: &str, kind: &'static str) {
+        let mut m = self.upstream_errors.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((upstream.to_owned(), kind)).or_default() += 1;
+    }
+
+    pub fn render(&self, writer: &WriterStats) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP downshift_requests_total Requests answered, by endpoint and HTTP status.\n# TYPE downshift_requests_total counter\n");
+        for ((endpoint, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "downshift_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
+        }
+        out.push_str("# HELP downshift_upstream_errors_total Upstream failures, by upstream and kind.\n# TYPE downshift_upstream_errors_total counter\n");
+        for ((up, kind), n) in self.upstream_errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "downshift_upstream_errors_total{{upstream=\"{up}\",kind=\"{kind}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP downshift_interrupted_total Calls whose response did not complete (client gone or stream broken).\n# TYPE downshift_interrupted_total counter\ndownshift_interrupted_total {}",
+            self.interrupted.load(Ordering::Relaxed)
+        );
+        self.duration.render(
+            "downshift_request_duration_seconds",
+            "Time from request received to response complete.",
+            &mut out,
+        );
+        self.overhead.render(
+            "downshift_gateway_overhead_seconds",
+            "Latency the gateway itself added to a call.",
+            &mut out,
+        );
+        self.ttft.render(
+            "downshift_time_to_first_token_seconds",
+            "Time from upstream request sent to the first streamed byte.",
+            &mut out,
+        );
+        let gauges = [
+            ("downshift_log_queue_depth", "gauge", "Call records waiting to be written.", &writer.depth),
+            ("downshift_log_records_written_total", "counter", "Call records committed to the store.", &writer.written),
+            ("downshift_log_records_spilled_total", "counter", "Call records spilled to disk because the queue was full or the store failed.", &writer.spilled),
+            ("downshift_log_records_lost_total", "counter", "Call records that could be neither stored nor spilled.", &writer.lost),
+            ("downshift_log_write_errors_total", "counter", "Failed call-log transactions.", &writer.write_errors),
+        ];
+        for (name, kind, help, v) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.request("chat/completions", 200);
+        m.request("chat/completions", 200);
+        m.upstream_error("default", "timeout");
+        m.overhead.observe(Duration::from_micros(80));
+        m.overhead.observe(Duration::from_millis(3));
+        let text = m.render(&WriterStats::default());
+        assert!(text.contains("downshift_requests_total{endpoint=\"chat/completions\",status=\"200\"} 2"));
+        assert!(text.contains("downshift_upstream_errors_total{upstream=\"default\",kind=\"timeout\"} 1"));
+        assert!(text.contains("downshift_gateway_overhead_seconds_bucket{le=\"0.0001\"} 1"));
+        assert!(text.contains("downshift_gateway_overhead_seconds_bucket{le=\"0.005\"} 2"));
+        assert!(text.contains("downshift_gateway_overhead_seconds_count 2"));
+        assert!(text.contains("downshift_log_records_spilled_total 0"));
+    }
+}

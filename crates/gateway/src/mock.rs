@@ -1,0 +1,406 @@
+//! `downshift mock-llm`: an OpenAI-compatible upstream for tests, demos and benchmarks. It
+//! answers from recorded request → response pairs (the `import` format), matched on the
+//! canonicalised messages + tools, and otherwise with a deterministic echo. It streams, returns
+//! tool calls, and injects faults on demand (`--delay-ms`, `--fail-rate`, and per request the
+//! headers `x-mock-status`, `x-mock-delay-ms`, `x-mock-chunk-delay-ms`).
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use downshift_api::{
+    ErrorBody, ImportFormat, canonical_json, fnv1a64, parse_import_line, response_to_chunks,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::error::error_response;
+
+/// How the mock behaves.
+#[derive(Debug, Clone, Default)]
+pub struct MockOptions {
+    /// Wait before answering each request.
+    pub delay: Duration,
+    /// Wait between two chunks of a stream.
+    pub chunk_delay: Duration,
+    /// Share of requests (0–1) answered with a 500.
+    pub fail_rate: f64,
+    /// Seed of the fault-injection generator.
+    pub seed: u64,
+}
+
+/// Recorded answers, keyed by the canonical form of `messages` + `tools`.
+#[derive(Debug, Default)]
+pub struct Replay {
+    answers: HashMap<String, Value>,
+    models: Vec<String>,
+}
+
+/// What loading a replay file found.
+#[derive(Debug, Default)]
+pub struct ReplayReport {
+    pub records: usize,
+    pub distinct: usize,
+    /// (line number, reason) of lines that were skipped.
+    pub skipped: Vec<(usize, String)>,
+}
+
+fn replay_key(request: &Value) -> String {
+    let messages = request.get("messages").cloned().unwrap_or(Value::Null);
+    let tools = request.get("tools").cloned().unwrap_or(Value::Null);
+    canonical_json(&json!({"messages": messages, "tools": tools}))
+}
+
+impl Replay {
+    /// Reads a JSONL file in the import format; lines without a response, or unreadable, are
+    /// reported and skipped. The first record of a request wins.
+    pub fn load(path: &Path) -> std::io::Result<(Replay, ReplayReport)> {
+        let file = std::fs::File::open(path)?;
+        let mut replay = Replay::default();
+        let mut report = ReplayReport::default();
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_import_line(&line, ImportFormat::Auto) {
+                Ok(rec) => match rec.response {
+                    Some(resp) => {
+                        report.records += 1;
+                        if let Some(m) = rec.request.get("model").and_then(Value::as_str)
+                            && !replay.models.iter().any(|x| x == m)
+                        {
+                            replay.models.push(m.to_owned());
+                        }
+                        replay.answers.entry(replay_key(&rec.request)).or_insert(resp);
+                    }
+                    None => report.skipped.push((i + 1, "no response".into())),
+                },
+                Err(e) => report.skipped.push((i + 1, e)),
+            }
+        }
+        report.distinct = replay.answers.len();
+        Ok((replay, report))
+    }
+}
+
+pub struct MockState {
+    replay: Replay,
+    options: MockOptions,
+    rng: Mutex<StdRng>,
+    last_request: Mutex<Bytes>,
+    pub requests: AtomicU64,
+    pub replayed: AtomicU64,
+}
+
+impl MockState {
+    pub fn new(replay: Replay, options: MockOptions) -> Arc<MockState> {
+        Arc::new(MockState {
+            rng: Mutex::new(StdRng::seed_from_u64(options.seed)),
+            replay,
+            options,
+            last_request: Mutex::new(Bytes::new()),
+            requests: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+        })
+    }
+}
+
+pub fn mock_router(state: Arc<MockState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/mock/last-request", get(last_request))
+        .route("/mock/stats", get(stats))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Serves the mock until `shutdown` resolves.
+pub async fn run_mock(
+    listener: TcpListener,
+    state: Arc<MockState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, mock_router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn bad_request(msg: String) -> Response {
+    error_response(
+        StatusCode::BAD_REQUEST,
+        &ErrorBody::new("invalid_request_error", "invalid_request", msg),
+    )
+}
+
+/// Faults asked for by options or headers; `Some` is the response to send instead.
+async fn inject_faults(s: &MockState, headers: &HeaderMap) -> Option<Response> {
+    let delay = header_u64(headers, "x-mock-delay-ms")
+        .map(Duration::from_millis)
+        .unwrap_or(s.options.delay);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(code) = header_u64(headers, "x-mock-status")
+        && let Ok(status) = StatusCode::from_u16(code as u16)
+    {
+        let body = ErrorBody::new(
+            "mock_error",
+            &format!("mock_{code}"),
+            format!("mock upstream answered {code} as asked by x-mock-status"),
+        );
+        return Some(error_response(status, &body));
+    }
+    if s.options.fail_rate > 0.0 {
+        let roll: f64 = s.rng.lock().unwrap_or_else(|p| p.into_inner()).r#gen();
+        if roll < s.options.fail_rate {
+            let body = ErrorBody::new("server_error", "mock_failure", "mock upstream failure (--fail-rate)");
+            return Some(error_response(StatusCode::INTERNAL_SERVER_ERROR, &body));
+        }
+    }
+    None
+}
+
+async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("could not read body: {e}")),
+    };
+    *s.last_request.lock().unwrap_or_else(|p| p.into_inner()) = bytes.clone();
+    if let Some(r) = inject_faults(&s, &parts.headers).await {
+        return r;
+    }
+    let request: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return bad_request("the request body must be a JSON object".into()),
+        Err(e) => return bad_request(format!("the request body is not valid JSON: {e}")),
+    };
+    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+        return bad_request("'messages' is required".into());
+    };
+    let key = replay_key(&request);
+    let mut response = match s.replay.answers.get(&key) {
+        Some(r) => {
+            s.replayed.fetch_add(1, Ordering::Relaxed);
+            r.clone()
+        }
+        None => echo(&request, messages, &key),
+    };
+    if response.get("usage").is_none_or(Value::is_null)
+        && let Value::Object(m) = &mut response
+    {
+        m.insert("usage".into(), estimate_usage(&key, m.get("choices")));
+    }
+    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            response.to_string(),
+        )
+            .into_response();
+    }
+    let include_usage = request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let mut events: Vec<Bytes> = response_to_chunks(&response, include_usage)
+        .into_iter()
+        .map(|c| Bytes::from(format!("data: {c}\n\n")))
+        .collect();
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let gap = header_u64(&parts.headers, "x-mock-chunk-delay-ms")
+        .map(Duration::from_millis)
+        .unwrap_or(s.options.chunk_delay);
+    let stream = futures_util::stream::unfold((events.into_iter(), true), move |(mut it, first)| async move {
+        let next = it.next()?;
+        if !first && !gap.is_zero() {
+            tokio::time::sleep(gap).await;
+        }
+        Some((Ok::<Bytes, std::io::Error>(next), (it, false)))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// A deterministic answer: the same request always gets the same bytes.
+fn echo(request: &Value, messages: &[Value], key: &str) -> Value {
+    let model = request.get("model").cloned().unwrap_or(json!("mock"));
+    let id = format!("chatcmpl-echo-{:016x}", fnv1a64(key.as_bytes()));
+    let forced_tool = match request.get("tool_choice") {
+        Some(Value::String(s)) if s == "required" => request
+            .pointer("/tools/0/function/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        Some(Value::Object(o)) => o
+            .get("function")
+            .and_then(|f| f.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    };
+    let message = match forced_tool {
+        Some(name) => json!({"role": "assistant", "content": null, "tool_calls": [{
+            "id": format!("call_{:08x}", fnv1a64(name.as_bytes()) as u32),
+            "type": "function", "function": {"name": name, "arguments": "{}"}}]}),
+        None => {
+            let last_user = messages
+                .iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                .map(content_text)
+                .unwrap_or_default();
+            json!({"role": "assistant", "content": format!("echo: {last_user}")})
+        }
+    };
+    let finish = if message.get("tool_calls").is_some() { "tool_calls" } else { "stop" };
+    json!({
+        "id": id, "object": "chat.completion", "created": 1735689600, "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+    })
+}
+
+/// The text of a message whose content is a string or a list of text parts.
+fn content_text(message: &Value) -> String {
+    match message.get("content") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    }
+}
+
+/// Roughly four bytes per token, for recorded answers that carry no usage.
+fn estimate_usage(prompt_key: &str, choices: Option<&Value>) -> Value {
+    let out_bytes = choices.map(|c| c.to_string().len()).unwrap_or(0);
+    let p = (prompt_key.len() / 4).max(1) as u64;
+    let c = (out_bytes / 4).max(1) as u64;
+    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+}
+
+async fn embeddings(State(s): State<Arc<MockState>>, req: Request) -> Response {
+    s.requests.fetch_add(1, Ordering::Relaxed);
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
+        Ok(b) => b,
+        Err(e) => return bad_request(format!("could not read body: {e}")),
+    };
+    if let Some(r) = inject_faults(&s, &parts.headers).await {
+        return r;
+    }
+    let request: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("the request body is not valid JSON: {e}")),
+    };
+    let inputs: Vec<String> = match request.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect(),
+        _ => return bad_request("'input' is required".into()),
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let h = fnv1a64(text.as_bytes());
+            let v: Vec<f64> = (0..8).map(|k| (((h >> (k * 8)) & 0xff) as f64 / 127.5) - 1.0).collect();
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.len() / 4 + 1).sum();
+    let body = json!({"object": "list", "data": data, "model": request.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn models(State(s): State<Arc<MockState>>) -> Response {
+    let mut names = vec!["mock".to_owned()];
+    names.extend(s.replay.models.iter().cloned());
+    let data: Vec<Value> = names
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "downshift-mock"}))
+        .collect();
+    let body = json!({"object": "list", "data": data});
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+/// The exact bytes of the last chat request body (for byte-faithfulness tests).
+async fn last_request(State(s): State<Arc<MockState>>) -> Response {
+    let bytes = s.last_request.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+}
+
+async fn stats(State(s): State<Arc<MockState>>) -> Response {
+    let body = json!({
+        "requests": s.requests.load(Ordering::Relaxed),
+        "replayed": s.replayed.load(Ordering::Relaxed),
+        "recorded": s.replay.answers.len(),
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echo_is_deterministic_and_forces_tools() {
+        let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let key = replay_key(&req);
+        let a = echo(&req, req["messages"].as_array().unwrap(), &key);
+        assert_eq!(a, echo(&req, req["messages"].as_array().unwrap(), &key));
+        assert_eq!(a["choices"][0]["message"]["content"], "echo: hi");
+        let req = json!({"model": "m", "messages": [], "tool_choice": "required",
+            "tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+        let b = echo(&req, &[], &replay_key(&req));
+        assert_eq!(b["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(b["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[test]
+    fn replay_matches_regardless_of_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            "{\"request\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"q\"}]},\"response\":{\"id\":\"r1\"}}\nnot json\n{\"request\":{\"messages\":[]}}\n",
+        )
+        .unwrap();
+        let (replay, report) = Replay::load(&path).unwrap();
+        assert_eq!(report.records, 1);
+        assert_eq!(report.skipped.len(), 2);
+        assert_eq!(report.skipped[0].0, 2);
+        let probe: Value = serde_json::from_str(r#"{"messages":[{"content":"q","role":"user"}],"model":"other"}"#).unwrap();
+        assert_eq!(replay.answers[&replay_key(&probe)]["id"], "r1");
+    }
+}

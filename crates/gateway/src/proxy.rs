@@ -1,0 +1,518 @@
+//! The OpenAI-compatible proxy: forwards the agent's bytes untouched, hands the upstream's bytes
+//! back untouched, and logs the call on the side.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use downshift_api::{RequestView, StreamAssembler, Usage};
+use downshift_store::{CallStatus, Permission};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use crate::call::{CallContext, CallGuard, Outcome};
+use crate::server::AppState;
+use crate::upstream::Upstream;
+use crate::GatewayError;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Embeddings,
+}
+
+impl Endpoint {
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat/completions",
+            Endpoint::Embeddings => "embeddings",
+        }
+    }
+}
+
+pub async fn chat_completions(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    respond(&s, Endpoint::ChatCompletions.path(), proxy(s.clone(), req, Endpoint::ChatCompletions).await)
+}
+
+pub async fn embeddings(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    respond(&s, Endpoint::Embeddings.path(), proxy(s.clone(), req, Endpoint::Embeddings).await)
+}
+
+/// Counts the answer in the metrics and turns an error into its OpenAI-style body.
+pub fn respond(s: &AppState, endpoint: &'static str, r: Result<Response, GatewayError>) -> Response {
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
+    s.metrics.request(endpoint, resp.status().as_u16());
+    resp
+}
+
+/// Headers that describe one hop, or that downshift replaces, and so are never forwarded.
+fn hop_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+fn forward_request_header(name: &HeaderName) -> bool {
+    !hop_header(name)
+        && !matches!(
+            name.as_str(),
+            "authorization" | "api-key" | "x-api-key" | "accept-encoding"
+        )
+        && !name.as_str().starts_with("x-downshift-")
+}
+
+/// Reads the body, refusing more than `limit` bytes.
+pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::TooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(GatewayError::TooLarge(limit)),
+        Err(e) => Err(GatewayError::BadRequest(format!("could not read the request body: {e}"))),
+    }
+}
+
+/// `k=v,k2=v2` from `x-downshift-tags`.
+fn parse_tags(headers: &HeaderMap, tags: &mut BTreeMap<String, String>) -> Result<(), GatewayError> {
+    for value in headers.get_all("x-downshift-tags") {
+        let text = value
+            .to_str()
+            .map_err(|_| GatewayError::BadRequest("x-downshift-tags must be ASCII".into()))?;
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                GatewayError::BadRequest(format!("x-downshift-tags: '{pair}' is not k=v"))
+            })?;
+            tags.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+async fn proxy(s: Arc<AppState>, req: Request, endpoint: Endpoint) -> Result<Response, GatewayError> {
+    let t0 = Instant::now();
+    let (parts, body) = req.into_parts();
+    let principal = s.auth.authenticate(&parts.headers)?;
+    principal.require(Permission::CallModels, "call the /v1 API")?;
+    let bytes = read_body(body, &parts.headers, s.max_body).await?;
+    let view = RequestView::parse(&bytes).map_err(GatewayError::BadRequest)?;
+    if endpoint == Endpoint::Embeddings && view.stream {
+        return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
+    }
+    let upstream = s
+        .upstreams
+        .resolve(&view.model)
+        .cloned()
+        .ok_or_else(|| GatewayError::UnknownModel(view.model.clone()))?;
+    let mut tags = BTreeMap::new();
+    parse_tags(&parts.headers, &mut tags)?;
+    let (agent, episode) = {
+        let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
+        (
+            header_str(&parts.headers, "x-downshift-agent")
+                .map(|a| keyring.pseudonym("agent", a))
+                .or(principal.agent.clone()),
+            header_str(&parts.headers, "x-downshift-episode").map(|e| keyring.pseudonym("episode", e)),
+        )
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut guard = CallGuard::new(
+        CallContext {
+            id: id.clone(),
+            ts_ms: downshift_store::now_ms(),
+            endpoint: endpoint.path(),
+            model: view.model.clone(),
+            upstream: Some(upstream.name.clone()),
+            stream: view.stream,
+            agent,
+            episode,
+            api_key_id: principal.key_id.clone(),
+            tags,
+            request: bytes.clone(),
+            t0,
+            t_sent: None,
+        },
+        s.clone(),
+    );
+
+    let uri = upstream
+        .url(endpoint.path())
+        .map_err(|e| GatewayError::Internal(format!("bad upstream URL: {e}")))?;
+    let mut up_req = http::Request::new(Full::new(bytes));
+    *up_req.method_mut() = Method::POST;
+    *up_req.uri_mut() = uri;
+    copy_request_headers(&parts.headers, up_req.headers_mut(), &upstream);
+
+    let t_sent = Instant::now();
+    if let Some(ctx) = guard.ctx_mut() {
+        ctx.t_sent = Some(t_sent);
+    }
+    let pre = t_sent.duration_since(t0);
+    let answer = tokio::time::timeout(upstream.timeout, upstream.client.request(up_req)).await;
+    let resp = match answer {
+        Err(_) => return Err(fail_timeout(&s, &mut guard, &upstream)),
+        Ok(Err(e)) => return Err(fail_unreachable(&s, &mut guard, &upstream, &e)),
+        Ok(Ok(r)) => r,
+    };
+    let t_headers = Instant::now();
+    let (up_parts, up_body) = resp.into_parts();
+    let is_sse = up_parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+
+    let mut builder = Response::builder().status(up_parts.status);
+    if let Some(h) = builder.headers_mut() {
+        for (name, value) in up_parts.headers.iter() {
+            if !hop_header(name) {
+                h.append(name, value.clone());
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            h.insert("x-downshift-call-id", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("llm:{}", upstream.name)) {
+            h.insert("x-downshift-route", v);
+        }
+    }
+
+    if view.stream && up_parts.status.is_success() && is_sse {
+        let overhead = pre + t_headers.elapsed();
+        let body = TeeBody {
+            inner: up_body,
+            asm: StreamAssembler::new(),
+            idle: Box::pin(tokio::time::sleep(upstream.stream_idle_timeout)),
+            idle_for: upstream.stream_idle_timeout,
+            guard,
+            http_status: up_parts.status.as_u16(),
+            t_sent,
+            ttft: None,
+            overhead,
+        };
+        return builder
+            .body(Body::new(body))
+            .map_err(|e| GatewayError::Internal(e.to_string()));
+    }
+
+    // Non-streaming: take the whole answer within what is left of the time limit.
+    let left = upstream.timeout.saturating_sub(t_sent.elapsed());
+    let collected = match tokio::time::timeout(left, up_body.collect()).await {
+        Err(_) => return Err(fail_timeout(&s, &mut guard, &upstream)),
+        Ok(Err(e)) => return Err(fail_unreachable(&s, &mut guard, &upstream, &e)),
+        Ok(Ok(c)) => c.to_bytes(),
+    };
+    let t_done = Instant::now();
+    let ok = up_parts.status.is_success();
+    if !ok {
+        s.metrics.upstream_error(&upstream.name, "status");
+    }
+    let usage = if ok { usage_from_body(&collected) } else { None };
+    let response = builder
+        .body(Body::from(collected.clone()))
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    guard.finish(Outcome {
+        status: if ok { CallStatus::Ok } else { CallStatus::UpstreamError },
+        http_status: Some(up_parts.status.as_u16()),
+        response: collected.to_vec(),
+        usage,
+        ttft: None,
+        overhead: Some(pre + t_done.elapsed()),
+    });
+    Ok(response)
+}
+
+fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upstream: &Upstream) {
+    for (name, value) in from.iter() {
+        if forward_request_header(name) {
+            to.append(name, value.clone());
+        }
+    }
+    if !to.contains_key(header::CONTENT_TYPE) {
+        to.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    if let Some(auth) = &upstream.authorization {
+        to.insert(header::AUTHORIZATION, auth.clone());
+    }
+    for (name, value) in &upstream.headers {
+        to.insert(name, value.clone());
+    }
+}
+
+fn fail_timeout(s: &AppState, guard: &mut CallGuard, upstream: &Upstream) -> GatewayError {
+    s.metrics.upstream_error(&upstream.name, "timeout");
+    let err = GatewayError::Timeout {
+        upstream: upstream.name.clone(),
+        ms: upstream.timeout.as_millis() as u64,
+    };
+    guard.finish(Outcome::failed(
+        CallStatus::Timeout,
+        err.status().as_u16(),
+        err.body().to_json().into_bytes(),
+    ));
+    err
+}
+
+fn fail_unreachable(
+    s: &AppState,
+    guard: &mut CallGuard,
+    upstream: &Upstream,
+    e: &(dyn std::error::Error + 'static),
+) -> GatewayError {
+    s.metrics.upstream_error(&upstream.name, "unreachable");
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    let err = GatewayError::Unreachable {
+        upstream: upstream.name.clone(),
+        reason,
+    };
+    guard.finish(Outcome::failed(
+        CallStatus::Unreachable,
+        err.status().as_u16(),
+        err.body().to_json().into_bytes(),
+    ));
+    err
+}
+
+/// Reads only `usage` out of a response body, skipping everything else.
+fn usage_from_body(body: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct OnlyUsage {
+        usage: Option<RawUsage>,
+    }
+    #[derive(Deserialize)]
+    struct RawUsage {
+        #[serde(default)]
+        prompt_tokens: u64,
+        #[serde(default)]
+        completion_tokens: u64,
+    }
+    let u = serde_json::from_slice::<OnlyUsage>(body).ok()?.usage?;
+    Some(Usage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+    })
+}
+
+/// Passes a streamed response through frame by frame while assembling it for the log. Ends
+/// the stream with an error when the upstream goes silent for longer than the idle limit.
+struct TeeBody {
+    inner: Incoming,
+    asm: StreamAssembler,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    idle_for: Duration,
+    guard: CallGuard,
+    http_status: u16,
+    t_sent: Instant,
+    ttft: Option<Duration>,
+    overhead: Duration,
+}
+
+impl TeeBody {
+    fn finish(&mut self, status: CallStatus) {
+        if self.guard.ctx().is_none() {
+            return;
+        }
+        let assembled = self.asm.finish();
+        let usage = downshift_api::usage_of(&assembled);
+        let response = serde_json::to_vec(&assembled).unwrap_or_default();
+        self.guard.finish(Outcome {
+            status,
+            http_status: Some(self.http_status),
+            response,
+            usage,
+            ttft: self.ttft,
+            overhead: Some(self.overhead),
+        });
+    }
+}
+
+impl HttpBody for TeeBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    if this.ttft.is_none() && !data.is_empty() {
+                        this.ttft = Some(this.t_sent.elapsed());
+                    }
+                    this.asm.feed(data);
+                }
+                let next = tokio::time::Instant::now() + this.idle_for;
+                this.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.finish(CallStatus::Interrupted);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
+            Poll::Ready(None) => {
+                let status = if this.asm.is_complete() {
+                    CallStatus::Ok
+                } else {
+                    CallStatus::Interrupted
+                };
+                this.finish(status);
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.idle.as_mut().poll(cx).is_ready() {
+                    this.finish(CallStatus::Timeout);
+                    return Poll::Ready(Some(Err("upstream stream went idle".into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+impl Drop for TeeBody {
+    fn drop(&mut self) {
+        // The client went away before the stream ended.
+        self.finish(CallStatus::Interrupted);
+    }
+}
+
+/// `GET /v1/models`: the models the map declares, or the default upstream's own list.
+pub async fn models(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    respond(&s, "models", list_models(&s, req).await)
+}
+
+async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, GatewayError> {
+    let principal = s.auth.authenticate(req.headers())?;
+    principal.require(Permission::CallModels, "call the /v1 API")?;
+    let declared = s.upstreams.declared_models();
+    if !declared.is_empty() {
+        let data: Vec<serde_json::Value> = declared
+            .iter()
+            .map(|(m, up)| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": up}))
+            .collect();
+        let body = serde_json::json!({"object": "list", "data": data}).to_string();
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
+    let upstream = s
+        .upstreams
+        .default_upstream()
+        .ok_or_else(|| GatewayError::NotFound("no upstream is configured".into()))?;
+    let uri = upstream
+        .url("models")
+        .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let mut up_req = http::Request::new(Full::new(Bytes::new()));
+    *up_req.uri_mut() = uri;
+    copy_request_headers(req.headers(), up_req.headers_mut(), upstream);
+    up_req.headers_mut().remove(header::CONTENT_TYPE);
+    let unreachable = |e: String| GatewayError::Unreachable {
+        upstream: upstream.name.clone(),
+        reason: e,
+    };
+    let resp = tokio::time::timeout(upstream.timeout, upstream.client.request(up_req))
+        .await
+        .map_err(|_| GatewayError::Timeout {
+            upstream: upstream.name.clone(),
+            ms: upstream.timeout.as_millis() as u64,
+        })?
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+        .to_bytes();
+    let mut out = Response::builder().status(parts.status);
+    if let Some(h) = out.headers_mut() {
+        for (name, value) in parts.headers.iter() {
+            if !hop_header(name) {
+                h.append(name, value.clone());
+            }
+        }
+    }
+    out.body(Body::from(bytes))
+        .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_header_is_parsed_or_refused() {
+        let mut h = HeaderMap::new();
+        h.append("x-downshift-tags", HeaderValue::from_static("a=1, b = two"));
+        h.append("x-downshift-tags", HeaderValue::from_static("c=3"));
+        let mut tags = BTreeMap::new();
+        parse_tags(&h, &mut tags).unwrap();
+        assert_eq!(tags.len(), 3);
+        assert_eq!(tags["b"], "two");
+        let mut bad = HeaderMap::new();
+        bad.insert("x-downshift-tags", HeaderValue::from_static("novalue"));
+        assert!(parse_tags(&bad, &mut BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn only_end_to_end_headers_are_forwarded() {
+        for h in ["authorization", "host", "content-length", "x-downshift-agent", "connection", "accept-encoding"] {
+            assert!(!forward_request_header(&HeaderName::from_static(h)), "{h}");
+        }
+        for h in ["content-type", "openai-organization", "user-agent", "x-stainless-lang"] {
+            assert!(forward_request_header(&HeaderName::from_static(h)), "{h}");
+        }
+    }
+
+    #[test]
+    fn usage_is_read_without_the_rest() {
+        let u = usage_from_body(br#"{"choices":[{"x":1}],"usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#)
+            .unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (3, 4));
+        assert!(usage_from_body(b"{}").is_none());
+        assert!(usage_from_body(b"garbage").is_none());
+    }
+}
