@@ -72,7 +72,10 @@ mod tests {
 
     #[test]
     fn different_values_differ() {
-        assert_ne!(canonical_json(&json!({"a": 1})), canonical_json(&json!({"a": 2})));
+        assert_ne!(
+            canonical_json(&json!({"a": 1})),
+            canonical_json(&json!({"a": 2}))
+        );
         assert_ne!(fnv1a64(b"a"), fnv1a64(b"b"));
     }
 }

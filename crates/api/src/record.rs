@@ -136,7 +136,10 @@ mod tests {
         .unwrap();
         assert_eq!(r.tags["workload_id"], "w1");
         assert_eq!(r.agent.as_deref(), Some("agent-7"));
-        assert_eq!(r.timestamp.unwrap().to_rfc3339(), "2025-01-01T00:00:00+00:00");
+        assert_eq!(
+            r.timestamp.unwrap().to_rfc3339(),
+            "2025-01-01T00:00:00+00:00"
+        );
     }
 
     #[test]
@@ -147,9 +150,18 @@ mod tests {
             (r#"{"response":{}}"#, "missing \"request\""),
             (r#"{"request":{"model":"m"}}"#, "no \"messages\""),
             (r#"{"request":{"messages":{}}}"#, "must be an array"),
-            (r#"{"request":{"messages":[]},"response":3}"#, "\"response\""),
-            (r#"{"request":{"messages":[]},"metadata":{"k":[1]}}"#, "tag \"k\""),
-            (r#"{"request":{"messages":[]},"timestamp":"yesterday"}"#, "not a date"),
+            (
+                r#"{"request":{"messages":[]},"response":3}"#,
+                "\"response\"",
+            ),
+            (
+                r#"{"request":{"messages":[]},"metadata":{"k":[1]}}"#,
+                "tag \"k\"",
+            ),
+            (
+                r#"{"request":{"messages":[]},"timestamp":"yesterday"}"#,
+                "not a date",
+            ),
         ];
         for (line, want) in cases {
             let err = parse_import_line(line, ImportFormat::Auto).unwrap_err();

@@ -75,7 +75,10 @@ pub fn usage_of(response: &Value) -> Option<Usage> {
         return None;
     }
     Some(Usage {
-        prompt_tokens: usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+        prompt_tokens: usage
+            .get("prompt_tokens")
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
         completion_tokens: usage
             .get("completion_tokens")
             .and_then(Value::as_u64)
@@ -101,10 +104,22 @@ mod tests {
 
     #[test]
     fn rejects_bad_bodies_with_a_reason() {
-        assert!(RequestView::parse(b"{not json").unwrap_err().contains("not valid JSON"));
-        assert!(RequestView::parse(b"[1]").unwrap_err().contains("JSON object"));
+        assert!(
+            RequestView::parse(b"{not json")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            RequestView::parse(b"[1]")
+                .unwrap_err()
+                .contains("JSON object")
+        );
         assert!(RequestView::parse(b"{}").unwrap_err().contains("model"));
-        assert!(RequestView::parse(br#"{"model":3}"#).unwrap_err().contains("string"));
+        assert!(
+            RequestView::parse(br#"{"model":3}"#)
+                .unwrap_err()
+                .contains("string")
+        );
         assert!(
             RequestView::parse(br#"{"model":"m","stream":"yes"}"#)
                 .unwrap_err()

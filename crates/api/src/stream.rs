@@ -59,7 +59,13 @@ impl StreamAssembler {
         if let Some(err) = chunk.get("error") {
             self.error = Some(err.clone());
         }
-        for key in ["id", "created", "model", "system_fingerprint", "service_tier"] {
+        for key in [
+            "id",
+            "created",
+            "model",
+            "system_fingerprint",
+            "service_tier",
+        ] {
             if let Some(v) = chunk.get(key).filter(|v| !v.is_null()) {
                 self.head.entry(key).or_insert_with(|| v.clone());
             }
@@ -114,7 +120,10 @@ impl StreamAssembler {
     /// The assembled `chat.completion` object.
     pub fn finish(&self) -> Value {
         let mut out = Map::new();
-        out.insert("id".into(), self.head.get("id").cloned().unwrap_or(Value::Null));
+        out.insert(
+            "id".into(),
+            self.head.get("id").cloned().unwrap_or(Value::Null),
+        );
         out.insert("object".into(), Value::String("chat.completion".into()));
         for key in ["created", "model", "system_fingerprint", "service_tier"] {
             if let Some(v) = self.head.get(key) {
@@ -227,9 +236,7 @@ pub fn response_to_chunks(response: &Value, include_usage: bool) -> Vec<Value> {
         }
         chunk
     };
-    let delta = |index: &Value, d: Value| {
-        json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}])
-    };
+    let delta = |index: &Value, d: Value| json!([{"index": index, "delta": d, "logprobs": null, "finish_reason": null}]);
     let mut out = Vec::new();
     let empty = Vec::new();
     let choices = response
@@ -244,7 +251,10 @@ pub fn response_to_chunks(response: &Value, include_usage: bool) -> Vec<Value> {
             _ => Value::Null,
         };
         out.push(make(
-            delta(&index, json!({"role": "assistant", "content": first_content})),
+            delta(
+                &index,
+                json!({"role": "assistant", "content": first_content}),
+            ),
             None,
         ));
         if let Some(content) = message.get("content").and_then(Value::as_str) {
@@ -356,7 +366,9 @@ mod tests {
         asm.push_event(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":":2}"}}]},"finish_reason":"tool_calls"}]}"#);
         asm.push_event("not json");
         let out = asm.finish();
-        let calls = out["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+        let calls = out["choices"][0]["message"]["tool_calls"]
+            .as_array()
+            .unwrap();
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0]["function"]["name"], "a");
         assert_eq!(calls[1]["function"]["arguments"], "{\"y\":2}");
@@ -370,7 +382,9 @@ mod tests {
     #[test]
     fn an_interrupted_stream_is_incomplete() {
         let mut asm = StreamAssembler::new();
-        asm.feed(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"cho");
+        asm.feed(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"cho",
+        );
         assert!(!asm.is_complete());
         assert_eq!(asm.finish()["choices"][0]["message"]["content"], "Hi");
     }

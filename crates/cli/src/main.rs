@@ -1,1 +1,77 @@
-fn main() {}
+//! The `downshift` binary: parses arguments and wires the crates together.
+
+mod calls;
+mod config;
+mod keys;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// downshift moves an agent's routine LLM calls onto small specialist models.
+///
+/// Point the agent's OpenAI base URL at `downshift serve`; every call is logged (encrypted),
+/// and later stages turn the log into fine-tuned specialists.
+#[derive(Debug, Parser)]
+#[command(name = "downshift", version, propagate_version = true)]
+struct Cli {
+    /// Config file (default: ./downshift.toml when it exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory: database, key file, spill files.
+    #[arg(long, global = true, env = "DOWNSHIFT_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Log filter for stderr (e.g. info, debug, downshift_gateway=debug).
+    #[arg(long, global = true, env = "DOWNSHIFT_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the OpenAI-compatible gateway that logs every call (S1).
+    Serve(serve::ServeArgs),
+    /// Run a mock OpenAI-compatible LLM (replays recorded calls, else echoes).
+    MockLlm(serve::MockArgs),
+    /// Import logged calls from JSON Lines (OpenAI request/response pairs or Data Flywheel logs).
+    Import(calls::ImportArgs),
+    /// Export logged calls as JSON Lines, decrypted (the import format).
+    Export(calls::ExportArgs),
+    /// List and inspect logged calls.
+    #[command(subcommand)]
+    Calls(calls::CallsCommand),
+    /// Manage API keys and data-encryption keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let cfg = config::Config::load(cli.config.as_deref())?;
+    let data = cfg.data_dir(cli.data_dir.as_deref());
+    match cli.command {
+        Command::Serve(a) => serve::serve(a, cfg, data),
+        Command::MockLlm(a) => serve::mock(a),
+        Command::Import(a) => calls::import(a, &data),
+        Command::Export(a) => calls::export(a, &data),
+        Command::Calls(c) => calls::calls(c, &data),
+        Command::Keys(c) => keys::keys(c, &data),
+    }
+}

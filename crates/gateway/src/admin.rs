@@ -71,10 +71,15 @@ pub async fn list_calls(
 
 /// The request/response bytes as JSON when they are JSON, else as a string.
 pub fn payload_value(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
-pub async fn show_call(State(s): State<Arc<AppState>>, Path(id): Path<String>, req: Request) -> Response {
+pub async fn show_call(
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    req: Request,
+) -> Response {
     let r = (|| {
         let p = s.auth.authenticate(req.headers())?;
         p.require(Permission::ReadRaw, "read raw call payloads")?;
@@ -84,8 +89,15 @@ pub async fn show_call(State(s): State<Arc<AppState>>, Path(id): Path<String>, r
             .map_err(|e| GatewayError::Internal(e.to_string()))?
             .ok_or_else(|| GatewayError::NotFound(format!("no call '{id}'")))?;
         s.store
-            .audit(&AuditEntry::new(&p.actor(), "read_raw", Some(&id), Some("admin api")))
-            .map_err(|e| GatewayError::Internal(format!("audit write failed, refusing to read: {e}")))?;
+            .audit(&AuditEntry::new(
+                &p.actor(),
+                "read_raw",
+                Some(&id),
+                Some("admin api"),
+            ))
+            .map_err(|e| {
+                GatewayError::Internal(format!("audit write failed, refusing to read: {e}"))
+            })?;
         let payload = {
             let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
             keyring
@@ -106,7 +118,11 @@ pub struct AuditQuery {
     limit: Option<usize>,
 }
 
-pub async fn audit(State(s): State<Arc<AppState>>, Query(q): Query<AuditQuery>, req: Request) -> Response {
+pub async fn audit(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<AuditQuery>,
+    req: Request,
+) -> Response {
     let r = (|| {
         let p = s.auth.authenticate(req.headers())?;
         p.require(Permission::ManageKeys, "read the audit trail")?;

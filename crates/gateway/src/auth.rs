@@ -54,7 +54,10 @@ pub struct Auth {
 
 /// The key a client sent: `Authorization: Bearer …`, or `api-key` / `x-api-key` as some SDKs do.
 fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(v) = headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         let v = v.trim();
         let key = v
             .strip_prefix("Bearer ")

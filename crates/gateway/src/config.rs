@@ -38,7 +38,8 @@ impl Default for ServerConfig {
 pub struct UpstreamConfig {
     /// Name used in the model map and in logs.
     pub name: String,
-    /// Base URL including the version path, e.g. `https://api.openai.com/v1`.
+    /// Base URL including the version path, e.g. `https://api.openai.com/v1`; a bare
+    /// `http://host:port` means `http://host:port/v1`.
     pub base_url: String,
     /// API key sent as `Authorization: Bearer …` (prefer `api_key_env`).
     pub api_key: Option<String>,

@@ -29,8 +29,10 @@ impl Histogram {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns
-            .fetch_add(d.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
@@ -66,19 +68,38 @@ impl Metrics {
     }
 
     pub fn upstream_error(&self, upstream: &str, kind: &'static str) {
-        let mut m = self.upstream_errors.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *m.entry((upstream.to_owned(), kind)).or_default() += 1;
     }
 
     pub fn render(&self, writer: &WriterStats) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP downshift_requests_total Requests answered, by endpoint and HTTP status.\n# TYPE downshift_requests_total counter\n");
-        for ((endpoint, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "downshift_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}");
+        for ((endpoint, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "downshift_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
+            );
         }
         out.push_str("# HELP downshift_upstream_errors_total Upstream failures, by upstream and kind.\n# TYPE downshift_upstream_errors_total counter\n");
-        for ((up, kind), n) in self.upstream_errors.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "downshift_upstream_errors_total{{upstream=\"{up}\",kind=\"{kind}\"}} {n}");
+        for ((up, kind), n) in self
+            .upstream_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "downshift_upstream_errors_total{{upstream=\"{up}\",kind=\"{kind}\"}} {n}"
+            );
         }
         let _ = writeln!(
             out,
@@ -101,11 +122,36 @@ impl Metrics {
             &mut out,
         );
         let gauges = [
-            ("downshift_log_queue_depth", "gauge", "Call records waiting to be written.", &writer.depth),
-            ("downshift_log_records_written_total", "counter", "Call records committed to the store.", &writer.written),
-            ("downshift_log_records_spilled_total", "counter", "Call records spilled to disk because the queue was full or the store failed.", &writer.spilled),
-            ("downshift_log_records_lost_total", "counter", "Call records that could be neither stored nor spilled.", &writer.lost),
-            ("downshift_log_write_errors_total", "counter", "Failed call-log transactions.", &writer.write_errors),
+            (
+                "downshift_log_queue_depth",
+                "gauge",
+                "Call records waiting to be written.",
+                &writer.depth,
+            ),
+            (
+                "downshift_log_records_written_total",
+                "counter",
+                "Call records committed to the store.",
+                &writer.written,
+            ),
+            (
+                "downshift_log_records_spilled_total",
+                "counter",
+                "Call records spilled to disk because the queue was full or the store failed.",
+                &writer.spilled,
+            ),
+            (
+                "downshift_log_records_lost_total",
+                "counter",
+                "Call records that could be neither stored nor spilled.",
+                &writer.lost,
+            ),
+            (
+                "downshift_log_write_errors_total",
+                "counter",
+                "Failed call-log transactions.",
+                &writer.write_errors,
+            ),
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(
@@ -131,8 +177,16 @@ mod tests {
         m.overhead.observe(Duration::from_micros(80));
         m.overhead.observe(Duration::from_millis(3));
         let text = m.render(&WriterStats::default());
-        assert!(text.contains("downshift_requests_total{endpoint=\"chat/completions\",status=\"200\"} 2"));
-        assert!(text.contains("downshift_upstream_errors_total{upstream=\"default\",kind=\"timeout\"} 1"));
+        assert!(
+            text.contains(
+                "downshift_requests_total{endpoint=\"chat/completions\",status=\"200\"} 2"
+            )
+        );
+        assert!(
+            text.contains(
+                "downshift_upstream_errors_total{upstream=\"default\",kind=\"timeout\"} 1"
+            )
+        );
         assert!(text.contains("downshift_gateway_overhead_seconds_bucket{le=\"0.0001\"} 1"));
         assert!(text.contains("downshift_gateway_overhead_seconds_bucket{le=\"0.005\"} 2"));
         assert!(text.contains("downshift_gateway_overhead_seconds_count 2"));

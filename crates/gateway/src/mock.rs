@@ -84,7 +84,10 @@ impl Replay {
                         {
                             replay.models.push(m.to_owned());
                         }
-                        replay.answers.entry(replay_key(&rec.request)).or_insert(resp);
+                        replay
+                            .answers
+                            .entry(replay_key(&rec.request))
+                            .or_insert(resp);
                     }
                     None => report.skipped.push((i + 1, "no response".into())),
                 },
@@ -175,7 +178,11 @@ async fn inject_faults(s: &MockState, headers: &HeaderMap) -> Option<Response> {
     if s.options.fail_rate > 0.0 {
         let roll: f64 = s.rng.lock().unwrap_or_else(|p| p.into_inner()).r#gen();
         if roll < s.options.fail_rate {
-            let body = ErrorBody::new("server_error", "mock_failure", "mock upstream failure (--fail-rate)");
+            let body = ErrorBody::new(
+                "server_error",
+                "mock_failure",
+                "mock upstream failure (--fail-rate)",
+            );
             return Some(error_response(StatusCode::INTERNAL_SERVER_ERROR, &body));
         }
     }
@@ -214,7 +221,10 @@ async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
     {
         m.insert("usage".into(), estimate_usage(&key, m.get("choices")));
     }
-    let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     if !stream {
         return (
             [(header::CONTENT_TYPE, "application/json")],
@@ -234,13 +244,16 @@ async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
     let gap = header_u64(&parts.headers, "x-mock-chunk-delay-ms")
         .map(Duration::from_millis)
         .unwrap_or(s.options.chunk_delay);
-    let stream = futures_util::stream::unfold((events.into_iter(), true), move |(mut it, first)| async move {
-        let next = it.next()?;
-        if !first && !gap.is_zero() {
-            tokio::time::sleep(gap).await;
-        }
-        Some((Ok::<Bytes, std::io::Error>(next), (it, false)))
-    });
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), true),
+        move |(mut it, first)| async move {
+            let next = it.next()?;
+            if !first && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            Some((Ok::<Bytes, std::io::Error>(next), (it, false)))
+        },
+    );
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -281,7 +294,11 @@ fn echo(request: &Value, messages: &[Value], key: &str) -> Value {
             json!({"role": "assistant", "content": format!("echo: {last_user}")})
         }
     };
-    let finish = if message.get("tool_calls").is_some() { "tool_calls" } else { "stop" };
+    let finish = if message.get("tool_calls").is_some() {
+        "tool_calls"
+    } else {
+        "stop"
+    };
     json!({
         "id": id, "object": "chat.completion", "created": 1735689600, "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
@@ -325,7 +342,14 @@ async fn embeddings(State(s): State<Arc<MockState>>, req: Request) -> Response {
     };
     let inputs: Vec<String> = match request.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect(),
         _ => return bad_request("'input' is required".into()),
     };
     let data: Vec<Value> = inputs
@@ -333,14 +357,20 @@ async fn embeddings(State(s): State<Arc<MockState>>, req: Request) -> Response {
         .enumerate()
         .map(|(i, text)| {
             let h = fnv1a64(text.as_bytes());
-            let v: Vec<f64> = (0..8).map(|k| (((h >> (k * 8)) & 0xff) as f64 / 127.5) - 1.0).collect();
+            let v: Vec<f64> = (0..8)
+                .map(|k| (((h >> (k * 8)) & 0xff) as f64 / 127.5) - 1.0)
+                .collect();
             json!({"object": "embedding", "index": i, "embedding": v})
         })
         .collect();
     let tokens: usize = inputs.iter().map(|t| t.len() / 4 + 1).sum();
     let body = json!({"object": "list", "data": data, "model": request.get("model"),
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn models(State(s): State<Arc<MockState>>) -> Response {
@@ -351,12 +381,20 @@ async fn models(State(s): State<Arc<MockState>>) -> Response {
         .map(|m| json!({"id": m, "object": "model", "created": 0, "owned_by": "downshift-mock"}))
         .collect();
     let body = json!({"object": "list", "data": data});
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The exact bytes of the last chat request body (for byte-faithfulness tests).
 async fn last_request(State(s): State<Arc<MockState>>) -> Response {
-    let bytes = s.last_request.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let bytes = s
+        .last_request
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
 }
 
@@ -366,7 +404,11 @@ async fn stats(State(s): State<Arc<MockState>>) -> Response {
         "replayed": s.replayed.load(Ordering::Relaxed),
         "recorded": s.replay.answers.len(),
     });
-    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -383,7 +425,10 @@ mod tests {
         let req = json!({"model": "m", "messages": [], "tool_choice": "required",
             "tools": [{"type": "function", "function": {"name": "get_weather"}}]});
         let b = echo(&req, &[], &replay_key(&req));
-        assert_eq!(b["choices"][0]["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            b["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
         assert_eq!(b["choices"][0]["finish_reason"], "tool_calls");
     }
 
@@ -400,7 +445,9 @@ mod tests {
         assert_eq!(report.records, 1);
         assert_eq!(report.skipped.len(), 2);
         assert_eq!(report.skipped[0].0, 2);
-        let probe: Value = serde_json::from_str(r#"{"messages":[{"content":"q","role":"user"}],"model":"other"}"#).unwrap();
+        let probe: Value =
+            serde_json::from_str(r#"{"messages":[{"content":"q","role":"user"}],"model":"other"}"#)
+                .unwrap();
         assert_eq!(replay.answers[&replay_key(&probe)]["id"], "r1");
     }
 }

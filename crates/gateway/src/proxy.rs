@@ -19,10 +19,10 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
+use crate::GatewayError;
 use crate::call::{CallContext, CallGuard, Outcome};
 use crate::server::AppState;
 use crate::upstream::Upstream;
-use crate::GatewayError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -42,15 +42,27 @@ impl Endpoint {
 }
 
 pub async fn chat_completions(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    respond(&s, Endpoint::ChatCompletions.path(), proxy(s.clone(), req, Endpoint::ChatCompletions).await)
+    respond(
+        &s,
+        Endpoint::ChatCompletions.path(),
+        proxy(s.clone(), req, Endpoint::ChatCompletions).await,
+    )
 }
 
 pub async fn embeddings(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    respond(&s, Endpoint::Embeddings.path(), proxy(s.clone(), req, Endpoint::Embeddings).await)
+    respond(
+        &s,
+        Endpoint::Embeddings.path(),
+        proxy(s.clone(), req, Endpoint::Embeddings).await,
+    )
 }
 
 /// Counts the answer in the metrics and turns an error into its OpenAI-style body.
-pub fn respond(s: &AppState, endpoint: &'static str, r: Result<Response, GatewayError>) -> Response {
+pub fn respond(
+    s: &AppState,
+    endpoint: &'static str,
+    r: Result<Response, GatewayError>,
+) -> Response {
     let resp = r.unwrap_or_else(IntoResponse::into_response);
     s.metrics.request(endpoint, resp.status().as_u16());
     resp
@@ -84,7 +96,11 @@ fn forward_request_header(name: &HeaderName) -> bool {
 }
 
 /// Reads the body, refusing more than `limit` bytes.
-pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, GatewayError> {
+pub async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -94,13 +110,20 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     }
     match Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(GatewayError::TooLarge(limit)),
-        Err(e) => Err(GatewayError::BadRequest(format!("could not read the request body: {e}"))),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(GatewayError::TooLarge(limit))
+        }
+        Err(e) => Err(GatewayError::BadRequest(format!(
+            "could not read the request body: {e}"
+        ))),
     }
 }
 
 /// `k=v,k2=v2` from `x-downshift-tags`.
-fn parse_tags(headers: &HeaderMap, tags: &mut BTreeMap<String, String>) -> Result<(), GatewayError> {
+fn parse_tags(
+    headers: &HeaderMap,
+    tags: &mut BTreeMap<String, String>,
+) -> Result<(), GatewayError> {
     for value in headers.get_all("x-downshift-tags") {
         let text = value
             .to_str()
@@ -123,7 +146,11 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
-async fn proxy(s: Arc<AppState>, req: Request, endpoint: Endpoint) -> Result<Response, GatewayError> {
+async fn proxy(
+    s: Arc<AppState>,
+    req: Request,
+    endpoint: Endpoint,
+) -> Result<Response, GatewayError> {
     let t0 = Instant::now();
     let (parts, body) = req.into_parts();
     let principal = s.auth.authenticate(&parts.headers)?;
@@ -131,7 +158,9 @@ async fn proxy(s: Arc<AppState>, req: Request, endpoint: Endpoint) -> Result<Res
     let bytes = read_body(body, &parts.headers, s.max_body).await?;
     let view = RequestView::parse(&bytes).map_err(GatewayError::BadRequest)?;
     if endpoint == Endpoint::Embeddings && view.stream {
-        return Err(GatewayError::BadRequest("embeddings cannot be streamed".into()));
+        return Err(GatewayError::BadRequest(
+            "embeddings cannot be streamed".into(),
+        ));
     }
     let upstream = s
         .upstreams
@@ -146,7 +175,8 @@ async fn proxy(s: Arc<AppState>, req: Request, endpoint: Endpoint) -> Result<Res
             header_str(&parts.headers, "x-downshift-agent")
                 .map(|a| keyring.pseudonym("agent", a))
                 .or(principal.agent.clone()),
-            header_str(&parts.headers, "x-downshift-episode").map(|e| keyring.pseudonym("episode", e)),
+            header_str(&parts.headers, "x-downshift-episode")
+                .map(|e| keyring.pseudonym("episode", e)),
         )
     };
     let id = uuid::Uuid::now_v7().to_string();
@@ -241,12 +271,20 @@ async fn proxy(s: Arc<AppState>, req: Request, endpoint: Endpoint) -> Result<Res
     if !ok {
         s.metrics.upstream_error(&upstream.name, "status");
     }
-    let usage = if ok { usage_from_body(&collected) } else { None };
+    let usage = if ok {
+        usage_from_body(&collected)
+    } else {
+        None
+    };
     let response = builder
         .body(Body::from(collected.clone()))
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     guard.finish(Outcome {
-        status: if ok { CallStatus::Ok } else { CallStatus::UpstreamError },
+        status: if ok {
+            CallStatus::Ok
+        } else {
+            CallStatus::UpstreamError
+        },
         http_status: Some(up_parts.status.as_u16()),
         response: collected.to_vec(),
         usage,
@@ -263,7 +301,10 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upstream: &Upstrea
         }
     }
     if !to.contains_key(header::CONTENT_TYPE) {
-        to.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        to.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     }
     if let Some(auth) = &upstream.authorization {
         to.insert(header::AUTHORIZATION, auth.clone());
@@ -499,10 +540,22 @@ mod tests {
 
     #[test]
     fn only_end_to_end_headers_are_forwarded() {
-        for h in ["authorization", "host", "content-length", "x-downshift-agent", "connection", "accept-encoding"] {
+        for h in [
+            "authorization",
+            "host",
+            "content-length",
+            "x-downshift-agent",
+            "connection",
+            "accept-encoding",
+        ] {
             assert!(!forward_request_header(&HeaderName::from_static(h)), "{h}");
         }
-        for h in ["content-type", "openai-organization", "user-agent", "x-stainless-lang"] {
+        for h in [
+            "content-type",
+            "openai-organization",
+            "user-agent",
+            "x-stainless-lang",
+        ] {
             assert!(forward_request_header(&HeaderName::from_static(h)), "{h}");
         }
     }

@@ -46,10 +46,17 @@ pub struct ServeOptions {
 impl AppState {
     pub fn new(o: ServeOptions) -> Result<Arc<AppState>, String> {
         if o.upstreams.is_empty() {
-            return Err("no upstream configured: pass --upstream URL or add an [[upstreams]] section".into());
+            return Err(
+                "no upstream configured: pass --upstream URL or add an [[upstreams]] section"
+                    .into(),
+            );
         }
         let upstreams = Upstreams::from_config(&o.upstreams, &o.routing)?;
-        let writer = Arc::new(LogWriter::start(o.writer_store, o.keyring.clone(), o.writer));
+        let writer = Arc::new(LogWriter::start(
+            o.writer_store,
+            o.keyring.clone(),
+            o.writer,
+        ));
         Ok(Arc::new(AppState {
             upstreams,
             writer,
@@ -79,7 +86,11 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn healthz() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}").into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}",
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<Arc<AppState>>, req: Request) -> Response {
@@ -94,14 +105,22 @@ async fn metrics(State(s): State<Arc<AppState>>, req: Request) -> Response {
     }
     let body = s.metrics.render(s.writer.stats());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()
 }
 
 async fn not_found(req: Request) -> Response {
-    GatewayError::NotFound(format!("no route for {} {}", req.method(), req.uri().path())).into_response()
+    GatewayError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+    .into_response()
 }
 
 async fn method_not_allowed(req: Request) -> Response {

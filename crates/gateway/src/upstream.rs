@@ -35,7 +35,10 @@ impl Upstream {
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The authorization header is never printed.
-        f.debug_struct("Upstream").field("name", &self.name).field("base", &self.base).finish_non_exhaustive()
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
     }
 }
 
@@ -66,17 +69,23 @@ fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
 }
 
 impl Upstreams {
-    pub fn from_config(ups: &[UpstreamConfig], routing: &RoutingConfig) -> Result<Upstreams, String> {
+    pub fn from_config(
+        ups: &[UpstreamConfig],
+        routing: &RoutingConfig,
+    ) -> Result<Upstreams, String> {
         let mut list = Vec::new();
         let mut by_name = HashMap::new();
         for u in ups {
             if by_name.contains_key(&u.name) {
                 return Err(format!("upstream '{}' is defined twice", u.name));
             }
-            let base = u.base_url.trim_end_matches('/').to_owned();
-            let uri: Uri = base
-                .parse()
-                .map_err(|e| format!("upstream '{}': base_url '{}' is not a URL: {e}", u.name, u.base_url))?;
+            let mut base = u.base_url.trim_end_matches('/').to_owned();
+            let uri: Uri = base.parse().map_err(|e| {
+                format!(
+                    "upstream '{}': base_url '{}' is not a URL: {e}",
+                    u.name, u.base_url
+                )
+            })?;
             if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
                 return Err(format!(
                     "upstream '{}': base_url '{}' must be an http:// or https:// URL",
@@ -86,14 +95,22 @@ impl Upstreams {
             let key = match (&u.api_key, &u.api_key_env) {
                 (Some(k), _) => Some(k.clone()),
                 (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                    format!("upstream '{}': environment variable {var} (api_key_env) is not set", u.name)
+                    format!(
+                        "upstream '{}': environment variable {var} (api_key_env) is not set",
+                        u.name
+                    )
                 })?),
                 (None, None) => None,
             };
             let authorization = key
                 .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
                 .transpose()
-                .map_err(|_| format!("upstream '{}': the API key is not a valid header value", u.name))?
+                .map_err(|_| {
+                    format!(
+                        "upstream '{}': the API key is not a valid header value",
+                        u.name
+                    )
+                })?
                 .map(|mut v| {
                     v.set_sensitive(true);
                     v
@@ -105,6 +122,10 @@ impl Upstreams {
                 let value = HeaderValue::from_str(v)
                     .map_err(|_| format!("upstream '{}': bad value for header '{k}'", u.name))?;
                 headers.push((name, value));
+            }
+            // A bare host means the conventional OpenAI path.
+            if uri.path().trim_end_matches('/').is_empty() {
+                base.push_str("/v1");
             }
             by_name.insert(u.name.clone(), list.len());
             list.push(Arc::new(Upstream {
@@ -118,10 +139,9 @@ impl Upstreams {
             }));
         }
         let find = |name: &str| {
-            by_name
-                .get(name)
-                .copied()
-                .ok_or_else(|| format!("the model map names upstream '{name}', which is not defined"))
+            by_name.get(name).copied().ok_or_else(|| {
+                format!("the model map names upstream '{name}', which is not defined")
+            })
         };
         let mut exact = HashMap::new();
         let mut prefixes = Vec::new();
@@ -135,7 +155,7 @@ impl Upstreams {
             }
         }
         // Longest prefix wins.
-        prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
         let default = match &routing.default_upstream {
             Some(name) => Some(find(name)?),
             None if list.is_empty() => None,
@@ -196,16 +216,32 @@ mod tests {
         routing.models.insert("claude-*".into(), "c".into());
         routing.models.insert("claude-3-*".into(), "b".into());
         let u = Upstreams::from_config(
-            &[up("a", "http://127.0.0.1:1/v1/"), up("b", "http://127.0.0.1:2/v1"), up("c", "https://x.test/v1")],
+            &[
+                up("a", "http://127.0.0.1:1/"),
+                up("b", "http://127.0.0.1:2/v1"),
+                up("c", "https://x.test/api/openai"),
+            ],
             &routing,
         )
         .unwrap();
         assert_eq!(u.resolve("gpt-4o").unwrap().name, "b");
         assert_eq!(u.resolve("claude-3-opus").unwrap().name, "b");
         assert_eq!(u.resolve("claude-sonnet").unwrap().name, "c");
+        assert_eq!(
+            u.resolve("claude-sonnet")
+                .unwrap()
+                .url("models")
+                .unwrap()
+                .to_string(),
+            "https://x.test/api/openai/models"
+        );
         assert_eq!(u.resolve("other").unwrap().name, "a");
         assert_eq!(
-            u.resolve("x").unwrap().url("chat/completions").unwrap().to_string(),
+            u.resolve("x")
+                .unwrap()
+                .url("chat/completions")
+                .unwrap()
+                .to_string(),
             "http://127.0.0.1:1/v1/chat/completions"
         );
     }
@@ -213,15 +249,27 @@ mod tests {
     #[tokio::test]
     async fn bad_configs_are_explained() {
         let mut routing = RoutingConfig::default();
-        assert!(Upstreams::from_config(&[up("a", "ftp://x")], &routing).unwrap_err().contains("http://"));
-        assert!(Upstreams::from_config(&[up("a", "not a url")], &routing).unwrap_err().contains("not a URL"));
+        assert!(
+            Upstreams::from_config(&[up("a", "ftp://x")], &routing)
+                .unwrap_err()
+                .contains("http://")
+        );
+        assert!(
+            Upstreams::from_config(&[up("a", "not a url")], &routing)
+                .unwrap_err()
+                .contains("not a URL")
+        );
         assert!(
             Upstreams::from_config(&[up("a", "http://x"), up("a", "http://y")], &routing)
                 .unwrap_err()
                 .contains("twice")
         );
         routing.models.insert("m".into(), "zzz".into());
-        assert!(Upstreams::from_config(&[up("a", "http://x")], &routing).unwrap_err().contains("zzz"));
+        assert!(
+            Upstreams::from_config(&[up("a", "http://x")], &routing)
+                .unwrap_err()
+                .contains("zzz")
+        );
         let mut cfg = up("a", "http://x");
         cfg.api_key_env = Some("DOWNSHIFT_TEST_SURELY_UNSET_VAR".into());
         assert!(

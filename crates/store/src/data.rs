@@ -52,7 +52,10 @@ impl DataDir {
                 .database
                 .clone()
                 .unwrap_or_else(|| root.join("downshift.sqlite")),
-            key_file: cfg.key_file.clone().unwrap_or_else(|| root.join("keys.json")),
+            key_file: cfg
+                .key_file
+                .clone()
+                .unwrap_or_else(|| root.join("keys.json")),
             spill_dir: root.join("spill"),
         }
     }

@@ -13,13 +13,17 @@ pub enum StoreError {
     },
     #[error("key file {path}: {reason}")]
     KeyFile { path: PathBuf, reason: String },
-    #[error("data key '{0}' is not in the key file (was the record written with another key file?)")]
+    #[error(
+        "data key '{0}' is not in the key file (was the record written with another key file?)"
+    )]
     UnknownDataKey(String),
     #[error(
         "cannot decrypt call {0}: authentication failed — the key file does not hold the key this record was written with"
     )]
     Decrypt(String),
-    #[error("database schema v{found} is newer than this downshift understands (v{known}); upgrade downshift")]
+    #[error(
+        "database schema v{found} is newer than this downshift understands (v{known}); upgrade downshift"
+    )]
     SchemaTooNew { found: i64, known: i64 },
     #[error("corrupt record {id}: {reason}")]
     Corrupt { id: String, reason: String },

@@ -111,8 +111,8 @@ impl Keyring {
         {
             tracing::warn!(path = %path.display(), "key file is readable by group or others; chmod 600 it");
         }
-        let file: KeyFile =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not a downshift key file: {e}")))?;
+        let file: KeyFile = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("not a downshift key file: {e}")))?;
         Keyring::from_file(path, file)
     }
 
@@ -122,9 +122,13 @@ impl Keyring {
             reason,
         };
         if file.version != 1 {
-            return Err(bad(format!("unsupported key file version {}", file.version)));
+            return Err(bad(format!(
+                "unsupported key file version {}",
+                file.version
+            )));
         }
-        let hmac_key = hex::decode(&file.hmac_key).map_err(|_| bad("hmac_key is not hex".into()))?;
+        let hmac_key =
+            hex::decode(&file.hmac_key).map_err(|_| bad("hmac_key is not hex".into()))?;
         if hmac_key.len() < 32 {
             return Err(bad("hmac_key must be at least 32 bytes".into()));
         }
@@ -356,7 +360,10 @@ pub(crate) mod tests {
         let path = dir.path().join("keys.json");
         let (ring, created) = Keyring::load_or_create(&path).unwrap();
         assert!(created);
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let rec = record("id1", "secret prompt");
         let sealed = ring.seal(&rec).unwrap();
         assert!(!sealed.ciphertext.windows(6).any(|w| w == b"secret"));
@@ -395,7 +402,12 @@ pub(crate) mod tests {
         assert!(matches!(ring.open(&moved), Err(StoreError::Decrypt(_))));
         let mut flipped = sealed;
         flipped.ciphertext[0] ^= 1;
-        assert!(ring.open(&flipped).unwrap_err().to_string().contains("authentication failed"));
+        assert!(
+            ring.open(&flipped)
+                .unwrap_err()
+                .to_string()
+                .contains("authentication failed")
+        );
     }
 
     #[test]
@@ -414,8 +426,15 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k.json");
         fs::write(&p, "not json").unwrap();
-        assert!(Keyring::load(&p).unwrap_err().to_string().contains("not a downshift key file"));
-        let missing = Keyring::load(&dir.path().join("none.json")).unwrap_err().to_string();
+        assert!(
+            Keyring::load(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("not a downshift key file")
+        );
+        let missing = Keyring::load(&dir.path().join("none.json"))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("not found"), "{missing}");
     }
 }

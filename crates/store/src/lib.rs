@@ -8,8 +8,10 @@
 //! file that is ingested again on the next start.
 
 mod apikey;
+mod bootstrap;
 mod data;
 mod error;
+mod interchange;
 mod keyring;
 mod model;
 mod spill;
@@ -17,8 +19,10 @@ mod sqlite;
 mod writer;
 
 pub use apikey::{Permission, Role, generate_api_key, hash_api_key};
+pub use bootstrap::{bootstrap_admin_key, create_api_key};
 pub use data::{DataDir, StoreConfig};
 pub use error::StoreError;
+pub use interchange::{ImportReport, LineError, export_jsonl, import_jsonl};
 pub use keyring::{Keyring, KeyringInfo};
 pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,

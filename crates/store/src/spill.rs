@@ -43,7 +43,8 @@ impl SpillFile {
             *guard = Some((path, file));
         }
         if let Some((path, file)) = guard.as_mut() {
-            file.write_all(&line).map_err(|e| StoreError::io(&*path, e))?;
+            file.write_all(&line)
+                .map_err(|e| StoreError::io(&*path, e))?;
         }
         Ok(())
     }
@@ -131,10 +132,23 @@ mod tests {
         }
         spill.sync().unwrap();
         // A torn line from a crash.
-        let path = fs::read_dir(dir.path().join("spill")).unwrap().next().unwrap().unwrap().path();
-        OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\":\"torn").unwrap();
+        let path = fs::read_dir(dir.path().join("spill"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\":\"torn")
+            .unwrap();
         let report = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
-        assert_eq!((report.records, report.inserted, report.bad_lines), (5, 5, 1));
+        assert_eq!(
+            (report.records, report.inserted, report.bad_lines),
+            (5, 5, 1)
+        );
         assert_eq!(store.count_calls().unwrap(), 5);
         assert!(path.with_extension("bad").exists());
         let again = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();

@@ -249,7 +249,8 @@ impl Store for SqliteStore {
 
     fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallMeta>> {
         let (clause, mut args) = where_clause(filter);
-        let mut sql = format!("SELECT {CALL_COLUMNS} FROM calls{clause} ORDER BY ts_ms DESC, id DESC");
+        let mut sql =
+            format!("SELECT {CALL_COLUMNS} FROM calls{clause} ORDER BY ts_ms DESC, id DESC");
         if let Some(l) = filter.limit {
             sql.push_str(" LIMIT ?");
             args.push(Sql::Integer(l as i64));
@@ -340,7 +341,10 @@ impl Store for SqliteStore {
                     "no API key with id, prefix or name '{id_or_prefix}'"
                 )));
             }
-            1 => matches.into_iter().next().ok_or_else(|| StoreError::NotFound(id_or_prefix.into()))?,
+            1 => matches
+                .into_iter()
+                .next()
+                .ok_or_else(|| StoreError::NotFound(id_or_prefix.into()))?,
             n => {
                 return Err(StoreError::Invalid(format!(
                     "'{id_or_prefix}' matches {n} API keys; give the key id"
@@ -439,10 +443,13 @@ mod tests {
         let b = ring.seal(&rec("b", 20, "m2", ("cat", "z"))).unwrap();
         assert_eq!(store.insert_calls(&[a.clone(), b.clone()]).unwrap(), 2);
         // Re-inserting is idempotent.
-        assert_eq!(store.insert_calls(&[a.clone()]).unwrap(), 0);
+        assert_eq!(store.insert_calls(std::slice::from_ref(&a)).unwrap(), 0);
         assert_eq!(store.count_calls().unwrap(), 2);
         let all = store.list_calls(&CallFilter::default()).unwrap();
-        assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(
+            all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["b", "a"]
+        );
         assert_eq!(all[1], a.meta);
         let f = CallFilter {
             tags: vec![("cat".into(), "x.y".into())],
@@ -458,7 +465,10 @@ mod tests {
         assert_eq!(got, a);
         assert_eq!(ring.open(&got).unwrap().request, b"{\"messages\":[]}");
         assert!(store.get_call("zzz").unwrap().is_none());
-        assert_eq!(store.scan_calls(&CallFilter::default()).unwrap()[0].meta.id, "a");
+        assert_eq!(
+            store.scan_calls(&CallFilter::default()).unwrap()[0].meta.id,
+            "a"
+        );
     }
 
     #[test]
@@ -476,13 +486,22 @@ mod tests {
             revoked_ms: None,
         };
         store.create_api_key(&key).unwrap();
-        assert_eq!(store.find_api_key(&hash_api_key("dsk_secret")).unwrap().unwrap().name, "bot");
+        assert_eq!(
+            store
+                .find_api_key(&hash_api_key("dsk_secret"))
+                .unwrap()
+                .unwrap()
+                .name,
+            "bot"
+        );
         assert!(store.find_api_key(&hash_api_key("nope")).unwrap().is_none());
         assert!(store.revoke_api_key("missing").is_err());
         let revoked = store.revoke_api_key("dsk_secr").unwrap();
         assert!(revoked.revoked_ms.is_some());
         assert!(store.list_api_keys().unwrap()[0].revoked_ms.is_some());
-        store.audit(&AuditEntry::new("cli", "read_raw", Some("a"), None)).unwrap();
+        store
+            .audit(&AuditEntry::new("cli", "read_raw", Some("a"), None))
+            .unwrap();
         assert_eq!(store.list_audit(10).unwrap()[0].action, "read_raw");
     }
 

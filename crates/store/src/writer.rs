@@ -88,7 +88,9 @@ impl LogWriter {
         self.stats.depth.fetch_add(1, Ordering::Relaxed);
         match self.tx.try_send(Msg::Record(Box::new(record))) {
             Ok(()) => {}
-            Err(TrySendError::Full(Msg::Record(r)) | TrySendError::Disconnected(Msg::Record(r))) => {
+            Err(
+                TrySendError::Full(Msg::Record(r)) | TrySendError::Disconnected(Msg::Record(r)),
+            ) => {
                 self.stats.depth.fetch_sub(1, Ordering::Relaxed);
                 self.spill_one(&r);
             }
@@ -110,11 +112,7 @@ impl LogWriter {
 
     /// Writes everything queued, stops the thread and syncs the spill file.
     pub fn shutdown(&self) {
-        let handle = self
-            .handle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             let _ = self.tx.send(Msg::Shutdown);
             let _ = h.join();
@@ -252,7 +250,9 @@ impl Worker {
                 tracing::info!(active = %fresh.info().active_data_key, "key file changed; reloaded");
                 *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = fresh;
             }
-            Err(e) => tracing::error!(error = %e, "key file changed but cannot be loaded; keeping the old keys"),
+            Err(e) => {
+                tracing::error!(error = %e, "key file changed but cannot be loaded; keeping the old keys")
+            }
         }
     }
 }
@@ -262,7 +262,10 @@ mod tests {
     use super::*;
     use crate::{CallFilter, SqliteStore, ingest_spill_files};
 
-    fn setup(capacity: usize, delay_ms: u64) -> (tempfile::TempDir, LogWriter, Arc<RwLock<Keyring>>) {
+    fn setup(
+        capacity: usize,
+        delay_ms: u64,
+    ) -> (tempfile::TempDir, LogWriter, Arc<RwLock<Keyring>>) {
         let dir = tempfile::tempdir().unwrap();
         let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
         let ring = Arc::new(RwLock::new(ring));

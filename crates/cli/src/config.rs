@@ -1,0 +1,79 @@
+//! `downshift.toml`: one file, every field defaulted (see `downshift.example.toml`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use downshift_gateway::{RoutingConfig, ServerConfig, UpstreamConfig};
+use downshift_store::{DataDir, StoreConfig};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Data directory (overridden by `--data-dir` / `DOWNSHIFT_DATA_DIR`).
+    pub data_dir: Option<PathBuf>,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub routing: RoutingConfig,
+}
+
+impl Config {
+    /// Reads `path`, or `./downshift.toml` when it exists, or the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let path = match path {
+            Some(p) => p.to_owned(),
+            None => {
+                let default = PathBuf::from("downshift.toml");
+                if !default.exists() {
+                    return Ok(Config::default());
+                }
+                default
+            }
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// The data directory: flag or env (clap merges both), then the config, then `./.downshift`.
+    pub fn data_dir(&self, flag: Option<&Path>) -> DataDir {
+        let root = flag
+            .map(Path::to_owned)
+            .or_else(|| self.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".downshift"));
+        let mut store = self.store.clone();
+        if let Ok(k) = std::env::var("DOWNSHIFT_KEY_FILE")
+            && !k.is_empty()
+        {
+            store.key_file = Some(k.into());
+        }
+        DataDir::new(&root, &store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_matches_the_defaults() {
+        let text = include_str!("../../../downshift.example.toml");
+        let cfg: Config = toml::from_str(text).unwrap();
+        let defaults = Config::default();
+        assert_eq!(cfg.server.max_body_bytes, defaults.server.max_body_bytes);
+        assert_eq!(cfg.server.require_auth, defaults.server.require_auth);
+        assert_eq!(cfg.store.queue_capacity, defaults.store.queue_capacity);
+        assert_eq!(cfg.store.batch_delay_ms, defaults.store.batch_delay_ms);
+        assert_eq!(cfg.upstreams.len(), 2);
+        assert_eq!(
+            cfg.upstreams[0].timeout_ms,
+            UpstreamConfig::default().timeout_ms
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        assert!(toml::from_str::<Config>("[server]\nlisten_on = \"x\"").is_err());
+    }
+}

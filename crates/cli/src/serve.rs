@@ -1,0 +1,207 @@
+//! `downshift serve` and `downshift mock-llm`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use downshift_gateway::mock::{MockOptions, MockState, Replay, run_mock};
+use downshift_gateway::{AppState, ServeOptions, UpstreamConfig};
+use downshift_store::{DataDir, bootstrap_admin_key, ingest_spill_files};
+
+use crate::config::Config;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Upstream base URL of any OpenAI-compatible API (e.g. https://api.openai.com/v1); replaces
+    /// the configured upstreams with this one, named "default".
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// Environment variable holding the API key for --upstream.
+    #[arg(long, value_name = "VAR", requires = "upstream")]
+    upstream_key_env: Option<String>,
+    /// Time limit for the upstream's answer, in milliseconds (applies to every upstream).
+    #[arg(long, value_name = "MS")]
+    upstream_timeout_ms: Option<u64>,
+    /// Accept requests without an API key (local development only).
+    #[arg(long)]
+    no_auth: bool,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// Prints a line to stdout at once (tests and scripts read it).
+fn announce(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
+    if let Some(url) = a.upstream {
+        cfg.upstreams = vec![UpstreamConfig {
+            name: "default".into(),
+            base_url: url,
+            api_key_env: a.upstream_key_env,
+            ..Default::default()
+        }];
+        cfg.routing.default_upstream = None;
+        cfg.routing.models.clear();
+    }
+    if let Some(ms) = a.upstream_timeout_ms {
+        for u in &mut cfg.upstreams {
+            u.timeout_ms = ms;
+        }
+    }
+    if let Some(l) = a.listen {
+        cfg.server.listen = l;
+    }
+    if a.no_auth {
+        cfg.server.require_auth = false;
+        tracing::warn!("--no-auth: every request is accepted without an API key");
+    }
+
+    let (keyring, created) = data.keyring(true)?;
+    if created {
+        eprintln!(
+            "created key file {} (mode 0600); back it up: without it the call log cannot be read",
+            data.key_file.display()
+        );
+    }
+    let store = Arc::new(data.open_store()?);
+    let report = ingest_spill_files(&data.spill_dir, store.as_ref())?;
+    if report.files > 0 {
+        tracing::info!(
+            files = report.files,
+            records = report.records,
+            inserted = report.inserted,
+            bad_lines = report.bad_lines,
+            "ingested spilled call records"
+        );
+    }
+    let preset = std::env::var("DOWNSHIFT_ADMIN_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    if let Some(key) = bootstrap_admin_key(store.as_ref(), &keyring, preset.as_deref())? {
+        announce(&format!(
+            "bootstrap admin key (shown once, store it now): {key}"
+        ));
+    }
+    let writer = data.writer_config(&cfg.store);
+    let state = AppState::new(ServeOptions {
+        server: cfg.server.clone(),
+        upstreams: cfg.upstreams.clone(),
+        routing: cfg.routing.clone(),
+        store: store.clone(),
+        writer_store: Box::new(data.open_store()?),
+        keyring: Arc::new(RwLock::new(keyring)),
+        writer,
+    })
+    .map_err(anyhow::Error::msg)?;
+    let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+        let addr = listener.local_addr()?;
+        announce(&format!("downshift listening on http://{addr}"));
+        downshift_gateway::run(listener, state, shutdown_signal(), grace).await?;
+        Ok(())
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MockArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+    listen: String,
+    /// JSONL of recorded calls (the import format) to answer from.
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// Wait this long before answering each request.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    delay_ms: u64,
+    /// Wait this long between two chunks of a stream.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    chunk_delay_ms: u64,
+    /// Share of requests (0 to 1) answered with a 500 error.
+    #[arg(long, default_value_t = 0.0, value_name = "P")]
+    fail_rate: f64,
+    /// Seed for --fail-rate.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+pub fn mock(a: MockArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&a.fail_rate) {
+        bail!("--fail-rate must be between 0 and 1, got {}", a.fail_rate);
+    }
+    let replay = match &a.replay {
+        None => Replay::default(),
+        Some(path) => {
+            let (replay, report) = Replay::load(path)
+                .with_context(|| format!("cannot read replay file {}", path.display()))?;
+            for (line, why) in report.skipped.iter().take(20) {
+                eprintln!("{}:{line}: skipped: {why}", path.display());
+            }
+            eprintln!(
+                "replay: {} records, {} distinct requests, {} lines skipped",
+                report.records,
+                report.distinct,
+                report.skipped.len()
+            );
+            replay
+        }
+    };
+    let state = MockState::new(
+        replay,
+        MockOptions {
+            delay: Duration::from_millis(a.delay_ms),
+            chunk_delay: Duration::from_millis(a.chunk_delay_ms),
+            fail_rate: a.fail_rate,
+            seed: a.seed,
+        },
+    );
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", a.listen))?;
+        announce(&format!(
+            "mock-llm listening on http://{}",
+            listener.local_addr()?
+        ));
+        run_mock(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
+}
