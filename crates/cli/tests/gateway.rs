@@ -1,0 +1,622 @@
+//! End-to-end: the real `downshift serve` in front of the real `downshift mock-llm`, on
+//! loopback ports chosen by the OS.
+
+mod support;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use downshift_api::StreamAssembler;
+use serde_json::{Value, json};
+use support::*;
+
+const CHAT: &str = "/v1/chat/completions";
+
+/// A replay file with a parallel tool call, for the streaming tests.
+fn replay_file(dir: &std::path::Path) -> (std::path::PathBuf, Value, Value) {
+    let request = json!({
+        "model": "gpt-4o",
+        "messages": [{"role": "system", "content": "You are a travel agent."},
+                     {"role": "user", "content": "Weather and time in Paris and Tokyo?"}],
+        "tools": [
+            {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+            {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}
+        ]
+    });
+    let response = json!({
+        "id": "chatcmpl-rec-1", "object": "chat.completion", "created": 1735689600, "model": "gpt-4o",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_2", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Tokyo\"}"}},
+            {"id": "call_3", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\":\"Asia/Tokyo\"}"}}
+        ]}, "logprobs": null, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 42, "completion_tokens": 30, "total_tokens": 72}
+    });
+    let path = dir.join("replay.jsonl");
+    std::fs::write(
+        &path,
+        format!(
+            "{}\n",
+            json!({"request": request, "response": response, "metadata": {"k": "v"}})
+        ),
+    )
+    .unwrap();
+    (path, request, response)
+}
+
+fn show(data: &std::path::Path, id: &str) -> Value {
+    let out = ok(&[
+        "calls",
+        "show",
+        id,
+        "--json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn sse_events(body: &[u8]) -> StreamAssembler {
+    let mut asm = StreamAssembler::new();
+    asm.feed(body);
+    asm
+}
+
+#[test]
+fn non_streaming_is_byte_faithful_both_ways_and_logged_encrypted() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let gw = serve(dir.path(), &mock.addr, &[]);
+    let key = gw.admin_key();
+    // Unknown fields, provider extensions, odd spacing and key order: all must arrive as sent.
+    let body = "{\"model\":\"gpt-4o\",  \"messages\":[{\"role\":\"user\",\"content\":\"MARKER-7f3a9 héllo\"}],\n \"zz_vendor\":{\"x\":[1,2.50,null]},\"temperature\":0.2}";
+    let resp = post_json(
+        &gw.addr,
+        CHAT,
+        Some(&key),
+        body,
+        &[
+            ("x-downshift-agent", "billing-bot"),
+            ("x-downshift-tags", "team=payments,env=test"),
+        ],
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = get(&mock.addr, "/mock/last-request", None);
+    assert_eq!(
+        seen.body,
+        body.as_bytes(),
+        "the upstream must receive the exact request bytes"
+    );
+    // The same request sent directly gets byte-identical bytes back.
+    let direct = post_json(&mock.addr, CHAT, None, body, &[]);
+    assert_eq!(
+        resp.body, direct.body,
+        "the client must receive the upstream's exact bytes"
+    );
+    assert_eq!(
+        resp.header("content-length").unwrap(),
+        direct.body.len().to_string()
+    );
+    assert_eq!(resp.header("x-downshift-route"), Some("llm:default"));
+    let id = resp.header("x-downshift-call-id").unwrap().to_owned();
+
+    let calls = wait_calls(dir.path(), 1);
+    assert_eq!(calls.len(), 1);
+    let c = &calls[0];
+    assert_eq!(c["id"], id.as_str());
+    assert_eq!(c["model"], "gpt-4o");
+    assert_eq!(c["status"], "ok");
+    assert_eq!(c["tags"]["team"], "payments");
+    assert!(
+        c["agent"].as_str().unwrap().starts_with("agt_"),
+        "agent must be pseudonymised"
+    );
+    assert!(c["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(c["overhead_us"].as_u64().is_some());
+    gw.stop();
+
+    // Encryption at rest: no plaintext of the prompt, nor the raw agent id, in any file.
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            let bytes = std::fs::read(&p).unwrap();
+            for needle in [&b"MARKER-7f3a9"[..], b"billing-bot"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} holds plaintext",
+                    p.display()
+                );
+            }
+        }
+    }
+    let shown = show(dir.path(), &id);
+    assert_eq!(shown["request"]["zz_vendor"]["x"][1], 2.5);
+    assert!(
+        shown["response"]["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("MARKER-7f3a9")
+    );
+
+    // Under another key file the payload cannot be read, and the error says why.
+    let other = tempdir();
+    let other_keys = other.path().join("keys.json");
+    ok(&[
+        "import",
+        "/dev/null",
+        "--data-dir",
+        other.path().to_str().unwrap(),
+    ]);
+    let (success, _, err) = run(
+        &[
+            "calls",
+            "show",
+            &id,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[("DOWNSHIFT_KEY_FILE", other_keys.to_str().unwrap())],
+    );
+    assert!(!success);
+    assert!(err.contains("not in the key file"), "{err}");
+    // Same key id, different key bytes: authentication fails.
+    let mut forged: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("keys.json")).unwrap())
+            .unwrap();
+    forged["data_keys"][0]["key"] = json!("00".repeat(32));
+    let forged_path = other.path().join("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let (success, _, err) = run(
+        &[
+            "calls",
+            "show",
+            &id,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+        ],
+        &[("DOWNSHIFT_KEY_FILE", forged_path.to_str().unwrap())],
+    );
+    assert!(!success);
+    assert!(err.contains("authentication failed"), "{err}");
+}
+
+#[test]
+fn streaming_with_parallel_tool_calls_is_passed_through_and_assembled() {
+    let dir = tempdir();
+    let (replay, request, recorded) = replay_file(dir.path());
+    let mock = mock(&["--replay", replay.to_str().unwrap()]);
+    let gw = serve(&dir.path().join("d"), &mock.addr, &["--no-auth"]);
+    let mut req = request.clone();
+    req["stream"] = json!(true);
+    req["stream_options"] = json!({"include_usage": true});
+    let body = req.to_string();
+    let resp = post_json(&gw.addr, CHAT, None, &body, &[]);
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let direct = post_json(&mock.addr, CHAT, None, &body, &[]);
+    assert_eq!(
+        resp.body, direct.body,
+        "streamed bytes must pass through unchanged"
+    );
+    // The client assembles exactly the recorded answer (three parallel calls, usage last).
+    let asm = sse_events(&resp.body);
+    assert!(asm.is_complete());
+    assert!(asm.counts().0 > 8, "expected many chunks");
+    assert_eq!(asm.finish(), recorded);
+
+    let calls = wait_calls(&dir.path().join("d"), 1);
+    assert_eq!(calls[0]["status"], "ok");
+    assert_eq!(calls[0]["stream"], true);
+    assert_eq!(calls[0]["prompt_tokens"], 42);
+    assert_eq!(calls[0]["completion_tokens"], 30);
+    assert!(calls[0]["ttft_us"].as_u64().is_some());
+    let shown = show(&dir.path().join("d"), calls[0]["id"].as_str().unwrap());
+    assert_eq!(
+        shown["response"], recorded,
+        "the log holds the assembled response"
+    );
+
+    // Without include_usage the stream carries no usage chunk, and the log no usage.
+    req["stream_options"] = json!({"include_usage": false});
+    let resp = post_json(&gw.addr, CHAT, None, &req.to_string(), &[]);
+    let asm = sse_events(&resp.body);
+    assert!(asm.usage().is_none());
+    assert_eq!(asm.finish()["choices"], recorded["choices"]);
+}
+
+#[test]
+fn upstream_errors_pass_through_and_failures_get_openai_errors() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let gw = serve(
+        dir.path(),
+        &mock.addr,
+        &["--no-auth", "--upstream-timeout-ms", "400"],
+    );
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#;
+
+    // An upstream error reaches the client unchanged.
+    let resp = post_json(&gw.addr, CHAT, None, body, &[("x-mock-status", "429")]);
+    let direct = post_json(&mock.addr, CHAT, None, body, &[("x-mock-status", "429")]);
+    assert_eq!(resp.status, 429);
+    assert_eq!(resp.body, direct.body);
+
+    // A slow upstream: 504 with an OpenAI-style body.
+    let resp = post_json(&gw.addr, CHAT, None, body, &[("x-mock-delay-ms", "3000")]);
+    assert_eq!(resp.status, 504);
+    assert_eq!(resp.json()["error"]["code"], "upstream_timeout");
+
+    // A streaming request to a slow upstream times out the same way.
+    let sbody = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"x"}]}"#;
+    let resp = post_json(&gw.addr, CHAT, None, sbody, &[("x-mock-delay-ms", "3000")]);
+    assert_eq!(resp.status, 504);
+
+    let calls = wait_calls(dir.path(), 3);
+    let statuses: Vec<&str> = calls
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "timeout").count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "upstream_error").count(),
+        1,
+        "{statuses:?}"
+    );
+    let err_call = calls
+        .iter()
+        .find(|c| c["status"] == "upstream_error")
+        .unwrap();
+    assert_eq!(err_call["http_status"], 429);
+
+    // Metrics count them.
+    let m = get(&gw.addr, "/metrics", None).text();
+    assert!(
+        m.contains("downshift_upstream_errors_total{upstream=\"default\",kind=\"timeout\"} 2"),
+        "{m}"
+    );
+    assert!(m.contains("downshift_requests_total{endpoint=\"chat/completions\",status=\"429\"} 1"));
+}
+
+#[test]
+fn upstream_down_is_a_502_and_logged() {
+    let dir = tempdir();
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gw = serve(dir.path(), &format!("127.0.0.1:{port}"), &["--no-auth"]);
+    let resp = post_json(&gw.addr, CHAT, None, r#"{"model":"m","messages":[]}"#, &[]);
+    assert_eq!(resp.status, 502);
+    let e = resp.json();
+    assert_eq!(e["error"]["code"], "upstream_unreachable");
+    assert!(e["error"]["message"].as_str().unwrap().contains("default"));
+    let calls = wait_calls(dir.path(), 1);
+    assert_eq!(calls[0]["status"], "unreachable");
+    assert_eq!(calls[0]["http_status"], 502);
+}
+
+#[test]
+fn client_disconnect_mid_stream_is_logged_as_interrupted() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let gw = serve(dir.path(), &mock.addr, &["--no-auth"]);
+    let long = "word ".repeat(200);
+    let body =
+        json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": long}]})
+            .to_string();
+    let mut s = send(
+        &gw.addr,
+        "POST",
+        CHAT,
+        &[
+            ("Content-Type", "application/json"),
+            ("x-mock-chunk-delay-ms", "50"),
+        ],
+        body.as_bytes(),
+    );
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let calls = loop {
+        let c = calls(dir.path(), &[]);
+        if !c.is_empty() || Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["status"], "interrupted");
+    let shown = show(dir.path(), calls[0]["id"].as_str().unwrap());
+    let partial = shown["response"]["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        partial.len() < long.len(),
+        "only part of the answer was streamed"
+    );
+    let m = get(&gw.addr, "/metrics", None).text();
+    assert!(m.contains("downshift_interrupted_total 1"), "{m}");
+}
+
+#[test]
+fn bad_requests_get_openai_errors() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let cfg = dir.path().join("downshift.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nmax_body_bytes = 2000\nrequire_auth = false\n",
+    )
+    .unwrap();
+    let data = dir.path().join("d");
+    let url = format!("http://{}", mock.addr);
+    let gw = Proc::start(
+        &[
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--upstream",
+            &url,
+        ],
+        &[],
+    );
+    let cases: Vec<(String, u16, &str)> = vec![
+        (
+            "{\"model\": \"m\", \"messages\": [".into(),
+            400,
+            "invalid_request",
+        ),
+        ("[1,2]".into(), 400, "invalid_request"),
+        ("{\"messages\": []}".into(), 400, "invalid_request"),
+        (
+            format!(
+                "{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+                "x".repeat(5000)
+            ),
+            413,
+            "request_too_large",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let resp = post_json(&gw.addr, CHAT, None, &body, &[]);
+        assert_eq!(resp.status, status, "{}", resp.text());
+        let e = resp.json();
+        assert_eq!(e["error"]["code"], code);
+        assert!(e["error"]["message"].as_str().unwrap().len() > 5);
+    }
+    // Chunked upload over the limit (no Content-Length) is refused too.
+    let mut s = std::net::TcpStream::connect(&gw.addr).unwrap();
+    use std::io::Write;
+    let chunk = "a".repeat(3000);
+    write!(s, "POST {CHAT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n", chunk.len()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    // Unknown routes and methods.
+    assert_eq!(get(&gw.addr, "/v1/nope", None).status, 404);
+    assert_eq!(get(&gw.addr, CHAT, None).status, 405);
+    // Nothing was forwarded or logged for rejected requests.
+    let stats = get(&mock.addr, "/mock/stats", None).json();
+    assert_eq!(stats["requests"], 0);
+    gw.stop();
+    assert!(calls(&data, &[]).is_empty());
+}
+
+#[test]
+fn api_keys_and_roles_are_enforced() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let gw = serve(dir.path(), &mock.addr, &[]);
+    let admin = gw.admin_key();
+    let d = dir.path().to_str().unwrap();
+    let mk = |role: &str, name: &str| -> String {
+        let out = ok(&[
+            "keys",
+            "create",
+            "--role",
+            role,
+            "--name",
+            name,
+            "--json",
+            "--data-dir",
+            d,
+        ]);
+        serde_json::from_str::<Value>(&out).unwrap()["key"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let agent = mk("agent", "bot");
+    let analyst = mk("analyst", "ana");
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+    let r = post_json(&gw.addr, CHAT, None, body, &[]);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (401, Some("missing_api_key"))
+    );
+    let r = post_json(&gw.addr, CHAT, Some("dsk_wrong"), body, &[]);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+    let r = post_json(&gw.addr, CHAT, Some(&analyst), body, &[]);
+    assert_eq!(
+        (r.status, r.json()["error"]["code"].as_str()),
+        (403, Some("insufficient_permissions"))
+    );
+    assert_eq!(
+        post_json(&gw.addr, CHAT, Some(&agent), body, &[]).status,
+        200
+    );
+    assert_eq!(
+        post_json(&gw.addr, CHAT, Some(&admin), body, &[]).status,
+        200
+    );
+
+    // Admin API: agents get nothing, analysts metadata only, admins raw payloads (audited).
+    assert_eq!(get(&gw.addr, "/admin/calls", Some(&agent)).status, 403);
+    let listed = wait_calls(dir.path(), 2);
+    assert_eq!(listed.len(), 2);
+    let r = get(&gw.addr, "/admin/calls", Some(&analyst));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    let id = listed[0]["id"].as_str().unwrap();
+    assert_eq!(
+        get(&gw.addr, &format!("/admin/calls/{id}"), Some(&analyst)).status,
+        403
+    );
+    let raw = get(&gw.addr, &format!("/admin/calls/{id}"), Some(&admin));
+    assert_eq!(raw.status, 200);
+    assert_eq!(raw.json()["request"]["messages"][0]["content"], "hi");
+    let audit = get(&gw.addr, "/admin/audit", Some(&admin)).json();
+    assert_eq!(audit["data"][0]["action"], "read_raw");
+    assert_eq!(audit["data"][0]["target"], id);
+
+    // A revoked key stops working within the cache lifetime.
+    ok(&["keys", "revoke", "bot", "--data-dir", d]);
+    std::thread::sleep(Duration::from_millis(2200));
+    assert_eq!(
+        post_json(&gw.addr, CHAT, Some(&agent), body, &[]).status,
+        401
+    );
+    let keys = ok(&["keys", "list", "--json", "--data-dir", d]);
+    assert!(
+        !keys.contains(&agent) && !keys.contains(&admin),
+        "secrets must never be listed"
+    );
+    assert_eq!(keys.lines().count(), 3);
+}
+
+#[test]
+fn spilled_records_survive_a_restart() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let cfg = dir.path().join("downshift.toml");
+    std::fs::write(&cfg, "[store]\nqueue_capacity = 1\nbatch_max = 1\n").unwrap();
+    let data = dir.path().join("d");
+    let url = format!("http://{}", mock.addr);
+    let args = [
+        "serve",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--upstream",
+        &url,
+        "--no-auth",
+    ];
+    let gw = Proc::start(&args, &[]);
+    // Another process holds the database's write lock: the writer blocks, the queue fills up,
+    // and the gateway must keep serving and spill instead.
+    let db = rusqlite::Connection::open(data.join("downshift.sqlite")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for i in 0..20 {
+        let body =
+            format!(r#"{{"model":"m","messages":[{{"role":"user","content":"spill {i}"}}]}}"#);
+        assert_eq!(post_json(&gw.addr, CHAT, None, &body, &[]).status, 200);
+    }
+    let m = get(&gw.addr, "/metrics", None).text();
+    let spilled: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("downshift_log_records_spilled_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        spilled >= 15,
+        "expected most records to spill, got {spilled}"
+    );
+    assert!(std::fs::read_dir(data.join("spill")).unwrap().count() > 0);
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    gw.stop();
+    // The next start ingests the spill file: all 20 calls are there, none twice.
+    let gw = Proc::start(&args, &[]);
+    let calls = wait_calls(&data, 20);
+    assert_eq!(calls.len(), 20);
+    let mut contents: Vec<String> = calls
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    contents.sort();
+    contents.dedup();
+    assert_eq!(contents.len(), 20);
+    assert_eq!(std::fs::read_dir(data.join("spill")).unwrap().count(), 0);
+    let m = get(&gw.addr, "/metrics", None).text();
+    assert!(m.contains("downshift_log_records_lost_total 0"));
+}
+
+#[test]
+fn embeddings_models_health_and_key_rotation() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let gw = serve(dir.path(), &mock.addr, &["--no-auth"]);
+    let body = r#"{"model":"text-embedding-3-small","input":["a","b"]}"#;
+    let r = post_json(&gw.addr, "/v1/embeddings", None, body, &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        post_json(&mock.addr, "/v1/embeddings", None, body, &[]).body
+    );
+    assert_eq!(r.json()["data"].as_array().unwrap().len(), 2);
+    let models = get(&gw.addr, "/v1/models", None);
+    assert_eq!(models.status, 200);
+    assert_eq!(models.json()["data"][0]["id"], "mock");
+    assert_eq!(get(&gw.addr, "/healthz", None).json()["status"], "ok");
+
+    let d = dir.path().to_str().unwrap();
+    let before = post_json(
+        &gw.addr,
+        CHAT,
+        None,
+        r#"{"model":"m","messages":[{"role":"user","content":"old key"}]}"#,
+        &[],
+    );
+    assert_eq!(before.status, 200);
+    wait_calls(dir.path(), 2);
+    let info: Value =
+        serde_json::from_str(&ok(&["keys", "rotate-data-key", "--json", "--data-dir", d])).unwrap();
+    assert_eq!(info["data_keys"].as_array().unwrap().len(), 2);
+    // The running gateway picks the new key up within a few seconds.
+    std::thread::sleep(Duration::from_millis(3000));
+    let after = post_json(
+        &gw.addr,
+        CHAT,
+        None,
+        r#"{"model":"m","messages":[{"role":"user","content":"new key"}]}"#,
+        &[],
+    );
+    assert_eq!(after.status, 200);
+    gw.stop();
+    let db = rusqlite::Connection::open(dir.path().join("downshift.sqlite")).unwrap();
+    let key_ids: Vec<String> = db
+        .prepare("SELECT DISTINCT key_id FROM calls")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(key_ids.len(), 2, "new records use the new key");
+    // Every record is still readable.
+    let export = ok(&["export", "--data-dir", d]);
+    assert!(export.contains("old key") && export.contains("new key"));
+}

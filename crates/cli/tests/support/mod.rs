@@ -1,0 +1,325 @@
+//! Test harness: runs the real `downshift` binary on loopback ports chosen by the OS, and talks
+//! plain HTTP/1.1 to it so tests see the exact bytes on the wire.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_downshift");
+
+/// A running `downshift` process, stopped (SIGTERM, then SIGKILL) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+    pub lines: mpsc::Receiver<String>,
+    pub first_lines: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `downshift ARGS` and waits for its "listening on http://ADDR" line.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("DOWNSHIFT_LOG", "warn")
+            .env_remove("DOWNSHIFT_ADMIN_KEY")
+            .env_remove("DOWNSHIFT_DATA_DIR")
+            .env_remove("DOWNSHIFT_KEY_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn downshift");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut first_lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("downshift {args:?} did not start; said {first_lines:?}")
+            });
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.trim().to_owned();
+                first_lines.push(line);
+                return Proc {
+                    child,
+                    addr,
+                    lines: rx,
+                    first_lines,
+                };
+            }
+            first_lines.push(line);
+        }
+    }
+
+    /// The bootstrap admin key the first `serve` printed.
+    pub fn admin_key(&self) -> String {
+        self.first_lines
+            .iter()
+            .find_map(|l| l.split("store it now): ").nth(1))
+            .expect("no bootstrap admin key printed")
+            .trim()
+            .to_owned()
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "downshift exited with {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("downshift did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `downshift ARGS` to completion: (exit ok, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env("DOWNSHIFT_LOG", "warn")
+        .env_remove("DOWNSHIFT_ADMIN_KEY")
+        .env_remove("DOWNSHIFT_DATA_DIR")
+        .env_remove("DOWNSHIFT_KEY_FILE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run downshift");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs and expects success; returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let (success, out, err) = run(args, &[]);
+    assert!(success, "downshift {args:?} failed: {err}");
+    out
+}
+
+pub fn mock(extra: &[&str]) -> Proc {
+    let mut args = vec!["mock-llm", "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Proc::start(&args, &[])
+}
+
+pub fn serve(data: &Path, upstream: &str, extra: &[&str]) -> Proc {
+    let data = data.to_str().unwrap().to_owned();
+    let url = format!("http://{upstream}");
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &data,
+        "--upstream",
+        &url,
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args, &[])
+}
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Sends one request (Connection: close) and reads the whole response.
+pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = send(addr, method, path, headers, body);
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+/// Opens a connection and writes a request; the caller reads.
+pub fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).expect("write request");
+    s
+}
+
+pub fn post_json(
+    addr: &str,
+    path: &str,
+    key: Option<&str>,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> Resp {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    headers.extend_from_slice(extra);
+    http(addr, "POST", path, &headers, body.as_bytes())
+}
+
+pub fn get(addr: &str, path: &str, key: Option<&str>) -> Resp {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    http(addr, "GET", path, &headers, b"")
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(raw)));
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
+        let size_line = String::from_utf8_lossy(&data[..eol]).into_owned();
+        let size =
+            usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        data = &data[eol + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// A temporary data directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// `calls list --json` as parsed objects.
+pub fn calls(data: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let d = data.to_str().unwrap();
+    let mut args = vec![
+        "calls",
+        "list",
+        "--json",
+        "--limit",
+        "100000",
+        "--data-dir",
+        d,
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Waits until `calls list` shows at least `n` calls (the write path is asynchronous).
+pub fn wait_calls(data: &Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = calls(data, &[]);
+        if c.len() >= n || Instant::now() > deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The repository root (for the fetched development data).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
