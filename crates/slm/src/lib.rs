@@ -6,3 +6,5 @@ pub mod gguf;
 
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
+pub mod quant;
+pub mod threads;
