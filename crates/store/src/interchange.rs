@@ -6,6 +6,7 @@ use std::io::{BufRead, Write};
 use downshift_api::{ImportFormat, parse_import_line};
 use serde::Serialize;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::{
     CallFilter, CallMeta, CallPayload, CallRecord, CallStatus, Keyring, Result, Source, Store,
@@ -72,12 +73,24 @@ pub fn import_jsonl(
             .get("stream")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        // A UUIDv7 from the record's own time keeps imported calls in time order.
-        let id = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            (ts_ms.max(0) / 1000) as u64,
-            ((ts_ms.max(0) % 1000) * 1_000_000) as u32,
-        ))
+        // A UUIDv7 from the record's own time keeps imported calls in time order. With a
+        // timestamp, the rest of the id comes from the line's content, so importing the same
+        // file twice stores each call once.
+        let id = match rec.timestamp {
+            Some(_) => {
+                let digest = Sha256::digest(line.trim().as_bytes());
+                uuid::Builder::from_unix_timestamp_millis(
+                    ts_ms.max(0) as u64,
+                    &digest[..10].try_into().unwrap_or([0; 10]),
+                )
+                .into_uuid()
+            }
+            None => uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                (ts_ms.max(0) / 1000) as u64,
+                ((ts_ms.max(0) % 1000) * 1_000_000) as u32,
+            )),
+        }
         .to_string();
         let record = CallRecord {
             meta: CallMeta {

@@ -1,0 +1,174 @@
+//! End-to-end: `import`, `export` and the mock's replay on the BFCL development data.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use support::*;
+
+fn bfcl() -> std::path::PathBuf {
+    let path = repo_root().join("data/bfcl/bfcl.jsonl");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch.sh bfcl (the CI script does)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn bfcl_import_stores_every_record_with_its_tags() {
+    let path = bfcl();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut expected: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        *expected
+            .entry(v["metadata"]["bfcl_category"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let total: usize = expected.values().sum();
+    assert!(total > 2000);
+
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap();
+    let report: Value = serde_json::from_str(&ok(&[
+        "import",
+        path.to_str().unwrap(),
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    assert_eq!(report["imported"], total);
+    assert_eq!(report["errors"].as_array().unwrap().len(), 0);
+
+    let calls = calls(dir.path(), &[]);
+    assert_eq!(calls.len(), total);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &calls {
+        assert_eq!(c["tags"]["source"], "bfcl");
+        assert!(c["tags"]["bfcl_id"].is_string());
+        *seen
+            .entry(c["tags"]["bfcl_category"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(seen, expected);
+    // Tag filters select by category; multi-turn calls carry their API class.
+    let mt = calls_filtered(dir.path(), "bfcl_category=multi_turn_base");
+    assert_eq!(mt.len(), expected["multi_turn_base"]);
+    assert!(mt.iter().all(|c| c["tags"]["api_class"].is_string()));
+
+    // Export gives back the same requests and responses.
+    let exported = ok(&[
+        "export",
+        "--data-dir",
+        d,
+        "--tag",
+        "bfcl_category=simple_python",
+    ]);
+    assert_eq!(exported.lines().count(), expected["simple_python"]);
+    let originals: BTreeMap<String, Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| (v["metadata"]["bfcl_id"].as_str().unwrap().to_owned(), v))
+        .collect();
+    for line in exported.lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let orig = &originals[v["metadata"]["bfcl_id"].as_str().unwrap()];
+        assert_eq!(v["request"], orig["request"]);
+        assert_eq!(v["response"], orig["response"]);
+    }
+}
+
+fn calls_filtered(data: &std::path::Path, tag: &str) -> Vec<Value> {
+    calls(data, &["--tag", tag])
+}
+
+#[test]
+fn bad_lines_are_reported_by_number_and_the_rest_is_stored() {
+    let dir = tempdir();
+    let file = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"request":{"model":"m","messages":[{"role":"user","content":"a"}]},"response":{"choices":[]}}"#, "\n",
+            "{not json\n",
+            r#"{"request":{"model":"m"}}"#, "\n",
+            r#"{"timestamp":"2025-06-01T12:00:00Z","workload_id":"w1","client_id":"c1","request":{"messages":[]},"response":{"choices":[]}}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let d = dir.path().join("d");
+    let (success, out, err) = run(
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--data-dir",
+            d.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(success, "{err}");
+    assert!(err.contains("mixed.jsonl:2: not valid JSON"), "{err}");
+    assert!(err.contains("mixed.jsonl:3:"), "{err}");
+    assert!(out.contains("imported 2 calls"), "{out}");
+    assert_eq!(calls(&d, &[]).len(), 2);
+    // --strict fails, but keeps what was good (and a timestamped record is not stored twice).
+    let (success, _, err) = run(
+        &[
+            "import",
+            file.to_str().unwrap(),
+            "--strict",
+            "--data-dir",
+            d.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!success);
+    assert!(err.contains("2 bad lines"), "{err}");
+    assert_eq!(calls(&d, &[]).len(), 3);
+    // A missing file is a clear error.
+    let (success, _, err) = run(
+        &[
+            "import",
+            "/nonexistent.jsonl",
+            "--data-dir",
+            d.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !success && err.contains("cannot open /nonexistent.jsonl"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_mock_replays_bfcl_through_the_gateway() {
+    let path = bfcl();
+    let dir = tempdir();
+    let mock = mock(&["--replay", path.to_str().unwrap()]);
+    let gw = serve(dir.path(), &mock.addr, &["--no-auth"]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for line in text.lines().step_by(97).take(25) {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        let resp = post_json(
+            &gw.addr,
+            "/v1/chat/completions",
+            None,
+            &rec["request"].to_string(),
+            &[],
+        );
+        assert_eq!(resp.status, 200);
+        let got = resp.json();
+        assert_eq!(
+            got["choices"], rec["response"]["choices"],
+            "{}",
+            rec["metadata"]["bfcl_id"]
+        );
+    }
+    let stats = get(&mock.addr, "/mock/stats", None).json();
+    assert_eq!(stats["replayed"], 25);
+}
