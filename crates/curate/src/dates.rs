@@ -1,0 +1,83 @@
+//! Dates: a date next to a birth cue is a DATE_OF_BIRTH; any other date or timestamp only
+//! shields its digits from the phone and id recognisers.
+
+use crate::cues::{CueKind, Cues};
+use crate::detector::{score, Candidate};
+use crate::text::{next_char, prev_char};
+use crate::{CurateError, EntityType};
+use regex::Regex;
+
+pub(crate) struct Dates {
+    date: Regex,
+    timestamp: Regex,
+}
+
+const MONTHS: &str = "january|february|march|april|may|june|july|august|september|october|november|december|\
+jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|\
+januar|februar|märz|maerz|mai|juni|juli|oktober|dezember|jän|mär|okt|dez|\
+janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre|janv|févr|fév|avr|juil|déc|\
+enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|ene|abr|ago|dic|\
+gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|gen|mag|giu|lug|set|ott|\
+januari|februari|maart|mei|augustus|oktober|okt|mrt";
+
+impl Dates {
+    pub(crate) fn new() -> Result<Self, CurateError> {
+        let numeric = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})";
+        let text_dmy = format!(r"\d{{1,2}}(?:st|nd|rd|th|er|º|°)?\.?\s+(?:de\s+|of\s+)?(?:{MONTHS})\.?,?\s+(?:de\s+)?\d{{4}}");
+        let text_mdy = format!(r"(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}");
+        let pat = format!(r"(?i:{numeric}|{text_dmy}|{text_mdy})");
+        Ok(Dates {
+            date: Regex::new(&pat).map_err(|e| CurateError::pattern("date", e))?,
+            timestamp: Regex::new(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?")
+                .map_err(|e| CurateError::pattern("timestamp", e))?,
+        })
+    }
+
+    pub(crate) fn find(&self, text: &str, cues: &Cues, out: &mut Vec<Candidate>) {
+        if !text.bytes().any(|b| b.is_ascii_digit()) {
+            return;
+        }
+        for m in self.date.find_iter(text) {
+            let (s, e) = (m.start(), m.end());
+            if prev_char(text, s).is_some_and(|c| c.is_alphanumeric()) || next_char(text, e).is_some_and(|c| c.is_alphanumeric()) {
+                continue;
+            }
+            if prev_char(text, s).is_some_and(|c| matches!(c, '.' | '-' | '/' | '+')) {
+                continue;
+            }
+            if !plausible(m.as_str()) {
+                continue;
+            }
+            let dob = cues.list.iter().any(|c| {
+                c.kind == CueKind::Dob && c.end <= s && s - c.end <= 48 && !text[c.end..s].contains(['\n', '.'])
+                    || c.kind == CueKind::Dob && c.end <= s && s - c.end <= 6
+            });
+            if dob {
+                out.push(Candidate::new(EntityType::DateOfBirth, s, e, score::DOB));
+            } else {
+                out.push(Candidate::block(s, e, score::DATE_BLOCK));
+            }
+        }
+        for m in self.timestamp.find_iter(text) {
+            out.push(Candidate::block(m.start(), m.end(), score::DATE_BLOCK));
+        }
+    }
+}
+
+/// Reject impossible numeric dates (month 13, day 32 …).
+fn plausible(s: &str) -> bool {
+    let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
+    if parts.len() != 3 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        return true; // a textual date: the regex already constrained it
+    }
+    let n: Vec<u32> = parts.iter().map(|p| p.parse().unwrap_or(0)).collect();
+    let (y, a, b) = if parts[0].len() == 4 { (n[0], n[1], n[2]) } else { (n[2], n[0], n[1]) };
+    let _ = y;
+    let dm = (1..=31).contains(&a) && (1..=12).contains(&b);
+    let md = (1..=12).contains(&a) && (1..=31).contains(&b);
+    if parts[0].len() == 4 {
+        (1..=12).contains(&a) && (1..=31).contains(&b)
+    } else {
+        dm || md
+    }
+}

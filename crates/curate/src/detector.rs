@@ -1,0 +1,287 @@
+//! The detector: runs every recogniser, resolves overlaps, applies the policy.
+
+use crate::address::Addresses;
+use crate::cues::{CueSet, Cues};
+use crate::dates::Dates;
+use crate::finance::Finance;
+use crate::ids::Ids;
+use crate::lexicon::Lexicon;
+use crate::network::Network;
+use crate::person::{name_value, Persons};
+use crate::phone::PhoneFinder;
+use crate::secrets::Secrets;
+use crate::{CurateError, Entity, EntityType, PiiConfig};
+use regex::Regex;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Priorities used to resolve overlapping candidates (higher wins).
+pub(crate) mod score {
+    pub const PRIVATE_KEY: u16 = 100;
+    pub const CUSTOM: u16 = 98;
+    pub const URL_CREDENTIALS: u16 = 95;
+    pub const JWT: u16 = 93;
+    pub const API_KEY: u16 = 90;
+    pub const EMAIL: u16 = 86;
+    pub const IBAN: u16 = 84;
+    pub const CARD: u16 = 82;
+    pub const SSN: u16 = 78;
+    pub const NATIONAL_ID: u16 = 76;
+    pub const IP: u16 = 74;
+    pub const MAC: u16 = 74;
+    pub const CUED_SECRET: u16 = 72;
+    pub const PASSWORD: u16 = 71;
+    pub const UUID_BLOCK: u16 = 70;
+    pub const CUED_ID: u16 = 68;
+    pub const DOB: u16 = 66;
+    pub const HASH_BLOCK: u16 = 65;
+    pub const DATE_BLOCK: u16 = 64;
+    pub const PHONE_INTL: u16 = 62;
+    pub const PHONE: u16 = 60;
+    pub const URL_BLOCK: u16 = 52;
+    pub const ADDRESS: u16 = 50;
+    pub const PERSON_JSON: u16 = 48;
+    pub const PERSON_CUE: u16 = 45;
+    pub const PERSON: u16 = 42;
+    pub const PERSON_WEAK: u16 = 38;
+}
+
+/// A possible entity before overlap resolution. `kind: None` marks a look-alike (UUID, date,
+/// plain URL …) that only shields its bytes from lower-priority recognisers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate {
+    pub kind: Option<EntityType>,
+    pub start: usize,
+    pub end: usize,
+    pub score: u16,
+}
+
+impl Candidate {
+    pub(crate) fn new(kind: EntityType, start: usize, end: usize, score: u16) -> Self {
+        Candidate { kind: Some(kind), start, end, score }
+    }
+
+    pub(crate) fn block(start: usize, end: usize, score: u16) -> Self {
+        Candidate { kind: None, start, end, score }
+    }
+}
+
+struct Lookalikes {
+    uuid: Regex,
+    hash: Regex,
+}
+
+struct Inner {
+    config: PiiConfig,
+    cues: CueSet,
+    lexicon: Lexicon,
+    network: Network,
+    finance: Finance,
+    ids: Ids,
+    secrets: Secrets,
+    phones: PhoneFinder,
+    dates: Dates,
+    addresses: Addresses,
+    persons: Persons,
+    lookalikes: Lookalikes,
+    custom: Vec<(EntityType, Regex)>,
+    allow: HashSet<String>,
+    enabled: [bool; EntityType::ALL.len()],
+}
+
+/// PII/PHI detector. Cheap to clone (shared, immutable), `Send + Sync`.
+#[derive(Clone)]
+pub struct Detector {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Detector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detector").field("config", &self.inner.config).finish()
+    }
+}
+
+impl Detector {
+    /// Build a detector for a policy (compiles every pattern once).
+    pub fn new(config: &PiiConfig) -> Result<Self, CurateError> {
+        let mut custom = Vec::new();
+        for c in &config.custom {
+            let re = Regex::new(&c.pattern).map_err(|e| CurateError::pattern(&c.name, e))?;
+            custom.push((c.kind, re));
+        }
+        let mut enabled = [true; EntityType::ALL.len()];
+        for t in EntityType::ALL {
+            enabled[t.index()] = config.is_enabled(t);
+        }
+        let lookalikes = Lookalikes {
+            uuid: Regex::new(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+                .map_err(|e| CurateError::pattern("uuid", e))?,
+            hash: Regex::new(r"[0-9a-f]{7,128}|[0-9A-F]{32,128}").map_err(|e| CurateError::pattern("hash", e))?,
+        };
+        Ok(Detector {
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                cues: CueSet::new()?,
+                lexicon: Lexicon::new(),
+                network: Network::new()?,
+                finance: Finance::new()?,
+                ids: Ids::new()?,
+                secrets: Secrets::new()?,
+                phones: PhoneFinder::new()?,
+                dates: Dates::new()?,
+                addresses: Addresses::new()?,
+                persons: Persons::new()?,
+                lookalikes,
+                custom,
+                allow: config.allow.iter().map(|a| a.trim().to_lowercase()).collect(),
+                enabled,
+            }),
+        })
+    }
+
+    /// The policy this detector was built with.
+    pub fn config(&self) -> &PiiConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn lexicon(&self) -> &Lexicon {
+        &self.inner.lexicon
+    }
+
+    /// Detect entities in `text`: sorted, non-overlapping, UTF-8 byte offsets.
+    pub fn detect(&self, text: &str) -> Vec<Entity> {
+        let mut cands = Vec::new();
+        self.candidates(text, &mut cands);
+        self.finish(text, cands)
+    }
+
+    /// Detect entities in a JSON string value, using its object key as context: the value of
+    /// `"first_name"` is a name, the value of `"dob"` a date of birth, and so on.
+    pub fn detect_with_key(&self, key: &str, value: &str) -> Vec<Entity> {
+        if key.is_empty() {
+            return self.detect(value);
+        }
+        // Detect over `key: value` so that cue words in the key apply, then keep the value part.
+        let prefix_len = key.len() + 2;
+        let mut joined = String::with_capacity(prefix_len + value.len());
+        joined.push_str(key);
+        joined.push_str(": ");
+        joined.push_str(value);
+        let mut cands = Vec::new();
+        self.candidates(&joined, &mut cands);
+        if let Some(specific) = self.inner.persons.key_kind(key) {
+            if let Some((s, e)) = name_value(&joined, prefix_len, joined.len(), specific, &self.inner.lexicon) {
+                cands.push(Candidate::new(EntityType::Person, s, e, score::PERSON_JSON));
+            }
+        }
+        cands.retain(|c| c.start >= prefix_len);
+        for c in &mut cands {
+            c.start -= prefix_len;
+            c.end -= prefix_len;
+        }
+        self.finish(value, cands)
+    }
+
+    fn candidates(&self, text: &str, out: &mut Vec<Candidate>) {
+        let inner = &*self.inner;
+        let mut cue_list = Vec::new();
+        inner.cues.scan(text, &mut cue_list);
+        let cues = Cues { list: cue_list };
+        for (kind, re) in &inner.custom {
+            for m in re.find_iter(text) {
+                if m.start() < m.end() {
+                    out.push(Candidate::new(*kind, m.start(), m.end(), score::CUSTOM));
+                }
+            }
+        }
+        inner.secrets.find(text, &cues, out);
+        inner.network.find(text, &cues, out);
+        let has_digit = text.bytes().any(|b| b.is_ascii_digit());
+        if has_digit {
+            inner.finance.find(text, &cues, out);
+            inner.ids.find(text, &cues, out);
+            inner.dates.find(text, &cues, out);
+            inner.phones.find(text, &cues, out);
+            inner.addresses.find(text, out);
+            self.lookalikes(text, out);
+        }
+        inner.ids.find_cued(text, &cues, out);
+        inner.persons.find(text, &cues, &inner.lexicon, out);
+    }
+
+    fn lookalikes(&self, text: &str, out: &mut Vec<Candidate>) {
+        let l = &self.inner.lookalikes;
+        if text.contains('-') {
+            for m in l.uuid.find_iter(text) {
+                out.push(Candidate::block(m.start(), m.end(), score::UUID_BLOCK));
+            }
+        }
+        for m in l.hash.find_iter(text) {
+            let t = m.as_str();
+            let digits = t.bytes().filter(u8::is_ascii_digit).count();
+            // Commit ids and digests: hex with both digits and letters, on word boundaries.
+            if digits > 0 && digits < t.len() && crate::text::word_start(text, m.start()) && crate::text::word_end(text, m.end()) {
+                out.push(Candidate::block(m.start(), m.end(), score::HASH_BLOCK));
+            }
+        }
+    }
+
+    fn finish(&self, text: &str, cands: Vec<Candidate>) -> Vec<Entity> {
+        let inner = &*self.inner;
+        resolve(cands)
+            .into_iter()
+            .filter_map(|c| {
+                let kind = c.kind?;
+                if !inner.enabled[kind.index()] {
+                    return None;
+                }
+                let t = text.get(c.start..c.end)?;
+                if !inner.allow.is_empty() && inner.allow.contains(&t.trim().to_lowercase()) {
+                    return None;
+                }
+                Some(Entity { kind, start: c.start, end: c.end, text: t.to_string() })
+            })
+            .collect()
+    }
+}
+
+/// Greedy overlap resolution: highest score first, then longest, then leftmost.
+pub(crate) fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
+    cands.retain(|c| c.start < c.end);
+    cands.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then((b.end - b.start).cmp(&(a.end - a.start)))
+            .then(a.start.cmp(&b.start))
+    });
+    let mut kept: Vec<Candidate> = Vec::with_capacity(cands.len());
+    for c in cands {
+        // `kept` is sorted by start; find the neighbours of c.
+        let pos = kept.partition_point(|k| k.start < c.start);
+        let clash_prev = pos > 0 && kept[pos - 1].end > c.start;
+        let clash_next = pos < kept.len() && kept[pos].start < c.end;
+        if !clash_prev && !clash_next {
+            kept.insert(pos, c);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolution_prefers_score_then_length() {
+        let c = vec![
+            Candidate::new(EntityType::Person, 0, 10, score::PERSON),
+            Candidate::new(EntityType::Email, 5, 20, score::EMAIL),
+            Candidate::block(22, 30, score::DATE_BLOCK),
+            Candidate::new(EntityType::Phone, 24, 28, score::PHONE),
+        ];
+        let r = resolve(c);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].kind, Some(EntityType::Email));
+        assert_eq!(r[1].kind, None);
+    }
+}

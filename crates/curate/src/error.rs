@@ -1,0 +1,34 @@
+//! The crate's one error type.
+
+/// Everything that can go wrong while building a detector or scrubbing data.
+#[derive(Debug, thiserror::Error)]
+pub enum CurateError {
+    /// A custom recogniser's pattern (or a built-in one) failed to compile.
+    #[error("invalid pattern for recogniser `{name}`: {source}")]
+    Pattern {
+        name: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
+    /// The cue-word automaton could not be built.
+    #[error("cannot build cue automaton: {0}")]
+    Automaton(#[from] aho_corasick::BuildError),
+    /// The pseudonymisation key is unusable (empty).
+    #[error("the pseudonymisation key must not be empty")]
+    EmptyKey,
+    /// Reading or writing a stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// Serialising JSON failed.
+    #[error("json error: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+impl CurateError {
+    pub(crate) fn pattern(name: &str, source: regex::Error) -> Self {
+        CurateError::Pattern {
+            name: name.to_string(),
+            source: Box::new(source),
+        }
+    }
+}

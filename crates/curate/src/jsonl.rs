@@ -1,0 +1,107 @@
+//! The `downshift pii detect` contract: JSON Lines in, one result line per input line out.
+
+use crate::{CurateError, Detector, Entity, EntityType};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{BufRead, BufWriter, Write};
+
+/// Totals of one `detect_jsonl` run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JsonlStats {
+    pub lines: u64,
+    pub errors: u64,
+    pub entities: u64,
+}
+
+#[derive(Serialize)]
+struct Output<'a> {
+    entities: &'a [Entity],
+    redacted: String,
+}
+
+#[derive(Serialize)]
+struct ErrorLine {
+    error: String,
+}
+
+/// Read `{"text": ...}` per line; write `{"entities": [{"type","start","end","text"}], "redacted": "..."}`
+/// per line (UTF-8 byte offsets). A bad line writes `{"error": "..."}` and the run goes on.
+/// Blank lines are skipped.
+pub fn detect_jsonl<R: BufRead, W: Write>(detector: &Detector, mut reader: R, writer: W) -> Result<JsonlStats, CurateError> {
+    let mut w = BufWriter::new(writer);
+    let mut stats = JsonlStats::default();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        let line = trim_ascii(&buf);
+        if line.is_empty() {
+            continue;
+        }
+        stats.lines += 1;
+        match parse_text(line) {
+            Ok(text) => {
+                let ents = detector.detect(&text);
+                stats.entities += ents.len() as u64;
+                let out = Output { redacted: redact(&text, &ents), entities: &ents };
+                serde_json::to_writer(&mut w, &out)?;
+            }
+            Err(error) => {
+                stats.errors += 1;
+                serde_json::to_writer(&mut w, &ErrorLine { error })?;
+            }
+        }
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(stats)
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end]
+}
+
+fn parse_text(line: &[u8]) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        text: Option<serde_json::Value>,
+    }
+    let input: Input = serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    match input.text {
+        Some(serde_json::Value::String(s)) => Ok(s),
+        Some(_) => Err("`text` must be a string".to_string()),
+        None => Err("missing `text`".to_string()),
+    }
+}
+
+/// Replace entities with `<TYPE_n>`, numbered per type in order of first appearance; the same
+/// value gets the same number.
+pub fn redact(text: &str, entities: &[Entity]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut seen: HashMap<(EntityType, &str), usize> = HashMap::new();
+    let mut counts: HashMap<EntityType, usize> = HashMap::new();
+    let mut last = 0;
+    for e in entities {
+        if e.start < last || e.end > text.len() {
+            continue;
+        }
+        out.push_str(&text[last..e.start]);
+        let n = *seen.entry((e.kind, e.text.as_str())).or_insert_with(|| {
+            let c = counts.entry(e.kind).or_default();
+            *c += 1;
+            *c
+        });
+        out.push('<');
+        out.push_str(e.kind.as_str());
+        out.push('_');
+        out.push_str(&n.to_string());
+        out.push('>');
+        last = e.end;
+    }
+    out.push_str(&text[last..]);
+    out
+}

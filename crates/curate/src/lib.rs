@@ -1,0 +1,31 @@
+//! downshift-curate: step S2 of the LLM-to-SLM conversion. This crate holds the PII/PHI engine:
+//! [`Detector`] finds personal, health and secret data in text; [`Scrubber`] replaces it with
+//! consistent pseudonyms (per episode, keyed by an HMAC) or realistic surrogates, also inside
+//! JSON; [`detect_jsonl`] is the `downshift pii detect` contract used by the benchmark.
+
+mod address;
+mod checksum;
+mod config;
+mod cues;
+mod dates;
+mod detector;
+mod entity;
+mod error;
+mod finance;
+mod ids;
+mod jsonl;
+mod lexicon;
+mod network;
+mod person;
+mod phone;
+mod scrub;
+mod secrets;
+mod surrogate;
+mod text;
+
+pub use config::{Action, CustomRecognizer, PiiConfig, SurrogateMode};
+pub use detector::Detector;
+pub use entity::{Entity, EntityType};
+pub use error::CurateError;
+pub use jsonl::{detect_jsonl, redact, JsonlStats};
+pub use scrub::{Episode, ScrubReport, Scrubbed, Scrubber};

@@ -1,0 +1,371 @@
+//! Person names: context cues (titles, greetings, "my name is", sign-offs, labels, JSON keys)
+//! plus given-name and surname lexicons with capitalisation rules.
+
+use crate::cues::{CueKind, Cues};
+use crate::detector::{score, Candidate};
+use crate::lexicon::Lexicon;
+use crate::{CurateError, EntityType};
+use regex::Regex;
+
+pub(crate) struct Persons {
+    json_key: Regex,
+}
+
+/// JSON keys whose string value is a person's name. The second group is "generic" keys that
+/// need a known name in the value.
+const SPECIFIC_KEYS: &str = r"first_?name|last_?name|full_?name|given_?name|family_?name|middle_?name|sur_?name|customer_?name|patient_?name|contact_?name|client_?name|holder_?name|card_?holder(?:_?name)?|account_?holder(?:_?name)?|employee_?name|passenger_?name|guest_?name|recipient_?name|sender_?name|user_?full_?name|person_?name|manager_?name|doctor_?name|physician|nom_?complet|prenom|prénom|vorname|nachname|apellidos?|nombre_?completo|nombre_?cliente|cognome|nome_?completo|voornaam|achternaam|tussenvoegsel";
+const GENERIC_KEYS: &str = r"name|display_?name|author|assignee|owner|contact|person|recipient|sender|nom|nombre|nome|naam|kunde|cliente|klant|patient|passenger|attendee|organizer|reviewer|requester|reporter";
+
+const PARTICLES: &[&str] = &[
+    "van", "von", "de", "der", "den", "di", "da", "del", "della", "dos", "das", "du", "le", "la",
+    "ter", "ten", "bin", "ibn", "al", "el", "y", "zu", "af", "av", "mac", "st.", "e",
+];
+
+#[derive(Debug, Clone, Copy)]
+struct Tok {
+    s: usize,
+    e: usize,
+    cap: bool,
+    initial: bool,
+    sent_start: bool,
+}
+
+fn tokenize(text: &str) -> Vec<Tok> {
+    let mut toks = Vec::new();
+    let mut it = text.char_indices().peekable();
+    while let Some((i, c)) = it.next() {
+        if !c.is_alphabetic() {
+            continue;
+        }
+        let s = i;
+        let mut e = i + c.len_utf8();
+        while let Some(&(j, d)) = it.peek() {
+            if d.is_alphabetic() {
+                e = j + d.len_utf8();
+                it.next();
+            } else if matches!(d, '\'' | '’' | '-') && text[j + d.len_utf8()..].starts_with(char::is_alphabetic) {
+                it.next();
+            } else {
+                break;
+            }
+        }
+        // A digit glued to the word ("abc123") makes it an identifier, not a name.
+        let glued = text[e..].starts_with(|c: char| c.is_ascii_digit() || c == '_' || c == '@')
+            || text[..s].ends_with(|c: char| c.is_ascii_digit() || c == '_' || c == '@' || c == '/' || c == '.');
+        let tok = &text[s..e];
+        for poss in ["'s", "’s"] {
+            if tok.len() > poss.len() + 1 && tok.ends_with(poss) {
+                e -= poss.len();
+                break;
+            }
+        }
+        let tok = &text[s..e];
+        let mut chars = tok.chars();
+        let first = chars.next().unwrap_or(' ');
+        let rest_lower = tok.chars().skip(1).any(char::is_lowercase);
+        let one = tok.chars().count() == 1;
+        let cap = !glued && first.is_uppercase() && (rest_lower || one);
+        let initial = one && first.is_uppercase() && text[e..].starts_with('.');
+        toks.push(Tok { s, e, cap, initial, sent_start: sentence_start(text, s) });
+    }
+    toks
+}
+
+fn sentence_start(text: &str, s: usize) -> bool {
+    for c in text[..s].chars().rev() {
+        if c == '\n' {
+            return true;
+        }
+        if c.is_whitespace() {
+            continue;
+        }
+        return matches!(c, '.' | '!' | '?' | ':' | ';' | '"' | '“' | '«' | '(' | '-' | '•' | '*' | '>' | '#' | '|' | '[' | '{' | '¿' | '¡');
+    }
+    true
+}
+
+impl Persons {
+    pub(crate) fn new() -> Result<Self, CurateError> {
+        let pat = format!(
+            r#"(?i)\\?"({SPECIFIC_KEYS}|{GENERIC_KEYS})\\?"\s*:\s*\\?"([^"\\]{{1,80}})\\?""#
+        );
+        Ok(Persons {
+            json_key: Regex::new(&pat).map_err(|e| CurateError::pattern("person_json", e))?,
+        })
+    }
+
+    pub(crate) fn find(&self, text: &str, cues: &Cues, lex: &Lexicon, out: &mut Vec<Candidate>) {
+        let toks = tokenize(text);
+        if toks.is_empty() {
+            return;
+        }
+        let mut lower = String::new();
+        self.lexicon_pass(text, &toks, lex, &mut lower, out);
+        self.cue_pass(text, &toks, cues, lex, &mut lower, out);
+        if text.contains('"') {
+            self.json_pass(text, lex, out);
+        }
+    }
+
+    fn lexicon_pass(&self, text: &str, toks: &[Tok], lex: &Lexicon, lower: &mut String, out: &mut Vec<Candidate>) {
+        let mut i = 0;
+        while i < toks.len() {
+            let t = toks[i];
+            if !t.cap {
+                i += 1;
+                continue;
+            }
+            lowercase_into(&text[t.s..t.e], lower);
+            if lex.is_stop(lower) {
+                i += 1;
+                continue;
+            }
+            let given = lex.is_given(lower);
+            let ambiguous = lex.is_ambiguous(lower);
+            let (end, caps, _) = chain(text, toks, i, lex);
+            let second_known = caps >= 2 && {
+                let n = next_cap(toks, i);
+                n.is_some_and(|k| {
+                    let mut l2 = String::new();
+                    lowercase_into(&text[toks[k].s..toks[k].e], &mut l2);
+                    lex.is_surname(&l2) || lex.is_given(&l2)
+                })
+            };
+            if given {
+                let ok = !ambiguous || second_known;
+                if ok {
+                    let sc = if caps >= 2 { score::PERSON } else { score::PERSON_WEAK };
+                    out.push(Candidate::new(EntityType::Person, t.s, toks[end - 1].e, sc));
+                    i = end;
+                    continue;
+                }
+            } else if caps >= 2 && !ambiguous {
+                // Unknown first word followed by a known surname: "Zbigniew Kowalczyk".
+                if let Some(k) = next_cap(toks, i) {
+                    let mut l2 = String::new();
+                    lowercase_into(&text[toks[k].s..toks[k].e], &mut l2);
+                    if lex.is_surname(&l2) && !lex.is_stop(&l2) && (!t.sent_start || lex.is_surname(lower)) {
+                        out.push(Candidate::new(EntityType::Person, t.s, toks[end - 1].e, score::PERSON));
+                        i = end;
+                        continue;
+                    }
+                }
+            }
+            i += 1;
+        }
+    }
+
+    fn cue_pass(&self, text: &str, toks: &[Tok], cues: &Cues, lex: &Lexicon, lower: &mut String, out: &mut Vec<Candidate>) {
+        for c in &cues.list {
+            let kind = c.kind;
+            if !matches!(
+                kind,
+                CueKind::Title | CueKind::Greeting | CueKind::IntroStrong | CueKind::IntroWeak | CueKind::Signoff | CueKind::Label | CueKind::Role
+            ) {
+                continue;
+            }
+            // First token after the cue.
+            let Some(k) = toks.iter().position(|t| t.s >= c.end) else { continue };
+            let t = toks[k];
+            let gap = &text[c.end..t.s];
+            let gap_ok = match kind {
+                CueKind::Title => matches!(gap, " " | ". " | "  "),
+                CueKind::Greeting => gap.len() <= 3 && !gap.contains('\n') && gap.trim_matches([' ', ',']).is_empty(),
+                CueKind::IntroStrong | CueKind::IntroWeak | CueKind::Role => gap.len() <= 3 && gap.trim_matches([' ', ':', ',']).is_empty(),
+                CueKind::Label => gap.len() <= 4 && gap.trim_matches([' ', ':', '\t', '"']).is_empty(),
+                CueKind::Signoff => {
+                    let sig_start = sentence_start(text, c.start);
+                    let trimmed = gap.trim_matches([' ', ',', '!', '.', '\n', '\r', '\t']);
+                    sig_start && trimmed.is_empty() && (gap.contains(',') || gap.contains('\n') || text[c.start..c.end].starts_with(['-', '—'])) && gap.len() <= 8
+                }
+                _ => false,
+            };
+            if !gap_ok || !t.cap {
+                continue;
+            }
+            lowercase_into(&text[t.s..t.e], lower);
+            if lex.is_stop(lower) {
+                continue;
+            }
+            let first_known = lex.is_given(lower) || lex.is_surname(lower);
+            let (end, caps, known) = chain(text, toks, k, lex);
+            let accept = match kind {
+                CueKind::Title | CueKind::IntroStrong | CueKind::Label | CueKind::Greeting => true,
+                CueKind::Signoff => {
+                    // The name sits alone on its line (or ends the text).
+                    let after = &text[toks[end - 1].e..];
+                    let line_rest = after.split('\n').next().unwrap_or("");
+                    line_rest.trim().is_empty() || line_rest.trim_start().starts_with(['|', '-', ',', '(', '<'])
+                }
+                CueKind::IntroWeak => first_known,
+                CueKind::Role => known || caps >= 2,
+                _ => false,
+            };
+            if accept {
+                out.push(Candidate::new(EntityType::Person, t.s, toks[end - 1].e, score::PERSON_CUE));
+            }
+        }
+    }
+
+    fn json_pass(&self, text: &str, lex: &Lexicon, out: &mut Vec<Candidate>) {
+        for caps in self.json_key.captures_iter(text) {
+            let (Some(key), Some(val)) = (caps.get(1), caps.get(2)) else { continue };
+            let specific = !is_generic_key(key.as_str());
+            if let Some((s, e)) = name_value(text, val.start(), val.end(), specific, lex) {
+                out.push(Candidate::new(EntityType::Person, s, e, score::PERSON_JSON));
+            }
+        }
+    }
+
+    /// Is `key` (a JSON object key) one whose value is a person's name?
+    pub(crate) fn key_kind(&self, key: &str) -> Option<bool> {
+        let k = key.to_ascii_lowercase();
+        let k = k.as_str();
+        let re_specific = SPECIFIC_KEYS.split('|').any(|p| key_matches(p, k));
+        if re_specific {
+            return Some(true);
+        }
+        if is_generic_key(k) {
+            return Some(false);
+        }
+        None
+    }
+}
+
+fn is_generic_key(k: &str) -> bool {
+    let k = k.to_ascii_lowercase();
+    GENERIC_KEYS.split('|').any(|p| key_matches(p, &k))
+}
+
+/// Match a key against one alternative of the key patterns (`_?` optional underscore).
+fn key_matches(pat: &str, key: &str) -> bool {
+    if pat.contains('(') {
+        // card_?holder(?:_?name)? and friends: compare with the optional parts removed/kept.
+        let base = pat.split("(?:").next().unwrap_or(pat);
+        return key_matches(base, key) || key_matches(&pat.replace("(?:", "").replace(")?", ""), key);
+    }
+    let with = pat.replace("_?", "_");
+    let without = pat.replace("_?", "");
+    let without = without.trim_end_matches('?');
+    let with = with.trim_end_matches('?');
+    key == with || key == without || key.replace('_', "") == without.replace('_', "")
+}
+
+/// A JSON string value that is shaped like a name; returns the trimmed span.
+pub(crate) fn name_value(text: &str, s: usize, e: usize, specific: bool, lex: &Lexicon) -> Option<(usize, usize)> {
+    let v = &text[s..e];
+    let lead = v.len() - v.trim_start().len();
+    let v = v.trim();
+    if v.is_empty() || v.len() > 70 {
+        return None;
+    }
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if words.len() > 5 {
+        return None;
+    }
+    let mut known = false;
+    let mut caps = 0;
+    let mut lower = String::new();
+    for w in &words {
+        let w = w.trim_end_matches([',', '.']);
+        if w.is_empty() {
+            continue;
+        }
+        let first = w.chars().next().unwrap_or(' ');
+        lowercase_into(w, &mut lower);
+        if first.is_uppercase() {
+            if !w.chars().all(|c| c.is_alphabetic() || matches!(c, '\'' | '’' | '-' | '.')) {
+                return None;
+            }
+            caps += 1;
+            if lex.is_stop(&lower) && !lex.is_given(&lower) {
+                return None;
+            }
+            known |= lex.is_given(&lower) || lex.is_surname(&lower);
+        } else if !PARTICLES.contains(&lower.as_str()) {
+            return None;
+        }
+    }
+    if caps == 0 {
+        return None;
+    }
+    if specific || known {
+        Some((s + lead, s + lead + v.len()))
+    } else {
+        None
+    }
+}
+
+fn lowercase_into(s: &str, buf: &mut String) {
+    buf.clear();
+    for c in s.chars() {
+        if c == '’' {
+            buf.push('\'');
+        } else {
+            buf.extend(c.to_lowercase());
+        }
+    }
+}
+
+fn next_cap(toks: &[Tok], i: usize) -> Option<usize> {
+    (i + 1..toks.len()).take(4).find(|&k| toks[k].cap && !toks[k].initial)
+}
+
+/// Extend a name from token `i`: capitalised words, initials and inner particles, separated by
+/// single spaces. Returns (end token index, capitalised words, any word in a lexicon).
+fn chain(text: &str, toks: &[Tok], i: usize, lex: &Lexicon) -> (usize, usize, bool) {
+    let mut lower = String::new();
+    let mut caps = 0;
+    let mut known = false;
+    let mut last = i;
+    let mut k = i;
+    while k < toks.len() {
+        let t = toks[k];
+        if k > i {
+            let gap = &text[toks[k - 1].e..t.s];
+            let ok = gap == " " || (toks[k - 1].initial && (gap == ". " || gap == "."));
+            if !ok {
+                break;
+            }
+        }
+        lowercase_into(&text[t.s..t.e], &mut lower);
+        if t.initial {
+            last = k;
+        } else if t.cap {
+            if k > i && (lex.is_stop(&lower) && !lex.is_surname(&lower)) {
+                break;
+            }
+            caps += 1;
+            known |= lex.is_given(&lower) || lex.is_surname(&lower);
+            last = k;
+            if caps >= 4 {
+                break;
+            }
+        } else if k > i && PARTICLES.contains(&lower.as_str()) && toks.get(k + 1).is_some_and(|n| n.cap) {
+            // particle: keep going, but only count it if a capitalised word follows
+        } else {
+            break;
+        }
+        k += 1;
+    }
+    // A trailing initial without a following word is not part of the name.
+    while last > i && toks[last].initial {
+        last -= 1;
+    }
+    (last + 1, caps, known)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_kinds() {
+        let p = Persons::new().unwrap();
+        assert_eq!(p.key_kind("first_name"), Some(true));
+        assert_eq!(p.key_kind("firstName"), Some(true));
+        assert_eq!(p.key_kind("cardholder_name"), Some(true));
+        assert_eq!(p.key_kind("name"), Some(false));
+        assert_eq!(p.key_kind("order_id"), None);
+    }
+}
