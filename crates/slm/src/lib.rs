@@ -3,8 +3,12 @@
 
 mod error;
 pub mod gguf;
+pub mod llama;
+pub mod nn;
+pub mod quant;
+pub mod threads;
 
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
-pub mod quant;
-pub mod threads;
+pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
+pub use nn::{AdapterSel, Linear, Lora, Weight};

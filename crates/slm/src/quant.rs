@@ -365,12 +365,13 @@ impl QActs {
             for b in 0..cols / BLOCK {
                 let xs = &row[b * BLOCK..(b + 1) * BLOCK];
                 let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+                // as llama.cpp's SIMD quantizers: id = 127 / amax, round half to even
                 let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
                 let qs = &mut self.qs[i * cols_padded + b * BLOCK..i * cols_padded + (b + 1) * BLOCK];
                 let mut sum = 0i32;
                 for (q, v) in qs.iter_mut().zip(xs) {
-                    let qi = (v * id).round() as i32;
+                    let qi = (v * id).round_ties_even() as i32;
                     *q = qi as i8;
                     sum += qi;
                 }

@@ -1,0 +1,986 @@
+//! The Llama family decoder: Llama 2/3 (with Llama-3 RoPE scaling), SmolLM2, TinyLlama, and
+//! Qwen2/Qwen2.5 (the same network with q/k/v biases and NEOX-style rotary embeddings).
+//!
+//! One implementation serves inference and training:
+//! * [`Llama::forward`] runs with a [`KvCache`] and fused CPU kernels (rotary embedding, cache
+//!   append and attention in one op, SwiGLU, packed quantized matmuls);
+//! * [`Llama::forward_train`] runs the same layers with differentiable candle ops.
+//!
+//! Every projection is a [`Linear`] carrying the LoRA hook.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
+use half::f16;
+
+use crate::error::{Error, Result};
+use crate::gguf::Gguf;
+use crate::nn::{AdapterSel, Embedding, Linear, SwiGlu, Weight, dense_from_gguf, rms_norm};
+use crate::threads::{SyncPtr, par_for};
+
+/// How rotary embeddings pair up dimensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Pairs `(x[2i], x[2i+1])`: llama.cpp's layout for GGUF Llama weights (the converter
+    /// permutes q/k rows).
+    Interleaved,
+    /// Pairs `(x[i], x[i + d/2])`: Hugging Face's `rotate_half`, and Qwen2 in GGUF.
+    Neox,
+}
+
+/// Frequency scaling of the rotary embedding.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear(f32),
+    /// Llama 3.x frequency-dependent scaling.
+    Llama3 {
+        factor: f32,
+        low_freq_factor: f32,
+        high_freq_factor: f32,
+        original_max_position_embeddings: usize,
+    },
+    /// Explicit per-frequency divisors (GGUF `rope_freqs.weight`).
+    Factors(Vec<f32>),
+}
+
+/// Hyper-parameters of a Llama-family model.
+#[derive(Clone, Debug)]
+pub struct LlamaConfig {
+    pub architecture: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    /// Dimensions per head that are rotated (usually `head_dim`).
+    pub rope_dim: usize,
+    pub rms_eps: f32,
+    pub rope_theta: f32,
+    pub rope_style: RopeStyle,
+    pub rope_scaling: RopeScaling,
+    pub context_length: usize,
+    pub tie_word_embeddings: bool,
+}
+
+impl LlamaConfig {
+    /// Reads `{arch}.*` metadata of a GGUF file.
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let arch = g.architecture()?.to_string();
+        let rope_style = match arch.as_str() {
+            "llama" => RopeStyle::Interleaved,
+            "qwen2" => RopeStyle::Neox,
+            _ => return Err(Error::UnknownArchitecture(arch)),
+        };
+        let k = |s: &str| format!("{arch}.{s}");
+        let hidden_size = g.get_usize(&k("embedding_length"))?;
+        let num_heads = g.get_usize(&k("attention.head_count"))?;
+        let num_kv_heads = g
+            .get_usize(&k("attention.head_count_kv"))
+            .unwrap_or(num_heads);
+        let head_dim = g
+            .get_usize(&k("attention.key_length"))
+            .unwrap_or(if num_heads > 0 { hidden_size / num_heads } else { 0 });
+        let vocab_size = match g.get_usize(&k("vocab_size")) {
+            Ok(v) => v,
+            Err(_) => g.tensor_info("token_embd.weight")?.shape()[0],
+        };
+        let rope_scaling = if let Ok(info) = g.tensor_info("rope_freqs.weight") {
+            let t = dense_from_gguf(g, &info.name)?;
+            RopeScaling::Factors(t.flatten_all()?.to_vec1::<f32>()?)
+        } else {
+            match g.get_str(&k("rope.scaling.type")) {
+                Ok("linear") => RopeScaling::Linear(g.get_f64(&k("rope.scaling.factor"))? as f32),
+                Ok("none") | Err(_) => RopeScaling::None,
+                Ok(other) => {
+                    return Err(Error::Config(format!("unsupported rope scaling type {other:?}")));
+                }
+            }
+        };
+        let cfg = Self {
+            vocab_size,
+            hidden_size,
+            intermediate_size: g.get_usize(&k("feed_forward_length"))?,
+            num_layers: g.get_usize(&k("block_count"))?,
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rope_dim: g.get_usize(&k("rope.dimension_count")).unwrap_or(head_dim),
+            rms_eps: g.get_f64(&k("attention.layer_norm_rms_epsilon"))? as f32,
+            rope_theta: g.get_f64(&k("rope.freq_base")).unwrap_or(10_000.0) as f32,
+            rope_style,
+            rope_scaling,
+            context_length: g.get_usize(&k("context_length")).unwrap_or(4096),
+            tie_word_embeddings: !g.has_tensor("output.weight"),
+            architecture: arch,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a Hugging Face `config.json` (`LlamaForCausalLM`, `Qwen2ForCausalLM`).
+    pub fn from_hf_json(v: &serde_json::Value) -> Result<Self> {
+        let get = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
+        let need = |k: &str| get(k).ok_or_else(|| Error::Config(format!("config.json lacks {k}")));
+        let model_type = v
+            .get("model_type")
+            .and_then(|x| x.as_str())
+            .unwrap_or("llama")
+            .to_string();
+        let architecture = match model_type.as_str() {
+            "llama" | "mistral" => "llama".to_string(),
+            "qwen2" => "qwen2".to_string(),
+            other => return Err(Error::UnknownArchitecture(other.into())),
+        };
+        let hidden_size = need("hidden_size")?;
+        let num_heads = need("num_attention_heads")?;
+        let head_dim = get("head_dim").unwrap_or(if num_heads > 0 { hidden_size / num_heads } else { 0 });
+        let rope_scaling = match v.get("rope_scaling").filter(|s| !s.is_null()) {
+            None => RopeScaling::None,
+            Some(s) => {
+                let ty = s
+                    .get("rope_type")
+                    .or_else(|| s.get("type"))
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("default");
+                let f = |k: &str, d: f64| s.get(k).and_then(|x| x.as_f64()).unwrap_or(d) as f32;
+                match ty {
+                    "default" => RopeScaling::None,
+                    "linear" => RopeScaling::Linear(f("factor", 1.0)),
+                    "llama3" => RopeScaling::Llama3 {
+                        factor: f("factor", 8.0),
+                        low_freq_factor: f("low_freq_factor", 1.0),
+                        high_freq_factor: f("high_freq_factor", 4.0),
+                        original_max_position_embeddings: s
+                            .get("original_max_position_embeddings")
+                            .and_then(|x| x.as_u64())
+                            .unwrap_or(8192) as usize,
+                    },
+                    other => {
+                        return Err(Error::Config(format!("unsupported rope scaling {other:?}")));
+                    }
+                }
+            }
+        };
+        let cfg = Self {
+            vocab_size: need("vocab_size")?,
+            hidden_size,
+            intermediate_size: need("intermediate_size")?,
+            num_layers: need("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads: get("num_key_value_heads").unwrap_or(num_heads),
+            head_dim,
+            rope_dim: head_dim,
+            rms_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6) as f32,
+            rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10_000.0) as f32,
+            rope_style: RopeStyle::Neox,
+            rope_scaling,
+            context_length: get("max_position_embeddings").unwrap_or(4096),
+            tie_word_embeddings: v
+                .get("tie_word_embeddings")
+                .and_then(|x| x.as_bool())
+                .unwrap_or(false),
+            architecture,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.hidden_size == 0 || self.num_layers == 0 || self.vocab_size == 0 {
+            return bad(format!("empty model: {self:?}"));
+        }
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+            return bad(format!(
+                "{} heads cannot share {} kv heads",
+                self.num_heads, self.num_kv_heads
+            ));
+        }
+        if self.head_dim == 0 || self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+            return bad(format!("head_dim {} / rope_dim {}", self.head_dim, self.rope_dim));
+        }
+        if let RopeScaling::Factors(f) = &self.rope_scaling
+            && f.len() != self.rope_dim / 2
+        {
+            return bad(format!("rope_freqs has {} entries, expected {}", f.len(), self.rope_dim / 2));
+        }
+        Ok(())
+    }
+
+    /// Divisor of each rotary frequency (1 for unscaled ones).
+    pub fn freq_factors(&self) -> Vec<f32> {
+        let half = self.rope_dim / 2;
+        match &self.rope_scaling {
+            RopeScaling::None => vec![1.0; half],
+            RopeScaling::Linear(f) => vec![*f; half],
+            RopeScaling::Factors(f) => f.clone(),
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => {
+                let old = *original_max_position_embeddings as f32;
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                (0..half)
+                    .map(|i| {
+                        let inv = 1.0 / self.rope_theta.powf(2.0 * i as f32 / self.rope_dim as f32);
+                        let wavelen = 2.0 * std::f32::consts::PI / inv;
+                        let new_inv = if wavelen < high_wavelen {
+                            inv
+                        } else if wavelen > low_wavelen {
+                            inv / factor
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * inv / factor + smooth * inv
+                        };
+                        inv / new_inv
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// cos/sin of the rotary angles for a run of positions: `[n_pos, rope_dim / 2]`.
+pub struct RopeTable {
+    pub half: usize,
+    pub cos: Vec<f32>,
+    pub sin: Vec<f32>,
+}
+
+impl RopeTable {
+    /// Angles as llama.cpp computes them: `theta_i = pos · base^(-2i/d) / factor_i`.
+    pub fn new(cfg: &LlamaConfig, factors: &[f32], start: usize, n: usize) -> Self {
+        let half = cfg.rope_dim / 2;
+        let theta_scale = cfg.rope_theta.powf(-2.0 / cfg.rope_dim as f32);
+        let mut cos = Vec::with_capacity(n * half);
+        let mut sin = Vec::with_capacity(n * half);
+        for p in start..start + n {
+            let mut theta = p as f32;
+            for f in factors.iter().take(half) {
+                let t = theta / f;
+                cos.push(t.cos());
+                sin.push(t.sin());
+                theta *= theta_scale;
+            }
+        }
+        Self { half, cos, sin }
+    }
+
+    #[inline]
+    fn apply(&self, x: &mut [f32], t: usize, style: RopeStyle) {
+        let cs = &self.cos[t * self.half..(t + 1) * self.half];
+        let sn = &self.sin[t * self.half..(t + 1) * self.half];
+        match style {
+            RopeStyle::Interleaved => {
+                for i in 0..self.half {
+                    let (a, b) = (x[2 * i], x[2 * i + 1]);
+                    x[2 * i] = a * cs[i] - b * sn[i];
+                    x[2 * i + 1] = a * sn[i] + b * cs[i];
+                }
+            }
+            RopeStyle::Neox => {
+                for i in 0..self.half {
+                    let (a, b) = (x[i], x[i + self.half]);
+                    x[i] = a * cs[i] - b * sn[i];
+                    x[i + self.half] = a * sn[i] + b * cs[i];
+                }
+            }
+        }
+    }
+}
+
+/// Precision of the key/value cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvDtype {
+    /// Half the memory; rounds like llama.cpp's default f16 cache.
+    #[default]
+    F16,
+    /// Exact (used for parity checks against f32 references).
+    F32,
+}
+
+#[derive(Clone, Debug)]
+enum KvData {
+    F16(Vec<f16>),
+    F32(Vec<f32>),
+}
+
+impl KvData {
+    fn new(dtype: KvDtype) -> Self {
+        match dtype {
+            KvDtype::F16 => KvData::F16(Vec::new()),
+            KvDtype::F32 => KvData::F32(Vec::new()),
+        }
+    }
+
+    fn push(&mut self, xs: &[f32]) {
+        match self {
+            KvData::F16(v) => v.extend(xs.iter().map(|&x| f16::from_f32(x))),
+            KvData::F32(v) => v.extend_from_slice(xs),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        match self {
+            KvData::F16(v) => v.truncate(n),
+            KvData::F32(v) => v.truncate(n),
+        }
+    }
+}
+
+/// Keys and values of one layer, position-major: `[pos, kv_head, head_dim]`.
+#[derive(Clone, Debug)]
+pub struct LayerKv {
+    k: KvData,
+    v: KvData,
+}
+
+/// The key/value cache of one sequence.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    layers: Vec<LayerKv>,
+    len: usize,
+    max_len: usize,
+    row: usize,
+    dtype: KvDtype,
+}
+
+impl KvCache {
+    pub fn new(cfg: &LlamaConfig, max_len: usize, dtype: KvDtype) -> Self {
+        Self {
+            layers: (0..cfg.num_layers)
+                .map(|_| LayerKv {
+                    k: KvData::new(dtype),
+                    v: KvData::new(dtype),
+                })
+                .collect(),
+            len: 0,
+            max_len,
+            row: cfg.num_kv_heads * cfg.head_dim,
+            dtype,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The most positions this cache accepts.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    pub fn dtype(&self) -> KvDtype {
+        self.dtype
+    }
+
+    /// Forgets positions from `n` on (to reuse a shared prompt prefix).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len);
+        for l in &mut self.layers {
+            l.k.truncate(n * self.row);
+            l.v.truncate(n * self.row);
+        }
+        self.len = n;
+    }
+
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+}
+
+/// Which positions get logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position (generation).
+    Last,
+    /// Every position (scoring, perplexity).
+    All,
+}
+
+/// Projections in one block. q/k/v and gate/up are fused into one matmul each when their
+/// weights share a representation.
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub attn_norm: Tensor,
+    /// `[q | k | v]`: one fused projection, or three.
+    pub qkv: Vec<Linear>,
+    pub o: Linear,
+    pub ffn_norm: Tensor,
+    /// `[gate | up]`: one fused projection, or two.
+    pub gate_up: Vec<Linear>,
+    pub down: Linear,
+}
+
+/// A Llama-family model.
+#[derive(Clone, Debug)]
+pub struct Llama {
+    pub config: LlamaConfig,
+    pub embed: Embedding,
+    pub blocks: Vec<Block>,
+    pub norm: Tensor,
+    pub lm_head: Linear,
+    freq_factors: Vec<f32>,
+}
+
+fn fuse(parts: Vec<Linear>) -> Vec<Linear> {
+    let ws: Vec<&Weight> = parts.iter().map(|l| &l.weight).collect();
+    let biases: Option<Vec<Tensor>> = parts.iter().map(|l| l.bias.clone()).collect();
+    let any_bias = parts.iter().any(|l| l.bias.is_some());
+    if any_bias && biases.is_none() {
+        return parts;
+    }
+    match Weight::concat_rows(&ws) {
+        Some(w) => {
+            let bias = biases.and_then(|b| Tensor::cat(&b, 0).ok());
+            if any_bias && bias.is_none() {
+                return parts;
+            }
+            vec![Linear::new(w, bias)]
+        }
+        None => parts,
+    }
+}
+
+fn forward_group(parts: &[Linear], x: &Tensor, sel: AdapterSel) -> Result<Tensor> {
+    if parts.len() == 1 {
+        return parts[0].forward(x, sel);
+    }
+    let ys = parts
+        .iter()
+        .map(|l| l.forward(x, sel))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::cat(&ys, D::Minus1)?)
+}
+
+/// The projections a LoRA adapter can target, by PEFT module name.
+pub const PROJECTIONS: [&str; 7] = [
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+];
+
+impl Llama {
+    /// Loads a GGUF model (weights stay quantized).
+    pub fn from_gguf(g: &Gguf) -> Result<Self> {
+        let cfg = LlamaConfig::from_gguf(g)?;
+        let h = cfg.hidden_size;
+        let qd = cfg.num_heads * cfg.head_dim;
+        let kvd = cfg.num_kv_heads * cfg.head_dim;
+        let ff = cfg.intermediate_size;
+        let embed_w = Weight::from_gguf(g, "token_embd.weight", cfg.vocab_size, h)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed_w.clone(), None)
+        } else {
+            Linear::new(Weight::from_gguf(g, "output.weight", cfg.vocab_size, h)?, None)
+        };
+        let vec1 = |name: &str, n: usize| -> Result<Tensor> {
+            let t = dense_from_gguf(g, name)?;
+            if t.dims() != [n] {
+                return Err(Error::TensorShape {
+                    name: name.into(),
+                    got: t.dims().to_vec(),
+                    expected: vec![n],
+                });
+            }
+            Ok(t)
+        };
+        let opt_bias = |name: String, n: usize| -> Result<Option<Tensor>> {
+            if g.has_tensor(&name) { vec1(&name, n).map(Some) } else { Ok(None) }
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = |s: &str| format!("blk.{i}.{s}");
+            let lin = |s: &str, rows: usize, cols: usize, bias: usize| -> Result<Linear> {
+                Ok(Linear::new(
+                    Weight::from_gguf(g, &p(&format!("{s}.weight")), rows, cols)?,
+                    opt_bias(p(&format!("{s}.bias")), bias)?,
+                ))
+            };
+            let q = lin("attn_q", qd, h, qd)?;
+            let k = lin("attn_k", kvd, h, kvd)?;
+            let v = lin("attn_v", kvd, h, kvd)?;
+            blocks.push(Block {
+                attn_norm: vec1(&p("attn_norm.weight"), h)?,
+                qkv: fuse(vec![q, k, v]),
+                o: lin("attn_output", h, qd, h)?,
+                ffn_norm: vec1(&p("ffn_norm.weight"), h)?,
+                gate_up: fuse(vec![lin("ffn_gate", ff, h, ff)?, lin("ffn_up", ff, h, ff)?]),
+                down: lin("ffn_down", h, ff, h)?,
+            });
+        }
+        let freq_factors = cfg.freq_factors();
+        Ok(Self {
+            norm: vec1("output_norm.weight", h)?,
+            embed: Embedding { weight: embed_w },
+            blocks,
+            lm_head,
+            freq_factors,
+            config: cfg,
+        })
+    }
+
+    /// Builds a model from dense f32 tensors named like Hugging Face checkpoints
+    /// (`model.layers.N.self_attn.q_proj.weight`, ...), e.g. read from safetensors.
+    pub fn from_hf_tensors(
+        cfg: LlamaConfig,
+        get: &dyn Fn(&str) -> Option<Tensor>,
+    ) -> Result<Self> {
+        let need = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+            let t = t.to_dtype(DType::F32)?;
+            if t.dims() != shape {
+                return Err(Error::TensorShape {
+                    name: name.into(),
+                    got: t.dims().to_vec(),
+                    expected: shape.to_vec(),
+                });
+            }
+            Ok(t)
+        };
+        let h = cfg.hidden_size;
+        let qd = cfg.num_heads * cfg.head_dim;
+        let kvd = cfg.num_kv_heads * cfg.head_dim;
+        let ff = cfg.intermediate_size;
+        let lin = |name: &str, rows: usize, cols: usize| -> Result<Linear> {
+            let w = need(&format!("{name}.weight"), &[rows, cols])?;
+            let b = match get(&format!("{name}.bias")) {
+                Some(_) => Some(need(&format!("{name}.bias"), &[rows])?),
+                None => None,
+            };
+            Ok(Linear::new(Weight::Dense(w), b))
+        };
+        let embed_w = Weight::Dense(need("model.embed_tokens.weight", &[cfg.vocab_size, h])?);
+        let lm_head = if get("lm_head.weight").is_some() && !cfg.tie_word_embeddings {
+            lin("lm_head", cfg.vocab_size, h)?
+        } else {
+            Linear::new(embed_w.clone(), None)
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_layers);
+        for i in 0..cfg.num_layers {
+            let p = |s: &str| format!("model.layers.{i}.{s}");
+            blocks.push(Block {
+                attn_norm: need(&p("input_layernorm.weight"), &[h])?,
+                qkv: fuse(vec![
+                    lin(&p("self_attn.q_proj"), qd, h)?,
+                    lin(&p("self_attn.k_proj"), kvd, h)?,
+                    lin(&p("self_attn.v_proj"), kvd, h)?,
+                ]),
+                o: lin(&p("self_attn.o_proj"), h, qd)?,
+                ffn_norm: need(&p("post_attention_layernorm.weight"), &[h])?,
+                gate_up: fuse(vec![lin(&p("mlp.gate_proj"), ff, h)?, lin(&p("mlp.up_proj"), ff, h)?]),
+                down: lin(&p("mlp.down_proj"), h, ff)?,
+            });
+        }
+        let freq_factors = cfg.freq_factors();
+        Ok(Self {
+            norm: need("model.norm.weight", &[h])?,
+            embed: Embedding { weight: embed_w },
+            blocks,
+            lm_head,
+            freq_factors,
+            config: cfg,
+        })
+    }
+
+    /// A fresh cache for up to `max_len` positions (capped at the model's context length).
+    pub fn new_cache(&self, max_len: usize, dtype: KvDtype) -> KvCache {
+        KvCache::new(&self.config, max_len.min(self.config.context_length), dtype)
+    }
+
+    /// Runs `ids` after the positions already in `cache`, appending to it. Returns logits
+    /// `[1, vocab]` ([`Logits::Last`]) or `[ids.len(), vocab]` ([`Logits::All`]).
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        sel: AdapterSel,
+        logits: Logits,
+    ) -> Result<Tensor> {
+        if ids.is_empty() {
+            return Err(Error::Request("forward needs at least one token".into()));
+        }
+        if cache.len + ids.len() > cache.max_len {
+            return Err(Error::ContextOverflow {
+                prompt: cache.len + ids.len(),
+                max_new: 0,
+                context: cache.max_len,
+            });
+        }
+        if cache.layers.len() != self.blocks.len() || cache.row != self.config.num_kv_heads * self.config.head_dim {
+            return Err(Error::Request("cache was made for another model".into()));
+        }
+        let start = cache.len;
+        let res = crate::threads::run(|| self.forward_cached(ids, cache, sel, logits));
+        match res {
+            Ok(t) => {
+                cache.len = start + ids.len();
+                Ok(t)
+            }
+            Err(e) => {
+                cache.len = start + ids.len();
+                cache.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    fn forward_cached(
+        &self,
+        ids: &[u32],
+        cache: &mut KvCache,
+        sel: AdapterSel,
+        logits: Logits,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let n = ids.len();
+        let start = cache.len;
+        let rope = RopeTable::new(cfg, &self.freq_factors, start, n);
+        let kv_f16 = cache.dtype == KvDtype::F16;
+        let mut x = self.embed.forward(ids)?;
+        for (b, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, false)?;
+            let qkv = forward_group(&b.qkv, &h, sel)?;
+            let op = CachedAttention {
+                kv: RefCell::new(kv),
+                rope: &rope,
+                start,
+                nh: cfg.num_heads,
+                nkv: cfg.num_kv_heads,
+                hd: cfg.head_dim,
+                n_rot: cfg.rope_dim,
+                style: cfg.rope_style,
+                round_f16: kv_f16,
+            };
+            let att = qkv.apply_op1_no_bwd(&op)?;
+            x = (x + b.o.forward(&att, sel)?)?;
+            let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, false)?;
+            let gu = forward_group(&b.gate_up, &h, sel)?;
+            let a = gu.apply_op1_no_bwd(&SwiGlu)?;
+            x = (x + b.down.forward(&a, sel)?)?;
+        }
+        let x = match logits {
+            Logits::Last => x.narrow(0, n - 1, 1)?,
+            Logits::All => x,
+        };
+        let x = rms_norm(&x, &self.norm, cfg.rms_eps, false)?;
+        self.lm_head.forward(&x, sel)
+    }
+
+    /// Differentiable forward pass over a batch `ids: [batch, seq]` (u32), without a cache.
+    /// Returns logits `[batch, seq, vocab]`.
+    pub fn forward_train(&self, ids: &Tensor, sel: AdapterSel) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (bsz, seq) = ids.dims2()?;
+        let flat: Vec<u32> = ids.flatten_all()?.to_vec1::<u32>()?;
+        let mut x = self.embed.forward(&flat)?.reshape((bsz, seq, cfg.hidden_size))?;
+        let rope = RopeTable::new(cfg, &self.freq_factors, 0, seq);
+        let dev = Device::Cpu;
+        let cos = Tensor::from_vec(rope.cos.clone(), (seq, rope.half), &dev)?;
+        let sin = Tensor::from_vec(rope.sin.clone(), (seq, rope.half), &dev)?;
+        let mask: Vec<f32> = (0..seq)
+            .flat_map(|i| (0..seq).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
+            .collect();
+        let mask = Tensor::from_vec(mask, (seq, seq), &dev)?;
+        let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        let scale = 1.0 / (hd as f64).sqrt();
+        for b in &self.blocks {
+            let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, true)?;
+            let qkv = forward_group(&b.qkv, &h, sel)?;
+            let heads = |off: usize, n: usize| -> Result<Tensor> {
+                Ok(qkv
+                    .narrow(D::Minus1, off * hd, n * hd)?
+                    .reshape((bsz, seq, n, hd))?
+                    .transpose(1, 2)?
+                    .contiguous()?)
+            };
+            let q = self.rope_train(&heads(0, nh)?, &cos, &sin)?;
+            let k = self.rope_train(&heads(nh, nkv)?, &cos, &sin)?;
+            let v = heads(nh + nkv, nkv)?;
+            let rep = nh / nkv;
+            let (k, v) = if rep > 1 {
+                let r = |t: Tensor| -> Result<Tensor> {
+                    Ok(t.unsqueeze(2)?
+                        .expand((bsz, nkv, rep, seq, hd))?
+                        .reshape((bsz, nh, seq, hd))?)
+                };
+                (r(k)?, r(v)?)
+            } else {
+                (k, v)
+            };
+            let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let y = att
+                .matmul(&v.contiguous()?)?
+                .transpose(1, 2)?
+                .reshape((bsz, seq, nh * hd))?;
+            x = (x + b.o.forward(&y, sel)?)?;
+            let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, true)?;
+            let gu = forward_group(&b.gate_up, &h, sel)?;
+            let ff = cfg.intermediate_size;
+            let a = (gu.narrow(D::Minus1, 0, ff)?.silu()? * gu.narrow(D::Minus1, ff, ff)?)?;
+            x = (x + b.down.forward(&a, sel)?)?;
+        }
+        let x = rms_norm(&x, &self.norm, cfg.rms_eps, true)?;
+        self.lm_head.forward(&x, sel)
+    }
+
+    /// Rotary embedding with differentiable ops; `x: [b, heads, seq, hd]`.
+    fn rope_train(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (b, h, s, hd) = x.dims4()?;
+        let half = cfg.rope_dim / 2;
+        let rot = x.narrow(D::Minus1, 0, cfg.rope_dim)?;
+        let out = match cfg.rope_style {
+            RopeStyle::Interleaved => {
+                let r = rot.reshape((b, h, s, half, 2))?;
+                let a = r.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
+                let c = r.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
+                let ra = (a.broadcast_mul(cos)? - c.broadcast_mul(sin)?)?;
+                let rc = (a.broadcast_mul(sin)? + c.broadcast_mul(cos)?)?;
+                Tensor::stack(&[ra, rc], D::Minus1)?.reshape((b, h, s, cfg.rope_dim))?
+            }
+            RopeStyle::Neox => {
+                let a = rot.narrow(D::Minus1, 0, half)?;
+                let c = rot.narrow(D::Minus1, half, half)?;
+                let ra = (a.broadcast_mul(cos)? - c.broadcast_mul(sin)?)?;
+                let rc = (a.broadcast_mul(sin)? + c.broadcast_mul(cos)?)?;
+                Tensor::cat(&[ra, rc], D::Minus1)?
+            }
+        };
+        if cfg.rope_dim == hd {
+            Ok(out)
+        } else {
+            Ok(Tensor::cat(&[out, x.narrow(D::Minus1, cfg.rope_dim, hd - cfg.rope_dim)?], D::Minus1)?)
+        }
+    }
+
+    /// Mutable access to the projection `name` (one of [`PROJECTIONS`]) of block `layer`:
+    /// the [`Linear`] that computes it and the offset of its outputs inside that layer.
+    pub fn projection_mut(&mut self, layer: usize, name: &str) -> Result<(&mut Linear, usize, usize)> {
+        let cfg = &self.config;
+        let qd = cfg.num_heads * cfg.head_dim;
+        let kvd = cfg.num_kv_heads * cfg.head_dim;
+        let ff = cfg.intermediate_size;
+        let block = self
+            .blocks
+            .get_mut(layer)
+            .ok_or_else(|| Error::Adapter(format!("no layer {layer}")))?;
+        let (group, idx, off, len) = match name {
+            "q_proj" => (Some(&mut block.qkv), 0, 0, qd),
+            "k_proj" => (Some(&mut block.qkv), 1, qd, kvd),
+            "v_proj" => (Some(&mut block.qkv), 2, qd + kvd, kvd),
+            "gate_proj" => (Some(&mut block.gate_up), 0, 0, ff),
+            "up_proj" => (Some(&mut block.gate_up), 1, ff, ff),
+            "o_proj" => (None, 0, 0, cfg.hidden_size),
+            "down_proj" => (None, 0, 0, cfg.hidden_size),
+            other => return Err(Error::Adapter(format!("unknown projection {other}"))),
+        };
+        match group {
+            Some(g) if g.len() == 1 => Ok((&mut g[0], off, len)),
+            Some(g) => g
+                .get_mut(idx)
+                .map(|l| (l, 0, len))
+                .ok_or_else(|| Error::Adapter(format!("projection {name} missing"))),
+            None if name == "o_proj" => Ok((&mut block.o, 0, len)),
+            None => Ok((&mut block.down, 0, len)),
+        }
+    }
+}
+
+/// Rotary embedding + cache append + causal attention for the positions of one forward pass.
+struct CachedAttention<'a> {
+    kv: RefCell<&'a mut LayerKv>,
+    rope: &'a RopeTable,
+    start: usize,
+    nh: usize,
+    nkv: usize,
+    hd: usize,
+    n_rot: usize,
+    style: RopeStyle,
+    /// Round q and the attention weights to f16 like llama.cpp does with an f16 cache.
+    round_f16: bool,
+}
+
+impl CustomOp1 for CachedAttention<'_> {
+    fn name(&self) -> &'static str {
+        "cached-attention"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = s.as_slice::<f32>()?;
+        let (a, b) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("attention: input not contiguous".into()))?;
+        let x = &x[a..b];
+        let (nh, nkv, hd) = (self.nh, self.nkv, self.hd);
+        let (qw, kw) = (nh * hd, nkv * hd);
+        let row = qw + 2 * kw;
+        let dims = l.dims();
+        if dims.len() != 2 || dims[1] != row {
+            candle_core::bail!("attention: expected [n, {row}], got {dims:?}");
+        }
+        let n = dims[0];
+        let mut kv = self.kv.borrow_mut();
+        let mut q = vec![0f32; n * qw];
+        let mut k = vec![0f32; kw];
+        for t in 0..n {
+            let r = &x[t * row..(t + 1) * row];
+            let qt = &mut q[t * qw..(t + 1) * qw];
+            qt.copy_from_slice(&r[..qw]);
+            for h in 0..nh {
+                self.rope.apply(&mut qt[h * hd..h * hd + self.n_rot], t, self.style);
+            }
+            if self.round_f16 {
+                for v in qt.iter_mut() {
+                    *v = f16::from_f32(*v).to_f32();
+                }
+            }
+            k.copy_from_slice(&r[qw..qw + kw]);
+            for h in 0..nkv {
+                self.rope.apply(&mut k[h * hd..h * hd + self.n_rot], t, self.style);
+            }
+            kv.k.push(&k);
+            kv.v.push(&r[qw + kw..]);
+        }
+        let kv: &LayerKv = &kv;
+        let mut out = vec![0f32; n * qw];
+        let optr = SyncPtr(out.as_mut_ptr());
+        let scale = 1.0 / (hd as f32).sqrt();
+        let rep = nh / nkv;
+        let total = self.start + n;
+        // split queries into chunks so prefill spreads over threads
+        let t_chunk = if n == 1 { 1 } else { n.div_ceil(8).max(1) };
+        let n_tchunks = n.div_ceil(t_chunk);
+        let start = self.start;
+        let round = self.round_f16;
+        let work = |task: usize| {
+            let h = task % nh;
+            let tc = task / nh;
+            let g = h / rep;
+            let mut scores = vec![0f32; total];
+            for t in tc * t_chunk..((tc + 1) * t_chunk).min(n) {
+                let len = start + t + 1;
+                let qh = &q[t * qw + h * hd..t * qw + (h + 1) * hd];
+                let sc = &mut scores[..len];
+                match (&kv.k, &kv.v) {
+                    (KvData::F16(kc), KvData::F16(vc)) => {
+                        attend(qh, kc, vc, sc, g, nkv, hd, scale, round, optr, t * qw + h * hd)
+                    }
+                    (KvData::F32(kc), KvData::F32(vc)) => {
+                        attend(qh, kc, vc, sc, g, nkv, hd, scale, false, optr, t * qw + h * hd)
+                    }
+                    _ => {}
+                }
+            }
+        };
+        let tasks = nh * n_tchunks;
+        if total * n < 512 {
+            (0..tasks).for_each(work);
+        } else {
+            par_for(tasks, work);
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, qw))))
+    }
+}
+
+/// Element types the cache can hold.
+trait KvElem: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvElem for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
+#[inline(always)]
+fn dot_kv<T: KvElem>(q: &[f32], k: &[T]) -> f32 {
+    let mut acc = [0f32; 16];
+    let qc = q.chunks_exact(16);
+    let kc = k.chunks_exact(16);
+    let (qr, kr) = (qc.remainder(), kc.remainder());
+    for (a, b) in qc.zip(kc) {
+        for i in 0..16 {
+            acc[i] = a[i].mul_add(b[i].to_f32(), acc[i]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (a, b) in qr.iter().zip(kr) {
+        s += a * b.to_f32();
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend<T: KvElem>(
+    q: &[f32],
+    kc: &[T],
+    vc: &[T],
+    scores: &mut [f32],
+    g: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    round_f16: bool,
+    out: SyncPtr<f32>,
+    out_off: usize,
+) {
+    let stride = nkv * hd;
+    let mut max = f32::NEG_INFINITY;
+    for (j, s) in scores.iter_mut().enumerate() {
+        let kr = &kc[j * stride + g * hd..j * stride + (g + 1) * hd];
+        *s = dot_kv(q, kr) * scale;
+        max = max.max(*s);
+    }
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    let inv = 1.0 / sum;
+    let mut acc = [0f32; 256];
+    let acc = &mut acc[..hd.min(256)];
+    let mut big = Vec::new();
+    let acc: &mut [f32] = if hd <= 256 {
+        acc
+    } else {
+        big.resize(hd, 0f32);
+        &mut big
+    };
+    for (j, s) in scores.iter().enumerate() {
+        let mut p = s * inv;
+        if round_f16 {
+            p = f16::from_f32(p).to_f32();
+        }
+        let vr = &vc[j * stride + g * hd..j * stride + (g + 1) * hd];
+        for (a, v) in acc.iter_mut().zip(vr) {
+            *a = p.mul_add(v.to_f32(), *a);
+        }
+    }
+    for (i, a) in acc.iter().enumerate() {
+        // SAFETY: each (query, head) output slice is written by exactly one task.
+        unsafe { out.write(out_off + i, *a) };
+    }
+}

@@ -1,0 +1,385 @@
+//! Building blocks shared by the architectures: weights that stay quantized, linear layers with a
+//! LoRA hook, embeddings, and the fused CPU ops of the inference path.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{QMatMul, QStorage, QTensor};
+use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
+
+use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, Gguf};
+use crate::quant::PackedMatrix;
+
+/// A weight matrix `[out_features, in_features]`.
+#[derive(Clone)]
+pub enum Weight {
+    /// Quantized, repacked for the crate's own kernels (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0).
+    Packed(Arc<PackedMatrix>),
+    /// Quantized, run by candle's kernels (k-quants).
+    Quantized(Arc<QTensor>),
+    /// Dense f32.
+    Dense(Tensor),
+}
+
+impl std::fmt::Debug for Weight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Weight::Packed(p) => write!(f, "Packed({:?} {}x{})", p.src_type(), p.rows(), p.cols()),
+            Weight::Quantized(q) => write!(f, "Quantized({:?} {:?})", q.dtype(), q.shape()),
+            Weight::Dense(t) => write!(f, "Dense({:?})", t.shape()),
+        }
+    }
+}
+
+impl Weight {
+    /// Loads a 2-D weight from GGUF, checking its shape is `[rows, cols]`.
+    pub fn from_gguf(g: &Gguf, name: &str, rows: usize, cols: usize) -> Result<Self> {
+        let info = g.tensor_info(name)?;
+        let shape = info.shape();
+        if shape != [rows, cols] {
+            return Err(Error::TensorShape {
+                name: name.into(),
+                got: shape,
+                expected: vec![rows, cols],
+            });
+        }
+        let data = g.tensor_data(info);
+        match info.ggml_type {
+            t if PackedMatrix::supports(t) => PackedMatrix::from_ggml(t, data, rows, cols)
+                .map(|p| Weight::Packed(Arc::new(p)))
+                .ok_or_else(|| Error::Corrupt(format!("tensor {name}: cannot repack {t:?}"))),
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+                Ok(Weight::Dense(dense_from_gguf(g, name)?.reshape((rows, cols))?))
+            }
+            t => {
+                let storage =
+                    QStorage::from_data(std::borrow::Cow::Borrowed(data), &Device::Cpu, t.to_candle())?;
+                Ok(Weight::Quantized(Arc::new(QTensor::new(storage, (rows, cols))?)))
+            }
+        }
+    }
+
+    pub fn out_features(&self) -> usize {
+        match self {
+            Weight::Packed(p) => p.rows(),
+            Weight::Quantized(q) => q.shape().dims().first().copied().unwrap_or(0),
+            Weight::Dense(t) => t.dims().first().copied().unwrap_or(0),
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        match self {
+            Weight::Packed(p) => p.cols(),
+            Weight::Quantized(q) => q.shape().dims().get(1).copied().unwrap_or(0),
+            Weight::Dense(t) => t.dims().get(1).copied().unwrap_or(0),
+        }
+    }
+
+    /// The weight as a dense f32 tensor `[out, in]`.
+    pub fn dequantize(&self) -> Result<Tensor> {
+        Ok(match self {
+            Weight::Packed(p) => Tensor::from_vec(p.dequantize(), (p.rows(), p.cols()), &Device::Cpu)?,
+            Weight::Quantized(q) => q.dequantize(&Device::Cpu)?,
+            Weight::Dense(t) => t.clone(),
+        })
+    }
+
+    /// `x @ W^T` for `x` of shape `[.., in]`.
+    pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Weight::Packed(p) => x
+                .to_dtype(DType::F32)?
+                .contiguous()?
+                .apply_op1(PackedMatMul(p.clone()))?,
+            Weight::Quantized(q) => QMatMul::from_arc(q.clone())?.forward(x)?,
+            Weight::Dense(w) => x.broadcast_matmul(&w.t()?)?,
+        })
+    }
+
+    /// Stacks weights along the output dimension when they share a representation.
+    pub fn concat_rows(parts: &[&Weight]) -> Option<Weight> {
+        let packed: Option<Vec<&PackedMatrix>> = parts
+            .iter()
+            .map(|w| match w {
+                Weight::Packed(p) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if let Some(p) = packed {
+            return PackedMatrix::concat_rows(&p).map(|m| Weight::Packed(Arc::new(m)));
+        }
+        let dense: Option<Vec<Tensor>> = parts
+            .iter()
+            .map(|w| match w {
+                Weight::Dense(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        dense.and_then(|d| Tensor::cat(&d, 0).ok()).map(Weight::Dense)
+    }
+}
+
+/// Reads any float GGUF tensor as f32 (in its row-major shape).
+pub fn dense_from_gguf(g: &Gguf, name: &str) -> Result<Tensor> {
+    let info = g.tensor_info(name)?;
+    let data = g.tensor_data(info);
+    let n = info.elem_count();
+    let v: Vec<f32> = match info.ggml_type {
+        GgmlType::F32 => data
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        GgmlType::F16 => data
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        GgmlType::BF16 => data
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        t => {
+            let storage =
+                QStorage::from_data(std::borrow::Cow::Borrowed(data), &Device::Cpu, t.to_candle())?;
+            return Ok(QTensor::new(storage, info.shape())?.dequantize(&Device::Cpu)?);
+        }
+    };
+    debug_assert_eq!(v.len(), n);
+    Ok(Tensor::from_vec(v, info.shape(), &Device::Cpu)?)
+}
+
+/// `x @ W^T` with the packed kernels; the backward pass (w.r.t. `x` only; the base weight is
+/// frozen) multiplies by the dequantized weight, so QLoRA training can flow through it.
+struct PackedMatMul(Arc<PackedMatrix>);
+
+impl CustomOp1 for PackedMatMul {
+    fn name(&self) -> &'static str {
+        "packed-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = s.as_slice::<f32>()?;
+        let (start, end) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("packed-matmul: input not contiguous".into()))?;
+        let x = &x[start..end];
+        let dims = l.dims();
+        let k = dims.last().copied().unwrap_or(0);
+        if k != self.0.cols() {
+            candle_core::bail!("packed-matmul: input width {k}, weight expects {}", self.0.cols());
+        }
+        let n = if k == 0 { 0 } else { x.len() / k };
+        let mut out = vec![0f32; n * self.0.rows()];
+        crate::threads::run(|| self.0.matmul(x, n, &mut out));
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = self.0.rows();
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let w = Tensor::from_vec(self.0.dequantize(), (self.0.rows(), self.0.cols()), grad.device())?;
+        Ok(Some(grad.broadcast_matmul(&w)?))
+    }
+}
+
+/// A low-rank adapter `ΔW = scale · B A` on a slice of a layer's outputs.
+#[derive(Clone, Debug)]
+pub struct Lora {
+    /// Which adapter this belongs to (adapters are chosen per request by id).
+    pub adapter: usize,
+    /// First output feature the adapter applies to (non-zero inside fused projections).
+    pub out_offset: usize,
+    /// `[rank, in_features]`.
+    pub a: Tensor,
+    /// `[out_len, rank]`.
+    pub b: Tensor,
+    pub scale: f64,
+}
+
+/// A linear projection: base weight (quantized or dense), optional bias, and the LoRA hook.
+#[derive(Clone, Debug)]
+pub struct Linear {
+    pub weight: Weight,
+    pub bias: Option<Tensor>,
+    pub loras: Vec<Lora>,
+}
+
+/// Which adapters a forward pass applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AdapterSel {
+    /// Base model only.
+    #[default]
+    None,
+    /// One adapter by id.
+    One(usize),
+    /// Every attached adapter (training several at once, or stacking).
+    All,
+}
+
+impl AdapterSel {
+    fn includes(self, id: usize) -> bool {
+        match self {
+            AdapterSel::None => false,
+            AdapterSel::One(i) => i == id,
+            AdapterSel::All => true,
+        }
+    }
+}
+
+impl Linear {
+    pub fn new(weight: Weight, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            bias,
+            loras: Vec::new(),
+        }
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.weight.out_features()
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.weight.in_features()
+    }
+
+    pub fn forward(&self, x: &Tensor, sel: AdapterSel) -> Result<Tensor> {
+        let mut y = self.weight.matmul_t(x)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
+        for l in self.loras.iter().filter(|l| sel.includes(l.adapter)) {
+            let d = x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)?;
+            let d = (d * l.scale)?;
+            let out = self.out_features();
+            let len = d.dim(D::Minus1)?;
+            let d = if len == out {
+                d
+            } else {
+                d.pad_with_zeros(D::Minus1, l.out_offset, out - l.out_offset - len)?
+            };
+            y = (y + d)?;
+        }
+        Ok(y)
+    }
+}
+
+/// Token embeddings: a (possibly quantized) `[vocab, hidden]` table.
+#[derive(Clone, Debug)]
+pub struct Embedding {
+    pub weight: Weight,
+}
+
+impl Embedding {
+    /// Rows for `ids`, as `[ids.len(), hidden]`.
+    pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
+        let vocab = self.weight.out_features();
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
+            return Err(Error::Request(format!("token id {bad} outside the vocabulary of {vocab}")));
+        }
+        match &self.weight {
+            Weight::Packed(p) => {
+                let h = p.cols();
+                let mut out = vec![0f32; ids.len() * h];
+                for (i, &id) in ids.iter().enumerate() {
+                    p.dequantize_row(id as usize, &mut out[i * h..(i + 1) * h]);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), h), &Device::Cpu)?)
+            }
+            Weight::Quantized(q) => {
+                let t = Tensor::new(ids, &Device::Cpu)?;
+                Ok(q.embedding(&t)?)
+            }
+            Weight::Dense(w) => {
+                let t = Tensor::new(ids, &Device::Cpu)?;
+                Ok(w.index_select(&t, 0)?)
+            }
+        }
+    }
+}
+
+/// `silu(gate) * up` over a fused `[.., 2 * ff]` input (gate first).
+pub(crate) struct SwiGlu;
+
+impl CustomOp1 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = s.as_slice::<f32>()?;
+        let (start, end) = l
+            .contiguous_offsets()
+            .ok_or_else(|| candle_core::Error::Msg("swiglu: input not contiguous".into()))?;
+        let x = &x[start..end];
+        let dims = l.dims();
+        let w2 = dims.last().copied().unwrap_or(0);
+        let ff = w2 / 2;
+        let n = if w2 == 0 { 0 } else { x.len() / w2 };
+        let mut out = vec![0f32; n * ff];
+        for i in 0..n {
+            let row = &x[i * w2..(i + 1) * w2];
+            let (g, u) = row.split_at(ff);
+            for ((o, &g), &u) in out[i * ff..(i + 1) * ff].iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        }
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = ff;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+}
+
+/// RMS norm: a fused kernel for inference (sum of squares in f64, as ggml), the
+/// differentiable composition when training.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, train: bool) -> Result<Tensor> {
+    Ok(if train {
+        candle_nn::ops::rms_norm_slow(x, w, eps)?
+    } else {
+        x.apply_op2_no_bwd(w, &RmsNorm { eps })?
+    })
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+impl candle_core::CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm-f64"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let contiguous = |s: &CpuStorage, l: &Layout| -> candle_core::Result<Vec<f32>> {
+            let v = s.as_slice::<f32>()?;
+            let (a, b) = l
+                .contiguous_offsets()
+                .ok_or_else(|| candle_core::Error::Msg("rms-norm: input not contiguous".into()))?;
+            Ok(v[a..b].to_vec())
+        };
+        let mut x = contiguous(s1, l1)?;
+        let w = contiguous(s2, l2)?;
+        let h = w.len();
+        if h == 0 || l1.dims().last() != Some(&h) {
+            candle_core::bail!("rms-norm: weight of {h} for input {:?}", l1.dims());
+        }
+        for row in x.chunks_exact_mut(h) {
+            let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+            let mean = (sum / h as f64) as f32;
+            let scale = 1.0 / (mean + self.eps).sqrt();
+            for (v, w) in row.iter_mut().zip(&w) {
+                *v = (*v * scale) * w;
+            }
+        }
+        Ok((CpuStorage::F32(x), l1.shape().clone()))
+    }
+}
