@@ -7,8 +7,10 @@ pub mod llama;
 pub mod nn;
 pub mod quant;
 pub mod threads;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
 pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
 pub use nn::{AdapterSel, Linear, Lora, Weight};
+pub use tokenizer::{StreamDecoder, TokenType, Tokenizer};

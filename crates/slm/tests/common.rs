@@ -1,0 +1,24 @@
+//! Shared helpers of the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// The SmolLM2 test model: `DOWNSHIFT_TEST_MODEL` or the path `scripts/fetch.sh` writes.
+/// Panics with instructions when it is missing (tests must not skip silently).
+pub fn smollm2_path() -> PathBuf {
+    if let Ok(p) = std::env::var("DOWNSHIFT_TEST_MODEL") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let p = root.join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        p.exists(),
+        "test model missing: {} — run scripts/fetch.sh (or set DOWNSHIFT_TEST_MODEL)",
+        p.display()
+    );
+    p
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
