@@ -620,3 +620,122 @@ fn embeddings_models_health_and_key_rotation() {
     let export = ok(&["export", "--data-dir", d]);
     assert!(export.contains("old key") && export.contains("new key"));
 }
+
+#[test]
+fn model_map_routes_to_named_upstreams_and_refuses_unknown_models() {
+    let dir = tempdir();
+    let a = mock(&[]);
+    let b = mock(&[]);
+    let cfg = dir.path().join("downshift.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nrequire_auth = false\n[[upstreams]]\nname = \"a\"\nbase_url = \"http://{}\"\n[[upstreams]]\nname = \"b\"\nbase_url = \"http://{}/v1\"\n[routing.models]\n\"gpt-4o\" = \"a\"\n\"llama-*\" = \"b\"\n",
+            a.addr, b.addr
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("d");
+    let gw = Proc::start(
+        &[
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let ask = |model: &str| {
+        post_json(
+            &gw.addr,
+            CHAT,
+            None,
+            &format!(r#"{{"model":"{model}","messages":[]}}"#),
+            &[],
+        )
+    };
+    assert_eq!(ask("gpt-4o").header("x-downshift-route"), Some("llm:a"));
+    assert_eq!(
+        ask("llama-3.1-8b").header("x-downshift-route"),
+        Some("llm:b")
+    );
+    let r = ask("mystery-model");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    assert_eq!(get(&a.addr, "/mock/stats", None).json()["requests"], 1);
+    assert_eq!(get(&b.addr, "/mock/stats", None).json()["requests"], 1);
+    let models = get(&gw.addr, "/v1/models", None).json();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gpt-4o"]);
+}
+
+#[test]
+fn bad_configs_and_arguments_are_clear_errors() {
+    let dir = tempdir();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[server]\nlisten_address = 3\n").unwrap();
+    let (success, _, err) = run(&["serve", "--config", cfg.to_str().unwrap()], &[]);
+    assert!(!success);
+    assert!(
+        err.contains("invalid config file") && err.contains("listen_address"),
+        "{err}"
+    );
+    let (success, _, err) = run(&["serve", "--config", "/nonexistent.toml"], &[]);
+    assert!(!success && err.contains("cannot read config file"), "{err}");
+    let d = dir.path().join("d");
+    let (success, _, err) = run(
+        &[
+            "serve",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--upstream",
+            "ftp://x",
+        ],
+        &[],
+    );
+    assert!(!success && err.contains("http:// or https://"), "{err}");
+    let (success, _, err) = run(
+        &[
+            "serve",
+            "--data-dir",
+            d.to_str().unwrap(),
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--upstream-key-env",
+            "DOWNSHIFT_SURELY_UNSET",
+        ],
+        &[],
+    );
+    assert!(!success && err.contains("DOWNSHIFT_SURELY_UNSET"), "{err}");
+    let (success, _, err) = run(&["mock-llm", "--fail-rate", "2"], &[]);
+    assert!(!success && err.contains("between 0 and 1"), "{err}");
+    let (success, _, err) = run(
+        &["calls", "show", "nope", "--data-dir", d.to_str().unwrap()],
+        &[],
+    );
+    assert!(!success && err.contains("no call with id 'nope'"), "{err}");
+}
+
+#[test]
+fn mock_fault_injection_is_seeded() {
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#;
+    let statuses = |seed: &str| -> Vec<u16> {
+        let m = mock(&["--fail-rate", "0.5", "--seed", seed]);
+        (0..30)
+            .map(|_| post_json(&m.addr, CHAT, None, body, &[]).status)
+            .collect()
+    };
+    let first = statuses("7");
+    assert_eq!(first, statuses("7"), "the same seed gives the same faults");
+    let fails = first.iter().filter(|s| **s == 500).count();
+    assert!((5..=25).contains(&fails), "{fails} of 30 failed");
+    assert!(first.iter().all(|s| *s == 200 || *s == 500));
+}

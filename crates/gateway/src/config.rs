@@ -75,7 +75,8 @@ impl Default for UpstreamConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Upstream for models the map does not name (default: the first upstream).
+    /// Upstream for models the map does not name. Default: with an empty model map, the first
+    /// upstream; with a map, none (unmapped models get a 404 `model_not_found`).
     pub default_upstream: Option<String>,
     /// Model name → upstream name. A trailing `*` matches a prefix (`"claude-*" = "anthropic"`).
     pub models: BTreeMap<String, String>,

@@ -156,9 +156,11 @@ impl Upstreams {
         }
         // Longest prefix wins.
         prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        // Without a model map everything goes to the first upstream (the quick start). With a
+        // map, unmapped models are refused unless a default upstream is named explicitly.
         let default = match &routing.default_upstream {
             Some(name) => Some(find(name)?),
-            None if list.is_empty() => None,
+            None if list.is_empty() || !routing.models.is_empty() => None,
             None => Some(0),
         };
         Ok(Upstreams {
@@ -212,6 +214,7 @@ mod tests {
     #[tokio::test]
     async fn resolves_exact_prefix_and_default() {
         let mut routing = RoutingConfig::default();
+        routing.default_upstream = Some("a".into());
         routing.models.insert("gpt-4o".into(), "b".into());
         routing.models.insert("claude-*".into(), "c".into());
         routing.models.insert("claude-3-*".into(), "b".into());
@@ -244,6 +247,19 @@ mod tests {
                 .to_string(),
             "http://127.0.0.1:1/v1/chat/completions"
         );
+    }
+
+    #[tokio::test]
+    async fn a_model_map_without_default_refuses_unknown_models() {
+        let mut routing = RoutingConfig::default();
+        routing.models.insert("gpt-4o".into(), "b".into());
+        let u =
+            Upstreams::from_config(&[up("a", "http://x"), up("b", "http://y")], &routing).unwrap();
+        assert_eq!(u.resolve("gpt-4o").unwrap().name, "b");
+        assert!(u.resolve("other").is_none());
+        let open =
+            Upstreams::from_config(&[up("a", "http://x")], &RoutingConfig::default()).unwrap();
+        assert_eq!(open.resolve("anything").unwrap().name, "a");
     }
 
     #[tokio::test]

@@ -319,3 +319,98 @@ mod tests {
         assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 50);
     }
 }
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+    use crate::{ApiKeyRecord, AuditEntry, CallFilter, CallMeta, StoreError};
+
+    /// A store whose disk is full: every write fails.
+    struct FullDisk;
+
+    impl Store for FullDisk {
+        fn insert_calls(&self, _: &[SealedCall]) -> crate::Result<usize> {
+            Err(StoreError::io(
+                "db",
+                std::io::Error::other("No space left on device"),
+            ))
+        }
+        fn list_calls(&self, _: &CallFilter) -> crate::Result<Vec<CallMeta>> {
+            Ok(vec![])
+        }
+        fn get_call(&self, _: &str) -> crate::Result<Option<SealedCall>> {
+            Ok(None)
+        }
+        fn scan_calls(&self, _: &CallFilter) -> crate::Result<Vec<SealedCall>> {
+            Ok(vec![])
+        }
+        fn count_calls(&self) -> crate::Result<u64> {
+            Ok(0)
+        }
+        fn create_api_key(&self, _: &ApiKeyRecord) -> crate::Result<()> {
+            Ok(())
+        }
+        fn list_api_keys(&self) -> crate::Result<Vec<ApiKeyRecord>> {
+            Ok(vec![])
+        }
+        fn find_api_key(&self, _: &[u8]) -> crate::Result<Option<ApiKeyRecord>> {
+            Ok(None)
+        }
+        fn revoke_api_key(&self, k: &str) -> crate::Result<ApiKeyRecord> {
+            Err(StoreError::NotFound(k.into()))
+        }
+        fn audit(&self, _: &AuditEntry) -> crate::Result<()> {
+            Ok(())
+        }
+        fn list_audit(&self, _: usize) -> crate::Result<Vec<AuditEntry>> {
+            Ok(vec![])
+        }
+    }
+
+    fn writer(dir: &std::path::Path, spill_dir: std::path::PathBuf) -> LogWriter {
+        let (ring, _) = Keyring::load_or_create(&dir.join("k.json")).unwrap();
+        LogWriter::start(
+            Box::new(FullDisk),
+            Arc::new(RwLock::new(ring)),
+            WriterConfig {
+                queue_capacity: 64,
+                batch_max: 8,
+                batch_delay: Duration::ZERO,
+                spill_dir,
+            },
+        )
+    }
+
+    #[test]
+    fn a_failing_database_spills_every_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = writer(dir.path(), dir.path().join("spill"));
+        for i in 0..20 {
+            w.log(crate::keyring::tests::record(&format!("r{i}"), "p"));
+        }
+        w.shutdown();
+        let s = w.stats();
+        assert_eq!(s.spilled.load(Ordering::Relaxed), 20);
+        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+        assert!(s.write_errors.load(Ordering::Relaxed) > 0);
+        let store = crate::SqliteStore::open(&dir.path().join("db")).unwrap();
+        let report = crate::ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
+        assert_eq!(report.inserted, 20);
+    }
+
+    #[test]
+    fn records_that_cannot_be_stored_or_spilled_are_counted_as_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        // The spill "directory" is a file: nothing can be created under it.
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"").unwrap();
+        let w = writer(dir.path(), blocker.join("spill"));
+        for i in 0..5 {
+            w.log(crate::keyring::tests::record(&format!("r{i}"), "p"));
+        }
+        w.shutdown();
+        let s = w.stats();
+        assert_eq!(s.lost.load(Ordering::Relaxed), 5);
+        assert_eq!(s.spilled.load(Ordering::Relaxed), 0);
+    }
+}
