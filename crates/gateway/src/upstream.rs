@@ -213,8 +213,10 @@ mod tests {
 
     #[tokio::test]
     async fn resolves_exact_prefix_and_default() {
-        let mut routing = RoutingConfig::default();
-        routing.default_upstream = Some("a".into());
+        let mut routing = RoutingConfig {
+            default_upstream: Some("a".into()),
+            ..Default::default()
+        };
         routing.models.insert("gpt-4o".into(), "b".into());
         routing.models.insert("claude-*".into(), "c".into());
         routing.models.insert("claude-3-*".into(), "b".into());
