@@ -49,9 +49,11 @@ impl Proc {
         let mut first_lines = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
-                panic!("downshift {args:?} did not start; said {first_lines:?}")
-            });
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("downshift {args:?} did not start; said {first_lines:?}");
+            };
             if let Some(addr) = line.split("listening on http://").nth(1) {
                 let addr = addr.trim().to_owned();
                 first_lines.push(line);
@@ -266,10 +268,7 @@ fn parse_response(raw: &[u8]) -> Resp {
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
         let size_line = String::from_utf8_lossy(&data[..eol]).into_owned();
         let size =
             usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap_or(0);
