@@ -630,12 +630,28 @@ def filler(g, slot, lang):
         return "".join(r.choice("0123456789abcdef") for _ in range(g.pick([7, 12, 40])))
     if slot == "BADCARD":
         return g.bad_card()
+    if slot == "PROPER":
+        return g.pick(PROPER)
     if slot == "COORD":
         return f"{r.uniform(-80, 80):.4f}, {r.uniform(-170, 170):.4f}"
     raise KeyError(slot)
 
 
+# Capitalised phrases that are not people: products, companies, places, institutions.
+PROPER = [
+    "Visual Studio Code", "Google Cloud Run", "Red Hat Enterprise Linux", "Microsoft Teams", "Amazon Web Services",
+    "the Golden Gate Bridge", "Notre Dame", "Deutsche Bahn", "Crédit Agricole", "Société Générale", "Banco Santander",
+    "Real Madrid", "Galleria degli Uffizi", "Palazzo Vecchio", "Rijkswaterstaat", "the New York Times",
+    "Buenos Aires", "Santa Maria Novella", "Sagrada Família", "Hamburger Hafen", "Apple Pay", "Google Maps",
+    "Jupyter Notebook", "Stack Overflow", "Hacker News", "Product Hunt", "Customer Success", "Human Resources",
+    "Quality Assurance", "Sales Operations", "Mont Blanc", "Lago di Como", "Costa Brava", "Côte d'Azur",
+]
+
 LOOKALIKE_TEMPLATES = [
+    "We moved the {PROPER} setup to {PROPER} after the {ISODATE} outage.",
+    "Ask {PROPER} about order {ORDER}; {PROPER} already approved it.",
+    "Trip notes: {PROPER}, then {PROPER} on {ISODATE}.",
+    "Forward the report to {PROPER} and {PROPER} before Friday.",
     "Order {ORDER} shipped on {ISODATE}; tracking {TRACKING}.",
     "Upgraded the cluster to {VERSION} at {TIMESTAMP}, see commit {HASH}.",
     "Invoice {INVOICE} total {PRICE}, item {SKU}.",

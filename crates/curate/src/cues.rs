@@ -23,8 +23,10 @@ pub(crate) enum CueKind {
     IntroStrong,
     /// "I'm", "ich bin" … (the next word must be a known name).
     IntroWeak,
-    /// "customer", "patient" … (a known name, or two capitalised words).
+    /// "customer", "patient", "with", "to" … (a known name, or two capitalised words).
     Role,
+    /// "called", "hat angerufen" … after a name.
+    PostVerb,
     /// "Regards,", "Cordialement" …
     Signoff,
     /// "Name:", "Patient:", "From:" …
@@ -45,7 +47,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "joignable", "numéro de téléphone", "teléfono", "telefono", "móvil", "movil", "llámame",
         "llamar", "llame", "cellulare", "chiamami", "chiamare", "numero di telefono", "telefoonnummer",
         "mobiel", "bel", "bellen", "bel me", "gsm", "phone_number", "phonenumber", "mobile_number",
-        "contact_phone", "tel:",
+        "contact_phone", "tel:", "number", "numéro", "número", "numero", "nummer", "nr", "reachable on",
+        "reachable at", "dial",
     ]),
     (CueKind::Card, &[
         "card", "credit card", "card number", "card no", "cc", "visa", "mastercard", "amex", "karte",
@@ -77,7 +80,7 @@ const CUES: &[(CueKind, &[&str])] = &[
     ]),
     (CueKind::Password, &[
         "password", "passwd", "pwd", "pass", "passphrase", "passwort", "kennwort", "mot de passe",
-        "mdp", "contraseña", "contrasena", "clave", "password:", "wachtwoord", "db_password",
+        "mdp", "contraseña", "contrasena", "clave", "wachtwoord", "db_password",
         "db_pass", "user_password", "pin",
     ]),
     (CueKind::Mrn, &[
@@ -113,7 +116,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "Herr", "Frau", "Hr.", "Fr.", "M.", "Mme", "Mme.", "Mlle", "Mlle.", "Monsieur", "Madame",
         "Mademoiselle", "Sr.", "Sra.", "Srta.", "Señor", "Señora", "Don", "Doña", "Sig.", "Sig.ra",
         "Sig.na", "Signor", "Signora", "Dott.", "Dott.ssa", "Avv.", "Ing.", "Dhr.", "Mevr.", "Mw.",
-        "Meneer", "Mevrouw", "Sir", "Lady", "Dra.",
+        "Meneer", "Mevrouw", "Sir", "Lady", "Dra.", "Herr Dr.", "Frau Dr.", "Herr Prof.", "Frau Prof.",
+        "de heer", "heer", "Mister", "Madam",
     ]),
     (CueKind::Greeting, &[
         "hi", "hello", "hey", "dear", "good morning", "good afternoon", "hallo", "hallo zusammen",
@@ -138,7 +142,23 @@ const CUES: &[(CueKind, &[&str])] = &[
         "attention", "colleague", "kollege", "kollegin", "collègue", "compañero", "compañera",
         "collega", "user", "member", "guest", "driver", "doctor", "nurse", "manager", "agent",
         "technician", "tenant", "landlord", "applicant", "candidate", "student", "teacher",
-        "herr dr.", "frau dr.", "mister", "madam", "signor", "met", "with", "from", "by",
+        "met", "with", "from", "by", "call", "appelez", "appeler", "llama a", "llamar a", "chiama",
+        "chiamare", "bel", "bellen", "contacta a", "contatta", "contacteer", "ring", "email", "mail",
+        "an", "to", "à", "naar", "for", "für", "pour", "para", "per", "voor", "van", "von", "de", "di",
+        "mit", "avec", "con", "and", "und", "et", "en", "of", "or", "oder", "ou",
+        "about", "über", "sur", "su", "sobre", "over", "between",
+    ]),
+    (CueKind::PostVerb, &[
+        "called", "said", "wrote", "asked", "reported", "replied", "mentioned", "emailed", "phoned",
+        "will join", "joined", "confirmed", "approved", "signed", "is out", "is on leave", "sent",
+        "hat angerufen", "hat geschrieben", "hat gesagt", "sagt", "schreibt", "schrieb", "rief",
+        "a appelé", "a écrit", "a dit", "a confirmé", "llamó", "escribió", "dijo", "ha llamado",
+        "ha escrito", "ha chiamato", "ha scritto", "ha detto", "belde", "schreef", "zei", "heeft gebeld",
+        "heeft geschreven",
+    ]),
+    (CueKind::Version, &[
+        "rollback", "roll back", "rolled back", "downgrade", "downgraded", "upgrade to", "upgraded to",
+        "revert to", "reverted to", "pinned", "pin",
     ]),
     (CueKind::IntroWeak, &[
         "i'm", "i’m", "i am", "it's", "je suis", "ich bin", "hier ist", "soy", "sono", "ik ben",
@@ -185,6 +205,12 @@ const CUES: &[(CueKind, &[&str])] = &[
         "updated", "bump", "bumped", "tag", "semver", "sdk", "api version", "os",
     ]),
     (CueKind::Mac, &["mac", "mac address", "mac-adresse", "adresse mac", "dirección mac", "indirizzo mac", "hwaddr", "ether", "bssid"]),
+];
+
+/// Titles that are also written in lower case mid-sentence ("Geachte meneer Jansen").
+const LOWERCASE_TITLES: &[&str] = &[
+    "herr", "frau", "monsieur", "madame", "mademoiselle", "señor", "señora", "signor", "signora",
+    "meneer", "mevrouw", "de heer", "heer", "mister", "madam",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -249,8 +275,9 @@ impl CueSet {
             }
             for &kind in &self.kinds[m.pattern().as_usize()] {
                 if kind == CueKind::Title {
-                    // Titles are capitalised and are followed by a space.
-                    let cap = text[s..].chars().next().is_some_and(char::is_uppercase);
+                    // Short titles must be capitalised (`M.`, `Dr`, `Don`); all are followed by a space.
+                    let long = LOWERCASE_TITLES.iter().any(|t| text[s..e].eq_ignore_ascii_case(t));
+                    let cap = long || text[s..].chars().next().is_some_and(char::is_uppercase);
                     let sp = text[e..].starts_with(' ');
                     if !cap || !sp {
                         continue;
@@ -268,17 +295,35 @@ pub(crate) struct Cues {
 }
 
 impl Cues {
+    /// Wrap a scan result; sorts by end position for range look-ups.
+    pub(crate) fn new(mut list: Vec<Cue>) -> Self {
+        list.sort_by_key(|c| (c.end, c.start));
+        Cues { list }
+    }
+
+    /// Cues ending in `[pos - window, pos]`.
+    fn ending_near(&self, pos: usize, window: usize) -> &[Cue] {
+        let lo = self.list.partition_point(|c| c.end < pos.saturating_sub(window));
+        let hi = self.list.partition_point(|c| c.end <= pos);
+        &self.list[lo..hi.max(lo)]
+    }
+
     /// Is there a cue of `kind` ending at most `window` bytes before `pos` (and not after it)?
     pub(crate) fn before(&self, kind: CueKind, pos: usize, window: usize) -> bool {
-        self.list
-            .iter()
-            .any(|c| c.kind == kind && c.end <= pos && pos - c.end <= window)
+        self.ending_near(pos, window).iter().any(|c| c.kind == kind)
     }
 
     /// Like [`Cues::before`], but the gap between cue and `pos` holds no newline.
     pub(crate) fn before_same_line(&self, text: &str, kind: CueKind, pos: usize, window: usize) -> bool {
-        self.list.iter().any(|c| {
-            c.kind == kind && c.end <= pos && pos - c.end <= window && !text[c.end..pos].contains('\n')
-        })
+        self.ending_near(pos, window)
+            .iter()
+            .any(|c| c.kind == kind && !text[c.end..pos].contains('\n'))
+    }
+
+    /// Is there a cue of `kind` starting exactly at `pos`?
+    pub(crate) fn starts_at(&self, kind: CueKind, pos: usize) -> bool {
+        // Cues are short: look at those ending within 40 bytes after `pos`.
+        let lo = self.list.partition_point(|c| c.end <= pos);
+        self.list[lo..].iter().take_while(|c| c.end <= pos + 40).any(|c| c.kind == kind && c.start == pos)
     }
 }

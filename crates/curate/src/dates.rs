@@ -45,13 +45,22 @@ impl Dates {
             if prev_char(text, s).is_some_and(|c| matches!(c, '.' | '-' | '/' | '+')) {
                 continue;
             }
+            // Part of a longer dotted or dashed number ("01.07.15.77.99").
+            if text[e..].starts_with(['.', '-', '/']) && text[e + 1..].starts_with(|c: char| c.is_ascii_digit()) {
+                continue;
+            }
             if !plausible(m.as_str()) {
                 continue;
             }
-            let dob = cues.list.iter().any(|c| {
-                c.kind == CueKind::Dob && c.end <= s && s - c.end <= 48 && !text[c.end..s].contains(['\n', '.'])
-                    || c.kind == CueKind::Dob && c.end <= s && s - c.end <= 6
-            });
+            let dob = cues.before(CueKind::Dob, s, 6)
+                || (cues.before_same_line(text, CueKind::Dob, s, 48) && {
+                    // No sentence end between the cue and the date.
+                    let from = s.saturating_sub(48);
+                    let from = (from..s).find(|&i| text.is_char_boundary(i)).unwrap_or(s);
+                    cues.list.iter().any(|c| {
+                        c.kind == CueKind::Dob && c.end >= from && c.end <= s && !text[c.end..s].contains(". ")
+                    })
+                });
             if dob {
                 out.push(Candidate::new(EntityType::DateOfBirth, s, e, score::DOB));
             } else {

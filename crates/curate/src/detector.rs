@@ -186,7 +186,7 @@ impl Detector {
         let inner = &*self.inner;
         let mut cue_list = Vec::new();
         inner.cues.scan(text, &mut cue_list);
-        let cues = Cues { list: cue_list };
+        let cues = Cues::new(cue_list);
         for (kind, re) in &inner.custom {
             for m in re.find_iter(text) {
                 if m.start() < m.end() {

@@ -100,14 +100,15 @@ impl Persons {
             return;
         }
         let mut lower = String::new();
-        self.lexicon_pass(text, &toks, lex, &mut lower, out);
+        self.lexicon_pass(text, &toks, cues, lex, &mut lower, out);
         self.cue_pass(text, &toks, cues, lex, &mut lower, out);
         if text.contains('"') {
             self.json_pass(text, lex, out);
         }
     }
 
-    fn lexicon_pass(&self, text: &str, toks: &[Tok], lex: &Lexicon, lower: &mut String, out: &mut Vec<Candidate>) {
+    fn lexicon_pass(&self, text: &str, toks: &[Tok], cues: &Cues, lex: &Lexicon, lower: &mut String, out: &mut Vec<Candidate>) {
+        let mut l2 = String::new();
         let mut i = 0;
         while i < toks.len() {
             let t = toks[i];
@@ -123,32 +124,33 @@ impl Persons {
             let given = lex.is_given(lower);
             let ambiguous = lex.is_ambiguous(lower);
             let (end, caps, _) = chain(text, toks, i, lex);
-            let second_known = caps >= 2 && {
-                let n = next_cap(toks, i);
-                n.is_some_and(|k| {
-                    let mut l2 = String::new();
+            let span_end = toks[end - 1].e;
+            let second_known = caps >= 2
+                && next_cap(toks, i).is_some_and(|k| {
                     lowercase_into(&text[toks[k].s..toks[k].e], &mut l2);
                     lex.is_surname(&l2) || lex.is_given(&l2)
-                })
-            };
-            if given {
-                let ok = !ambiguous || second_known;
-                if ok {
+                });
+            // Context after the name: "X called", "X (x@example.com)", "X <x@example.com>".
+            let after_cue = followed_by_verb(text, span_end, cues) || followed_by_email(text, span_end);
+            if given && (!ambiguous || second_known || (caps >= 2 && after_cue)) {
+                let lone_at_start = caps == 1 && t.sent_start && text[span_end..].trim_start().starts_with(|c: char| c.is_ascii_digit());
+                if !lone_at_start {
                     let sc = if caps >= 2 { score::PERSON } else { score::PERSON_WEAK };
-                    out.push(Candidate::new(EntityType::Person, t.s, toks[end - 1].e, sc));
+                    out.push(Candidate::new(EntityType::Person, t.s, span_end, sc));
                     i = end;
                     continue;
                 }
             } else if caps >= 2 && !ambiguous {
-                // Unknown first word followed by a known surname: "Zbigniew Kowalczyk".
-                if let Some(k) = next_cap(toks, i) {
-                    let mut l2 = String::new();
+                // Unknown first word followed by a known surname ("Zbigniew Kowalczyk"), or two
+                // capitalised words followed by a verb of communication or an email address.
+                let sur_known = next_cap(toks, i).is_some_and(|k| {
                     lowercase_into(&text[toks[k].s..toks[k].e], &mut l2);
-                    if lex.is_surname(&l2) && !lex.is_stop(&l2) && (!t.sent_start || lex.is_surname(lower)) {
-                        out.push(Candidate::new(EntityType::Person, t.s, toks[end - 1].e, score::PERSON));
-                        i = end;
-                        continue;
-                    }
+                    lex.is_surname(&l2) && !lex.is_stop(&l2)
+                });
+                if sur_known || after_cue {
+                    out.push(Candidate::new(EntityType::Person, t.s, span_end, score::PERSON));
+                    i = end;
+                    continue;
                 }
             }
             i += 1;
@@ -165,8 +167,8 @@ impl Persons {
                 continue;
             }
             // First token after the cue.
-            let Some(k) = toks.iter().position(|t| t.s >= c.end) else { continue };
-            let t = toks[k];
+            let k = toks.partition_point(|t| t.s < c.end);
+            let Some(&t) = toks.get(k) else { continue };
             let gap = &text[c.end..t.s];
             let gap_ok = match kind {
                 CueKind::Title => matches!(gap, " " | ". " | "  "),
@@ -184,10 +186,12 @@ impl Persons {
                 continue;
             }
             lowercase_into(&text[t.s..t.e], lower);
-            if lex.is_stop(lower) {
+            let first_given = lex.is_given(lower);
+            let lenient = matches!(kind, CueKind::Title | CueKind::Greeting | CueKind::Signoff | CueKind::IntroStrong | CueKind::Label);
+            if lex.is_stop(lower) && !(lenient && first_given) {
                 continue;
             }
-            let first_known = lex.is_given(lower) || lex.is_surname(lower);
+            let first_known = first_given || lex.is_surname(lower);
             let (end, caps, known) = chain(text, toks, k, lex);
             let accept = match kind {
                 CueKind::Title | CueKind::IntroStrong | CueKind::Label | CueKind::Greeting => true,
@@ -197,8 +201,7 @@ impl Persons {
                     let line_rest = after.split('\n').next().unwrap_or("");
                     line_rest.trim().is_empty() || line_rest.trim_start().starts_with(['|', '-', ',', '(', '<'])
                 }
-                CueKind::IntroWeak => first_known,
-                CueKind::Role => known || caps >= 2,
+                CueKind::IntroWeak | CueKind::Role => first_known || known || caps >= 2,
                 _ => false,
             };
             if accept {
@@ -296,6 +299,20 @@ pub(crate) fn name_value(text: &str, s: usize, e: usize, specific: bool, lex: &L
     }
 }
 
+/// " called", " hat angerufen" … right after `end`.
+fn followed_by_verb(text: &str, end: usize, cues: &Cues) -> bool {
+    text[end..].starts_with(' ') && cues.starts_at(CueKind::PostVerb, end + 1)
+}
+
+/// " (x@example.com)" or " <x@example.com>" right after `end`.
+fn followed_by_email(text: &str, end: usize) -> bool {
+    let rest = &text[end..];
+    let rest = rest.strip_prefix(' ').unwrap_or(rest);
+    let Some(inner) = rest.strip_prefix(['(', '<']) else { return false };
+    let close = inner.find([')', '>']).unwrap_or(inner.len()).min(80);
+    inner[..close.min(inner.len())].contains('@')
+}
+
 fn lowercase_into(s: &str, buf: &mut String) {
     buf.clear();
     for c in s.chars() {
@@ -305,6 +322,22 @@ fn lowercase_into(s: &str, buf: &mut String) {
             buf.extend(c.to_lowercase());
         }
     }
+}
+
+fn next_is_cap_after_particles(text: &str, toks: &[Tok], mut k: usize) -> bool {
+    let mut lower = String::new();
+    for _ in 0..3 {
+        let Some(t) = toks.get(k) else { return false };
+        if t.cap {
+            return true;
+        }
+        lowercase_into(&text[t.s..t.e], &mut lower);
+        if !PARTICLES.contains(&lower.as_str()) {
+            return false;
+        }
+        k += 1;
+    }
+    false
 }
 
 fn next_cap(toks: &[Tok], i: usize) -> Option<usize> {
@@ -341,8 +374,8 @@ fn chain(text: &str, toks: &[Tok], i: usize, lex: &Lexicon) -> (usize, usize, bo
             if caps >= 4 {
                 break;
             }
-        } else if k > i && PARTICLES.contains(&lower.as_str()) && toks.get(k + 1).is_some_and(|n| n.cap) {
-            // particle: keep going, but only count it if a capitalised word follows
+        } else if k > i && PARTICLES.contains(&lower.as_str()) && next_is_cap_after_particles(text, toks, k + 1) {
+            // particle ("van", "de la"): keep going, it counts once a capitalised word follows
         } else {
             break;
         }

@@ -147,6 +147,10 @@ mod finder {
         e: usize,
     }
 
+    fn lens_of(gl: &[Group]) -> Vec<usize> {
+        gl.iter().map(|g| g.e - g.s).collect()
+    }
+
     impl PhoneFinder {
         pub(crate) fn new() -> Result<Self, CurateError> {
             Ok(PhoneFinder {
@@ -233,7 +237,7 @@ mod finder {
                 let seps_here = &seps[..n.saturating_sub(1)];
                 let kinds: Vec<&str> = seps_here.iter().map(|x| x.trim_matches(|c| c == '(' || c == ')' || c == ' ')).filter(|x| !x.is_empty()).collect();
                 let mixed = kinds.windows(2).any(|w| w[0] != w[1]);
-                let dotted = kinds.first() == Some(&".") && n == 3;
+                let dotted = kinds.first() == Some(&".") && n == 3 && lens_of(gl) != [3, 3, 4];
                 let bad_next = next_char(text, end).is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '@')
                     || (text[end..].starts_with(['.', '-', '/']) && text[end + 1..].starts_with(|c: char| c.is_ascii_digit()));
                 if !mixed && !dotted && !bad_next {

@@ -116,7 +116,7 @@ impl Secrets {
             let Some(vs) = vs else { continue };
             // Passwords need an explicit separator (`password: x`, `password=x`, `password is x`).
             let sep = &text[c.end..vs];
-            if password && !(sep.contains(':') || sep.contains('=') || sep.contains("is") || sep.contains('"')) {
+            if password && !(sep.contains([':', '=', '"']) || sep.contains("is") || sep.contains("est") || sep.contains("ist")) {
                 continue;
             }
             let mut ve = if password {
