@@ -471,6 +471,7 @@ TEMPLATES = {
         "The webhook fails: POST {CREDURL} returned 401 at {TIMESTAMP}.",
         "Session cookie for {EMAIL}: {JWT}",
         "W-9 on file: {FULL}, SSN {SSN}.",
+        "hey its {LOWERGIVEN} here, can u call me at {PHONE}",
     ],
     "de": [
         "Hallo {GIVEN}, bitte schicken Sie die Unterlagen an {EMAIL} oder rufen Sie mich unter {PHONE} an.",
@@ -695,6 +696,10 @@ def render(g, template, lang):
 
 
 def value_slot(g, b, slot, lang, people):
+    if slot == "LOWERGIVEN":
+        given, _, _ = people.setdefault("FULL", g.person(lang))
+        b.add(given.lower(), "PERSON")
+        return
     if slot in ("FULL", "FULL2", "GIVEN", "SUR", "TFULL"):
         key = "FULL2" if slot == "FULL2" else "FULL"
         if key not in people:

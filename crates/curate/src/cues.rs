@@ -23,8 +23,10 @@ pub(crate) enum CueKind {
     IntroStrong,
     /// "I'm", "ich bin" … (the next word must be a known name).
     IntroWeak,
-    /// "customer", "patient", "with", "to" … (a known name, or two capitalised words).
+    /// "customer", "patient", "recipient" … (a known name, or two capitalised words).
     Role,
+    /// "with", "to", "from" … (a known name, or a name confirmed by a verb or email after it).
+    Preposition,
     /// "called", "hat angerufen" … after a name.
     PostVerb,
     /// "Regards,", "Cordialement" …
@@ -48,7 +50,7 @@ const CUES: &[(CueKind, &[&str])] = &[
         "llamar", "llame", "cellulare", "chiamami", "chiamare", "numero di telefono", "telefoonnummer",
         "mobiel", "bel", "bellen", "bel me", "gsm", "phone_number", "phonenumber", "mobile_number",
         "contact_phone", "tel:", "number", "numéro", "número", "numero", "nummer", "nr", "reachable on",
-        "reachable at", "dial",
+        "reachable at",
     ]),
     (CueKind::Card, &[
         "card", "credit card", "card number", "card no", "cc", "visa", "mastercard", "amex", "karte",
@@ -137,11 +139,14 @@ const CUES: &[(CueKind, &[&str])] = &[
         "à l'attention de", "a la atención de", "all'attenzione di", "t.a.v.",
     ]),
     (CueKind::Role, &[
+        "destinataire", "destinatario", "empfänger", "empfängerin", "ontvanger", "recipient", "addressee",
         "patient", "patientin", "patiente", "paciente", "paziente", "patiënt", "customer", "client",
         "kunde", "kundin", "cliente", "klant", "employee", "mitarbeiter", "mitarbeiterin", "cc",
         "attention", "colleague", "kollege", "kollegin", "collègue", "compañero", "compañera",
         "collega", "user", "member", "guest", "driver", "doctor", "nurse", "manager", "agent",
         "technician", "tenant", "landlord", "applicant", "candidate", "student", "teacher",
+    ]),
+    (CueKind::Preposition, &[
         "met", "with", "from", "by", "call", "appelez", "appeler", "llama a", "llamar a", "chiama",
         "chiamare", "bel", "bellen", "contacta a", "contatta", "contacteer", "ring", "email", "mail",
         "an", "to", "à", "naar", "for", "für", "pour", "para", "per", "voor", "van", "von", "de", "di",
@@ -154,7 +159,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "hat angerufen", "hat geschrieben", "hat gesagt", "sagt", "schreibt", "schrieb", "rief",
         "a appelé", "a écrit", "a dit", "a confirmé", "llamó", "escribió", "dijo", "ha llamado",
         "ha escrito", "ha chiamato", "ha scritto", "ha detto", "belde", "schreef", "zei", "heeft gebeld",
-        "heeft geschreven",
+        "heeft geschreven", "hat heute", "hat gestern", "ruft", "rief an", "a téléphoné", "telefoneó",
+        "ha telefonato", "heeft vandaag gebeld",
     ]),
     (CueKind::Version, &[
         "rollback", "roll back", "rolled back", "downgrade", "downgraded", "upgrade to", "upgraded to",
@@ -197,7 +203,9 @@ const CUES: &[(CueKind, &[&str])] = &[
         "número de pedido", "factura", "referencia", "seguimiento", "ordine", "numero d'ordine",
         "fattura", "riferimento", "spedizione", "bestelling", "bestelnummer", "factuur", "referentie",
         "order_id", "invoice_id", "request_id", "trace_id", "price", "total", "amount", "qty",
-        "quantity", "isbn", "ean", "upc", "gtin", "asin", "account", "acct", "iban", "bic",
+        "quantity", "isbn", "ean", "upc", "gtin", "asin", "account", "acct", "iban", "bic", "code",
+        "pin", "dial-in", "dial-in code", "meeting id", "conference id", "articolo", "article", "artículo",
+        "código", "codice", "tracking:", "room", "zimmer", "raum", "salle", "sala", "kamer",
     ]),
     (CueKind::Version, &[
         "version", "v", "ver", "ver.", "release", "build", "firmware", "kernel", "python", "node",
@@ -306,6 +314,11 @@ impl Cues {
         let lo = self.list.partition_point(|c| c.end < pos.saturating_sub(window));
         let hi = self.list.partition_point(|c| c.end <= pos);
         &self.list[lo..hi.max(lo)]
+    }
+
+    /// The kind of the closest cue among `kinds` ending in `[pos - window, pos]`.
+    pub(crate) fn nearest_before(&self, kinds: &[CueKind], pos: usize, window: usize) -> Option<CueKind> {
+        self.ending_near(pos, window).iter().rev().find(|c| kinds.contains(&c.kind)).map(|c| c.kind)
     }
 
     /// Is there a cue of `kind` ending at most `window` bytes before `pos` (and not after it)?

@@ -13,8 +13,8 @@ pub(crate) struct Persons {
 
 /// JSON keys whose string value is a person's name. The second group is "generic" keys that
 /// need a known name in the value.
-const SPECIFIC_KEYS: &str = r"first_?name|last_?name|full_?name|given_?name|family_?name|middle_?name|sur_?name|customer_?name|patient_?name|contact_?name|client_?name|holder_?name|card_?holder(?:_?name)?|account_?holder(?:_?name)?|employee_?name|passenger_?name|guest_?name|recipient_?name|sender_?name|user_?full_?name|person_?name|manager_?name|doctor_?name|physician|nom_?complet|prenom|prénom|vorname|nachname|apellidos?|nombre_?completo|nombre_?cliente|cognome|nome_?completo|voornaam|achternaam|tussenvoegsel";
-const GENERIC_KEYS: &str = r"name|display_?name|author|assignee|owner|contact|person|recipient|sender|nom|nombre|nome|naam|kunde|cliente|klant|patient|passenger|attendee|organizer|reviewer|requester|reporter";
+const SPECIFIC_KEYS: &str = r"recipient|sender|passenger|patient|attendee|reviewer|requester|reporter|assignee|contact_?person|first_?name|last_?name|full_?name|given_?name|family_?name|middle_?name|sur_?name|customer_?name|patient_?name|contact_?name|client_?name|holder_?name|card_?holder(?:_?name)?|account_?holder(?:_?name)?|employee_?name|passenger_?name|guest_?name|recipient_?name|sender_?name|user_?full_?name|person_?name|manager_?name|doctor_?name|physician|nom_?complet|prenom|prénom|vorname|nachname|apellidos?|nombre_?completo|nombre_?cliente|cognome|nome_?completo|voornaam|achternaam|tussenvoegsel";
+const GENERIC_KEYS: &str = r"name|display_?name|author|owner|contact|person|nom|nombre|nome|naam|kunde|cliente|klant|organizer|user";
 
 const PARTICLES: &[&str] = &[
     "van", "von", "de", "der", "den", "di", "da", "del", "della", "dos", "das", "du", "le", "la",
@@ -162,7 +162,14 @@ impl Persons {
             let kind = c.kind;
             if !matches!(
                 kind,
-                CueKind::Title | CueKind::Greeting | CueKind::IntroStrong | CueKind::IntroWeak | CueKind::Signoff | CueKind::Label | CueKind::Role
+                CueKind::Title
+                    | CueKind::Greeting
+                    | CueKind::IntroStrong
+                    | CueKind::IntroWeak
+                    | CueKind::Signoff
+                    | CueKind::Label
+                    | CueKind::Role
+                    | CueKind::Preposition
             ) {
                 continue;
             }
@@ -173,7 +180,9 @@ impl Persons {
             let gap_ok = match kind {
                 CueKind::Title => matches!(gap, " " | ". " | "  "),
                 CueKind::Greeting => gap.len() <= 3 && !gap.contains('\n') && gap.trim_matches([' ', ',']).is_empty(),
-                CueKind::IntroStrong | CueKind::IntroWeak | CueKind::Role => gap.len() <= 3 && gap.trim_matches([' ', ':', ',']).is_empty(),
+                CueKind::IntroStrong | CueKind::IntroWeak | CueKind::Role | CueKind::Preposition => {
+                    gap.len() <= 3 && gap.trim_matches([' ', ':', ',']).is_empty()
+                }
                 CueKind::Label => gap.len() <= 4 && gap.trim_matches([' ', ':', '\t', '"']).is_empty(),
                 CueKind::Signoff => {
                     let sig_start = sentence_start(text, c.start);
@@ -182,7 +191,12 @@ impl Persons {
                 }
                 _ => false,
             };
-            if !gap_ok || !t.cap {
+            // "meneer van der Meer": a title may be followed by a particle.
+            let lead_particle = kind == CueKind::Title && !t.cap && {
+                lowercase_into(&text[t.s..t.e], lower);
+                PARTICLES.contains(&lower.as_str()) && next_is_cap_after_particles(text, toks, k + 1)
+            };
+            if !gap_ok || !(t.cap || lead_particle) {
                 continue;
             }
             lowercase_into(&text[t.s..t.e], lower);
@@ -199,9 +213,13 @@ impl Persons {
                     // The name sits alone on its line (or ends the text).
                     let after = &text[toks[end - 1].e..];
                     let line_rest = after.split('\n').next().unwrap_or("");
-                    line_rest.trim().is_empty() || line_rest.trim_start().starts_with(['|', '-', ',', '(', '<'])
+                    line_rest.trim().is_empty() || line_rest.trim_start().starts_with(['|', '-', ',', '(', '<', '"', '\\'])
                 }
-                CueKind::IntroWeak | CueKind::Role => first_known || known || caps >= 2,
+                CueKind::Role => first_known || known || caps >= 2,
+                CueKind::IntroWeak | CueKind::Preposition => {
+                    let span_end = toks[end - 1].e;
+                    first_known || known || (caps >= 2 && (followed_by_verb(text, span_end, cues) || followed_by_email(text, span_end)))
+                }
                 _ => false,
             };
             if accept {
@@ -292,7 +310,7 @@ pub(crate) fn name_value(text: &str, s: usize, e: usize, specific: bool, lex: &L
     if caps == 0 {
         return None;
     }
-    if specific || known {
+    if specific || known || caps >= 2 {
         Some((s + lead, s + lead + v.len()))
     } else {
         None
@@ -374,7 +392,7 @@ fn chain(text: &str, toks: &[Tok], i: usize, lex: &Lexicon) -> (usize, usize, bo
             if caps >= 4 {
                 break;
             }
-        } else if k > i && PARTICLES.contains(&lower.as_str()) && next_is_cap_after_particles(text, toks, k + 1) {
+        } else if PARTICLES.contains(&lower.as_str()) && next_is_cap_after_particles(text, toks, k + 1) {
             // particle ("van", "de la"): keep going, it counts once a capitalised word follows
         } else {
             break;

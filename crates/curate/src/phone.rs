@@ -75,7 +75,8 @@ pub(crate) fn national_ok(d: &[u8], groups: &[usize], cue: bool) -> bool {
     }
     // Trunk-zero countries (UK, DE, FR, IT landlines, NL, BE, AT, CH …).
     if d[0] == 0 && d.get(1).is_some_and(|&x| x != 0) && (9..=12).contains(&n) {
-        if grouped && groups.iter().all(|&g| g >= 2) {
+        // The first group is the trunk zero and an area code of 1–4 digits.
+        if grouped && groups.iter().all(|&g| g >= 2) && groups[0] <= 5 {
             return true;
         }
         return cue;
@@ -224,8 +225,10 @@ mod finder {
                 return;
             }
             let intl = plus || text[groups[0].s..].starts_with("00");
-            let line_cue = cues.before_same_line(text, CueKind::Phone, s, 32);
-            let negative = cues.before_same_line(text, CueKind::Negative, s, 24) && !line_cue;
+            // The closest cue decides: `"phone": "…", "tracking": "…"` is a tracking number.
+            let nearest = cues.nearest_before(&[CueKind::Phone, CueKind::Negative], s, 32);
+            let line_cue = nearest == Some(CueKind::Phone) && cues.before_same_line(text, CueKind::Phone, s, 32);
+            let negative = nearest == Some(CueKind::Negative);
             let mut n = groups.len();
             while n >= 1 {
                 let gl = &groups[..n];
