@@ -223,7 +223,10 @@ impl Keyring {
         plain.extend_from_slice(&p.request);
         plain.extend_from_slice(&(p.response.len() as u32).to_le_bytes());
         plain.extend_from_slice(&p.response);
-        let nonce = random_bytes::<12>();
+        // A fresh random nonce per record from the thread-local CSPRNG (seeded from the OS),
+        // which avoids a system call per record on the write path.
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
         let ciphertext = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),

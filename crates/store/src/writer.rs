@@ -166,16 +166,14 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
-            let deadline = Instant::now() + self.config.batch_delay;
+            // Group commit: let more records arrive, then take them without blocking. Sleeping
+            // instead of waiting on the channel means senders never have to wake this thread
+            // while it is busy, which keeps a futex wake-up off every request under load.
+            if !stop && !self.config.batch_delay.is_zero() {
+                std::thread::sleep(self.config.batch_delay);
+            }
             while !stop && batch.len() < self.config.batch_max {
-                let next = match deadline.checked_duration_since(Instant::now()) {
-                    Some(wait) if !wait.is_zero() => rx.recv_timeout(wait).map_err(|e| match e {
-                        RecvTimeoutError::Timeout => TryRecvError::Empty,
-                        RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-                    }),
-                    _ => rx.try_recv(),
-                };
-                match next {
+                match rx.try_recv() {
                     Ok(Msg::Record(r)) => batch.push(*r),
                     Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
