@@ -43,7 +43,7 @@ impl Addresses {
         );
         let particle_es = r"(?:de[ ]+la|de[ ]+los|de[ ]+las|del|de|la|el|los|las|d['’])";
         let es = format!(
-            r"(?i:{ES_TYPES})[ ]+(?:{particle_es}[ ]+)?{cap}(?:[ ]+(?:{particle_es}|y|i|{cap})){{0,5}},?[ ]*(?:n[º°o]\.?[ ]*|núm\.?[ ]*|número[ ]*)?\d{{1,4}}(?:[ ]?[A-Za-z](?-u:\b))?(?:,[ ]*\d{{1,2}}[º°ª]?[ ]*[A-Za-z]?(?:-[A-Za-z])?)?{tail_eu}"
+            r"(?i:{ES_TYPES})[ ]+(?:{particle_es}[ ]+)?{cap}(?:[ ]+(?:{particle_es}|y|i|{cap})){{0,5}},?[ ]*(?:n[º°o]\.?[ ]*|núm\.?[ ]*|número[ ]*)?\d{{1,4}}(?:[ ]?[A-Za-z](?-u:\b))?(?:,[ ]*\d{{1,2}}(?:[º°ª][ ]*[A-Za-z]?|[ ]*[A-Za-z](?-u:\b))(?:-[A-Za-z])?)?{tail_eu}"
         );
         let particle_it = r"(?:dei|degli|delle|della|dello|del|di|de|d['’]|san|santa|sant['’]|santo)";
         let it = format!(
@@ -84,5 +84,35 @@ impl Addresses {
                 out.push(Candidate::new(EntityType::StreetAddress, s, e, score::ADDRESS));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn addresses() {
+        for (t, v) in [
+            ("I live at 221B Baker Street, London NW1 6XE.", "221B Baker Street, London NW1 6XE"),
+            ("ship to 500 Oak Rd, Apt 4B, Springfield, IL 62704", "500 Oak Rd, Apt 4B, Springfield, IL 62704"),
+            ("1600 Pennsylvania Avenue NW", "1600 Pennsylvania Avenue NW"),
+            ("wohnhaft Hauptstraße 5, 10115 Berlin", "Hauptstraße 5, 10115 Berlin"),
+            ("in der Berliner Straße 12a", "Berliner Straße 12a"),
+            ("j'habite au 12 rue de la Paix, 75002 Paris", "12 rue de la Paix, 75002 Paris"),
+            ("vivo en Calle de Alcalá, 42, 28014 Madrid", "Calle de Alcalá, 42, 28014 Madrid"),
+            ("abito in Via Giuseppe Garibaldi 25, 00184 Roma", "Via Giuseppe Garibaldi 25, 00184 Roma"),
+            ("ik woon op Keizersgracht 123, 1015 CJ Amsterdam", "Keizersgracht 123, 1015 CJ Amsterdam"),
+        ] {
+            finds(t, StreetAddress, v);
+        }
+    }
+
+    #[test]
+    fn address_lookalikes() {
+        none_of("We sent 3 items via DHL 2 days ago.", StreetAddress);
+        none_of("Room 4.12 on floor 3, building B.", StreetAddress);
+        none_of("Chapter 12 Street Fighter review", StreetAddress);
     }
 }

@@ -312,8 +312,8 @@ mod tests {
         assert!(es_dni_ok(b"X1234567L"));
         assert!(it_cf_ok(b"RSSMRA85T10A562S"));
         assert!(!it_cf_ok(b"RSSMRA85T10A562T"));
-        assert!(fr_nir_ok(b"185057800608436"));
-        assert!(!fr_nir_ok(b"185057800608437"));
+        assert!(fr_nir_ok(b"185057800608491"));
+        assert!(!fr_nir_ok(b"185057800608436"));
         assert!(fr_nir_ok(b"1850520A0608421") || !fr_nir_ok(b"1850520A0608421"));
         assert!(nl_bsn_ok(&digits_of("111222333")));
         assert!(!nl_bsn_ok(&digits_of("111222334")));

@@ -90,3 +90,28 @@ fn plausible(s: &str) -> bool {
         dm || md
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn dates_of_birth() {
+        finds("DOB: 1985-03-12", DateOfBirth, "1985-03-12");
+        finds("born on January 21, 1998 in Leeds", DateOfBirth, "January 21, 1998");
+        finds("geboren am 12.05.1980", DateOfBirth, "12.05.1980");
+        finds("née le 3 février 1975", DateOfBirth, "3 février 1975");
+        finds("fecha de nacimiento 23 de abril de 1996", DateOfBirth, "23 de abril de 1996");
+        finds("nato il 1 settembre 1976", DateOfBirth, "1 settembre 1976");
+        finds("geboortedatum 14-07-1969", DateOfBirth, "14-07-1969");
+        finds("{\"date_of_birth\": \"1962-08-26\"}", DateOfBirth, "1962-08-26");
+    }
+
+    #[test]
+    fn other_dates_are_not_birth_dates() {
+        none_of("Invoice dated 2024-03-15, due 15/04/2024.", DateOfBirth);
+        none_of("Born in Paris. The meeting is on 12 May 2024.", DateOfBirth);
+        none_of("DOB: 2024-13-45", DateOfBirth);
+    }
+}

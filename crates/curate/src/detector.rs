@@ -285,3 +285,128 @@ mod tests {
         assert_eq!(r[1].kind, None);
     }
 }
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use std::sync::OnceLock;
+
+    pub(crate) fn detector() -> &'static Detector {
+        static D: OnceLock<Detector> = OnceLock::new();
+        D.get_or_init(|| Detector::new(&PiiConfig::default()).unwrap())
+    }
+
+    pub(crate) fn found(text: &str) -> Vec<(EntityType, String)> {
+        detector().detect(text).into_iter().map(|e| (e.kind, e.text)).collect()
+    }
+
+    /// `value` is found in `text` with type `kind`.
+    #[track_caller]
+    pub(crate) fn finds(text: &str, kind: EntityType, value: &str) {
+        let f = found(text);
+        assert!(
+            f.iter().any(|(k, v)| *k == kind && v == value),
+            "expected {kind} {value:?} in {text:?}, found {f:?}"
+        );
+    }
+
+    /// Nothing of type `kind` is found in `text`.
+    #[track_caller]
+    pub(crate) fn none_of(text: &str, kind: EntityType) {
+        let f = found(text);
+        assert!(!f.iter().any(|(k, _)| *k == kind), "unexpected {kind} in {text:?}: {f:?}");
+    }
+
+    /// Nothing at all is found in `text`.
+    #[track_caller]
+    pub(crate) fn nothing(text: &str) {
+        let f = found(text);
+        assert!(f.is_empty(), "unexpected entities in {text:?}: {f:?}");
+    }
+}
+
+#[cfg(test)]
+mod lookalike_tests {
+    use super::test_support::*;
+    use crate::{Detector, EntityType, PiiConfig};
+
+    #[test]
+    fn lookalikes_are_not_flagged() {
+        for t in [
+            "Order #48213377 shipped on 2024-03-15; tracking 1Z999AA10123456784.",
+            "Order ORD-2024-118273 and invoice INV-2023-00123.",
+            "Upgraded to v2.14.3 at 2024-03-15T10:22:33Z, see commit 3f2a9c1b7d4e.",
+            "Build 4.2.1.7 released; rollback to 2.8.1.187 if needed.",
+            "SKU-4471-BLK costs $1,299.99 or €1.299,00.",
+            "Request 123e4567-e89b-12d3-a456-426614174000 took 231 ms.",
+            "The number 4532 7718 2290 1145 fails Luhn.",
+            "Reference 4000123412341235 is not a card.",
+            "Coordinates 48.8566, 2.3522; elevation 35 m.",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "Meeting at 10:30 in room 4.12, dial-in code 535-0686751.",
+            "Temperature 21.5 °C, humidity 48 %, uptime 12:30:45.",
+            "ISBN 978-3-16-148410-0 and EAN 4006381333931.",
+            "Version 10.2.0.1 of the firmware fixes it.",
+            "The meeting is on 2024-05-01 at 09:00.",
+            "Unix time 1712345678 and port 8080.",
+            "We moved from Visual Studio Code to Google Cloud Run.",
+        ] {
+            nothing(t);
+        }
+    }
+
+    #[test]
+    fn allow_list_and_disabled_types() {
+        let cfg: PiiConfig = serde_json::from_str(
+            r#"{"allow": ["Support@Acme.com"], "enabled": {"IP_ADDRESS": false}}"#,
+        )
+        .unwrap();
+        let d = Detector::new(&cfg).unwrap();
+        let e = d.detect("Write to support@acme.com or jane.doe@acme.com from 10.0.0.1");
+        let kinds: Vec<_> = e.iter().map(|e| (e.kind, e.text.as_str())).collect();
+        assert_eq!(kinds, vec![(EntityType::Email, "jane.doe@acme.com")]);
+    }
+
+    #[test]
+    fn custom_recognisers() {
+        let cfg: PiiConfig = serde_json::from_str(
+            r#"{"custom": [{"name": "employee", "type": "NATIONAL_ID", "pattern": "EMP-\\d{6}"},
+                           {"name": "ticket", "pattern": "TCK\\d+"}]}"#,
+        )
+        .unwrap();
+        let d = Detector::new(&cfg).unwrap();
+        let e = d.detect("Employee EMP-123456 opened TCK991.");
+        let kinds: Vec<_> = e.iter().map(|e| (e.kind, e.text.as_str())).collect();
+        assert_eq!(kinds, vec![(EntityType::NationalId, "EMP-123456"), (EntityType::Custom, "TCK991")]);
+        let bad: PiiConfig = serde_json::from_str(r#"{"custom": [{"name": "x", "pattern": "("}]}"#).unwrap();
+        assert!(Detector::new(&bad).is_err());
+    }
+
+    #[test]
+    fn offsets_are_utf8_bytes_sorted_and_disjoint() {
+        let t = "Grüße von Jürgen Müller: jürgen.müller@example.de, Tel. +49 30 12345678.";
+        let e = detector().detect(t);
+        assert!(e.len() >= 3, "{e:?}");
+        for w in e.windows(2) {
+            assert!(w[0].end <= w[1].start);
+        }
+        for x in &e {
+            assert_eq!(&t[x.start..x.end], x.text);
+        }
+    }
+
+    #[test]
+    fn detect_with_key_uses_the_key_as_context() {
+        let d = detector();
+        let e = d.detect_with_key("date_of_birth", "1985-03-12");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].kind, EntityType::DateOfBirth);
+        assert_eq!((e[0].start, e[0].end), (0, 10));
+        let e = d.detect_with_key("first_name", "Zbigniew");
+        assert_eq!(e[0].kind, EntityType::Person);
+        let e = d.detect_with_key("created_at", "1985-03-12");
+        assert!(e.is_empty());
+        let e = d.detect_with_key("name", "get_weather");
+        assert!(e.is_empty());
+    }
+}

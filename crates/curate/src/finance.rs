@@ -122,3 +122,31 @@ fn card_layout_ok(lens: &[usize]) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn cards() {
+        finds("card 4111 1111 1111 1111 exp 12/27", CreditCard, "4111 1111 1111 1111");
+        finds("Amex 3782-822463-10005", CreditCard, "3782-822463-10005");
+        finds("mc 5555555555554444.", CreditCard, "5555555555554444");
+        finds("new mc 2223-0031-2200-3222", CreditCard, "2223-0031-2200-3222");
+        none_of("card 4111 1111 1111 1112", CreditCard); // fails Luhn
+        none_of("9111111111111111", CreditCard); // no issuer
+        none_of("4111 1111-1111 1111", CreditCard); // mixed separators
+        none_of("order 4539578763621486", CreditCard); // Luhn-valid but an order number
+    }
+
+    #[test]
+    fn ibans() {
+        finds("IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX", Iban, "DE89 3704 0044 0532 0130 00");
+        finds("pay to GB82WEST12345698765432.", Iban, "GB82WEST12345698765432");
+        finds("FR14 2004 1010 0505 0001 3M02 606", Iban, "FR14 2004 1010 0505 0001 3M02 606");
+        none_of("DE89 3704 0044 0532 0130 01", Iban); // bad check digits
+        none_of("DE89370400440532013", Iban); // too short for DE
+        none_of("XX89370400440532013000", Iban); // unknown country
+    }
+}

@@ -115,7 +115,9 @@ impl Ids {
                         _ => false,
                     };
                 // Passports and other ids without a checksum: alphanumeric, mostly digits.
-                let shaped = !spaced_only && (6..=12).contains(&val.len()) && digits >= 5 && letters <= 3;
+                // Shapes that have a checksum (DNI/NIE: 8 digits + letter) must pass it.
+                let dni_shape = val.len() == 9 && letters == 1 && val.as_bytes()[8].is_ascii_alphabetic();
+                let shaped = !spaced_only && !dni_shape && (6..=12).contains(&val.len()) && digits >= 5 && letters <= 3;
                 if checksum || shaped {
                     out.push(Candidate::new(kind, vs, ve, score::CUED_ID));
                 }
@@ -142,4 +144,44 @@ fn id_value_end(text: &str, vs: usize) -> usize {
         e -= 1;
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn ssns() {
+        finds("SSN 536-22-1234.", Ssn, "536-22-1234");
+        finds("social security number: 536221234", Ssn, "536221234");
+        none_of("536221234", Ssn); // plain 9 digits need a cue
+        none_of("SSN 666-12-3456, 000-12-3456, 912-12-3456, 536-00-1234, 536-22-0000", Ssn);
+    }
+
+    #[test]
+    fn national_ids() {
+        finds("DNI 12345678Z", NationalId, "12345678Z");
+        finds("NIE X1234567L", NationalId, "X1234567L");
+        finds("codice fiscale RSSMRA85T10A562S", NationalId, "RSSMRA85T10A562S");
+        finds("NIR 1 85 05 78 006 084 91", NationalId, "1 85 05 78 006 084 91");
+        finds("BSN: 111222333", NationalId, "111222333");
+        finds("Steuer-ID 86095742719", NationalId, "86095742719");
+        finds("NHS number 943 476 5919", NationalId, "943 476 5919");
+        finds("NI number AB 12 34 56 C", NationalId, "AB 12 34 56 C");
+        none_of("DNI 12345678A", NationalId);
+        none_of("BSN: 111222334", NationalId);
+        none_of("RSSMRA85T10A562T", NationalId);
+    }
+
+    #[test]
+    fn medical_and_health_plan_ids() {
+        finds("MRN: 00482913", MedicalRecordNumber, "00482913");
+        finds("Patientennummer P-2024-18822", MedicalRecordNumber, "P-2024-18822");
+        finds("historia clínica 405-580-433", MedicalRecordNumber, "405-580-433");
+        finds("Member ID: XHP928374651", HealthPlanId, "XHP928374651");
+        finds("Versichertennummer A123456780", HealthPlanId, "A123456780");
+        none_of("MRN pending", MedicalRecordNumber);
+        none_of("patient id unknown", MedicalRecordNumber);
+    }
 }

@@ -251,3 +251,44 @@ mod tests {
         assert!(!url_has_credentials("https://example.com/search?key=value"));
     }
 }
+
+#[cfg(test)]
+mod detect_tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn emails() {
+        finds("mail me: jane.doe+news@example.co.uk.", Email, "jane.doe+news@example.co.uk");
+        finds("Kontakt: jürgen.müller@beispiel-gmbh.de", Email, "jürgen.müller@beispiel-gmbh.de");
+        none_of("icon@2x.png and @mention and user@localhost", Email);
+        none_of("npm install left-pad@1.3.0", Email);
+    }
+
+    #[test]
+    fn ip_addresses() {
+        finds("server at 192.168.1.10:8080", IpAddress, "192.168.1.10");
+        finds("from 2001:db8:85a3::8a2e:370:7334 today", IpAddress, "2001:db8:85a3::8a2e:370:7334");
+        finds("link-local fe80::1ff:fe23:4567:890a", IpAddress, "fe80::1ff:fe23:4567:890a");
+        none_of("version 1.2.3.4 is out", IpAddress);
+        none_of("256.1.1.1 and 1.2.3 and 01.02.03.04", IpAddress);
+        none_of("at 10:22:33 use std::vec::Vec", IpAddress);
+    }
+
+    #[test]
+    fn mac_addresses() {
+        finds("MAC 00:1A:2B:3C:4D:5E", MacAddress, "00:1A:2B:3C:4D:5E");
+        finds("hw 00-1a-2b-3c-4d-5e", MacAddress, "00-1a-2b-3c-4d-5e");
+        finds("cisco 001a.2b3c.4d5e", MacAddress, "001a.2b3c.4d5e");
+        none_of("00:1A:2B-3C:4D:5E", MacAddress);
+        none_of("id 12-34-56-78-90-12", MacAddress);
+    }
+
+    #[test]
+    fn urls_with_credentials() {
+        finds("DATABASE_URL=postgres://admin:s3cr3t@db.internal:5432/app.", UrlWithCredentials, "postgres://admin:s3cr3t@db.internal:5432/app");
+        finds("GET https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a1B0c&x=1", UrlWithCredentials, "https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a1B0c&x=1");
+        none_of("see https://example.com/docs?page=2 and https://user@example.com/", UrlWithCredentials);
+        nothing("see https://en.wikipedia.org/wiki/John_Smith");
+    }
+}

@@ -420,3 +420,44 @@ mod tests {
         assert_eq!(p.key_kind("order_id"), None);
     }
 }
+
+#[cfg(test)]
+mod detect_tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn names_from_cues() {
+        finds("Hi Sarah, thanks!", Person, "Sarah");
+        finds("My name is Zbigniew Brzęczyszczykiewicz.", Person, "Zbigniew Brzęczyszczykiewicz");
+        finds("Dear Mr. Featherstonehaugh,", Person, "Featherstonehaugh");
+        finds("Sehr geehrte Frau Dr. Achterberg,", Person, "Achterberg");
+        finds("Je m'appelle Aurore Duvernois.", Person, "Aurore Duvernois");
+        finds("Me llamo Begoña Etxeberria.", Person, "Begoña Etxeberria");
+        finds("Mi chiamo Ottavio Quattrocchi.", Person, "Ottavio Quattrocchi");
+        finds("Geachte meneer van der Meer,", Person, "van der Meer");
+        finds("Best regards,\nTabitha Hargreaves", Person, "Tabitha Hargreaves");
+        finds("Mit freundlichen Grüßen\nDetlev Hartmann", Person, "Detlev Hartmann");
+        finds("{\"first_name\": \"Wendelin\", \"last_name\": \"Quandt\"}", Person, "Wendelin");
+        finds("{\"customer_name\": \"Ruprecht Kesselring\"}", Person, "Ruprecht Kesselring");
+        finds("Almut Breitenbach hat heute angerufen.", Person, "Almut Breitenbach");
+        finds("Lodewijk Brinkhuis (l.brinkhuis@example.nl) wrote", Person, "Lodewijk Brinkhuis");
+    }
+
+    #[test]
+    fn names_from_lexicons() {
+        finds("Please forward this to Katarzyna Kowalczyk.", Person, "Katarzyna Kowalczyk");
+        finds("Yesterday Giovanni Esposito confirmed.", Person, "Giovanni Esposito");
+        finds("cc Jean-Pierre Dubois", Person, "Jean-Pierre Dubois");
+        finds("Ask Maria about it.", Person, "Maria");
+    }
+
+    #[test]
+    fn non_names() {
+        nothing("Hi team, hello world. Dear customer, thanks all.");
+        nothing("The Golden Gate Bridge and Notre Dame.");
+        nothing("May I ask? Will it work in June?");
+        nothing("{\"name\": \"get_weather\", \"description\": \"Premium Plan\"}");
+        none_of("Job 57c4184e-1790-4955-a7eb-df2e49e4c927 finished", Person);
+    }
+}

@@ -269,3 +269,48 @@ mod finder {
 }
 
 pub(crate) use finder::PhoneFinder;
+
+#[cfg(test)]
+mod detect_tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn phones() {
+        for (t, v) in [
+            ("call +44 20 7946 0958 today", "+44 20 7946 0958"),
+            ("US (415) 555-2671.", "(415) 555-2671"),
+            ("or 415-555-2671", "415-555-2671"),
+            ("tel 415.555.2671", "415.555.2671"),
+            ("Telefon 030 12345678", "030 12345678"),
+            ("mobil +49 (0)171 2345678", "+49 (0)171 2345678"),
+            ("appelez le 06 12 34 56 78", "06 12 34 56 78"),
+            ("numéro 01.23.45.67.89", "01.23.45.67.89"),
+            ("móvil 612 345 678", "612 345 678"),
+            ("cell 333 123 4567", "333 123 4567"),
+            ("bel 06-12345678", "06-12345678"),
+            ("0049 89 1234567 ist erreichbar", "0049 89 1234567"),
+        ] {
+            finds(t, Phone, v);
+        }
+    }
+
+    #[test]
+    fn phone_lookalikes() {
+        for t in [
+            "4155552671",                  // ungrouped, no cue
+            "+1 115 555 2671",             // NANP area code starts with 1
+            "+33 6 12 34",                 // too short for France
+            "order 030 12345678",          // order number
+            "on 2024-03-15 10:22",         // timestamp
+            "dates 12.05.2023 and 1.2.3",  // date, version
+            "price 1.299,00 EUR",
+            "articolo 027679-561",
+            "\"contact_phone\": \"030 47739928\", \"tracking\": \"981216922271\"",
+        ] {
+            let f = found(t);
+            let phones: Vec<_> = f.iter().filter(|(k, _)| *k == Phone).collect();
+            assert!(phones.len() <= usize::from(t.contains("contact_phone")), "{t}: {f:?}");
+        }
+    }
+}

@@ -131,7 +131,8 @@ impl Secrets {
                     break;
                 }
             }
-            while ve > vs && password && matches!(text.as_bytes()[ve - 1], b'.' | b'!' | b'?') && ve - vs > 6 {
+            // A sentence-ending full stop is not part of the password.
+            if password && ve - vs > 6 && text.as_bytes()[ve - 1] == b'.' && text[ve..].chars().next().is_none_or(char::is_whitespace) {
                 ve -= 1;
             }
             let v = &text[vs..ve];
@@ -190,5 +191,57 @@ mod tests {
         assert!(password_like("hunter22!"));
         assert!(!password_like("********"));
         assert!(!password_like("required"));
+    }
+}
+
+#[cfg(test)]
+mod detect_tests {
+    use crate::detector::test_support::*;
+    use crate::EntityType::*;
+
+    #[test]
+    fn provider_keys() {
+        for key in [
+            "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0h",
+            "sk-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0hIj2kLm5n",
+            "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+            "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ASIAY34FZKBOKMUTVV7A",
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "rk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "pk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "AIzaSyA1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q",
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789",
+        ] {
+            finds(&format!("export KEY={key}"), ApiKey, key);
+        }
+    }
+
+    #[test]
+    fn jwts_and_private_keys() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        finds(&format!("Authorization: Bearer {jwt}"), Jwt, jwt);
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1b2c3d4\nAbCdEf==\n-----END RSA PRIVATE KEY-----";
+        finds(&format!("key:\n{pem}\nthanks"), PrivateKey, pem);
+        none_of("-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----", PrivateKey);
+    }
+
+    #[test]
+    fn cued_secrets_and_passwords() {
+        finds("api_key = \"9f8A7b6C5d4E3f2a1B0c7D\"", ApiKey, "9f8A7b6C5d4E3f2a1B0c7D");
+        finds("my token: Zq81xLm02Kd93nVb47Ty", ApiKey, "Zq81xLm02Kd93nVb47Ty");
+        finds("\"client_secret\": \"aB3dE5gH7jK9mN1pQ3sT5v\"", ApiKey, "aB3dE5gH7jK9mN1pQ3sT5v");
+        finds("password: Tr0ub4dor&3", Password, "Tr0ub4dor&3");
+        finds("Passwort: Sommer2024!", Password, "Sommer2024!");
+        finds("mot de passe : tK!HKUQP$OkO", Password, "tK!HKUQP$OkO");
+        none_of("the password is required", Password);
+        none_of("password: ********", Password);
+        none_of("reset your password via the link", Password);
+        // Hashes and commit ids without a secret cue are not secrets.
+        nothing("commit 9fceb02d0ae598e95dc970b74767f19372d61af8 and sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        none_of("token expired yesterday", ApiKey);
     }
 }
