@@ -53,23 +53,23 @@ DOWNSHIFT_ADMIN_KEY=$KEY "$BIN" serve --listen 127.0.0.1:0 --upstream "http://$M
 GW_PID=$!; pids+=($GW_PID)
 GW=$(wait_addr "$work/gw.out")
 
-# run NAME URL PID-OR-- mode-args… : load, plus the CPU the server process used meanwhile
+# run NAME URL PID-OR-- KEY mode-args… : load, plus the CPU the server process used meanwhile
 run() {
-  local name=$1 url=$2 pid=$3; shift 3
+  local name=$1 url=$2 pid=$3 key=$4; shift 4
   local before=0 after=0 mbefore mafter
   [ "$pid" != - ] && before=$(cpu_ticks "$pid")
   mbefore=$(cpu_ticks "$MOCK_PID")
-  "$LG" --url "$url" --body "$BODY" --header "authorization: Bearer $KEY" --duration "$DURATION" "$@" >"$work/$name.json"
+  "$LG" --url "$url" --body "$BODY" --header "authorization: Bearer $key" --duration "$DURATION" "$@" >"$work/$name.json"
   [ "$pid" != - ] && after=$(cpu_ticks "$pid")
   mafter=$(cpu_ticks "$MOCK_PID")
   echo "{\"server_ticks\": $((after - before)), \"mock_ticks\": $((mafter - mbefore))}" >"$work/$name.cpu.json"
 }
 echo "saturation, $CONNS connections, ${DURATION}s each…" >&2
-run direct_sat "http://$MOCK/v1/chat/completions" - --connections "$CONNS"
-run gw_sat "http://$GW/v1/chat/completions" "$GW_PID" --connections "$CONNS"
+run direct_sat "http://$MOCK/v1/chat/completions" - "$KEY" --connections "$CONNS"
+run gw_sat "http://$GW/v1/chat/completions" "$GW_PID" "$KEY" --connections "$CONNS"
 echo "open loop at $RATE req/s, ${DURATION}s each…" >&2
-run direct_rate "http://$MOCK/v1/chat/completions" - --rate "$RATE"
-run gw_rate "http://$GW/v1/chat/completions" "$GW_PID" --rate "$RATE"
+run direct_rate "http://$MOCK/v1/chat/completions" - "$KEY" --rate "$RATE"
+run gw_rate "http://$GW/v1/chat/completions" "$GW_PID" "$KEY" --rate "$RATE"
 curl -s "http://$GW/metrics" >"$work/metrics.txt"
 
 if [ -x "$VENV/bin/litellm" ]; then
@@ -85,17 +85,21 @@ model_list:
 litellm_settings:
   telemetry: false
 YAML
-  # Local cost map and no telemetry: nothing leaves loopback.
-  LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_TELEMETRY=False LITELLM_LOG=ERROR \
+  # Auth on with a master key (as downshift runs with keys); local cost map and no telemetry,
+  # so nothing leaves loopback.
+  LLKEY=sk-bench-0123456789abcdef0123456789abcdef
+  LITELLM_MASTER_KEY=$LLKEY LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_TELEMETRY=False LITELLM_LOG=ERROR \
     "$VENV/bin/litellm" --config "$work/litellm.yaml" --host 127.0.0.1 --port "$LPORT" --num_workers 1 \
     >"$work/litellm.out" 2>&1 &
   LL_PID=$!; pids+=($LL_PID)
   for _ in $(seq 1 600); do
-    curl -s -o /dev/null "http://127.0.0.1:$LPORT/health/liveliness" && break; sleep 0.1
+    curl -s -o /dev/null "http://127.0.0.1:$LPORT/health/liveliness" && break
+    kill -0 "$LL_PID" 2>/dev/null || { echo "LiteLLM did not start:" >&2; tail -20 "$work/litellm.out" >&2; exit 1; }
+    sleep 0.1
   done
-  run ll_sat "http://127.0.0.1:$LPORT/v1/chat/completions" "$LL_PID" --connections "$CONNS"
-  run ll_rate "http://127.0.0.1:$LPORT/v1/chat/completions" "$LL_PID" --rate "$LITELLM_RATE"
-  run direct_llrate "http://$MOCK/v1/chat/completions" - --rate "$LITELLM_RATE"
+  run ll_sat "http://127.0.0.1:$LPORT/v1/chat/completions" "$LL_PID" "$LLKEY" --connections "$CONNS"
+  run ll_rate "http://127.0.0.1:$LPORT/v1/chat/completions" "$LL_PID" "$LLKEY" --rate "$LITELLM_RATE"
+  run direct_llrate "http://$MOCK/v1/chat/completions" - "$KEY" --rate "$LITELLM_RATE"
 fi
 sleep 0.5
 LOGGED=$("$BIN" calls list --json --limit 100000000 --data-dir "$work/data" | wc -l)
@@ -121,6 +125,7 @@ def hist_quantile(name, q):
     total = buckets[-1][1] if buckets else 0
     return next((le for le, c in buckets if total and c >= q * total), float("nan"))
 ms = lambda us: f"{us/1000:.3f}"
+sms = lambda us: f"{us/1000:+.3f}"
 cpu = lambda d: f"{d['server_ticks'] * tick_us / max(d['requests'], 1):.0f}"
 for k, v in r.items():
     if v and v["errors"]:
@@ -136,10 +141,10 @@ row(f"saturation throughput, {conns} connections (req/s)", f"{d['rps']:.0f}", f"
     *([f"{ll['rps']:.0f}", f"{ll['rps']/d['rps']:.3f}×"] if ll else []))
 row("server CPU per request at saturation (µs)", "", cpu(g), "", *([cpu(ll), ""] if ll else []))
 row(f"open loop {rate} req/s: p50 / p99 latency (ms)", f"{ms(dr['p50_us'])} / {ms(dr['p99_us'])}", f"{ms(gr['p50_us'])} / {ms(gr['p99_us'])}",
-    f"+{ms(add50)} / +{ms(add99)}", *(["", ""] if ll else []))
+    f"{sms(add50)} / {sms(add99)}", *(["", ""] if ll else []))
 if ll:
     row(f"open loop {llrate} req/s: p50 / p99 latency (ms)", f"{ms(dll['p50_us'])} / {ms(dll['p99_us'])}", "", "",
-        f"{ms(llr['p50_us'])} / {ms(llr['p99_us'])}", f"+{ms(llr['p50_us']-dll['p50_us'])} / +{ms(llr['p99_us']-dll['p99_us'])}")
+        f"{ms(llr['p50_us'])} / {ms(llr['p99_us'])}", f"{sms(llr['p50_us']-dll['p50_us'])} / {sms(llr['p99_us']-dll['p99_us'])}")
 row("added latency measured inside the gateway, p50 / p99 (ms, histogram bucket bound)", "",
     f"{hist_quantile('downshift_gateway_overhead_seconds', 0.5)*1000:g} / {hist_quantile('downshift_gateway_overhead_seconds', 0.99)*1000:g}", "",
     *(["", ""] if ll else []))
@@ -147,6 +152,6 @@ sent = sum(r[k]["requests"] + r[k]["errors"] for k in ["gw_sat", "gw_rate"])
 print(f"\nLogging on in downshift: {logged} calls in its log (the {sent} measured plus warm-up), "
       f"{metric('downshift_log_records_spilled_total'):.0f} spilled, {metric('downshift_log_records_lost_total'):.0f} lost"
       + ("; LiteLLM ran without a database or logging callbacks." if ll else "."))
-print(f"Targets: added p99 ≤ 1 ms at {rate} req/s → {'met' if add99 <= 1000 else 'NOT met'} (+{ms(add99)} ms); "
+print(f"Targets: added p99 ≤ 1 ms at {rate} req/s → {'met' if add99 <= 1000 else 'NOT met'} ({sms(add99)} ms); "
       f"saturation ≥ 0.5× direct → {'met' if sat_ratio >= 0.5 else 'NOT met'} ({sat_ratio:.2f}×).")
 PY
