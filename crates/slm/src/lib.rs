@@ -1,7 +1,10 @@
 //! downshift-slm: the model runtime (S5/S6): GGUF weights, architectures, tokenizer, chat
 //! templates and generation.
 
+pub mod chat;
+mod engine;
 mod error;
+pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod nn;
@@ -14,3 +17,6 @@ pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
 pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
 pub use nn::{AdapterSel, Linear, Lora, Weight};
 pub use tokenizer::{StreamDecoder, TokenType, Tokenizer};
+pub use chat::{ChatTemplate, Message, ToolCall, parse_tool_calls};
+pub use generate::{FinishReason, GenerateOptions, Generation, Sampler};
+pub use engine::LocalModel;

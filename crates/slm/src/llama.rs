@@ -594,6 +594,25 @@ impl Llama {
         })
     }
 
+    /// A copy with every projection dequantized to dense f32 (a full-precision reference, or
+    /// a base for training that needs exact gradients through the weights).
+    pub fn dequantized(&self) -> Result<Self> {
+        let mut m = self.clone();
+        let deq = |l: &mut Linear| -> Result<()> {
+            l.weight = Weight::Dense(l.weight.dequantize()?);
+            Ok(())
+        };
+        for b in &mut m.blocks {
+            for l in b.qkv.iter_mut().chain(b.gate_up.iter_mut()) {
+                deq(l)?;
+            }
+            deq(&mut b.o)?;
+            deq(&mut b.down)?;
+        }
+        deq(&mut m.lm_head)?;
+        Ok(m)
+    }
+
     /// A fresh cache for up to `max_len` positions (capped at the model's context length).
     pub fn new_cache(&self, max_len: usize, dtype: KvDtype) -> KvCache {
         KvCache::new(&self.config, max_len.min(self.config.context_length), dtype)

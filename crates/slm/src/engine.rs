@@ -1,0 +1,144 @@
+//! A loaded local model: weights, tokenizer and chat template together — what the CLI's
+//! `generate`/`tokenize` and the gateway's `local/<name>` models use.
+
+use std::path::{Path, PathBuf};
+
+use crate::chat::{ChatTemplate, Message};
+use crate::error::{Error, Result};
+use crate::generate::{GenerateOptions, Generation, generate};
+use crate::gguf::Gguf;
+use crate::llama::{KvDtype, Llama};
+use crate::tokenizer::Tokenizer;
+
+/// A model ready to generate.
+pub struct LocalModel {
+    pub name: String,
+    pub path: PathBuf,
+    pub model: Llama,
+    pub tokenizer: Tokenizer,
+    /// The model's own template, or the canonical ChatML one when it has none.
+    pub template: ChatTemplate,
+    /// Precision of the KV cache (f16 by default, like llama.cpp).
+    pub kv_dtype: KvDtype,
+}
+
+impl std::fmt::Debug for LocalModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalModel")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field("architecture", &self.model.config.architecture)
+            .finish()
+    }
+}
+
+impl LocalModel {
+    /// Loads a GGUF file (tokenizer and chat template from its metadata).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_dir() {
+            let ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+                .map_err(|e| Error::io(path, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+                .collect();
+            return match ggufs.as_slice() {
+                [one] => Self::load(one),
+                [] => Err(Error::Config(format!(
+                    "{} holds no .gguf file (Hugging Face safetensors folders are not supported yet)",
+                    path.display()
+                ))),
+                _ => Err(Error::Config(format!(
+                    "{} holds several .gguf files; name one",
+                    path.display()
+                ))),
+            };
+        }
+        let g = Gguf::open(path)?;
+        let model = Llama::from_gguf(&g)?;
+        let tokenizer = Tokenizer::from_gguf(&g)?;
+        let text = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.token_text(i))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let template = match g.get_str("tokenizer.chat_template") {
+            Ok(src) => ChatTemplate::new(src, &text(tokenizer.bos), &text(tokenizer.eos))?,
+            Err(_) => ChatTemplate::canonical()?,
+        };
+        let name = g
+            .get_str("general.name")
+            .map(String::from)
+            .unwrap_or_else(|_| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        Ok(Self {
+            name,
+            path: path.to_path_buf(),
+            model,
+            tokenizer,
+            template,
+            kv_dtype: KvDtype::F16,
+        })
+    }
+
+    /// Token ids of raw text (BOS added as the model asks; special-token texts parsed).
+    pub fn tokenize(&self, text: &str) -> Vec<u32> {
+        self.tokenizer.encode(text, true, true)
+    }
+
+    /// The prompt text for a conversation.
+    pub fn render_chat(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<String> {
+        self.template.render(messages, tools, true)
+    }
+
+    /// Generates after token ids.
+    pub fn generate_ids(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Generation> {
+        generate(&self.model, &self.tokenizer, prompt, opts, self.kv_dtype, on_text)
+    }
+
+    /// Generates after raw text (no chat template).
+    pub fn generate(
+        &self,
+        prompt: &str,
+        opts: &GenerateOptions,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Generation> {
+        self.generate_ids(&self.tokenize(prompt), opts, on_text)
+    }
+
+    /// Generates the assistant's reply to a conversation (chat template applied).
+    pub fn chat(
+        &self,
+        messages: &[Message],
+        tools: Option<&[serde_json::Value]>,
+        opts: &GenerateOptions,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Generation> {
+        let prompt = self.render_chat(messages, tools)?;
+        self.generate(&prompt, opts, on_text)
+    }
+
+    /// Like [`LocalModel::chat`] with messages and tools as JSON text (key order kept).
+    pub fn chat_json(
+        &self,
+        messages_json: &str,
+        tools_json: Option<&str>,
+        opts: &GenerateOptions,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Generation> {
+        let prompt = self.template.render_json(messages_json, tools_json, true)?;
+        self.generate(&prompt, opts, on_text)
+    }
+}

@@ -1,0 +1,441 @@
+//! Sampling and the generation loop.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::llama::{KvDtype, Llama, Logits};
+use crate::nn::AdapterSel;
+use crate::tokenizer::{StreamDecoder, Tokenizer};
+
+/// How to generate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerateOptions {
+    /// Most tokens to generate.
+    pub max_tokens: usize,
+    /// 0 (or below) means greedy.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (0: off).
+    pub top_k: usize,
+    /// Nucleus sampling mass (1.0: off).
+    pub top_p: f32,
+    /// llama.cpp-style penalty on tokens seen in the last `repeat_last_n` (1.0: off).
+    pub repetition_penalty: f32,
+    pub repeat_last_n: usize,
+    pub seed: u64,
+    /// Generation stops before any of these strings; the string is not part of the text.
+    pub stop: Vec<String>,
+    /// Stop at the model's end-of-generation tokens.
+    pub stop_at_eog: bool,
+    /// How many alternatives to report per position with the chosen token's log-probability.
+    pub top_logprobs: usize,
+    /// Render control tokens into the text.
+    pub render_special: bool,
+    #[serde(skip)]
+    pub adapter: AdapterSel,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+            stop: Vec::new(),
+            stop_at_eog: true,
+            top_logprobs: 0,
+            render_special: false,
+            adapter: AdapterSel::None,
+        }
+    }
+}
+
+/// Why generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token or a stop string.
+    Stop,
+    /// `max_tokens` or the context was reached.
+    Length,
+    /// The streaming callback asked to stop.
+    Cancelled,
+}
+
+/// The result of a generation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Generation {
+    pub text: String,
+    /// Generated ids (without a final end-of-generation token).
+    pub token_ids: Vec<u32>,
+    /// Log-probability of each chosen token under the model's distribution (before
+    /// temperature and penalties) — a confidence signal.
+    pub logprobs: Vec<f32>,
+    /// The `top_logprobs` most likely alternatives per position.
+    pub top_logprobs: Vec<Vec<(u32, f32)>>,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub time_to_first_token_s: f64,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+}
+
+/// Picks tokens from logits.
+pub struct Sampler {
+    opts: GenerateOptions,
+    rng: rand::rngs::StdRng,
+    idx: Vec<usize>,
+}
+
+impl Sampler {
+    pub fn new(opts: &GenerateOptions) -> Result<Self> {
+        if !opts.temperature.is_finite() || !opts.top_p.is_finite() || opts.top_p <= 0.0 {
+            return Err(Error::Request(format!(
+                "temperature {} / top_p {} out of range",
+                opts.temperature, opts.top_p
+            )));
+        }
+        if !(opts.repetition_penalty.is_finite() && opts.repetition_penalty > 0.0) {
+            return Err(Error::Request(format!(
+                "repetition_penalty {} must be positive",
+                opts.repetition_penalty
+            )));
+        }
+        Ok(Self {
+            opts: opts.clone(),
+            rng: rand::rngs::StdRng::seed_from_u64(opts.seed),
+            idx: Vec::new(),
+        })
+    }
+
+    /// Chooses the next token; `logits` may be modified (penalties).
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        let o = &self.opts;
+        if o.repetition_penalty != 1.0 {
+            let from = history.len().saturating_sub(o.repeat_last_n);
+            let mut seen: Vec<u32> = history[from..].to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            for t in seen {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
+                }
+            }
+        }
+        if o.temperature <= 0.0 {
+            return argmax(logits) as u32;
+        }
+        let n = logits.len();
+        let inv_t = 1.0 / o.temperature;
+        if o.top_k == 0 && o.top_p >= 1.0 {
+            // plain temperature sampling over the whole vocabulary
+            let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let total: f64 = logits.iter().map(|&l| (((l - max) * inv_t) as f64).exp()).sum();
+            let mut r = self.rng.r#gen::<f64>() * total;
+            for (i, &l) in logits.iter().enumerate() {
+                r -= (((l - max) * inv_t) as f64).exp();
+                if r <= 0.0 {
+                    return i as u32;
+                }
+            }
+            return argmax(logits) as u32;
+        }
+        // candidates, best first: a partial selection keeps this cheap for large vocabularies
+        let want = if o.top_k > 0 { o.top_k.min(n) } else { n };
+        self.idx.clear();
+        self.idx.extend(0..n);
+        let cmp = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
+        let mut take = want.min(512);
+        loop {
+            if take < n {
+                self.idx.select_nth_unstable_by(take - 1, cmp);
+            }
+            let cand = &mut self.idx[..take];
+            cand.sort_unstable_by(cmp);
+            let max = logits[cand[0]];
+            let total: f64 = logits.iter().map(|&l| (((l - max) * inv_t) as f64).exp()).sum();
+            let mut probs: Vec<f64> = cand
+                .iter()
+                .map(|&i| (((logits[i] - max) * inv_t) as f64).exp() / total)
+                .collect();
+            let covered: f64 = probs.iter().sum();
+            // need more candidates if top-p mass is not reached and we are not top-k bound
+            if take < want && covered < o.top_p as f64 {
+                take = (take * 4).min(want);
+                continue;
+            }
+            let mut keep = probs.len();
+            if o.top_p < 1.0 {
+                let mut acc = 0.0;
+                for (i, p) in probs.iter().enumerate() {
+                    acc += p;
+                    if acc >= o.top_p as f64 {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+            }
+            probs.truncate(keep);
+            let sum: f64 = probs.iter().sum();
+            let mut r = self.rng.r#gen::<f64>() * sum;
+            for (i, p) in probs.iter().enumerate() {
+                r -= p;
+                if r <= 0.0 {
+                    return cand[i] as u32;
+                }
+            }
+            return cand[keep - 1] as u32;
+        }
+    }
+}
+
+fn argmax(xs: &[f32]) -> usize {
+    let mut best = 0;
+    let mut bv = f32::NEG_INFINITY;
+    for (i, &v) in xs.iter().enumerate() {
+        if v > bv {
+            bv = v;
+            best = i;
+        }
+    }
+    best
+}
+
+/// `log_softmax(logits)[id]` and the top alternatives.
+fn logprob_of(logits: &[f32], id: u32, top: usize) -> (f32, Vec<(u32, f32)>) {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let lse = max + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32;
+    let lp = logits.get(id as usize).map(|l| l - lse).unwrap_or(f32::NEG_INFINITY);
+    let mut alts = Vec::new();
+    if top > 0 {
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
+        let k = top.min(idx.len());
+        idx.select_nth_unstable_by(k - 1, |a, b| logits[*b].total_cmp(&logits[*a]));
+        idx.truncate(k);
+        idx.sort_unstable_by(|a, b| logits[*b].total_cmp(&logits[*a]));
+        alts = idx.into_iter().map(|i| (i as u32, logits[i] - lse)).collect();
+    }
+    (lp, alts)
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of some stop string.
+fn held_back(text: &str, stops: &[String]) -> usize {
+    let mut best = 0;
+    for s in stops {
+        for (i, _) in s.char_indices().skip(1) {
+            if i > best && text.ends_with(&s[..i]) {
+                best = i;
+            }
+        }
+    }
+    best
+}
+
+/// Generates after `prompt` with `model`. `on_text` receives text as it becomes final and
+/// returns `false` to stop.
+pub fn generate(
+    model: &Llama,
+    tok: &Tokenizer,
+    prompt: &[u32],
+    opts: &GenerateOptions,
+    kv_dtype: KvDtype,
+    mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
+) -> Result<Generation> {
+    if prompt.is_empty() {
+        return Err(Error::Request("empty prompt".into()));
+    }
+    let ctx = model.config.context_length;
+    if prompt.len() >= ctx {
+        return Err(Error::ContextOverflow {
+            prompt: prompt.len(),
+            max_new: opts.max_tokens,
+            context: ctx,
+        });
+    }
+    if opts.stop.iter().any(|s| s.is_empty()) {
+        return Err(Error::Request("empty stop string".into()));
+    }
+    let mut sampler = Sampler::new(opts)?;
+    let max_new = opts.max_tokens.min(ctx - prompt.len());
+    let mut cache = model.new_cache(prompt.len() + max_new, kv_dtype);
+    let t0 = Instant::now();
+    let logits = model.forward(prompt, &mut cache, opts.adapter, Logits::Last)?;
+    let mut logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let mut history: Vec<u32> = prompt.to_vec();
+    let mut out = Generation {
+        text: String::new(),
+        token_ids: Vec::new(),
+        logprobs: Vec::new(),
+        top_logprobs: Vec::new(),
+        finish_reason: FinishReason::Length,
+        prompt_tokens: prompt.len(),
+        completion_tokens: 0,
+        time_to_first_token_s: 0.0,
+        prefill_tokens_per_s: prompt.len() as f64 / prefill_s.max(1e-9),
+        decode_tokens_per_s: 0.0,
+    };
+    let mut decoder = StreamDecoder::new();
+    let mut emitted = 0usize;
+    let mut decode_start = None;
+    let mut decoded = 0usize;
+    for step in 0..max_new {
+        let raw = logits.clone();
+        let id = sampler.sample(&mut logits, &history);
+        if step == 0 {
+            out.time_to_first_token_s = t0.elapsed().as_secs_f64();
+        }
+        out.completion_tokens += 1;
+        if opts.stop_at_eog && tok.is_eog(id) {
+            out.finish_reason = FinishReason::Stop;
+            break;
+        }
+        let (lp, alts) = logprob_of(&raw, id, opts.top_logprobs);
+        out.token_ids.push(id);
+        out.logprobs.push(lp);
+        if opts.top_logprobs > 0 {
+            out.top_logprobs.push(alts);
+        }
+        history.push(id);
+        out.text.push_str(&decoder.push(tok, id, opts.render_special));
+        // stop strings
+        let mut stopped = false;
+        if !opts.stop.is_empty() {
+            let search_from = emitted.saturating_sub(opts.stop.iter().map(|s| s.len()).max().unwrap_or(0));
+            let search_from = floor_char_boundary(&out.text, search_from);
+            if let Some(pos) = opts
+                .stop
+                .iter()
+                .filter_map(|s| out.text[search_from..].find(s.as_str()).map(|p| p + search_from))
+                .min()
+            {
+                out.text.truncate(pos);
+                stopped = true;
+            }
+        }
+        let safe = if stopped {
+            out.text.len()
+        } else {
+            out.text.len() - held_back(&out.text, &opts.stop)
+        };
+        if safe > emitted {
+            if let Some(cb) = on_text.as_deref_mut()
+                && !cb(&out.text[emitted..safe])
+            {
+                out.finish_reason = FinishReason::Cancelled;
+                emitted = safe;
+                break;
+            }
+            emitted = safe;
+        }
+        if stopped {
+            out.finish_reason = FinishReason::Stop;
+            break;
+        }
+        if step + 1 == max_new {
+            break;
+        }
+        if decode_start.is_none() {
+            decode_start = Some(Instant::now());
+        }
+        let l = model.forward(&[id], &mut cache, opts.adapter, Logits::Last)?;
+        logits = l.flatten_all()?.to_vec1()?;
+        decoded += 1;
+    }
+    if out.finish_reason != FinishReason::Cancelled {
+        let rest = decoder.finish();
+        out.text.push_str(&rest);
+        if out.text.len() > emitted
+            && let Some(cb) = on_text.as_deref_mut()
+        {
+            cb(&out.text[emitted..]);
+        }
+    }
+    if let Some(s) = decode_start
+        && decoded > 0
+    {
+        out.decode_tokens_per_s = decoded as f64 / s.elapsed().as_secs_f64().max(1e-9);
+    }
+    Ok(out)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_and_penalty() {
+        let mut s = Sampler::new(&GenerateOptions::default()).expect("sampler");
+        let mut l = vec![0.0, 3.0, 1.0];
+        assert_eq!(s.sample(&mut l, &[]), 1);
+        let o = GenerateOptions {
+            repetition_penalty: 10.0,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&o).expect("sampler");
+        let mut l = vec![0.0, 3.0, 1.0];
+        assert_eq!(s.sample(&mut l, &[1]), 2);
+    }
+
+    #[test]
+    fn top_k_and_top_p_restrict_choices() {
+        let o = GenerateOptions {
+            temperature: 1.0,
+            top_k: 2,
+            seed: 7,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&o).expect("sampler");
+        for _ in 0..200 {
+            let mut l = vec![5.0, 4.9, 4.8, 0.0];
+            assert!(s.sample(&mut l, &[]) < 2);
+        }
+        let o = GenerateOptions {
+            temperature: 1.0,
+            top_p: 0.5,
+            seed: 7,
+            ..Default::default()
+        };
+        let mut s = Sampler::new(&o).expect("sampler");
+        for _ in 0..200 {
+            let mut l = vec![0.0, 10.0, 0.0, 0.0];
+            assert_eq!(s.sample(&mut l, &[]), 1);
+        }
+        // same seed, same draws
+        let o = GenerateOptions {
+            temperature: 1.0,
+            seed: 3,
+            ..Default::default()
+        };
+        let draw = || {
+            let mut s = Sampler::new(&o).expect("sampler");
+            (0..50)
+                .map(|_| s.sample(&mut vec![1.0; 1000], &[]))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(), draw());
+        assert!(Sampler::new(&GenerateOptions { top_p: 0.0, ..Default::default() }).is_err());
+    }
+
+    #[test]
+    fn stop_string_hold_back() {
+        let stops = vec!["</end>".to_string()];
+        assert_eq!(held_back("abc</e", &stops), 3);
+        assert_eq!(held_back("abc", &stops), 0);
+    }
+}
