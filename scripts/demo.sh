@@ -20,15 +20,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-wait_addr() {
-  for _ in $(seq 1 200); do
-    if grep -q 'listening on http://' "$1" 2>/dev/null; then
-      grep -o 'listening on http://[^ ]*' "$1" | head -1 | sed 's|listening on http://||'; return 0
-    fi
-    sleep 0.05
-  done
-  echo "server did not start: $(cat "$1")" >&2; exit 1
-}
+source scripts/lib.sh
 
 export DOWNSHIFT_LOG=warn
 echo "==> starting the mock teacher LLM (replays BFCL answers)"

@@ -31,15 +31,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-wait_addr() { # file → host:port from its "listening on http://" line
-  for _ in $(seq 1 200); do
-    if grep -q 'listening on http://' "$1" 2>/dev/null; then
-      grep -o 'listening on http://[^ ]*' "$1" | head -1 | sed 's|listening on http://||'; return 0
-    fi
-    sleep 0.05
-  done
-  echo "server did not start: $(cat "$1")" >&2; exit 1
-}
+source scripts/lib.sh
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }   # user + system, in clock ticks
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

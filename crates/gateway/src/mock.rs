@@ -189,21 +189,31 @@ async fn inject_faults(s: &MockState, headers: &HeaderMap) -> Option<Response> {
     None
 }
 
-async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
+/// The common prologue of every mock endpoint: count the request, read and remember its body,
+/// apply the faults asked for, and parse the body as a JSON object. `Err` is the answer to send.
+async fn accept(s: &MockState, req: Request) -> Result<(HeaderMap, Value), Response> {
     s.requests.fetch_add(1, Ordering::Relaxed);
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
-        Ok(b) => b,
-        Err(e) => return bad_request(format!("could not read body: {e}")),
-    };
+    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024)
+        .await
+        .map_err(|e| bad_request(format!("could not read body: {e}")))?;
     *s.last_request.lock().unwrap_or_else(|p| p.into_inner()) = bytes.clone();
-    if let Some(r) = inject_faults(&s, &parts.headers).await {
-        return r;
+    if let Some(r) = inject_faults(s, &parts.headers).await {
+        return Err(r);
     }
-    let request: Value = match serde_json::from_slice(&bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return bad_request("the request body must be a JSON object".into()),
-        Err(e) => return bad_request(format!("the request body is not valid JSON: {e}")),
+    match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => Ok((parts.headers, v)),
+        Ok(_) => Err(bad_request("the request body must be a JSON object".into())),
+        Err(e) => Err(bad_request(format!(
+            "the request body is not valid JSON: {e}"
+        ))),
+    }
+}
+
+async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
+    let (headers, request) = match accept(&s, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
     };
     let Some(messages) = request.get("messages").and_then(Value::as_array) else {
         return bad_request("'messages' is required".into());
@@ -241,7 +251,7 @@ async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
         .map(|c| Bytes::from(format!("data: {c}\n\n")))
         .collect();
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let gap = header_u64(&parts.headers, "x-mock-chunk-delay-ms")
+    let gap = header_u64(&headers, "x-mock-chunk-delay-ms")
         .map(Duration::from_millis)
         .unwrap_or(s.options.chunk_delay);
     let stream = futures_util::stream::unfold(
@@ -327,18 +337,9 @@ fn estimate_usage(prompt_key: &str, choices: Option<&Value>) -> Value {
 }
 
 async fn embeddings(State(s): State<Arc<MockState>>, req: Request) -> Response {
-    s.requests.fetch_add(1, Ordering::Relaxed);
-    let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, 64 * 1024 * 1024).await {
-        Ok(b) => b,
-        Err(e) => return bad_request(format!("could not read body: {e}")),
-    };
-    if let Some(r) = inject_faults(&s, &parts.headers).await {
-        return r;
-    }
-    let request: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return bad_request(format!("the request body is not valid JSON: {e}")),
+    let request = match accept(&s, req).await {
+        Ok((_, v)) => v,
+        Err(r) => return r,
     };
     let inputs: Vec<String> = match request.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
@@ -388,7 +389,7 @@ async fn models(State(s): State<Arc<MockState>>) -> Response {
         .into_response()
 }
 
-/// The exact bytes of the last chat request body (for byte-faithfulness tests).
+/// The exact bytes of the last request body (for byte-faithfulness tests).
 async fn last_request(State(s): State<Arc<MockState>>) -> Response {
     let bytes = s
         .last_request

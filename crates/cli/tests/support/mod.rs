@@ -23,18 +23,11 @@ pub struct Proc {
 impl Proc {
     /// Starts `downshift ARGS` and waits for its "listening on http://ADDR" line.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args)
+        let mut child = command(args, env)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .env("DOWNSHIFT_LOG", "warn")
-            .env_remove("DOWNSHIFT_ADMIN_KEY")
-            .env_remove("DOWNSHIFT_DATA_DIR")
-            .env_remove("DOWNSHIFT_KEY_FILE");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn downshift");
+            .spawn()
+            .expect("spawn downshift");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -101,8 +94,8 @@ impl Drop for Proc {
     }
 }
 
-/// Runs `downshift ARGS` to completion: (exit ok, stdout, stderr).
-pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+/// `downshift ARGS` with a clean environment: quiet logs, none of the user's downshift settings.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args)
         .env("DOWNSHIFT_LOG", "warn")
@@ -112,7 +105,12 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run downshift");
+    cmd
+}
+
+/// Runs `downshift ARGS` to completion: (exit ok, stdout, stderr).
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = command(args, env).output().expect("run downshift");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
