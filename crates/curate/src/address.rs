@@ -1,7 +1,7 @@
 //! Street addresses: house number + street name + street type, in English, German, Dutch,
 //! French, Spanish and Italian conventions, with optional unit, postcode and city.
 
-use crate::detector::{score, Candidate};
+use crate::detector::{Candidate, score};
 use crate::text::{prev_char, trim_end_by};
 use crate::{CurateError, EntityType};
 use regex::Regex;
@@ -12,7 +12,8 @@ pub(crate) struct Addresses {
 
 const EN_TYPES: &str = "Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|Close|Crescent|Cres|Square|Sq|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Row|Mews|Grove|Gardens|Gdns|Walk|Hill|Plaza|Alley|Path|Pike|Loop|Expressway|Freeway|Crossing|Point|Ridge|View|Green|Rise|Parade|Embankment|Wharf|Quay";
 const DE_NL_SUFFIX: &str = "straße|strasse|str\\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|graben|kai|straat|gracht|laan|plein|kade|singel|dijk|steeg|wal|kanaal|park";
-const DE_NL_WORD: &str = "Straße|Strasse|Str\\.|Weg|Allee|Platz|Gasse|Ring|Damm|Ufer|Chaussee|Steig|Markt|Graben";
+const DE_NL_WORD: &str =
+    "Straße|Strasse|Str\\.|Weg|Allee|Platz|Gasse|Ring|Damm|Ufer|Chaussee|Steig|Markt|Graben";
 const FR_TYPES: &str = "rue|avenue|av\\.|boulevard|bd|bld|place|chemin|allée|allee|impasse|quai|cours|route|square|passage|rond-point|faubourg|esplanade|voie|promenade|parvis|sentier|montée|traverse";
 const ES_TYPES: &str = "calle|c/|avenida|avda\\.?|av\\.|plaza|pza\\.?|paseo|pº|camino|carretera|ctra\\.|ronda|travesía|travesia|glorieta|rambla|carrer|passeig|callejón|urbanización|urb\\.|vía";
 const IT_TYPES: &str = "Via|via|Viale|viale|V\\.le|Piazza|piazza|P\\.za|Piazzale|piazzale|Corso|corso|C\\.so|Largo|largo|Vicolo|vicolo|Strada|strada|Lungomare|Lungotevere|Contrada|Borgo|Salita|Galleria|Piazzetta";
@@ -29,7 +30,7 @@ impl Addresses {
             r"(?:,?[ ]+(?:(?:D|A|CH|NL|F|I|E|B|L)-)?(?:\d{{5}}|\d{{4}}[ ]?[A-Z]{{2}}|\d{{4}})[ ]+{city}(?:[ ]*\([A-Z]{{2}}\))?)?"
         );
         let de_compound = format!(
-            r"[\p{{Lu}}][\p{{L}}\-]*(?:{DE_NL_SUFFIX})[ ]*\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}}[a-z]?)?(?:-?(?:hs|huis|bis))?{tail_eu}"
+            r"[\p{{Lu}}][\p{{L}}\-]*(?:{DE_NL_SUFFIX})[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}}[a-z]?)?(?:-?(?:hs|huis|bis))?{tail_eu}"
         );
         let de_words = format!(
             r"(?:[\p{{Lu}}][\p{{L}}\-]+[ ]+){{1,2}}(?:{DE_NL_WORD})[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}})?{tail_eu}"
@@ -45,12 +46,21 @@ impl Addresses {
         let es = format!(
             r"(?i:{ES_TYPES})[ ]+(?:{particle_es}[ ]+)?{cap}(?:[ ]+(?:{particle_es}|y|i|{cap})){{0,5}},?[ ]*(?:n[º°o]\.?[ ]*|núm\.?[ ]*|número[ ]*)?\d{{1,4}}(?:[ ]?[A-Za-z](?-u:\b))?(?:,[ ]*\d{{1,2}}(?:[º°ª][ ]*[A-Za-z]?|[ ]*[A-Za-z](?-u:\b))(?:-[A-Za-z])?)?{tail_eu}"
         );
-        let particle_it = r"(?:dei|degli|delle|della|dello|del|di|de|d['’]|san|santa|sant['’]|santo)";
+        let particle_it =
+            r"(?:dei|degli|delle|della|dello|del|di|de|d['’]|san|santa|sant['’]|santo)";
         let it = format!(
             r"(?:{IT_TYPES})[ ]+(?:{particle_it}[ ]*)?{cap}(?:[ ]+(?:{particle_it}|{cap}|[IVX]+)){{0,5}},?[ ]*(?:n\.?[ ]*)?\d{{1,4}}(?:[ ]?/[ ]?[A-Za-z]|[A-Za-z](?-u:\b))?{tail_eu}"
         );
         let mut patterns = Vec::new();
-        for (name, p) in [("address_en", en), ("address_de", de_compound), ("address_de_words", de_words), ("address_nl", nl_prep), ("address_fr", fr), ("address_es", es), ("address_it", it)] {
+        for (name, p) in [
+            ("address_en", en),
+            ("address_de", de_compound),
+            ("address_de_words", de_words),
+            ("address_nl", nl_prep),
+            ("address_fr", fr),
+            ("address_es", es),
+            ("address_it", it),
+        ] {
             patterns.push(Regex::new(&p).map_err(|e| CurateError::pattern(name, e))?);
         }
         Ok(Addresses { patterns })
@@ -63,25 +73,37 @@ impl Addresses {
         for (i, re) in self.patterns.iter().enumerate() {
             for m in re.find_iter(text) {
                 let s = m.start();
-                if prev_char(text, s).is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '/') {
+                if prev_char(text, s)
+                    .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '.' || c == '/')
+                {
                     continue;
                 }
                 let t = m.as_str();
                 // Italian/Spanish lower-case street words need "in via …" / "en la calle …".
                 if (i == 5 || i == 6) && t.starts_with(|c: char| c.is_lowercase()) {
                     let before = &text[..s];
-                    let ok = ["in ", "en ", "en la ", "a ", "la ", "nella ", "alla ", "sulla ", "dalla ", "della "]
-                        .iter()
-                        .any(|p| before.to_lowercase().ends_with(p));
+                    let ok = [
+                        "in ", "en ", "en la ", "a ", "la ", "nella ", "alla ", "sulla ", "dalla ",
+                        "della ",
+                    ]
+                    .iter()
+                    .any(|p| before.to_lowercase().ends_with(p));
                     if !ok {
                         continue;
                     }
                 }
-                let e = trim_end_by(text, s, m.end(), |c| matches!(c, ',' | ' ' | '-' | '’' | '\''));
+                let e = trim_end_by(text, s, m.end(), |c| {
+                    matches!(c, ',' | ' ' | '-' | '’' | '\'')
+                });
                 if t.len() < 6 {
                     continue;
                 }
-                out.push(Candidate::new(EntityType::StreetAddress, s, e, score::ADDRESS));
+                out.push(Candidate::new(
+                    EntityType::StreetAddress,
+                    s,
+                    e,
+                    score::ADDRESS,
+                ));
             }
         }
     }
@@ -89,21 +111,42 @@ impl Addresses {
 
 #[cfg(test)]
 mod tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn addresses() {
         for (t, v) in [
-            ("I live at 221B Baker Street, London NW1 6XE.", "221B Baker Street, London NW1 6XE"),
-            ("ship to 500 Oak Rd, Apt 4B, Springfield, IL 62704", "500 Oak Rd, Apt 4B, Springfield, IL 62704"),
+            (
+                "I live at 221B Baker Street, London NW1 6XE.",
+                "221B Baker Street, London NW1 6XE",
+            ),
+            (
+                "ship to 500 Oak Rd, Apt 4B, Springfield, IL 62704",
+                "500 Oak Rd, Apt 4B, Springfield, IL 62704",
+            ),
             ("1600 Pennsylvania Avenue NW", "1600 Pennsylvania Avenue NW"),
-            ("wohnhaft Hauptstraße 5, 10115 Berlin", "Hauptstraße 5, 10115 Berlin"),
+            (
+                "wohnhaft Hauptstraße 5, 10115 Berlin",
+                "Hauptstraße 5, 10115 Berlin",
+            ),
             ("in der Berliner Straße 12a", "Berliner Straße 12a"),
-            ("j'habite au 12 rue de la Paix, 75002 Paris", "12 rue de la Paix, 75002 Paris"),
-            ("vivo en Calle de Alcalá, 42, 28014 Madrid", "Calle de Alcalá, 42, 28014 Madrid"),
-            ("abito in Via Giuseppe Garibaldi 25, 00184 Roma", "Via Giuseppe Garibaldi 25, 00184 Roma"),
-            ("ik woon op Keizersgracht 123, 1015 CJ Amsterdam", "Keizersgracht 123, 1015 CJ Amsterdam"),
+            (
+                "j'habite au 12 rue de la Paix, 75002 Paris",
+                "12 rue de la Paix, 75002 Paris",
+            ),
+            (
+                "vivo en Calle de Alcalá, 42, 28014 Madrid",
+                "Calle de Alcalá, 42, 28014 Madrid",
+            ),
+            (
+                "abito in Via Giuseppe Garibaldi 25, 00184 Roma",
+                "Via Giuseppe Garibaldi 25, 00184 Roma",
+            ),
+            (
+                "ik woon op Keizersgracht 123, 1015 CJ Amsterdam",
+                "Keizersgracht 123, 1015 CJ Amsterdam",
+            ),
         ] {
             finds(t, StreetAddress, v);
         }

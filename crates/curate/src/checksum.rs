@@ -13,7 +13,7 @@ pub(crate) fn luhn(d: &[u8]) -> bool {
     if d.len() < 2 {
         return false;
     }
-    luhn_sum(d) % 10 == 0
+    luhn_sum(d).is_multiple_of(10)
 }
 
 fn luhn_sum(d: &[u8]) -> u32 {
@@ -55,21 +55,26 @@ pub(crate) fn card_issuer_ok(d: &[u8]) -> bool {
     let p3 = prefix_num(d, 3);
     let p4 = prefix_num(d, 4);
     match p1 {
-        4 => matches!(len, 13 | 16 | 19),                                 // Visa
-        5 if (51..=55).contains(&p2) => len == 16,                        // Mastercard
+        4 => matches!(len, 13 | 16 | 19),          // Visa
+        5 if (51..=55).contains(&p2) => len == 16, // Mastercard
         5 if p2 == 50 || (56..=59).contains(&p2) => (12..=19).contains(&len), // Maestro
-        2 if (2221..=2720).contains(&p4) => len == 16,                    // Mastercard 2-series
-        2 if (2200..=2204).contains(&p4) => (16..=19).contains(&len),     // Mir
-        3 if p2 == 34 || p2 == 37 => len == 15,                           // Amex
-        3 if (3528..=3589).contains(&p4) => (16..=19).contains(&len),     // JCB
-        3 if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 => (14..=19).contains(&len), // Diners
-        6 => (16..=19).contains(&len) || (p2 != 60 && p2 != 62 && p2 != 64 && p2 != 65 && len >= 12), // Discover, UnionPay, Maestro
+        2 if (2221..=2720).contains(&p4) => len == 16, // Mastercard 2-series
+        2 if (2200..=2204).contains(&p4) => (16..=19).contains(&len), // Mir
+        3 if p2 == 34 || p2 == 37 => len == 15,    // Amex
+        3 if (3528..=3589).contains(&p4) => (16..=19).contains(&len), // JCB
+        3 if (300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39 => {
+            (14..=19).contains(&len)
+        } // Diners
+        6 => {
+            (16..=19).contains(&len) || (p2 != 60 && p2 != 62 && p2 != 64 && p2 != 65 && len >= 12)
+        } // Discover, UnionPay, Maestro
         _ => false,
     }
 }
 
 /// ISO 13616 IBAN length per country.
 pub(crate) fn iban_length(cc: &[u8]) -> Option<usize> {
+    #[rustfmt::skip]
     const T: &[(&[u8; 2], usize)] = &[
         (b"AD", 24), (b"AE", 23), (b"AL", 28), (b"AT", 20), (b"AZ", 28), (b"BA", 20), (b"BE", 16),
         (b"BG", 22), (b"BH", 22), (b"BR", 29), (b"BY", 28), (b"CH", 21), (b"CR", 22), (b"CY", 28),
@@ -154,7 +159,8 @@ pub(crate) fn es_dni_ok(s: &[u8]) -> bool {
 /// Italian codice fiscale check character.
 pub(crate) fn it_cf_ok(s: &[u8]) -> bool {
     const ODD: [u32; 26] = [
-        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24, 23,
+        1, 0, 5, 7, 9, 13, 15, 17, 19, 21, 2, 4, 18, 20, 11, 3, 6, 8, 12, 14, 16, 10, 22, 25, 24,
+        23,
     ];
     if s.len() != 16 {
         return false;

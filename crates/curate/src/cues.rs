@@ -40,6 +40,7 @@ pub(crate) enum CueKind {
     Mac,
 }
 
+#[rustfmt::skip]
 const CUES: &[(CueKind, &[&str])] = &[
     (CueKind::Phone, &[
         "phone", "phone number", "tel", "tel.", "telephone", "call", "call me", "call us", "mobile", "cell",
@@ -217,8 +218,21 @@ const CUES: &[(CueKind, &[&str])] = &[
 
 /// Titles that are also written in lower case mid-sentence ("Geachte meneer Jansen").
 const LOWERCASE_TITLES: &[&str] = &[
-    "herr", "frau", "monsieur", "madame", "mademoiselle", "señor", "señora", "signor", "signora",
-    "meneer", "mevrouw", "de heer", "heer", "mister", "madam",
+    "herr",
+    "frau",
+    "monsieur",
+    "madame",
+    "mademoiselle",
+    "señor",
+    "señora",
+    "signor",
+    "signora",
+    "meneer",
+    "mevrouw",
+    "de heer",
+    "heer",
+    "mister",
+    "madam",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -267,31 +281,35 @@ impl CueSet {
             let (s, e) = (m.start(), m.end());
             let first = bytes[s];
             let last = bytes[e - 1];
-            if first.is_ascii_alphanumeric() || first >= 0x80 {
-                if let Some(c) = text[..s].chars().next_back() {
-                    if c.is_alphanumeric() {
-                        continue;
-                    }
-                }
+            let word = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;
+            if word(first)
+                && text[..s]
+                    .chars()
+                    .next_back()
+                    .is_some_and(char::is_alphanumeric)
+            {
+                continue;
             }
-            if last.is_ascii_alphanumeric() || last >= 0x80 {
-                if let Some(c) = text[e..].chars().next() {
-                    if c.is_alphanumeric() {
-                        continue;
-                    }
-                }
+            if word(last) && text[e..].chars().next().is_some_and(char::is_alphanumeric) {
+                continue;
             }
             for &kind in &self.kinds[m.pattern().as_usize()] {
                 if kind == CueKind::Title {
                     // Short titles must be capitalised (`M.`, `Dr`, `Don`); all are followed by a space.
-                    let long = LOWERCASE_TITLES.iter().any(|t| text[s..e].eq_ignore_ascii_case(t));
+                    let long = LOWERCASE_TITLES
+                        .iter()
+                        .any(|t| text[s..e].eq_ignore_ascii_case(t));
                     let cap = long || text[s..].chars().next().is_some_and(char::is_uppercase);
                     let sp = text[e..].starts_with(' ');
                     if !cap || !sp {
                         continue;
                     }
                 }
-                out.push(Cue { kind, start: s, end: e });
+                out.push(Cue {
+                    kind,
+                    start: s,
+                    end: e,
+                });
             }
         }
     }
@@ -311,14 +329,25 @@ impl Cues {
 
     /// Cues ending in `[pos - window, pos]`.
     fn ending_near(&self, pos: usize, window: usize) -> &[Cue] {
-        let lo = self.list.partition_point(|c| c.end < pos.saturating_sub(window));
+        let lo = self
+            .list
+            .partition_point(|c| c.end < pos.saturating_sub(window));
         let hi = self.list.partition_point(|c| c.end <= pos);
         &self.list[lo..hi.max(lo)]
     }
 
     /// The kind of the closest cue among `kinds` ending in `[pos - window, pos]`.
-    pub(crate) fn nearest_before(&self, kinds: &[CueKind], pos: usize, window: usize) -> Option<CueKind> {
-        self.ending_near(pos, window).iter().rev().find(|c| kinds.contains(&c.kind)).map(|c| c.kind)
+    pub(crate) fn nearest_before(
+        &self,
+        kinds: &[CueKind],
+        pos: usize,
+        window: usize,
+    ) -> Option<CueKind> {
+        self.ending_near(pos, window)
+            .iter()
+            .rev()
+            .find(|c| kinds.contains(&c.kind))
+            .map(|c| c.kind)
     }
 
     /// Is there a cue of `kind` ending at most `window` bytes before `pos` (and not after it)?
@@ -327,7 +356,13 @@ impl Cues {
     }
 
     /// Like [`Cues::before`], but the gap between cue and `pos` holds no newline.
-    pub(crate) fn before_same_line(&self, text: &str, kind: CueKind, pos: usize, window: usize) -> bool {
+    pub(crate) fn before_same_line(
+        &self,
+        text: &str,
+        kind: CueKind,
+        pos: usize,
+        window: usize,
+    ) -> bool {
         self.ending_near(pos, window)
             .iter()
             .any(|c| c.kind == kind && !text[c.end..pos].contains('\n'))
@@ -337,6 +372,9 @@ impl Cues {
     pub(crate) fn starts_at(&self, kind: CueKind, pos: usize) -> bool {
         // Cues are short: look at those ending within 40 bytes after `pos`.
         let lo = self.list.partition_point(|c| c.end <= pos);
-        self.list[lo..].iter().take_while(|c| c.end <= pos + 40).any(|c| c.kind == kind && c.start == pos)
+        self.list[lo..]
+            .iter()
+            .take_while(|c| c.end <= pos + 40)
+            .any(|c| c.kind == kind && c.start == pos)
     }
 }

@@ -2,7 +2,7 @@
 //! shields its digits from the phone and id recognisers.
 
 use crate::cues::{CueKind, Cues};
-use crate::detector::{score, Candidate};
+use crate::detector::{Candidate, score};
 use crate::text::{next_char, prev_char};
 use crate::{CurateError, EntityType};
 use regex::Regex;
@@ -23,7 +23,9 @@ januari|februari|maart|mei|augustus|oktober|okt|mrt";
 impl Dates {
     pub(crate) fn new() -> Result<Self, CurateError> {
         let numeric = r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[./\-]\d{1,2}[./\-](?:\d{4}|\d{2})";
-        let text_dmy = format!(r"\d{{1,2}}(?:st|nd|rd|th|er|º|°)?\.?\s+(?:de\s+|of\s+)?(?:{MONTHS})\.?,?\s+(?:de\s+)?\d{{4}}");
+        let text_dmy = format!(
+            r"\d{{1,2}}(?:st|nd|rd|th|er|º|°)?\.?\s+(?:de\s+|of\s+)?(?:{MONTHS})\.?,?\s+(?:de\s+)?\d{{4}}"
+        );
         let text_mdy = format!(r"(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}");
         let pat = format!(r"(?i:{numeric}|{text_dmy}|{text_mdy})");
         Ok(Dates {
@@ -39,14 +41,18 @@ impl Dates {
         }
         for m in self.date.find_iter(text) {
             let (s, e) = (m.start(), m.end());
-            if prev_char(text, s).is_some_and(|c| c.is_alphanumeric()) || next_char(text, e).is_some_and(|c| c.is_alphanumeric()) {
+            if prev_char(text, s).is_some_and(|c| c.is_alphanumeric())
+                || next_char(text, e).is_some_and(|c| c.is_alphanumeric())
+            {
                 continue;
             }
             if prev_char(text, s).is_some_and(|c| matches!(c, '.' | '-' | '/' | '+')) {
                 continue;
             }
             // Part of a longer dotted or dashed number ("01.07.15.77.99").
-            if text[e..].starts_with(['.', '-', '/']) && text[e + 1..].starts_with(|c: char| c.is_ascii_digit()) {
+            if text[e..].starts_with(['.', '-', '/'])
+                && text[e + 1..].starts_with(|c: char| c.is_ascii_digit())
+            {
                 continue;
             }
             if !plausible(m.as_str()) {
@@ -58,7 +64,10 @@ impl Dates {
                     let from = s.saturating_sub(48);
                     let from = (from..s).find(|&i| text.is_char_boundary(i)).unwrap_or(s);
                     cues.list.iter().any(|c| {
-                        c.kind == CueKind::Dob && c.end >= from && c.end <= s && !text[c.end..s].contains(". ")
+                        c.kind == CueKind::Dob
+                            && c.end >= from
+                            && c.end <= s
+                            && !text[c.end..s].contains(". ")
                     })
                 });
             if dob {
@@ -76,11 +85,19 @@ impl Dates {
 /// Reject impossible numeric dates (month 13, day 32 …).
 fn plausible(s: &str) -> bool {
     let parts: Vec<&str> = s.split(['-', '/', '.']).collect();
-    if parts.len() != 3 || !parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() != 3
+        || !parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return true; // a textual date: the regex already constrained it
     }
     let n: Vec<u32> = parts.iter().map(|p| p.parse().unwrap_or(0)).collect();
-    let (y, a, b) = if parts[0].len() == 4 { (n[0], n[1], n[2]) } else { (n[2], n[0], n[1]) };
+    let (y, a, b) = if parts[0].len() == 4 {
+        (n[0], n[1], n[2])
+    } else {
+        (n[2], n[0], n[1])
+    };
     let _ = y;
     let dm = (1..=31).contains(&a) && (1..=12).contains(&b);
     let md = (1..=12).contains(&a) && (1..=31).contains(&b);
@@ -93,19 +110,31 @@ fn plausible(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn dates_of_birth() {
         finds("DOB: 1985-03-12", DateOfBirth, "1985-03-12");
-        finds("born on January 21, 1998 in Leeds", DateOfBirth, "January 21, 1998");
+        finds(
+            "born on January 21, 1998 in Leeds",
+            DateOfBirth,
+            "January 21, 1998",
+        );
         finds("geboren am 12.05.1980", DateOfBirth, "12.05.1980");
         finds("née le 3 février 1975", DateOfBirth, "3 février 1975");
-        finds("fecha de nacimiento 23 de abril de 1996", DateOfBirth, "23 de abril de 1996");
+        finds(
+            "fecha de nacimiento 23 de abril de 1996",
+            DateOfBirth,
+            "23 de abril de 1996",
+        );
         finds("nato il 1 settembre 1976", DateOfBirth, "1 settembre 1976");
         finds("geboortedatum 14-07-1969", DateOfBirth, "14-07-1969");
-        finds("{\"date_of_birth\": \"1962-08-26\"}", DateOfBirth, "1962-08-26");
+        finds(
+            "{\"date_of_birth\": \"1962-08-26\"}",
+            DateOfBirth,
+            "1962-08-26",
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::finance::Finance;
 use crate::ids::Ids;
 use crate::lexicon::Lexicon;
 use crate::network::Network;
-use crate::person::{name_value, Persons};
+use crate::person::{Persons, name_value};
 use crate::phone::PhoneFinder;
 use crate::secrets::Secrets;
 use crate::{CurateError, Entity, EntityType, PiiConfig};
@@ -58,11 +58,21 @@ pub(crate) struct Candidate {
 
 impl Candidate {
     pub(crate) fn new(kind: EntityType, start: usize, end: usize, score: u16) -> Self {
-        Candidate { kind: Some(kind), start, end, score }
+        Candidate {
+            kind: Some(kind),
+            start,
+            end,
+            score,
+        }
     }
 
     pub(crate) fn block(start: usize, end: usize, score: u16) -> Self {
-        Candidate { kind: None, start, end, score }
+        Candidate {
+            kind: None,
+            start,
+            end,
+            score,
+        }
     }
 }
 
@@ -97,7 +107,9 @@ pub struct Detector {
 
 impl std::fmt::Debug for Detector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Detector").field("config", &self.inner.config).finish()
+        f.debug_struct("Detector")
+            .field("config", &self.inner.config)
+            .finish()
     }
 }
 
@@ -116,7 +128,8 @@ impl Detector {
         let lookalikes = Lookalikes {
             uuid: Regex::new(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
                 .map_err(|e| CurateError::pattern("uuid", e))?,
-            hash: Regex::new(r"[0-9a-f]{7,128}|[0-9A-F]{32,128}").map_err(|e| CurateError::pattern("hash", e))?,
+            hash: Regex::new(r"[0-9a-f]{7,128}|[0-9A-F]{32,128}")
+                .map_err(|e| CurateError::pattern("hash", e))?,
         };
         Ok(Detector {
             inner: Arc::new(Inner {
@@ -133,7 +146,11 @@ impl Detector {
                 persons: Persons::new()?,
                 lookalikes,
                 custom,
-                allow: config.allow.iter().map(|a| a.trim().to_lowercase()).collect(),
+                allow: config
+                    .allow
+                    .iter()
+                    .map(|a| a.trim().to_lowercase())
+                    .collect(),
                 enabled,
             }),
         })
@@ -169,10 +186,16 @@ impl Detector {
         joined.push_str(value);
         let mut cands = Vec::new();
         self.candidates(&joined, &mut cands);
-        if let Some(specific) = self.inner.persons.key_kind(key) {
-            if let Some((s, e)) = name_value(&joined, prefix_len, joined.len(), specific, &self.inner.lexicon) {
-                cands.push(Candidate::new(EntityType::Person, s, e, score::PERSON_JSON));
-            }
+        if let Some((s, e)) = self.inner.persons.key_kind(key).and_then(|specific| {
+            name_value(
+                &joined,
+                prefix_len,
+                joined.len(),
+                specific,
+                &self.inner.lexicon,
+            )
+        }) {
+            cands.push(Candidate::new(EntityType::Person, s, e, score::PERSON_JSON));
         }
         cands.retain(|c| c.start >= prefix_len);
         for c in &mut cands {
@@ -220,7 +243,11 @@ impl Detector {
             let t = m.as_str();
             let digits = t.bytes().filter(u8::is_ascii_digit).count();
             // Commit ids and digests: hex with both digits and letters, on word boundaries.
-            if digits > 0 && digits < t.len() && crate::text::word_start(text, m.start()) && crate::text::word_end(text, m.end()) {
+            if digits > 0
+                && digits < t.len()
+                && crate::text::word_start(text, m.start())
+                && crate::text::word_end(text, m.end())
+            {
                 out.push(Candidate::block(m.start(), m.end(), score::HASH_BLOCK));
             }
         }
@@ -239,7 +266,12 @@ impl Detector {
                 if !inner.allow.is_empty() && inner.allow.contains(&t.trim().to_lowercase()) {
                     return None;
                 }
-                Some(Entity { kind, start: c.start, end: c.end, text: t.to_string() })
+                Some(Entity {
+                    kind,
+                    start: c.start,
+                    end: c.end,
+                    text: t.to_string(),
+                })
             })
             .collect()
     }
@@ -297,7 +329,11 @@ pub(crate) mod test_support {
     }
 
     pub(crate) fn found(text: &str) -> Vec<(EntityType, String)> {
-        detector().detect(text).into_iter().map(|e| (e.kind, e.text)).collect()
+        detector()
+            .detect(text)
+            .into_iter()
+            .map(|e| (e.kind, e.text))
+            .collect()
     }
 
     /// `value` is found in `text` with type `kind`.
@@ -314,7 +350,10 @@ pub(crate) mod test_support {
     #[track_caller]
     pub(crate) fn none_of(text: &str, kind: EntityType) {
         let f = found(text);
-        assert!(!f.iter().any(|(k, _)| *k == kind), "unexpected {kind} in {text:?}: {f:?}");
+        assert!(
+            !f.iter().any(|(k, _)| *k == kind),
+            "unexpected {kind} in {text:?}: {f:?}"
+        );
     }
 
     /// Nothing at all is found in `text`.
@@ -377,8 +416,15 @@ mod lookalike_tests {
         let d = Detector::new(&cfg).unwrap();
         let e = d.detect("Employee EMP-123456 opened TCK991.");
         let kinds: Vec<_> = e.iter().map(|e| (e.kind, e.text.as_str())).collect();
-        assert_eq!(kinds, vec![(EntityType::NationalId, "EMP-123456"), (EntityType::Custom, "TCK991")]);
-        let bad: PiiConfig = serde_json::from_str(r#"{"custom": [{"name": "x", "pattern": "("}]}"#).unwrap();
+        assert_eq!(
+            kinds,
+            vec![
+                (EntityType::NationalId, "EMP-123456"),
+                (EntityType::Custom, "TCK991")
+            ]
+        );
+        let bad: PiiConfig =
+            serde_json::from_str(r#"{"custom": [{"name": "x", "pattern": "("}]}"#).unwrap();
         assert!(Detector::new(&bad).is_err());
     }
 

@@ -1,8 +1,10 @@
 //! SSNs, national ids with checksums, and cue-led ids: medical record numbers, health-plan ids.
 
-use crate::checksum::{de_tax_id_ok, digits_of, es_dni_ok, fr_nir_ok, it_cf_ok, nl_bsn_ok, ssn_ok, uk_nhs_ok};
+use crate::checksum::{
+    de_tax_id_ok, digits_of, es_dni_ok, fr_nir_ok, it_cf_ok, nl_bsn_ok, ssn_ok, uk_nhs_ok,
+};
 use crate::cues::{CueKind, Cues};
-use crate::detector::{score, Candidate};
+use crate::detector::{Candidate, score};
 use crate::text::{next_char, prev_char, skip_separator, token_end};
 use crate::{CurateError, EntityType};
 use regex::Regex;
@@ -20,19 +22,31 @@ fn compile(name: &str, pat: &str) -> Result<Regex, CurateError> {
 }
 
 fn bounded(text: &str, s: usize, e: usize) -> bool {
-    !prev_char(text, s).is_some_and(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/'))
-        && !next_char(text, e).is_some_and(|c| c.is_alphanumeric() || c == '_')
-        && !(text[e..].starts_with('-') && text[e + 1..].starts_with(|c: char| c.is_ascii_digit()))
+    let glued_before = prev_char(text, s)
+        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '/'));
+    let glued_after = next_char(text, e).is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let continues =
+        text[e..].starts_with('-') && text[e + 1..].starts_with(|c: char| c.is_ascii_digit());
+    !(glued_before || glued_after || continues)
 }
 
 impl Ids {
     pub(crate) fn new() -> Result<Self, CurateError> {
         Ok(Ids {
             ssn: compile("ssn", r"\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4}|\d{9}")?,
-            it_cf: compile("codice_fiscale", r"[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]")?,
+            it_cf: compile(
+                "codice_fiscale",
+                r"[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]",
+            )?,
             es_dni: compile("dni", r"[XYZ]?\d{7,8}-?[A-Z]")?,
-            fr_nir: compile("nir", r"[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2A|2B) ?\d{3} ?\d{3} ?\d{2}")?,
-            uk_nino: compile("nino", r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]")?,
+            fr_nir: compile(
+                "nir",
+                r"[1-478] ?\d{2} ?\d{2} ?(?:\d{2}|2A|2B) ?\d{3} ?\d{3} ?\d{2}",
+            )?,
+            uk_nino: compile(
+                "nino",
+                r"[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]",
+            )?,
         })
     }
 
@@ -60,19 +74,34 @@ impl Ids {
         }
         for m in self.it_cf.find_iter(text) {
             if bounded(text, m.start(), m.end()) && it_cf_ok(m.as_str().as_bytes()) {
-                out.push(Candidate::new(EntityType::NationalId, m.start(), m.end(), score::NATIONAL_ID));
+                out.push(Candidate::new(
+                    EntityType::NationalId,
+                    m.start(),
+                    m.end(),
+                    score::NATIONAL_ID,
+                ));
             }
         }
         for m in self.es_dni.find_iter(text) {
             let compact: Vec<u8> = m.as_str().bytes().filter(|&b| b != b'-').collect();
             if bounded(text, m.start(), m.end()) && es_dni_ok(&compact) {
-                out.push(Candidate::new(EntityType::NationalId, m.start(), m.end(), score::NATIONAL_ID));
+                out.push(Candidate::new(
+                    EntityType::NationalId,
+                    m.start(),
+                    m.end(),
+                    score::NATIONAL_ID,
+                ));
             }
         }
         for m in self.fr_nir.find_iter(text) {
             let compact: Vec<u8> = m.as_str().bytes().filter(|&b| b != b' ').collect();
             if bounded(text, m.start(), m.end()) && fr_nir_ok(&compact) {
-                out.push(Candidate::new(EntityType::NationalId, m.start(), m.end(), score::NATIONAL_ID));
+                out.push(Candidate::new(
+                    EntityType::NationalId,
+                    m.start(),
+                    m.end(),
+                    score::NATIONAL_ID,
+                ));
             }
         }
         for m in self.uk_nino.find_iter(text) {
@@ -81,7 +110,12 @@ impl Ids {
             if bounded(text, m.start(), m.end()) && !banned.contains(&p) {
                 let cue = cues.before(CueKind::NationalId, m.start(), 40);
                 if cue || m.as_str().contains(' ') {
-                    out.push(Candidate::new(EntityType::NationalId, m.start(), m.end(), score::NATIONAL_ID));
+                    out.push(Candidate::new(
+                        EntityType::NationalId,
+                        m.start(),
+                        m.end(),
+                        score::NATIONAL_ID,
+                    ));
                 }
             }
         }
@@ -96,7 +130,9 @@ impl Ids {
                 CueKind::NationalId => EntityType::NationalId,
                 _ => continue,
             };
-            let Some(vs) = skip_separator(text, c.end, 12) else { continue };
+            let Some(vs) = skip_separator(text, c.end, 12) else {
+                continue;
+            };
             let ve = id_value_end(text, vs);
             if ve <= vs {
                 continue;
@@ -116,12 +152,21 @@ impl Ids {
                     };
                 // Passports and other ids without a checksum: alphanumeric, mostly digits.
                 // Shapes that have a checksum (DNI/NIE: 8 digits + letter) must pass it.
-                let dni_shape = val.len() == 9 && letters == 1 && val.as_bytes()[8].is_ascii_alphabetic();
-                let shaped = !spaced_only && !dni_shape && (6..=12).contains(&val.len()) && digits >= 5 && letters <= 3;
+                let dni_shape =
+                    val.len() == 9 && letters == 1 && val.as_bytes()[8].is_ascii_alphabetic();
+                let shaped = !spaced_only
+                    && !dni_shape
+                    && (6..=12).contains(&val.len())
+                    && digits >= 5
+                    && letters <= 3;
                 if checksum || shaped {
                     out.push(Candidate::new(kind, vs, ve, score::CUED_ID));
                 }
-            } else if digits >= 4 && val.len() >= 5 && val.len() <= 24 && letters <= val.len() / 2 + 2 {
+            } else if digits >= 4
+                && val.len() >= 5
+                && val.len() <= 24
+                && letters <= val.len() / 2 + 2
+            {
                 out.push(Candidate::new(kind, vs, ve, score::CUED_ID));
             }
         }
@@ -131,9 +176,12 @@ impl Ids {
 /// End of an id value: alphanumerics with inner `-`, `/`, `.` and single spaces between digit groups.
 fn id_value_end(text: &str, vs: usize) -> usize {
     let b = text.as_bytes();
-    let mut e = token_end(text, vs, |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '.'));
+    let mut e = token_end(text, vs, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '.')
+    });
     // Allow "943 476 5919", "86 095 742 719": single spaces between digit groups.
-    while e + 1 < b.len() && b[e] == b' ' && b[e + 1].is_ascii_digit() && b[e - 1].is_ascii_digit() {
+    while e + 1 < b.len() && b[e] == b' ' && b[e + 1].is_ascii_digit() && b[e - 1].is_ascii_digit()
+    {
         let ne = token_end(text, e + 1, |c| c.is_ascii_digit());
         if ne - vs > 16 {
             break;
@@ -148,23 +196,34 @@ fn id_value_end(text: &str, vs: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn ssns() {
         finds("SSN 536-22-1234.", Ssn, "536-22-1234");
         finds("social security number: 536221234", Ssn, "536221234");
         none_of("536221234", Ssn); // plain 9 digits need a cue
-        none_of("SSN 666-12-3456, 000-12-3456, 912-12-3456, 536-00-1234, 536-22-0000", Ssn);
+        none_of(
+            "SSN 666-12-3456, 000-12-3456, 912-12-3456, 536-00-1234, 536-22-0000",
+            Ssn,
+        );
     }
 
     #[test]
     fn national_ids() {
         finds("DNI 12345678Z", NationalId, "12345678Z");
         finds("NIE X1234567L", NationalId, "X1234567L");
-        finds("codice fiscale RSSMRA85T10A562S", NationalId, "RSSMRA85T10A562S");
-        finds("NIR 1 85 05 78 006 084 91", NationalId, "1 85 05 78 006 084 91");
+        finds(
+            "codice fiscale RSSMRA85T10A562S",
+            NationalId,
+            "RSSMRA85T10A562S",
+        );
+        finds(
+            "NIR 1 85 05 78 006 084 91",
+            NationalId,
+            "1 85 05 78 006 084 91",
+        );
         finds("BSN: 111222333", NationalId, "111222333");
         finds("Steuer-ID 86095742719", NationalId, "86095742719");
         finds("NHS number 943 476 5919", NationalId, "943 476 5919");
@@ -177,8 +236,16 @@ mod tests {
     #[test]
     fn medical_and_health_plan_ids() {
         finds("MRN: 00482913", MedicalRecordNumber, "00482913");
-        finds("Patientennummer P-2024-18822", MedicalRecordNumber, "P-2024-18822");
-        finds("historia clínica 405-580-433", MedicalRecordNumber, "405-580-433");
+        finds(
+            "Patientennummer P-2024-18822",
+            MedicalRecordNumber,
+            "P-2024-18822",
+        );
+        finds(
+            "historia clínica 405-580-433",
+            MedicalRecordNumber,
+            "405-580-433",
+        );
         finds("Member ID: XHP928374651", HealthPlanId, "XHP928374651");
         finds("Versichertennummer A123456780", HealthPlanId, "A123456780");
         none_of("MRN pending", MedicalRecordNumber);

@@ -27,7 +27,11 @@ struct ErrorLine {
 /// Read `{"text": ...}` per line; write `{"entities": [{"type","start","end","text"}], "redacted": "..."}`
 /// per line (UTF-8 byte offsets). A bad line writes `{"error": "..."}` and the run goes on.
 /// Blank lines are skipped.
-pub fn detect_jsonl<R: BufRead, W: Write>(detector: &Detector, mut reader: R, writer: W) -> Result<JsonlStats, CurateError> {
+pub fn detect_jsonl<R: BufRead, W: Write>(
+    detector: &Detector,
+    mut reader: R,
+    writer: W,
+) -> Result<JsonlStats, CurateError> {
     let mut w = BufWriter::new(writer);
     let mut stats = JsonlStats::default();
     let mut buf: Vec<u8> = Vec::new();
@@ -45,7 +49,10 @@ pub fn detect_jsonl<R: BufRead, W: Write>(detector: &Detector, mut reader: R, wr
             Ok(text) => {
                 let ents = detector.detect(&text);
                 stats.entities += ents.len() as u64;
-                let out = Output { redacted: redact(&text, &ents), entities: &ents };
+                let out = Output {
+                    redacted: redact(&text, &ents),
+                    entities: &ents,
+                };
                 serde_json::to_writer(&mut w, &out)?;
             }
             Err(error) => {
@@ -60,8 +67,14 @@ pub fn detect_jsonl<R: BufRead, W: Write>(detector: &Detector, mut reader: R, wr
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -104,4 +117,60 @@ pub fn redact(text: &str, entities: &[Entity]) -> String {
     }
     out.push_str(&text[last..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PiiConfig;
+    use serde_json::Value;
+
+    fn run(input: &str) -> (Vec<Value>, JsonlStats) {
+        let d = Detector::new(&PiiConfig::default()).unwrap();
+        let mut out = Vec::new();
+        let stats = detect_jsonl(&d, input.as_bytes(), &mut out).unwrap();
+        let lines = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, stats)
+    }
+
+    #[test]
+    fn one_output_line_per_input_line() {
+        let input = "{\"text\": \"Grüße, mail jürgen@example.de\"}\n\nnot json\n{\"text\": 5}\n{\"other\": 1}\n{\"text\": \"nothing\"}";
+        let (lines, stats) = run(input);
+        assert_eq!(lines.len(), 5);
+        assert_eq!(
+            stats,
+            JsonlStats {
+                lines: 5,
+                errors: 3,
+                entities: 1
+            }
+        );
+        let e = &lines[0]["entities"][0];
+        assert_eq!(e["type"], "EMAIL");
+        // UTF-8 byte offsets: "Grüße, mail " is 14 bytes.
+        assert_eq!(e["start"], 14);
+        assert_eq!(e["end"], 14 + "jürgen@example.de".len());
+        assert_eq!(e["text"], "jürgen@example.de");
+        assert_eq!(lines[0]["redacted"], "Grüße, mail <EMAIL_1>");
+        assert!(lines[1]["error"].as_str().unwrap().contains("invalid JSON"));
+        assert!(lines[2]["error"].as_str().unwrap().contains("string"));
+        assert!(lines[3]["error"].as_str().unwrap().contains("missing"));
+        assert_eq!(lines[4]["entities"], serde_json::json!([]));
+        assert_eq!(lines[4]["redacted"], "nothing");
+    }
+
+    #[test]
+    fn redaction_numbers_per_type_and_value() {
+        let d = Detector::new(&PiiConfig::default()).unwrap();
+        let t = "a@x.com, b@x.com, a@x.com, 10.0.0.1";
+        assert_eq!(
+            redact(t, &d.detect(t)),
+            "<EMAIL_1>, <EMAIL_2>, <EMAIL_1>, <IP_ADDRESS_1>"
+        );
+    }
 }

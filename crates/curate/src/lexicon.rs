@@ -8,12 +8,14 @@ const GIVEN: &str = include_str!("../data/given_names.txt");
 const SURNAMES: &str = include_str!("../data/surnames.txt");
 const AMBIGUOUS: &str = include_str!("../data/ambiguous_names.txt");
 const STOPWORDS: &str = include_str!("../data/stopwords.txt");
+const PLACES: &str = include_str!("../data/places.txt");
 
 pub(crate) struct Lexicon {
     given: HashSet<String>,
     surnames: HashSet<String>,
     ambiguous: HashSet<String>,
     stop: HashSet<String>,
+    places: HashSet<String>,
     given_list: Vec<&'static str>,
     surname_list: Vec<&'static str>,
 }
@@ -40,17 +42,28 @@ impl Lexicon {
             surnames: load(SURNAMES),
             ambiguous: load(AMBIGUOUS),
             stop: load(STOPWORDS),
+            places: PLACES
+                .lines()
+                .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+                .map(|l| l.trim().to_lowercase())
+                .collect(),
             given_list: words(GIVEN),
             surname_list: words(SURNAMES),
         }
     }
 
     pub(crate) fn is_given(&self, lower: &str) -> bool {
-        self.given.contains(lower) || lower.split_once('-').is_some_and(|(a, b)| self.given.contains(a) && self.given.contains(b))
+        self.given.contains(lower)
+            || lower
+                .split_once('-')
+                .is_some_and(|(a, b)| self.given.contains(a) && self.given.contains(b))
     }
 
     pub(crate) fn is_surname(&self, lower: &str) -> bool {
-        self.surnames.contains(lower) || lower.split_once('-').is_some_and(|(a, b)| self.surnames.contains(a) || self.surnames.contains(b))
+        self.surnames.contains(lower)
+            || lower
+                .split_once('-')
+                .is_some_and(|(a, b)| self.surnames.contains(a) || self.surnames.contains(b))
     }
 
     pub(crate) fn is_ambiguous(&self, lower: &str) -> bool {
@@ -61,6 +74,11 @@ impl Lexicon {
         self.stop.contains(lower)
     }
 
+    /// Is `text` (any case) a known place name such as "Sri Lanka"?
+    pub(crate) fn is_place(&self, text: &str) -> bool {
+        text.len() < 64 && self.places.contains(&text.to_lowercase())
+    }
+
     /// A deterministic given name / surname for surrogates.
     pub(crate) fn pick_given(&self, n: u64) -> &'static str {
         pick(&self.given_list, n)
@@ -69,11 +87,6 @@ impl Lexicon {
     pub(crate) fn pick_surname(&self, n: u64) -> &'static str {
         pick(&self.surname_list, n)
     }
-
-    #[cfg(test)]
-    pub(crate) fn sizes(&self) -> (usize, usize) {
-        (self.given.len(), self.surnames.len())
-    }
 }
 
 fn pick(list: &[&'static str], n: u64) -> &'static str {
@@ -81,4 +94,18 @@ fn pick(list: &[&'static str], n: u64) -> &'static str {
         return "Alex";
     }
     list[(n % list.len() as u64) as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexicons_are_loaded() {
+        let l = Lexicon::new();
+        assert!(l.given.len() > 2000, "{}", l.given.len());
+        assert!(l.surnames.len() > 2000, "{}", l.surnames.len());
+        assert!(l.is_given("björn") && l.is_given("jean-luc") && l.is_surname("o'brien"));
+        assert!(l.is_ambiguous("may") && l.is_stop("monday") && l.is_place("San Francisco"));
+    }
 }

@@ -27,5 +27,5 @@ pub use config::{Action, CustomRecognizer, PiiConfig, SurrogateMode};
 pub use detector::Detector;
 pub use entity::{Entity, EntityType};
 pub use error::CurateError;
-pub use jsonl::{detect_jsonl, redact, JsonlStats};
+pub use jsonl::{JsonlStats, detect_jsonl, redact};
 pub use scrub::{Episode, ScrubReport, Scrubbed, Scrubber};

@@ -2,7 +2,7 @@
 
 use crate::checksum::entropy;
 use crate::cues::{CueKind, Cues};
-use crate::detector::{score, Candidate};
+use crate::detector::{Candidate, score};
 use crate::text::{next_char, prev_char, trim_end_by};
 use crate::{CurateError, EntityType};
 use regex::Regex;
@@ -17,12 +17,47 @@ pub(crate) struct Network {
 }
 
 const SECRET_PARAMS: &[&str] = &[
-    "token", "access_token", "id_token", "refresh_token", "auth", "auth_token", "authorization",
-    "api_key", "apikey", "api-key", "key", "secret", "client_secret", "password", "passwd", "pwd",
-    "pass", "sig", "signature", "x-amz-signature", "x-amz-security-token", "x-amz-credential",
-    "x-goog-signature", "x-goog-credential", "code", "session", "sessionid", "session_id", "sid",
-    "jwt", "private_token", "access_key", "secret_key", "apitoken", "api_token", "sas", "sv_sig",
-    "oauth_token", "oauth_signature", "ticket", "credential",
+    "token",
+    "access_token",
+    "id_token",
+    "refresh_token",
+    "auth",
+    "auth_token",
+    "authorization",
+    "api_key",
+    "apikey",
+    "api-key",
+    "key",
+    "secret",
+    "client_secret",
+    "password",
+    "passwd",
+    "pwd",
+    "pass",
+    "sig",
+    "signature",
+    "x-amz-signature",
+    "x-amz-security-token",
+    "x-amz-credential",
+    "x-goog-signature",
+    "x-goog-credential",
+    "code",
+    "session",
+    "sessionid",
+    "session_id",
+    "sid",
+    "jwt",
+    "private_token",
+    "access_key",
+    "secret_key",
+    "apitoken",
+    "api_token",
+    "sas",
+    "sv_sig",
+    "oauth_token",
+    "oauth_signature",
+    "ticket",
+    "credential",
 ];
 
 const FILE_EXTENSIONS: &[&str] = &[
@@ -36,10 +71,7 @@ fn compile(name: &str, pat: &str) -> Result<Regex, CurateError> {
 impl Network {
     pub(crate) fn new() -> Result<Self, CurateError> {
         Ok(Network {
-            email: compile(
-                "email",
-                r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\p{L}{2,24}",
-            )?,
+            email: compile("email", r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.\p{L}{2,24}")?,
             url: compile("url", r"(?i)[a-z][a-z0-9+.\-]{1,15}://[^\s<>`\\]+")?,
             ipv4: compile("ipv4", r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")?,
             ipv6: compile("ipv6", r"[0-9A-Fa-f.:]*:[0-9A-Fa-f.:]*:[0-9A-Fa-f.:%]*")?,
@@ -77,7 +109,9 @@ impl Network {
             while s < e && text.as_bytes()[s] == b'.' {
                 s += 1;
             }
-            let Some(at) = text[s..e].find('@') else { continue };
+            let Some(at) = text[s..e].find('@') else {
+                continue;
+            };
             if at == 0 {
                 continue;
             }
@@ -96,7 +130,10 @@ impl Network {
         for m in self.url.find_iter(text) {
             let s = m.start();
             let mut e = trim_end_by(text, s, m.end(), |c| {
-                matches!(c, '.' | ',' | ';' | ':' | '!' | '?' | ')' | ']' | '}' | '\'' | '"' | '*' | '>')
+                matches!(
+                    c,
+                    '.' | ',' | ';' | ':' | '!' | '?' | ')' | ']' | '}' | '\'' | '"' | '*' | '>'
+                )
             });
             // Stop at a quote (the URL is inside a JSON string or quoted text).
             if let Some(q) = text[s..e].find(['"', '\'']) {
@@ -108,15 +145,26 @@ impl Network {
             } else {
                 None
             };
-            let sc = if kind.is_some() { score::URL_CREDENTIALS } else { score::URL_BLOCK };
-            out.push(Candidate { kind, start: s, end: e, score: sc });
+            let sc = if kind.is_some() {
+                score::URL_CREDENTIALS
+            } else {
+                score::URL_BLOCK
+            };
+            out.push(Candidate {
+                kind,
+                start: s,
+                end: e,
+                score: sc,
+            });
         }
     }
 
     fn ipv4s(&self, text: &str, cues: &Cues, out: &mut Vec<Candidate>) {
         for m in self.ipv4.find_iter(text) {
             let (s, e) = (m.start(), m.end());
-            if prev_char(text, s).is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '_' || c == '-') {
+            if prev_char(text, s)
+                .is_some_and(|c| c.is_alphanumeric() || c == '.' || c == '_' || c == '-')
+            {
                 continue;
             }
             let mut after = text[e..].chars();
@@ -184,7 +232,9 @@ impl Network {
                 if sep == b'-' && !has_letter && !cues.before(CueKind::Mac, s, 30) {
                     continue;
                 }
-            } else if next_char(text, e) == Some('.') && text[e + 1..].starts_with(|c: char| c.is_ascii_hexdigit()) {
+            } else if next_char(text, e) == Some('.')
+                && text[e + 1..].starts_with(|c: char| c.is_ascii_hexdigit())
+            {
                 continue;
             }
             out.push(Candidate::new(EntityType::MacAddress, s, e, score::MAC));
@@ -233,7 +283,10 @@ pub(crate) fn url_has_credentials(url: &str) -> bool {
             || k.ends_with("_secret")
             || k.ends_with("_key")
             || k.ends_with("signature");
-        secret_key && v.len() >= 8 && v.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+        secret_key
+            && v.len() >= 8
+            && v.bytes()
+                .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
     })
 }
 
@@ -243,10 +296,18 @@ mod tests {
 
     #[test]
     fn credential_urls() {
-        assert!(url_has_credentials("postgres://admin:s3cr3t@db.internal:5432/app"));
-        assert!(url_has_credentials("https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a"));
-        assert!(url_has_credentials("https://ghp_a1B2c3D4e5F6g7H8i9J0k@github.com/org/repo.git"));
-        assert!(!url_has_credentials("https://example.com/docs?page=2&lang=en"));
+        assert!(url_has_credentials(
+            "postgres://admin:s3cr3t@db.internal:5432/app"
+        ));
+        assert!(url_has_credentials(
+            "https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a"
+        ));
+        assert!(url_has_credentials(
+            "https://ghp_a1B2c3D4e5F6g7H8i9J0k@github.com/org/repo.git"
+        ));
+        assert!(!url_has_credentials(
+            "https://example.com/docs?page=2&lang=en"
+        ));
         assert!(!url_has_credentials("https://user@example.com/"));
         assert!(!url_has_credentials("https://example.com/search?key=value"));
     }
@@ -254,13 +315,21 @@ mod tests {
 
 #[cfg(test)]
 mod detect_tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn emails() {
-        finds("mail me: jane.doe+news@example.co.uk.", Email, "jane.doe+news@example.co.uk");
-        finds("Kontakt: jürgen.müller@beispiel-gmbh.de", Email, "jürgen.müller@beispiel-gmbh.de");
+        finds(
+            "mail me: jane.doe+news@example.co.uk.",
+            Email,
+            "jane.doe+news@example.co.uk",
+        );
+        finds(
+            "Kontakt: jürgen.müller@beispiel-gmbh.de",
+            Email,
+            "jürgen.müller@beispiel-gmbh.de",
+        );
         none_of("icon@2x.png and @mention and user@localhost", Email);
         none_of("npm install left-pad@1.3.0", Email);
     }
@@ -268,8 +337,16 @@ mod detect_tests {
     #[test]
     fn ip_addresses() {
         finds("server at 192.168.1.10:8080", IpAddress, "192.168.1.10");
-        finds("from 2001:db8:85a3::8a2e:370:7334 today", IpAddress, "2001:db8:85a3::8a2e:370:7334");
-        finds("link-local fe80::1ff:fe23:4567:890a", IpAddress, "fe80::1ff:fe23:4567:890a");
+        finds(
+            "from 2001:db8:85a3::8a2e:370:7334 today",
+            IpAddress,
+            "2001:db8:85a3::8a2e:370:7334",
+        );
+        finds(
+            "link-local fe80::1ff:fe23:4567:890a",
+            IpAddress,
+            "fe80::1ff:fe23:4567:890a",
+        );
         none_of("version 1.2.3.4 is out", IpAddress);
         none_of("256.1.1.1 and 1.2.3 and 01.02.03.04", IpAddress);
         none_of("at 10:22:33 use std::vec::Vec", IpAddress);
@@ -286,9 +363,20 @@ mod detect_tests {
 
     #[test]
     fn urls_with_credentials() {
-        finds("DATABASE_URL=postgres://admin:s3cr3t@db.internal:5432/app.", UrlWithCredentials, "postgres://admin:s3cr3t@db.internal:5432/app");
-        finds("GET https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a1B0c&x=1", UrlWithCredentials, "https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a1B0c&x=1");
-        none_of("see https://example.com/docs?page=2 and https://user@example.com/", UrlWithCredentials);
+        finds(
+            "DATABASE_URL=postgres://admin:s3cr3t@db.internal:5432/app.",
+            UrlWithCredentials,
+            "postgres://admin:s3cr3t@db.internal:5432/app",
+        );
+        finds(
+            "GET https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a1B0c&x=1",
+            UrlWithCredentials,
+            "https://api.example.com/v1/data?api_key=9f8A7b6C5d4E3f2a1B0c&x=1",
+        );
+        none_of(
+            "see https://example.com/docs?page=2 and https://user@example.com/",
+            UrlWithCredentials,
+        );
         nothing("see https://en.wikipedia.org/wiki/John_Smith");
     }
 }

@@ -2,19 +2,106 @@
 //! plus given-name and surname lexicons with capitalisation rules.
 
 use crate::cues::{CueKind, Cues};
-use crate::detector::{score, Candidate};
+use crate::detector::{Candidate, score};
 use crate::lexicon::Lexicon;
 use crate::{CurateError, EntityType};
 use regex::Regex;
 
 pub(crate) struct Persons {
     json_key: Regex,
+    specific: std::collections::HashSet<String>,
+    generic: std::collections::HashSet<String>,
 }
 
-/// JSON keys whose string value is a person's name. The second group is "generic" keys that
-/// need a known name in the value.
-const SPECIFIC_KEYS: &str = r"recipient|sender|passenger|patient|attendee|reviewer|requester|reporter|assignee|contact_?person|first_?name|last_?name|full_?name|given_?name|family_?name|middle_?name|sur_?name|customer_?name|patient_?name|contact_?name|client_?name|holder_?name|card_?holder(?:_?name)?|account_?holder(?:_?name)?|employee_?name|passenger_?name|guest_?name|recipient_?name|sender_?name|user_?full_?name|person_?name|manager_?name|doctor_?name|physician|nom_?complet|prenom|prénom|vorname|nachname|apellidos?|nombre_?completo|nombre_?cliente|cognome|nome_?completo|voornaam|achternaam|tussenvoegsel";
-const GENERIC_KEYS: &str = r"name|display_?name|author|owner|contact|person|nom|nombre|nome|naam|kunde|cliente|klant|organizer|user";
+/// JSON keys (snake_case; `firstName`, `FIRST_NAME` and `firstname` match too) whose string
+/// value is a person's name.
+const SPECIFIC_KEYS: &[&str] = &[
+    "recipient",
+    "sender",
+    "passenger",
+    "patient",
+    "attendee",
+    "reviewer",
+    "requester",
+    "reporter",
+    "assignee",
+    "contact_person",
+    "first_name",
+    "last_name",
+    "full_name",
+    "given_name",
+    "family_name",
+    "middle_name",
+    "sur_name",
+    "surname",
+    "customer_name",
+    "patient_name",
+    "contact_name",
+    "client_name",
+    "holder_name",
+    "card_holder",
+    "card_holder_name",
+    "cardholder",
+    "cardholder_name",
+    "account_holder",
+    "account_holder_name",
+    "employee_name",
+    "passenger_name",
+    "guest_name",
+    "recipient_name",
+    "sender_name",
+    "user_full_name",
+    "person_name",
+    "manager_name",
+    "doctor_name",
+    "physician",
+    "nom_complet",
+    "prenom",
+    "prénom",
+    "vorname",
+    "nachname",
+    "apellido",
+    "apellidos",
+    "nombre_completo",
+    "nombre_cliente",
+    "cognome",
+    "nome_completo",
+    "voornaam",
+    "achternaam",
+    "tussenvoegsel",
+];
+/// Keys whose value is a name only when it looks like one (a known name, or 2+ capitalised words).
+const GENERIC_KEYS: &[&str] = &[
+    "name",
+    "display_name",
+    "author",
+    "owner",
+    "contact",
+    "person",
+    "nom",
+    "nombre",
+    "nome",
+    "naam",
+    "kunde",
+    "cliente",
+    "klant",
+    "organizer",
+    "user",
+];
+
+fn normalise_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Words that start place names ("San Diego", "Bad Homburg", "Puerto Rico").
+const PLACE_PREFIXES: &[&str] = &[
+    "san", "santa", "santo", "são", "new", "los", "las", "saint", "st", "fort", "port", "mount",
+    "lake", "bad", "sankt", "porto", "puerto", "costa", "monte", "cape", "rio", "isla", "villa",
+    "el", "la", "le", "north", "south", "east", "west", "upper", "lower", "great", "little", "old",
+];
 
 const PARTICLES: &[&str] = &[
     "van", "von", "de", "der", "den", "di", "da", "del", "della", "dos", "das", "du", "le", "la",
@@ -43,7 +130,9 @@ fn tokenize(text: &str) -> Vec<Tok> {
             if d.is_alphabetic() {
                 e = j + d.len_utf8();
                 it.next();
-            } else if matches!(d, '\'' | '’' | '-') && text[j + d.len_utf8()..].starts_with(char::is_alphabetic) {
+            } else if matches!(d, '\'' | '’' | '-')
+                && text[j + d.len_utf8()..].starts_with(char::is_alphabetic)
+            {
                 it.next();
             } else {
                 break;
@@ -51,7 +140,9 @@ fn tokenize(text: &str) -> Vec<Tok> {
         }
         // A digit glued to the word ("abc123") makes it an identifier, not a name.
         let glued = text[e..].starts_with(|c: char| c.is_ascii_digit() || c == '_' || c == '@')
-            || text[..s].ends_with(|c: char| c.is_ascii_digit() || c == '_' || c == '@' || c == '/' || c == '.');
+            || text[..s].ends_with(|c: char| {
+                c.is_ascii_digit() || c == '_' || c == '@' || c == '/' || c == '.'
+            });
         let tok = &text[s..e];
         for poss in ["'s", "’s"] {
             if tok.len() > poss.len() + 1 && tok.ends_with(poss) {
@@ -62,11 +153,32 @@ fn tokenize(text: &str) -> Vec<Tok> {
         let tok = &text[s..e];
         let mut chars = tok.chars();
         let first = chars.next().unwrap_or(' ');
-        let rest_lower = tok.chars().skip(1).any(char::is_lowercase);
-        let one = tok.chars().count() == 1;
-        let cap = !glued && first.is_uppercase() && (rest_lower || one);
+        let nchars = tok.chars().count();
+        let lowers = tok.chars().filter(|c| c.is_lowercase()).count();
+        let uppers = tok.chars().filter(|c| c.is_uppercase()).count();
+        let parts = 1 + tok
+            .chars()
+            .filter(|c| matches!(c, '-' | '\'' | '’'))
+            .count();
+        let one = nchars == 1;
+        // Name-shaped: "Anna", "McDonald", "O'Brien", "Jean-Luc", "Li"; not "IDs", "SEO-friendly", "X".
+        let adjacent_upper = tok
+            .chars()
+            .zip(tok.chars().skip(1))
+            .any(|(a, b)| a.is_uppercase() && b.is_uppercase());
+        let cap = !glued
+            && first.is_uppercase()
+            && (lowers >= 2 || (nchars == 2 && lowers == 1))
+            && uppers <= parts + 1
+            && !adjacent_upper;
         let initial = one && first.is_uppercase() && text[e..].starts_with('.');
-        toks.push(Tok { s, e, cap, initial, sent_start: sentence_start(text, s) });
+        toks.push(Tok {
+            s,
+            e,
+            cap,
+            initial,
+            sent_start: sentence_start(text, s),
+        });
     }
     toks
 }
@@ -79,18 +191,46 @@ fn sentence_start(text: &str, s: usize) -> bool {
         if c.is_whitespace() {
             continue;
         }
-        return matches!(c, '.' | '!' | '?' | ':' | ';' | '"' | '“' | '«' | '(' | '-' | '•' | '*' | '>' | '#' | '|' | '[' | '{' | '¿' | '¡');
+        return matches!(
+            c,
+            '.' | '!'
+                | '?'
+                | ':'
+                | ';'
+                | '"'
+                | '“'
+                | '«'
+                | '('
+                | '-'
+                | '•'
+                | '*'
+                | '>'
+                | '#'
+                | '|'
+                | '['
+                | '{'
+                | '¿'
+                | '¡'
+        );
     }
     true
 }
 
 impl Persons {
     pub(crate) fn new() -> Result<Self, CurateError> {
+        let alts: Vec<String> = SPECIFIC_KEYS
+            .iter()
+            .chain(GENERIC_KEYS)
+            .map(|k| regex::escape(k).replace('_', "_?"))
+            .collect();
         let pat = format!(
-            r#"(?i)\\?"({SPECIFIC_KEYS}|{GENERIC_KEYS})\\?"\s*:\s*\\?"([^"\\]{{1,80}})\\?""#
+            r#"(?i)\\?"({})\\?"\s*:\s*\\?"([^"\\]{{1,80}})\\?""#,
+            alts.join("|")
         );
         Ok(Persons {
             json_key: Regex::new(&pat).map_err(|e| CurateError::pattern("person_json", e))?,
+            specific: SPECIFIC_KEYS.iter().map(|k| normalise_key(k)).collect(),
+            generic: GENERIC_KEYS.iter().map(|k| normalise_key(k)).collect(),
         })
     }
 
@@ -107,7 +247,15 @@ impl Persons {
         }
     }
 
-    fn lexicon_pass(&self, text: &str, toks: &[Tok], cues: &Cues, lex: &Lexicon, lower: &mut String, out: &mut Vec<Candidate>) {
+    fn lexicon_pass(
+        &self,
+        text: &str,
+        toks: &[Tok],
+        cues: &Cues,
+        lex: &Lexicon,
+        lower: &mut String,
+        out: &mut Vec<Candidate>,
+    ) {
         let mut l2 = String::new();
         let mut i = 0;
         while i < toks.len() {
@@ -131,12 +279,32 @@ impl Persons {
                     lex.is_surname(&l2) || lex.is_given(&l2)
                 });
             // Context after the name: "X called", "X (x@example.com)", "X <x@example.com>".
-            let after_cue = followed_by_verb(text, span_end, cues) || followed_by_email(text, span_end);
+            let after_cue =
+                followed_by_verb(text, span_end, cues) || followed_by_email(text, span_end);
+            // "San Francisco", "New York", "Yesterday Maria": a capitalised non-name word glued in
+            // front makes a lone name doubtful, and a place prefix makes it a place. (Greetings
+            // such as "Thanks Maria" are handled by the cue pass.)
+            let glued_stop = i > 0 && toks[i - 1].cap && &text[toks[i - 1].e..t.s] == " " && {
+                lowercase_into(&text[toks[i - 1].s..toks[i - 1].e], &mut l2);
+                lex.is_stop(&l2)
+            };
+            if glued_stop && (PLACE_PREFIXES.contains(&l2.as_str()) || (caps == 1 && !after_cue)) {
+                i = end;
+                continue;
+            }
             if given && (!ambiguous || second_known || (caps >= 2 && after_cue)) {
-                let lone_at_start = caps == 1 && t.sent_start && text[span_end..].trim_start().starts_with(|c: char| c.is_ascii_digit());
+                let lone_at_start = caps == 1
+                    && t.sent_start
+                    && text[span_end..]
+                        .trim_start()
+                        .starts_with(|c: char| c.is_ascii_digit());
                 if !lone_at_start {
-                    let sc = if caps >= 2 { score::PERSON } else { score::PERSON_WEAK };
-                    out.push(Candidate::new(EntityType::Person, t.s, span_end, sc));
+                    let sc = if caps >= 2 {
+                        score::PERSON
+                    } else {
+                        score::PERSON_WEAK
+                    };
+                    push_person(text, lex, t.s, span_end, sc, out);
                     i = end;
                     continue;
                 }
@@ -148,7 +316,7 @@ impl Persons {
                     lex.is_surname(&l2) && !lex.is_stop(&l2)
                 });
                 if sur_known || after_cue {
-                    out.push(Candidate::new(EntityType::Person, t.s, span_end, score::PERSON));
+                    push_person(text, lex, t.s, span_end, score::PERSON, out);
                     i = end;
                     continue;
                 }
@@ -157,7 +325,15 @@ impl Persons {
         }
     }
 
-    fn cue_pass(&self, text: &str, toks: &[Tok], cues: &Cues, lex: &Lexicon, lower: &mut String, out: &mut Vec<Candidate>) {
+    fn cue_pass(
+        &self,
+        text: &str,
+        toks: &[Tok],
+        cues: &Cues,
+        lex: &Lexicon,
+        lower: &mut String,
+        out: &mut Vec<Candidate>,
+    ) {
         for c in &cues.list {
             let kind = c.kind;
             if !matches!(
@@ -179,33 +355,53 @@ impl Persons {
             let gap = &text[c.end..t.s];
             let gap_ok = match kind {
                 CueKind::Title => matches!(gap, " " | ". " | "  "),
-                CueKind::Greeting => gap.len() <= 3 && !gap.contains('\n') && gap.trim_matches([' ', ',']).is_empty(),
-                CueKind::IntroStrong | CueKind::IntroWeak | CueKind::Role | CueKind::Preposition => {
+                CueKind::Greeting => {
+                    gap.len() <= 3 && !gap.contains('\n') && gap.trim_matches([' ', ',']).is_empty()
+                }
+                CueKind::IntroStrong
+                | CueKind::IntroWeak
+                | CueKind::Role
+                | CueKind::Preposition => {
                     gap.len() <= 3 && gap.trim_matches([' ', ':', ',']).is_empty()
                 }
-                CueKind::Label => gap.len() <= 4 && gap.trim_matches([' ', ':', '\t', '"']).is_empty(),
+                CueKind::Label => {
+                    gap.len() <= 4 && gap.trim_matches([' ', ':', '\t', '"']).is_empty()
+                }
                 CueKind::Signoff => {
                     let sig_start = sentence_start(text, c.start);
                     let trimmed = gap.trim_matches([' ', ',', '!', '.', '\n', '\r', '\t']);
-                    sig_start && trimmed.is_empty() && (gap.contains(',') || gap.contains('\n') || text[c.start..c.end].starts_with(['-', '—'])) && gap.len() <= 8
+                    sig_start
+                        && trimmed.is_empty()
+                        && (gap.contains(',')
+                            || gap.contains('\n')
+                            || text[c.start..c.end].starts_with(['-', '—']))
+                        && gap.len() <= 8
                 }
                 _ => false,
             };
             // "meneer van der Meer": a title may be followed by a particle.
             let lead_particle = kind == CueKind::Title && !t.cap && {
                 lowercase_into(&text[t.s..t.e], lower);
-                PARTICLES.contains(&lower.as_str()) && next_is_cap_after_particles(text, toks, k + 1)
+                PARTICLES.contains(&lower.as_str())
+                    && next_is_cap_after_particles(text, toks, k + 1)
             };
             if !gap_ok || !(t.cap || lead_particle) {
                 continue;
             }
             lowercase_into(&text[t.s..t.e], lower);
             let first_given = lex.is_given(lower);
-            let lenient = matches!(kind, CueKind::Title | CueKind::Greeting | CueKind::Signoff | CueKind::IntroStrong | CueKind::Label);
+            let lenient = matches!(
+                kind,
+                CueKind::Title
+                    | CueKind::Greeting
+                    | CueKind::Signoff
+                    | CueKind::IntroStrong
+                    | CueKind::Label
+            );
             if lex.is_stop(lower) && !(lenient && first_given) {
                 continue;
             }
-            let first_known = first_given || lex.is_surname(lower);
+            let first_known = (first_given && !lex.is_ambiguous(lower)) || lex.is_surname(lower);
             let (end, caps, known) = chain(text, toks, k, lex);
             let accept = match kind {
                 CueKind::Title | CueKind::IntroStrong | CueKind::Label | CueKind::Greeting => true,
@@ -213,67 +409,65 @@ impl Persons {
                     // The name sits alone on its line (or ends the text).
                     let after = &text[toks[end - 1].e..];
                     let line_rest = after.split('\n').next().unwrap_or("");
-                    line_rest.trim().is_empty() || line_rest.trim_start().starts_with(['|', '-', ',', '(', '<', '"', '\\'])
+                    line_rest.trim().is_empty()
+                        || line_rest
+                            .trim_start()
+                            .starts_with(['|', '-', ',', '(', '<', '"', '\\'])
                 }
                 CueKind::Role => first_known || known || caps >= 2,
                 CueKind::IntroWeak | CueKind::Preposition => {
                     let span_end = toks[end - 1].e;
-                    first_known || known || (caps >= 2 && (followed_by_verb(text, span_end, cues) || followed_by_email(text, span_end)))
+                    first_known
+                        || known
+                        || (caps >= 2
+                            && (followed_by_verb(text, span_end, cues)
+                                || followed_by_email(text, span_end)))
                 }
                 _ => false,
             };
             if accept {
-                out.push(Candidate::new(EntityType::Person, t.s, toks[end - 1].e, score::PERSON_CUE));
+                push_person(text, lex, t.s, toks[end - 1].e, score::PERSON_CUE, out);
             }
         }
     }
 
     fn json_pass(&self, text: &str, lex: &Lexicon, out: &mut Vec<Candidate>) {
         for caps in self.json_key.captures_iter(text) {
-            let (Some(key), Some(val)) = (caps.get(1), caps.get(2)) else { continue };
-            let specific = !is_generic_key(key.as_str());
+            let (Some(key), Some(val)) = (caps.get(1), caps.get(2)) else {
+                continue;
+            };
+            let specific = self.key_kind(key.as_str()) == Some(true);
             if let Some((s, e)) = name_value(text, val.start(), val.end(), specific, lex) {
-                out.push(Candidate::new(EntityType::Person, s, e, score::PERSON_JSON));
+                push_person(text, lex, s, e, score::PERSON_JSON, out);
             }
         }
     }
 
-    /// Is `key` (a JSON object key) one whose value is a person's name?
+    /// Is `key` (a JSON object key) one whose value is a person's name? `Some(true)`: always
+    /// (first_name …); `Some(false)`: when the value looks like one (name …); `None`: no.
     pub(crate) fn key_kind(&self, key: &str) -> Option<bool> {
-        let k = key.to_ascii_lowercase();
-        let k = k.as_str();
-        let re_specific = SPECIFIC_KEYS.split('|').any(|p| key_matches(p, k));
-        if re_specific {
-            return Some(true);
+        if key.len() > 40 {
+            return None;
         }
-        if is_generic_key(k) {
-            return Some(false);
+        let k = normalise_key(key);
+        if self.specific.contains(&k) {
+            Some(true)
+        } else if self.generic.contains(&k) {
+            Some(false)
+        } else {
+            None
         }
-        None
     }
-}
-
-fn is_generic_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    GENERIC_KEYS.split('|').any(|p| key_matches(p, &k))
-}
-
-/// Match a key against one alternative of the key patterns (`_?` optional underscore).
-fn key_matches(pat: &str, key: &str) -> bool {
-    if pat.contains('(') {
-        // card_?holder(?:_?name)? and friends: compare with the optional parts removed/kept.
-        let base = pat.split("(?:").next().unwrap_or(pat);
-        return key_matches(base, key) || key_matches(&pat.replace("(?:", "").replace(")?", ""), key);
-    }
-    let with = pat.replace("_?", "_");
-    let without = pat.replace("_?", "");
-    let without = without.trim_end_matches('?');
-    let with = with.trim_end_matches('?');
-    key == with || key == without || key.replace('_', "") == without.replace('_', "")
 }
 
 /// A JSON string value that is shaped like a name; returns the trimmed span.
-pub(crate) fn name_value(text: &str, s: usize, e: usize, specific: bool, lex: &Lexicon) -> Option<(usize, usize)> {
+pub(crate) fn name_value(
+    text: &str,
+    s: usize,
+    e: usize,
+    specific: bool,
+    lex: &Lexicon,
+) -> Option<(usize, usize)> {
     let v = &text[s..e];
     let lead = v.len() - v.trim_start().len();
     let v = v.trim();
@@ -295,7 +489,10 @@ pub(crate) fn name_value(text: &str, s: usize, e: usize, specific: bool, lex: &L
         let first = w.chars().next().unwrap_or(' ');
         lowercase_into(w, &mut lower);
         if first.is_uppercase() {
-            if !w.chars().all(|c| c.is_alphabetic() || matches!(c, '\'' | '’' | '-' | '.')) {
+            if !w
+                .chars()
+                .all(|c| c.is_alphabetic() || matches!(c, '\'' | '’' | '-' | '.'))
+            {
                 return None;
             }
             caps += 1;
@@ -326,9 +523,25 @@ fn followed_by_verb(text: &str, end: usize, cues: &Cues) -> bool {
 fn followed_by_email(text: &str, end: usize) -> bool {
     let rest = &text[end..];
     let rest = rest.strip_prefix(' ').unwrap_or(rest);
-    let Some(inner) = rest.strip_prefix(['(', '<']) else { return false };
+    let Some(inner) = rest.strip_prefix(['(', '<']) else {
+        return false;
+    };
     let close = inner.find([')', '>']).unwrap_or(inner.len()).min(80);
     inner[..close.min(inner.len())].contains('@')
+}
+
+/// Push a person candidate unless its text is a known place.
+fn push_person(
+    text: &str,
+    lex: &Lexicon,
+    s: usize,
+    e: usize,
+    score: u16,
+    out: &mut Vec<Candidate>,
+) {
+    if !lex.is_place(&text[s..e]) {
+        out.push(Candidate::new(EntityType::Person, s, e, score));
+    }
 }
 
 fn lowercase_into(s: &str, buf: &mut String) {
@@ -359,7 +572,9 @@ fn next_is_cap_after_particles(text: &str, toks: &[Tok], mut k: usize) -> bool {
 }
 
 fn next_cap(toks: &[Tok], i: usize) -> Option<usize> {
-    (i + 1..toks.len()).take(4).find(|&k| toks[k].cap && !toks[k].initial)
+    (i + 1..toks.len())
+        .take(4)
+        .find(|&k| toks[k].cap && !toks[k].initial)
 }
 
 /// Extend a name from token `i`: capitalised words, initials and inner particles, separated by
@@ -392,7 +607,9 @@ fn chain(text: &str, toks: &[Tok], i: usize, lex: &Lexicon) -> (usize, usize, bo
             if caps >= 4 {
                 break;
             }
-        } else if PARTICLES.contains(&lower.as_str()) && next_is_cap_after_particles(text, toks, k + 1) {
+        } else if PARTICLES.contains(&lower.as_str())
+            && next_is_cap_after_particles(text, toks, k + 1)
+        {
             // particle ("van", "de la"): keep going, it counts once a capitalised word follows
         } else {
             break;
@@ -423,31 +640,71 @@ mod tests {
 
 #[cfg(test)]
 mod detect_tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn names_from_cues() {
         finds("Hi Sarah, thanks!", Person, "Sarah");
-        finds("My name is Zbigniew Brzęczyszczykiewicz.", Person, "Zbigniew Brzęczyszczykiewicz");
+        finds(
+            "My name is Zbigniew Brzęczyszczykiewicz.",
+            Person,
+            "Zbigniew Brzęczyszczykiewicz",
+        );
         finds("Dear Mr. Featherstonehaugh,", Person, "Featherstonehaugh");
         finds("Sehr geehrte Frau Dr. Achterberg,", Person, "Achterberg");
         finds("Je m'appelle Aurore Duvernois.", Person, "Aurore Duvernois");
         finds("Me llamo Begoña Etxeberria.", Person, "Begoña Etxeberria");
-        finds("Mi chiamo Ottavio Quattrocchi.", Person, "Ottavio Quattrocchi");
+        finds(
+            "Mi chiamo Ottavio Quattrocchi.",
+            Person,
+            "Ottavio Quattrocchi",
+        );
         finds("Geachte meneer van der Meer,", Person, "van der Meer");
-        finds("Best regards,\nTabitha Hargreaves", Person, "Tabitha Hargreaves");
-        finds("Mit freundlichen Grüßen\nDetlev Hartmann", Person, "Detlev Hartmann");
-        finds("{\"first_name\": \"Wendelin\", \"last_name\": \"Quandt\"}", Person, "Wendelin");
-        finds("{\"customer_name\": \"Ruprecht Kesselring\"}", Person, "Ruprecht Kesselring");
-        finds("Almut Breitenbach hat heute angerufen.", Person, "Almut Breitenbach");
-        finds("Lodewijk Brinkhuis (l.brinkhuis@example.nl) wrote", Person, "Lodewijk Brinkhuis");
+        finds(
+            "Best regards,\nTabitha Hargreaves",
+            Person,
+            "Tabitha Hargreaves",
+        );
+        finds(
+            "Mit freundlichen Grüßen\nDetlev Hartmann",
+            Person,
+            "Detlev Hartmann",
+        );
+        finds(
+            "{\"first_name\": \"Wendelin\", \"last_name\": \"Quandt\"}",
+            Person,
+            "Wendelin",
+        );
+        finds(
+            "{\"customer_name\": \"Ruprecht Kesselring\"}",
+            Person,
+            "Ruprecht Kesselring",
+        );
+        finds(
+            "Almut Breitenbach hat heute angerufen.",
+            Person,
+            "Almut Breitenbach",
+        );
+        finds(
+            "Lodewijk Brinkhuis (l.brinkhuis@example.nl) wrote",
+            Person,
+            "Lodewijk Brinkhuis",
+        );
     }
 
     #[test]
     fn names_from_lexicons() {
-        finds("Please forward this to Katarzyna Kowalczyk.", Person, "Katarzyna Kowalczyk");
-        finds("Yesterday Giovanni Esposito confirmed.", Person, "Giovanni Esposito");
+        finds(
+            "Please forward this to Katarzyna Kowalczyk.",
+            Person,
+            "Katarzyna Kowalczyk",
+        );
+        finds(
+            "Yesterday Giovanni Esposito confirmed.",
+            Person,
+            "Giovanni Esposito",
+        );
         finds("cc Jean-Pierre Dubois", Person, "Jean-Pierre Dubois");
         finds("Ask Maria about it.", Person, "Maria");
     }

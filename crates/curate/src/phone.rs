@@ -2,6 +2,7 @@
 
 /// (calling code, min, max) length of the national significant number, trunk prefix removed.
 /// ITU calling codes are prefix-free, so at most one entry matches a digit string.
+#[rustfmt::skip]
 const COUNTRIES: &[(&str, u8, u8)] = &[
     ("1", 10, 10), ("7", 10, 10), ("20", 9, 10), ("27", 9, 9), ("30", 10, 10), ("31", 9, 9),
     ("32", 8, 9), ("33", 9, 9), ("34", 9, 9), ("36", 8, 9), ("39", 6, 11), ("40", 9, 9),
@@ -67,7 +68,8 @@ pub(crate) fn national_ok(d: &[u8], groups: &[usize], cue: bool) -> bool {
     let grouped = groups.len() >= 2;
     // NANP: (AAA) EEE-NNNN, optionally with a leading 1.
     let nanp = |x: &[u8]| x.len() == 10 && x[0] >= 2 && x[3] >= 2;
-    if n == 10 && nanp(d) && (groups == [3, 3, 4] || (cue && (groups == [10] || groups == [3, 7]))) {
+    if n == 10 && nanp(d) && (groups == [3, 3, 4] || (cue && (groups == [10] || groups == [3, 7])))
+    {
         return true;
     }
     if n == 11 && d[0] == 1 && nanp(&d[1..]) && groups == [1, 3, 3, 4] {
@@ -122,7 +124,11 @@ mod tests {
         assert!(national_ok(&digits_of("4155552671"), &[3, 3, 4], false));
         assert!(!national_ok(&digits_of("4155552671"), &[10], false));
         assert!(national_ok(&digits_of("4155552671"), &[10], true));
-        assert!(national_ok(&digits_of("0612345678"), &[2, 2, 2, 2, 2], false));
+        assert!(national_ok(
+            &digits_of("0612345678"),
+            &[2, 2, 2, 2, 2],
+            false
+        ));
         assert!(national_ok(&digits_of("02079460958"), &[3, 4, 4], false));
         assert!(national_ok(&digits_of("612345678"), &[3, 3, 3], false));
         assert!(national_ok(&digits_of("3331234567"), &[3, 3, 4], false));
@@ -133,7 +139,7 @@ mod tests {
 mod finder {
     use super::{international_ok, national_ok};
     use crate::cues::{CueKind, Cues};
-    use crate::detector::{score, Candidate};
+    use crate::detector::{Candidate, score};
     use crate::text::{next_char, prev_char};
     use crate::{CurateError, EntityType};
     use regex::Regex;
@@ -168,7 +174,10 @@ mod finder {
 
         fn candidate(&self, text: &str, s: usize, e: usize, cues: &Cues, out: &mut Vec<Candidate>) {
             let b = text.as_bytes();
-            if prev_char(text, s).is_some_and(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '#' | '$' | '€' | '£' | ',')) {
+            if prev_char(text, s).is_some_and(|c| {
+                c.is_alphanumeric()
+                    || matches!(c, '_' | '-' | '.' | '/' | '#' | '$' | '€' | '£' | ',')
+            }) {
                 return;
             }
             // Split into digit groups; a separator run may be one of " ", "-", ".", "/", " - ",
@@ -197,8 +206,9 @@ mod finder {
                 }
                 if !groups.is_empty() || !sep.is_empty() {
                     let clean = sep.trim_matches(|c| c == '(' || c == ')');
-                    let valid = matches!(clean, "" | " " | "-" | "." | "/" | " - " | " / " | "\u{a0}")
-                        || (sep.contains(['(', ')']) && clean.trim().is_empty());
+                    let valid =
+                        matches!(clean, "" | " " | "-" | "." | "/" | " - " | " / " | "\u{a0}")
+                            || (sep.contains(['(', ')']) && clean.trim().is_empty());
                     if !valid {
                         break;
                     }
@@ -227,7 +237,8 @@ mod finder {
             let intl = plus || text[groups[0].s..].starts_with("00");
             // The closest cue decides: `"phone": "…", "tracking": "…"` is a tracking number.
             let nearest = cues.nearest_before(&[CueKind::Phone, CueKind::Negative], s, 32);
-            let line_cue = nearest == Some(CueKind::Phone) && cues.before_same_line(text, CueKind::Phone, s, 32);
+            let line_cue = nearest == Some(CueKind::Phone)
+                && cues.before_same_line(text, CueKind::Phone, s, 32);
             let negative = nearest == Some(CueKind::Negative);
             let mut n = groups.len();
             while n >= 1 {
@@ -238,18 +249,28 @@ mod finder {
                     end += 1;
                 }
                 let seps_here = &seps[..n.saturating_sub(1)];
-                let kinds: Vec<&str> = seps_here.iter().map(|x| x.trim_matches(|c| c == '(' || c == ')' || c == ' ')).filter(|x| !x.is_empty()).collect();
+                let kinds: Vec<&str> = seps_here
+                    .iter()
+                    .map(|x| x.trim_matches(|c| c == '(' || c == ')' || c == ' '))
+                    .filter(|x| !x.is_empty())
+                    .collect();
                 let mixed = kinds.windows(2).any(|w| w[0] != w[1]);
                 let dotted = kinds.first() == Some(&".") && n == 3 && lens_of(gl) != [3, 3, 4];
-                let bad_next = next_char(text, end).is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '@')
-                    || (text[end..].starts_with(['.', '-', '/']) && text[end + 1..].starts_with(|c: char| c.is_ascii_digit()));
+                let bad_next = next_char(text, end)
+                    .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '@')
+                    || (text[end..].starts_with(['.', '-', '/'])
+                        && text[end + 1..].starts_with(|c: char| c.is_ascii_digit()));
                 if !mixed && !dotted && !bad_next {
                     let mut digits: Vec<u8> = Vec::with_capacity(16);
                     for g in gl {
                         digits.extend(text[g.s..g.e].bytes().map(|x| x - b'0'));
                     }
                     let ok = if intl {
-                        let d = if plus { &digits[..] } else { &digits[2.min(digits.len())..] };
+                        let d = if plus {
+                            &digits[..]
+                        } else {
+                            &digits[2.min(digits.len())..]
+                        };
                         let _ = trunk_paren;
                         international_ok(d)
                     } else {
@@ -257,7 +278,11 @@ mod finder {
                         !negative && national_ok(&digits, &glens, line_cue)
                     };
                     if ok {
-                        let sc = if intl { score::PHONE_INTL } else { score::PHONE };
+                        let sc = if intl {
+                            score::PHONE_INTL
+                        } else {
+                            score::PHONE
+                        };
                         out.push(Candidate::new(EntityType::Phone, start, end, sc));
                         return;
                     }
@@ -272,8 +297,8 @@ pub(crate) use finder::PhoneFinder;
 
 #[cfg(test)]
 mod detect_tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn phones() {
@@ -298,19 +323,22 @@ mod detect_tests {
     #[test]
     fn phone_lookalikes() {
         for t in [
-            "4155552671",                  // ungrouped, no cue
-            "+1 115 555 2671",             // NANP area code starts with 1
-            "+33 6 12 34",                 // too short for France
-            "order 030 12345678",          // order number
-            "on 2024-03-15 10:22",         // timestamp
-            "dates 12.05.2023 and 1.2.3",  // date, version
+            "4155552671",                 // ungrouped, no cue
+            "+1 115 555 2671",            // NANP area code starts with 1
+            "+33 6 12 34",                // too short for France
+            "order 030 12345678",         // order number
+            "on 2024-03-15 10:22",        // timestamp
+            "dates 12.05.2023 and 1.2.3", // date, version
             "price 1.299,00 EUR",
             "articolo 027679-561",
             "\"contact_phone\": \"030 47739928\", \"tracking\": \"981216922271\"",
         ] {
             let f = found(t);
             let phones: Vec<_> = f.iter().filter(|(k, _)| *k == Phone).collect();
-            assert!(phones.len() <= usize::from(t.contains("contact_phone")), "{t}: {f:?}");
+            assert!(
+                phones.len() <= usize::from(t.contains("contact_phone")),
+                "{t}: {f:?}"
+            );
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::checksum::entropy;
 use crate::cues::{CueKind, Cues};
-use crate::detector::{score, Candidate};
+use crate::detector::{Candidate, score};
 use crate::text::{next_char, prev_char, skip_separator, token_end};
 use crate::{CurateError, EntityType};
 use regex::Regex;
@@ -57,7 +57,10 @@ impl Secrets {
     pub(crate) fn new() -> Result<Self, CurateError> {
         Ok(Secrets {
             providers: compile("api_key", &PROVIDERS.join("|"))?,
-            jwt: compile("jwt", r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*")?,
+            jwt: compile(
+                "jwt",
+                r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",
+            )?,
             pem: compile(
                 "private_key",
                 r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?s:.*?)(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z)",
@@ -78,7 +81,7 @@ impl Secrets {
             // Generic shapes must look random: letters and digits mixed.
             let has_digit = t.bytes().any(|b| b.is_ascii_digit());
             let has_alpha = t.bytes().skip(4).any(|b| b.is_ascii_alphabetic());
-            if !(has_digit && has_alpha) && !t.starts_with("https://") {
+            if !(t.starts_with("https://") || has_digit && has_alpha) {
                 continue;
             }
             out.push(Candidate::new(EntityType::ApiKey, s, e, score::API_KEY));
@@ -88,12 +91,22 @@ impl Secrets {
                 if prev_char(text, m.start()).is_some_and(|c| c.is_ascii_alphanumeric()) {
                     continue;
                 }
-                out.push(Candidate::new(EntityType::Jwt, m.start(), m.end(), score::JWT));
+                out.push(Candidate::new(
+                    EntityType::Jwt,
+                    m.start(),
+                    m.end(),
+                    score::JWT,
+                ));
             }
         }
         if text.contains("PRIVATE KEY") {
             for m in self.pem.find_iter(text) {
-                out.push(Candidate::new(EntityType::PrivateKey, m.start(), m.end(), score::PRIVATE_KEY));
+                out.push(Candidate::new(
+                    EntityType::PrivateKey,
+                    m.start(),
+                    m.end(),
+                    score::PRIVATE_KEY,
+                ));
             }
         }
         self.cued(text, cues, out);
@@ -116,15 +129,25 @@ impl Secrets {
             let Some(vs) = vs else { continue };
             // Passwords need an explicit separator (`password: x`, `password=x`, `password is x`).
             let sep = &text[c.end..vs];
-            if password && !(sep.contains([':', '=', '"']) || sep.contains("is") || sep.contains("est") || sep.contains("ist")) {
+            if password
+                && !(sep.contains([':', '=', '"'])
+                    || sep.contains("is")
+                    || sep.contains("est")
+                    || sep.contains("ist"))
+            {
                 continue;
             }
             let mut ve = if password {
-                token_end(text, vs, |ch| !ch.is_whitespace() && !matches!(ch, '"' | '\'' | ',' | '\\' | '}' | ')' | ';'))
+                token_end(text, vs, |ch| {
+                    !ch.is_whitespace() && !matches!(ch, '"' | '\'' | ',' | '\\' | '}' | ')' | ';')
+                })
             } else {
                 token_end(text, vs, token_char)
             };
-            while ve > vs && matches!(text.as_bytes()[ve - 1], b'.' | b',' | b'=' | b'-') && !password {
+            while ve > vs
+                && matches!(text.as_bytes()[ve - 1], b'.' | b',' | b'=' | b'-')
+                && !password
+            {
                 ve -= 1;
                 if text[vs..ve].ends_with('=') {
                     // keep base64 padding
@@ -132,16 +155,30 @@ impl Secrets {
                 }
             }
             // A sentence-ending full stop is not part of the password.
-            if password && ve - vs > 6 && text.as_bytes()[ve - 1] == b'.' && text[ve..].chars().next().is_none_or(char::is_whitespace) {
+            if password
+                && ve - vs > 6
+                && text.as_bytes()[ve - 1] == b'.'
+                && text[ve..].chars().next().is_none_or(char::is_whitespace)
+            {
                 ve -= 1;
             }
             let v = &text[vs..ve];
             if password {
                 if password_like(v) {
-                    out.push(Candidate::new(EntityType::Password, vs, ve, score::PASSWORD));
+                    out.push(Candidate::new(
+                        EntityType::Password,
+                        vs,
+                        ve,
+                        score::PASSWORD,
+                    ));
                 }
             } else if secret_like(v) {
-                out.push(Candidate::new(EntityType::ApiKey, vs, ve, score::CUED_SECRET));
+                out.push(Candidate::new(
+                    EntityType::ApiKey,
+                    vs,
+                    ve,
+                    score::CUED_SECRET,
+                ));
             }
         }
     }
@@ -155,7 +192,12 @@ pub(crate) fn secret_like(v: &str) -> bool {
     }
     let digits = v.bytes().filter(u8::is_ascii_digit).count();
     let alpha = v.bytes().filter(u8::is_ascii_alphabetic).count();
-    if alpha == 0 || (digits == 0 && !(v.bytes().any(|b| b.is_ascii_uppercase()) && v.bytes().any(|b| b.is_ascii_lowercase()) && n >= 20)) {
+    if alpha == 0
+        || (digits == 0
+            && !(v.bytes().any(|b| b.is_ascii_uppercase())
+                && v.bytes().any(|b| b.is_ascii_lowercase())
+                && n >= 20))
+    {
         return false;
     }
     let h = entropy(v);
@@ -169,7 +211,11 @@ pub(crate) fn password_like(v: &str) -> bool {
         return false;
     }
     let first = v.chars().next().unwrap_or('*');
-    if v.chars().all(|c| c == first) || v.starts_with('<') || v.starts_with('{') || v.starts_with('$') {
+    if v.chars().all(|c| c == first)
+        || v.starts_with('<')
+        || v.starts_with('{')
+        || v.starts_with('$')
+    {
         return false;
     }
     let digit = v.chars().any(|c| c.is_ascii_digit());
@@ -196,8 +242,8 @@ mod tests {
 
 #[cfg(test)]
 mod detect_tests {
-    use crate::detector::test_support::*;
     use crate::EntityType::*;
+    use crate::detector::test_support::*;
 
     #[test]
     fn provider_keys() {
@@ -226,14 +272,29 @@ mod detect_tests {
         finds(&format!("Authorization: Bearer {jwt}"), Jwt, jwt);
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1b2c3d4\nAbCdEf==\n-----END RSA PRIVATE KEY-----";
         finds(&format!("key:\n{pem}\nthanks"), PrivateKey, pem);
-        none_of("-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----", PrivateKey);
+        none_of(
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----",
+            PrivateKey,
+        );
     }
 
     #[test]
     fn cued_secrets_and_passwords() {
-        finds("api_key = \"9f8A7b6C5d4E3f2a1B0c7D\"", ApiKey, "9f8A7b6C5d4E3f2a1B0c7D");
-        finds("my token: Zq81xLm02Kd93nVb47Ty", ApiKey, "Zq81xLm02Kd93nVb47Ty");
-        finds("\"client_secret\": \"aB3dE5gH7jK9mN1pQ3sT5v\"", ApiKey, "aB3dE5gH7jK9mN1pQ3sT5v");
+        finds(
+            "api_key = \"9f8A7b6C5d4E3f2a1B0c7D\"",
+            ApiKey,
+            "9f8A7b6C5d4E3f2a1B0c7D",
+        );
+        finds(
+            "my token: Zq81xLm02Kd93nVb47Ty",
+            ApiKey,
+            "Zq81xLm02Kd93nVb47Ty",
+        );
+        finds(
+            "\"client_secret\": \"aB3dE5gH7jK9mN1pQ3sT5v\"",
+            ApiKey,
+            "aB3dE5gH7jK9mN1pQ3sT5v",
+        );
         finds("password: Tr0ub4dor&3", Password, "Tr0ub4dor&3");
         finds("Passwort: Sommer2024!", Password, "Sommer2024!");
         finds("mot de passe : tK!HKUQP$OkO", Password, "tK!HKUQP$OkO");
@@ -241,7 +302,9 @@ mod detect_tests {
         none_of("password: ********", Password);
         none_of("reset your password via the link", Password);
         // Hashes and commit ids without a secret cue are not secrets.
-        nothing("commit 9fceb02d0ae598e95dc970b74767f19372d61af8 and sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        nothing(
+            "commit 9fceb02d0ae598e95dc970b74767f19372d61af8 and sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        );
         none_of("token expired yesterday", ApiKey);
     }
 }

@@ -1,8 +1,8 @@
 //! Realistic surrogates: fake values of the same format, deterministic from the entity's HMAC.
 
+use crate::EntityType;
 use crate::checksum::{iban_check_digits, luhn_check_digit};
 use crate::lexicon::Lexicon;
-use crate::EntityType;
 
 /// SplitMix64 seeded from the HMAC digest.
 pub(crate) struct Rng(u64);
@@ -115,7 +115,13 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
             }
             let group = 1 + rng.below(99);
             let serial = 1 + rng.below(9999);
-            let sep = if original.contains('-') { "-" } else if original.contains(' ') { " " } else { "" };
+            let sep = if original.contains('-') {
+                "-"
+            } else if original.contains(' ') {
+                " "
+            } else {
+                ""
+            };
             format!("{area:03}{sep}{group:02}{sep}{serial:04}")
         }
         EntityType::IpAddress => {
@@ -135,10 +141,19 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
             bytes[0] = (bytes[0] & 0xfc) | 0x02; // locally administered, unicast
             let hex: Vec<String> = bytes
                 .iter()
-                .map(|b| if upper { format!("{b:02X}") } else { format!("{b:02x}") })
+                .map(|b| {
+                    if upper {
+                        format!("{b:02X}")
+                    } else {
+                        format!("{b:02x}")
+                    }
+                })
                 .collect();
             if original.len() == 14 && original.contains('.') {
-                format!("{}{}.{}{}.{}{}", hex[0], hex[1], hex[2], hex[3], hex[4], hex[5])
+                format!(
+                    "{}{}.{}{}.{}{}",
+                    hex[0], hex[1], hex[2], hex[3], hex[4], hex[5]
+                )
             } else {
                 let sep = if original.contains('-') { "-" } else { ":" };
                 hex.join(sep)
@@ -152,7 +167,13 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
                 .filter(|(_, c)| matches!(c, '_' | '-'))
                 .map(|(i, _)| i + 1)
                 .last()
-                .unwrap_or(if original.starts_with("AKIA") || original.starts_with("ASIA") { 4 } else { 0 });
+                .unwrap_or(
+                    if original.starts_with("AKIA") || original.starts_with("ASIA") {
+                        4
+                    } else {
+                        0
+                    },
+                );
             format!("{}{}", &original[..cut], shape(&original[cut..], &mut rng))
         }
         EntityType::Jwt => original
@@ -170,7 +191,13 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
             let lines: Vec<&str> = original.lines().collect();
             lines
                 .iter()
-                .map(|l| if l.starts_with("-----") { (*l).to_string() } else { shape(l, &mut rng) })
+                .map(|l| {
+                    if l.starts_with("-----") {
+                        (*l).to_string()
+                    } else {
+                        shape(l, &mut rng)
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         }
@@ -195,7 +222,11 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
                         format!("{}", 1945 + rng.below(60))
                     } else {
                         let x = 1 + rng.below(12);
-                        if run.len() == 2 { format!("{x:02}") } else { format!("{x}") }
+                        if run.len() == 2 {
+                            format!("{x:02}")
+                        } else {
+                            format!("{x}")
+                        }
                     };
                     out.push_str(&v);
                 } else {
@@ -207,8 +238,30 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
         }
         EntityType::StreetAddress => {
             const KEEP: &[&str] = &[
-                "Street", "Avenue", "Road", "Boulevard", "Lane", "Drive", "Court", "Place", "Way", "Apt", "Suite", "Unit",
-                "Via", "Viale", "Piazza", "Corso", "Calle", "Avenida", "Plaza", "Paseo", "Rue", "Straße", "Strasse", "Platz",
+                "Street",
+                "Avenue",
+                "Road",
+                "Boulevard",
+                "Lane",
+                "Drive",
+                "Court",
+                "Place",
+                "Way",
+                "Apt",
+                "Suite",
+                "Unit",
+                "Via",
+                "Viale",
+                "Piazza",
+                "Corso",
+                "Calle",
+                "Avenida",
+                "Plaza",
+                "Paseo",
+                "Rue",
+                "Straße",
+                "Strasse",
+                "Platz",
             ];
             let mut out = String::new();
             for (i, w) in original.split(' ').enumerate() {
@@ -217,7 +270,8 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
                 }
                 let core = w.trim_end_matches([',', '.']);
                 let tail = &w[core.len()..];
-                let cap = core.chars().next().is_some_and(char::is_uppercase) && core.chars().count() > 3;
+                let cap =
+                    core.chars().next().is_some_and(char::is_uppercase) && core.chars().count() > 3;
                 if cap && !KEEP.contains(&core) && core.chars().all(char::is_alphabetic) {
                     out.push_str(lex.pick_surname(rng.next()));
                     out.push_str(tail);
@@ -261,7 +315,11 @@ pub(crate) fn surrogate(kind: EntityType, original: &str, seed: &[u8], lex: &Lex
 }
 
 fn card(original: &str, rng: &mut Rng) -> String {
-    let digits: Vec<u8> = original.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    let digits: Vec<u8> = original
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .map(|b| b - b'0')
+        .collect();
     if digits.len() < 12 {
         return shape(original, rng);
     }
@@ -274,7 +332,13 @@ fn card(original: &str, rng: &mut Rng) -> String {
     let mut it = new.into_iter();
     original
         .chars()
-        .map(|c| if c.is_ascii_digit() { char::from(b'0' + it.next().unwrap_or(0)) } else { c })
+        .map(|c| {
+            if c.is_ascii_digit() {
+                char::from(b'0' + it.next().unwrap_or(0))
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -286,7 +350,13 @@ fn iban(original: &str, rng: &mut Rng) -> String {
     let country = &compact[..2];
     let bban: Vec<u8> = compact[4..]
         .iter()
-        .map(|&c| if c.is_ascii_digit() { b'0' + rng.below(10) as u8 } else { b'A' + rng.below(26) as u8 })
+        .map(|&c| {
+            if c.is_ascii_digit() {
+                b'0' + rng.below(10) as u8
+            } else {
+                b'A' + rng.below(26) as u8
+            }
+        })
         .collect();
     let check = iban_check_digits(country, &bban);
     let mut all: Vec<u8> = country.to_vec();
@@ -295,7 +365,13 @@ fn iban(original: &str, rng: &mut Rng) -> String {
     let mut it = all.into_iter();
     original
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { char::from(it.next().unwrap_or(b'0')) } else { c })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                char::from(it.next().unwrap_or(b'0'))
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

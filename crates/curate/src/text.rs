@@ -21,7 +21,12 @@ pub(crate) fn word_end(text: &str, i: usize) -> bool {
 }
 
 /// Trim trailing characters matching `pred` from `text[start..end]`, returning the new end.
-pub(crate) fn trim_end_by(text: &str, start: usize, mut end: usize, pred: impl Fn(char) -> bool) -> usize {
+pub(crate) fn trim_end_by(
+    text: &str,
+    start: usize,
+    mut end: usize,
+    pred: impl Fn(char) -> bool,
+) -> usize {
     while end > start {
         match prev_char(text, end) {
             Some(c) if pred(c) => end -= c.len_utf8(),
@@ -40,7 +45,10 @@ pub(crate) fn skip_separator(text: &str, mut i: usize, max: usize) -> Option<usi
     while i < limit {
         let rest = &text[i..];
         let b = bytes[i];
-        if matches!(b, b' ' | b'\t' | b':' | b'=' | b'"' | b'\'' | b'#' | b'\\' | b'>' | b'(' | b'[') {
+        if matches!(
+            b,
+            b' ' | b'\t' | b':' | b'=' | b'"' | b'\'' | b'#' | b'\\' | b'>' | b'(' | b'['
+        ) {
             i += 1;
             saw_any = true;
             continue;
@@ -51,7 +59,10 @@ pub(crate) fn skip_separator(text: &str, mut i: usize, max: usize) -> Option<usi
                 && rest[w.len()..].starts_with([' ', ':', '#', '.'])
         };
         let mut skipped = false;
-        for w in ["is", "no.", "no", "nr.", "nr", "number", "num", "n°", "nº", "es", "est", "ist", "è", "era", "was", "=", "id"] {
+        for w in [
+            "is", "no.", "no", "nr.", "nr", "number", "num", "n°", "nº", "es", "est", "ist", "è",
+            "era", "was", "=", "id",
+        ] {
             if lower_starts(w) {
                 i += w.len();
                 skipped = true;
@@ -64,7 +75,11 @@ pub(crate) fn skip_separator(text: &str, mut i: usize, max: usize) -> Option<usi
         }
         break;
     }
-    if saw_any && i < text.len() { Some(i) } else { None }
+    if saw_any && i < text.len() {
+        Some(i)
+    } else {
+        None
+    }
 }
 
 /// End of a token made of `ok` characters starting at `i`.
