@@ -103,6 +103,19 @@ impl StreamAssembler {
                 && !self.parser.has_partial())
     }
 
+    /// Whether any choice has produced output yet: content, a refusal or a tool call (the
+    /// moment that counts as the first token; a bare role delta does not).
+    pub fn has_output(&self) -> bool {
+        self.choices.values().any(|c| {
+            ["content", "refusal"].iter().any(|k| {
+                c.message
+                    .get(*k)
+                    .and_then(Value::as_str)
+                    .is_some_and(|s| !s.is_empty())
+            }) || c.message.get("tool_calls").is_some_and(|t| !t.is_null())
+        })
+    }
+
     /// An error object the stream carried, if any.
     pub fn error(&self) -> Option<&Value> {
         self.error.as_ref()
@@ -364,6 +377,7 @@ mod tests {
         asm.push_event(r#"{"id":"x","model":"m","created":1,"choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":1,"id":"c1","type":"function","function":{"name":"b","arguments":"{\"y\""}}]}}]}"#);
         asm.push_event(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c0","type":"function","function":{"name":"a","arguments":"{}"}}]}}]}"#);
         asm.push_event(r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"function":{"arguments":":2}"}}]},"finish_reason":"tool_calls"}]}"#);
+        assert!(asm.has_output());
         asm.push_event("not json");
         let out = asm.finish();
         let calls = out["choices"][0]["message"]["tool_calls"]
@@ -377,6 +391,15 @@ mod tests {
         assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(asm.counts(), (3, 1));
         assert!(!asm.is_complete() || asm.choices.values().all(|c| c.finish_reason.is_some()));
+    }
+
+    #[test]
+    fn a_role_delta_is_not_output() {
+        let mut asm = StreamAssembler::new();
+        asm.push_event(r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#);
+        assert!(!asm.has_output());
+        asm.push_event(r#"{"choices":[{"index":0,"delta":{"content":"H"}}]}"#);
+        assert!(asm.has_output());
     }
 
     #[test]

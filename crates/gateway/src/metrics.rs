@@ -118,7 +118,7 @@ impl Metrics {
         );
         self.ttft.render(
             "downshift_time_to_first_token_seconds",
-            "Time from upstream request sent to the first streamed byte.",
+            "Time from upstream request sent to the first streamed content or tool-call delta.",
             &mut out,
         );
         let gauges = [

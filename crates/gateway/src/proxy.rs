@@ -419,10 +419,10 @@ impl HttpBody for TeeBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
-                    if this.ttft.is_none() && !data.is_empty() {
+                    this.asm.feed(data);
+                    if this.ttft.is_none() && this.asm.has_output() {
                         this.ttft = Some(this.t_sent.elapsed());
                     }
-                    this.asm.feed(data);
                 }
                 let next = tokio::time::Instant::now() + this.idle_for;
                 this.idle.as_mut().reset(next);

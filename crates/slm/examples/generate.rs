@@ -71,7 +71,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         _ => {
             // a default conversation so the example runs without arguments
-            m.render_chat(&[Message::new("user", "What is the capital of France?")], None)?
+            m.render_chat(
+                &[Message::new("user", "What is the capital of France?")],
+                None,
+            )?
         }
     };
     let ids = m.tokenize(&prompt);

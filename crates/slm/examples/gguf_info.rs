@@ -4,7 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let g = downshift_slm::Gguf::open(&path)?;
     for (k, v) in &g.metadata {
         let s = match v {
-            downshift_slm::MetaValue::Array(a) => format!("[{} items] {:?}", a.len(), &a[..a.len().min(5)]),
+            downshift_slm::MetaValue::Array(a) => {
+                format!("[{} items] {:?}", a.len(), &a[..a.len().min(5)])
+            }
             downshift_slm::MetaValue::String(s) if s.len() > 300 => format!("{:?}...", &s[..300]),
             v => format!("{v:?}"),
         };

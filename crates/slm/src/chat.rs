@@ -170,8 +170,18 @@ fn strftime_now(format: String) -> String {
     let days = secs.div_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September",
-        "October", "November", "December",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
     ];
     let month = MONTHS[(m - 1) as usize];
     let mut out = String::new();
@@ -246,9 +256,11 @@ fn py_dumps(
         }
         ValueKind::String => {
             let s = v.as_str().unwrap_or_default();
-            out.push_str(&serde_json::to_string(s).map_err(|e| {
-                minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
-            })?);
+            out.push_str(
+                &serde_json::to_string(s).map_err(|e| {
+                    minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string())
+                })?,
+            );
         }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<Value> = v.try_iter()?.collect();
@@ -285,7 +297,10 @@ fn py_dumps(
                     }
                 }
                 newline(out, level + 1);
-                let ks = k.as_str().map(String::from).unwrap_or_else(|| k.to_string());
+                let ks = k
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| k.to_string());
                 out.push_str(&serde_json::to_string(&ks).unwrap_or_default());
                 out.push_str(": ");
                 py_dumps(&v.get_item(k)?, indent, level + 1, out)?;
@@ -357,7 +372,10 @@ fn call_from_json(s: &str) -> Option<ToolCall> {
 
 fn call_from_value(v: serde_json::Value) -> Option<ToolCall> {
     let obj = v.as_object()?;
-    let obj = obj.get("function").and_then(|f| f.as_object()).unwrap_or(obj);
+    let obj = obj
+        .get("function")
+        .and_then(|f| f.as_object())
+        .unwrap_or(obj);
     let name = obj.get("name")?.as_str()?.to_string();
     let args = obj
         .get("arguments")
@@ -378,7 +396,9 @@ mod tests {
     #[test]
     fn canonical_renders_tools_and_calls() {
         let t = ChatTemplate::canonical().expect("template");
-        let tools = vec![serde_json::json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})];
+        let tools = vec![
+            serde_json::json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}),
+        ];
         let mut call = Message::new("assistant", "");
         call.content = None;
         call.extra.insert(
@@ -392,10 +412,21 @@ mod tests {
             Message::new("tool", "{\"temp\": 21}"),
         ];
         let s = t.render(&msgs, Some(&tools), true).expect("render");
-        assert!(s.starts_with("<|im_start|>system\nBe brief.\n\n# Tools"), "{s}");
-        assert!(s.contains("\"name\": \"get_weather\", \"parameters\""), "{s}");
+        assert!(
+            s.starts_with("<|im_start|>system\nBe brief.\n\n# Tools"),
+            "{s}"
+        );
+        assert!(
+            s.contains("\"name\": \"get_weather\", \"parameters\""),
+            "{s}"
+        );
         assert!(s.contains("<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><|im_end|>"), "{s}");
-        assert!(s.contains("<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response><|im_end|>"), "{s}");
+        assert!(
+            s.contains(
+                "<|im_start|>user\n<tool_response>\n{\"temp\": 21}\n</tool_response><|im_end|>"
+            ),
+            "{s}"
+        );
         assert!(s.ends_with("<|im_start|>assistant\n"));
     }
 
@@ -407,27 +438,52 @@ mod tests {
             "",
         )
         .expect("compile");
-        assert_eq!(t.render(&[Message::new("user", "  hi ")], None, false).expect("render"), "HI");
-        let e = t.render(&[Message::new("robot", "x")], None, false).expect_err("must fail");
+        assert_eq!(
+            t.render(&[Message::new("user", "  hi ")], None, false)
+                .expect("render"),
+            "HI"
+        );
+        let e = t
+            .render(&[Message::new("robot", "x")], None, false)
+            .expect_err("must fail");
         assert!(e.to_string().contains("bad role"), "{e}");
         assert!(ChatTemplate::new("{% if %}", "", "").is_err());
     }
 
     #[test]
     fn tojson_is_python_json_dumps() {
-        let t = ChatTemplate::new("{{ tools | tojson }}|{{ tools[0] | tojson(indent=2) }}", "", "")
-            .expect("compile");
+        let t = ChatTemplate::new(
+            "{{ tools | tojson }}|{{ tools[0] | tojson(indent=2) }}",
+            "",
+            "",
+        )
+        .expect("compile");
         let s = t
-            .render_json(r#"[{"role":"user","content":"x"}]"#, Some(r#"[{"z": 1, "a": [true, null, "é<"]}]"#), false)
+            .render_json(
+                r#"[{"role":"user","content":"x"}]"#,
+                Some(r#"[{"z": 1, "a": [true, null, "é<"]}]"#),
+                false,
+            )
             .expect("render");
-        assert_eq!(s, "[{\"z\": 1, \"a\": [true, null, \"é<\"]}]|{\n  \"z\": 1,\n  \"a\": [\n    true,\n    null,\n    \"é<\"\n  ]\n}");
+        assert_eq!(
+            s,
+            "[{\"z\": 1, \"a\": [true, null, \"é<\"]}]|{\n  \"z\": 1,\n  \"a\": [\n    true,\n    null,\n    \"é<\"\n  ]\n}"
+        );
     }
 
     #[test]
     fn parses_tool_calls() {
-        let (c, calls) = parse_tool_calls("Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>");
+        let (c, calls) = parse_tool_calls(
+            "Sure.\n<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1}}\n</tool_call>",
+        );
         assert_eq!(c, "Sure.");
-        assert_eq!(calls, vec![ToolCall { name: "f".into(), arguments: "{\"x\":1}".into() }]);
+        assert_eq!(
+            calls,
+            vec![ToolCall {
+                name: "f".into(),
+                arguments: "{\"x\":1}".into()
+            }]
+        );
         let (_, calls) = parse_tool_calls("{\"name\": \"g\", \"arguments\": {}}");
         assert_eq!(calls[0].name, "g");
         let (c, calls) = parse_tool_calls("no calls here");

@@ -105,7 +105,14 @@ impl LocalModel {
         opts: &GenerateOptions,
         on_text: Option<&mut dyn FnMut(&str) -> bool>,
     ) -> Result<Generation> {
-        generate(&self.model, &self.tokenizer, prompt, opts, self.kv_dtype, on_text)
+        generate(
+            &self.model,
+            &self.tokenizer,
+            prompt,
+            opts,
+            self.kv_dtype,
+            on_text,
+        )
     }
 
     /// Generates after raw text (no chat template).

@@ -46,7 +46,9 @@ pub enum Error {
     Tokenizer(String),
     #[error("chat template: {0}")]
     Template(String),
-    #[error("prompt has {prompt} tokens but the context holds {context} (with {max_new} new tokens requested)")]
+    #[error(
+        "prompt has {prompt} tokens but the context holds {context} (with {max_new} new tokens requested)"
+    )]
     ContextOverflow {
         prompt: usize,
         max_new: usize,

@@ -126,7 +126,11 @@ impl Sampler {
             seen.dedup();
             for t in seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / o.repetition_penalty } else { *l * o.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / o.repetition_penalty
+                    } else {
+                        *l * o.repetition_penalty
+                    };
                 }
             }
         }
@@ -138,7 +142,10 @@ impl Sampler {
         if o.top_k == 0 && o.top_p >= 1.0 {
             // plain temperature sampling over the whole vocabulary
             let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let total: f64 = logits.iter().map(|&l| (((l - max) * inv_t) as f64).exp()).sum();
+            let total: f64 = logits
+                .iter()
+                .map(|&l| (((l - max) * inv_t) as f64).exp())
+                .sum();
             let mut r = self.rng.r#gen::<f64>() * total;
             for (i, &l) in logits.iter().enumerate() {
                 r -= (((l - max) * inv_t) as f64).exp();
@@ -161,7 +168,10 @@ impl Sampler {
             let cand = &mut self.idx[..take];
             cand.sort_unstable_by(cmp);
             let max = logits[cand[0]];
-            let total: f64 = logits.iter().map(|&l| (((l - max) * inv_t) as f64).exp()).sum();
+            let total: f64 = logits
+                .iter()
+                .map(|&l| (((l - max) * inv_t) as f64).exp())
+                .sum();
             let mut probs: Vec<f64> = cand
                 .iter()
                 .map(|&i| (((logits[i] - max) * inv_t) as f64).exp() / total)
@@ -212,8 +222,16 @@ fn argmax(xs: &[f32]) -> usize {
 /// `log_softmax(logits)[id]` and the top alternatives.
 fn logprob_of(logits: &[f32], id: u32, top: usize) -> (f32, Vec<(u32, f32)>) {
     let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-    let lse = max + logits.iter().map(|&l| ((l - max) as f64).exp()).sum::<f64>().ln() as f32;
-    let lp = logits.get(id as usize).map(|l| l - lse).unwrap_or(f32::NEG_INFINITY);
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| ((l - max) as f64).exp())
+            .sum::<f64>()
+            .ln() as f32;
+    let lp = logits
+        .get(id as usize)
+        .map(|l| l - lse)
+        .unwrap_or(f32::NEG_INFINITY);
     let mut alts = Vec::new();
     if top > 0 {
         let mut idx: Vec<usize> = (0..logits.len()).collect();
@@ -221,7 +239,10 @@ fn logprob_of(logits: &[f32], id: u32, top: usize) -> (f32, Vec<(u32, f32)>) {
         idx.select_nth_unstable_by(k - 1, |a, b| logits[*b].total_cmp(&logits[*a]));
         idx.truncate(k);
         idx.sort_unstable_by(|a, b| logits[*b].total_cmp(&logits[*a]));
-        alts = idx.into_iter().map(|i| (i as u32, logits[i] - lse)).collect();
+        alts = idx
+            .into_iter()
+            .map(|i| (i as u32, logits[i] - lse))
+            .collect();
     }
     (lp, alts)
 }
@@ -305,16 +326,22 @@ pub fn generate(
             out.top_logprobs.push(alts);
         }
         history.push(id);
-        out.text.push_str(&decoder.push(tok, id, opts.render_special));
+        out.text
+            .push_str(&decoder.push(tok, id, opts.render_special));
         // stop strings
         let mut stopped = false;
         if !opts.stop.is_empty() {
-            let search_from = emitted.saturating_sub(opts.stop.iter().map(|s| s.len()).max().unwrap_or(0));
+            let search_from =
+                emitted.saturating_sub(opts.stop.iter().map(|s| s.len()).max().unwrap_or(0));
             let search_from = floor_char_boundary(&out.text, search_from);
             if let Some(pos) = opts
                 .stop
                 .iter()
-                .filter_map(|s| out.text[search_from..].find(s.as_str()).map(|p| p + search_from))
+                .filter_map(|s| {
+                    out.text[search_from..]
+                        .find(s.as_str())
+                        .map(|p| p + search_from)
+                })
                 .min()
             {
                 out.text.truncate(pos);
@@ -429,7 +456,13 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(draw(), draw());
-        assert!(Sampler::new(&GenerateOptions { top_p: 0.0, ..Default::default() }).is_err());
+        assert!(
+            Sampler::new(&GenerateOptions {
+                top_p: 0.0,
+                ..Default::default()
+            })
+            .is_err()
+        );
     }
 
     #[test]

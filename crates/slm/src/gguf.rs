@@ -418,10 +418,13 @@ impl Gguf {
     pub fn get_bool(&self, key: &str) -> Result<bool> {
         match self.require(key)? {
             MetaValue::Bool(b) => Ok(*b),
-            v => v.as_i64().map(|v| v != 0).ok_or_else(|| Error::MetadataType {
-                key: key.into(),
-                expected: "bool",
-            }),
+            v => v
+                .as_i64()
+                .map(|v| v != 0)
+                .ok_or_else(|| Error::MetadataType {
+                    key: key.into(),
+                    expected: "bool",
+                }),
         }
     }
 
@@ -537,7 +540,9 @@ impl Reader<'_> {
             8 => MetaValue::String(self.string(key)?),
             9 => {
                 if depth >= MAX_NESTING {
-                    return Err(Error::Corrupt(format!("metadata {key}: arrays nested too deep")));
+                    return Err(Error::Corrupt(format!(
+                        "metadata {key}: arrays nested too deep"
+                    )));
                 }
                 let elem_ty = self.u32(key)?;
                 let n = self.u64(key)?;
@@ -573,7 +578,10 @@ pub mod writer {
     use super::MetaValue;
 
     /// Serialises metadata and `(name, ggml dims, type id, data)` tensors into a GGUF v3 image.
-    pub fn write(metadata: &[(&str, MetaValue)], tensors: &[(&str, Vec<u64>, u32, Vec<u8>)]) -> Vec<u8> {
+    pub fn write(
+        metadata: &[(&str, MetaValue)],
+        tensors: &[(&str, Vec<u64>, u32, Vec<u8>)],
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(&super::GGUF_MAGIC.to_le_bytes());
         out.extend_from_slice(&3u32.to_le_bytes());

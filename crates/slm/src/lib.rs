@@ -12,11 +12,11 @@ pub mod quant;
 pub mod threads;
 pub mod tokenizer;
 
+pub use chat::{ChatTemplate, Message, ToolCall, parse_tool_calls};
+pub use engine::LocalModel;
 pub use error::{Error, Result};
+pub use generate::{FinishReason, GenerateOptions, Generation, Sampler};
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
 pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
 pub use nn::{AdapterSel, Linear, Lora, Weight};
 pub use tokenizer::{StreamDecoder, TokenType, Tokenizer};
-pub use chat::{ChatTemplate, Message, ToolCall, parse_tool_calls};
-pub use generate::{FinishReason, GenerateOptions, Generation, Sampler};
-pub use engine::LocalModel;

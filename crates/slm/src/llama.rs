@@ -83,7 +83,11 @@ impl LlamaConfig {
             .unwrap_or(num_heads);
         let head_dim = g
             .get_usize(&k("attention.key_length"))
-            .unwrap_or(if num_heads > 0 { hidden_size / num_heads } else { 0 });
+            .unwrap_or(if num_heads > 0 {
+                hidden_size / num_heads
+            } else {
+                0
+            });
         let vocab_size = match g.get_usize(&k("vocab_size")) {
             Ok(v) => v,
             Err(_) => g.tensor_info("token_embd.weight")?.shape()[0],
@@ -96,7 +100,9 @@ impl LlamaConfig {
                 Ok("linear") => RopeScaling::Linear(g.get_f64(&k("rope.scaling.factor"))? as f32),
                 Ok("none") | Err(_) => RopeScaling::None,
                 Ok(other) => {
-                    return Err(Error::Config(format!("unsupported rope scaling type {other:?}")));
+                    return Err(Error::Config(format!(
+                        "unsupported rope scaling type {other:?}"
+                    )));
                 }
             }
         };
@@ -137,7 +143,11 @@ impl LlamaConfig {
         };
         let hidden_size = need("hidden_size")?;
         let num_heads = need("num_attention_heads")?;
-        let head_dim = get("head_dim").unwrap_or(if num_heads > 0 { hidden_size / num_heads } else { 0 });
+        let head_dim = get("head_dim").unwrap_or(if num_heads > 0 {
+            hidden_size / num_heads
+        } else {
+            0
+        });
         let rope_scaling = match v.get("rope_scaling").filter(|s| !s.is_null()) {
             None => RopeScaling::None,
             Some(s) => {
@@ -157,7 +167,8 @@ impl LlamaConfig {
                         original_max_position_embeddings: s
                             .get("original_max_position_embeddings")
                             .and_then(|x| x.as_u64())
-                            .unwrap_or(8192) as usize,
+                            .unwrap_or(8192)
+                            as usize,
                     },
                     other => {
                         return Err(Error::Config(format!("unsupported rope scaling {other:?}")));
@@ -174,8 +185,14 @@ impl LlamaConfig {
             num_kv_heads: get("num_key_value_heads").unwrap_or(num_heads),
             head_dim,
             rope_dim: head_dim,
-            rms_eps: v.get("rms_norm_eps").and_then(|x| x.as_f64()).unwrap_or(1e-6) as f32,
-            rope_theta: v.get("rope_theta").and_then(|x| x.as_f64()).unwrap_or(10_000.0) as f32,
+            rms_eps: v
+                .get("rms_norm_eps")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(1e-6) as f32,
+            rope_theta: v
+                .get("rope_theta")
+                .and_then(|x| x.as_f64())
+                .unwrap_or(10_000.0) as f32,
             rope_style: RopeStyle::Neox,
             rope_scaling,
             context_length: get("max_position_embeddings").unwrap_or(4096),
@@ -194,19 +211,27 @@ impl LlamaConfig {
         if self.hidden_size == 0 || self.num_layers == 0 || self.vocab_size == 0 {
             return bad(format!("empty model: {self:?}"));
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        {
             return bad(format!(
                 "{} heads cannot share {} kv heads",
                 self.num_heads, self.num_kv_heads
             ));
         }
         if self.head_dim == 0 || self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
-            return bad(format!("head_dim {} / rope_dim {}", self.head_dim, self.rope_dim));
+            return bad(format!(
+                "head_dim {} / rope_dim {}",
+                self.head_dim, self.rope_dim
+            ));
         }
         if let RopeScaling::Factors(f) = &self.rope_scaling
             && f.len() != self.rope_dim / 2
         {
-            return bad(format!("rope_freqs has {} entries, expected {}", f.len(), self.rope_dim / 2));
+            return bad(format!(
+                "rope_freqs has {} entries, expected {}",
+                f.len(),
+                self.rope_dim / 2
+            ));
         }
         Ok(())
     }
@@ -468,7 +493,13 @@ fn forward_group(parts: &[Linear], x: &Tensor, sel: AdapterSel) -> Result<Tensor
 
 /// The projections a LoRA adapter can target, by PEFT module name.
 pub const PROJECTIONS: [&str; 7] = [
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
 ];
 
 impl Llama {
@@ -483,7 +514,10 @@ impl Llama {
         let lm_head = if cfg.tie_word_embeddings {
             Linear::new(embed_w.clone(), None)
         } else {
-            Linear::new(Weight::from_gguf(g, "output.weight", cfg.vocab_size, h)?, None)
+            Linear::new(
+                Weight::from_gguf(g, "output.weight", cfg.vocab_size, h)?,
+                None,
+            )
         };
         let vec1 = |name: &str, n: usize| -> Result<Tensor> {
             let t = dense_from_gguf(g, name)?;
@@ -497,7 +531,11 @@ impl Llama {
             Ok(t)
         };
         let opt_bias = |name: String, n: usize| -> Result<Option<Tensor>> {
-            if g.has_tensor(&name) { vec1(&name, n).map(Some) } else { Ok(None) }
+            if g.has_tensor(&name) {
+                vec1(&name, n).map(Some)
+            } else {
+                Ok(None)
+            }
         };
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
@@ -533,10 +571,7 @@ impl Llama {
 
     /// Builds a model from dense f32 tensors named like Hugging Face checkpoints
     /// (`model.layers.N.self_attn.q_proj.weight`, ...), e.g. read from safetensors.
-    pub fn from_hf_tensors(
-        cfg: LlamaConfig,
-        get: &dyn Fn(&str) -> Option<Tensor>,
-    ) -> Result<Self> {
+    pub fn from_hf_tensors(cfg: LlamaConfig, get: &dyn Fn(&str) -> Option<Tensor>) -> Result<Self> {
         let need = |name: &str, shape: &[usize]| -> Result<Tensor> {
             let t = get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
             let t = t.to_dtype(DType::F32)?;
@@ -579,7 +614,10 @@ impl Llama {
                 ]),
                 o: lin(&p("self_attn.o_proj"), h, qd)?,
                 ffn_norm: need(&p("post_attention_layernorm.weight"), &[h])?,
-                gate_up: fuse(vec![lin(&p("mlp.gate_proj"), ff, h)?, lin(&p("mlp.up_proj"), ff, h)?]),
+                gate_up: fuse(vec![
+                    lin(&p("mlp.gate_proj"), ff, h)?,
+                    lin(&p("mlp.up_proj"), ff, h)?,
+                ]),
                 down: lin(&p("mlp.down_proj"), h, ff)?,
             });
         }
@@ -637,7 +675,9 @@ impl Llama {
                 context: cache.max_len,
             });
         }
-        if cache.layers.len() != self.blocks.len() || cache.row != self.config.num_kv_heads * self.config.head_dim {
+        if cache.layers.len() != self.blocks.len()
+            || cache.row != self.config.num_kv_heads * self.config.head_dim
+        {
             return Err(Error::Request("cache was made for another model".into()));
         }
         let start = cache.len;
@@ -703,7 +743,10 @@ impl Llama {
         let cfg = &self.config;
         let (bsz, seq) = ids.dims2()?;
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1::<u32>()?;
-        let mut x = self.embed.forward(&flat)?.reshape((bsz, seq, cfg.hidden_size))?;
+        let mut x = self
+            .embed
+            .forward(&flat)?
+            .reshape((bsz, seq, cfg.hidden_size))?;
         let rope = RopeTable::new(cfg, &self.freq_factors, 0, seq);
         let dev = Device::Cpu;
         let cos = Tensor::from_vec(rope.cos.clone(), (seq, rope.half), &dev)?;
@@ -781,13 +824,20 @@ impl Llama {
         if cfg.rope_dim == hd {
             Ok(out)
         } else {
-            Ok(Tensor::cat(&[out, x.narrow(D::Minus1, cfg.rope_dim, hd - cfg.rope_dim)?], D::Minus1)?)
+            Ok(Tensor::cat(
+                &[out, x.narrow(D::Minus1, cfg.rope_dim, hd - cfg.rope_dim)?],
+                D::Minus1,
+            )?)
         }
     }
 
     /// Mutable access to the projection `name` (one of [`PROJECTIONS`]) of block `layer`:
     /// the [`Linear`] that computes it and the offset of its outputs inside that layer.
-    pub fn projection_mut(&mut self, layer: usize, name: &str) -> Result<(&mut Linear, usize, usize)> {
+    pub fn projection_mut(
+        &mut self,
+        layer: usize,
+        name: &str,
+    ) -> Result<(&mut Linear, usize, usize)> {
         let cfg = &self.config;
         let qd = cfg.num_heads * cfg.head_dim;
         let kvd = cfg.num_kv_heads * cfg.head_dim;
@@ -859,7 +909,8 @@ impl CustomOp1 for CachedAttention<'_> {
             let qt = &mut q[t * qw..(t + 1) * qw];
             qt.copy_from_slice(&r[..qw]);
             for h in 0..nh {
-                self.rope.apply(&mut qt[h * hd..h * hd + self.n_rot], t, self.style);
+                self.rope
+                    .apply(&mut qt[h * hd..h * hd + self.n_rot], t, self.style);
             }
             if self.round_f16 {
                 for v in qt.iter_mut() {
@@ -868,7 +919,8 @@ impl CustomOp1 for CachedAttention<'_> {
             }
             k.copy_from_slice(&r[qw..qw + kw]);
             for h in 0..nkv {
-                self.rope.apply(&mut k[h * hd..h * hd + self.n_rot], t, self.style);
+                self.rope
+                    .apply(&mut k[h * hd..h * hd + self.n_rot], t, self.style);
             }
             kv.k.push(&k);
             kv.v.push(&r[qw + kw..]);
@@ -894,12 +946,32 @@ impl CustomOp1 for CachedAttention<'_> {
                 let qh = &q[t * qw + h * hd..t * qw + (h + 1) * hd];
                 let sc = &mut scores[..len];
                 match (&kv.k, &kv.v) {
-                    (KvData::F16(kc), KvData::F16(vc)) => {
-                        attend(qh, kc, vc, sc, g, nkv, hd, scale, round, optr, t * qw + h * hd)
-                    }
-                    (KvData::F32(kc), KvData::F32(vc)) => {
-                        attend(qh, kc, vc, sc, g, nkv, hd, scale, false, optr, t * qw + h * hd)
-                    }
+                    (KvData::F16(kc), KvData::F16(vc)) => attend(
+                        qh,
+                        kc,
+                        vc,
+                        sc,
+                        g,
+                        nkv,
+                        hd,
+                        scale,
+                        round,
+                        optr,
+                        t * qw + h * hd,
+                    ),
+                    (KvData::F32(kc), KvData::F32(vc)) => attend(
+                        qh,
+                        kc,
+                        vc,
+                        sc,
+                        g,
+                        nkv,
+                        hd,
+                        scale,
+                        false,
+                        optr,
+                        t * qw + h * hd,
+                    ),
                     _ => {}
                 }
             }

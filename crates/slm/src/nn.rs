@@ -48,13 +48,19 @@ impl Weight {
             t if PackedMatrix::supports(t) => PackedMatrix::from_ggml(t, data, rows, cols)
                 .map(|p| Weight::Packed(Arc::new(p)))
                 .ok_or_else(|| Error::Corrupt(format!("tensor {name}: cannot repack {t:?}"))),
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
-                Ok(Weight::Dense(dense_from_gguf(g, name)?.reshape((rows, cols))?))
-            }
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(Weight::Dense(
+                dense_from_gguf(g, name)?.reshape((rows, cols))?,
+            )),
             t => {
-                let storage =
-                    QStorage::from_data(std::borrow::Cow::Borrowed(data), &Device::Cpu, t.to_candle())?;
-                Ok(Weight::Quantized(Arc::new(QTensor::new(storage, (rows, cols))?)))
+                let storage = QStorage::from_data(
+                    std::borrow::Cow::Borrowed(data),
+                    &Device::Cpu,
+                    t.to_candle(),
+                )?;
+                Ok(Weight::Quantized(Arc::new(QTensor::new(
+                    storage,
+                    (rows, cols),
+                )?)))
             }
         }
     }
@@ -78,7 +84,9 @@ impl Weight {
     /// The weight as a dense f32 tensor `[out, in]`.
     pub fn dequantize(&self) -> Result<Tensor> {
         Ok(match self {
-            Weight::Packed(p) => Tensor::from_vec(p.dequantize(), (p.rows(), p.cols()), &Device::Cpu)?,
+            Weight::Packed(p) => {
+                Tensor::from_vec(p.dequantize(), (p.rows(), p.cols()), &Device::Cpu)?
+            }
             Weight::Quantized(q) => q.dequantize(&Device::Cpu)?,
             Weight::Dense(t) => t.clone(),
         })
@@ -115,7 +123,9 @@ impl Weight {
                 _ => None,
             })
             .collect();
-        dense.and_then(|d| Tensor::cat(&d, 0).ok()).map(Weight::Dense)
+        dense
+            .and_then(|d| Tensor::cat(&d, 0).ok())
+            .map(Weight::Dense)
     }
 }
 
@@ -138,8 +148,11 @@ pub fn dense_from_gguf(g: &Gguf, name: &str) -> Result<Tensor> {
             .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
             .collect(),
         t => {
-            let storage =
-                QStorage::from_data(std::borrow::Cow::Borrowed(data), &Device::Cpu, t.to_candle())?;
+            let storage = QStorage::from_data(
+                std::borrow::Cow::Borrowed(data),
+                &Device::Cpu,
+                t.to_candle(),
+            )?;
             return Ok(QTensor::new(storage, info.shape())?.dequantize(&Device::Cpu)?);
         }
     };
@@ -165,7 +178,10 @@ impl CustomOp1 for PackedMatMul {
         let dims = l.dims();
         let k = dims.last().copied().unwrap_or(0);
         if k != self.0.cols() {
-            candle_core::bail!("packed-matmul: input width {k}, weight expects {}", self.0.cols());
+            candle_core::bail!(
+                "packed-matmul: input width {k}, weight expects {}",
+                self.0.cols()
+            );
         }
         let n = if k == 0 { 0 } else { x.len() / k };
         let mut out = vec![0f32; n * self.0.rows()];
@@ -177,8 +193,17 @@ impl CustomOp1 for PackedMatMul {
         Ok((CpuStorage::F32(out), Shape::from(shape)))
     }
 
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = Tensor::from_vec(self.0.dequantize(), (self.0.rows(), self.0.cols()), grad.device())?;
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let w = Tensor::from_vec(
+            self.0.dequantize(),
+            (self.0.rows(), self.0.cols()),
+            grad.device(),
+        )?;
         Ok(Some(grad.broadcast_matmul(&w)?))
     }
 }
@@ -276,7 +301,9 @@ impl Embedding {
     pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
         let vocab = self.weight.out_features();
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= vocab) {
-            return Err(Error::Request(format!("token id {bad} outside the vocabulary of {vocab}")));
+            return Err(Error::Request(format!(
+                "token id {bad} outside the vocabulary of {vocab}"
+            )));
         }
         match &self.weight {
             Weight::Packed(p) => {

@@ -203,9 +203,10 @@ impl PackedMatrix {
     /// Stacks matrices with the same layout and width along the rows (e.g. q, k and v).
     pub fn concat_rows(parts: &[&PackedMatrix]) -> Option<Self> {
         let first = parts.first()?;
-        if parts.iter().any(|p| {
-            p.kind != first.kind || p.cols != first.cols || p.q8_1_sums != first.q8_1_sums
-        }) {
+        if parts
+            .iter()
+            .any(|p| p.kind != first.kind || p.cols != first.cols || p.q8_1_sums != first.q8_1_sums)
+        {
             return None;
         }
         let mut out = Self {
@@ -368,7 +369,8 @@ impl QActs {
                 // as llama.cpp's SIMD quantizers: id = 127 / amax, round half to even
                 let d = amax / 127.0;
                 let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-                let qs = &mut self.qs[i * cols_padded + b * BLOCK..i * cols_padded + (b + 1) * BLOCK];
+                let qs =
+                    &mut self.qs[i * cols_padded + b * BLOCK..i * cols_padded + (b + 1) * BLOCK];
                 let mut sum = 0i32;
                 for (q, v) in qs.iter_mut().zip(xs) {
                     let qi = (v * id).round_ties_even() as i32;
@@ -458,7 +460,8 @@ mod kernel {
                 for r in 0..R {
                     let aq = a[r].qs.as_ptr().add(g * 64);
                     let ad = a[r].da16.as_ptr().add(g * 16);
-                    let p0 = _mm512_dpbusd_epi32(zero, w0, _mm512_loadu_si512(aq as *const __m512i));
+                    let p0 =
+                        _mm512_dpbusd_epi32(zero, w0, _mm512_loadu_si512(aq as *const __m512i));
                     let p1 = _mm512_dpbusd_epi32(
                         zero,
                         w1,
@@ -477,7 +480,8 @@ mod kernel {
                 for r in 0..R {
                     let aq = a[r].qs.as_ptr().add(g * 64);
                     let ad = a[r].da16.as_ptr().add(g * 16);
-                    let p0 = _mm512_dpbusd_epi32(zero, w0, _mm512_loadu_si512(aq as *const __m512i));
+                    let p0 =
+                        _mm512_dpbusd_epi32(zero, w0, _mm512_loadu_si512(aq as *const __m512i));
                     let s0 = _mm512_mul_ps(d0, _mm512_loadu_ps(ad));
                     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0), s0, acc[r]);
                 }
@@ -486,7 +490,11 @@ mod kernel {
             let mut b = 0;
             while b < nbp {
                 let left = nbp - b;
-                let m: u16 = if left >= 16 { 0xFFFF } else { ((1u32 << left) - 1) as u16 };
+                let m: u16 = if left >= 16 {
+                    0xFFFF
+                } else {
+                    ((1u32 << left) - 1) as u16
+                };
                 let c = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, wc.add(b) as *const i16));
                 for r in 0..R {
                     let s = _mm512_maskz_loadu_ps(m, a[r].s.as_ptr().add(b));
@@ -554,7 +562,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -569,7 +579,10 @@ mod tests {
                 let min = xs.iter().cloned().fold(f32::INFINITY, f32::min);
                 let max = xs.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let smax = xs.iter().cloned().fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
+                let smax = xs
+                    .iter()
+                    .cloned()
+                    .fold(0f32, |m, v| if v.abs() > m.abs() { v } else { m });
                 match ty {
                     GgmlType::Q8_0 => {
                         let d = amax / 127.0;
@@ -661,7 +674,8 @@ mod tests {
                 m.matmul(&x, n, &mut out);
                 for i in 0..n {
                     for r in 0..rows {
-                        let exact: f32 = (0..cols).map(|k| x[i * cols + k] * wd[r * cols + k]).sum();
+                        let exact: f32 =
+                            (0..cols).map(|k| x[i * cols + k] * wd[r * cols + k]).sum();
                         let got = out[i * rows + r];
                         let tol = 0.02 * (cols as f32).sqrt();
                         assert!(

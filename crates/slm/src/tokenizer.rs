@@ -42,7 +42,8 @@ pub const QWEN2_PATTERN: &str = r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL]
 /// The regexes llama.cpp applies, in sequence, for a `tokenizer.ggml.pre` name.
 pub fn pre_tokenizer_patterns(pre: &str) -> Option<Vec<&'static str>> {
     Some(match pre {
-        "gpt2" | "default" | "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "mpt" | "olmo" | "jais" => {
+        "gpt2" | "default" | "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "mpt" | "olmo"
+        | "jais" => {
             vec![GPT2_PATTERN]
         }
         "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
@@ -94,7 +95,8 @@ fn bytes_to_unicode() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let printable =
+            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         let c = if printable {
             b
         } else {
@@ -232,7 +234,8 @@ impl Tokenizer {
         for (t, i) in vocab {
             let i = i
                 .as_u64()
-                .ok_or_else(|| Error::Tokenizer(format!("bad id for {t:?}")))? as usize;
+                .ok_or_else(|| Error::Tokenizer(format!("bad id for {t:?}")))?
+                as usize;
             tokens[i] = t.clone();
             types[i] = TokenType::Normal;
         }
@@ -252,13 +255,12 @@ impl Tokenizer {
             .map(|ms| {
                 ms.iter()
                     .filter_map(|m| match m {
-                        serde_json::Value::String(s) => {
-                            s.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string()))
+                        serde_json::Value::String(s) => s
+                            .split_once(' ')
+                            .map(|(a, b)| (a.to_string(), b.to_string())),
+                        serde_json::Value::Array(p) if p.len() == 2 => {
+                            Some((p[0].as_str()?.to_string(), p[1].as_str()?.to_string()))
                         }
-                        serde_json::Value::Array(p) if p.len() == 2 => Some((
-                            p[0].as_str()?.to_string(),
-                            p[1].as_str()?.to_string(),
-                        )),
                         _ => None,
                     })
                     .collect::<Vec<_>>()
@@ -344,7 +346,10 @@ impl Tokenizer {
             .enumerate()
             .filter(|(_, (t, ty))| {
                 !t.is_empty()
-                    && matches!(ty, TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
+                    && matches!(
+                        ty,
+                        TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                    )
             })
             .map(|(i, (t, ty))| (t.clone(), i as u32, *ty == TokenType::UserDefined))
             .collect();
@@ -358,7 +363,10 @@ impl Tokenizer {
         let mut eog: Vec<u32> = p.eos.into_iter().chain(p.extra_eog).collect();
         for t in EOG_TEXTS {
             if let Some(&i) = token_to_id.get(*t)
-                && matches!(p.types[i as usize], TokenType::Control | TokenType::UserDefined)
+                && matches!(
+                    p.types[i as usize],
+                    TokenType::Control | TokenType::UserDefined
+                )
             {
                 eog.push(i);
             }
@@ -366,10 +374,14 @@ impl Tokenizer {
         eog.sort_unstable();
         eog.dedup();
         if let Some(b) = p.bos.filter(|&b| b >= n) {
-            return Err(Error::Tokenizer(format!("BOS id {b} outside the vocabulary")));
+            return Err(Error::Tokenizer(format!(
+                "BOS id {b} outside the vocabulary"
+            )));
         }
         if let Some(e) = p.eos.filter(|&e| e >= n) {
-            return Err(Error::Tokenizer(format!("EOS id {e} outside the vocabulary")));
+            return Err(Error::Tokenizer(format!(
+                "EOS id {e} outside the vocabulary"
+            )));
         }
         Ok(Self {
             tokens: p.tokens,
@@ -669,7 +681,12 @@ fn collect_patterns(v: &serde_json::Value, out: &mut Vec<String>) -> Result<()> 
             let pat = v["pattern"]["Regex"]
                 .as_str()
                 .map(String::from)
-                .or_else(|| v["pattern"]["String"].as_str().map(fancy_regex::escape).map(|s| s.into_owned()))
+                .or_else(|| {
+                    v["pattern"]["String"]
+                        .as_str()
+                        .map(fancy_regex::escape)
+                        .map(|s| s.into_owned())
+                })
                 .ok_or_else(|| Error::Tokenizer("Split pre-tokenizer without a pattern".into()))?;
             out.push(pat);
             Ok(())

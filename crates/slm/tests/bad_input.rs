@@ -12,14 +12,27 @@ fn meta(arch: &str) -> Vec<(&'static str, MetaValue)> {
         ("llama.attention.head_count", MetaValue::U32(2)),
         ("llama.feed_forward_length", MetaValue::U32(128)),
         ("llama.block_count", MetaValue::U32(1)),
-        ("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-5)),
+        (
+            "llama.attention.layer_norm_rms_epsilon",
+            MetaValue::F32(1e-5),
+        ),
     ]
 }
 
 #[test]
 fn truncated_files_are_reported() {
     let bytes = std::fs::read(common::smollm2_path()).expect("model");
-    for cut in [0usize, 3, 7, 23, 1000, 200_000, 1_700_000, bytes.len() / 2, bytes.len() - 1] {
+    for cut in [
+        0usize,
+        3,
+        7,
+        23,
+        1000,
+        200_000,
+        1_700_000,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
         match Gguf::from_bytes(bytes[..cut].to_vec()) {
             Err(Error::Truncated { .. }) | Err(Error::NotGguf(_)) | Err(Error::Corrupt(_)) => {}
             Err(e) => panic!("cut at {cut}: unexpected error {e}"),
@@ -62,7 +75,10 @@ fn corrupt_headers_are_reported() {
 
 #[test]
 fn unknown_quant_type_is_reported() {
-    let img = writer::write(&meta("llama"), &[("token_embd.weight", vec![64, 10], 99, vec![0u8; 64])]);
+    let img = writer::write(
+        &meta("llama"),
+        &[("token_embd.weight", vec![64, 10], 99, vec![0u8; 64])],
+    );
     match Gguf::from_bytes(img) {
         Err(Error::UnknownQuantType { tensor, id }) => {
             assert_eq!(tensor, "token_embd.weight");
@@ -77,7 +93,10 @@ fn unknown_architecture_is_reported() {
     let img = writer::write(&meta("mamba"), &[]);
     let g = Gguf::from_bytes(img).expect("parse");
     let e = Llama::from_gguf(&g).expect_err("mamba");
-    assert!(matches!(e, Error::UnknownArchitecture(ref a) if a == "mamba"), "{e}");
+    assert!(
+        matches!(e, Error::UnknownArchitecture(ref a) if a == "mamba"),
+        "{e}"
+    );
 }
 
 #[test]

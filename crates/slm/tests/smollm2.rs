@@ -61,11 +61,18 @@ fn greedy_matches_llama_cpp_up_to_near_ties() {
                 step.as_array()
                     .expect("step")
                     .iter()
-                    .map(|e| (e[0].as_u64().expect("id") as u32, e[1].as_f64().expect("logit") as f32))
+                    .map(|e| {
+                        (
+                            e[0].as_u64().expect("id") as u32,
+                            e[1].as_f64().expect("logit") as f32,
+                        )
+                    })
                     .collect()
             })
             .collect();
-        let mut cache = m.model.new_cache(prompt.len() + want.len() + 1, KvDtype::F16);
+        let mut cache = m
+            .model
+            .new_cache(prompt.len() + want.len() + 1, KvDtype::F16);
         let mut logits = m
             .model
             .forward(&prompt, &mut cache, AdapterSel::None, Logits::Last)
@@ -76,12 +83,18 @@ fn greedy_matches_llama_cpp_up_to_near_ties() {
             // our logits for llama.cpp's top-5 stay close to its values
             for &(id, ref_logit) in &top[i] {
                 let d = (l[id as usize] - ref_logit).abs();
-                assert!(d < 1.5, "prompt {n} step {i}: logit of {id} is {} vs llama.cpp {ref_logit}", l[id as usize]);
+                assert!(
+                    d < 1.5,
+                    "prompt {n} step {i}: logit of {id} is {} vs llama.cpp {ref_logit}",
+                    l[id as usize]
+                );
             }
             let got = l
                 .iter()
                 .enumerate()
-                .fold((0usize, f32::NEG_INFINITY), |b, (j, &v)| if v > b.1 { (j, v) } else { b })
+                .fold((0usize, f32::NEG_INFINITY), |b, (j, &v)| {
+                    if v > b.1 { (j, v) } else { b }
+                })
                 .0 as u32;
             compared += 1;
             if got != w {
@@ -135,7 +148,15 @@ fn answers_a_simple_question_coherently() {
         true
     };
     let g = m
-        .chat(&msgs, None, &GenerateOptions { max_tokens: 48, ..Default::default() }, Some(&mut cb))
+        .chat(
+            &msgs,
+            None,
+            &GenerateOptions {
+                max_tokens: 48,
+                ..Default::default()
+            },
+            Some(&mut cb),
+        )
         .expect("chat");
     assert!(g.text.contains("Paris"), "answer: {:?}", g.text);
     assert_eq!(streamed, g.text);
@@ -166,7 +187,12 @@ fn sampling_is_seeded_and_stops_on_strings() {
     assert_eq!(a.top_logprobs.len(), a.token_ids.len());
     assert!(a.top_logprobs.iter().all(|t| t.len() == 3));
     // stop at the first space after some text
-    let word = a.text.split_whitespace().next().expect("a word").to_string();
+    let word = a
+        .text
+        .split_whitespace()
+        .next()
+        .expect("a word")
+        .to_string();
     let stop = GenerateOptions {
         stop: vec![" ".into()],
         ..opts.clone()
@@ -176,7 +202,15 @@ fn sampling_is_seeded_and_stops_on_strings() {
     assert!(!c.text.contains(' '), "{:?}", c.text);
     assert!(a.text.starts_with(&c.text), "{:?} vs {word:?}", c.text);
     let short = m
-        .chat(&msgs, None, &GenerateOptions { max_tokens: 3, ..opts }, None)
+        .chat(
+            &msgs,
+            None,
+            &GenerateOptions {
+                max_tokens: 3,
+                ..opts
+            },
+            None,
+        )
         .expect("short");
     assert_eq!(short.finish_reason, FinishReason::Length);
     assert_eq!(short.completion_tokens, 3);
@@ -192,7 +226,11 @@ fn prompt_longer_than_context_is_an_error() {
         .expect_err("must fail");
     assert!(e.to_string().contains("context"), "{e}");
     let e = m
-        .generate_ids(&[m.tokenizer.vocab_size() as u32 + 5], &GenerateOptions::default(), None)
+        .generate_ids(
+            &[m.tokenizer.vocab_size() as u32 + 5],
+            &GenerateOptions::default(),
+            None,
+        )
         .expect_err("bad id");
     assert!(e.to_string().contains("outside the vocabulary"), "{e}");
 }

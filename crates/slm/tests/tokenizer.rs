@@ -39,13 +39,23 @@ fn matches_llama_cpp_fixture() {
         n += 1;
     }
     assert!(n >= 200, "fixture has only {n} strings");
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn decode_round_trips() {
     let tok = load();
-    for s in ["Hello world", "naïve café 😀 日本語", "  spaces\n\n\ttabs", "{\"a\": [1, 2]}"] {
+    for s in [
+        "Hello world",
+        "naïve café 😀 日本語",
+        "  spaces\n\n\ttabs",
+        "{\"a\": [1, 2]}",
+    ] {
         let ids = tok.encode(s, false, false);
         assert_eq!(tok.decode(&ids, false), s);
     }

@@ -83,7 +83,8 @@ pub struct CallMeta {
     pub stream: bool,
     /// Time from sending the upstream request to its last byte.
     pub latency_us: Option<u64>,
-    /// Time from sending the upstream request to the first body byte (streams).
+    /// Time from sending the upstream request to the first streamed output (content, refusal
+    /// or tool-call delta; streams only).
     pub ttft_us: Option<u64>,
     /// Time the gateway itself added to the call.
     pub overhead_us: Option<u64>,
