@@ -381,7 +381,7 @@ pub fn generate(
         let rest = decoder.finish();
         out.text.push_str(&rest);
         if out.text.len() > emitted
-            && let Some(cb) = on_text.as_deref_mut()
+            && let Some(cb) = on_text
         {
             cb(&out.text[emitted..]);
         }

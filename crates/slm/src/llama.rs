@@ -83,11 +83,7 @@ impl LlamaConfig {
             .unwrap_or(num_heads);
         let head_dim = g
             .get_usize(&k("attention.key_length"))
-            .unwrap_or(if num_heads > 0 {
-                hidden_size / num_heads
-            } else {
-                0
-            });
+            .unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let vocab_size = match g.get_usize(&k("vocab_size")) {
             Ok(v) => v,
             Err(_) => g.tensor_info("token_embd.weight")?.shape()[0],
@@ -143,11 +139,7 @@ impl LlamaConfig {
         };
         let hidden_size = need("hidden_size")?;
         let num_heads = need("num_attention_heads")?;
-        let head_dim = get("head_dim").unwrap_or(if num_heads > 0 {
-            hidden_size / num_heads
-        } else {
-            0
-        });
+        let head_dim = get("head_dim").unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
         let rope_scaling = match v.get("rope_scaling").filter(|s| !s.is_null()) {
             None => RopeScaling::None,
             Some(s) => {
@@ -211,14 +203,16 @@ impl LlamaConfig {
         if self.hidden_size == 0 || self.num_layers == 0 || self.vocab_size == 0 {
             return bad(format!("empty model: {self:?}"));
         }
-        if self.num_heads == 0 || self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0
+        if self.num_heads == 0
+            || self.num_kv_heads == 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
         {
             return bad(format!(
                 "{} heads cannot share {} kv heads",
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.head_dim == 0 || self.rope_dim > self.head_dim || self.rope_dim % 2 != 0 {
+        if self.head_dim == 0 || self.rope_dim > self.head_dim || !self.rope_dim.is_multiple_of(2) {
             return bad(format!(
                 "head_dim {} / rope_dim {}",
                 self.head_dim, self.rope_dim

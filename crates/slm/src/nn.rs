@@ -183,7 +183,7 @@ impl CustomOp1 for PackedMatMul {
                 self.0.cols()
             );
         }
-        let n = if k == 0 { 0 } else { x.len() / k };
+        let n = x.len().checked_div(k).unwrap_or(0);
         let mut out = vec![0f32; n * self.0.rows()];
         crate::threads::run(|| self.0.matmul(x, n, &mut out));
         let mut shape = dims.to_vec();
@@ -343,7 +343,7 @@ impl CustomOp1 for SwiGlu {
         let dims = l.dims();
         let w2 = dims.last().copied().unwrap_or(0);
         let ff = w2 / 2;
-        let n = if w2 == 0 { 0 } else { x.len() / w2 };
+        let n = x.len().checked_div(w2).unwrap_or(0);
         let mut out = vec![0f32; n * ff];
         for i in 0..n {
             let row = &x[i * w2..(i + 1) * w2];

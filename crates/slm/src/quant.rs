@@ -116,7 +116,7 @@ impl PackedMatrix {
     /// Repacks GGUF data of `[rows, cols]`; `None` if the type has no packed form or the data
     /// length does not match.
     pub fn from_ggml(ty: GgmlType, data: &[u8], rows: usize, cols: usize) -> Option<Self> {
-        if !Self::supports(ty) || cols % BLOCK != 0 {
+        if !Self::supports(ty) || !cols.is_multiple_of(BLOCK) {
             return None;
         }
         let nb = cols / BLOCK;
@@ -515,7 +515,21 @@ mod kernel {
     target_feature = "avx512vnni",
     target_feature = "f16c"
 )))]
-mod kernel {
+use scalar as kernel;
+
+/// Portable kernel (any CPU), also the reference the SIMD kernel is tested against.
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "avx512bw",
+        target_feature = "avx512vl",
+        target_feature = "avx512vnni",
+        target_feature = "f16c"
+    ),
+    allow(dead_code)
+)]
+mod scalar {
     use super::{ARow, WRow};
 
     #[inline(always)]
@@ -683,6 +697,47 @@ mod tests {
                             "{ty:?} {rows}x{cols} n={n} [{i},{r}]: {got} vs {exact}"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn simd_kernel_matches_scalar_kernel() {
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q5_0] {
+            let (rows, cols, n) = (3, 32 * 9, 4);
+            let w = rand_f32(rows * cols, 5);
+            let x = rand_f32(n * cols, 6);
+            let m =
+                PackedMatrix::from_ggml(ty, &encode(ty, &w, rows, cols), rows, cols).expect("pack");
+            let mut acts = QActs::default();
+            acts.quantize(&x, n, cols, m.cols_padded);
+            let nbp = m.cols_padded / BLOCK;
+            let ng = m.cols_padded / GROUP;
+            let rb = m.row_bytes();
+            for r in 0..rows {
+                let wr = WRow {
+                    qs: &m.qs[r * rb..(r + 1) * rb],
+                    d: &m.d[r * nbp..(r + 1) * nbp],
+                    c: &m.c[r * nbp..(r + 1) * nbp],
+                };
+                let a: [ARow<'_>; 4] = std::array::from_fn(|k| acts.row(k, m.q8_1_sums));
+                let (fast, slow) = if m.kind == PackKind::U4 {
+                    (
+                        kernel::dot::<4, true>(&wr, &a, ng, nbp),
+                        scalar::dot::<4, true>(&wr, &a, ng, nbp),
+                    )
+                } else {
+                    (
+                        kernel::dot::<4, false>(&wr, &a, ng, nbp),
+                        scalar::dot::<4, false>(&wr, &a, ng, nbp),
+                    )
+                };
+                for (f, s) in fast.iter().zip(&slow) {
+                    assert!(
+                        (f - s).abs() <= 1e-4 * s.abs().max(1.0),
+                        "{ty:?}: {f} vs {s}"
+                    );
                 }
             }
         }
