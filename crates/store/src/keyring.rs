@@ -209,20 +209,13 @@ impl Keyring {
         format!("{prefix}_{}", hex::encode(&tag[..12]))
     }
 
-    /// Encrypts a call's payload under the active data key. The call id is bound in as
-    /// associated data, so a payload moved to another row does not decrypt.
-    pub fn seal(&self, record: &CallRecord) -> Result<SealedCall> {
+    /// Encrypts `plain` under the active data key with `aad` bound in as associated data.
+    /// Returns (key id, nonce, ciphertext).
+    pub fn seal_blob(&self, aad: &str, plain: &[u8]) -> Result<(String, Vec<u8>, Vec<u8>)> {
         let cipher = self
             .ciphers
             .get(&self.active)
             .ok_or_else(|| StoreError::UnknownDataKey(self.active.clone()))?;
-        let p = &record.payload;
-        let mut plain = Vec::with_capacity(p.request.len() + p.response.len() + 9);
-        plain.push(PAYLOAD_VERSION);
-        plain.extend_from_slice(&(p.request.len() as u32).to_le_bytes());
-        plain.extend_from_slice(&p.request);
-        plain.extend_from_slice(&(p.response.len() as u32).to_le_bytes());
-        plain.extend_from_slice(&p.response);
         // A fresh random nonce per record from the thread-local CSPRNG (seeded from the OS),
         // which avoids a system call per record on the write path.
         let mut nonce = [0u8; 12];
@@ -231,18 +224,61 @@ impl Keyring {
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
-                    msg: &plain,
-                    aad: record.meta.id.as_bytes(),
+                    msg: plain,
+                    aad: aad.as_bytes(),
                 },
             )
             .map_err(|_| StoreError::Corrupt {
-                id: record.meta.id.clone(),
+                id: aad.to_owned(),
                 reason: "encryption failed".into(),
             })?;
+        Ok((self.active.clone(), nonce.to_vec(), ciphertext))
+    }
+
+    /// Decrypts what [`Keyring::seal_blob`] sealed with the same `aad`.
+    pub fn open_blob(
+        &self,
+        aad: &str,
+        key_id: &str,
+        nonce: &[u8],
+        ciphertext: &[u8],
+    ) -> Result<Vec<u8>> {
+        let cipher = self
+            .ciphers
+            .get(key_id)
+            .ok_or_else(|| StoreError::UnknownDataKey(key_id.to_owned()))?;
+        if nonce.len() != 12 {
+            return Err(StoreError::Corrupt {
+                id: aad.to_owned(),
+                reason: "bad nonce length".into(),
+            });
+        }
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| StoreError::Decrypt(aad.to_owned()))
+    }
+
+    /// Encrypts a call's payload under the active data key. The call id is bound in as
+    /// associated data, so a payload moved to another row does not decrypt.
+    pub fn seal(&self, record: &CallRecord) -> Result<SealedCall> {
+        let p = &record.payload;
+        let mut plain = Vec::with_capacity(p.request.len() + p.response.len() + 9);
+        plain.push(PAYLOAD_VERSION);
+        plain.extend_from_slice(&(p.request.len() as u32).to_le_bytes());
+        plain.extend_from_slice(&p.request);
+        plain.extend_from_slice(&(p.response.len() as u32).to_le_bytes());
+        plain.extend_from_slice(&p.response);
+        let (key_id, nonce, ciphertext) = self.seal_blob(&record.meta.id, &plain)?;
         Ok(SealedCall {
             meta: record.meta.clone(),
-            key_id: self.active.clone(),
-            nonce: nonce.to_vec(),
+            key_id,
+            nonce,
             ciphertext,
         })
     }
@@ -250,25 +286,7 @@ impl Keyring {
     /// Decrypts a sealed call's payload.
     pub fn open(&self, sealed: &SealedCall) -> Result<CallPayload> {
         let id = &sealed.meta.id;
-        let cipher = self
-            .ciphers
-            .get(&sealed.key_id)
-            .ok_or_else(|| StoreError::UnknownDataKey(sealed.key_id.clone()))?;
-        if sealed.nonce.len() != 12 {
-            return Err(StoreError::Corrupt {
-                id: id.clone(),
-                reason: "bad nonce length".into(),
-            });
-        }
-        let plain = cipher
-            .decrypt(
-                Nonce::from_slice(&sealed.nonce),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: id.as_bytes(),
-                },
-            )
-            .map_err(|_| StoreError::Decrypt(id.clone()))?;
+        let plain = self.open_blob(id, &sealed.key_id, &sealed.nonce, &sealed.ciphertext)?;
         let corrupt = |reason: &str| StoreError::Corrupt {
             id: id.clone(),
             reason: reason.into(),
@@ -292,6 +310,15 @@ impl Keyring {
         let request = take()?;
         let response = take()?;
         Ok(CallPayload { request, response })
+    }
+
+    /// A secret derived from the key file for one purpose (e.g. keying the PII pseudonyms), so
+    /// no second secret has to be managed and none is ever stored in clear.
+    pub fn derive_secret(&self, purpose: &str) -> Vec<u8> {
+        let mut mac = self.hmac.clone();
+        mac.update(b"downshift-derive\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().to_vec()
     }
 }
 

@@ -26,7 +26,7 @@ pub use interchange::{ImportReport, LineError, export_jsonl, import_jsonl};
 pub use keyring::{Keyring, KeyringInfo};
 pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
-    SealedCall, Source, now_ms,
+    DatasetMeta, SealedCall, SealedExample, Source, now_ms,
 };
 pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
@@ -56,5 +56,16 @@ pub trait Store: Send + Sync {
     fn revoke_api_key(&self, id_or_prefix: &str) -> Result<ApiKeyRecord>;
 
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
+
+    /// Writes a dataset and all its examples in one transaction: after a crash or an
+    /// interruption there is either the whole snapshot or none of it. A name already taken is
+    /// an error (snapshots are immutable).
+    fn create_dataset(&self, meta: &DatasetMeta, examples: &[SealedExample]) -> Result<()>;
+    /// Datasets, newest first.
+    fn list_datasets(&self) -> Result<Vec<DatasetMeta>>;
+    /// The dataset with this name or id.
+    fn get_dataset(&self, name_or_id: &str) -> Result<Option<DatasetMeta>>;
+    /// A dataset's examples in order.
+    fn dataset_examples(&self, dataset_id: &str) -> Result<Vec<SealedExample>>;
     fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 }

@@ -191,3 +191,37 @@ mod hex_bytes {
         hex::decode(s).map_err(serde::de::Error::custom)
     }
 }
+
+/// A curated dataset snapshot: immutable once written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetMeta {
+    /// UUIDv7.
+    pub id: String,
+    /// Unique, chosen by the user.
+    pub name: String,
+    pub created_ms: i64,
+    pub examples: u64,
+    /// What produced it: the call filter, the policy, versions.
+    pub params: serde_json::Value,
+    /// The curation report.
+    pub report: serde_json::Value,
+}
+
+/// One example of a dataset, encrypted like call payloads (associated data: dataset id and
+/// position).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedExample {
+    pub seq: u64,
+    /// The call it was made from.
+    pub call_id: String,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedExample {
+    /// The associated data binding an example to its dataset and position.
+    pub fn aad(dataset_id: &str, seq: u64) -> String {
+        format!("{dataset_id}/{seq}")
+    }
+}

@@ -6,12 +6,13 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value as Sql};
 
 use crate::{
-    ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus, Result, Role, SealedCall, Source,
-    Store, StoreError,
+    ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus, DatasetMeta, Result, Role,
+    SealedCall, SealedExample, Source, Store, StoreError,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE calls (
     id TEXT PRIMARY KEY,
     ts_ms INTEGER NOT NULL,
@@ -55,7 +56,27 @@ CREATE TABLE audit (
     target TEXT,
     detail TEXT
 );
-"#];
+"#,
+    r#"
+CREATE TABLE datasets (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL,
+    examples INTEGER NOT NULL,
+    params TEXT NOT NULL,
+    report TEXT NOT NULL
+);
+CREATE TABLE dataset_examples (
+    dataset_id TEXT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    call_id TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    nonce BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    PRIMARY KEY (dataset_id, seq)
+);
+"#,
+];
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
@@ -387,6 +408,96 @@ impl Store for SqliteStore {
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+    fn create_dataset(&self, meta: &DatasetMeta, examples: &[SealedExample]) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let taken: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM datasets WHERE name = ?1)",
+            [&meta.name],
+            |r| r.get(0),
+        )?;
+        if taken {
+            return Err(StoreError::Invalid(format!(
+                "dataset '{}' already exists; snapshots are immutable, choose another name",
+                meta.name
+            )));
+        }
+        tx.execute(
+            "INSERT INTO datasets (id, name, created_ms, examples, params, report) VALUES (?1,?2,?3,?4,?5,?6)",
+            params![
+                meta.id,
+                meta.name,
+                meta.created_ms,
+                meta.examples as i64,
+                meta.params.to_string(),
+                meta.report.to_string()
+            ],
+        )?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO dataset_examples (dataset_id, seq, call_id, key_id, nonce, payload) VALUES (?1,?2,?3,?4,?5,?6)",
+            )?;
+            for e in examples {
+                stmt.execute(params![
+                    meta.id,
+                    e.seq as i64,
+                    e.call_id,
+                    e.key_id,
+                    e.nonce,
+                    e.ciphertext
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_datasets(&self) -> Result<Vec<DatasetMeta>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, created_ms, examples, params, report FROM datasets ORDER BY created_ms DESC, id DESC",
+        )?;
+        let rows = stmt.query_map([], dataset_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn get_dataset(&self, name_or_id: &str) -> Result<Option<DatasetMeta>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, name, created_ms, examples, params, report FROM datasets WHERE name = ?1 OR id = ?1",
+        )?;
+        Ok(stmt.query_row([name_or_id], dataset_from_row).optional()?)
+    }
+
+    fn dataset_examples(&self, dataset_id: &str) -> Result<Vec<SealedExample>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, call_id, key_id, nonce, payload FROM dataset_examples WHERE dataset_id = ? ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([dataset_id], |r| {
+            Ok(SealedExample {
+                seq: r.get::<_, i64>(0)? as u64,
+                call_id: r.get(1)?,
+                key_id: r.get(2)?,
+                nonce: r.get(3)?,
+                ciphertext: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+fn dataset_from_row(row: &Row<'_>) -> rusqlite::Result<DatasetMeta> {
+    let params: String = row.get(4)?;
+    let report: String = row.get(5)?;
+    Ok(DatasetMeta {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        created_ms: row.get(2)?,
+        examples: row.get::<_, i64>(3)?.max(0) as u64,
+        params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+        report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
+    })
 }
 
 fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<SealedCall> {
@@ -503,6 +614,79 @@ mod tests {
             .audit(&AuditEntry::new("cli", "read_raw", Some("a"), None))
             .unwrap();
         assert_eq!(store.list_audit(10).unwrap()[0].action, "read_raw");
+    }
+
+    #[test]
+    fn datasets_are_written_whole_and_immutable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let meta = DatasetMeta {
+            id: "ds1".into(),
+            name: "first".into(),
+            created_ms: 5,
+            examples: 2,
+            params: serde_json::json!({"since": null}),
+            report: serde_json::json!({"kept": 2}),
+        };
+        let examples: Vec<SealedExample> = (0..2)
+            .map(|seq| {
+                let (key_id, nonce, ciphertext) = ring
+                    .seal_blob(
+                        &SealedExample::aad("ds1", seq),
+                        format!("ex{seq}").as_bytes(),
+                    )
+                    .unwrap();
+                SealedExample {
+                    seq,
+                    call_id: format!("c{seq}"),
+                    key_id,
+                    nonce,
+                    ciphertext,
+                }
+            })
+            .collect();
+        store.create_dataset(&meta, &examples).unwrap();
+        assert_eq!(store.get_dataset("first").unwrap().unwrap(), meta);
+        assert_eq!(store.get_dataset("ds1").unwrap().unwrap().name, "first");
+        let got = store.dataset_examples("ds1").unwrap();
+        assert_eq!(got, examples);
+        let plain = ring
+            .open_blob(
+                &SealedExample::aad("ds1", 1),
+                &got[1].key_id,
+                &got[1].nonce,
+                &got[1].ciphertext,
+            )
+            .unwrap();
+        assert_eq!(plain, b"ex1");
+        // An example moved to another position does not decrypt.
+        assert!(
+            ring.open_blob(
+                &SealedExample::aad("ds1", 0),
+                &got[1].key_id,
+                &got[1].nonce,
+                &got[1].ciphertext
+            )
+            .is_err()
+        );
+        // Same name again: refused, and the first snapshot is untouched.
+        let mut again = meta.clone();
+        again.id = "ds2".into();
+        let err = store
+            .create_dataset(&again, &examples)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already exists"), "{err}");
+        // A failing write in the middle leaves nothing behind.
+        let mut broken = meta.clone();
+        broken.id = "ds3".into();
+        broken.name = "broken".into();
+        let dup = vec![examples[0].clone(), examples[0].clone()];
+        assert!(store.create_dataset(&broken, &dup).is_err());
+        assert!(store.get_dataset("broken").unwrap().is_none());
+        assert!(store.dataset_examples("ds3").unwrap().is_empty());
+        assert_eq!(store.list_datasets().unwrap().len(), 1);
     }
 
     #[test]

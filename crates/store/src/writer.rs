@@ -363,6 +363,25 @@ mod failure_tests {
         fn list_audit(&self, _: usize) -> crate::Result<Vec<AuditEntry>> {
             Ok(vec![])
         }
+        fn create_dataset(
+            &self,
+            _: &crate::DatasetMeta,
+            _: &[crate::SealedExample],
+        ) -> crate::Result<()> {
+            Err(StoreError::io(
+                "db",
+                std::io::Error::other("No space left on device"),
+            ))
+        }
+        fn list_datasets(&self) -> crate::Result<Vec<crate::DatasetMeta>> {
+            Ok(vec![])
+        }
+        fn get_dataset(&self, _: &str) -> crate::Result<Option<crate::DatasetMeta>> {
+            Ok(None)
+        }
+        fn dataset_examples(&self, _: &str) -> crate::Result<Vec<crate::SealedExample>> {
+            Ok(vec![])
+        }
     }
 
     fn writer(dir: &std::path::Path, spill_dir: std::path::PathBuf) -> LogWriter {
