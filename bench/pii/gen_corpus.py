@@ -556,6 +556,49 @@ TEMPLATES = {
     ],
 }
 
+# A second set of phrasings, written after the detector existed and not tuned against: it keeps
+# the benchmark honest about wording the detector's author did not anticipate.
+TEMPLATES_MORE = {
+    "en": [
+        "From: {FULL} <{EMAIL}>\nTo: {SUPPORT_EMAIL}\nSubject: wrong charge\n\nHi, I was billed twice.",
+        "Can someone ping {GIVEN}? Her number is {PHONE} and she's at {ADDRESS} until Friday.",
+        "Escalating for {FULL}: card {CARD} declined three times, last attempt {TIMESTAMP}.",
+        "New hire {FULL}, start date {ISODATE}, DOB {DOB}, SSN {SSN}, direct deposit to {IBAN}.",
+        "ssh admin@{IP} failed; the MAC of the box is {MAC}. Ticket {INVOICE}.",
+        "The patient, {FULL}, was admitted on {ISODATE} (MRN {MRN}).",
+        "export GITHUB_TOKEN={APIKEY}",
+        "{FULL} says the delivery to {ADDRESS} never arrived.",
+    ],
+    "de": [
+        "Von: {FULL} <{EMAIL}>\nBetreff: Rückerstattung\n\nGuten Tag, bitte erstatten Sie {PRICE} auf {IBAN}.",
+        "Rückruf bitte an {TFULL} unter {PHONE}, sie ist ab {TIME} erreichbar.",
+        "Neue Anschrift von {FULL}: {ADDRESS}.",
+        "Der Kunde {FULL} (Kundennummer {ORDER}) hat die Karte {CARD} gesperrt.",
+    ],
+    "fr": [
+        "De : {FULL} <{EMAIL}>\nObjet : remboursement\n\nBonjour, merci de rembourser {PRICE} sur {IBAN}.",
+        "Pouvez-vous rappeler {TFULL} au {PHONE} ? Elle habite {ADDRESS}.",
+        "Le client {FULL} a changé d'adresse : {ADDRESS}.",
+    ],
+    "es": [
+        "De: {FULL} <{EMAIL}>\nAsunto: reembolso\n\nHola, devuélvanme {PRICE} a {IBAN}, por favor.",
+        "¿Puedes llamar a {TFULL} al {PHONE}? Vive en {ADDRESS}.",
+        "El cliente {FULL} cambió su dirección a {ADDRESS}.",
+    ],
+    "it": [
+        "Da: {FULL} <{EMAIL}>\nOggetto: rimborso\n\nBuongiorno, rimborsate {PRICE} su {IBAN}.",
+        "Puoi richiamare {TFULL} al {PHONE}? Abita in {ADDRESS}.",
+        "Il cliente {FULL} ha cambiato indirizzo: {ADDRESS}.",
+    ],
+    "nl": [
+        "Van: {FULL} <{EMAIL}>\nOnderwerp: terugbetaling\n\nHallo, graag {PRICE} terugstorten op {IBAN}.",
+        "Kun je {TFULL} terugbellen op {PHONE}? Zij woont op {ADDRESS}.",
+        "De klant {FULL} heeft een nieuw adres: {ADDRESS}.",
+    ],
+}
+for _lang, _ts in TEMPLATES_MORE.items():
+    TEMPLATES[_lang].extend(_ts)
+
 # Tool-call arguments as the agent would send them (JSON text).
 TOOLS = [
     ("create_customer", ["first_name:GIVEN", "last_name:SUR", "email:EMAIL", "phone:PHONE", "address:ADDRESS"]),
@@ -579,7 +622,7 @@ TYPED = {
     "SECRET": "API_KEY", "DOB": "DATE_OF_BIRTH", "DOB_BARE": "DATE_OF_BIRTH", "ADDRESS": "STREET_ADDRESS",
     "MRN": "MEDICAL_RECORD_NUMBER", "HPID": "HEALTH_PLAN_ID", "NATID": "NATIONAL_ID", "JWT": "JWT",
     "PRIVKEY": "PRIVATE_KEY", "PASSWORD": "PASSWORD", "FULL": "PERSON", "FULL2": "PERSON", "GIVEN": "PERSON",
-    "SUR": "PERSON", "TFULL": "PERSON",
+    "SUR": "PERSON", "TFULL": "PERSON", "SUPPORT_EMAIL": "EMAIL",
 }
 
 
@@ -718,7 +761,9 @@ def value_slot(g, b, slot, lang, people):
         return
     if slot in TYPED:
         typ = TYPED[slot]
-        if slot == "EMAIL":
+        if slot == "SUPPORT_EMAIL":
+            v = g.pick(["support@northwind.io", "help@acme-corp.com", "billing@example.org"])
+        elif slot == "EMAIL":
             p = people.get("FULL")
             v = g.email(lang, p[0], p[1]) if p and g.r.random() < 0.6 else g.email(lang)
         elif slot == "PHONE":

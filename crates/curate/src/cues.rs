@@ -50,7 +50,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "joignable", "numéro de téléphone", "teléfono", "telefono", "móvil", "movil", "llámame",
         "llamar", "llame", "cellulare", "chiamami", "chiamare", "numero di telefono", "telefoonnummer",
         "mobiel", "bel", "bellen", "bel me", "gsm", "phone_number", "phonenumber", "mobile_number",
-        "contact_phone", "tel:", "number", "numéro", "número", "numero", "nummer", "nr", "reachable on",
+        "contact_phone", "tel:", "rappeler", "rappelez", "rappel", "call back", "callback", "zurückrufen",
+        "rückruf", "richiamare", "richiamami", "terugbellen", "devolver la llamada", "number", "numéro", "número", "numero", "nummer", "nr", "reachable on",
         "reachable at",
     ]),
     (CueKind::Card, &[
@@ -148,6 +149,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "technician", "tenant", "landlord", "applicant", "candidate", "student", "teacher",
     ]),
     (CueKind::Preposition, &[
+        "ask", "tell", "thanks to", "de la part de", "de parte de", "da parte di", "namens", "contact",
+        "forward to", "forwarded to", "cc'd", "ping", "met with", "meeting with", "rappeler", "rappelez",
         "met", "with", "from", "by", "call", "appelez", "appeler", "llama a", "llamar a", "chiama",
         "chiamare", "bel", "bellen", "contacta a", "contatta", "contacteer", "ring", "email", "mail",
         "an", "to", "à", "naar", "for", "für", "pour", "para", "per", "voor", "van", "von", "de", "di",
@@ -160,7 +163,9 @@ const CUES: &[(CueKind, &[&str])] = &[
         "hat angerufen", "hat geschrieben", "hat gesagt", "sagt", "schreibt", "schrieb", "rief",
         "a appelé", "a écrit", "a dit", "a confirmé", "llamó", "escribió", "dijo", "ha llamado",
         "ha escrito", "ha chiamato", "ha scritto", "ha detto", "belde", "schreef", "zei", "heeft gebeld",
-        "heeft geschreven", "hat heute", "hat gestern", "ruft", "rief an", "a téléphoné", "telefoneó",
+        "heeft geschreven", "says", "writes", "asks", "reports", "calls", "mentions", "confirms",
+        "wants", "needs", "is asking", "dit", "dice", "zegt", "schrijft", "écrit", "escribe", "scrive",
+        "chiede", "demande", "pregunta", "vraagt", "fragt", "hat heute", "hat gestern", "ruft", "rief an", "a téléphoné", "telefoneó",
         "ha telefonato", "heeft vandaag gebeld",
     ]),
     (CueKind::Version, &[
@@ -168,9 +173,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "revert to", "reverted to", "pinned", "pin",
     ]),
     (CueKind::IntroWeak, &[
-        "i'm", "i’m", "i am", "it's", "je suis", "ich bin", "hier ist", "soy", "sono", "ik ben",
-        "ask", "tell", "thanks to", "de la part de", "de parte de", "da parte di", "namens",
-        "contact", "forward to", "forwarded to", "cc'd", "ping", "met with", "meeting with",
+        "i'm", "i’m", "i am", "it's", "it’s", "its", "je suis", "c'est", "ich bin", "hier ist", "soy",
+        "sono", "ik ben", "dit is", "this is", "here is", "here's",
     ]),
     (CueKind::Signoff, &[
         "regards", "best regards", "kind regards", "warm regards", "best", "best wishes", "cheers",

@@ -265,7 +265,18 @@ impl Persons {
                 continue;
             }
             lowercase_into(&text[t.s..t.e], lower);
-            if lex.is_stop(lower) {
+            let next_surname = || {
+                let mut l3 = String::new();
+                next_cap(toks, i).is_some_and(|k| {
+                    k == i + 1 && {
+                        lowercase_into(&text[toks[k].s..toks[k].e], &mut l3);
+                        lex.is_surname(&l3)
+                    }
+                })
+            };
+            // "Jan Brouwer", "May Smith": a given name that is also a common word counts when a
+            // known surname follows.
+            if lex.is_stop(lower) && !(lex.is_given(lower) && next_surname()) {
                 i += 1;
                 continue;
             }
@@ -385,6 +396,15 @@ impl Persons {
                 PARTICLES.contains(&lower.as_str())
                     && next_is_cap_after_particles(text, toks, k + 1)
             };
+            // Chat style: "it's rosalind here", "my name is anna" (a known given name, lower case).
+            let lower_given = matches!(kind, CueKind::IntroStrong | CueKind::IntroWeak) && !t.cap && {
+                lowercase_into(&text[t.s..t.e], lower);
+                lex.is_given(lower) && !lex.is_ambiguous(lower) && !lex.is_stop(lower)
+            };
+            if gap_ok && lower_given {
+                push_person(text, lex, t.s, t.e, score::PERSON_CUE, out);
+                continue;
+            }
             if !gap_ok || !(t.cap || lead_particle) {
                 continue;
             }
@@ -398,7 +418,8 @@ impl Persons {
                     | CueKind::IntroStrong
                     | CueKind::Label
             );
-            if lex.is_stop(lower) && !(lenient && first_given) {
+            if lex.is_stop(lower) && !(first_given && (lenient || next_cap(toks, k) == Some(k + 1))) {
+                // A lowercase known given name after a self-introduction: "hey its rosalind here".
                 continue;
             }
             let first_known = (first_given && !lex.is_ambiguous(lower)) || lex.is_surname(lower);
@@ -414,8 +435,8 @@ impl Persons {
                             .trim_start()
                             .starts_with(['|', '-', ',', '(', '<', '"', '\\'])
                 }
-                CueKind::Role => first_known || known || caps >= 2,
-                CueKind::IntroWeak | CueKind::Preposition => {
+                CueKind::Role | CueKind::IntroWeak => first_known || known || caps >= 2,
+                CueKind::Preposition => {
                     let span_end = toks[end - 1].e;
                     first_known
                         || known
@@ -496,7 +517,7 @@ pub(crate) fn name_value(
                 return None;
             }
             caps += 1;
-            if lex.is_stop(&lower) && !lex.is_given(&lower) {
+            if lex.is_stop(&lower) && !lex.is_given(&lower) && !lex.is_surname(&lower) {
                 return None;
             }
             known |= lex.is_given(&lower) || lex.is_surname(&lower);
