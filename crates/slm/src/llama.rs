@@ -939,33 +939,31 @@ impl CustomOp1 for CachedAttention<'_> {
                 let len = start + t + 1;
                 let qh = &q[t * qw + h * hd..t * qw + (h + 1) * hd];
                 let sc = &mut scores[..len];
+                let off = t * qw + h * hd;
                 match (&kv.k, &kv.v) {
-                    (KvData::F16(kc), KvData::F16(vc)) => attend(
-                        qh,
-                        kc,
-                        vc,
-                        sc,
-                        g,
-                        nkv,
-                        hd,
-                        scale,
-                        round,
-                        optr,
-                        t * qw + h * hd,
-                    ),
-                    (KvData::F32(kc), KvData::F32(vc)) => attend(
-                        qh,
-                        kc,
-                        vc,
-                        sc,
-                        g,
-                        nkv,
-                        hd,
-                        scale,
-                        false,
-                        optr,
-                        t * qw + h * hd,
-                    ),
+                    (KvData::F16(kc), KvData::F16(vc)) => {
+                        #[cfg(all(
+                            target_arch = "x86_64",
+                            target_feature = "avx512f",
+                            target_feature = "f16c"
+                        ))]
+                        if hd == 64 {
+                            attend_f16_simd::<4>(
+                                qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off,
+                            );
+                            continue;
+                        }
+                        if hd == 128 {
+                            attend_f16_simd::<8>(
+                                qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off,
+                            );
+                            continue;
+                        }
+                        attend(qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off)
+                    }
+                    (KvData::F32(kc), KvData::F32(vc)) => {
+                        attend(qh, kc, vc, sc, g, nkv, hd, scale, false, optr, off)
+                    }
                     _ => {}
                 }
             }
@@ -1017,6 +1015,80 @@ fn dot_kv<T: KvElem>(q: &[f32], k: &[T]) -> f32 {
     s
 }
 
+/// `exp(x - max)` in place, returning the sum.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[inline(always)]
+fn exp_sub_sum(xs: &mut [f32], max: f32) -> f64 {
+    use std::arch::x86_64::*;
+    // SAFETY: full 16-lane chunks are loaded/stored inside `xs`; the tail is done in scalar code.
+    unsafe {
+        let mx = _mm512_set1_ps(max);
+        let log2e = _mm512_set1_ps(std::f32::consts::LOG2_E);
+        let ln2_hi = _mm512_set1_ps(0.693_359_4);
+        let ln2_lo = _mm512_set1_ps(-2.121_944_4e-4);
+        let lo = _mm512_set1_ps(-87.0);
+        let c = [
+            1.0 / 720.0,
+            1.0 / 120.0,
+            1.0 / 24.0,
+            1.0 / 6.0,
+            0.5,
+            1.0,
+            1.0,
+        ]
+        .map(|v: f32| _mm512_set1_ps(v));
+        let mut sum = _mm512_setzero_ps();
+        let mut chunks = xs.chunks_exact_mut(16);
+        for ch in &mut chunks {
+            let x = _mm512_max_ps(_mm512_sub_ps(_mm512_loadu_ps(ch.as_ptr()), mx), lo);
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(x, log2e),
+            );
+            let r = _mm512_fnmadd_ps(n, ln2_hi, x);
+            let r = _mm512_fnmadd_ps(n, ln2_lo, r);
+            let mut p = c[0];
+            for ci in &c[1..] {
+                p = _mm512_fmadd_ps(p, r, *ci);
+            }
+            let e = _mm512_scalef_ps(p, n);
+            _mm512_storeu_ps(ch.as_mut_ptr(), e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        let mut total = _mm512_reduce_add_ps(sum) as f64;
+        for v in chunks.into_remainder() {
+            *v = (*v - max).exp();
+            total += *v as f64;
+        }
+        total
+    }
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
+#[inline(always)]
+fn exp_sub_sum(xs: &mut [f32], max: f32) -> f64 {
+    let mut sum = 0f64;
+    for s in xs.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s as f64;
+    }
+    sum
+}
+
+/// Softmax in place over `scores`; probabilities are normalised (and rounded to f16 when the
+/// cache is f16, as llama.cpp multiplies them with V in f16).
+#[inline(always)]
+fn softmax_in_place(scores: &mut [f32], round_f16: bool) {
+    let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let sum = exp_sub_sum(scores, max);
+    let inv = (1.0 / sum) as f32;
+    for s in scores.iter_mut() {
+        *s *= inv;
+        if round_f16 {
+            *s = f16::from_f32(*s).to_f32();
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend<T: KvElem>(
@@ -1033,32 +1105,13 @@ fn attend<T: KvElem>(
     out_off: usize,
 ) {
     let stride = nkv * hd;
-    let mut max = f32::NEG_INFINITY;
     for (j, s) in scores.iter_mut().enumerate() {
         let kr = &kc[j * stride + g * hd..j * stride + (g + 1) * hd];
         *s = dot_kv(q, kr) * scale;
-        max = max.max(*s);
     }
-    let mut sum = 0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
-    let mut acc = [0f32; 256];
-    let acc = &mut acc[..hd.min(256)];
-    let mut big = Vec::new();
-    let acc: &mut [f32] = if hd <= 256 {
-        acc
-    } else {
-        big.resize(hd, 0f32);
-        &mut big
-    };
-    for (j, s) in scores.iter().enumerate() {
-        let mut p = s * inv;
-        if round_f16 {
-            p = f16::from_f32(p).to_f32();
-        }
+    softmax_in_place(scores, round_f16);
+    let mut acc = vec![0f32; hd];
+    for (j, &p) in scores.iter().enumerate() {
         let vr = &vc[j * stride + g * hd..j * stride + (g + 1) * hd];
         for (a, v) in acc.iter_mut().zip(vr) {
             *a = p.mul_add(v.to_f32(), *a);
@@ -1067,5 +1120,68 @@ fn attend<T: KvElem>(
     for (i, a) in acc.iter().enumerate() {
         // SAFETY: each (query, head) output slice is written by exactly one task.
         unsafe { out.write(out_off + i, *a) };
+    }
+}
+
+/// f16-cache attention with AVX-512 for head size `16 * NV`.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "f16c"
+))]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_f16_simd<const NV: usize>(
+    q: &[f32],
+    kc: &[f16],
+    vc: &[f16],
+    scores: &mut [f32],
+    g: usize,
+    nkv: usize,
+    hd: usize,
+    scale: f32,
+    round_f16: bool,
+    out: SyncPtr<f32>,
+    out_off: usize,
+) {
+    use std::arch::x86_64::*;
+    let stride = nkv * hd;
+    let len = scores.len();
+    debug_assert!(hd == 16 * NV);
+    debug_assert!(kc.len() >= len * stride && vc.len() >= len * stride && q.len() >= hd);
+    // SAFETY: `kc`/`vc` hold at least `len` rows of `stride` halves (checked by the caller's
+    // layout), `q` holds `hd` floats, and all loads are unaligned loads inside those bounds.
+    unsafe {
+        let mut qv = [_mm512_setzero_ps(); NV];
+        for (i, v) in qv.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(q.as_ptr().add(16 * i));
+        }
+        let kp = kc.as_ptr().add(g * hd) as *const __m256i;
+        for (j, s) in scores.iter_mut().enumerate() {
+            let row = (kp as *const f16).add(j * stride) as *const __m256i;
+            let mut acc = _mm512_mul_ps(qv[0], _mm512_cvtph_ps(_mm256_loadu_si256(row)));
+            for (i, qvi) in qv.iter().enumerate().skip(1) {
+                acc = _mm512_fmadd_ps(*qvi, _mm512_cvtph_ps(_mm256_loadu_si256(row.add(i))), acc);
+            }
+            *s = _mm512_reduce_add_ps(acc) * scale;
+        }
+        softmax_in_place(scores, round_f16);
+        let mut acc = [_mm512_setzero_ps(); NV];
+        let vp = vc.as_ptr().add(g * hd);
+        for (j, &p) in scores.iter().enumerate() {
+            let pv = _mm512_set1_ps(p);
+            let row = vp.add(j * stride) as *const __m256i;
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(pv, _mm512_cvtph_ps(_mm256_loadu_si256(row.add(i))), *a);
+            }
+        }
+        let mut tmp = [0f32; 16];
+        for (i, a) in acc.iter().enumerate() {
+            _mm512_storeu_ps(tmp.as_mut_ptr(), *a);
+            for (k, v) in tmp.iter().enumerate() {
+                // SAFETY: each (query, head) output slice is written by exactly one task.
+                out.write(out_off + 16 * i + k, *v);
+            }
+        }
     }
 }

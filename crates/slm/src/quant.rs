@@ -285,13 +285,11 @@ impl PackedMatrix {
             let mut i = 0;
             while i < n {
                 let m = (n - i).min(4);
-                for r in r0..r1 {
-                    match m {
-                        4 => self.dot_rows::<4>(r, acts, i, optr),
-                        3 => self.dot_rows::<3>(r, acts, i, optr),
-                        2 => self.dot_rows::<2>(r, acts, i, optr),
-                        _ => self.dot_rows::<1>(r, acts, i, optr),
-                    }
+                match m {
+                    4 => self.dot_tile::<4>(r0..r1, acts, i, optr),
+                    3 => self.dot_tile::<3>(r0..r1, acts, i, optr),
+                    2 => self.dot_tile::<2>(r0..r1, acts, i, optr),
+                    _ => self.dot_tile::<1>(r0..r1, acts, i, optr),
                 }
                 i += m;
             }
@@ -299,7 +297,21 @@ impl PackedMatrix {
     }
 
     #[inline(always)]
-    fn dot_rows<const R: usize>(&self, r: usize, acts: &QActs, i0: usize, out: SyncPtr<f32>) {
+    fn dot_tile<const R: usize>(
+        &self,
+        rows: std::ops::Range<usize>,
+        acts: &QActs,
+        i0: usize,
+        out: SyncPtr<f32>,
+    ) {
+        let a: [ARow<'_>; R] = std::array::from_fn(|k| acts.row(i0 + k, self.q8_1_sums));
+        for r in rows {
+            self.dot_rows::<R>(r, &a, i0, out);
+        }
+    }
+
+    #[inline(always)]
+    fn dot_rows<const R: usize>(&self, r: usize, a: &[ARow<'_>; R], i0: usize, out: SyncPtr<f32>) {
         let nbp = self.cols_padded / BLOCK;
         let ngroups = self.cols_padded / GROUP;
         let rb = self.row_bytes();
@@ -308,10 +320,9 @@ impl PackedMatrix {
             d: &self.d[r * nbp..(r + 1) * nbp],
             c: &self.c[r * nbp..(r + 1) * nbp],
         };
-        let a: [ARow<'_>; R] = std::array::from_fn(|k| acts.row(i0 + k, self.q8_1_sums));
         let res = match self.kind {
-            PackKind::U4 => kernel::dot::<R, true>(&w, &a, ngroups, nbp),
-            PackKind::U8 => kernel::dot::<R, false>(&w, &a, ngroups, nbp),
+            PackKind::U4 => kernel::dot::<R, true>(&w, a, ngroups, nbp),
+            PackKind::U8 => kernel::dot::<R, false>(&w, a, ngroups, nbp),
         };
         for (k, v) in res.into_iter().enumerate() {
             // SAFETY: each (row i0 + k, column r) pair is written by exactly one task.
