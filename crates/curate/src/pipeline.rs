@@ -1,0 +1,494 @@
+//! The curation pipeline (S2): logged calls in, training examples out. Quality filters first,
+//! then PII scrubbing with pseudonyms consistent across each agent episode, then exact and
+//! near-duplicate removal (the most recent survives), with a report of what each step did.
+
+use std::collections::BTreeMap;
+
+use downshift_api::canonical_json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::dedup::{DedupConfig, DedupItem, MinHasher, dedup};
+use crate::filters::{FilterConfig, FilterInput, FilterReason, SHADOW_TAG};
+use crate::{Action, CurateError, Detector, Episode, PiiConfig, Scrubber};
+
+/// The `[curate]` section of `downshift.toml`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CurateConfig {
+    pub pii: PiiConfig,
+    pub dedup: DedupConfig,
+    pub filters: FilterConfig,
+}
+
+/// A logged call, decrypted and parsed.
+#[derive(Debug, Clone)]
+pub struct CallInput {
+    pub call_id: String,
+    pub ts_ms: i64,
+    pub endpoint: String,
+    /// The call status as logged (`ok`, `interrupted`, …).
+    pub status: String,
+    pub model: String,
+    pub episode: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// `None` when the logged request was not JSON.
+    pub request: Option<Value>,
+    pub response: Option<Value>,
+}
+
+/// A training example in chat format: `{"messages": [...], "tools": [...]}` with the
+/// assistant's answer as the last message, scrubbed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub call_id: String,
+    pub ts_ms: i64,
+    pub record: Value,
+}
+
+/// What curation did, step by step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CurationReport {
+    pub calls_in: u64,
+    /// Calls left out by each quality filter.
+    pub filtered: BTreeMap<&'static str, u64>,
+    /// Entities found and replaced, per type.
+    pub pii_entities: BTreeMap<String, u64>,
+    /// Calls in which at least one entity was found.
+    pub calls_with_pii: u64,
+    /// Calls dropped because an entity's action is `drop_call`.
+    pub pii_dropped_calls: u64,
+    pub exact_duplicates: u64,
+    pub near_duplicates: u64,
+    pub examples_out: u64,
+}
+
+/// Builds the unscrubbed chat-format record of a call that passed the filters.
+fn chat_record(request: &Value, response: &Value) -> Value {
+    let mut messages: Vec<Value> = request
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let answer = response
+        .pointer("/choices/0/message")
+        .cloned()
+        .unwrap_or(json!({}));
+    let mut assistant = Map::new();
+    assistant.insert("role".into(), json!("assistant"));
+    assistant.insert(
+        "content".into(),
+        answer.get("content").cloned().unwrap_or(Value::Null),
+    );
+    if let Some(calls) = answer
+        .get("tool_calls")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+    {
+        let calls: Vec<Value> = calls
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.get("id").cloned().unwrap_or(Value::Null),
+                    "type": "function",
+                    "function": {
+                        "name": c.pointer("/function/name").cloned().unwrap_or(Value::Null),
+                        "arguments": c.pointer("/function/arguments").cloned().unwrap_or(json!("{}")),
+                    },
+                })
+            })
+            .collect();
+        assistant.insert("tool_calls".into(), Value::Array(calls));
+    }
+    messages.push(Value::Object(assistant));
+    let mut record = Map::new();
+    record.insert("messages".into(), Value::Array(messages));
+    if let Some(tools) = request.get("tools").filter(|t| !t.is_null()) {
+        record.insert("tools".into(), tools.clone());
+    }
+    Value::Object(record)
+}
+
+/// Scrubs the parts of a record that carry user data: message contents (text, text parts, or
+/// JSON inside a string) and tool-call arguments (kept valid JSON with the same keys). Roles,
+/// tool names, ids and the tool schemas are left as they are.
+fn scrub_record(ep: &mut Episode, record: &mut Value) {
+    let Some(messages) = record.get_mut("messages").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for m in messages {
+        match m.get_mut("content") {
+            Some(c @ Value::String(_)) => *c = ep.scrub_json(c),
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    if let Some(t @ Value::String(_)) = p.get_mut("text") {
+                        *t = ep.scrub_json(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let Some(calls) = m.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for c in calls {
+                if let Some(args) = c.pointer_mut("/function/arguments") {
+                    let scrubbed = match args.as_str().map(serde_json::from_str::<Value>) {
+                        Some(Ok(parsed)) => Value::String(ep.scrub_json(&parsed).to_string()),
+                        _ => ep.scrub_json(args),
+                    };
+                    *args = scrubbed;
+                }
+            }
+        }
+    }
+}
+
+/// The variable part of an example, for near-duplicate detection: everything but system
+/// messages and tool schemas (which repeat across every call of a task by design).
+fn variable_text(record: &Value) -> String {
+    let mut out = String::new();
+    for m in record
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if m.get("role").and_then(Value::as_str) == Some("system") {
+            continue;
+        }
+        match m.get("content") {
+            Some(Value::String(s)) => out.push_str(s),
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    if let Some(t) = p.get("text").and_then(Value::as_str) {
+                        out.push_str(t);
+                    }
+                }
+            }
+            _ => {}
+        }
+        out.push('\n');
+        for c in m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(f) = c.get("function") {
+                out.push_str(&f.to_string());
+            }
+        }
+    }
+    out
+}
+
+struct Scrubbed {
+    index: usize,
+    record: Value,
+    entities: BTreeMap<String, u64>,
+    dropped: bool,
+}
+
+/// Scrubs one episode's calls in time order with one pseudonym mapping.
+fn scrub_episode(
+    scrubber: &Scrubber,
+    config: &PiiConfig,
+    items: Vec<(usize, Value)>,
+) -> Vec<Scrubbed> {
+    let mut ep = scrubber.episode();
+    let mut out = Vec::with_capacity(items.len());
+    for (index, mut record) in items {
+        let before = ep.report().entities.clone();
+        scrub_record(&mut ep, &mut record);
+        let mut entities = BTreeMap::new();
+        let mut dropped = false;
+        for (kind, n) in &ep.report().entities {
+            let added = n - before.get(kind).copied().unwrap_or(0);
+            if added > 0 {
+                entities.insert(kind.as_str().to_owned(), added);
+                dropped |= config.action(*kind) == Action::DropCall;
+            }
+        }
+        out.push(Scrubbed {
+            index,
+            record,
+            entities,
+            dropped,
+        });
+    }
+    out
+}
+
+/// Runs the pipeline. `secret` keys the pseudonyms (derive it from the key file); `threads`
+/// bounds the parallel scrubbing. Examples come out oldest first.
+pub fn curate(
+    calls: Vec<CallInput>,
+    config: &CurateConfig,
+    secret: &[u8],
+    threads: usize,
+) -> Result<(Vec<Example>, CurationReport), CurateError> {
+    let scrubber = Scrubber::new(Detector::new(&config.pii)?, secret)?;
+    let mut report = CurationReport {
+        calls_in: calls.len() as u64,
+        ..Default::default()
+    };
+
+    // 1. Quality filters.
+    let mut passed: Vec<(usize, Value)> = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        let verdict = match &c.request {
+            None => Err(FilterReason::Unparseable),
+            Some(request) => config
+                .filters
+                .check(&FilterInput {
+                    endpoint: &c.endpoint,
+                    status: &c.status,
+                    shadow: c.tags.get(SHADOW_TAG).is_some_and(|v| v == "true"),
+                    request,
+                    response: c.response.as_ref(),
+                })
+                .map(|()| chat_record(request, c.response.as_ref().unwrap_or(&Value::Null))),
+        };
+        match verdict {
+            Ok(record) => passed.push((i, record)),
+            Err(reason) => *report.filtered.entry(reason.as_str()).or_default() += 1,
+        }
+    }
+
+    // 2. Scrub, one pseudonym mapping per episode, episodes spread over the threads.
+    let mut episodes: BTreeMap<String, Vec<(usize, Value)>> = BTreeMap::new();
+    let mut singles: Vec<Vec<(usize, Value)>> = Vec::new();
+    for (i, record) in passed {
+        match &calls[i].episode {
+            Some(e) => episodes.entry(e.clone()).or_default().push((i, record)),
+            None => singles.push(vec![(i, record)]),
+        }
+    }
+    let mut groups: Vec<Vec<(usize, Value)>> = episodes.into_values().chain(singles).collect();
+    for g in &mut groups {
+        g.sort_by_key(|(i, _)| (calls[*i].ts_ms, *i));
+    }
+    let threads = threads.max(1);
+    let mut lanes: Vec<Vec<Vec<(usize, Value)>>> = (0..threads).map(|_| Vec::new()).collect();
+    for (n, g) in groups.into_iter().enumerate() {
+        lanes[n % threads].push(g);
+    }
+    let pii = &config.pii;
+    let scrubbed: Vec<Scrubbed> = std::thread::scope(|s| {
+        let handles: Vec<_> = lanes
+            .into_iter()
+            .map(|lane| {
+                let scrubber = scrubber.clone();
+                s.spawn(move || {
+                    lane.into_iter()
+                        .flat_map(|g| scrub_episode(&scrubber, pii, g))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let mut kept: Vec<Scrubbed> = Vec::with_capacity(scrubbed.len());
+    for s in scrubbed {
+        if !s.entities.is_empty() {
+            report.calls_with_pii += 1;
+        }
+        for (k, n) in &s.entities {
+            *report.pii_entities.entry(k.clone()).or_default() += n;
+        }
+        if s.dropped {
+            report.pii_dropped_calls += 1;
+        } else {
+            kept.push(s);
+        }
+    }
+
+    // 3. Dedup on the scrubbed examples.
+    let hasher = MinHasher::new(config.dedup.shingle_chars);
+    let items: Vec<DedupItem> = kept
+        .iter()
+        .map(|s| DedupItem {
+            exact: Sha256::digest(canonical_json(&s.record).as_bytes()).into(),
+            signature: if config.dedup.near {
+                hasher.signature(&variable_text(&s.record))
+            } else {
+                [0; crate::dedup::PERMUTATIONS]
+            },
+            ts_ms: calls[s.index].ts_ms,
+        })
+        .collect();
+    let outcome = dedup(&items, &config.dedup);
+    report.exact_duplicates = outcome.exact_duplicates;
+    report.near_duplicates = outcome.near_duplicates;
+    let mut examples: Vec<Example> = kept
+        .into_iter()
+        .zip(outcome.keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(s, _)| Example {
+            call_id: calls[s.index].call_id.clone(),
+            ts_ms: calls[s.index].ts_ms,
+            record: s.record,
+        })
+        .collect();
+    examples.sort_by(|a, b| (a.ts_ms, &a.call_id).cmp(&(b.ts_ms, &b.call_id)));
+    report.examples_out = examples.len() as u64;
+    Ok((examples, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str, ts: i64, episode: Option<&str>, user: &str, answer: Value) -> CallInput {
+        CallInput {
+            call_id: id.into(),
+            ts_ms: ts,
+            endpoint: "chat/completions".into(),
+            status: "ok".into(),
+            model: "m".into(),
+            episode: episode.map(str::to_owned),
+            tags: BTreeMap::new(),
+            request: Some(json!({
+                "model": "m",
+                "messages": [{"role": "system", "content": "You are a support agent."}, {"role": "user", "content": user}],
+                "tools": [{"type": "function", "function": {"name": "lookup_customer", "parameters": {"type": "object"}}}],
+            })),
+            response: Some(
+                json!({"choices": [{"index": 0, "message": answer, "finish_reason": "stop"}]}),
+            ),
+        }
+    }
+
+    fn tool_answer(args: &str) -> Value {
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup_customer", "arguments": args}}]})
+    }
+
+    #[test]
+    fn scrubs_consistently_within_an_episode_and_keeps_tool_json_valid() {
+        let calls = vec![
+            call(
+                "a",
+                1,
+                Some("ep1"),
+                "Hi, my email is jane.doe@example.com, please look me up.",
+                tool_answer(r#"{"email":"jane.doe@example.com","full_name":"Jane Doe"}"#),
+            ),
+            call(
+                "b",
+                2,
+                Some("ep1"),
+                "Also send the receipt to jane.doe@example.com.",
+                json!({"role": "assistant", "content": "Sent to jane.doe@example.com."}),
+            ),
+        ];
+        let (examples, report) = curate(calls, &CurateConfig::default(), b"secret", 2).unwrap();
+        assert_eq!(examples.len(), 2);
+        let first = examples[0].record.to_string();
+        let second = examples[1].record.to_string();
+        assert!(
+            !first.contains("jane.doe@example.com") && !second.contains("jane.doe@example.com")
+        );
+        assert!(
+            first.contains("<EMAIL_1>") && second.contains("<EMAIL_1>"),
+            "{first}\n{second}"
+        );
+        let args = examples[0].record["messages"][2]["tool_calls"][0]["function"]["arguments"]
+            .as_str()
+            .unwrap();
+        let parsed: Value = serde_json::from_str(args).unwrap();
+        assert_eq!(
+            parsed.as_object().unwrap().keys().collect::<Vec<_>>(),
+            ["email", "full_name"]
+        );
+        assert_eq!(
+            examples[0].record["messages"][0]["content"],
+            "You are a support agent."
+        );
+        assert_eq!(
+            examples[0].record["tools"][0]["function"]["name"],
+            "lookup_customer"
+        );
+        assert!(report.pii_entities["EMAIL"] >= 3);
+        assert_eq!(report.calls_with_pii, 2);
+    }
+
+    #[test]
+    fn filters_dedups_and_reports() {
+        let mut calls = vec![
+            call(
+                "old",
+                1,
+                None,
+                "Convert 5 miles to km",
+                json!({"role": "assistant", "content": "8.05 km"}),
+            ),
+            call(
+                "new",
+                5,
+                None,
+                "Convert 5 miles to km",
+                json!({"role": "assistant", "content": "8.05 km"}),
+            ),
+            call(
+                "other",
+                3,
+                None,
+                "What is the capital of Peru?",
+                json!({"role": "assistant", "content": "Lima."}),
+            ),
+            call(
+                "refused",
+                4,
+                None,
+                "Do something bad",
+                json!({"role": "assistant", "content": "I'm sorry, but I can't help with that."}),
+            ),
+        ];
+        let mut broken = call("broken", 6, None, "x", json!({"content": "y"}));
+        broken.status = "interrupted".into();
+        calls.push(broken);
+        let (examples, report) = curate(calls, &CurateConfig::default(), b"secret", 1).unwrap();
+        let ids: Vec<&str> = examples.iter().map(|e| e.call_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["other", "new"],
+            "oldest first, the newer duplicate kept"
+        );
+        assert_eq!(report.calls_in, 5);
+        assert_eq!(report.filtered["refusal"], 1);
+        assert_eq!(report.filtered["interrupted"], 1);
+        assert_eq!(report.exact_duplicates, 1);
+        assert_eq!(report.examples_out, 2);
+    }
+
+    #[test]
+    fn drop_call_policy_removes_the_call() {
+        let mut cfg = CurateConfig::default();
+        cfg.pii
+            .actions
+            .insert(crate::EntityType::CreditCard, Action::DropCall);
+        let calls = vec![
+            call(
+                "card",
+                1,
+                None,
+                "Charge my card 4111 1111 1111 1111 please",
+                json!({"role": "assistant", "content": "Done."}),
+            ),
+            call(
+                "clean",
+                2,
+                None,
+                "What time is it in Lima?",
+                json!({"role": "assistant", "content": "Noon."}),
+            ),
+        ];
+        let (examples, report) = curate(calls, &cfg, b"secret", 1).unwrap();
+        assert_eq!(examples.len(), 1);
+        assert_eq!(examples[0].call_id, "clean");
+        assert_eq!(report.pii_dropped_calls, 1);
+    }
+}
