@@ -81,13 +81,17 @@ impl Addresses {
                 let t = m.as_str();
                 // Italian/Spanish lower-case street words need "in via …" / "en la calle …".
                 if (i == 5 || i == 6) && t.starts_with(|c: char| c.is_lowercase()) {
-                    let before = &text[..s];
+                    // The last few characters before the match, lower-cased.
+                    let from = (s.saturating_sub(8)..s)
+                        .find(|&j| text.is_char_boundary(j))
+                        .unwrap_or(s);
+                    let before = text[from..s].to_lowercase();
                     let ok = [
                         "in ", "en ", "en la ", "a ", "la ", "nella ", "alla ", "sulla ", "dalla ",
                         "della ",
                     ]
                     .iter()
-                    .any(|p| before.to_lowercase().ends_with(p));
+                    .any(|p| before.ends_with(p));
                     if !ok {
                         continue;
                     }

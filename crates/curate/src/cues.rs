@@ -1,7 +1,7 @@
 //! Context cue words, found in one Aho–Corasick pass over the text.
 
 use crate::CurateError;
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CueKind {
@@ -274,6 +274,7 @@ impl CueSet {
         let ac = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(AhoCorasickKind::DFA))
             .build(&pats)?;
         Ok(CueSet { ac, kinds })
     }

@@ -397,10 +397,11 @@ impl Persons {
                     && next_is_cap_after_particles(text, toks, k + 1)
             };
             // Chat style: "it's rosalind here", "my name is anna" (a known given name, lower case).
-            let lower_given = matches!(kind, CueKind::IntroStrong | CueKind::IntroWeak) && !t.cap && {
-                lowercase_into(&text[t.s..t.e], lower);
-                lex.is_given(lower) && !lex.is_ambiguous(lower) && !lex.is_stop(lower)
-            };
+            let lower_given =
+                matches!(kind, CueKind::IntroStrong | CueKind::IntroWeak) && !t.cap && {
+                    lowercase_into(&text[t.s..t.e], lower);
+                    lex.is_given(lower) && !lex.is_ambiguous(lower) && !lex.is_stop(lower)
+                };
             if gap_ok && lower_given {
                 push_person(text, lex, t.s, t.e, score::PERSON_CUE, out);
                 continue;
@@ -418,7 +419,8 @@ impl Persons {
                     | CueKind::IntroStrong
                     | CueKind::Label
             );
-            if lex.is_stop(lower) && !(first_given && (lenient || next_cap(toks, k) == Some(k + 1))) {
+            if lex.is_stop(lower) && !(first_given && (lenient || next_cap(toks, k) == Some(k + 1)))
+            {
                 // A lowercase known given name after a self-introduction: "hey its rosalind here".
                 continue;
             }

@@ -62,7 +62,11 @@ fn bfcl_tool_call_arguments_stay_valid_json_with_the_same_keys() {
         let scrubber = Scrubber::new(Detector::new(&cfg).unwrap(), b"bfcl-test-key").unwrap();
         let (mut records, mut calls, mut replaced) = (0usize, 0usize, 0u64);
         // Surrogates on every 8th record keep the debug-build test short.
-        let step = if mode == SurrogateMode::Surrogate { 8 } else { 1 };
+        let step = if mode == SurrogateMode::Surrogate {
+            8
+        } else {
+            1
+        };
         for line in data.lines().filter(|l| !l.trim().is_empty()).step_by(step) {
             let record: Value = serde_json::from_str(line).unwrap();
             let mut ep = scrubber.episode();
