@@ -23,6 +23,7 @@ mod phone;
 mod pipeline;
 mod scrub;
 mod secrets;
+mod snapshot;
 mod surrogate;
 mod text;
 
@@ -35,3 +36,4 @@ pub use filters::{FilterConfig, FilterReason, SHADOW_TAG};
 pub use jsonl::{JsonlStats, detect_jsonl, redact};
 pub use pipeline::{CallInput, CurateConfig, CurationReport, Example, curate};
 pub use scrub::{Episode, ScrubReport, Scrubbed, Scrubber};
+pub use snapshot::{PIPELINE_VERSION, SnapshotError, SnapshotRequest, create_snapshot};

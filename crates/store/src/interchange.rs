@@ -180,6 +180,27 @@ pub fn export_jsonl(
     Ok(calls.len())
 }
 
+/// Writes a dataset's examples (decrypted) as JSON Lines, one chat-format record per line, in
+/// order. Returns the count.
+pub fn export_dataset_jsonl(
+    dataset: &crate::DatasetMeta,
+    keyring: &Keyring,
+    store: &dyn Store,
+    mut out: impl Write,
+) -> Result<usize> {
+    let examples = store.dataset_examples(&dataset.id)?;
+    for e in &examples {
+        let aad = crate::SealedExample::aad(&dataset.id, e.seq);
+        let plain = keyring.open_blob(&aad, &e.key_id, &e.nonce, &e.ciphertext)?;
+        out.write_all(&plain)
+            .and_then(|()| out.write_all(b"\n"))
+            .map_err(|e| StoreError::Invalid(format!("write failed: {e}")))?;
+    }
+    out.flush()
+        .map_err(|e| StoreError::Invalid(format!("write failed: {e}")))?;
+    Ok(examples.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ pub use apikey::{Permission, Role, generate_api_key, hash_api_key};
 pub use bootstrap::{bootstrap_admin_key, create_api_key};
 pub use data::{DataDir, StoreConfig};
 pub use error::StoreError;
-pub use interchange::{ImportReport, LineError, export_jsonl, import_jsonl};
+pub use interchange::{ImportReport, LineError, export_dataset_jsonl, export_jsonl, import_jsonl};
 pub use keyring::{Keyring, KeyringInfo};
 pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
