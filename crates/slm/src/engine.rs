@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::generate::{GenerateOptions, Generation, generate};
 use crate::gguf::Gguf;
 use crate::llama::{KvDtype, Llama};
+use crate::lora::LoraAdapter;
 use crate::tokenizer::Tokenizer;
 
 /// A model ready to generate.
@@ -82,6 +83,19 @@ impl LocalModel {
             template,
             kv_dtype: KvDtype::F16,
         })
+    }
+
+    /// Attaches a PEFT LoRA adapter (unmerged); generate with it by setting
+    /// `GenerateOptions::adapter = AdapterSel::One(id)`. Several can be attached at once.
+    pub fn load_adapter(&mut self, dir: impl AsRef<Path>) -> Result<usize> {
+        let a = LoraAdapter::load(dir)?;
+        self.model.attach_adapter(&a)
+    }
+
+    /// Merges a PEFT LoRA adapter into the base weights.
+    pub fn merge_adapter(&mut self, dir: impl AsRef<Path>) -> Result<()> {
+        let a = LoraAdapter::load(dir)?;
+        self.model.merge_adapter(&a)
     }
 
     /// Token ids of raw text (BOS added as the model asks; special-token texts parsed).

@@ -176,6 +176,24 @@ impl PackedMatrix {
         })
     }
 
+    /// Quantizes f32 weights `[rows, cols]` to Q8_0 and packs them.
+    pub fn quantize_q8_0(w: &[f32], rows: usize, cols: usize) -> Option<Self> {
+        if w.len() != rows * cols || !cols.is_multiple_of(BLOCK) {
+            return None;
+        }
+        let mut data = Vec::with_capacity(rows * cols / BLOCK * 34);
+        for blk in w.chunks_exact(BLOCK) {
+            let amax = blk.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            data.extend_from_slice(&f16::from_f32(d).to_bits().to_le_bytes());
+            for v in blk {
+                data.push((v * id).round() as i8 as u8);
+            }
+        }
+        Self::from_ggml(GgmlType::Q8_0, &data, rows, cols)
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
