@@ -102,6 +102,7 @@ def main():
                       "--threads", str(args.threads)],
     }
     runs = {k: [] for k in cmds}
+    load_before = os.getloadavg()[0]
     for r in range(args.rounds):
         order = list(cmds) if r % 2 == 0 else list(reversed(list(cmds)))
         for name in order:
@@ -129,7 +130,8 @@ def main():
     same = [runs["downshift"][0]["results"][i]["tokens"] == runs["llama.cpp"][0]["results"][i]["tokens"]
             for i in range(len(PROMPTS))]
     print(f"\nSmolLM2-135M-Instruct Q4_1 GGUF, {args.threads} threads, {args.gen_tokens} greedy tokens per prompt, "
-          f"median of {args.rounds} alternating rounds")
+          f"median of {args.rounds} alternating rounds (1-min load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs)")
     print(f"{'metric':<36} {'downshift':>10} {'llama.cpp':>10} {'ratio':>7}")
     table = []
     for label, f, higher_better in rows:

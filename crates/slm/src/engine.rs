@@ -43,10 +43,13 @@ impl LocalModel {
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
                 .collect();
+            if path.join("config.json").exists() {
+                return Self::load_hf_dir(path);
+            }
             return match ggufs.as_slice() {
                 [one] => Self::load(one),
                 [] => Err(Error::Config(format!(
-                    "{} holds no .gguf file (Hugging Face safetensors folders are not supported yet)",
+                    "{} holds neither a .gguf file nor a Hugging Face model (config.json)",
                     path.display()
                 ))),
                 _ => Err(Error::Config(format!(
@@ -78,6 +81,79 @@ impl LocalModel {
         Ok(Self {
             name,
             path: path.to_path_buf(),
+            model,
+            tokenizer,
+            template,
+            kv_dtype: KvDtype::F16,
+        })
+    }
+
+    /// Loads a Hugging Face model folder: `config.json`, `model.safetensors` (or shards listed
+    /// in `model.safetensors.index.json`), `tokenizer.json` and `tokenizer_config.json` (or
+    /// `chat_template.jinja`). Weights are kept as dense f32.
+    pub fn load_hf_dir(dir: &Path) -> Result<Self> {
+        let read = |name: &str| -> Result<String> {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))
+        };
+        let config: serde_json::Value = serde_json::from_str(&read("config.json")?)?;
+        let cfg = crate::llama::LlamaConfig::from_hf_json(&config)?;
+        let mut files = Vec::new();
+        if dir.join("model.safetensors.index.json").exists() {
+            let idx: serde_json::Value =
+                serde_json::from_str(&read("model.safetensors.index.json")?)?;
+            let mut names: Vec<String> = idx["weight_map"]
+                .as_object()
+                .ok_or_else(|| {
+                    Error::Config("model.safetensors.index.json lacks weight_map".into())
+                })?
+                .values()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            names.sort();
+            names.dedup();
+            files.extend(names.into_iter().map(|n| dir.join(n)));
+        } else {
+            files.push(dir.join("model.safetensors"));
+        }
+        let mut tensors = std::collections::HashMap::new();
+        for f in &files {
+            if !f.exists() {
+                return Err(Error::io(
+                    f,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            let t = candle_core::safetensors::load(f, &candle_core::Device::Cpu)
+                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
+            tensors.extend(t);
+        }
+        let model = Llama::from_hf_tensors(cfg, &|n: &str| tensors.get(n).cloned())?;
+        let tok_cfg = read("tokenizer_config.json").ok();
+        let tokenizer = Tokenizer::from_hf_json(&read("tokenizer.json")?, tok_cfg.as_deref())?;
+        let tc: serde_json::Value = match &tok_cfg {
+            Some(t) => serde_json::from_str(t)?,
+            None => serde_json::Value::Null,
+        };
+        let text = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.token_text(i))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let src = tc["chat_template"]
+            .as_str()
+            .map(String::from)
+            .or_else(|| read("chat_template.jinja").ok());
+        let template = match src {
+            Some(src) => ChatTemplate::new(&src, &text(tokenizer.bos), &text(tokenizer.eos))?,
+            None => ChatTemplate::canonical()?,
+        };
+        Ok(Self {
+            name: dir
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: dir.to_path_buf(),
             model,
             tokenizer,
             template,
