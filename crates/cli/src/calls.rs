@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::output::{parse_tag, parse_time, rfc3339, table};
 
 /// Who the audit trail names for reads through the CLI.
-fn cli_actor() -> String {
+pub fn cli_actor() -> String {
     format!(
         "cli:{}",
         std::env::var("USER").unwrap_or_else(|_| "unknown".into())

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use downshift_curate::CurateConfig;
 use downshift_gateway::{RoutingConfig, ServerConfig, UpstreamConfig};
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub routing: RoutingConfig,
+    pub curate: CurateConfig,
 }
 
 impl Config {

@@ -2,6 +2,7 @@
 
 mod calls;
 mod config;
+mod curate;
 mod keys;
 mod output;
 mod serve;
@@ -43,6 +44,15 @@ enum Command {
     /// List and inspect logged calls.
     #[command(subcommand)]
     Calls(calls::CallsCommand),
+    /// Curate logged calls into a named, immutable training dataset: PII scrubbed, duplicates
+    /// and bad examples removed (S2).
+    Curate(curate::CurateArgs),
+    /// List, inspect and export curated datasets.
+    #[command(subcommand)]
+    Datasets(curate::DatasetsCommand),
+    /// PII/PHI detection tools.
+    #[command(subcommand)]
+    Pii(curate::PiiCommand),
     /// Manage API keys and data-encryption keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -50,6 +60,15 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::MockLlm(_)) {
+        // Like other Unix tools, stop quietly when the reader of stdout goes away
+        // (`downshift export | head`). Servers keep SIGPIPE ignored: a closed socket must not
+        // kill them.
+        // SAFETY: restoring the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -73,5 +92,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(a) => calls::export(a, &data),
         Command::Calls(c) => calls::calls(c, &data),
         Command::Keys(c) => keys::keys(c, &data),
+        Command::Curate(a) => curate::curate(a, &data, &cfg.curate),
+        Command::Datasets(c) => curate::datasets(c, &data),
+        Command::Pii(c) => curate::pii(c, &cfg.curate),
     }
 }

@@ -2,7 +2,7 @@
 //! development data still parses as JSON with the same keys.
 //!
 //! The data is not in git: `scripts/fetch.sh bfcl` writes `data/bfcl/bfcl.jsonl` (OpenAI chat
-//! completions with tool calls). Without it the test says so and passes.
+//! completions with tool calls). Without it the test fails and says how to fetch it.
 
 use downshift_curate::{Detector, PiiConfig, Scrubber, SurrogateMode};
 use serde_json::Value;
@@ -47,13 +47,12 @@ fn bfcl_tool_call_arguments_stay_valid_json_with_the_same_keys() {
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/bfcl/bfcl.jsonl")
         });
-    let Ok(data) = std::fs::read_to_string(&path) else {
-        eprintln!(
-            "skipping: {} not found (run scripts/fetch.sh bfcl)",
+    let data = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} — run scripts/fetch.sh bfcl (CI does)",
             path.display()
-        );
-        return;
-    };
+        )
+    });
     for mode in [SurrogateMode::Placeholder, SurrogateMode::Surrogate] {
         let cfg = PiiConfig {
             surrogate: mode,

@@ -134,3 +134,51 @@ pub async fn audit(
     })();
     r.unwrap_or_else(IntoResponse::into_response)
 }
+
+pub async fn list_datasets(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let r = (|| {
+        let p = s.auth.authenticate(req.headers())?;
+        p.require(Permission::ReadMetadata, "list datasets")?;
+        let all = s
+            .store
+            .list_datasets()
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": all})))
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A curated (scrubbed) dataset as chat-format JSON Lines: analysts may read these.
+pub async fn export_dataset(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    let r = (|| {
+        let p = s.auth.authenticate(req.headers())?;
+        p.require(Permission::ReadMetadata, "read curated datasets")?;
+        let d = s
+            .store
+            .get_dataset(&name)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .ok_or_else(|| GatewayError::NotFound(format!("no dataset '{name}'")))?;
+        s.store
+            .audit(&AuditEntry::new(
+                &p.actor(),
+                "export_dataset",
+                Some(&d.id),
+                Some("admin api"),
+            ))
+            .map_err(|e| {
+                GatewayError::Internal(format!("audit write failed, refusing to read: {e}"))
+            })?;
+        let mut body = Vec::new();
+        {
+            let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
+            downshift_store::export_dataset_jsonl(&d, &keyring, s.store.as_ref(), &mut body)
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        }
+        Ok::<_, GatewayError>(([(header::CONTENT_TYPE, "application/jsonl")], body).into_response())
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}

@@ -78,6 +78,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/calls", get(admin::list_calls))
         .route("/admin/calls/{id}", get(admin::show_call))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/datasets", get(admin::list_datasets))
+        .route("/admin/datasets/{name}/export", get(admin::export_dataset))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)

@@ -1,0 +1,252 @@
+//! End-to-end: `curate`, `datasets` and `pii detect` through the real binary.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+fn bfcl() -> std::path::PathBuf {
+    let path = repo_root().join("data/bfcl/bfcl.jsonl");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch.sh bfcl",
+        path.display()
+    );
+    path
+}
+
+/// (tool name, argument keys) of every tool call in chat-format or import-format records.
+fn call_shapes(records: &[Value], pointer: &str) -> BTreeMap<(String, Vec<String>), usize> {
+    let mut out = BTreeMap::new();
+    for r in records {
+        let Some(calls) = r.pointer(pointer).and_then(Value::as_array) else {
+            continue;
+        };
+        for c in calls {
+            let name = c["function"]["name"].as_str().unwrap().to_owned();
+            let args: Value = serde_json::from_str(c["function"]["arguments"].as_str().unwrap())
+                .unwrap_or_else(|e| {
+                    panic!("arguments of {name} are not JSON after scrubbing: {e}")
+                });
+            let keys: Vec<String> = args
+                .as_object()
+                .expect("arguments are an object")
+                .keys()
+                .cloned()
+                .collect();
+            *out.entry((name, keys)).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn curating_bfcl_keeps_every_tool_call_valid_json_with_its_keys() {
+    let path = bfcl();
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap();
+    ok(&["import", path.to_str().unwrap(), "--data-dir", d]);
+    let out: Value = serde_json::from_str(&ok(&[
+        "curate",
+        "--name",
+        "bfcl-v1",
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    let report = &out["report"];
+    assert_eq!(report["calls_in"], 2445);
+    assert!(out["examples"].as_u64().unwrap() > 2300, "{out}");
+
+    let exported = ok(&["datasets", "export", "bfcl-v1", "--data-dir", d]);
+    let examples: Vec<Value> = exported
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(examples.len() as u64, out["examples"].as_u64().unwrap());
+    let originals: Vec<Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    // Every scrubbed example's last message is the assistant answer; its tool calls parse,
+    // and each (tool, argument keys) shape is one the original data has.
+    let scrubbed: Vec<Value> = examples
+        .iter()
+        .map(|e| e["messages"].as_array().unwrap().last().unwrap().clone())
+        .collect();
+    let after = call_shapes(&scrubbed, "/tool_calls");
+    let before = call_shapes(&originals, "/response/choices/0/message/tool_calls");
+    for shape in after.keys() {
+        assert!(
+            before.contains_key(shape),
+            "shape {shape:?} not in the original data"
+        );
+    }
+    let calls_after: usize = after.values().sum();
+    assert!(calls_after > 2700, "{calls_after} tool calls survived");
+    for e in &examples {
+        assert_eq!(
+            e["messages"].as_array().unwrap().last().unwrap()["role"],
+            "assistant"
+        );
+        assert!(e["tools"].is_array());
+    }
+    // `datasets show` and `list` describe it; the name cannot be reused.
+    let shown: Value = serde_json::from_str(&ok(&[
+        "datasets",
+        "show",
+        "bfcl-v1",
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    assert_eq!(shown["report"]["calls_in"], 2445);
+    assert_eq!(shown["params"]["pipeline_version"], 1);
+    let (success, _, err) = run(&["curate", "--name", "bfcl-v1", "--data-dir", d], &[]);
+    assert!(!success && err.contains("already exists"), "{err}");
+    let (success, _, err) = run(&["datasets", "show", "nope", "--data-dir", d], &[]);
+    assert!(!success && err.contains("no dataset named 'nope'"), "{err}");
+    let (success, _, err) = run(&["curate", "--name", "bad name", "--data-dir", d], &[]);
+    assert!(
+        !success && err.contains("must be 1–100 characters"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_interrupted_curate_leaves_no_partial_snapshot() {
+    let path = bfcl();
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap();
+    ok(&["import", path.to_str().unwrap(), "--data-dir", d]);
+    // Kill curate at several points of its run; whatever is left is all or nothing.
+    for delay_ms in [50u64, 400, 1500] {
+        let mut child = Command::new(BIN)
+            .args(["curate", "--name", "interrupted", "--data-dir", d])
+            .env("DOWNSHIFT_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let list = ok(&["datasets", "list", "--json", "--data-dir", d]);
+        if let Some(line) = list.lines().next() {
+            let meta: Value = serde_json::from_str(line).unwrap();
+            let n = ok(&["datasets", "export", "interrupted", "--data-dir", d])
+                .lines()
+                .count();
+            assert_eq!(
+                n as u64,
+                meta["examples"].as_u64().unwrap(),
+                "a snapshot must be whole"
+            );
+            return;
+        }
+    }
+    // Never completed before the kill: nothing was left behind, and the name is still free.
+    ok(&["curate", "--name", "interrupted", "--data-dir", d]);
+}
+
+#[test]
+fn pii_detect_speaks_the_benchmark_contract() {
+    let mut child = Command::new(BIN)
+        .args(["pii", "detect"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("{\"text\": \"Écrivez à marie.curie@example.fr, merci\"}\nnot json\n{\"text\": \"order #A-1234, version 2.3.1\"}\n".as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let text = "Écrivez à marie.curie@example.fr, merci";
+    let e = &lines[0]["entities"][0];
+    assert_eq!(e["type"], "EMAIL");
+    let (start, end) = (
+        e["start"].as_u64().unwrap() as usize,
+        e["end"].as_u64().unwrap() as usize,
+    );
+    assert_eq!(
+        &text.as_bytes()[start..end],
+        b"marie.curie@example.fr",
+        "offsets are UTF-8 bytes"
+    );
+    assert!(lines[0]["redacted"].as_str().unwrap().contains("<EMAIL_1>"));
+    assert!(lines[1]["error"].is_string());
+    assert_eq!(
+        lines[2]["entities"].as_array().unwrap().len(),
+        0,
+        "look-alikes are not PII"
+    );
+}
+
+#[test]
+fn analysts_read_datasets_but_not_raw_calls() {
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"request":{"model":"m","messages":[{"role":"user","content":"I am Walter White, call 505-555-0172"}]},"response":{"choices":[{"index":0,"message":{"role":"assistant","content":"Noted."},"finish_reason":"stop"}]}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
+    ok(&["curate", "--name", "small", "--data-dir", d]);
+    let mock = mock(&[]);
+    let gw = serve(dir.path(), &mock.addr, &[]);
+    let analyst: Value = serde_json::from_str(&ok(&[
+        "keys",
+        "create",
+        "--role",
+        "analyst",
+        "--name",
+        "a",
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    let key = analyst["key"].as_str().unwrap();
+    let list = get(&gw.addr, "/admin/datasets", Some(key));
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["data"][0]["name"], "small");
+    let body = get(&gw.addr, "/admin/datasets/small/export", Some(key));
+    assert_eq!(body.status, 200);
+    let text = body.text();
+    assert!(
+        !text.contains("Walter White") && !text.contains("505-555-0172"),
+        "{text}"
+    );
+    let call_id = calls(dir.path(), &[])[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(&gw.addr, &format!("/admin/calls/{call_id}"), Some(key)).status,
+        403
+    );
+    assert_eq!(
+        get(&gw.addr, "/admin/datasets/none/export", Some(key)).status,
+        404
+    );
+}
