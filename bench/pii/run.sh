@@ -17,10 +17,10 @@ fi
 # 2. The corpus (deterministic).
 python3 "$here/gen_corpus.py" --seed "${SEED:-20260501}" --out "$out/corpus.jsonl"
 
-# 3. downshift's detector in release mode (the `pii detect` contract, as an example binary).
+# 3. The real binary in release mode: `downshift pii detect` (JSON Lines in, JSON Lines out).
 target="${CARGO_TARGET_DIR:-$root/target}"
-(cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release -p downshift-curate --example pii_detect)
-bin="$target/release/examples/pii_detect"
+(cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release -p downshift-cli)
+bin="$target/release/downshift pii detect"
 
 # 4. Run both on the same corpus, then score side by side.
 python3 "$here/run_downshift.py" --bin "$bin 2>/dev/null" --corpus "$out/corpus.jsonl" \

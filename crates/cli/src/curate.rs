@@ -49,6 +49,7 @@ pub fn curate(a: CurateArgs, data: &DataDir, cfg: &CurateConfig) -> Result<()> {
         agent: a.agent.as_deref().map(|r| keyring.pseudonym("agent", r)),
         tags: a.tags.clone(),
         limit: None,
+        after: None,
     };
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()

@@ -34,6 +34,6 @@ pub use entity::{Entity, EntityType};
 pub use error::CurateError;
 pub use filters::{FilterConfig, FilterReason, SHADOW_TAG};
 pub use jsonl::{JsonlStats, detect_jsonl, redact};
-pub use pipeline::{CallInput, CurateConfig, CurationReport, Example, curate};
+pub use pipeline::{CallInput, CurateConfig, CurationReport, Curator, Example, curate};
 pub use scrub::{Episode, ScrubReport, Scrubbed, Scrubber};
 pub use snapshot::{PIPELINE_VERSION, SnapshotError, SnapshotRequest, create_snapshot};

@@ -2,7 +2,8 @@
 //! then PII scrubbing with pseudonyms consistent across each agent episode, then exact and
 //! near-duplicate removal (the most recent survives), with a report of what each step did.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use downshift_api::canonical_json;
 use serde::{Deserialize, Serialize};
@@ -64,25 +65,26 @@ pub struct CurationReport {
     pub examples_out: u64,
 }
 
-/// Builds the unscrubbed chat-format record of a call that passed the filters.
-fn chat_record(request: &Value, response: &Value) -> Value {
-    let mut messages: Vec<Value> = request
-        .get("messages")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let answer = response
-        .pointer("/choices/0/message")
-        .cloned()
-        .unwrap_or(json!({}));
+/// Builds the unscrubbed chat-format record of a call that passed the filters, taking the
+/// parsed request apart instead of copying it.
+fn chat_record(request: Value, response: &Value) -> Value {
+    let mut request = match request {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    let mut messages: Vec<Value> = match request.remove("messages") {
+        Some(Value::Array(m)) => m,
+        _ => Vec::new(),
+    };
+    let answer = response.pointer("/choices/0/message");
+    let field = |k: &str| answer.and_then(|a| a.get(k));
     let mut assistant = Map::new();
     assistant.insert("role".into(), json!("assistant"));
     assistant.insert(
         "content".into(),
-        answer.get("content").cloned().unwrap_or(Value::Null),
+        field("content").cloned().unwrap_or(Value::Null),
     );
-    if let Some(calls) = answer
-        .get("tool_calls")
+    if let Some(calls) = field("tool_calls")
         .and_then(Value::as_array)
         .filter(|c| !c.is_empty())
     {
@@ -104,8 +106,8 @@ fn chat_record(request: &Value, response: &Value) -> Value {
     messages.push(Value::Object(assistant));
     let mut record = Map::new();
     record.insert("messages".into(), Value::Array(messages));
-    if let Some(tools) = request.get("tools").filter(|t| !t.is_null()) {
-        record.insert("tools".into(), tools.clone());
+    if let Some(tools) = request.remove("tools").filter(|t| !t.is_null()) {
+        record.insert("tools".into(), tools);
     }
     Value::Object(record)
 }
@@ -219,123 +221,219 @@ fn scrub_episode(
     out
 }
 
-/// Runs the pipeline. `secret` keys the pseudonyms (derive it from the key file); `threads`
-/// bounds the parallel scrubbing. Examples come out oldest first.
+/// A tool list shared by every call that offers the same tools (agent tool schemas are large
+/// and repeat on every call of a task): kept once, with its content hash.
+#[derive(Debug)]
+struct Tools {
+    value: Value,
+    hash: [u8; 32],
+}
+
+/// What later steps need of a call that passed the filters.
+struct Info {
+    call_id: String,
+    ts_ms: i64,
+    episode: Option<String>,
+    tools: Option<Arc<Tools>>,
+}
+
+/// The pipeline, fed one call at a time so a large log never has to be in memory at once:
+/// `add` filters a call and keeps only its messages (tool lists are shared), `finish` scrubs,
+/// deduplicates and returns the examples, oldest first.
+pub struct Curator<'a> {
+    config: &'a CurateConfig,
+    scrubber: Scrubber,
+    report: CurationReport,
+    info: Vec<Info>,
+    /// (index into `info`, `{"messages": [...]}`)
+    passed: Vec<(usize, Value)>,
+    tools: HashMap<[u8; 32], Arc<Tools>>,
+}
+
+impl<'a> Curator<'a> {
+    /// `secret` keys the pseudonyms (derive it from the key file).
+    pub fn new(config: &'a CurateConfig, secret: &[u8]) -> Result<Curator<'a>, CurateError> {
+        Ok(Curator {
+            config,
+            scrubber: Scrubber::new(Detector::new(&config.pii)?, secret)?,
+            report: CurationReport::default(),
+            info: Vec::new(),
+            passed: Vec::new(),
+            tools: HashMap::new(),
+        })
+    }
+
+    fn intern_tools(&mut self, tools: Value) -> Arc<Tools> {
+        let hash: [u8; 32] = Sha256::digest(canonical_json(&tools).as_bytes()).into();
+        self.tools
+            .entry(hash)
+            .or_insert_with(|| Arc::new(Tools { value: tools, hash }))
+            .clone()
+    }
+
+    /// Applies the quality filters to one call and keeps what the later steps need.
+    pub fn add(&mut self, c: CallInput) {
+        self.report.calls_in += 1;
+        let verdict = match &c.request {
+            None => Err(FilterReason::Unparseable),
+            Some(request) => self.config.filters.check(&FilterInput {
+                endpoint: &c.endpoint,
+                status: &c.status,
+                shadow: c.tags.get(SHADOW_TAG).is_some_and(|v| v == "true"),
+                request,
+                response: c.response.as_ref(),
+            }),
+        };
+        let request = match (verdict, c.request) {
+            (Ok(()), Some(request)) => request,
+            (Err(reason), _) => {
+                *self.report.filtered.entry(reason.as_str()).or_default() += 1;
+                return;
+            }
+            (Ok(()), None) => {
+                *self
+                    .report
+                    .filtered
+                    .entry(FilterReason::Unparseable.as_str())
+                    .or_default() += 1;
+                return;
+            }
+        };
+        let mut record = chat_record(request, c.response.as_ref().unwrap_or(&Value::Null));
+        let tools = record
+            .as_object_mut()
+            .and_then(|r| r.remove("tools"))
+            .map(|t| self.intern_tools(t));
+        self.passed.push((self.info.len(), record));
+        self.info.push(Info {
+            call_id: c.call_id,
+            ts_ms: c.ts_ms,
+            episode: c.episode,
+            tools,
+        });
+    }
+
+    /// Scrubs (episodes spread over `threads`), deduplicates, and returns the examples.
+    pub fn finish(self, threads: usize) -> (Vec<Example>, CurationReport) {
+        let Curator {
+            config,
+            scrubber,
+            mut report,
+            info,
+            passed,
+            ..
+        } = self;
+
+        // Scrub, one pseudonym mapping per episode, in time order within it.
+        let mut episodes: BTreeMap<String, Vec<(usize, Value)>> = BTreeMap::new();
+        let mut singles: Vec<Vec<(usize, Value)>> = Vec::new();
+        for (i, record) in passed {
+            match &info[i].episode {
+                Some(e) => episodes.entry(e.clone()).or_default().push((i, record)),
+                None => singles.push(vec![(i, record)]),
+            }
+        }
+        let mut groups: Vec<Vec<(usize, Value)>> = episodes.into_values().chain(singles).collect();
+        for g in &mut groups {
+            g.sort_by_key(|(i, _)| (info[*i].ts_ms, *i));
+        }
+        let threads = threads.max(1);
+        let mut lanes: Vec<Vec<Vec<(usize, Value)>>> = (0..threads).map(|_| Vec::new()).collect();
+        for (n, g) in groups.into_iter().enumerate() {
+            lanes[n % threads].push(g);
+        }
+        let pii = &config.pii;
+        let scrubbed: Vec<Scrubbed> = std::thread::scope(|s| {
+            let handles: Vec<_> = lanes
+                .into_iter()
+                .map(|lane| {
+                    let scrubber = scrubber.clone();
+                    s.spawn(move || {
+                        lane.into_iter()
+                            .flat_map(|g| scrub_episode(&scrubber, pii, g))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut kept: Vec<Scrubbed> = Vec::with_capacity(scrubbed.len());
+        for s in scrubbed {
+            if !s.entities.is_empty() {
+                report.calls_with_pii += 1;
+            }
+            for (k, n) in &s.entities {
+                *report.pii_entities.entry(k.clone()).or_default() += n;
+            }
+            if s.dropped {
+                report.pii_dropped_calls += 1;
+            } else {
+                kept.push(s);
+            }
+        }
+
+        // Dedup on the scrubbed examples: the exact key covers messages and tools.
+        let hasher = MinHasher::new(config.dedup.shingle_chars);
+        let items: Vec<DedupItem> = kept
+            .iter()
+            .map(|s| {
+                let mut h = Sha256::new();
+                h.update(canonical_json(&s.record).as_bytes());
+                if let Some(t) = &info[s.index].tools {
+                    h.update(t.hash);
+                }
+                DedupItem {
+                    exact: h.finalize().into(),
+                    signature: if config.dedup.near {
+                        hasher.signature(&variable_text(&s.record))
+                    } else {
+                        [0; crate::dedup::PERMUTATIONS]
+                    },
+                    ts_ms: info[s.index].ts_ms,
+                }
+            })
+            .collect();
+        let outcome = dedup(&items, &config.dedup);
+        report.exact_duplicates = outcome.exact_duplicates;
+        report.near_duplicates = outcome.near_duplicates;
+        let mut examples: Vec<Example> = kept
+            .into_iter()
+            .zip(outcome.keep)
+            .filter(|(_, keep)| *keep)
+            .map(|(s, _)| {
+                let i = &info[s.index];
+                let mut record = s.record;
+                if let (Some(t), Value::Object(r)) = (&i.tools, &mut record) {
+                    r.insert("tools".into(), t.value.clone());
+                }
+                Example {
+                    call_id: i.call_id.clone(),
+                    ts_ms: i.ts_ms,
+                    record,
+                }
+            })
+            .collect();
+        examples.sort_by(|a, b| (a.ts_ms, &a.call_id).cmp(&(b.ts_ms, &b.call_id)));
+        report.examples_out = examples.len() as u64;
+        (examples, report)
+    }
+}
+
+/// Runs the whole pipeline over calls in memory (see [`Curator`] to feed them one by one).
 pub fn curate(
     calls: Vec<CallInput>,
     config: &CurateConfig,
     secret: &[u8],
     threads: usize,
 ) -> Result<(Vec<Example>, CurationReport), CurateError> {
-    let scrubber = Scrubber::new(Detector::new(&config.pii)?, secret)?;
-    let mut report = CurationReport {
-        calls_in: calls.len() as u64,
-        ..Default::default()
-    };
-
-    // 1. Quality filters.
-    let mut passed: Vec<(usize, Value)> = Vec::new();
-    for (i, c) in calls.iter().enumerate() {
-        let verdict = match &c.request {
-            None => Err(FilterReason::Unparseable),
-            Some(request) => config
-                .filters
-                .check(&FilterInput {
-                    endpoint: &c.endpoint,
-                    status: &c.status,
-                    shadow: c.tags.get(SHADOW_TAG).is_some_and(|v| v == "true"),
-                    request,
-                    response: c.response.as_ref(),
-                })
-                .map(|()| chat_record(request, c.response.as_ref().unwrap_or(&Value::Null))),
-        };
-        match verdict {
-            Ok(record) => passed.push((i, record)),
-            Err(reason) => *report.filtered.entry(reason.as_str()).or_default() += 1,
-        }
+    let mut curator = Curator::new(config, secret)?;
+    for c in calls {
+        curator.add(c);
     }
-
-    // 2. Scrub, one pseudonym mapping per episode, episodes spread over the threads.
-    let mut episodes: BTreeMap<String, Vec<(usize, Value)>> = BTreeMap::new();
-    let mut singles: Vec<Vec<(usize, Value)>> = Vec::new();
-    for (i, record) in passed {
-        match &calls[i].episode {
-            Some(e) => episodes.entry(e.clone()).or_default().push((i, record)),
-            None => singles.push(vec![(i, record)]),
-        }
-    }
-    let mut groups: Vec<Vec<(usize, Value)>> = episodes.into_values().chain(singles).collect();
-    for g in &mut groups {
-        g.sort_by_key(|(i, _)| (calls[*i].ts_ms, *i));
-    }
-    let threads = threads.max(1);
-    let mut lanes: Vec<Vec<Vec<(usize, Value)>>> = (0..threads).map(|_| Vec::new()).collect();
-    for (n, g) in groups.into_iter().enumerate() {
-        lanes[n % threads].push(g);
-    }
-    let pii = &config.pii;
-    let scrubbed: Vec<Scrubbed> = std::thread::scope(|s| {
-        let handles: Vec<_> = lanes
-            .into_iter()
-            .map(|lane| {
-                let scrubber = scrubber.clone();
-                s.spawn(move || {
-                    lane.into_iter()
-                        .flat_map(|g| scrub_episode(&scrubber, pii, g))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let mut kept: Vec<Scrubbed> = Vec::with_capacity(scrubbed.len());
-    for s in scrubbed {
-        if !s.entities.is_empty() {
-            report.calls_with_pii += 1;
-        }
-        for (k, n) in &s.entities {
-            *report.pii_entities.entry(k.clone()).or_default() += n;
-        }
-        if s.dropped {
-            report.pii_dropped_calls += 1;
-        } else {
-            kept.push(s);
-        }
-    }
-
-    // 3. Dedup on the scrubbed examples.
-    let hasher = MinHasher::new(config.dedup.shingle_chars);
-    let items: Vec<DedupItem> = kept
-        .iter()
-        .map(|s| DedupItem {
-            exact: Sha256::digest(canonical_json(&s.record).as_bytes()).into(),
-            signature: if config.dedup.near {
-                hasher.signature(&variable_text(&s.record))
-            } else {
-                [0; crate::dedup::PERMUTATIONS]
-            },
-            ts_ms: calls[s.index].ts_ms,
-        })
-        .collect();
-    let outcome = dedup(&items, &config.dedup);
-    report.exact_duplicates = outcome.exact_duplicates;
-    report.near_duplicates = outcome.near_duplicates;
-    let mut examples: Vec<Example> = kept
-        .into_iter()
-        .zip(outcome.keep)
-        .filter(|(_, keep)| *keep)
-        .map(|(s, _)| Example {
-            call_id: calls[s.index].call_id.clone(),
-            ts_ms: calls[s.index].ts_ms,
-            record: s.record,
-        })
-        .collect();
-    examples.sort_by(|a, b| (a.ts_ms, &a.call_id).cmp(&(b.ts_ms, &b.call_id)));
-    report.examples_out = examples.len() as u64;
-    Ok((examples, report))
+    Ok(curator.finish(threads))
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 use downshift_store::{CallFilter, DatasetMeta, Keyring, SealedExample, Store, StoreError, now_ms};
 use serde_json::{Value, json};
 
-use crate::{CallInput, CurateConfig, CurationReport, curate};
+use crate::{CallInput, CurateConfig, CurationReport, Curator};
+
+/// Calls read from the store per page.
+const PAGE: usize = 2000;
 
 /// Why a snapshot could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -62,33 +65,45 @@ pub fn create_snapshot(
             request.name
         )));
     }
-    let sealed = store.scan_calls(&request.filter)?;
-    let mut calls = Vec::with_capacity(sealed.len());
-    for s in &sealed {
-        let payload = keyring.open(s)?;
-        let parse = |b: &[u8]| -> Option<Value> {
-            if b.is_empty() {
-                None
-            } else {
-                serde_json::from_slice(b).ok()
-            }
-        };
-        let m = &s.meta;
-        calls.push(CallInput {
-            call_id: m.id.clone(),
-            ts_ms: m.ts_ms,
-            endpoint: m.endpoint.clone(),
-            status: m.status.as_str().to_owned(),
-            model: m.model.clone(),
-            episode: m.episode.clone(),
-            tags: m.tags.clone(),
-            request: parse(&payload.request),
-            response: parse(&payload.response),
-        });
-    }
-    drop(sealed);
+    // Page through the log so only one page of raw payloads is in memory at a time.
     let secret = keyring.derive_secret(PSEUDONYM_PURPOSE);
-    let (examples, report) = curate(calls, config, &secret, request.threads)?;
+    let mut curator = Curator::new(config, &secret)?;
+    let mut page = CallFilter {
+        limit: Some(PAGE),
+        ..request.filter.clone()
+    };
+    loop {
+        let sealed = store.scan_calls(&page)?;
+        let Some(last) = sealed.last() else { break };
+        page.after = Some((last.meta.ts_ms, last.meta.id.clone()));
+        let full = sealed.len() == PAGE;
+        for s in sealed {
+            let payload = keyring.open(&s)?;
+            let parse = |b: &[u8]| -> Option<Value> {
+                if b.is_empty() {
+                    None
+                } else {
+                    serde_json::from_slice(b).ok()
+                }
+            };
+            let m = s.meta;
+            curator.add(CallInput {
+                call_id: m.id,
+                ts_ms: m.ts_ms,
+                endpoint: m.endpoint,
+                status: m.status.as_str().to_owned(),
+                model: m.model,
+                episode: m.episode,
+                tags: m.tags,
+                request: parse(&payload.request),
+                response: parse(&payload.response),
+            });
+        }
+        if !full {
+            break;
+        }
+    }
+    let (examples, report) = curator.finish(request.threads);
 
     let id = uuid::Uuid::now_v7().to_string();
     let mut sealed_examples = Vec::with_capacity(examples.len());

@@ -137,6 +137,8 @@ pub struct CallFilter {
     pub agent: Option<String>,
     pub tags: Vec<(String, String)>,
     pub limit: Option<usize>,
+    /// Keyset pagination for scans: only calls after this (timestamp, id), in scan order.
+    pub after: Option<(i64, String)>,
 }
 
 /// An API key as stored: only the SHA-256 of the secret is kept.

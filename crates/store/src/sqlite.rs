@@ -210,6 +210,12 @@ fn where_clause(f: &CallFilter) -> (String, Vec<Sql>) {
         clauses.push("agent = ?".to_owned());
         args.push(Sql::Text(a.clone()));
     }
+    if let Some((ts, id)) = &f.after {
+        clauses.push("(ts_ms > ? OR (ts_ms = ? AND id > ?))".to_owned());
+        args.push(Sql::Integer(*ts));
+        args.push(Sql::Integer(*ts));
+        args.push(Sql::Text(id.clone()));
+    }
     for (k, v) in &f.tags {
         clauses.push("json_extract(tags, ?) = ?".to_owned());
         // Quote the key so dots and spaces in tag names are taken literally.
