@@ -122,6 +122,7 @@ impl FilterArgs {
             agent: None,
             tags: self.tags.clone(),
             limit,
+            task: None,
             after: None,
         })
     }

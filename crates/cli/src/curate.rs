@@ -30,6 +30,9 @@ pub struct CurateArgs {
     /// Only calls with this tag (repeatable; all must match).
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+    /// Only calls of this discovered task (see `downshift discover`).
+    #[arg(long, value_name = "ID")]
+    task: Option<String>,
     /// Scrubbing threads (default: the machine's cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -49,8 +52,14 @@ pub fn curate(a: CurateArgs, data: &DataDir, cfg: &CurateConfig) -> Result<()> {
         agent: a.agent.as_deref().map(|r| keyring.pseudonym("agent", r)),
         tags: a.tags.clone(),
         limit: None,
+        task: a.task.clone(),
         after: None,
     };
+    if let Some(t) = &a.task
+        && store.task_size(t)? == 0
+    {
+        anyhow::bail!("no calls are assigned to task '{t}' (tasks come from `downshift discover`)");
+    }
     let threads = a.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(usize::from)

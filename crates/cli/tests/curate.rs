@@ -250,3 +250,54 @@ fn analysts_read_datasets_but_not_raw_calls() {
         404
     );
 }
+
+#[test]
+fn curate_selects_a_discovered_task() {
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    let line = |q: &str| {
+        format!(
+            "{{\"request\":{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{q}\"}}]}},\"response\":{{\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"ok\"}},\"finish_reason\":\"stop\"}}]}}}}\n"
+        )
+    };
+    std::fs::write(
+        &file,
+        line("capital of Peru?") + &line("convert 3 miles to km"),
+    )
+    .unwrap();
+    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
+    let (success, _, err) = run(
+        &["curate", "--name", "t", "--task", "task-1", "--data-dir", d],
+        &[],
+    );
+    assert!(
+        !success && err.contains("no calls are assigned to task 'task-1'"),
+        "{err}"
+    );
+    // Discovery records assignments in the store; curate selects by them.
+    let ids: Vec<String> = calls(dir.path(), &[])
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    let db = rusqlite::Connection::open(dir.path().join("downshift.sqlite")).unwrap();
+    db.execute(
+        "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, 'task-1')",
+        [&ids[0]],
+    )
+    .unwrap();
+    drop(db);
+    let out: Value = serde_json::from_str(&ok(&[
+        "curate",
+        "--name",
+        "t",
+        "--task",
+        "task-1",
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    assert_eq!(out["report"]["calls_in"], 1);
+    assert_eq!(out["examples"], 1);
+}

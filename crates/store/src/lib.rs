@@ -67,5 +67,11 @@ pub trait Store: Send + Sync {
     fn get_dataset(&self, name_or_id: &str) -> Result<Option<DatasetMeta>>;
     /// A dataset's examples in order.
     fn dataset_examples(&self, dataset_id: &str) -> Result<Vec<SealedExample>>;
+
+    /// Records which discovered task each call belongs to (`None`: noise, no task), replacing
+    /// earlier assignments of those calls, in one transaction.
+    fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()>;
+    /// How many calls are assigned to a task.
+    fn task_size(&self, task_id: &str) -> Result<u64>;
     fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 }

@@ -137,6 +137,8 @@ pub struct CallFilter {
     pub agent: Option<String>,
     pub tags: Vec<(String, String)>,
     pub limit: Option<usize>,
+    /// Only calls assigned to this discovered task.
+    pub task: Option<String>,
     /// Keyset pagination for scans: only calls after this (timestamp, id), in scan order.
     pub after: Option<(i64, String)>,
 }

@@ -76,6 +76,13 @@ CREATE TABLE dataset_examples (
     PRIMARY KEY (dataset_id, seq)
 );
 "#,
+    r#"
+CREATE TABLE task_assignments (
+    call_id TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL
+);
+CREATE INDEX task_assignments_task ON task_assignments(task_id);
+"#,
 ];
 
 pub struct SqliteStore {
@@ -209,6 +216,10 @@ fn where_clause(f: &CallFilter) -> (String, Vec<Sql>) {
     if let Some(a) = &f.agent {
         clauses.push("agent = ?".to_owned());
         args.push(Sql::Text(a.clone()));
+    }
+    if let Some(t) = &f.task {
+        clauses.push("id IN (SELECT call_id FROM task_assignments WHERE task_id = ?)".to_owned());
+        args.push(Sql::Text(t.clone()));
     }
     if let Some((ts, id)) = &f.after {
         clauses.push("(ts_ms > ? OR (ts_ms = ? AND id > ?))".to_owned());
@@ -491,6 +502,34 @@ impl Store for SqliteStore {
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
+    fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        {
+            let mut set = tx.prepare_cached(
+                "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, ?2) \
+                 ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
+            )?;
+            let mut clear = tx.prepare_cached("DELETE FROM task_assignments WHERE call_id = ?1")?;
+            for (call, task) in assignments {
+                match task {
+                    Some(t) => set.execute(params![call, t])?,
+                    None => clear.execute(params![call])?,
+                };
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn task_size(&self, task_id: &str) -> Result<u64> {
+        let n: i64 = self.lock().query_row(
+            "SELECT COUNT(*) FROM task_assignments WHERE task_id = ?1",
+            [task_id],
+            |r| r.get(0),
+        )?;
+        Ok(n as u64)
+    }
 }
 
 fn dataset_from_row(row: &Row<'_>) -> rusqlite::Result<DatasetMeta> {
@@ -586,6 +625,40 @@ mod tests {
             store.scan_calls(&CallFilter::default()).unwrap()[0].meta.id,
             "a"
         );
+        // Keyset pagination continues after the last row seen.
+        let page = CallFilter {
+            after: Some((10, "a".into())),
+            ..Default::default()
+        };
+        let rest = store.scan_calls(&page).unwrap();
+        assert_eq!(
+            rest.iter().map(|c| c.meta.id.as_str()).collect::<Vec<_>>(),
+            ["b"]
+        );
+        // Task assignments (written by discovery) select calls.
+        store
+            .assign_tasks(&[
+                ("a".into(), Some("t1".into())),
+                ("b".into(), Some("t2".into())),
+            ])
+            .unwrap();
+        store
+            .assign_tasks(&[("b".into(), Some("t1".into()))])
+            .unwrap();
+        assert_eq!(store.task_size("t1").unwrap(), 2);
+        store.assign_tasks(&[("b".into(), None)]).unwrap();
+        let t1 = CallFilter {
+            task: Some("t1".into()),
+            ..Default::default()
+        };
+        let ids: Vec<String> = store
+            .list_calls(&t1)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(ids, ["a"]);
+        assert_eq!(store.task_size("t2").unwrap(), 0);
     }
 
     #[test]

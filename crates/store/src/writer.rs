@@ -382,6 +382,15 @@ mod failure_tests {
         fn dataset_examples(&self, _: &str) -> crate::Result<Vec<crate::SealedExample>> {
             Ok(vec![])
         }
+        fn assign_tasks(&self, _: &[(String, Option<String>)]) -> crate::Result<()> {
+            Err(StoreError::io(
+                "db",
+                std::io::Error::other("No space left on device"),
+            ))
+        }
+        fn task_size(&self, _: &str) -> crate::Result<u64> {
+            Ok(0)
+        }
     }
 
     fn writer(dir: &std::path::Path, spill_dir: std::path::PathBuf) -> LogWriter {
