@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (SQLite, local key file), end to end for step S1:
+# The main job on the embedded default (SQLite, local key file), end to end for steps S1–S2:
 # builds downshift, fetches the BFCL development traffic, starts the mock teacher LLM on it and
-# the gateway in front, replays the traffic through the gateway as an agent would, and shows
-# what was captured. Everything runs on loopback; the data directory is ./.downshift-demo.
+# the gateway in front, replays the traffic through the gateway as an agent would, shows what
+# was captured, and curates it into a scrubbed, deduplicated training dataset. Everything runs
+# on loopback; the data directory is ./.downshift-demo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -60,6 +61,10 @@ echo "==> captured calls (newest 10 of $("$BIN" calls list --json --limit 100000
 "$BIN" calls list --limit 10 --data-dir "$DATA"
 echo "==> gateway metrics"
 curl -s "http://$GW/metrics" | grep -E '^downshift_(requests_total|log_records_(written|spilled|lost)_total|interrupted_total)' || true
+echo "==> curating the captured calls into a training dataset (S2)"
+"$BIN" curate --name demo --data-dir "$DATA"
+echo "==> first example of the dataset"
+"$BIN" datasets export demo --data-dir "$DATA" 2>/dev/null | head -1 | cut -c1-400
 echo
 echo "The call log is in $DATA (encrypted; key file $DATA/keys.json)."
 echo "Admin key (shown once by the first serve): $KEY"
