@@ -11,7 +11,7 @@ use downshift_store::{
 };
 use serde_json::{Value, json};
 
-use crate::output::{parse_tag, parse_time, rfc3339, table};
+use crate::output::{parse_tag, parse_time, rfc3339, table, write_output};
 
 /// Who the audit trail names for reads through the CLI.
 pub fn cli_actor() -> String {
@@ -150,21 +150,9 @@ pub fn export(a: ExportArgs, data: &DataDir) -> Result<()> {
         None,
         a.out.as_ref().map(|p| p.display().to_string()).as_deref(),
     ))?;
-    let n = match &a.out {
-        Some(path) => {
-            // Write beside the target and rename, so a failed export leaves no half file.
-            let tmp = path.with_extension("partial");
-            let f = std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
-            let mut w = std::io::BufWriter::new(f);
-            let n = export_jsonl(&filter, &keyring, &store, &mut w)?;
-            w.flush()?;
-            std::fs::rename(&tmp, path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            n
-        }
-        None => export_jsonl(&filter, &keyring, &store, std::io::stdout().lock())?,
-    };
+    let n = write_output(a.out.as_deref(), |w| {
+        Ok(export_jsonl(&filter, &keyring, &store, w)?)
+    })?;
     eprintln!("exported {n} calls");
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! `curate`, `datasets list|show|export`, `pii detect` (step S2).
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -8,7 +7,7 @@ use downshift_curate::{CurateConfig, Detector, SnapshotRequest, create_snapshot,
 use downshift_store::{AuditEntry, CallFilter, DataDir, Store, export_dataset_jsonl};
 use serde_json::json;
 
-use crate::output::{parse_tag, parse_time, rfc3339, table};
+use crate::output::{parse_tag, parse_time, rfc3339, table, write_output};
 
 #[derive(Debug, clap::Args)]
 pub struct CurateArgs {
@@ -221,20 +220,9 @@ pub fn datasets(c: DatasetsCommand, data: &DataDir) -> Result<()> {
                 Some(&d.id),
                 Some(&d.name),
             ))?;
-            let n = match &out {
-                Some(path) => {
-                    let tmp = path.with_extension("partial");
-                    let f = std::fs::File::create(&tmp)
-                        .with_context(|| format!("cannot create {}", tmp.display()))?;
-                    let mut w = std::io::BufWriter::new(f);
-                    let n = export_dataset_jsonl(&d, &keyring, &store, &mut w)?;
-                    w.flush()?;
-                    std::fs::rename(&tmp, path)
-                        .with_context(|| format!("cannot write {}", path.display()))?;
-                    n
-                }
-                None => export_dataset_jsonl(&d, &keyring, &store, std::io::stdout().lock())?,
-            };
+            let n = write_output(out.as_deref(), |w| {
+                Ok(export_dataset_jsonl(&d, &keyring, &store, w)?)
+            })?;
             eprintln!("exported {n} examples");
         }
     }

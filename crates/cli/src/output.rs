@@ -29,6 +29,37 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Runs `write` on a buffered writer for `out`, or on stdout when `out` is `None`. A file is
+/// written beside its target and renamed into place, so a failed export leaves no half file.
+pub fn write_output<T>(
+    out: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<T>,
+) -> Result<T> {
+    use anyhow::Context;
+    use std::io::Write;
+    let Some(path) = out else {
+        let mut stdout = std::io::stdout().lock();
+        let v = write(&mut stdout)?;
+        stdout.flush()?;
+        return Ok(v);
+    };
+    let tmp = path.with_extension("partial");
+    let f =
+        std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut w = std::io::BufWriter::new(f);
+    let v = match write(&mut w).and_then(|v| w.flush().map(|()| v).map_err(Into::into)) {
+        Ok(v) => v,
+        Err(e) => {
+            drop(w);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    drop(w);
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(v)
+}
+
 /// RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -84,6 +115,26 @@ mod tests {
         assert!((7_199_000..7_260_000).contains(&age));
         assert!(parse_time("soon").is_err());
         assert!(parse_time("5y").is_err());
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.jsonl");
+        let r: Result<()> = write_output(Some(&target), |w| {
+            w.write_all(b"half a line")?;
+            anyhow::bail!("disk full")
+        });
+        assert!(r.unwrap_err().to_string().contains("disk full"));
+        assert!(!target.exists());
+        assert!(!target.with_extension("partial").exists());
+        write_output(Some(&target), |w| Ok(w.write_all(b"ok\n")?)).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "ok\n");
+        let missing = dir.path().join("no/such/dir/out.jsonl");
+        let err = write_output(Some(&missing), |_| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot create"), "{err}");
     }
 
     #[test]
