@@ -2,10 +2,14 @@
 //! `generate`/`tokenize` and the gateway's `local/<name>` models use.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use crate::chat::{ChatTemplate, Message};
 use crate::error::{Error, Result};
-use crate::generate::{GenerateOptions, Generation, generate};
+use crate::generate::{
+    GenerateOptions, Generation, Prefix, TokenFilter, generate, generate_from, prefill,
+};
 use crate::gguf::Gguf;
 use crate::llama::{KvDtype, Llama};
 use crate::lora::LoraAdapter;
@@ -16,11 +20,13 @@ pub struct LocalModel {
     pub name: String,
     pub path: PathBuf,
     pub model: Llama,
-    pub tokenizer: Tokenizer,
+    pub tokenizer: Arc<Tokenizer>,
     /// The model's own template, or the canonical ChatML one when it has none.
     pub template: ChatTemplate,
     /// Precision of the KV cache (f16 by default, like llama.cpp).
     pub kv_dtype: KvDtype,
+    #[cfg(feature = "constrained")]
+    guidance: std::sync::OnceLock<crate::constrain::Guidance>,
 }
 
 impl std::fmt::Debug for LocalModel {
@@ -82,9 +88,11 @@ impl LocalModel {
             name,
             path: path.to_path_buf(),
             model,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             template,
             kv_dtype: KvDtype::F16,
+            #[cfg(feature = "constrained")]
+            guidance: Default::default(),
         })
     }
 
@@ -155,9 +163,11 @@ impl LocalModel {
                 .unwrap_or_default(),
             path: dir.to_path_buf(),
             model,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             template,
             kv_dtype: KvDtype::F16,
+            #[cfg(feature = "constrained")]
+            guidance: Default::default(),
         })
     }
 
@@ -202,6 +212,72 @@ impl LocalModel {
             opts,
             self.kv_dtype,
             on_text,
+        )
+    }
+
+    /// Runs a prompt once so that several continuations can be sampled from clones of it.
+    pub fn prefill(&self, prompt: &[u32], opts: &GenerateOptions) -> Result<Prefix> {
+        prefill(
+            &self.model,
+            prompt,
+            opts.max_tokens,
+            opts.adapter,
+            self.kv_dtype,
+        )
+    }
+
+    /// Generates after a [`Prefix`], optionally through a [`TokenFilter`] (a grammar).
+    pub fn generate_from(
+        &self,
+        prefix: Prefix,
+        opts: &GenerateOptions,
+        filter: Option<&mut dyn TokenFilter>,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Generation> {
+        generate_from(
+            &self.model,
+            &self.tokenizer,
+            prefix,
+            opts,
+            filter,
+            on_text,
+            Instant::now(),
+        )
+    }
+
+    /// The grammar engine for this model's vocabulary (built on first use).
+    #[cfg(feature = "constrained")]
+    pub fn guidance(&self) -> Result<&crate::constrain::Guidance> {
+        if let Some(g) = self.guidance.get() {
+            return Ok(g);
+        }
+        let g = crate::constrain::Guidance::new(self.tokenizer.clone())?;
+        let _ = self.guidance.set(g);
+        self.guidance
+            .get()
+            .ok_or_else(|| Error::Request("grammar engine unavailable".into()))
+    }
+
+    /// Generates output that matches `constraint` (JSON, a JSON Schema, a tool call, ...).
+    #[cfg(feature = "constrained")]
+    pub fn generate_constrained(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        constraint: &crate::constrain::Constraint,
+        on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    ) -> Result<Generation> {
+        let t0 = Instant::now();
+        let mut filter = self.guidance()?.filter(constraint)?;
+        let p = self.prefill(prompt, opts)?;
+        generate_from(
+            &self.model,
+            &self.tokenizer,
+            p,
+            opts,
+            Some(&mut filter),
+            on_text,
+            t0,
         )
     }
 

@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::llama::{KvDtype, Llama, Logits};
+use crate::llama::{KvCache, KvDtype, Llama, Logits};
 use crate::nn::AdapterSel;
 use crate::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -86,6 +86,61 @@ pub struct Generation {
     pub time_to_first_token_s: f64,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
+}
+
+/// Restricts generation (e.g. to a grammar): called before each sampling step and after each
+/// chosen token.
+pub trait TokenFilter {
+    /// Sets the logits of disallowed tokens to `-inf`.
+    fn mask(&mut self, logits: &mut [f32]) -> Result<()>;
+    /// Records the chosen token; returns `true` when the output is complete.
+    fn accept(&mut self, token: u32) -> Result<bool>;
+    /// Whether ending the output now would be valid.
+    fn may_end(&mut self) -> bool {
+        true
+    }
+}
+
+/// A prompt already run through the model: its cache and the logits after it. Clone it to
+/// sample several continuations of one prompt without recomputing it.
+#[derive(Clone, Debug)]
+pub struct Prefix {
+    pub ids: Vec<u32>,
+    pub cache: KvCache,
+    pub logits: Vec<f32>,
+    pub prefill_s: f64,
+}
+
+/// Runs `prompt` through the model, reserving cache room for `max_new` more tokens.
+pub fn prefill(
+    model: &Llama,
+    prompt: &[u32],
+    max_new: usize,
+    adapter: AdapterSel,
+    kv_dtype: KvDtype,
+) -> Result<Prefix> {
+    if prompt.is_empty() {
+        return Err(Error::Request("empty prompt".into()));
+    }
+    let ctx = model.config.context_length;
+    if prompt.len() >= ctx {
+        return Err(Error::ContextOverflow {
+            prompt: prompt.len(),
+            max_new,
+            context: ctx,
+        });
+    }
+    let max_new = max_new.min(ctx - prompt.len());
+    let mut cache = model.new_cache(prompt.len() + max_new, kv_dtype);
+    let t0 = Instant::now();
+    let logits = model.forward(prompt, &mut cache, adapter, Logits::Last)?;
+    let logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+    Ok(Prefix {
+        ids: prompt.to_vec(),
+        cache,
+        logits,
+        prefill_s: t0.elapsed().as_secs_f64(),
+    })
 }
 
 /// Picks tokens from logits.
@@ -268,30 +323,38 @@ pub fn generate(
     prompt: &[u32],
     opts: &GenerateOptions,
     kv_dtype: KvDtype,
-    mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    on_text: Option<&mut dyn FnMut(&str) -> bool>,
 ) -> Result<Generation> {
-    if prompt.is_empty() {
-        return Err(Error::Request("empty prompt".into()));
-    }
-    let ctx = model.config.context_length;
-    if prompt.len() >= ctx {
-        return Err(Error::ContextOverflow {
-            prompt: prompt.len(),
-            max_new: opts.max_tokens,
-            context: ctx,
-        });
-    }
+    let t0 = Instant::now();
+    let p = prefill(model, prompt, opts.max_tokens, opts.adapter, kv_dtype)?;
+    generate_from(model, tok, p, opts, None, on_text, t0)
+}
+
+/// Generates after a [`Prefix`], optionally restricted by a [`TokenFilter`]. `t0` is when the
+/// request started (for time to first token).
+pub fn generate_from(
+    model: &Llama,
+    tok: &Tokenizer,
+    prefix: Prefix,
+    opts: &GenerateOptions,
+    mut filter: Option<&mut dyn TokenFilter>,
+    mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    t0: Instant,
+) -> Result<Generation> {
     if opts.stop.iter().any(|s| s.is_empty()) {
         return Err(Error::Request("empty stop string".into()));
     }
     let mut sampler = Sampler::new(opts)?;
-    let max_new = opts.max_tokens.min(ctx - prompt.len());
-    let mut cache = model.new_cache(prompt.len() + max_new, kv_dtype);
-    let t0 = Instant::now();
-    let logits = model.forward(prompt, &mut cache, opts.adapter, Logits::Last)?;
-    let mut logits: Vec<f32> = logits.flatten_all()?.to_vec1()?;
-    let prefill_s = t0.elapsed().as_secs_f64();
-    let mut history: Vec<u32> = prompt.to_vec();
+    let Prefix {
+        ids: prompt,
+        mut cache,
+        mut logits,
+        prefill_s,
+    } = prefix;
+    let max_new = opts
+        .max_tokens
+        .min(cache.max_len().saturating_sub(cache.len()));
+    let mut history: Vec<u32> = prompt.clone();
     let mut out = Generation {
         text: String::new(),
         token_ids: Vec::new(),
@@ -310,6 +373,22 @@ pub fn generate(
     let mut decoded = 0usize;
     for step in 0..max_new {
         let raw = logits.clone();
+        if let Some(f) = filter.as_deref_mut() {
+            f.mask(&mut logits)?;
+            if !f.may_end() {
+                // the grammar is not complete: end-of-generation tokens stay masked
+                for &e in tok.eog_ids() {
+                    if let Some(l) = logits.get_mut(e as usize) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            if logits.iter().all(|l| *l == f32::NEG_INFINITY) {
+                return Err(Error::Request(
+                    "the constraint allows no further token".into(),
+                ));
+            }
+        }
         let id = sampler.sample(&mut logits, &history);
         if step == 0 {
             out.time_to_first_token_s = t0.elapsed().as_secs_f64();
@@ -319,6 +398,10 @@ pub fn generate(
             out.finish_reason = FinishReason::Stop;
             break;
         }
+        let grammar_done = match filter.as_deref_mut() {
+            Some(f) => f.accept(id)?,
+            None => false,
+        };
         let (lp, alts) = logprob_of(&raw, id, opts.top_logprobs);
         out.token_ids.push(id);
         out.logprobs.push(lp);
@@ -329,11 +412,10 @@ pub fn generate(
         out.text
             .push_str(&decoder.push(tok, id, opts.render_special));
         // stop strings
-        let mut stopped = false;
+        let mut stopped = grammar_done;
         if !opts.stop.is_empty() {
-            let search_from =
-                emitted.saturating_sub(opts.stop.iter().map(|s| s.len()).max().unwrap_or(0));
-            let search_from = floor_char_boundary(&out.text, search_from);
+            let longest = opts.stop.iter().map(|s| s.len()).max().unwrap_or(0);
+            let search_from = floor_char_boundary(&out.text, emitted.saturating_sub(longest));
             if let Some(pos) = opts
                 .stop
                 .iter()

@@ -2,6 +2,8 @@
 //! templates and generation.
 
 pub mod chat;
+#[cfg(feature = "constrained")]
+pub mod constrain;
 mod engine;
 mod error;
 pub mod generate;
@@ -14,9 +16,11 @@ pub mod threads;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Message, ToolCall, parse_tool_calls};
+#[cfg(feature = "constrained")]
+pub use constrain::{Constraint, Guidance};
 pub use engine::LocalModel;
 pub use error::{Error, Result};
-pub use generate::{FinishReason, GenerateOptions, Generation, Sampler};
+pub use generate::{FinishReason, GenerateOptions, Generation, Prefix, Sampler, TokenFilter};
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
 pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
 pub use lora::{AdapterConfig, LoraAdapter};
