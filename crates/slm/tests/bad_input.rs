@@ -120,5 +120,14 @@ fn missing_model_file_is_an_io_error() {
     assert!(matches!(e, Error::Io { .. }), "{e}");
     let dir = tempfile::tempdir().expect("tmp");
     let e = LocalModel::load(dir.path()).expect_err("empty dir");
-    assert!(e.to_string().contains("no .gguf"), "{e}");
+    assert!(e.to_string().contains("neither a .gguf"), "{e}");
+}
+
+#[test]
+fn models_can_be_shared_between_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<LocalModel>();
+    assert_send_sync::<Llama>();
+    assert_send_sync::<downshift_slm::Tokenizer>();
+    assert_send_sync::<downshift_slm::ChatTemplate>();
 }
