@@ -144,31 +144,12 @@ pub fn create_snapshot(
 mod tests {
     use super::*;
     use downshift_store::{
-        CallMeta, CallPayload, CallRecord, CallStatus, Source, SqliteStore, export_dataset_jsonl,
+        CallMeta, CallPayload, CallRecord, Source, SqliteStore, export_dataset_jsonl,
     };
 
     fn record(id: &str, ts: i64, user: &str) -> CallRecord {
         CallRecord {
-            meta: CallMeta {
-                id: id.into(),
-                ts_ms: ts,
-                endpoint: "chat/completions".into(),
-                model: "m".into(),
-                upstream: None,
-                status: CallStatus::Ok,
-                http_status: Some(200),
-                stream: false,
-                latency_us: None,
-                ttft_us: None,
-                overhead_us: None,
-                prompt_tokens: None,
-                completion_tokens: None,
-                agent: None,
-                episode: None,
-                api_key_id: None,
-                tags: Default::default(),
-                source: Source::Import,
-            },
+            meta: CallMeta::new(id, ts, "m", Source::Import),
             payload: CallPayload {
                 request: serde_json::to_vec(&json!({"model": "m", "messages": [{"role": "user", "content": user}]})).unwrap(),
                 response: serde_json::to_vec(&json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]})).unwrap(),

@@ -94,11 +94,6 @@ pub fn import_jsonl(
         .to_string();
         let record = CallRecord {
             meta: CallMeta {
-                id,
-                ts_ms,
-                endpoint: "chat/completions".into(),
-                model,
-                upstream: None,
                 status: if rec.response.is_some() {
                     CallStatus::Ok
                 } else {
@@ -106,16 +101,11 @@ pub fn import_jsonl(
                 },
                 http_status: rec.response.as_ref().map(|_| 200),
                 stream,
-                latency_us: None,
-                ttft_us: None,
-                overhead_us: None,
                 prompt_tokens: usage.map(|u| u.prompt_tokens),
                 completion_tokens: usage.map(|u| u.completion_tokens),
                 agent: rec.agent.as_deref().map(|a| keyring.pseudonym("agent", a)),
-                episode: None,
-                api_key_id: None,
                 tags,
-                source: Source::Import,
+                ..CallMeta::new(id, ts_ms, model, Source::Import)
             },
             payload: CallPayload {
                 request: serde_json::to_vec(&rec.request).unwrap_or_default(),

@@ -353,30 +353,11 @@ fn write_key_file(path: &Path, file: &KeyFile) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{CallMeta, CallStatus, Source};
+    use crate::{CallMeta, Source};
 
     pub(crate) fn record(id: &str, prompt: &str) -> CallRecord {
         CallRecord {
-            meta: CallMeta {
-                id: id.into(),
-                ts_ms: 1,
-                endpoint: "chat/completions".into(),
-                model: "m".into(),
-                upstream: None,
-                status: CallStatus::Ok,
-                http_status: Some(200),
-                stream: false,
-                latency_us: None,
-                ttft_us: None,
-                overhead_us: None,
-                prompt_tokens: None,
-                completion_tokens: None,
-                agent: None,
-                episode: None,
-                api_key_id: None,
-                tags: Default::default(),
-                source: Source::Gateway,
-            },
+            meta: CallMeta::new(id, 1, "m", Source::Gateway),
             payload: CallPayload {
                 request: prompt.as_bytes().to_vec(),
                 response: b"{}".to_vec(),

@@ -99,6 +99,38 @@ pub struct CallMeta {
     pub source: Source,
 }
 
+impl CallMeta {
+    /// A successful chat completion from `source` with nothing else known yet; callers fill
+    /// in what they measured.
+    pub fn new(
+        id: impl Into<String>,
+        ts_ms: i64,
+        model: impl Into<String>,
+        source: Source,
+    ) -> CallMeta {
+        CallMeta {
+            id: id.into(),
+            ts_ms,
+            endpoint: "chat/completions".into(),
+            model: model.into(),
+            upstream: None,
+            status: CallStatus::Ok,
+            http_status: Some(200),
+            stream: false,
+            latency_us: None,
+            ttft_us: None,
+            overhead_us: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            agent: None,
+            episode: None,
+            api_key_id: None,
+            tags: BTreeMap::new(),
+            source,
+        }
+    }
+}
+
 /// The raw bytes of a call, exactly as they crossed the wire (a streamed response is stored as
 /// the assembled `chat.completion`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

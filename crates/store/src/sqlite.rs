@@ -564,13 +564,7 @@ mod tests {
         tags.insert(tag.0.to_owned(), tag.1.to_owned());
         CallRecord {
             meta: CallMeta {
-                id: id.into(),
-                ts_ms: ts,
-                endpoint: "chat/completions".into(),
-                model: model.into(),
                 upstream: Some("default".into()),
-                status: CallStatus::Ok,
-                http_status: Some(200),
                 stream: true,
                 latency_us: Some(1200),
                 ttft_us: Some(300),
@@ -578,10 +572,8 @@ mod tests {
                 prompt_tokens: Some(12),
                 completion_tokens: Some(3),
                 agent: Some("agt_x".into()),
-                episode: None,
-                api_key_id: None,
                 tags,
-                source: Source::Gateway,
+                ..CallMeta::new(id, ts, model, Source::Gateway)
             },
             payload: CallPayload {
                 request: b"{\"messages\":[]}".to_vec(),
