@@ -471,6 +471,25 @@ impl Gguf {
         self.index.contains_key(name)
     }
 
+    /// Tells the OS the mapped pages of a tensor are no longer needed (after its data was
+    /// copied or repacked), so they stop counting towards the process's resident memory.
+    pub fn release(&self, info: &TensorInfo) {
+        #[cfg(unix)]
+        if let Bytes::Mapped(m) = &self.bytes
+            && info.size > 0
+        {
+            // SAFETY: the map is a read-only shared file mapping: MADV_DONTNEED only drops
+            // pages, and any later read faults them back in from the file unchanged.
+            let _ = unsafe {
+                m.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    info.offset as usize,
+                    info.size as usize,
+                )
+            };
+        }
+    }
+
     /// The raw (possibly quantized) bytes of a tensor; bounds were checked at open time.
     pub fn tensor_data(&self, info: &TensorInfo) -> &[u8] {
         let start = info.offset as usize;

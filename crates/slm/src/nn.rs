@@ -44,25 +44,24 @@ impl Weight {
             });
         }
         let data = g.tensor_data(info);
-        match info.ggml_type {
+        let w = match info.ggml_type {
             t if PackedMatrix::supports(t) => PackedMatrix::from_ggml(t, data, rows, cols)
                 .map(|p| Weight::Packed(Arc::new(p)))
-                .ok_or_else(|| Error::Corrupt(format!("tensor {name}: cannot repack {t:?}"))),
-            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => Ok(Weight::Dense(
-                dense_from_gguf(g, name)?.reshape((rows, cols))?,
-            )),
+                .ok_or_else(|| Error::Corrupt(format!("tensor {name}: cannot repack {t:?}")))?,
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+                Weight::Dense(dense_from_gguf(g, name)?.reshape((rows, cols))?)
+            }
             t => {
                 let storage = QStorage::from_data(
                     std::borrow::Cow::Borrowed(data),
                     &Device::Cpu,
                     t.to_candle(),
                 )?;
-                Ok(Weight::Quantized(Arc::new(QTensor::new(
-                    storage,
-                    (rows, cols),
-                )?)))
+                Weight::Quantized(Arc::new(QTensor::new(storage, (rows, cols))?))
             }
-        }
+        };
+        g.release(info);
+        Ok(w)
     }
 
     pub fn out_features(&self) -> usize {
@@ -157,6 +156,7 @@ pub fn dense_from_gguf(g: &Gguf, name: &str) -> Result<Tensor> {
         }
     };
     debug_assert_eq!(v.len(), n);
+    g.release(info);
     Ok(Tensor::from_vec(v, info.shape(), &Device::Cpu)?)
 }
 
