@@ -281,6 +281,15 @@ impl LocalModel {
         )
     }
 
+    /// Generates continuations of several prompts in one batch (one option set per prompt).
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &[GenerateOptions],
+    ) -> Result<Vec<Generation>> {
+        crate::generate::generate_batch(&self.model, &self.tokenizer, prompts, opts, self.kv_dtype)
+    }
+
     /// Generates after raw text (no chat template).
     pub fn generate(
         &self,

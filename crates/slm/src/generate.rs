@@ -337,43 +337,174 @@ pub fn generate_from(
     tok: &Tokenizer,
     prefix: Prefix,
     opts: &GenerateOptions,
-    mut filter: Option<&mut dyn TokenFilter>,
-    mut on_text: Option<&mut dyn FnMut(&str) -> bool>,
+    filter: Option<&mut dyn TokenFilter>,
+    on_text: Option<&mut dyn FnMut(&str) -> bool>,
     t0: Instant,
 ) -> Result<Generation> {
-    if opts.stop.iter().any(|s| s.is_empty()) {
-        return Err(Error::Request("empty stop string".into()));
-    }
-    let mut sampler = Sampler::new(opts)?;
     let Prefix {
-        ids: prompt,
+        ids,
         mut cache,
-        mut logits,
+        logits,
         prefill_s,
     } = prefix;
     let max_new = opts
         .max_tokens
         .min(cache.max_len().saturating_sub(cache.len()));
-    let mut history: Vec<u32> = prompt.clone();
-    let mut out = Generation {
-        text: String::new(),
-        token_ids: Vec::new(),
-        logprobs: Vec::new(),
-        top_logprobs: Vec::new(),
-        finish_reason: FinishReason::Length,
-        prompt_tokens: prompt.len(),
-        completion_tokens: 0,
-        time_to_first_token_s: 0.0,
-        prefill_tokens_per_s: prompt.len() as f64 / prefill_s.max(1e-9),
-        decode_tokens_per_s: 0.0,
-    };
-    let mut decoder = StreamDecoder::new();
-    let mut emitted = 0usize;
-    let mut decode_start = None;
-    let mut decoded = 0usize;
-    for step in 0..max_new {
+    let mut st = Decoding::new(tok, &ids, opts, prefill_s, max_new, filter, on_text, t0)?;
+    let mut next = st.pick(logits)?;
+    while let Some(id) = next {
+        st.mark_decode_start();
+        let l = model.forward(&[id], &mut cache, opts.adapter, Logits::Last)?;
+        next = st.pick(l.flatten_all()?.to_vec1()?)?;
+    }
+    Ok(st.finish())
+}
+
+/// Generates continuations of several prompts together: each decode step runs all unfinished
+/// sequences through the model in one batch (weights are read once per step for all of
+/// them). One [`GenerateOptions`] per prompt (e.g. different seeds).
+pub fn generate_batch(
+    model: &Llama,
+    tok: &Tokenizer,
+    prompts: &[Vec<u32>],
+    opts: &[GenerateOptions],
+    kv_dtype: KvDtype,
+) -> Result<Vec<Generation>> {
+    if prompts.len() != opts.len() {
+        return Err(Error::Request(format!(
+            "{} prompts but {} option sets",
+            prompts.len(),
+            opts.len()
+        )));
+    }
+    if let Some(o) = opts.iter().find(|o| o.adapter != opts[0].adapter) {
+        return Err(Error::Request(format!(
+            "one batch runs one adapter selection ({:?} vs {:?})",
+            o.adapter, opts[0].adapter
+        )));
+    }
+    let t0 = Instant::now();
+    let mut caches = Vec::with_capacity(prompts.len());
+    let mut states = Vec::with_capacity(prompts.len());
+    let mut next = Vec::with_capacity(prompts.len());
+    for (p, o) in prompts.iter().zip(opts) {
+        let pre = prefill(model, p, o.max_tokens, o.adapter, kv_dtype)?;
+        let max_new = o
+            .max_tokens
+            .min(pre.cache.max_len().saturating_sub(pre.cache.len()));
+        let mut st = Decoding::new(tok, p, o, pre.prefill_s, max_new, None, None, t0)?;
+        next.push(st.pick(pre.logits)?);
+        caches.push(pre.cache);
+        states.push(st);
+    }
+    let sel = opts.first().map(|o| o.adapter).unwrap_or_default();
+    loop {
+        let active: Vec<usize> = (0..states.len()).filter(|&i| next[i].is_some()).collect();
+        if active.is_empty() {
+            break;
+        }
+        let ids: Vec<[u32; 1]> = active
+            .iter()
+            .filter_map(|&i| next[i].map(|t| [t]))
+            .collect();
+        for &i in &active {
+            states[i].mark_decode_start();
+        }
+        let mut batch: Vec<(&[u32], &mut KvCache)> = Vec::with_capacity(active.len());
+        let mut rest: &mut [KvCache] = &mut caches;
+        let mut base = 0;
+        for (k, &i) in active.iter().enumerate() {
+            let (_, tail) = std::mem::take(&mut rest).split_at_mut(i - base);
+            let (c, tail) = tail.split_at_mut(1);
+            batch.push((&ids[k][..], &mut c[0]));
+            rest = tail;
+            base = i + 1;
+        }
+        let logits = model.forward_batch(&mut batch, sel)?;
+        for (k, &i) in active.iter().enumerate() {
+            let l: Vec<f32> = logits[k].flatten_all()?.to_vec1()?;
+            next[i] = states[i].pick(l)?;
+        }
+    }
+    Ok(states.into_iter().map(Decoding::finish).collect())
+}
+
+/// The per-sequence state of a generation: sampling, stop conditions, text and streaming.
+struct Decoding<'a, 'f, 'c> {
+    tok: &'a Tokenizer,
+    opts: &'a GenerateOptions,
+    sampler: Sampler,
+    history: Vec<u32>,
+    out: Generation,
+    decoder: StreamDecoder,
+    emitted: usize,
+    max_new: usize,
+    filter: Option<&'f mut dyn TokenFilter>,
+    on_text: Option<&'c mut dyn FnMut(&str) -> bool>,
+    t0: Instant,
+    decode_start: Option<Instant>,
+    decoded: usize,
+}
+
+impl<'a, 'f, 'c> Decoding<'a, 'f, 'c> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        tok: &'a Tokenizer,
+        prompt: &[u32],
+        opts: &'a GenerateOptions,
+        prefill_s: f64,
+        max_new: usize,
+        filter: Option<&'f mut dyn TokenFilter>,
+        on_text: Option<&'c mut dyn FnMut(&str) -> bool>,
+        t0: Instant,
+    ) -> Result<Self> {
+        if opts.stop.iter().any(|s| s.is_empty()) {
+            return Err(Error::Request("empty stop string".into()));
+        }
+        Ok(Self {
+            tok,
+            opts,
+            sampler: Sampler::new(opts)?,
+            history: prompt.to_vec(),
+            out: Generation {
+                text: String::new(),
+                token_ids: Vec::new(),
+                logprobs: Vec::new(),
+                top_logprobs: Vec::new(),
+                finish_reason: FinishReason::Length,
+                prompt_tokens: prompt.len(),
+                completion_tokens: 0,
+                time_to_first_token_s: 0.0,
+                prefill_tokens_per_s: prompt.len() as f64 / prefill_s.max(1e-9),
+                decode_tokens_per_s: 0.0,
+            },
+            decoder: StreamDecoder::new(),
+            emitted: 0,
+            max_new,
+            filter,
+            on_text,
+            t0,
+            decode_start: None,
+            decoded: 0,
+        })
+    }
+
+    fn mark_decode_start(&mut self) {
+        if self.decode_start.is_none() {
+            self.decode_start = Some(Instant::now());
+        }
+        self.decoded += 1;
+    }
+
+    /// Chooses the next token from `logits`; `Some(id)` when the model must run on `id` to
+    /// continue, `None` when the generation is over.
+    fn pick(&mut self, mut logits: Vec<f32>) -> Result<Option<u32>> {
+        if self.out.completion_tokens >= self.max_new {
+            return Ok(None);
+        }
+        let (opts, tok) = (self.opts, self.tok);
         let raw = logits.clone();
-        if let Some(f) = filter.as_deref_mut() {
+        if let Some(f) = self.filter.as_deref_mut() {
             f.mask(&mut logits)?;
             if !f.may_end() {
                 // the grammar is not complete: end-of-generation tokens stay masked
@@ -389,91 +520,86 @@ pub fn generate_from(
                 ));
             }
         }
-        let id = sampler.sample(&mut logits, &history);
-        if step == 0 {
-            out.time_to_first_token_s = t0.elapsed().as_secs_f64();
+        let id = self.sampler.sample(&mut logits, &self.history);
+        if self.out.completion_tokens == 0 {
+            self.out.time_to_first_token_s = self.t0.elapsed().as_secs_f64();
         }
-        out.completion_tokens += 1;
+        self.out.completion_tokens += 1;
         if opts.stop_at_eog && tok.is_eog(id) {
-            out.finish_reason = FinishReason::Stop;
-            break;
+            self.out.finish_reason = FinishReason::Stop;
+            return Ok(None);
         }
-        let grammar_done = match filter.as_deref_mut() {
+        let grammar_done = match self.filter.as_deref_mut() {
             Some(f) => f.accept(id)?,
             None => false,
         };
         let (lp, alts) = logprob_of(&raw, id, opts.top_logprobs);
-        out.token_ids.push(id);
-        out.logprobs.push(lp);
+        self.out.token_ids.push(id);
+        self.out.logprobs.push(lp);
         if opts.top_logprobs > 0 {
-            out.top_logprobs.push(alts);
+            self.out.top_logprobs.push(alts);
         }
-        history.push(id);
-        out.text
-            .push_str(&decoder.push(tok, id, opts.render_special));
-        // stop strings
+        self.history.push(id);
+        let piece = self.decoder.push(tok, id, opts.render_special);
+        self.out.text.push_str(&piece);
         let mut stopped = grammar_done;
         if !opts.stop.is_empty() {
             let longest = opts.stop.iter().map(|s| s.len()).max().unwrap_or(0);
-            let search_from = floor_char_boundary(&out.text, emitted.saturating_sub(longest));
+            let text = &self.out.text;
+            let from = floor_char_boundary(text, self.emitted.saturating_sub(longest));
             if let Some(pos) = opts
                 .stop
                 .iter()
-                .filter_map(|s| {
-                    out.text[search_from..]
-                        .find(s.as_str())
-                        .map(|p| p + search_from)
-                })
+                .filter_map(|s| text[from..].find(s.as_str()).map(|p| p + from))
                 .min()
             {
-                out.text.truncate(pos);
+                self.out.text.truncate(pos);
                 stopped = true;
             }
         }
         let safe = if stopped {
-            out.text.len()
+            self.out.text.len()
         } else {
-            out.text.len() - held_back(&out.text, &opts.stop)
+            self.out.text.len() - held_back(&self.out.text, &opts.stop)
         };
-        if safe > emitted {
-            if let Some(cb) = on_text.as_deref_mut()
-                && !cb(&out.text[emitted..safe])
+        if safe > self.emitted {
+            let chunk = &self.out.text[self.emitted..safe];
+            self.emitted = safe;
+            if let Some(cb) = self.on_text.as_deref_mut()
+                && !cb(chunk)
             {
-                out.finish_reason = FinishReason::Cancelled;
-                emitted = safe;
-                break;
+                self.out.finish_reason = FinishReason::Cancelled;
+                return Ok(None);
             }
-            emitted = safe;
         }
         if stopped {
-            out.finish_reason = FinishReason::Stop;
-            break;
+            self.out.finish_reason = FinishReason::Stop;
+            return Ok(None);
         }
-        if step + 1 == max_new {
-            break;
+        if self.out.completion_tokens >= self.max_new {
+            return Ok(None);
         }
-        if decode_start.is_none() {
-            decode_start = Some(Instant::now());
-        }
-        let l = model.forward(&[id], &mut cache, opts.adapter, Logits::Last)?;
-        logits = l.flatten_all()?.to_vec1()?;
-        decoded += 1;
+        Ok(Some(id))
     }
-    if out.finish_reason != FinishReason::Cancelled {
-        let rest = decoder.finish();
-        out.text.push_str(&rest);
-        if out.text.len() > emitted
-            && let Some(cb) = on_text
+
+    fn finish(mut self) -> Generation {
+        if self.out.finish_reason != FinishReason::Cancelled {
+            let rest = self.decoder.finish();
+            self.out.text.push_str(&rest);
+            if self.out.text.len() > self.emitted
+                && let Some(cb) = self.on_text.as_deref_mut()
+            {
+                cb(&self.out.text[self.emitted..]);
+            }
+        }
+        if let Some(s) = self.decode_start
+            && self.decoded > 0
         {
-            cb(&out.text[emitted..]);
+            self.out.decode_tokens_per_s =
+                self.decoded as f64 / s.elapsed().as_secs_f64().max(1e-9);
         }
+        self.out
     }
-    if let Some(s) = decode_start
-        && decoded > 0
-    {
-        out.decode_tokens_per_s = decoded as f64 / s.elapsed().as_secs_f64().max(1e-9);
-    }
-    Ok(out)
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -20,7 +20,9 @@ pub use chat::{ChatTemplate, Message, ToolCall, parse_tool_calls};
 pub use constrain::{Constraint, Guidance};
 pub use engine::LocalModel;
 pub use error::{Error, Result};
-pub use generate::{FinishReason, GenerateOptions, Generation, Prefix, Sampler, TokenFilter};
+pub use generate::{
+    FinishReason, GenerateOptions, Generation, Prefix, Sampler, TokenFilter, generate_batch,
+};
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
 pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
 pub use lora::{AdapterConfig, LoraAdapter};

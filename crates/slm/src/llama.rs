@@ -731,6 +731,108 @@ impl Llama {
         self.lm_head.forward(&x, sel)
     }
 
+    /// Runs several sequences in one pass (each `ids` after the positions in its own cache):
+    /// the projections see all rows at once, attention runs per sequence. Returns the logits
+    /// `[1, vocab]` of each sequence's last position.
+    pub fn forward_batch(
+        &self,
+        batch: &mut [(&[u32], &mut KvCache)],
+        sel: AdapterSel,
+    ) -> Result<Vec<Tensor>> {
+        let row = self.config.num_kv_heads * self.config.head_dim;
+        for (ids, cache) in batch.iter() {
+            if ids.is_empty() {
+                return Err(Error::Request("forward needs at least one token".into()));
+            }
+            if cache.len + ids.len() > cache.max_len {
+                return Err(Error::ContextOverflow {
+                    prompt: cache.len + ids.len(),
+                    max_new: 0,
+                    context: cache.max_len,
+                });
+            }
+            if cache.layers.len() != self.blocks.len() || cache.row != row {
+                return Err(Error::Request("cache was made for another model".into()));
+            }
+        }
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let starts: Vec<usize> = batch.iter().map(|(_, c)| c.len).collect();
+        let res = crate::threads::run(|| self.forward_batch_inner(batch, &starts, sel));
+        for ((ids, cache), &start) in batch.iter_mut().zip(&starts) {
+            cache.len = start + ids.len();
+            if res.is_err() {
+                cache.truncate(start);
+            }
+        }
+        res
+    }
+
+    fn forward_batch_inner(
+        &self,
+        batch: &mut [(&[u32], &mut KvCache)],
+        starts: &[usize],
+        sel: AdapterSel,
+    ) -> Result<Vec<Tensor>> {
+        let cfg = &self.config;
+        let all: Vec<u32> = batch
+            .iter()
+            .flat_map(|(ids, _)| ids.iter().copied())
+            .collect();
+        let ropes: Vec<RopeTable> = batch
+            .iter()
+            .zip(starts)
+            .map(|((ids, _), &s)| RopeTable::new(cfg, &self.freq_factors, s, ids.len()))
+            .collect();
+        let mut x = self.embed.forward(&all)?;
+        for (li, b) in self.blocks.iter().enumerate() {
+            let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, false)?;
+            let qkv = forward_group(&b.qkv, &h, sel)?;
+            let mut parts = Vec::with_capacity(batch.len());
+            let mut off = 0;
+            for (k, (ids, cache)) in batch.iter_mut().enumerate() {
+                let n = ids.len();
+                let round_f16 = cache.dtype == KvDtype::F16;
+                let op = CachedAttention {
+                    kv: RefCell::new(&mut cache.layers[li]),
+                    rope: &ropes[k],
+                    start: starts[k],
+                    nh: cfg.num_heads,
+                    nkv: cfg.num_kv_heads,
+                    hd: cfg.head_dim,
+                    n_rot: cfg.rope_dim,
+                    style: cfg.rope_style,
+                    round_f16,
+                };
+                parts.push(qkv.narrow(0, off, n)?.apply_op1_no_bwd(&op)?);
+                off += n;
+            }
+            let att = if parts.len() == 1 {
+                parts.remove(0)
+            } else {
+                Tensor::cat(&parts, 0)?
+            };
+            x = (x + b.o.forward(&att, sel)?)?;
+            let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, false)?;
+            let gu = forward_group(&b.gate_up, &h, sel)?;
+            let a = gu.apply_op1_no_bwd(&SwiGlu)?;
+            x = (x + b.down.forward(&a, sel)?)?;
+        }
+        let mut last = Vec::with_capacity(batch.len());
+        let mut end = 0u32;
+        for (ids, _) in batch.iter() {
+            end += ids.len() as u32;
+            last.push(end - 1);
+        }
+        let x = x.index_select(&Tensor::new(last.as_slice(), &Device::Cpu)?, 0)?;
+        let x = rms_norm(&x, &self.norm, cfg.rms_eps, false)?;
+        let logits = self.lm_head.forward(&x, sel)?;
+        (0..batch.len())
+            .map(|i| Ok(logits.narrow(0, i, 1)?))
+            .collect()
+    }
+
     /// Differentiable forward pass over a batch `ids: [batch, seq]` (u32), without a cache.
     /// Returns logits `[batch, seq, vocab]`.
     pub fn forward_train(&self, ids: &Tensor, sel: AdapterSel) -> Result<Tensor> {

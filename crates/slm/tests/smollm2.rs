@@ -264,3 +264,41 @@ fn cached_forward_matches_training_forward() {
         .expect("scalar");
     assert!(diff < 1e-3, "max logit difference {diff}");
 }
+
+#[test]
+fn batched_generation_equals_one_by_one() {
+    let m = model();
+    let prompts: Vec<Vec<u32>> = fixture_lines("greedy_smollm2.jsonl")
+        .iter()
+        .take(3)
+        .map(|f| ids(&f["prompt_ids"]))
+        .collect();
+    let opts: Vec<GenerateOptions> = (0..3)
+        .map(|i| GenerateOptions {
+            max_tokens: 12 + 4 * i,
+            ..Default::default()
+        })
+        .collect();
+    let batch = m.generate_batch(&prompts, &opts).expect("batch");
+    for ((p, o), b) in prompts.iter().zip(&opts).zip(&batch) {
+        let one = m.generate_ids(p, o, None).expect("one");
+        assert_eq!(one.token_ids, b.token_ids);
+        assert_eq!(one.text, b.text);
+        assert_eq!(one.finish_reason, b.finish_reason);
+    }
+    // sampled with different seeds in one batch
+    let sampled: Vec<GenerateOptions> = (0..4)
+        .map(|seed| GenerateOptions {
+            max_tokens: 8,
+            temperature: 1.0,
+            seed,
+            stop_at_eog: false,
+            ..Default::default()
+        })
+        .collect();
+    let same: Vec<Vec<u32>> = vec![prompts[0].clone(); 4];
+    let out = m.generate_batch(&same, &sampled).expect("sampled batch");
+    assert!(out.iter().all(|g| g.completion_tokens == 8));
+    let solo = m.generate_ids(&same[2], &sampled[2], None).expect("solo");
+    assert_eq!(solo.token_ids, out[2].token_ids);
+}
