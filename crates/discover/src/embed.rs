@@ -1,0 +1,1 @@
+//! Sentence embeddings (all-MiniLM-L6-v2) on candle.

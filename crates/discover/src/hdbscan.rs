@@ -1,0 +1,1 @@
+//! HDBSCAN density clustering.
