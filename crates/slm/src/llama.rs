@@ -1183,6 +1183,46 @@ fn softmax_in_place(scores: &mut [f32], round_f16: bool) {
     let max = scores.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let sum = exp_sub_sum(scores, max);
     let inv = (1.0 / sum) as f32;
+    normalize(scores, inv, round_f16);
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "f16c"
+))]
+#[inline(always)]
+fn normalize(scores: &mut [f32], inv: f32, round_f16: bool) {
+    use std::arch::x86_64::*;
+    // SAFETY: full 16-lane chunks inside `scores`; the tail is scalar.
+    unsafe {
+        let iv = _mm512_set1_ps(inv);
+        let mut chunks = scores.chunks_exact_mut(16);
+        for ch in &mut chunks {
+            let mut v = _mm512_mul_ps(_mm512_loadu_ps(ch.as_ptr()), iv);
+            if round_f16 {
+                v = _mm512_cvtph_ps(_mm512_cvtps_ph::<
+                    { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+                >(v));
+            }
+            _mm512_storeu_ps(ch.as_mut_ptr(), v);
+        }
+        for s in chunks.into_remainder() {
+            *s *= inv;
+            if round_f16 {
+                *s = f16::from_f32(*s).to_f32();
+            }
+        }
+    }
+}
+
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_feature = "avx512f",
+    target_feature = "f16c"
+)))]
+#[inline(always)]
+fn normalize(scores: &mut [f32], inv: f32, round_f16: bool) {
     for s in scores.iter_mut() {
         *s *= inv;
         if round_f16 {
@@ -1258,24 +1298,77 @@ fn attend_f16_simd<const NV: usize>(
         for (i, v) in qv.iter_mut().enumerate() {
             *v = _mm512_loadu_ps(q.as_ptr().add(16 * i));
         }
-        let kp = kc.as_ptr().add(g * hd) as *const __m256i;
-        for (j, s) in scores.iter_mut().enumerate() {
-            let row = (kp as *const f16).add(j * stride) as *const __m256i;
+        let kp = kc.as_ptr().add(g * hd);
+        let dot = |j: usize| -> __m512 {
+            let row = kp.add(j * stride) as *const __m256i;
             let mut acc = _mm512_mul_ps(qv[0], _mm512_cvtph_ps(_mm256_loadu_si256(row)));
             for (i, qvi) in qv.iter().enumerate().skip(1) {
                 acc = _mm512_fmadd_ps(*qvi, _mm512_cvtph_ps(_mm256_loadu_si256(row.add(i))), acc);
             }
-            *s = _mm512_reduce_add_ps(acc) * scale;
+            acc
+        };
+        let sc = _mm512_set1_ps(scale);
+        let mut j = 0;
+        // 16 keys at a time: the 16 partial-sum vectors are reduced together by a transpose
+        while j + 16 <= len {
+            let v: [__m512; 16] = std::array::from_fn(|t| dot(j + t));
+            let w: [__m512; 8] = std::array::from_fn(|i| {
+                _mm512_add_ps(
+                    _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]),
+                    _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]),
+                )
+            });
+            let x: [__m512; 4] = std::array::from_fn(|i| {
+                _mm512_add_ps(
+                    _mm512_shuffle_ps::<0x44>(w[2 * i], w[2 * i + 1]),
+                    _mm512_shuffle_ps::<0xEE>(w[2 * i], w[2 * i + 1]),
+                )
+            });
+            let y: [__m512; 2] = std::array::from_fn(|i| {
+                _mm512_add_ps(
+                    _mm512_shuffle_f32x4::<0b10_00_10_00>(x[2 * i], x[2 * i + 1]),
+                    _mm512_shuffle_f32x4::<0b11_01_11_01>(x[2 * i], x[2 * i + 1]),
+                )
+            });
+            let r = _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(y[0], y[1]),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(y[0], y[1]),
+            );
+            _mm512_storeu_ps(scores.as_mut_ptr().add(j), _mm512_mul_ps(r, sc));
+            j += 16;
+        }
+        while j < len {
+            scores[j] = _mm512_reduce_add_ps(dot(j)) * scale;
+            j += 1;
         }
         softmax_in_place(scores, round_f16);
+        // two keys per step keep two independent FMA chains per output vector
         let mut acc = [_mm512_setzero_ps(); NV];
+        let mut acc2 = [_mm512_setzero_ps(); NV];
         let vp = vc.as_ptr().add(g * hd);
-        for (j, &p) in scores.iter().enumerate() {
-            let pv = _mm512_set1_ps(p);
-            let row = vp.add(j * stride) as *const __m256i;
-            for (i, a) in acc.iter_mut().enumerate() {
-                *a = _mm512_fmadd_ps(pv, _mm512_cvtph_ps(_mm256_loadu_si256(row.add(i))), *a);
+        let mut j = 0;
+        while j + 2 <= len {
+            let p0 = _mm512_set1_ps(scores[j]);
+            let p1 = _mm512_set1_ps(scores[j + 1]);
+            let r0 = vp.add(j * stride) as *const __m256i;
+            let r1 = vp.add((j + 1) * stride) as *const __m256i;
+            for i in 0..NV {
+                acc[i] =
+                    _mm512_fmadd_ps(p0, _mm512_cvtph_ps(_mm256_loadu_si256(r0.add(i))), acc[i]);
+                acc2[i] =
+                    _mm512_fmadd_ps(p1, _mm512_cvtph_ps(_mm256_loadu_si256(r1.add(i))), acc2[i]);
             }
+            j += 2;
+        }
+        if j < len {
+            let p0 = _mm512_set1_ps(scores[j]);
+            let r0 = vp.add(j * stride) as *const __m256i;
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(p0, _mm512_cvtph_ps(_mm256_loadu_si256(r0.add(i))), *a);
+            }
+        }
+        for (a, b) in acc.iter_mut().zip(acc2) {
+            *a = _mm512_add_ps(*a, b);
         }
         let mut tmp = [0f32; 16];
         for (i, a) in acc.iter().enumerate() {
@@ -1285,5 +1378,98 @@ fn attend_f16_simd<const NV: usize>(
                 out.write(out_off + 16 * i + k, *v);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx512f",
+        target_feature = "f16c"
+    ))]
+    #[test]
+    fn simd_attention_matches_scalar() {
+        let (nkv, hd) = (3usize, 64usize);
+        let mut s = 7u64;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+        };
+        for len in [1usize, 2, 15, 16, 17, 33, 100] {
+            let k: Vec<f16> = (0..len * nkv * hd).map(|_| f16::from_f32(r())).collect();
+            let v: Vec<f16> = (0..len * nkv * hd).map(|_| f16::from_f32(r())).collect();
+            let q: Vec<f32> = (0..hd).map(|_| r() * 3.0).collect();
+            for g in 0..nkv {
+                let mut a = vec![0f32; hd];
+                let mut b = vec![0f32; hd];
+                let mut sa = vec![0f32; len];
+                let mut sb = vec![0f32; len];
+                attend(
+                    &q,
+                    &k,
+                    &v,
+                    &mut sa,
+                    g,
+                    nkv,
+                    hd,
+                    0.125,
+                    true,
+                    SyncPtr(a.as_mut_ptr()),
+                    0,
+                );
+                attend_f16_simd::<4>(
+                    &q,
+                    &k,
+                    &v,
+                    &mut sb,
+                    g,
+                    nkv,
+                    hd,
+                    0.125,
+                    true,
+                    SyncPtr(b.as_mut_ptr()),
+                    0,
+                );
+                for (x, y) in a.iter().zip(&b) {
+                    assert!((x - y).abs() < 2e-3, "len {len} g {g}: {x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn llama3_rope_factors() {
+        let cfg = LlamaConfig {
+            architecture: "llama".into(),
+            vocab_size: 10,
+            hidden_size: 128,
+            intermediate_size: 256,
+            num_layers: 1,
+            num_heads: 2,
+            num_kv_heads: 1,
+            head_dim: 64,
+            rope_dim: 64,
+            rms_eps: 1e-5,
+            rope_theta: 500_000.0,
+            rope_style: RopeStyle::Neox,
+            rope_scaling: RopeScaling::Llama3 {
+                factor: 8.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 8192,
+            },
+            context_length: 131_072,
+            tie_word_embeddings: true,
+        };
+        let f = cfg.freq_factors();
+        assert_eq!(f.len(), 32);
+        assert_eq!(f[0], 1.0);
+        assert!((f[31] - 8.0).abs() < 1e-4);
+        assert!(f.windows(2).all(|w| w[0] <= w[1] + 1e-6), "{f:?}");
     }
 }
