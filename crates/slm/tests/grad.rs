@@ -1,0 +1,178 @@
+//! The training path is differentiable: LoRA gradients through `forward_train` match finite
+//! differences, and the packed quantized matmul passes gradients to its input.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor, Var};
+use downshift_slm::quant::PackedMatrix;
+use downshift_slm::{AdapterSel, Llama, LlamaConfig, Lora, Weight};
+
+fn rand(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let mut s = seed;
+    let v: Vec<f32> = (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0) * scale
+        })
+        .collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
+}
+
+fn tiny() -> Llama {
+    let (vocab, h, ff, layers, nh, nkv) = (50usize, 32usize, 48usize, 2usize, 4usize, 2usize);
+    let hd = h / nh;
+    let cfg = LlamaConfig::from_hf_json(&serde_json::json!({
+        "model_type": "llama", "vocab_size": vocab, "hidden_size": h, "intermediate_size": ff,
+        "num_hidden_layers": layers, "num_attention_heads": nh, "num_key_value_heads": nkv,
+        "rms_norm_eps": 1e-5, "max_position_embeddings": 64, "tie_word_embeddings": true
+    }))
+    .expect("cfg");
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    t.insert(
+        "model.embed_tokens.weight".into(),
+        rand(&[vocab, h], 1, 0.5),
+    );
+    t.insert(
+        "model.norm.weight".into(),
+        rand(&[h], 2, 1.0).affine(0.1, 1.0).expect("a"),
+    );
+    for i in 0..layers {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        let s = 10 * i as u64;
+        t.insert(
+            p("self_attn.q_proj.weight"),
+            rand(&[nh * hd, h], s + 3, 0.2),
+        );
+        t.insert(
+            p("self_attn.k_proj.weight"),
+            rand(&[nkv * hd, h], s + 4, 0.2),
+        );
+        t.insert(
+            p("self_attn.v_proj.weight"),
+            rand(&[nkv * hd, h], s + 5, 0.2),
+        );
+        t.insert(
+            p("self_attn.o_proj.weight"),
+            rand(&[h, nh * hd], s + 6, 0.2),
+        );
+        t.insert(p("mlp.gate_proj.weight"), rand(&[ff, h], s + 7, 0.2));
+        t.insert(p("mlp.up_proj.weight"), rand(&[ff, h], s + 8, 0.2));
+        t.insert(p("mlp.down_proj.weight"), rand(&[h, ff], s + 9, 0.2));
+        t.insert(
+            p("input_layernorm.weight"),
+            rand(&[h], s + 10, 0.1).affine(1.0, 1.0).expect("a"),
+        );
+        t.insert(
+            p("post_attention_layernorm.weight"),
+            rand(&[h], s + 11, 0.1).affine(1.0, 1.0).expect("a"),
+        );
+    }
+    Llama::from_hf_tensors(cfg, &|n: &str| t.get(n).cloned()).expect("model")
+}
+
+#[test]
+fn lora_gradients_match_finite_differences() {
+    let mut m = tiny();
+    let r = 4;
+    let mut vars = Vec::new();
+    for (layer, name) in [
+        (0usize, "q_proj"),
+        (0, "v_proj"),
+        (1, "down_proj"),
+        (1, "up_proj"),
+    ] {
+        let (lin, off, len) = m.projection_mut(layer, name).expect("projection");
+        let inp = lin.in_features();
+        let a = Var::from_tensor(&rand(&[r, inp], 100 + layer as u64, 0.3)).expect("a");
+        let b = Var::from_tensor(&rand(&[len, r], 200 + layer as u64, 0.3)).expect("b");
+        lin.loras.push(Lora {
+            adapter: 0,
+            out_offset: off,
+            a: a.as_tensor().clone(),
+            b: b.as_tensor().clone(),
+            scale: 2.0,
+        });
+        vars.push((name, a, b));
+    }
+    let ids = Tensor::new(&[[3u32, 7, 1, 42, 9, 0]], &Device::Cpu).expect("ids");
+    let w = rand(&[1, 6, 50], 999, 1.0);
+    let loss = |m: &Llama| -> Tensor {
+        (m.forward_train(&ids, AdapterSel::One(0)).expect("forward") * &w)
+            .expect("mul")
+            .sum_all()
+            .expect("sum")
+    };
+    let grads = loss(&m).backward().expect("backward");
+    let eps = 1e-2f32;
+    for (name, a, b) in &vars {
+        for (var, which) in [(a, "A"), (b, "B")] {
+            let g = grads.get(var.as_tensor()).expect("gradient present");
+            let gv: Vec<f32> = g.flatten_all().expect("f").to_vec1().expect("v");
+            let base: Vec<f32> = var
+                .as_tensor()
+                .flatten_all()
+                .expect("f")
+                .to_vec1()
+                .expect("v");
+            for idx in [0usize, base.len() / 2, base.len() - 1] {
+                let mut plus = base.clone();
+                plus[idx] += eps;
+                let mut minus = base.clone();
+                minus[idx] -= eps;
+                let shape = var.as_tensor().shape().clone();
+                var.set(&Tensor::from_vec(plus, shape.clone(), &Device::Cpu).expect("t"))
+                    .expect("set");
+                let lp = loss(&m).to_scalar::<f32>().expect("s");
+                var.set(&Tensor::from_vec(minus, shape.clone(), &Device::Cpu).expect("t"))
+                    .expect("set");
+                let lm = loss(&m).to_scalar::<f32>().expect("s");
+                var.set(&Tensor::from_vec(base.clone(), shape, &Device::Cpu).expect("t"))
+                    .expect("set");
+                let fd = (lp - lm) / (2.0 * eps);
+                let tol = 2e-2 * fd.abs().max(gv[idx].abs()).max(0.1);
+                assert!(
+                    (fd - gv[idx]).abs() < tol,
+                    "{name} {which}[{idx}]: analytic {} vs numeric {fd}",
+                    gv[idx]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn packed_matmul_passes_gradients_to_its_input() {
+    let (rows, cols) = (24usize, 64usize);
+    let w = rand(&[rows, cols], 5, 1.0);
+    let wv: Vec<f32> = w.flatten_all().expect("f").to_vec1().expect("v");
+    let packed = Weight::Packed(Arc::new(
+        PackedMatrix::quantize_q8_0(&wv, rows, cols).expect("pack"),
+    ));
+    let deq = packed.dequantize().expect("deq");
+    let x = Var::from_tensor(&rand(&[3, cols], 6, 1.0)).expect("x");
+    let r = rand(&[3, rows], 7, 1.0);
+    let y = packed.matmul_t(x.as_tensor()).expect("y");
+    let g = (y * &r)
+        .expect("m")
+        .sum_all()
+        .expect("s")
+        .backward()
+        .expect("bwd");
+    let gx = g.get(x.as_tensor()).expect("grad");
+    let want = r.matmul(&deq).expect("mm");
+    let d = (gx - want)
+        .expect("d")
+        .abs()
+        .expect("a")
+        .max_all()
+        .expect("m")
+        .to_dtype(DType::F32)
+        .expect("f")
+        .to_scalar::<f32>()
+        .expect("s");
+    assert!(d < 1e-4, "{d}");
+}
