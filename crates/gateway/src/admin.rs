@@ -59,6 +59,7 @@ pub async fn list_calls(
             agent: None,
             tags,
             limit: Some(q.limit.unwrap_or(100).min(10_000)),
+            task: None,
             after: None,
         };
         let calls = s
