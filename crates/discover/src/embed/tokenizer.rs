@@ -102,12 +102,11 @@ impl WordPieceTokenizer {
                 if let (Some(content), Some(id)) = (
                     t.get("content").and_then(Value::as_str),
                     t.get("id").and_then(Value::as_u64),
-                ) {
-                    if !content.is_empty() {
-                        let id = u32::try_from(id)
-                            .map_err(|_| bad(path, format!("added token id {id} out of range")))?;
-                        added.push((content.to_string(), id));
-                    }
+                ) && !content.is_empty()
+                {
+                    let id = u32::try_from(id)
+                        .map_err(|_| bad(path, format!("added token id {id} out of range")))?;
+                    added.push((content.to_string(), id));
                 }
             }
         }
@@ -158,7 +157,7 @@ impl WordPieceTokenizer {
         let unk_id = id(unk)?;
         let cls_id = id("[CLS]")?;
         let sep_id = id("[SEP]")?;
-        added.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        added.sort_by_key(|a| std::cmp::Reverse(a.0.len()));
         Ok(Self {
             vocab,
             unk_id,
@@ -376,7 +375,7 @@ fn decompose(c: char, emit: &mut impl FnMut(char)) {
         let parts = [
             Some(L_BASE + s / N_COUNT),
             Some(V_BASE + (s % N_COUNT) / T_COUNT),
-            (s % T_COUNT != 0).then_some(T_BASE + s % T_COUNT),
+            (!s.is_multiple_of(T_COUNT)).then_some(T_BASE + s % T_COUNT),
         ];
         for p in parts.into_iter().flatten() {
             if let Some(ch) = char::from_u32(p) {
