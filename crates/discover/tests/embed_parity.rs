@@ -121,7 +121,11 @@ fn embed_throughput() {
         "weather", "order", "refund", "invoice", "city", "tomorrow", "json", "extract", "call",
         "intent",
     ];
-    let texts: Vec<String> = (0..20_000)
+    let count: usize = std::env::var("EMBED_BENCH_TEXTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let texts: Vec<String> = (0..count)
         .map(|i| {
             let n = 4 + i % 16;
             (0..n)
