@@ -86,6 +86,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--gen-tokens", type=int, default=128)
     ap.add_argument("--json-out")
+    ap.add_argument("--omp-passive", action="store_true",
+                    help="OMP_WAIT_POLICY=PASSIVE for llama.cpp (steadier on a shared, busy machine)")
     args = ap.parse_args()
     if args.engine == "llama":
         return run_llama(args)
@@ -94,6 +96,8 @@ def main():
         json.dump([p for _, p in PROMPTS], f)
         prompts_file = f.name
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), RAYON_NUM_THREADS=str(args.threads))
+    if args.omp_passive:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
     cmds = {
         "downshift": [args.downshift, "--model", args.model, "--prompts", prompts_file,
                       "--gen-tokens", str(args.gen_tokens), "--threads", str(args.threads)],
@@ -131,7 +135,10 @@ def main():
             for i in range(len(PROMPTS))]
     print(f"\nSmolLM2-135M-Instruct Q4_1 GGUF, {args.threads} threads, {args.gen_tokens} greedy tokens per prompt, "
           f"median of {args.rounds} alternating rounds (1-min load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs)")
+          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs"
+          f"{', llama.cpp with OMP_WAIT_POLICY=PASSIVE' if args.omp_passive else ''})")
+    if load_before > 1.5:
+        print("warning: the machine was busy; llama.cpp's spinning OpenMP threads suffer most from that")
     print(f"{'metric':<36} {'downshift':>10} {'llama.cpp':>10} {'ratio':>7}")
     table = []
     for label, f, higher_better in rows:
