@@ -65,6 +65,7 @@ mod tests {
         let defaults = Config::default();
         assert_eq!(cfg.server.max_body_bytes, defaults.server.max_body_bytes);
         assert_eq!(cfg.server.require_auth, defaults.server.require_auth);
+        assert_eq!(cfg.server.worker_threads, defaults.server.worker_threads);
         assert_eq!(cfg.store.queue_capacity, defaults.store.queue_capacity);
         assert_eq!(cfg.store.batch_delay_ms, defaults.store.batch_delay_ms);
         assert_eq!(cfg.upstreams.len(), 2);

@@ -32,9 +32,13 @@ pub struct ServeArgs {
     no_auth: bool,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
+/// The async runtime; `workers` event-loop threads (0: one per core).
+fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.enable_all()
         .build()
         .context("cannot start the async runtime")
 }
@@ -130,7 +134,7 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
     })
     .map_err(anyhow::Error::msg)?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
-    runtime()?.block_on(async move {
+    runtime(cfg.server.worker_threads)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
@@ -193,7 +197,7 @@ pub fn mock(a: MockArgs) -> Result<()> {
             seed: a.seed,
         },
     );
-    runtime()?.block_on(async move {
+    runtime(0)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))?;
