@@ -94,7 +94,7 @@ fn separated_blobs_with_noise() {
             assert_eq!(*p, 0.0);
         }
     }
-    assert!(c.probabilities.iter().any(|&p| p == 1.0));
+    assert!(c.probabilities.contains(&1.0));
     assert!(c.persistence.iter().all(|p| (0.0..=1.0).contains(p)));
 }
 
