@@ -147,16 +147,19 @@ fn non_streaming_is_byte_faithful_both_ways_and_logged_encrypted() {
         "--data-dir",
         other.path().to_str().unwrap(),
     ]);
-    let (success, _, err) = run(
-        &[
-            "calls",
-            "show",
-            &id,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[("DOWNSHIFT_KEY_FILE", other_keys.to_str().unwrap())],
-    );
+    let show_with = |keys: &std::path::Path| {
+        run(
+            &[
+                "calls",
+                "show",
+                &id,
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+            ],
+            &[("DOWNSHIFT_KEY_FILE", keys.to_str().unwrap())],
+        )
+    };
+    let (success, _, err) = show_with(&other_keys);
     assert!(!success);
     assert!(err.contains("not in the key file"), "{err}");
     // Same key id, different key bytes: authentication fails.
@@ -166,16 +169,7 @@ fn non_streaming_is_byte_faithful_both_ways_and_logged_encrypted() {
     forged["data_keys"][0]["key"] = json!("00".repeat(32));
     let forged_path = other.path().join("forged.json");
     std::fs::write(&forged_path, forged.to_string()).unwrap();
-    let (success, _, err) = run(
-        &[
-            "calls",
-            "show",
-            &id,
-            "--data-dir",
-            dir.path().to_str().unwrap(),
-        ],
-        &[("DOWNSHIFT_KEY_FILE", forged_path.to_str().unwrap())],
-    );
+    let (success, _, err) = show_with(&forged_path);
     assert!(!success);
     assert!(err.contains("authentication failed"), "{err}");
 }
