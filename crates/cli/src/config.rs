@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use downshift_curate::CurateConfig;
-use downshift_gateway::{RoutingConfig, ServerConfig, UpstreamConfig};
+use downshift_gateway::{LocalModelConfig, RoutingConfig, ServerConfig, UpstreamConfig};
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +17,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub routing: RoutingConfig,
+    /// Small models served natively as `local/<name>`.
+    pub local_models: Vec<LocalModelConfig>,
     pub curate: CurateConfig,
 }
 
@@ -68,7 +70,18 @@ mod tests {
         assert_eq!(cfg.server.worker_threads, defaults.server.worker_threads);
         assert_eq!(cfg.store.queue_capacity, defaults.store.queue_capacity);
         assert_eq!(cfg.store.batch_delay_ms, defaults.store.batch_delay_ms);
+        assert_eq!(cfg.server.local_threads, defaults.server.local_threads);
         assert_eq!(cfg.upstreams.len(), 2);
+        assert_eq!(cfg.local_models.len(), 1);
+        let lm = &cfg.local_models[0];
+        assert_eq!(
+            lm.max_concurrent,
+            LocalModelConfig::default().max_concurrent
+        );
+        assert_eq!(
+            lm.default_max_tokens,
+            LocalModelConfig::default().default_max_tokens
+        );
         assert_eq!(
             cfg.upstreams[0].timeout_ms,
             UpstreamConfig::default().timeout_ms

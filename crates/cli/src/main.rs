@@ -4,6 +4,7 @@ mod calls;
 mod config;
 mod curate;
 mod keys;
+mod local;
 mod output;
 mod serve;
 
@@ -61,6 +62,10 @@ enum Command {
     /// Manage API keys and data-encryption keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Run a small model natively: generate text, JSON or a tool call (S5).
+    Generate(local::GenerateArgs),
+    /// Print the token ids of each line of stdin (JSON-string lines are decoded first).
+    Tokenize(local::TokenizeArgs),
 }
 
 fn main() {
@@ -100,5 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Curate(a) => curate::curate(a, &data, &cfg.curate),
         Command::Datasets(c) => curate::datasets(c, &data),
         Command::Pii(c) => curate::pii(c, &cfg.curate),
+        Command::Generate(a) => local::generate(a),
+        Command::Tokenize(a) => local::tokenize(a),
     }
 }

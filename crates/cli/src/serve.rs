@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use downshift_gateway::mock::{MockOptions, MockState, Replay, run_mock};
-use downshift_gateway::{AppState, ServeOptions, UpstreamConfig};
+use downshift_gateway::{AppState, LocalModelConfig, LocalModels, ServeOptions, UpstreamConfig};
 use downshift_store::{DataDir, bootstrap_admin_key, ingest_spill_files};
 
 use crate::config::Config;
@@ -30,6 +30,17 @@ pub struct ServeArgs {
     /// Accept requests without an API key (local development only).
     #[arg(long)]
     no_auth: bool,
+    /// Serve a small model natively as `model: "local/NAME"` (repeatable; adds to the
+    /// configured [[local_models]]). PATH: a GGUF file or model folder.
+    #[arg(long = "local", value_name = "NAME=PATH", value_parser = parse_local)]
+    local: Vec<(String, PathBuf)>,
+}
+
+fn parse_local(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
+        _ => Err(format!("'{s}' is not NAME=PATH")),
+    }
 }
 
 /// The async runtime; `workers` event-loop threads (0: one per core).
@@ -96,6 +107,23 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         tracing::warn!("--no-auth: every request is accepted without an API key");
     }
 
+    for (name, path) in a.local {
+        cfg.local_models.push(LocalModelConfig {
+            name,
+            path,
+            ..Default::default()
+        });
+    }
+    if cfg.upstreams.is_empty() && cfg.local_models.is_empty() {
+        bail!(
+            "no upstream configured: pass --upstream URL or add an [[upstreams]] section (or serve local models: --local NAME=PATH or [[local_models]])"
+        );
+    }
+    if cfg.server.local_threads > 0 {
+        downshift_slm::threads::set_num_threads(cfg.server.local_threads);
+    }
+    let local = LocalModels::load(&cfg.local_models).map_err(anyhow::Error::msg)?;
+
     let (keyring, created) = data.keyring(true)?;
     if created {
         eprintln!(
@@ -127,6 +155,7 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         server: cfg.server.clone(),
         upstreams: cfg.upstreams.clone(),
         routing: cfg.routing.clone(),
+        local,
         store: store.clone(),
         writer_store: Box::new(data.open_store()?),
         keyring: Arc::new(RwLock::new(keyring)),

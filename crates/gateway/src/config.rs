@@ -2,6 +2,7 @@
 //! `downshift.example.toml` for the commented reference.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +23,8 @@ pub struct ServerConfig {
     /// thread serves well over 10k requests/s, and more threads mostly add cross-thread
     /// wake-ups on a machine whose cores are shared with other work.
     pub worker_threads: usize,
+    /// Compute threads for local models; 0 means `DOWNSHIFT_THREADS`, else one per core.
+    pub local_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +36,7 @@ impl Default for ServerConfig {
             metrics_public: true,
             shutdown_grace_secs: 10,
             worker_threads: 1,
+            local_threads: 0,
         }
     }
 }
@@ -85,4 +89,33 @@ pub struct RoutingConfig {
     pub default_upstream: Option<String>,
     /// Model name → upstream name. A trailing `*` matches a prefix (`"claude-*" = "anthropic"`).
     pub models: BTreeMap<String, String>,
+}
+
+/// A small model served natively as `model: "local/<name>"` (adapters as
+/// `"local/<name>:<adapter>"`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalModelConfig {
+    /// The name clients use after `local/`.
+    pub name: String,
+    /// A GGUF file, a folder holding one, or a Hugging Face folder.
+    pub path: PathBuf,
+    /// PEFT LoRA adapters kept unmerged over the base: adapter name → folder.
+    pub adapters: BTreeMap<String, PathBuf>,
+    /// Requests generating at once on this model; others wait their turn.
+    pub max_concurrent: usize,
+    /// Tokens generated when a request sets no `max_tokens` (the context bounds it too).
+    pub default_max_tokens: usize,
+}
+
+impl Default for LocalModelConfig {
+    fn default() -> Self {
+        LocalModelConfig {
+            name: String::new(),
+            path: PathBuf::new(),
+            adapters: BTreeMap::new(),
+            max_concurrent: 1,
+            default_max_tokens: 512,
+        }
+    }
 }

@@ -18,8 +18,12 @@ pub enum GatewayError {
     Forbidden { role: String, action: String },
     #[error("no upstream serves model '{0}'")]
     UnknownModel(String),
+    #[error("no local model '{model}' (local models: {known})")]
+    UnknownLocalModel { model: String, known: String },
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    ContextLength(String),
     #[error("upstream '{upstream}' is unreachable: {reason}")]
     Unreachable { upstream: String, reason: String },
     #[error("upstream '{upstream}' did not answer within {ms} ms")]
@@ -31,11 +35,13 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
-            GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::BadRequest(_) | GatewayError::ContextLength(_) => StatusCode::BAD_REQUEST,
             GatewayError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::MissingKey | GatewayError::InvalidKey => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden { .. } => StatusCode::FORBIDDEN,
-            GatewayError::UnknownModel(_) | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
+            GatewayError::UnknownModel(_)
+            | GatewayError::UnknownLocalModel { .. }
+            | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -49,8 +55,11 @@ impl GatewayError {
             GatewayError::MissingKey => ("invalid_request_error", "missing_api_key"),
             GatewayError::InvalidKey => ("invalid_request_error", "invalid_api_key"),
             GatewayError::Forbidden { .. } => ("permission_error", "insufficient_permissions"),
-            GatewayError::UnknownModel(_) => ("invalid_request_error", "model_not_found"),
+            GatewayError::UnknownModel(_) | GatewayError::UnknownLocalModel { .. } => {
+                ("invalid_request_error", "model_not_found")
+            }
             GatewayError::NotFound(_) => ("invalid_request_error", "not_found"),
+            GatewayError::ContextLength(_) => ("invalid_request_error", "context_length_exceeded"),
             GatewayError::Unreachable { .. } => ("upstream_error", "upstream_unreachable"),
             GatewayError::Timeout { .. } => ("upstream_error", "upstream_timeout"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),

@@ -7,6 +7,7 @@ mod auth;
 mod call;
 pub mod config;
 mod error;
+mod local;
 mod metrics;
 pub mod mock;
 mod proxy;
@@ -15,6 +16,7 @@ mod upstream;
 
 pub use admin::payload_value;
 pub use auth::Principal;
-pub use config::{RoutingConfig, ServerConfig, UpstreamConfig};
+pub use config::{LocalModelConfig, RoutingConfig, ServerConfig, UpstreamConfig};
 pub use error::GatewayError;
+pub use local::LocalModels;
 pub use server::{AppState, ServeOptions, router, run};

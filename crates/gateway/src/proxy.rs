@@ -162,11 +162,29 @@ async fn proxy(
             "embeddings cannot be streamed".into(),
         ));
     }
-    let upstream = s
-        .upstreams
-        .resolve(&view.model)
-        .cloned()
-        .ok_or_else(|| GatewayError::UnknownModel(view.model.clone()))?;
+    // `local/<name>` runs on a native small model instead of an upstream.
+    let local = if view.model.starts_with(crate::local::LOCAL_PREFIX) {
+        if endpoint != Endpoint::ChatCompletions {
+            return Err(GatewayError::BadRequest(format!(
+                "local models serve chat completions only, not {}",
+                endpoint.path()
+            )));
+        }
+        let (slot, adapter) = s.local.resolve(&view.model)?;
+        let plan = slot.plan(&bytes, adapter)?;
+        Some((slot, plan))
+    } else {
+        None
+    };
+    let upstream = match &local {
+        Some(_) => None,
+        None => Some(
+            s.upstreams
+                .resolve(&view.model)
+                .cloned()
+                .ok_or_else(|| GatewayError::UnknownModel(view.model.clone()))?,
+        ),
+    };
     let mut tags = BTreeMap::new();
     parse_tags(&parts.headers, &mut tags)?;
     let (agent, episode) = {
@@ -186,7 +204,11 @@ async fn proxy(
             ts_ms: downshift_store::now_ms(),
             endpoint: endpoint.path(),
             model: view.model.clone(),
-            upstream: Some(upstream.name.clone()),
+            upstream: match (&upstream, &local) {
+                (Some(u), _) => Some(u.name.clone()),
+                (None, Some((slot, _))) => Some(format!("local:{}", slot.name)),
+                (None, None) => None,
+            },
             stream: view.stream,
             agent,
             episode,
@@ -198,6 +220,13 @@ async fn proxy(
         },
         s.clone(),
     );
+    let upstream = match (upstream, local) {
+        (Some(u), _) => u,
+        (None, Some((slot, plan))) => {
+            return crate::local::serve(slot, plan, guard, id, view.model.clone()).await;
+        }
+        (None, None) => return Err(GatewayError::UnknownModel(view.model.clone())),
+    };
 
     let uri = upstream
         .url(endpoint.path())
@@ -472,11 +501,14 @@ async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, Gatewa
     let principal = s.auth.authenticate(req.headers())?;
     principal.require(Permission::CallModels, "call the /v1 API")?;
     let declared = s.upstreams.declared_models();
-    if !declared.is_empty() {
-        let data: Vec<serde_json::Value> = declared
+    if !declared.is_empty() || s.upstreams.default_upstream().is_none() {
+        let mut data: Vec<serde_json::Value> = declared
             .iter()
             .map(|(m, up)| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": up}))
             .collect();
+        data.extend(s.local.model_ids().into_iter().map(
+            |m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "downshift"}),
+        ));
         let body = serde_json::json!({"object": "list", "data": data}).to_string();
         return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
     }
@@ -503,11 +535,22 @@ async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, Gatewa
         })?
         .map_err(|e| unreachable(e.to_string()))?;
     let (parts, body) = resp.into_parts();
-    let bytes = body
+    let mut bytes = body
         .collect()
         .await
         .map_err(|e| unreachable(e.to_string()))?
         .to_bytes();
+    // The upstream's list, plus the local models.
+    if parts.status.is_success()
+        && !s.local.is_empty()
+        && let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(&bytes)
+        && let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut())
+    {
+        data.extend(s.local.model_ids().into_iter().map(
+            |m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "downshift"}),
+        ));
+        bytes = Bytes::from(list.to_string());
+    }
     let mut out = Response::builder().status(parts.status);
     if let Some(h) = out.headers_mut() {
         for (name, value) in parts.headers.iter() {

@@ -15,12 +15,14 @@ use tokio::net::TcpListener;
 
 use crate::auth::Auth;
 use crate::config::{RoutingConfig, ServerConfig, UpstreamConfig};
+use crate::local::LocalModels;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
 use crate::{GatewayError, admin, proxy};
 
 pub struct AppState {
     pub upstreams: Upstreams,
+    pub local: LocalModels,
     pub writer: Arc<LogWriter>,
     pub keyring: Arc<RwLock<Keyring>>,
     pub store: Arc<dyn Store>,
@@ -35,6 +37,8 @@ pub struct ServeOptions {
     pub server: ServerConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub routing: RoutingConfig,
+    /// Models served natively (`local/<name>`), already loaded.
+    pub local: LocalModels,
     /// Store for reads (auth, admin API).
     pub store: Arc<dyn Store>,
     /// A second handle on the same store, owned by the log writer thread.
@@ -45,9 +49,9 @@ pub struct ServeOptions {
 
 impl AppState {
     pub fn new(o: ServeOptions) -> Result<Arc<AppState>, String> {
-        if o.upstreams.is_empty() {
+        if o.upstreams.is_empty() && o.local.is_empty() {
             return Err(
-                "no upstream configured: pass --upstream URL or add an [[upstreams]] section"
+                "no upstream configured: pass --upstream URL or add an [[upstreams]] section (or serve local models: --local NAME=PATH or [[local_models]])"
                     .into(),
             );
         }
@@ -59,6 +63,7 @@ impl AppState {
         ));
         Ok(Arc::new(AppState {
             upstreams,
+            local: o.local,
             writer,
             keyring: o.keyring,
             auth: Auth::new(o.store.clone(), o.server.require_auth),
