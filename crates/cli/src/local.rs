@@ -190,8 +190,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
                 }
             }
             let tools_json = t.as_ref().map(Value::to_string);
-            m.template
-                .render_json(&messages.to_string(), tools_json.as_deref(), true)
+            m.render_prompt(&messages.to_string(), tools_json.as_deref())
                 .context("cannot apply the chat template")?
         }
         (None, None) => bail!("pass --prompt TEXT or --messages FILE"),

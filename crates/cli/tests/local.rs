@@ -184,6 +184,39 @@ fn generate_tool_calls_and_schemas_are_forced_valid() {
         );
     }
 
+    // SmolLM2's template has no place for tools: they are described in a system message
+    // instead of being dropped.
+    let with = run_json(&[
+        "generate",
+        "--model",
+        &m,
+        "--messages",
+        msgs.to_str().unwrap(),
+        "--max-tokens",
+        "1",
+        "--json",
+    ]);
+    let plain = dir.path().join("plain.json");
+    std::fs::write(
+        &plain,
+        json!([{"role": "user", "content": "What's the weather like in Lisbon?"}]).to_string(),
+    )
+    .unwrap();
+    let without = run_json(&[
+        "generate",
+        "--model",
+        &m,
+        "--messages",
+        plain.to_str().unwrap(),
+        "--max-tokens",
+        "1",
+        "--json",
+    ]);
+    assert!(
+        with["prompt_tokens"].as_u64().unwrap() > without["prompt_tokens"].as_u64().unwrap() + 40,
+        "tools missing from the prompt: {with} vs {without}"
+    );
+
     let schema = dir.path().join("schema.json");
     std::fs::write(
         &schema,

@@ -335,8 +335,7 @@ impl LocalSlot {
         };
         let text = self
             .model
-            .template
-            .render_json(messages.get(), tools_json.as_deref(), true)
+            .render_prompt(messages.get(), tools_json.as_deref())
             .map_err(|e| bad(format!("cannot build the prompt: {e}")))?;
         let prompt = self.model.tokenize(&text);
         let max_tokens = r

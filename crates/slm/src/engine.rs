@@ -320,7 +320,50 @@ impl LocalModel {
         opts: &GenerateOptions,
         on_text: Option<&mut dyn FnMut(&str) -> bool>,
     ) -> Result<Generation> {
-        let prompt = self.template.render_json(messages_json, tools_json, true)?;
+        let prompt = self.render_prompt(messages_json, tools_json)?;
         self.generate(&prompt, opts, on_text)
+    }
+
+    /// The prompt for messages and tools given as JSON text. A template that has no place for
+    /// tools (SmolLM2's, Llama 2's) gets them described in the system message instead, with
+    /// the reply format [`crate::parse_tool_calls`] reads — as llama.cpp's server does for
+    /// such models — rather than silently dropping them.
+    pub fn render_prompt(&self, messages_json: &str, tools_json: Option<&str>) -> Result<String> {
+        let tools_json = tools_json.filter(|t| {
+            serde_json::from_str::<serde_json::Value>(t)
+                .ok()
+                .and_then(|v| v.as_array().map(|a| !a.is_empty()))
+                .unwrap_or(false)
+        });
+        let Some(tools) = tools_json.filter(|_| !self.template.supports_tools()) else {
+            return self.template.render_json(messages_json, tools_json, true);
+        };
+        let mut messages: Vec<serde_json::Value> = serde_json::from_str(messages_json)?;
+        let list: Vec<serde_json::Value> = serde_json::from_str(tools)?;
+        let mut note = String::from("You can call these tools (JSON function definitions):\n");
+        for t in &list {
+            note.push_str(&t.get("function").unwrap_or(t).to_string());
+            note.push('\n');
+        }
+        note.push_str(
+            "To call a tool, reply with only a JSON object: {\"name\": <tool name>, \"arguments\": <arguments object>}.",
+        );
+        match messages.first_mut() {
+            Some(first) if first.get("role").and_then(|r| r.as_str()) == Some("system") => {
+                let content = first
+                    .get("content")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                first["content"] = serde_json::Value::String(if content.is_empty() {
+                    note
+                } else {
+                    format!("{content}\n\n{note}")
+                });
+            }
+            _ => messages.insert(0, serde_json::json!({"role": "system", "content": note})),
+        }
+        self.template
+            .render_json(&serde_json::to_string(&messages)?, None, true)
     }
 }
