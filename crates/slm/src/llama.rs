@@ -140,7 +140,18 @@ impl LlamaConfig {
         let hidden_size = need("hidden_size")?;
         let num_heads = need("num_attention_heads")?;
         let head_dim = get("head_dim").unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
-        let rope_scaling = match v.get("rope_scaling").filter(|s| !s.is_null()) {
+        // transformers 5 writes `rope_parameters` (with `rope_theta` inside); 4.x wrote
+        // `rope_scaling` next to a top-level `rope_theta`
+        let rope_params = v
+            .get("rope_parameters")
+            .filter(|s| s.is_object())
+            .or_else(|| v.get("rope_scaling").filter(|s| s.is_object()));
+        let rope_theta = rope_params
+            .and_then(|p| p.get("rope_theta"))
+            .or_else(|| v.get("rope_theta"))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(10_000.0) as f32;
+        let rope_scaling = match rope_params {
             None => RopeScaling::None,
             Some(s) => {
                 let ty = s
@@ -181,10 +192,7 @@ impl LlamaConfig {
                 .get("rms_norm_eps")
                 .and_then(|x| x.as_f64())
                 .unwrap_or(1e-6) as f32,
-            rope_theta: v
-                .get("rope_theta")
-                .and_then(|x| x.as_f64())
-                .unwrap_or(10_000.0) as f32,
+            rope_theta,
             rope_style: RopeStyle::Neox,
             rope_scaling,
             context_length: get("max_position_embeddings").unwrap_or(4096),
@@ -624,6 +632,51 @@ impl Llama {
             freq_factors,
             config: cfg,
         })
+    }
+
+    /// Loads the network of a Hugging Face model folder, without its tokenizer: `config.json`
+    /// and `model.safetensors` (or the shards listed in `model.safetensors.index.json`).
+    /// Weights are kept as dense f32. [`crate::LocalModel::load`] adds the tokenizer and chat
+    /// template.
+    pub fn from_hf_dir(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |name: &str| -> Result<String> {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))
+        };
+        let config: serde_json::Value = serde_json::from_str(&read("config.json")?)?;
+        let cfg = LlamaConfig::from_hf_json(&config)?;
+        let mut files = Vec::new();
+        if dir.join("model.safetensors.index.json").exists() {
+            let idx: serde_json::Value =
+                serde_json::from_str(&read("model.safetensors.index.json")?)?;
+            let mut names: Vec<String> = idx["weight_map"]
+                .as_object()
+                .ok_or_else(|| {
+                    Error::Config("model.safetensors.index.json lacks weight_map".into())
+                })?
+                .values()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            names.sort();
+            names.dedup();
+            files.extend(names.into_iter().map(|n| dir.join(n)));
+        } else {
+            files.push(dir.join("model.safetensors"));
+        }
+        let mut tensors = std::collections::HashMap::new();
+        for f in &files {
+            if !f.exists() {
+                return Err(Error::io(
+                    f,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            let t = candle_core::safetensors::load(f, &candle_core::Device::Cpu)
+                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
+            tensors.extend(t);
+        }
+        Self::from_hf_tensors(cfg, &|n: &str| tensors.get(n).cloned())
     }
 
     /// A copy with every projection dequantized to dense f32 (a full-precision reference, or
@@ -1440,6 +1493,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn hf_config_rope_in_both_formats() {
+        // transformers 4.x: `rope_theta` + `rope_scaling`; 5.x: `rope_parameters`
+        let base = serde_json::json!({
+            "model_type": "llama", "vocab_size": 10, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2
+        });
+        let scaling = serde_json::json!({"rope_type": "llama3", "factor": 32.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192});
+        let mut v4 = base.clone();
+        v4["rope_theta"] = serde_json::json!(500_000.0);
+        v4["rope_scaling"] = scaling.clone();
+        let mut v5 = base.clone();
+        let mut params = scaling;
+        params["rope_theta"] = serde_json::json!(500_000.0);
+        v5["rope_parameters"] = params;
+        let mut plain = base;
+        plain["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e6});
+        for v in [v4, v5] {
+            let c = LlamaConfig::from_hf_json(&v).expect("config");
+            assert_eq!(c.rope_theta, 500_000.0);
+            assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 32.0));
+        }
+        let c = LlamaConfig::from_hf_json(&plain).expect("config");
+        assert_eq!((c.rope_theta, c.rope_scaling), (1e6, RopeScaling::None));
     }
 
     #[test]
