@@ -1,5 +1,6 @@
-//! The Llama family decoder: Llama 2/3 (with Llama-3 RoPE scaling), SmolLM2, TinyLlama, and
-//! Qwen2/Qwen2.5 (the same network with q/k/v biases and NEOX-style rotary embeddings).
+//! The Llama family decoder: Llama 2/3 (with Llama-3 RoPE scaling), SmolLM2, TinyLlama,
+//! Qwen2/Qwen2.5 (the same network with q/k/v biases and NEOX-style rotary embeddings) and
+//! Qwen3 (no biases; an RMS norm on each query and key head before the rotary embedding).
 //!
 //! One implementation serves inference and training:
 //! * [`Llama::forward`] runs with a [`KvCache`] and fused CPU kernels (rotary embedding, cache
@@ -72,7 +73,7 @@ impl LlamaConfig {
         let arch = g.architecture()?.to_string();
         let rope_style = match arch.as_str() {
             "llama" => RopeStyle::Interleaved,
-            "qwen2" => RopeStyle::Neox,
+            "qwen2" | "qwen3" => RopeStyle::Neox,
             _ => return Err(Error::UnknownArchitecture(arch)),
         };
         let k = |s: &str| format!("{arch}.{s}");
@@ -123,7 +124,8 @@ impl LlamaConfig {
         Ok(cfg)
     }
 
-    /// Reads a Hugging Face `config.json` (`LlamaForCausalLM`, `Qwen2ForCausalLM`).
+    /// Reads a Hugging Face `config.json` (`LlamaForCausalLM`, `Qwen2ForCausalLM`,
+    /// `Qwen3ForCausalLM`).
     pub fn from_hf_json(v: &serde_json::Value) -> Result<Self> {
         let get = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
         let need = |k: &str| get(k).ok_or_else(|| Error::Config(format!("config.json lacks {k}")));
@@ -135,6 +137,7 @@ impl LlamaConfig {
         let architecture = match model_type.as_str() {
             "llama" | "mistral" => "llama".to_string(),
             "qwen2" => "qwen2".to_string(),
+            "qwen3" => "qwen3".to_string(),
             other => return Err(Error::UnknownArchitecture(other.into())),
         };
         let hidden_size = need("hidden_size")?;
@@ -236,6 +239,11 @@ impl LlamaConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Whether each query and key head is RMS-normalised before the rotary embedding (Qwen3).
+    pub fn qk_norm(&self) -> bool {
+        self.architecture == "qwen3"
     }
 
     /// Divisor of each rotary frequency (1 for unscaled ones).
@@ -445,11 +453,25 @@ pub struct Block {
     pub attn_norm: Tensor,
     /// `[q | k | v]`: one fused projection, or three.
     pub qkv: Vec<Linear>,
+    /// Qwen3: RMS-norm weights `[head_dim]` applied to every query / key head before the
+    /// rotary embedding.
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
     pub o: Linear,
     pub ffn_norm: Tensor,
     /// `[gate | up]`: one fused projection, or two.
     pub gate_up: Vec<Linear>,
     pub down: Linear,
+}
+
+impl Block {
+    /// The query/key head-norm weights as plain slices for the fused attention op.
+    fn head_norms(&self) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        match (&self.q_norm, &self.k_norm) {
+            (Some(q), Some(k)) => Ok(Some((q.to_vec1::<f32>()?, k.to_vec1::<f32>()?))),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A Llama-family model.
@@ -551,9 +573,17 @@ impl Llama {
             let q = lin("attn_q", qd, h, qd)?;
             let k = lin("attn_k", kvd, h, kvd)?;
             let v = lin("attn_v", kvd, h, kvd)?;
+            let head_norm = |s: &str| -> Result<Option<Tensor>> {
+                match cfg.qk_norm() {
+                    true => vec1(&p(s), cfg.head_dim).map(Some),
+                    false => Ok(None),
+                }
+            };
             blocks.push(Block {
                 attn_norm: vec1(&p("attn_norm.weight"), h)?,
                 qkv: fuse(vec![q, k, v]),
+                q_norm: head_norm("attn_q_norm.weight")?,
+                k_norm: head_norm("attn_k_norm.weight")?,
                 o: lin("attn_output", h, qd, h)?,
                 ffn_norm: vec1(&p("ffn_norm.weight"), h)?,
                 gate_up: fuse(vec![lin("ffn_gate", ff, h, ff)?, lin("ffn_up", ff, h, ff)?]),
@@ -607,6 +637,12 @@ impl Llama {
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = |s: &str| format!("model.layers.{i}.{s}");
+            let head_norm = |s: &str| -> Result<Option<Tensor>> {
+                match cfg.qk_norm() {
+                    true => need(&p(s), &[cfg.head_dim]).map(Some),
+                    false => Ok(None),
+                }
+            };
             blocks.push(Block {
                 attn_norm: need(&p("input_layernorm.weight"), &[h])?,
                 qkv: fuse(vec![
@@ -614,6 +650,8 @@ impl Llama {
                     lin(&p("self_attn.k_proj"), kvd, h)?,
                     lin(&p("self_attn.v_proj"), kvd, h)?,
                 ]),
+                q_norm: head_norm("self_attn.q_norm.weight")?,
+                k_norm: head_norm("self_attn.k_norm.weight")?,
                 o: lin(&p("self_attn.o_proj"), h, qd)?,
                 ffn_norm: need(&p("post_attention_layernorm.weight"), &[h])?,
                 gate_up: fuse(vec![
@@ -758,6 +796,7 @@ impl Llama {
         for (b, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
             let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, false)?;
             let qkv = forward_group(&b.qkv, &h, sel)?;
+            let head_norms = b.head_norms()?;
             let op = CachedAttention {
                 kv: RefCell::new(kv),
                 rope: &rope,
@@ -767,6 +806,10 @@ impl Llama {
                 hd: cfg.head_dim,
                 n_rot: cfg.rope_dim,
                 style: cfg.rope_style,
+                head_norms: head_norms
+                    .as_ref()
+                    .map(|(q, k)| (q.as_slice(), k.as_slice())),
+                eps: cfg.rms_eps,
                 round_f16: kv_f16,
             };
             let att = qkv.apply_op1_no_bwd(&op)?;
@@ -842,6 +885,7 @@ impl Llama {
         for (li, b) in self.blocks.iter().enumerate() {
             let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, false)?;
             let qkv = forward_group(&b.qkv, &h, sel)?;
+            let head_norms = b.head_norms()?;
             let mut parts = Vec::with_capacity(batch.len());
             let mut off = 0;
             for (k, (ids, cache)) in batch.iter_mut().enumerate() {
@@ -856,6 +900,10 @@ impl Llama {
                     hd: cfg.head_dim,
                     n_rot: cfg.rope_dim,
                     style: cfg.rope_style,
+                    head_norms: head_norms
+                        .as_ref()
+                        .map(|(q, k)| (q.as_slice(), k.as_slice())),
+                    eps: cfg.rms_eps,
                     round_f16,
                 };
                 parts.push(qkv.narrow(0, off, n)?.apply_op1_no_bwd(&op)?);
@@ -916,8 +964,16 @@ impl Llama {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let q = self.rope_train(&heads(0, nh)?, &cos, &sin)?;
-            let k = self.rope_train(&heads(nh, nkv)?, &cos, &sin)?;
+            let head_norm = |x: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
+                match w {
+                    Some(w) => rms_norm(&x, w, cfg.rms_eps, true),
+                    None => Ok(x),
+                }
+            };
+            let q = head_norm(heads(0, nh)?, &b.q_norm)?;
+            let k = head_norm(heads(nh, nkv)?, &b.k_norm)?;
+            let q = self.rope_train(&q, &cos, &sin)?;
+            let k = self.rope_train(&k, &cos, &sin)?;
             let v = heads(nh + nkv, nkv)?;
             let rep = nh / nkv;
             let (k, v) = if rep > 1 {
@@ -1027,6 +1083,9 @@ struct CachedAttention<'a> {
     hd: usize,
     n_rot: usize,
     style: RopeStyle,
+    /// Per-head RMS-norm weights of queries and keys, applied before the rotary embedding.
+    head_norms: Option<(&'a [f32], &'a [f32])>,
+    eps: f32,
     /// Round q and the attention weights to f16 like llama.cpp does with an f16 cache.
     round_f16: bool,
 }
@@ -1057,6 +1116,10 @@ impl CustomOp1 for CachedAttention<'_> {
             let r = &x[t * row..(t + 1) * row];
             let qt = &mut q[t * qw..(t + 1) * qw];
             qt.copy_from_slice(&r[..qw]);
+            if let Some((wq, _)) = self.head_norms {
+                qt.chunks_exact_mut(hd)
+                    .for_each(|x| rms_norm_head(x, wq, self.eps));
+            }
             for h in 0..nh {
                 self.rope
                     .apply(&mut qt[h * hd..h * hd + self.n_rot], t, self.style);
@@ -1067,6 +1130,10 @@ impl CustomOp1 for CachedAttention<'_> {
                 }
             }
             k.copy_from_slice(&r[qw..qw + kw]);
+            if let Some((_, wk)) = self.head_norms {
+                k.chunks_exact_mut(hd)
+                    .for_each(|x| rms_norm_head(x, wk, self.eps));
+            }
             for h in 0..nkv {
                 self.rope
                     .apply(&mut k[h * hd..h * hd + self.n_rot], t, self.style);
@@ -1130,6 +1197,16 @@ impl CustomOp1 for CachedAttention<'_> {
             par_for(tasks, work);
         }
         Ok((CpuStorage::F32(out), Shape::from((n, qw))))
+    }
+}
+
+/// RMS norm of one head in place (sum of squares in f64, like the fused hidden-state norm).
+#[inline]
+fn rms_norm_head(x: &mut [f32], w: &[f32], eps: f32) {
+    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let scale = 1.0 / ((sum / x.len() as f64) as f32 + eps).sqrt();
+    for (v, w) in x.iter_mut().zip(w) {
+        *v = (*v * scale) * w;
     }
 }
 

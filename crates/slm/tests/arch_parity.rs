@@ -5,18 +5,30 @@
 //! tokens fed one and a few at a time), the batched forward and the differentiable
 //! `forward_train`. The KV cache is f32 here; the default f16 cache rounds keys and values by
 //! design (like llama.cpp) and cannot meet 1e-4.
+//!
+//! The same weights converted to GGUF the way llama.cpp's `convert_hf_to_gguf.py` does (q/k rows
+//! permuted for Llama's interleaved rotary layout, `rope_freqs` for Llama-3 scaling, `qwen2` /
+//! `qwen3` names and metadata) must match transformers too.
 
 mod common;
 
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use downshift_slm::{AdapterSel, KvDtype, Llama, Logits};
+use downshift_slm::gguf::writer;
+use downshift_slm::{AdapterSel, Gguf, KvDtype, Llama, Logits, MetaValue};
 
 const TOL: f32 = 1e-4;
 
 /// Every folder under `tests/fixtures/arch`, each checked by a test below.
-const ARCHS: [&str; 5] = ["llama", "llama3_rope", "smollm2", "qwen2", "qwen2_tied"];
+const ARCHS: [&str; 6] = [
+    "llama",
+    "llama3_rope",
+    "smollm2",
+    "qwen2",
+    "qwen2_tied",
+    "qwen3",
+];
 
 struct Fixture {
     name: &'static str,
@@ -28,6 +40,12 @@ struct Fixture {
 fn load(name: &'static str) -> Fixture {
     let dir = common::fixture("arch").join(name);
     let model = Llama::from_hf_dir(&dir).unwrap_or_else(|e| panic!("{name}: load: {e}"));
+    with_model(name, model)
+}
+
+/// The fixture's references with another model (e.g. the GGUF conversion of its weights).
+fn with_model(name: &'static str, model: Llama) -> Fixture {
+    let dir = common::fixture("arch").join(name);
     let refs: HashMap<String, Tensor> =
         candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
             .expect("reference.safetensors");
@@ -66,16 +84,20 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .expect("scalar")
 }
 
-/// Compares every path with transformers; returns the largest difference seen.
+/// Compares every path of the Hugging Face loading with transformers.
 fn check(name: &'static str) -> f32 {
-    let f = load(name);
+    check_fixture(&load(name), "")
+}
+
+/// Compares every path with transformers; returns the largest difference seen.
+fn check_fixture(f: &Fixture, label: &str) -> f32 {
+    let name = f.name;
     let m = &f.model;
     let mut worst = 0f32;
     let mut report = |path: &str, i: usize, d: f32| {
         assert!(
             d <= TOL,
-            "{}: {path}, sequence {i}: max |logit - transformers| = {d:e} > {TOL:e}",
-            f.name
+            "{name}{label}: {path}, sequence {i}: max |logit - transformers| = {d:e} > {TOL:e}"
         );
         worst = worst.max(d);
     };
@@ -207,7 +229,7 @@ fn check(name: &'static str) -> f32 {
         let row = s.1.narrow(0, s.0.len() - 1, 1).expect("row");
         report("forward_batch decode", i, max_diff(g, &row));
     }
-    eprintln!("{name}: max |logit - transformers| = {worst:e}");
+    eprintln!("{name}{label}: max |logit - transformers| = {worst:e}");
     worst
 }
 
@@ -258,4 +280,190 @@ fn qwen2_biases() {
 #[test]
 fn qwen2_tied() {
     check("qwen2_tied");
+}
+
+#[test]
+fn qwen3_head_norms() {
+    let f = load("qwen3");
+    let c = &f.model.config;
+    assert_eq!(c.architecture, "qwen3");
+    assert_ne!(
+        c.head_dim * c.num_heads,
+        c.hidden_size,
+        "head_dim is not hidden / heads"
+    );
+    let b = &f.model.blocks[0];
+    assert!(b.q_norm.is_some() && b.k_norm.is_some());
+    assert!(b.qkv.iter().all(|l| l.bias.is_none()));
+    check("qwen3");
+}
+
+/// A GGUF image of a fixture's weights, converted like llama.cpp's `convert_hf_to_gguf.py`
+/// (f32 tensors, no tokenizer).
+fn gguf_of(name: &str) -> Gguf {
+    let dir = common::fixture("arch").join(name);
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config"))
+            .expect("json");
+    let hf: HashMap<String, Tensor> =
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).expect("st");
+    let u = |k: &str| cfg[k].as_u64().unwrap_or_else(|| panic!("{k}")) as usize;
+    let arch = cfg["model_type"].as_str().expect("model_type").to_string();
+    let (h, nh, nkv) = (
+        u("hidden_size"),
+        u("num_attention_heads"),
+        u("num_key_value_heads"),
+    );
+    let hd = cfg["head_dim"].as_u64().map_or(h / nh, |x| x as usize);
+    let rope = &cfg["rope_parameters"];
+    let theta = rope["rope_theta"].as_f64().expect("rope_theta");
+    let k = |s: &str| format!("{arch}.{s}");
+    let meta = vec![
+        (
+            "general.architecture".to_string(),
+            MetaValue::String(arch.clone()),
+        ),
+        (k("embedding_length"), MetaValue::U32(h as u32)),
+        (
+            k("feed_forward_length"),
+            MetaValue::U32(u("intermediate_size") as u32),
+        ),
+        (
+            k("block_count"),
+            MetaValue::U32(u("num_hidden_layers") as u32),
+        ),
+        (
+            k("context_length"),
+            MetaValue::U32(u("max_position_embeddings") as u32),
+        ),
+        (k("attention.head_count"), MetaValue::U32(nh as u32)),
+        (k("attention.head_count_kv"), MetaValue::U32(nkv as u32)),
+        (k("attention.key_length"), MetaValue::U32(hd as u32)),
+        (k("attention.value_length"), MetaValue::U32(hd as u32)),
+        (k("rope.dimension_count"), MetaValue::U32(hd as u32)),
+        (k("rope.freq_base"), MetaValue::F32(theta as f32)),
+        (
+            k("attention.layer_norm_rms_epsilon"),
+            MetaValue::F32(cfg["rms_norm_eps"].as_f64().expect("eps") as f32),
+        ),
+    ];
+    let mut tensors: Vec<(String, Tensor)> = Vec::new();
+    // Llama's converter permutes q/k rows so that rotary pairs are adjacent (llama.cpp's
+    // "normal" rope); Qwen keeps the Hugging Face (NEOX) layout
+    let permute = |t: &Tensor, heads: usize| -> Tensor {
+        if arch != "llama" {
+            return t.clone();
+        }
+        let dims = t.dims().to_vec();
+        let mut split = vec![heads, 2, dims[0] / heads / 2];
+        split.extend_from_slice(&dims[1..]);
+        t.reshape(split)
+            .expect("reshape")
+            .transpose(1, 2)
+            .expect("swap")
+            .contiguous()
+            .expect("contiguous")
+            .reshape(dims)
+            .expect("back")
+    };
+    let mut rename = |from: &str, to: String, heads: Option<usize>| {
+        if let Some(t) = hf.get(from) {
+            let t = match heads {
+                Some(n) => permute(t, n),
+                None => t.clone(),
+            };
+            tensors.push((to, t));
+        }
+    };
+    rename(
+        "model.embed_tokens.weight",
+        "token_embd.weight".into(),
+        None,
+    );
+    rename("model.norm.weight", "output_norm.weight".into(), None);
+    if cfg["tie_word_embeddings"].as_bool() != Some(true) {
+        rename("lm_head.weight", "output.weight".into(), None);
+    }
+    for i in 0..u("num_hidden_layers") {
+        let p = |s: &str| format!("model.layers.{i}.{s}");
+        let g = |s: &str| format!("blk.{i}.{s}");
+        for (from, to, heads) in [
+            ("input_layernorm.weight", "attn_norm.weight", None),
+            ("self_attn.q_proj.weight", "attn_q.weight", Some(nh)),
+            ("self_attn.q_proj.bias", "attn_q.bias", Some(nh)),
+            ("self_attn.k_proj.weight", "attn_k.weight", Some(nkv)),
+            ("self_attn.k_proj.bias", "attn_k.bias", Some(nkv)),
+            ("self_attn.v_proj.weight", "attn_v.weight", None),
+            ("self_attn.v_proj.bias", "attn_v.bias", None),
+            ("self_attn.q_norm.weight", "attn_q_norm.weight", None),
+            ("self_attn.k_norm.weight", "attn_k_norm.weight", None),
+            ("self_attn.o_proj.weight", "attn_output.weight", None),
+            ("post_attention_layernorm.weight", "ffn_norm.weight", None),
+            ("mlp.gate_proj.weight", "ffn_gate.weight", None),
+            ("mlp.up_proj.weight", "ffn_up.weight", None),
+            ("mlp.down_proj.weight", "ffn_down.weight", None),
+        ] {
+            rename(&p(from), g(to), heads);
+        }
+    }
+    if rope["rope_type"] == "llama3" {
+        // the converter's `rope_freqs`: a divisor per frequency
+        let f = |k: &str| rope[k].as_f64().expect("rope parameter");
+        let (factor, lo, hi) = (f("factor"), f("low_freq_factor"), f("high_freq_factor"));
+        let old = f("original_max_position_embeddings");
+        let divisors: Vec<f32> = (0..hd / 2)
+            .map(|i| {
+                let freq = 1.0 / theta.powf(2.0 * i as f64 / hd as f64);
+                let wavelen = 2.0 * std::f64::consts::PI / freq;
+                if wavelen < old / hi {
+                    1.0
+                } else if wavelen > old / lo {
+                    factor as f32
+                } else {
+                    let smooth = (old / wavelen - lo) / (hi - lo);
+                    (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+                }
+            })
+            .collect();
+        let n = divisors.len();
+        tensors.push((
+            "rope_freqs.weight".into(),
+            Tensor::from_vec(divisors, n, &Device::Cpu).expect("t"),
+        ));
+    }
+    let data: Vec<(String, Vec<u64>, u32, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            // GGUF dims are innermost first
+            let dims = t.dims().iter().rev().map(|&d| d as u64).collect();
+            let v = t
+                .flatten_all()
+                .expect("flat")
+                .to_vec1::<f32>()
+                .expect("f32");
+            let bytes = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (n.clone(), dims, 0u32, bytes)
+        })
+        .collect();
+    let meta: Vec<(&str, MetaValue)> = meta.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let refs: Vec<(&str, Vec<u64>, u32, Vec<u8>)> = data
+        .iter()
+        .map(|(n, d, t, b)| (n.as_str(), d.clone(), *t, b.clone()))
+        .collect();
+    Gguf::from_bytes(writer::write(&meta, &refs)).expect("gguf")
+}
+
+#[test]
+fn gguf_conversions_match_transformers() {
+    for name in ARCHS {
+        let g = gguf_of(name);
+        let model = Llama::from_gguf(&g).unwrap_or_else(|e| panic!("{name}: gguf: {e}"));
+        let hf = Llama::from_hf_dir(common::fixture("arch").join(name)).expect("hf");
+        assert_eq!(model.config.rope_theta, hf.config.rope_theta, "{name}");
+        assert_eq!(
+            model.config.tie_word_embeddings, hf.config.tie_word_embeddings,
+            "{name}"
+        );
+        check_fixture(&with_model(name, model), " (GGUF)");
+    }
 }
