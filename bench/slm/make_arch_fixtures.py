@@ -50,10 +50,9 @@ from transformers import (  # noqa: E402
     LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM,
 )
 
-try:
-    from transformers import Qwen3Config, Qwen3ForCausalLM  # noqa: E402
-except ImportError:  # older transformers
-    Qwen3Config = Qwen3ForCausalLM = None
+from transformers import (  # noqa: E402
+    Gemma3ForCausalLM, Gemma3TextConfig, Qwen3Config, Qwen3ForCausalLM,
+)
 
 VOCAB = 384
 # sequence lengths of the fixed inputs: two of equal length (a batch for forward_train),
@@ -72,7 +71,7 @@ def common(**kw):
 
 
 def architectures():
-    archs = {
+    return {
         # Llama 2 shaped: untied head, GQA 2:1, theta 10k
         "llama": (LlamaForCausalLM, LlamaConfig(**common(
             rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False))),
@@ -95,24 +94,37 @@ def architectures():
         "qwen2_tied": (Qwen2ForCausalLM, Qwen2Config(**common(
             num_key_value_heads=1, rms_norm_eps=1e-6, rope_theta=1000000.0,
             tie_word_embeddings=True, use_sliding_window=False))),
-    }
-    if Qwen3Config is not None:
         # Qwen3: per-head q/k RMS norm before the rotary embedding, no biases, and
         # head_dim 32 != hidden / heads (q is 128 wide on a 64-wide residual stream)
-        archs["qwen3"] = (Qwen3ForCausalLM, Qwen3Config(**common(
+        "qwen3": (Qwen3ForCausalLM, Qwen3Config(**common(
             head_dim=32, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
-            use_sliding_window=False)))
-    return archs
+            use_sliding_window=False))),
+        # Gemma 3 (text): embeddings scaled by sqrt(hidden), (1 + w) RMS norms before and
+        # after attention and feed-forward, q/k head norms, GeGLU (tanh), attention scale
+        # 1/sqrt(query_pre_attn_scalar) != 1/sqrt(head_dim); sliding-window layers (window 5,
+        # so it bites on these inputs) with their own rotary base, a global layer with linear
+        # rotary scaling (like the 4B+ models)
+        "gemma3": (Gemma3ForCausalLM, Gemma3TextConfig(**common(
+            num_hidden_layers=3, head_dim=32, query_pre_attn_scalar=24, rms_norm_eps=1e-6,
+            hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True, sliding_window=5,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            rope_parameters={
+                "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            }))),
+    }
 
 
 def init_(model, seed):
     """Weights at scales that keep activations of order 1: projections ~ N(0, 1/fan_in),
-    embeddings ~ N(0, 0.5²), norm weights ~ 1 + N(0, 0.1²), biases ~ N(0, 0.1²)."""
+    embeddings ~ N(0, 0.5²), norm weights ~ 1 + N(0, 0.1²) (Gemma stores them minus 1),
+    biases ~ N(0, 0.1²)."""
     g = torch.Generator().manual_seed(seed)
+    norm_base = 0.0 if model.config.model_type.startswith("gemma") else 1.0
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                p.copy_(norm_base + 0.1 * torch.randn(p.shape, generator=g))
             elif name.endswith(".bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
             elif "embed_tokens" in name:

@@ -21,13 +21,14 @@ use downshift_slm::{AdapterSel, Gguf, KvDtype, Llama, Logits, MetaValue};
 const TOL: f32 = 1e-4;
 
 /// Every folder under `tests/fixtures/arch`, each checked by a test below.
-const ARCHS: [&str; 6] = [
+const ARCHS: [&str; 7] = [
     "llama",
     "llama3_rope",
     "smollm2",
     "qwen2",
     "qwen2_tied",
     "qwen3",
+    "gemma3",
 ];
 
 struct Fixture {
@@ -315,10 +316,16 @@ fn gguf_of(name: &str) -> Gguf {
         u("num_key_value_heads"),
     );
     let hd = cfg["head_dim"].as_u64().map_or(h / nh, |x| x as usize);
-    let rope = &cfg["rope_parameters"];
+    // Gemma 3 keeps one rotary set per layer type; GGUF holds the global one
+    let rope = match cfg["rope_parameters"].get("full_attention") {
+        Some(full) => full,
+        None => &cfg["rope_parameters"],
+    };
+    let gemma3 = arch == "gemma3_text";
+    let arch = if gemma3 { "gemma3".to_string() } else { arch };
     let theta = rope["rope_theta"].as_f64().expect("rope_theta");
     let k = |s: &str| format!("{arch}.{s}");
-    let meta = vec![
+    let mut meta = vec![
         (
             "general.architecture".to_string(),
             MetaValue::String(arch.clone()),
@@ -347,6 +354,32 @@ fn gguf_of(name: &str) -> Gguf {
             MetaValue::F32(cfg["rms_norm_eps"].as_f64().expect("eps") as f32),
         ),
     ];
+    if gemma3 {
+        let types = cfg["layer_types"].as_array().expect("layer_types");
+        meta.push((
+            k("attention.sliding_window"),
+            MetaValue::U32(u("sliding_window") as u32),
+        ));
+        meta.push((
+            k("attention.sliding_window_pattern"),
+            MetaValue::Array(
+                types
+                    .iter()
+                    .map(|t| MetaValue::Bool(t == "sliding_attention"))
+                    .collect(),
+            ),
+        ));
+        let q = cfg["query_pre_attn_scalar"].as_f64().expect("scalar");
+        meta.push((
+            k("attention.scale"),
+            MetaValue::F32((1.0 / q.sqrt()) as f32),
+        ));
+    }
+    if rope["rope_type"] == "linear" {
+        meta.push((k("rope.scaling.type"), MetaValue::String("linear".into())));
+        let f = rope["factor"].as_f64().expect("factor");
+        meta.push((k("rope.scaling.factor"), MetaValue::F32(f as f32)));
+    }
     let mut tensors: Vec<(String, Tensor)> = Vec::new();
     // Llama's converter permutes q/k rows so that rotary pairs are adjacent (llama.cpp's
     // "normal" rope); Qwen keeps the Hugging Face (NEOX) layout
@@ -372,6 +405,12 @@ fn gguf_of(name: &str) -> Gguf {
                 Some(n) => permute(t, n),
                 None => t.clone(),
             };
+            // the Gemma converter stores norm weights as 1 + w
+            let t = if gemma3 && from.ends_with("norm.weight") {
+                (t + 1.0).expect("+1")
+            } else {
+                t
+            };
             tensors.push((to, t));
         }
     };
@@ -387,6 +426,31 @@ fn gguf_of(name: &str) -> Gguf {
     for i in 0..u("num_hidden_layers") {
         let p = |s: &str| format!("model.layers.{i}.{s}");
         let g = |s: &str| format!("blk.{i}.{s}");
+        // Gemma's `post_attention_layernorm` normalises the attention output; Llama's is the
+        // pre-feed-forward norm
+        if gemma3 {
+            rename(
+                &p("post_attention_layernorm.weight"),
+                g("post_attention_norm.weight"),
+                None,
+            );
+            rename(
+                &p("pre_feedforward_layernorm.weight"),
+                g("ffn_norm.weight"),
+                None,
+            );
+            rename(
+                &p("post_feedforward_layernorm.weight"),
+                g("post_ffw_norm.weight"),
+                None,
+            );
+        } else {
+            rename(
+                &p("post_attention_layernorm.weight"),
+                g("ffn_norm.weight"),
+                None,
+            );
+        }
         for (from, to, heads) in [
             ("input_layernorm.weight", "attn_norm.weight", None),
             ("self_attn.q_proj.weight", "attn_q.weight", Some(nh)),
@@ -398,7 +462,6 @@ fn gguf_of(name: &str) -> Gguf {
             ("self_attn.q_norm.weight", "attn_q_norm.weight", None),
             ("self_attn.k_norm.weight", "attn_k_norm.weight", None),
             ("self_attn.o_proj.weight", "attn_output.weight", None),
-            ("post_attention_layernorm.weight", "ffn_norm.weight", None),
             ("mlp.gate_proj.weight", "ffn_gate.weight", None),
             ("mlp.up_proj.weight", "ffn_up.weight", None),
             ("mlp.down_proj.weight", "ffn_down.weight", None),
@@ -454,12 +517,40 @@ fn gguf_of(name: &str) -> Gguf {
 }
 
 #[test]
+fn gemma3_text() {
+    let f = load("gemma3");
+    let c = &f.model.config;
+    assert_eq!(c.architecture, "gemma3");
+    let s = c.sliding.as_ref().expect("sliding window");
+    assert_eq!(
+        (s.window, s.layers.as_slice()),
+        (5, &[true, false, true][..])
+    );
+    assert_eq!(s.rope_theta, 10_000.0);
+    assert_eq!(c.rope_theta, 1e6);
+    assert_eq!(c.rope_scaling, downshift_slm::RopeScaling::Linear(8.0));
+    assert_eq!(c.embed_scale, 8.0);
+    assert!((c.attn_scale - 1.0 / 24f32.sqrt()).abs() < 1e-7);
+    let b = &f.model.blocks[0];
+    assert!(b.q_norm.is_some() && b.post_attn_norm.is_some() && b.post_ffn_norm.is_some());
+    check("gemma3");
+}
+
+#[test]
 fn gguf_conversions_match_transformers() {
     for name in ARCHS {
         let g = gguf_of(name);
         let model = Llama::from_gguf(&g).unwrap_or_else(|e| panic!("{name}: gguf: {e}"));
         let hf = Llama::from_hf_dir(common::fixture("arch").join(name)).expect("hf");
         assert_eq!(model.config.rope_theta, hf.config.rope_theta, "{name}");
+        // (Llama-3 scaling arrives as explicit `rope_freqs` divisors in GGUF)
+        let (a, b) = (model.config.freq_factors(), hf.config.freq_factors());
+        assert!(
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+            "{name}: rotary divisors {a:?} vs {b:?}"
+        );
+        assert_eq!(model.config.sliding, hf.config.sliding, "{name}");
+        assert_eq!(model.config.attn_scale, hf.config.attn_scale, "{name}");
         assert_eq!(
             model.config.tie_word_embeddings, hf.config.tie_word_embeddings,
             "{name}"
