@@ -391,7 +391,8 @@ impl LlamaConfig {
         Ok(())
     }
 
-    /// Whether each query and key head is RMS-normalised before the rotary embedding (Qwen3).
+    /// Whether each query and key head is RMS-normalised before the rotary embedding (Qwen3,
+    /// Gemma 3).
     pub fn qk_norm(&self) -> bool {
         matches!(self.architecture.as_str(), "qwen3" | "gemma3")
     }
@@ -622,8 +623,8 @@ pub struct Block {
     pub attn_norm: Tensor,
     /// `[q | k | v]`: one fused projection, or three.
     pub qkv: Vec<Linear>,
-    /// Qwen3: RMS-norm weights `[head_dim]` applied to every query / key head before the
-    /// rotary embedding.
+    /// Qwen3, Gemma 3: RMS-norm weights `[head_dim]` applied to every query / key head before
+    /// the rotary embedding.
     pub q_norm: Option<Tensor>,
     pub k_norm: Option<Tensor>,
     pub o: Linear,
@@ -1903,6 +1904,38 @@ mod tests {
         }
         let c = LlamaConfig::from_hf_json(&plain).expect("config");
         assert_eq!((c.rope_theta, c.rope_scaling), (1e6, RopeScaling::None));
+    }
+
+    #[test]
+    fn gemma3_config_as_transformers_4_wrote_it() {
+        // gemma-3-1b-it's config.json (transformers 4.50), dimensions shrunk
+        let v = serde_json::json!({
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+            "vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 1,
+            "head_dim": 32, "query_pre_attn_scalar": 32, "rms_norm_eps": 1e-6,
+            "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0, "rope_scaling": null,
+            "sliding_window": 512, "sliding_window_pattern": 6,
+            "final_logit_softcapping": null, "attn_logit_softcapping": null,
+            "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768
+        });
+        let c = LlamaConfig::from_hf_json(&v).expect("config");
+        assert_eq!(c.architecture, "gemma3");
+        assert!(c.tie_word_embeddings, "Gemma ties by default");
+        assert_eq!(
+            (c.rope_theta, c.rope_scaling.clone()),
+            (1e6, RopeScaling::None)
+        );
+        let s = c.sliding.clone().expect("sliding");
+        assert_eq!((s.window, s.rope_theta), (512, 10_000.0));
+        let global: Vec<usize> = (0..8).filter(|&i| c.window(i).is_none()).collect();
+        assert_eq!(global, [5]);
+        assert_eq!(c.attn_scale, 1.0 / 32f32.sqrt());
+        assert_eq!(c.embed_scale, 8.0);
+        assert_eq!(c.ffn_act, FfnAct::GeluTanh);
+        let mut capped = v.clone();
+        capped["final_logit_softcapping"] = serde_json::json!(30.0);
+        assert!(LlamaConfig::from_hf_json(&capped).is_err());
     }
 
     #[test]
