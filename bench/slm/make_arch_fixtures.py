@@ -95,17 +95,19 @@ def architectures():
             num_key_value_heads=1, rms_norm_eps=1e-6, rope_theta=1000000.0,
             tie_word_embeddings=True, use_sliding_window=False))),
         # Qwen3: per-head q/k RMS norm before the rotary embedding, no biases, and
-        # head_dim 32 != hidden / heads (q is 128 wide on a 64-wide residual stream)
+        # head_dim 128 (as in Qwen3) != hidden / heads: q is 256 wide on a 64-wide residual
+        # stream; 2 heads on 1 kv head
         "qwen3": (Qwen3ForCausalLM, Qwen3Config(**common(
-            head_dim=32, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True,
-            use_sliding_window=False))),
+            num_attention_heads=2, num_key_value_heads=1, head_dim=128, rms_norm_eps=1e-6,
+            rope_theta=1000000.0, tie_word_embeddings=True, use_sliding_window=False))),
         # Gemma 3 (text): embeddings scaled by sqrt(hidden), (1 + w) RMS norms before and
         # after attention and feed-forward, q/k head norms, GeGLU (tanh), attention scale
         # 1/sqrt(query_pre_attn_scalar) != 1/sqrt(head_dim); sliding-window layers (window 5,
         # so it bites on these inputs) with their own rotary base, a global layer with linear
-        # rotary scaling (like the 4B+ models)
+        # rotary scaling (like the 4B+ models); 2 heads of 64 on 1 kv head
         "gemma3": (Gemma3ForCausalLM, Gemma3TextConfig(**common(
-            num_hidden_layers=3, head_dim=32, query_pre_attn_scalar=24, rms_norm_eps=1e-6,
+            num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1, head_dim=64,
+            query_pre_attn_scalar=48, rms_norm_eps=1e-6,
             hidden_activation="gelu_pytorch_tanh", tie_word_embeddings=True, sliding_window=5,
             layer_types=["sliding_attention", "full_attention", "sliding_attention"],
             rope_parameters={
