@@ -15,8 +15,9 @@ float32 with eager attention on fixed token ids. Writes, per architecture,
       metadata: the script, architecture and versions of torch and transformers
 
 Usage: python3 bench/slm/make_arch_fixtures.py
-(creates bench/slm/.venv-hf with torch and transformers from PyPI on first run and re-runs
-itself there; the output is deterministic for fixed versions).
+(creates bench/slm/.venv-hf with torch and transformers from PyPI on first run, a few GB
+as PyPI's Linux torch wheel brings the CUDA libraries, and re-runs itself there; everything
+runs on the CPU; the output is byte-for-byte deterministic for fixed versions).
 """
 import json
 import os
@@ -47,11 +48,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import (  # noqa: E402
-    LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM,
-)
-
-from transformers import (  # noqa: E402
-    Gemma3ForCausalLM, Gemma3TextConfig, Qwen3Config, Qwen3ForCausalLM,
+    Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config,
+    Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
 )
 
 VOCAB = 384
