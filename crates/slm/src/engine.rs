@@ -104,39 +104,7 @@ impl LocalModel {
             let p = dir.join(name);
             std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))
         };
-        let config: serde_json::Value = serde_json::from_str(&read("config.json")?)?;
-        let cfg = crate::llama::LlamaConfig::from_hf_json(&config)?;
-        let mut files = Vec::new();
-        if dir.join("model.safetensors.index.json").exists() {
-            let idx: serde_json::Value =
-                serde_json::from_str(&read("model.safetensors.index.json")?)?;
-            let mut names: Vec<String> = idx["weight_map"]
-                .as_object()
-                .ok_or_else(|| {
-                    Error::Config("model.safetensors.index.json lacks weight_map".into())
-                })?
-                .values()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect();
-            names.sort();
-            names.dedup();
-            files.extend(names.into_iter().map(|n| dir.join(n)));
-        } else {
-            files.push(dir.join("model.safetensors"));
-        }
-        let mut tensors = std::collections::HashMap::new();
-        for f in &files {
-            if !f.exists() {
-                return Err(Error::io(
-                    f,
-                    std::io::Error::from(std::io::ErrorKind::NotFound),
-                ));
-            }
-            let t = candle_core::safetensors::load(f, &candle_core::Device::Cpu)
-                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
-            tensors.extend(t);
-        }
-        let model = Llama::from_hf_tensors(cfg, &|n: &str| tensors.get(n).cloned())?;
+        let model = Llama::from_hf_dir(dir)?;
         let tok_cfg = read("tokenizer_config.json").ok();
         let tokenizer = Tokenizer::from_hf_json(&read("tokenizer.json")?, tok_cfg.as_deref())?;
         let tc: serde_json::Value = match &tok_cfg {

@@ -24,7 +24,9 @@ pub use generate::{
     FinishReason, GenerateOptions, Generation, Prefix, Sampler, TokenFilter, generate_batch,
 };
 pub use gguf::{GgmlType, Gguf, MetaValue, TensorInfo};
-pub use llama::{KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle};
+pub use llama::{
+    KvCache, KvDtype, Llama, LlamaConfig, Logits, RopeScaling, RopeStyle, SlidingWindow,
+};
 pub use lora::{AdapterConfig, LoraAdapter};
-pub use nn::{AdapterSel, Linear, Lora, Weight};
+pub use nn::{AdapterSel, FfnAct, Linear, Lora, Weight};
 pub use tokenizer::{StreamDecoder, TokenType, Tokenizer};

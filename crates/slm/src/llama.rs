@@ -1,5 +1,8 @@
-//! The Llama family decoder: Llama 2/3 (with Llama-3 RoPE scaling), SmolLM2, TinyLlama, and
-//! Qwen2/Qwen2.5 (the same network with q/k/v biases and NEOX-style rotary embeddings).
+//! The Llama family decoder: Llama 2/3 (with Llama-3 RoPE scaling), SmolLM2, TinyLlama,
+//! Qwen2/Qwen2.5 (the same network with q/k/v biases and NEOX-style rotary embeddings),
+//! Qwen3 (no biases; an RMS norm on each query and key head before the rotary embedding) and
+//! Gemma 3 text models (q/k head norms, norms after attention and feed-forward, GeGLU, scaled
+//! embeddings, sliding-window attention with its own rotary base on 5 of 6 layers).
 //!
 //! One implementation serves inference and training:
 //! * [`Llama::forward`] runs with a [`KvCache`] and fused CPU kernels (rotary embedding, cache
@@ -14,8 +17,10 @@ use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor
 use half::f16;
 
 use crate::error::{Error, Result};
-use crate::gguf::Gguf;
-use crate::nn::{AdapterSel, Embedding, Linear, SwiGlu, Weight, dense_from_gguf, rms_norm};
+use crate::gguf::{Gguf, MetaValue};
+use crate::nn::{
+    AdapterSel, Embedding, FfnAct, GatedAct, Linear, Weight, dense_from_gguf, rms_norm,
+};
 use crate::threads::{SyncPtr, par_for};
 
 /// How rotary embeddings pair up dimensions.
@@ -64,6 +69,24 @@ pub struct LlamaConfig {
     pub rope_scaling: RopeScaling,
     pub context_length: usize,
     pub tie_word_embeddings: bool,
+    /// Factor of the token embeddings (Gemma: √hidden_size; otherwise 1).
+    pub embed_scale: f32,
+    /// Factor of the attention logits (1/√head_dim; Gemma 3: 1/√query_pre_attn_scalar).
+    pub attn_scale: f32,
+    /// Activation of the feed-forward gate.
+    pub ffn_act: FfnAct,
+    /// Sliding-window attention on some layers (Gemma 3).
+    pub sliding: Option<SlidingWindow>,
+}
+
+/// Local attention layers: each query sees the last `window` positions (itself included), and
+/// their rotary embedding has its own base frequency and no scaling.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlidingWindow {
+    pub window: usize,
+    /// `layers[i]`: whether layer `i` is a sliding-window layer.
+    pub layers: Vec<bool>,
+    pub rope_theta: f32,
 }
 
 impl LlamaConfig {
@@ -72,7 +95,7 @@ impl LlamaConfig {
         let arch = g.architecture()?.to_string();
         let rope_style = match arch.as_str() {
             "llama" => RopeStyle::Interleaved,
-            "qwen2" => RopeStyle::Neox,
+            "qwen2" | "qwen3" | "gemma3" => RopeStyle::Neox,
             _ => return Err(Error::UnknownArchitecture(arch)),
         };
         let k = |s: &str| format!("{arch}.{s}");
@@ -102,11 +125,51 @@ impl LlamaConfig {
                 }
             }
         };
+        let num_layers = g.get_usize(&k("block_count"))?;
+        let gemma3 = arch == "gemma3";
+        let sliding = if gemma3 {
+            // llama.cpp: every 6th layer global unless `sliding_window_pattern` says otherwise
+            // (a period, or one flag per layer); local layers at base 10000, unscaled
+            let key = k("attention.sliding_window_pattern");
+            let layers = match g.get(&key) {
+                Some(MetaValue::Array(flags)) => flags
+                    .iter()
+                    .map(|f| match f {
+                        MetaValue::Bool(b) => Ok(*b),
+                        _ => Err(Error::MetadataType {
+                            key: key.clone(),
+                            expected: "array of booleans",
+                        }),
+                    })
+                    .collect::<Result<Vec<bool>>>()?,
+                Some(_) => {
+                    let period = g.get_usize(&key)?.max(1);
+                    (0..num_layers).map(|i| (i + 1) % period != 0).collect()
+                }
+                None => (0..num_layers).map(|i| (i + 1) % 6 != 0).collect(),
+            };
+            Some(SlidingWindow {
+                window: g.get_usize(&k("attention.sliding_window"))?,
+                layers,
+                rope_theta: 10_000.0,
+            })
+        } else {
+            None
+        };
+        // `attention.scale` when given; else llama.cpp's rule for Gemma 3: 1/√(hidden/heads)
+        // for the 27B (62 layers; its query_pre_attn_scalar), 1/√head_dim otherwise
+        let attn_scale = match g.get_f64(&k("attention.scale")) {
+            Ok(s) => s as f32,
+            Err(_) if gemma3 && num_layers == 62 => {
+                1.0 / ((hidden_size / num_heads.max(1)) as f32).sqrt()
+            }
+            Err(_) => 1.0 / (head_dim as f32).sqrt(),
+        };
         let cfg = Self {
             vocab_size,
             hidden_size,
             intermediate_size: g.get_usize(&k("feed_forward_length"))?,
-            num_layers: g.get_usize(&k("block_count"))?,
+            num_layers,
             num_heads,
             num_kv_heads,
             head_dim,
@@ -117,13 +180,26 @@ impl LlamaConfig {
             rope_scaling,
             context_length: g.get_usize(&k("context_length")).unwrap_or(4096),
             tie_word_embeddings: !g.has_tensor("output.weight"),
+            embed_scale: if gemma3 {
+                (hidden_size as f32).sqrt()
+            } else {
+                1.0
+            },
+            attn_scale,
+            ffn_act: if gemma3 {
+                FfnAct::GeluTanh
+            } else {
+                FfnAct::Silu
+            },
+            sliding,
             architecture: arch,
         };
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Reads a Hugging Face `config.json` (`LlamaForCausalLM`, `Qwen2ForCausalLM`).
+    /// Reads a Hugging Face `config.json` (`LlamaForCausalLM`, `Qwen2ForCausalLM`,
+    /// `Qwen3ForCausalLM`, `Gemma3ForCausalLM`).
     pub fn from_hf_json(v: &serde_json::Value) -> Result<Self> {
         let get = |k: &str| v.get(k).and_then(|x| x.as_u64()).map(|x| x as usize);
         let need = |k: &str| get(k).ok_or_else(|| Error::Config(format!("config.json lacks {k}")));
@@ -135,12 +211,43 @@ impl LlamaConfig {
         let architecture = match model_type.as_str() {
             "llama" | "mistral" => "llama".to_string(),
             "qwen2" => "qwen2".to_string(),
+            "qwen3" => "qwen3".to_string(),
+            "gemma3_text" => "gemma3".to_string(),
             other => return Err(Error::UnknownArchitecture(other.into())),
         };
+        let gemma3 = architecture == "gemma3";
+        let f64_of = |k: &str| v.get(k).and_then(|x| x.as_f64());
+        if gemma3 {
+            for k in ["final_logit_softcapping", "attn_logit_softcapping"] {
+                if v.get(k).is_some_and(|x| !x.is_null()) {
+                    return Err(Error::Config(format!("unsupported {k}")));
+                }
+            }
+            let act = v.get("hidden_activation").and_then(|x| x.as_str());
+            if act.is_some_and(|a| a != "gelu_pytorch_tanh") {
+                return Err(Error::Config(format!("unsupported activation {act:?}")));
+            }
+        }
         let hidden_size = need("hidden_size")?;
         let num_heads = need("num_attention_heads")?;
         let head_dim = get("head_dim").unwrap_or(hidden_size.checked_div(num_heads).unwrap_or(0));
-        let rope_scaling = match v.get("rope_scaling").filter(|s| !s.is_null()) {
+        // transformers 5 writes `rope_parameters` (with `rope_theta` inside; Gemma 3: one set
+        // per layer type); 4.x wrote `rope_scaling` next to a top-level `rope_theta`
+        let mut rope_params = v
+            .get("rope_parameters")
+            .filter(|s| s.is_object())
+            .or_else(|| v.get("rope_scaling").filter(|s| s.is_object()));
+        let mut rope_local = None;
+        if let Some(p) = rope_params.filter(|p| p.get("full_attention").is_some()) {
+            rope_local = p.get("sliding_attention");
+            rope_params = p.get("full_attention");
+        }
+        let rope_theta = rope_params
+            .and_then(|p| p.get("rope_theta"))
+            .or_else(|| v.get("rope_theta"))
+            .and_then(|x| x.as_f64())
+            .unwrap_or(if gemma3 { 1_000_000.0 } else { 10_000.0 }) as f32;
+        let rope_scaling = match rope_params {
             None => RopeScaling::None,
             Some(s) => {
                 let ty = s
@@ -168,11 +275,46 @@ impl LlamaConfig {
                 }
             }
         };
+        let num_layers = need("num_hidden_layers")?;
+        let sliding = if gemma3 {
+            let layers: Vec<bool> = match v.get("layer_types").and_then(|x| x.as_array()) {
+                Some(types) => types
+                    .iter()
+                    .map(|t| t.as_str() == Some("sliding_attention"))
+                    .collect(),
+                None => {
+                    let pattern = get("sliding_window_pattern").unwrap_or(6).max(1);
+                    (0..num_layers).map(|i| (i + 1) % pattern != 0).collect()
+                }
+            };
+            if layers.len() != num_layers {
+                return Err(Error::Config(format!(
+                    "layer_types lists {} layers, not {num_layers}",
+                    layers.len()
+                )));
+            }
+            let local_theta = rope_local
+                .and_then(|p| p.get("rope_theta"))
+                .or_else(|| v.get("rope_local_base_freq"))
+                .and_then(|x| x.as_f64())
+                .unwrap_or(10_000.0) as f32;
+            Some(SlidingWindow {
+                window: get("sliding_window").unwrap_or(4096),
+                layers,
+                rope_theta: local_theta,
+            })
+        } else {
+            None
+        };
+        let attn_scale = match f64_of("query_pre_attn_scalar") {
+            Some(q) if gemma3 => (1.0 / q.sqrt()) as f32,
+            _ => 1.0 / (head_dim as f32).sqrt(),
+        };
         let cfg = Self {
             vocab_size: need("vocab_size")?,
             hidden_size,
             intermediate_size: need("intermediate_size")?,
-            num_layers: need("num_hidden_layers")?,
+            num_layers,
             num_heads,
             num_kv_heads: get("num_key_value_heads").unwrap_or(num_heads),
             head_dim,
@@ -181,17 +323,26 @@ impl LlamaConfig {
                 .get("rms_norm_eps")
                 .and_then(|x| x.as_f64())
                 .unwrap_or(1e-6) as f32,
-            rope_theta: v
-                .get("rope_theta")
-                .and_then(|x| x.as_f64())
-                .unwrap_or(10_000.0) as f32,
+            rope_theta,
             rope_style: RopeStyle::Neox,
             rope_scaling,
             context_length: get("max_position_embeddings").unwrap_or(4096),
             tie_word_embeddings: v
                 .get("tie_word_embeddings")
                 .and_then(|x| x.as_bool())
-                .unwrap_or(false),
+                .unwrap_or(gemma3),
+            embed_scale: if gemma3 {
+                (hidden_size as f32).sqrt()
+            } else {
+                1.0
+            },
+            attn_scale,
+            ffn_act: if gemma3 {
+                FfnAct::GeluTanh
+            } else {
+                FfnAct::Silu
+            },
+            sliding,
             architecture,
         };
         cfg.validate()?;
@@ -218,6 +369,16 @@ impl LlamaConfig {
                 self.head_dim, self.rope_dim
             ));
         }
+        if let Some(s) = &self.sliding
+            && (s.window == 0 || s.layers.len() != self.num_layers)
+        {
+            return bad(format!(
+                "sliding window {} over {} of {} layers",
+                s.window,
+                s.layers.len(),
+                self.num_layers
+            ));
+        }
         if let RopeScaling::Factors(f) = &self.rope_scaling
             && f.len() != self.rope_dim / 2
         {
@@ -228,6 +389,26 @@ impl LlamaConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Whether each query and key head is RMS-normalised before the rotary embedding (Qwen3,
+    /// Gemma 3).
+    pub fn qk_norm(&self) -> bool {
+        matches!(self.architecture.as_str(), "qwen3" | "gemma3")
+    }
+
+    /// Whether blocks normalise the attention and feed-forward outputs before adding them to
+    /// the residual stream (Gemma 3).
+    pub fn post_norms(&self) -> bool {
+        self.architecture == "gemma3"
+    }
+
+    /// The attention window of layer `i` (`None`: all previous positions).
+    pub fn window(&self, layer: usize) -> Option<usize> {
+        self.sliding
+            .as_ref()
+            .filter(|s| s.layers.get(layer).copied().unwrap_or(false))
+            .map(|s| s.window)
     }
 
     /// Divisor of each rotary frequency (1 for unscaled ones).
@@ -277,8 +458,13 @@ pub struct RopeTable {
 impl RopeTable {
     /// Angles as llama.cpp computes them: `theta_i = pos · base^(-2i/d) / factor_i`.
     pub fn new(cfg: &LlamaConfig, factors: &[f32], start: usize, n: usize) -> Self {
-        let half = cfg.rope_dim / 2;
-        let theta_scale = cfg.rope_theta.powf(-2.0 / cfg.rope_dim as f32);
+        Self::with_base(cfg.rope_theta, cfg.rope_dim, factors, start, n)
+    }
+
+    /// [`RopeTable::new`] with another base frequency (Gemma 3's local layers).
+    pub fn with_base(base: f32, rope_dim: usize, factors: &[f32], start: usize, n: usize) -> Self {
+        let half = rope_dim / 2;
+        let theta_scale = base.powf(-2.0 / rope_dim as f32);
         let mut cos = Vec::with_capacity(n * half);
         let mut sin = Vec::with_capacity(n * half);
         for p in start..start + n {
@@ -437,11 +623,29 @@ pub struct Block {
     pub attn_norm: Tensor,
     /// `[q | k | v]`: one fused projection, or three.
     pub qkv: Vec<Linear>,
+    /// Qwen3, Gemma 3: RMS-norm weights `[head_dim]` applied to every query / key head before
+    /// the rotary embedding.
+    pub q_norm: Option<Tensor>,
+    pub k_norm: Option<Tensor>,
     pub o: Linear,
+    /// Gemma 3: RMS norm of the attention output before the residual add.
+    pub post_attn_norm: Option<Tensor>,
     pub ffn_norm: Tensor,
+    /// Gemma 3: RMS norm of the feed-forward output before the residual add.
+    pub post_ffn_norm: Option<Tensor>,
     /// `[gate | up]`: one fused projection, or two.
     pub gate_up: Vec<Linear>,
     pub down: Linear,
+}
+
+impl Block {
+    /// The query/key head-norm weights as plain slices for the fused attention op.
+    fn head_norms(&self) -> Result<Option<(Vec<f32>, Vec<f32>)>> {
+        match (&self.q_norm, &self.k_norm) {
+            (Some(q), Some(k)) => Ok(Some((q.to_vec1::<f32>()?, k.to_vec1::<f32>()?))),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// A Llama-family model.
@@ -543,11 +747,28 @@ impl Llama {
             let q = lin("attn_q", qd, h, qd)?;
             let k = lin("attn_k", kvd, h, kvd)?;
             let v = lin("attn_v", kvd, h, kvd)?;
+            let head_norm = |s: &str| -> Result<Option<Tensor>> {
+                match cfg.qk_norm() {
+                    true => vec1(&p(s), cfg.head_dim).map(Some),
+                    false => Ok(None),
+                }
+            };
+            // (llama.cpp's converter already added Gemma's +1 to every norm weight)
+            let post_norm = |s: &str| -> Result<Option<Tensor>> {
+                match cfg.post_norms() {
+                    true => vec1(&p(s), h).map(Some),
+                    false => Ok(None),
+                }
+            };
             blocks.push(Block {
                 attn_norm: vec1(&p("attn_norm.weight"), h)?,
                 qkv: fuse(vec![q, k, v]),
+                q_norm: head_norm("attn_q_norm.weight")?,
+                k_norm: head_norm("attn_k_norm.weight")?,
                 o: lin("attn_output", h, qd, h)?,
+                post_attn_norm: post_norm("post_attention_norm.weight")?,
                 ffn_norm: vec1(&p("ffn_norm.weight"), h)?,
+                post_ffn_norm: post_norm("post_ffw_norm.weight")?,
                 gate_up: fuse(vec![lin("ffn_gate", ff, h, ff)?, lin("ffn_up", ff, h, ff)?]),
                 down: lin("ffn_down", h, ff, h)?,
             });
@@ -590,6 +811,12 @@ impl Llama {
             };
             Ok(Linear::new(Weight::Dense(w), b))
         };
+        // Gemma stores norm weights as offsets from 1 (`x̂ · (1 + w)`)
+        let gemma3 = cfg.architecture == "gemma3";
+        let norm = |name: &str, n: usize| -> Result<Tensor> {
+            let w = need(name, &[n])?;
+            Ok(if gemma3 { (w + 1.0)? } else { w })
+        };
         let embed_w = Weight::Dense(need("model.embed_tokens.weight", &[cfg.vocab_size, h])?);
         let lm_head = if get("lm_head.weight").is_some() && !cfg.tie_word_embeddings {
             lin("lm_head", cfg.vocab_size, h)?
@@ -599,15 +826,36 @@ impl Llama {
         let mut blocks = Vec::with_capacity(cfg.num_layers);
         for i in 0..cfg.num_layers {
             let p = |s: &str| format!("model.layers.{i}.{s}");
+            let head_norm = |s: &str| -> Result<Option<Tensor>> {
+                match cfg.qk_norm() {
+                    true => norm(&p(s), cfg.head_dim).map(Some),
+                    false => Ok(None),
+                }
+            };
+            // Gemma 3 names its pre-feed-forward norm `pre_feedforward_layernorm`, and its
+            // `post_attention_layernorm` is the norm of the attention output
+            let (post_attn_norm, ffn_norm, post_ffn_norm) = if gemma3 {
+                (
+                    Some(norm(&p("post_attention_layernorm.weight"), h)?),
+                    norm(&p("pre_feedforward_layernorm.weight"), h)?,
+                    Some(norm(&p("post_feedforward_layernorm.weight"), h)?),
+                )
+            } else {
+                (None, norm(&p("post_attention_layernorm.weight"), h)?, None)
+            };
             blocks.push(Block {
-                attn_norm: need(&p("input_layernorm.weight"), &[h])?,
+                attn_norm: norm(&p("input_layernorm.weight"), h)?,
                 qkv: fuse(vec![
                     lin(&p("self_attn.q_proj"), qd, h)?,
                     lin(&p("self_attn.k_proj"), kvd, h)?,
                     lin(&p("self_attn.v_proj"), kvd, h)?,
                 ]),
+                q_norm: head_norm("self_attn.q_norm.weight")?,
+                k_norm: head_norm("self_attn.k_norm.weight")?,
                 o: lin(&p("self_attn.o_proj"), h, qd)?,
-                ffn_norm: need(&p("post_attention_layernorm.weight"), &[h])?,
+                post_attn_norm,
+                ffn_norm,
+                post_ffn_norm,
                 gate_up: fuse(vec![
                     lin(&p("mlp.gate_proj"), ff, h)?,
                     lin(&p("mlp.up_proj"), ff, h)?,
@@ -617,13 +865,58 @@ impl Llama {
         }
         let freq_factors = cfg.freq_factors();
         Ok(Self {
-            norm: need("model.norm.weight", &[h])?,
+            norm: norm("model.norm.weight", h)?,
             embed: Embedding { weight: embed_w },
             blocks,
             lm_head,
             freq_factors,
             config: cfg,
         })
+    }
+
+    /// Loads the network of a Hugging Face model folder, without its tokenizer: `config.json`
+    /// and `model.safetensors` (or the shards listed in `model.safetensors.index.json`).
+    /// Weights are kept as dense f32. [`crate::LocalModel::load`] adds the tokenizer and chat
+    /// template.
+    pub fn from_hf_dir(dir: impl AsRef<std::path::Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let read = |name: &str| -> Result<String> {
+            let p = dir.join(name);
+            std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))
+        };
+        let config: serde_json::Value = serde_json::from_str(&read("config.json")?)?;
+        let cfg = LlamaConfig::from_hf_json(&config)?;
+        let mut files = Vec::new();
+        if dir.join("model.safetensors.index.json").exists() {
+            let idx: serde_json::Value =
+                serde_json::from_str(&read("model.safetensors.index.json")?)?;
+            let mut names: Vec<String> = idx["weight_map"]
+                .as_object()
+                .ok_or_else(|| {
+                    Error::Config("model.safetensors.index.json lacks weight_map".into())
+                })?
+                .values()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect();
+            names.sort();
+            names.dedup();
+            files.extend(names.into_iter().map(|n| dir.join(n)));
+        } else {
+            files.push(dir.join("model.safetensors"));
+        }
+        let mut tensors = std::collections::HashMap::new();
+        for f in &files {
+            if !f.exists() {
+                return Err(Error::io(
+                    f,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ));
+            }
+            let t = candle_core::safetensors::load(f, &candle_core::Device::Cpu)
+                .map_err(|e| Error::Config(format!("{}: {e}", f.display())))?;
+            tensors.extend(t);
+        }
+        Self::from_hf_tensors(cfg, &|n: &str| tensors.get(n).cloned())
     }
 
     /// A copy with every projection dequantized to dense f32 (a full-precision reference, or
@@ -699,29 +992,34 @@ impl Llama {
         let cfg = &self.config;
         let n = ids.len();
         let start = cache.len;
-        let rope = RopeTable::new(cfg, &self.freq_factors, start, n);
+        let ropes = self.ropes(start, n);
         let kv_f16 = cache.dtype == KvDtype::F16;
-        let mut x = self.embed.forward(ids)?;
-        for (b, kv) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+        let mut x = self.embed_tokens(ids)?;
+        for (li, (b, kv)) in self.blocks.iter().zip(cache.layers.iter_mut()).enumerate() {
             let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, false)?;
             let qkv = forward_group(&b.qkv, &h, sel)?;
+            let head_norms = b.head_norms()?;
+            let window = cfg.window(li);
             let op = CachedAttention {
                 kv: RefCell::new(kv),
-                rope: &rope,
+                rope: ropes.for_window(window),
+                scale: cfg.attn_scale,
+                window,
                 start,
                 nh: cfg.num_heads,
                 nkv: cfg.num_kv_heads,
                 hd: cfg.head_dim,
                 n_rot: cfg.rope_dim,
                 style: cfg.rope_style,
+                head_norms: head_norms
+                    .as_ref()
+                    .map(|(q, k)| (q.as_slice(), k.as_slice())),
+                eps: cfg.rms_eps,
                 round_f16: kv_f16,
             };
             let att = qkv.apply_op1_no_bwd(&op)?;
-            x = (x + b.o.forward(&att, sel)?)?;
-            let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, false)?;
-            let gu = forward_group(&b.gate_up, &h, sel)?;
-            let a = gu.apply_op1_no_bwd(&SwiGlu)?;
-            x = (x + b.down.forward(&a, sel)?)?;
+            x = self.residual(x, b.o.forward(&att, sel)?, &b.post_attn_norm, false)?;
+            x = self.ffn(b, x, sel, false)?;
         }
         let x = match logits {
             Logits::Last => x.narrow(0, n - 1, 1)?,
@@ -780,15 +1078,17 @@ impl Llama {
             .iter()
             .flat_map(|(ids, _)| ids.iter().copied())
             .collect();
-        let ropes: Vec<RopeTable> = batch
+        let ropes: Vec<Ropes> = batch
             .iter()
             .zip(starts)
-            .map(|((ids, _), &s)| RopeTable::new(cfg, &self.freq_factors, s, ids.len()))
+            .map(|((ids, _), &s)| self.ropes(s, ids.len()))
             .collect();
-        let mut x = self.embed.forward(&all)?;
+        let mut x = self.embed_tokens(&all)?;
         for (li, b) in self.blocks.iter().enumerate() {
             let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, false)?;
             let qkv = forward_group(&b.qkv, &h, sel)?;
+            let head_norms = b.head_norms()?;
+            let window = cfg.window(li);
             let mut parts = Vec::with_capacity(batch.len());
             let mut off = 0;
             for (k, (ids, cache)) in batch.iter_mut().enumerate() {
@@ -796,13 +1096,19 @@ impl Llama {
                 let round_f16 = cache.dtype == KvDtype::F16;
                 let op = CachedAttention {
                     kv: RefCell::new(&mut cache.layers[li]),
-                    rope: &ropes[k],
+                    rope: ropes[k].for_window(window),
+                    scale: cfg.attn_scale,
+                    window,
                     start: starts[k],
                     nh: cfg.num_heads,
                     nkv: cfg.num_kv_heads,
                     hd: cfg.head_dim,
                     n_rot: cfg.rope_dim,
                     style: cfg.rope_style,
+                    head_norms: head_norms
+                        .as_ref()
+                        .map(|(q, k)| (q.as_slice(), k.as_slice())),
+                    eps: cfg.rms_eps,
                     round_f16,
                 };
                 parts.push(qkv.narrow(0, off, n)?.apply_op1_no_bwd(&op)?);
@@ -813,11 +1119,8 @@ impl Llama {
             } else {
                 Tensor::cat(&parts, 0)?
             };
-            x = (x + b.o.forward(&att, sel)?)?;
-            let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, false)?;
-            let gu = forward_group(&b.gate_up, &h, sel)?;
-            let a = gu.apply_op1_no_bwd(&SwiGlu)?;
-            x = (x + b.down.forward(&a, sel)?)?;
+            x = self.residual(x, b.o.forward(&att, sel)?, &b.post_attn_norm, false)?;
+            x = self.ffn(b, x, sel, false)?;
         }
         let mut last = Vec::with_capacity(batch.len());
         let mut end = 0u32;
@@ -840,20 +1143,51 @@ impl Llama {
         let (bsz, seq) = ids.dims2()?;
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1::<u32>()?;
         let mut x = self
-            .embed
-            .forward(&flat)?
+            .embed_tokens(&flat)?
             .reshape((bsz, seq, cfg.hidden_size))?;
-        let rope = RopeTable::new(cfg, &self.freq_factors, 0, seq);
+        let ropes = self.ropes(0, seq);
         let dev = Device::Cpu;
-        let cos = Tensor::from_vec(rope.cos.clone(), (seq, rope.half), &dev)?;
-        let sin = Tensor::from_vec(rope.sin.clone(), (seq, rope.half), &dev)?;
-        let mask: Vec<f32> = (0..seq)
-            .flat_map(|i| (0..seq).map(move |j| if j <= i { 0.0 } else { f32::NEG_INFINITY }))
-            .collect();
-        let mask = Tensor::from_vec(mask, (seq, seq), &dev)?;
+        let cos_sin = |rope: &RopeTable| -> Result<(Tensor, Tensor)> {
+            Ok((
+                Tensor::from_vec(rope.cos.clone(), (seq, rope.half), &dev)?,
+                Tensor::from_vec(rope.sin.clone(), (seq, rope.half), &dev)?,
+            ))
+        };
+        let global = cos_sin(&ropes.global)?;
+        let local = ropes.local.as_ref().map(cos_sin).transpose()?;
+        let mask = |window: Option<usize>| -> Result<Tensor> {
+            let w = window.unwrap_or(usize::MAX);
+            let m: Vec<f32> = (0..seq)
+                .flat_map(|i| {
+                    (0..seq).map(move |j| {
+                        if j <= i && i - j < w {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            Ok(Tensor::from_vec(m, (seq, seq), &dev)?)
+        };
+        let full_mask = mask(None)?;
+        let window_mask = cfg
+            .sliding
+            .as_ref()
+            .map(|s| mask(Some(s.window)))
+            .transpose()?;
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let scale = 1.0 / (hd as f64).sqrt();
-        for b in &self.blocks {
+        let scale = cfg.attn_scale as f64;
+        for (li, b) in self.blocks.iter().enumerate() {
+            let sliding = cfg.window(li).is_some();
+            let (cos, sin) = match (&local, sliding) {
+                (Some(l), true) => (&l.0, &l.1),
+                _ => (&global.0, &global.1),
+            };
+            let mask = match (&window_mask, sliding) {
+                (Some(m), true) => m,
+                _ => &full_mask,
+            };
             let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, true)?;
             let qkv = forward_group(&b.qkv, &h, sel)?;
             let heads = |off: usize, n: usize| -> Result<Tensor> {
@@ -863,8 +1197,16 @@ impl Llama {
                     .transpose(1, 2)?
                     .contiguous()?)
             };
-            let q = self.rope_train(&heads(0, nh)?, &cos, &sin)?;
-            let k = self.rope_train(&heads(nh, nkv)?, &cos, &sin)?;
+            let head_norm = |x: Tensor, w: &Option<Tensor>| -> Result<Tensor> {
+                match w {
+                    Some(w) => rms_norm(&x, w, cfg.rms_eps, true),
+                    None => Ok(x),
+                }
+            };
+            let q = head_norm(heads(0, nh)?, &b.q_norm)?;
+            let k = head_norm(heads(nh, nkv)?, &b.k_norm)?;
+            let q = self.rope_train(&q, cos, sin)?;
+            let k = self.rope_train(&k, cos, sin)?;
             let v = heads(nh + nkv, nkv)?;
             let rep = nh / nkv;
             let (k, v) = if rep > 1 {
@@ -877,21 +1219,68 @@ impl Llama {
             } else {
                 (k, v)
             };
-            let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&mask)?;
+            let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
             let att = candle_nn::ops::softmax(&att, D::Minus1)?;
             let y = att
                 .matmul(&v.contiguous()?)?
                 .transpose(1, 2)?
                 .reshape((bsz, seq, nh * hd))?;
-            x = (x + b.o.forward(&y, sel)?)?;
-            let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, true)?;
-            let gu = forward_group(&b.gate_up, &h, sel)?;
-            let ff = cfg.intermediate_size;
-            let a = (gu.narrow(D::Minus1, 0, ff)?.silu()? * gu.narrow(D::Minus1, ff, ff)?)?;
-            x = (x + b.down.forward(&a, sel)?)?;
+            x = self.residual(x, b.o.forward(&y, sel)?, &b.post_attn_norm, true)?;
+            x = self.ffn(b, x, sel, true)?;
         }
         let x = rms_norm(&x, &self.norm, cfg.rms_eps, true)?;
         self.lm_head.forward(&x, sel)
+    }
+
+    /// Token embeddings, scaled as the architecture asks.
+    fn embed_tokens(&self, ids: &[u32]) -> Result<Tensor> {
+        let x = self.embed.forward(ids)?;
+        Ok(match self.config.embed_scale {
+            1.0 => x,
+            s => (x * s as f64)?,
+        })
+    }
+
+    /// Rotary tables for positions `start..start + n`.
+    fn ropes(&self, start: usize, n: usize) -> Ropes {
+        let cfg = &self.config;
+        Ropes {
+            global: RopeTable::new(cfg, &self.freq_factors, start, n),
+            local: cfg.sliding.as_ref().map(|s| {
+                let ones = vec![1.0; cfg.rope_dim / 2];
+                RopeTable::with_base(s.rope_theta, cfg.rope_dim, &ones, start, n)
+            }),
+        }
+    }
+
+    /// `x + y`, with Gemma's norm of the branch output `y` first.
+    fn residual(&self, x: Tensor, y: Tensor, post: &Option<Tensor>, train: bool) -> Result<Tensor> {
+        let y = match post {
+            Some(w) => rms_norm(&y, w, self.config.rms_eps, train)?,
+            None => y,
+        };
+        Ok((x + y)?)
+    }
+
+    /// The feed-forward half of a block, residual add included.
+    fn ffn(&self, b: &Block, x: Tensor, sel: AdapterSel, train: bool) -> Result<Tensor> {
+        let cfg = &self.config;
+        let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, train)?;
+        let gu = forward_group(&b.gate_up, &h, sel)?;
+        let a = if train {
+            let ff = cfg.intermediate_size;
+            let g = gu.narrow(D::Minus1, 0, ff)?;
+            let g = match cfg.ffn_act {
+                FfnAct::Silu => g.silu()?,
+                // candle's `gelu` is the tanh approximation
+                FfnAct::GeluTanh => g.gelu()?,
+            };
+            (g * gu.narrow(D::Minus1, ff, ff)?)?
+        } else {
+            gu.apply_op1_no_bwd(&GatedAct(cfg.ffn_act))?
+        };
+        let y = b.down.forward(&a, sel)?;
+        self.residual(x, y, &b.post_ffn_norm, train)
     }
 
     /// Rotary embedding with differentiable ops; `x: [b, heads, seq, hd]`.
@@ -964,16 +1353,38 @@ impl Llama {
     }
 }
 
+/// The rotary tables of one forward pass: the model's, and that of the sliding-window layers.
+struct Ropes {
+    global: RopeTable,
+    local: Option<RopeTable>,
+}
+
+impl Ropes {
+    fn for_window(&self, window: Option<usize>) -> &RopeTable {
+        match (&self.local, window) {
+            (Some(l), Some(_)) => l,
+            _ => &self.global,
+        }
+    }
+}
+
 /// Rotary embedding + cache append + causal attention for the positions of one forward pass.
 struct CachedAttention<'a> {
     kv: RefCell<&'a mut LayerKv>,
     rope: &'a RopeTable,
+    /// Factor of the attention logits.
+    scale: f32,
+    /// Each query attends to the last `window` positions only (itself included).
+    window: Option<usize>,
     start: usize,
     nh: usize,
     nkv: usize,
     hd: usize,
     n_rot: usize,
     style: RopeStyle,
+    /// Per-head RMS-norm weights of queries and keys, applied before the rotary embedding.
+    head_norms: Option<(&'a [f32], &'a [f32])>,
+    eps: f32,
     /// Round q and the attention weights to f16 like llama.cpp does with an f16 cache.
     round_f16: bool,
 }
@@ -1004,6 +1415,10 @@ impl CustomOp1 for CachedAttention<'_> {
             let r = &x[t * row..(t + 1) * row];
             let qt = &mut q[t * qw..(t + 1) * qw];
             qt.copy_from_slice(&r[..qw]);
+            if let Some((wq, _)) = self.head_norms {
+                qt.chunks_exact_mut(hd)
+                    .for_each(|x| rms_norm_head(x, wq, self.eps));
+            }
             for h in 0..nh {
                 self.rope
                     .apply(&mut qt[h * hd..h * hd + self.n_rot], t, self.style);
@@ -1014,6 +1429,10 @@ impl CustomOp1 for CachedAttention<'_> {
                 }
             }
             k.copy_from_slice(&r[qw..qw + kw]);
+            if let Some((_, wk)) = self.head_norms {
+                k.chunks_exact_mut(hd)
+                    .for_each(|x| rms_norm_head(x, wk, self.eps));
+            }
             for h in 0..nkv {
                 self.rope
                     .apply(&mut k[h * hd..h * hd + self.n_rot], t, self.style);
@@ -1024,7 +1443,8 @@ impl CustomOp1 for CachedAttention<'_> {
         let kv: &LayerKv = &kv;
         let mut out = vec![0f32; n * qw];
         let optr = SyncPtr(out.as_mut_ptr());
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scale = self.scale;
+        let window = self.window;
         let rep = nh / nkv;
         let total = self.start + n;
         // split queries into chunks so prefill spreads over threads
@@ -1039,31 +1459,37 @@ impl CustomOp1 for CachedAttention<'_> {
             let mut scores = vec![0f32; total];
             for t in tc * t_chunk..((tc + 1) * t_chunk).min(n) {
                 let len = start + t + 1;
+                // keys `lo..len`: all previous positions, or the last `window`
+                let lo = window.map_or(0, |w| len.saturating_sub(w));
                 let qh = &q[t * qw + h * hd..t * qw + (h + 1) * hd];
-                let sc = &mut scores[..len];
+                let sc = &mut scores[..len - lo];
                 let off = t * qw + h * hd;
                 match (&kv.k, &kv.v) {
                     (KvData::F16(kc), KvData::F16(vc)) => {
+                        let (kc, vc) = (&kc[lo * kw..], &vc[lo * kw..]);
                         #[cfg(all(
                             target_arch = "x86_64",
                             target_feature = "avx512f",
                             target_feature = "f16c"
                         ))]
-                        if hd == 64 {
-                            attend_f16_simd::<4>(
-                                qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off,
-                            );
-                            continue;
-                        }
-                        if hd == 128 {
-                            attend_f16_simd::<8>(
-                                qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off,
-                            );
-                            continue;
+                        {
+                            if hd == 64 {
+                                attend_f16_simd::<4>(
+                                    qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off,
+                                );
+                                continue;
+                            }
+                            if hd == 128 {
+                                attend_f16_simd::<8>(
+                                    qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off,
+                                );
+                                continue;
+                            }
                         }
                         attend(qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off)
                     }
                     (KvData::F32(kc), KvData::F32(vc)) => {
+                        let (kc, vc) = (&kc[lo * kw..], &vc[lo * kw..]);
                         attend(qh, kc, vc, sc, g, nkv, hd, scale, false, optr, off)
                     }
                     _ => {}
@@ -1077,6 +1503,16 @@ impl CustomOp1 for CachedAttention<'_> {
             par_for(tasks, work);
         }
         Ok((CpuStorage::F32(out), Shape::from((n, qw))))
+    }
+}
+
+/// RMS norm of one head in place (sum of squares in f64, like the fused hidden-state norm).
+#[inline]
+fn rms_norm_head(x: &mut [f32], w: &[f32], eps: f32) {
+    let sum: f64 = x.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    let scale = 1.0 / ((sum / x.len() as f64) as f32 + eps).sqrt();
+    for (v, w) in x.iter_mut().zip(w) {
+        *v = (*v * scale) * w;
     }
 }
 
@@ -1443,6 +1879,66 @@ mod tests {
     }
 
     #[test]
+    fn hf_config_rope_in_both_formats() {
+        // transformers 4.x: `rope_theta` + `rope_scaling`; 5.x: `rope_parameters`
+        let base = serde_json::json!({
+            "model_type": "llama", "vocab_size": 10, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2
+        });
+        let scaling = serde_json::json!({"rope_type": "llama3", "factor": 32.0,
+            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192});
+        let mut v4 = base.clone();
+        v4["rope_theta"] = serde_json::json!(500_000.0);
+        v4["rope_scaling"] = scaling.clone();
+        let mut v5 = base.clone();
+        let mut params = scaling;
+        params["rope_theta"] = serde_json::json!(500_000.0);
+        v5["rope_parameters"] = params;
+        let mut plain = base;
+        plain["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e6});
+        for v in [v4, v5] {
+            let c = LlamaConfig::from_hf_json(&v).expect("config");
+            assert_eq!(c.rope_theta, 500_000.0);
+            assert!(matches!(c.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 32.0));
+        }
+        let c = LlamaConfig::from_hf_json(&plain).expect("config");
+        assert_eq!((c.rope_theta, c.rope_scaling), (1e6, RopeScaling::None));
+    }
+
+    #[test]
+    fn gemma3_config_as_transformers_4_wrote_it() {
+        // gemma-3-1b-it's config.json (transformers 4.50), dimensions shrunk
+        let v = serde_json::json!({
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+            "vocab_size": 100, "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 8, "num_attention_heads": 4, "num_key_value_heads": 1,
+            "head_dim": 32, "query_pre_attn_scalar": 32, "rms_norm_eps": 1e-6,
+            "rope_theta": 1_000_000.0, "rope_local_base_freq": 10_000.0, "rope_scaling": null,
+            "sliding_window": 512, "sliding_window_pattern": 6,
+            "final_logit_softcapping": null, "attn_logit_softcapping": null,
+            "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 32768
+        });
+        let c = LlamaConfig::from_hf_json(&v).expect("config");
+        assert_eq!(c.architecture, "gemma3");
+        assert!(c.tie_word_embeddings, "Gemma ties by default");
+        assert_eq!(
+            (c.rope_theta, c.rope_scaling.clone()),
+            (1e6, RopeScaling::None)
+        );
+        let s = c.sliding.clone().expect("sliding");
+        assert_eq!((s.window, s.rope_theta), (512, 10_000.0));
+        let global: Vec<usize> = (0..8).filter(|&i| c.window(i).is_none()).collect();
+        assert_eq!(global, [5]);
+        assert_eq!(c.attn_scale, 1.0 / 32f32.sqrt());
+        assert_eq!(c.embed_scale, 8.0);
+        assert_eq!(c.ffn_act, FfnAct::GeluTanh);
+        let mut capped = v.clone();
+        capped["final_logit_softcapping"] = serde_json::json!(30.0);
+        assert!(LlamaConfig::from_hf_json(&capped).is_err());
+    }
+
+    #[test]
     fn llama3_rope_factors() {
         let cfg = LlamaConfig {
             architecture: "llama".into(),
@@ -1465,6 +1961,10 @@ mod tests {
             },
             context_length: 131_072,
             tie_word_embeddings: true,
+            embed_scale: 1.0,
+            attn_scale: 0.125,
+            ffn_act: FfnAct::Silu,
+            sliding: None,
         };
         let f = cfg.freq_factors();
         assert_eq!(f.len(), 32);

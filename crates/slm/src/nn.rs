@@ -326,19 +326,29 @@ impl Embedding {
     }
 }
 
-/// `silu(gate) * up` over a fused `[.., 2 * ff]` input (gate first).
-pub(crate) struct SwiGlu;
+/// Activation of the gate of a gated feed-forward block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FfnAct {
+    /// `silu(gate) * up` (SwiGLU: Llama, Qwen).
+    #[default]
+    Silu,
+    /// `gelu_tanh(gate) * up` (GeGLU with the tanh approximation: Gemma).
+    GeluTanh,
+}
 
-impl CustomOp1 for SwiGlu {
+/// `act(gate) * up` over a fused `[.., 2 * ff]` input (gate first).
+pub(crate) struct GatedAct(pub FfnAct);
+
+impl CustomOp1 for GatedAct {
     fn name(&self) -> &'static str {
-        "swiglu"
+        "gated-act"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = s.as_slice::<f32>()?;
         let (start, end) = l
             .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("swiglu: input not contiguous".into()))?;
+            .ok_or_else(|| candle_core::Error::Msg("gated-act: input not contiguous".into()))?;
         let x = &x[start..end];
         let dims = l.dims();
         let w2 = dims.last().copied().unwrap_or(0);
@@ -348,8 +358,20 @@ impl CustomOp1 for SwiGlu {
         for i in 0..n {
             let row = &x[i * w2..(i + 1) * w2];
             let (g, u) = row.split_at(ff);
-            for ((o, &g), &u) in out[i * ff..(i + 1) * ff].iter_mut().zip(g).zip(u) {
-                *o = g / (1.0 + (-g).exp()) * u;
+            let o = &mut out[i * ff..(i + 1) * ff];
+            match self.0 {
+                FfnAct::Silu => {
+                    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                        *o = g / (1.0 + (-g).exp()) * u;
+                    }
+                }
+                FfnAct::GeluTanh => {
+                    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                        let t = (SQRT_2_OVER_PI * (g + 0.044715 * g * g * g)).tanh();
+                        *o = 0.5 * g * (1.0 + t) * u;
+                    }
+                }
             }
         }
         let mut shape = dims.to_vec();

@@ -1,5 +1,8 @@
 //! The training path is differentiable: LoRA gradients through `forward_train` match finite
-//! differences, and the packed quantized matmul passes gradients to its input.
+//! differences (a tiny Llama, and the Qwen3 and Gemma 3 parity fixtures), and the packed
+//! quantized matmul passes gradients to its input.
+
+mod common;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -76,7 +79,23 @@ fn tiny() -> Llama {
 
 #[test]
 fn lora_gradients_match_finite_differences() {
-    let mut m = tiny();
+    lora_gradients(tiny());
+}
+
+#[test]
+fn lora_gradients_qwen3() {
+    let m = Llama::from_hf_dir(common::fixture("arch/qwen3")).expect("qwen3 fixture");
+    lora_gradients(m);
+}
+
+#[test]
+fn lora_gradients_gemma3() {
+    // post norms, GeGLU, scaled embeddings and the sliding-window mask (window 5 < 8 tokens)
+    let m = Llama::from_hf_dir(common::fixture("arch/gemma3")).expect("gemma3 fixture");
+    lora_gradients(m);
+}
+
+fn lora_gradients(mut m: Llama) {
     let r = 4;
     let mut vars = Vec::new();
     for (layer, name) in [
@@ -98,8 +117,8 @@ fn lora_gradients_match_finite_differences() {
         });
         vars.push((name, a, b));
     }
-    let ids = Tensor::new(&[[3u32, 7, 1, 42, 9, 0]], &Device::Cpu).expect("ids");
-    let w = rand(&[1, 6, 50], 999, 1.0);
+    let ids = Tensor::new(&[[3u32, 7, 1, 42, 9, 0, 17, 5]], &Device::Cpu).expect("ids");
+    let w = rand(&[1, 8, m.config.vocab_size], 999, 1.0);
     let loss = |m: &Llama| -> Tensor {
         (m.forward_train(&ids, AdapterSel::One(0)).expect("forward") * &w)
             .expect("mul")
