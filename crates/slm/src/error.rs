@@ -38,7 +38,7 @@ pub enum Error {
         got: Vec<usize>,
         expected: Vec<usize>,
     },
-    #[error("unsupported model architecture {0:?} (supported: llama, qwen2)")]
+    #[error("unsupported model architecture {0:?} (supported: llama, qwen2, qwen3, gemma3)")]
     UnknownArchitecture(String),
     #[error("invalid model configuration: {0}")]
     Config(String),
