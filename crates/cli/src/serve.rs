@@ -45,8 +45,13 @@ fn parse_local(s: &str) -> Result<(String, PathBuf), String> {
 
 /// The async runtime; `workers` event-loop threads (0: one per core).
 fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    if workers > 0 {
+    // One event loop: the single-threaded scheduler, which never hands work between threads.
+    let mut b = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if workers > 1 {
         b.worker_threads(workers);
     }
     b.enable_all()

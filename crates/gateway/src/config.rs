@@ -19,7 +19,8 @@ pub struct ServerConfig {
     pub metrics_public: bool,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_secs: u64,
-    /// Event-loop threads serving requests; 0 means one per core. Proxying is I/O-bound: one
+    /// Event-loop threads serving requests; 0 means one per core, 1 the single-threaded
+    /// scheduler (no hand-offs between threads). Proxying is I/O-bound: one
     /// thread serves well over 10k requests/s, and more threads mostly add cross-thread
     /// wake-ups on a machine whose cores are shared with other work.
     pub worker_threads: usize,
