@@ -328,6 +328,54 @@ impl SplitConfig {
     }
 }
 
+/// A task's data, ready to train: train and validation examples; the test split's ids only
+/// (never tokenized here, so training and selection cannot see it).
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub train: Vec<Example>,
+    pub validation: Vec<Example>,
+    pub test_ids: Vec<String>,
+    /// Records left out, with the reason (e.g. longer than the maximum length).
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Dataset {
+    /// Splits `records` by call id and builds the train and validation examples. Refuses a
+    /// task whose usable records would give fewer than `min_train` training examples; the
+    /// message counts usable records and how many are needed at the configured fractions.
+    pub fn build(
+        records: &[ChatRecord],
+        builder: &ExampleBuilder<'_>,
+        split: &SplitConfig,
+        min_train: usize,
+    ) -> Result<Self> {
+        let mut d = Dataset::default();
+        for r in records {
+            let part = split.split_of(&r.id);
+            if part == Split::Test {
+                d.test_ids.push(r.id.clone());
+                continue;
+            }
+            match builder.build(r) {
+                Ok(e) if part == Split::Train => d.train.push(e),
+                Ok(e) => d.validation.push(e),
+                Err(TrainError::Record { id, msg }) => d.skipped.push((id, msg)),
+                Err(e) => return Err(e),
+            }
+        }
+        if d.train.len() < min_train {
+            let usable = d.train.len() + d.validation.len() + d.test_ids.len();
+            let frac = (1.0 - split.validation - split.test).max(1e-9);
+            let needed = ((min_train as f64 / frac).ceil() as usize).max(usable + 1);
+            return Err(TrainError::TooFewExamples {
+                given: usable,
+                needed,
+            });
+        }
+        Ok(d)
+    }
+}
+
 /// Refuses a data set smaller than `needed`.
 pub fn check_enough(given: usize, needed: usize) -> Result<()> {
     if given < needed {

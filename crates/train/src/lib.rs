@@ -15,6 +15,8 @@ pub mod trainer;
 
 pub use adapter::{SpecialistMeta, load_adapter};
 pub use error::{Result, TrainError};
-pub use example::{ChatRecord, Example, ExampleBuilder, PromptTransform, Split, SplitConfig};
+pub use example::{
+    ChatRecord, Dataset, Example, ExampleBuilder, PromptTransform, Split, SplitConfig,
+};
 pub use optim::{AdamW, AdamWConfig, Schedule};
 pub use trainer::{Progress, TrainConfig, TrainSummary, Trainer};

@@ -13,8 +13,8 @@ use downshift_slm::{ChatTemplate, KvDtype, Llama, Logits, Tokenizer, Weight};
 use downshift_train::adapter::base_fingerprint;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
-    ChatRecord, Example, ExampleBuilder, PromptTransform, SpecialistMeta, TrainConfig, TrainError,
-    Trainer, load_adapter,
+    ChatRecord, Dataset, Example, ExampleBuilder, PromptTransform, SpecialistMeta, SplitConfig,
+    TrainConfig, TrainError, Trainer, load_adapter,
 };
 use serde_json::json;
 
@@ -529,4 +529,86 @@ fn a_failing_checkpoint_write_leaves_the_previous_one_intact() {
         .save_adapter(&file.join("adapter"), &meta(&tr))
         .unwrap_err();
     assert!(matches!(e, TrainError::Io { .. }), "{e}");
+}
+
+#[test]
+fn early_stopping_stops_and_keeps_the_best_weights() {
+    // validation asks for other answers to the same prompts: its loss falls while the format
+    // is learned, then rises as the training answers are memorised
+    let t = ChatTemplate::canonical().expect("template");
+    let tok = byte_tokenizer();
+    let b = ExampleBuilder::new(&t, &tok);
+    let val: Vec<Example> = records()
+        .into_iter()
+        .map(|mut r| {
+            r.id = format!("{}-other", r.id);
+            r.answer = json!({"role": "assistant", "content": "Bordeaux"});
+            b.build(&r).expect("example")
+        })
+        .collect();
+    let train = examples();
+    let mut tr = Trainer::new(
+        model("llama"),
+        TrainConfig {
+            eval_every: 5,
+            patience: Some(2),
+            ..config()
+        },
+    )
+    .expect("trainer");
+    let s = tr.run(&train, &val, RunOptions::default()).expect("train");
+    assert!(s.stopped_early, "{s:?}");
+    assert!(s.steps < s.total_steps, "{s:?}");
+    let best = s.best_val_loss.expect("best");
+    assert_eq!(tr.evaluate(&val).expect("eval"), best);
+}
+
+#[test]
+fn dataset_splits_by_call_and_refuses_a_small_task() {
+    let t = ChatTemplate::canonical().expect("template");
+    let tok = byte_tokenizer();
+    let b = ExampleBuilder {
+        max_len: Some(60),
+        ..ExampleBuilder::new(&t, &tok)
+    };
+    let mut recs: Vec<ChatRecord> = (0..200)
+        .map(|i| ChatRecord {
+            id: format!("call-{i}"),
+            messages: vec![json!({"role": "user", "content": format!("n{i}")})],
+            tools: None,
+            answer: json!({"role": "assistant", "content": "ok"}),
+        })
+        .collect();
+    recs[0].messages = vec![json!({"role": "user", "content": "x".repeat(100)})];
+    let split = SplitConfig::default();
+    let d = Dataset::build(&recs, &b, &split, 10).expect("dataset");
+    let n = d.train.len() + d.validation.len() + d.test_ids.len() + d.skipped.len();
+    assert_eq!(n, 200);
+    assert!(
+        d.test_ids.len() > 5 && d.validation.len() > 5,
+        "{} {}",
+        d.test_ids.len(),
+        d.validation.len()
+    );
+    // no test call is among the examples
+    assert!(
+        d.train
+            .iter()
+            .chain(&d.validation)
+            .all(|e| !d.test_ids.contains(&e.id))
+    );
+    // the too-long record is skipped with its reason, unless it fell in the test split
+    if !d.test_ids.contains(&"call-0".to_string()) {
+        assert_eq!(d.skipped.len(), 1);
+        assert!(
+            d.skipped[0].1.contains("maximum sequence length"),
+            "{:?}",
+            d.skipped
+        );
+    }
+    let e = Dataset::build(&recs[..8], &b, &split, 10).unwrap_err();
+    let TrainError::TooFewExamples { given, needed } = e else {
+        panic!("{e}")
+    };
+    assert!(given <= 8 && needed >= 13, "{given} {needed}");
 }
