@@ -60,5 +60,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     m.insert("logits".to_string(), logits);
     m.insert("base_logits".to_string(), base);
     candle_core::safetensors::save(&m, out.join("reference.safetensors"))?;
+    downshift_train::merge_to_hf_dir(std::path::Path::new(model_dir), out, &out.join("merged"))?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 """Loads an adapter written by downshift-train with Hugging Face `peft` on its base and
-compares the logits with the ones downshift computed (reference.safetensors from
+compares the logits (and those of the merged model) with the ones downshift computed (reference.safetensors from
 `examples/peft_fixture.rs`). Needs torch, transformers, peft.
 
 usage: python peft_check.py MODEL_DIR ADAPTER_DIR
@@ -26,8 +26,12 @@ def main() -> None:
     d_base = (plain - ref["base_logits"]).abs().max().item()
     d_adapted = (adapted - ref["logits"]).abs().max().item()
     effect = (adapted - plain).abs().max().item()
-    print(f"{model_dir}: base diff {d_base:.2e}, adapted diff {d_adapted:.2e}, adapter effect {effect:.2e}")
-    if d_adapted > 1e-4 or effect < 1e-3:
+    merged = AutoModelForCausalLM.from_pretrained(f"{adapter_dir}/merged", dtype=torch.float32)
+    with torch.no_grad():
+        d_merged = (merged(input_ids=ids).logits - ref["logits"]).abs().max().item()
+    print(f"{model_dir}: base diff {d_base:.2e}, adapted diff {d_adapted:.2e}, "
+          f"merged diff {d_merged:.2e}, adapter effect {effect:.2e}")
+    if d_adapted > 1e-4 or d_merged > 1e-4 or effect < 1e-3:
         sys.exit(1)
 
 

@@ -333,3 +333,80 @@ pub fn load_adapter(model: &mut Llama, dir: &Path) -> Result<(usize, Option<Spec
     })?;
     Ok((id, meta))
 }
+
+/// Writes a merged model: the Hugging Face folder `base_dir` (`config.json` +
+/// `model.safetensors[.index.json]`) with `scale · B A` of the PEFT adapter in `adapter_dir`
+/// added to each adapted projection, as one `model.safetensors` in `out_dir` beside copies of
+/// the base's other files (config, tokenizer). The weights keep the base's dtype. A GGUF
+/// base has no Hugging Face tensor names to write back to; merge onto its original folder.
+pub fn merge_to_hf_dir(base_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result<()> {
+    let adapter = LoraAdapter::load(adapter_dir)?;
+    let scale = adapter.config.scale();
+    let idx = base_dir.join("model.safetensors.index.json");
+    let mut files = Vec::new();
+    if idx.exists() {
+        let text = std::fs::read_to_string(&idx).map_err(|e| TrainError::io(&idx, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let mut names: Vec<String> = v["weight_map"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names.dedup();
+        files.extend(names.into_iter().map(|n| base_dir.join(n)));
+    } else {
+        files.push(base_dir.join("model.safetensors"));
+    }
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for f in &files {
+        if !f.exists() {
+            return Err(TrainError::Config(format!(
+                "{} is missing: merging needs the base as a Hugging Face folder",
+                f.display()
+            )));
+        }
+        let t = candle_core::safetensors::load(f, &Device::Cpu).map_err(|e| {
+            TrainError::Checkpoint {
+                path: f.display().to_string(),
+                msg: e.to_string(),
+            }
+        })?;
+        tensors.extend(t);
+    }
+    for p in &adapter.pairs {
+        let name = format!(
+            "{}.weight",
+            peft_prefix(p.layer, &p.module).trim_start_matches("base_model.model.")
+        );
+        let w = tensors.get(&name).ok_or_else(|| {
+            TrainError::OtherBase(format!("the base has no tensor {name} for the adapter"))
+        })?;
+        let delta = (p.b.matmul(&p.a)? * scale)?;
+        if delta.dims() != w.dims() {
+            return Err(TrainError::OtherBase(format!(
+                "{name}: the adapter's update is {:?}, the weight {:?}",
+                delta.dims(),
+                w.dims()
+            )));
+        }
+        let dtype = w.dtype();
+        let merged = (w.to_dtype(candle_core::DType::F32)? + delta)?.to_dtype(dtype)?;
+        tensors.insert(name, merged);
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| TrainError::io(out_dir, e))?;
+    for entry in std::fs::read_dir(base_dir).map_err(|e| TrainError::io(base_dir, e))? {
+        let entry = entry.map_err(|e| TrainError::io(base_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_weights = name.ends_with(".safetensors") || name == "model.safetensors.index.json";
+        if is_weights || !entry.path().is_file() {
+            continue;
+        }
+        let bytes = std::fs::read(entry.path()).map_err(|e| TrainError::io(&entry.path(), e))?;
+        write_atomic(&out_dir.join(&name), &bytes)?;
+    }
+    save_tensors_atomic(&out_dir.join("model.safetensors"), &tensors)
+}

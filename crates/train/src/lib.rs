@@ -13,7 +13,7 @@ pub mod optim;
 pub mod rng;
 pub mod trainer;
 
-pub use adapter::{SpecialistMeta, load_adapter};
+pub use adapter::{SpecialistMeta, load_adapter, merge_to_hf_dir};
 pub use error::{Result, TrainError};
 pub use example::{
     ChatRecord, Dataset, Example, ExampleBuilder, PromptTransform, Split, SplitConfig,

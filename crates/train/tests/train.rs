@@ -14,7 +14,7 @@ use downshift_train::adapter::base_fingerprint;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     ChatRecord, Dataset, Example, ExampleBuilder, PromptTransform, SpecialistMeta, SplitConfig,
-    TrainConfig, TrainError, Trainer, load_adapter,
+    TrainConfig, TrainError, Trainer, load_adapter, merge_to_hf_dir,
 };
 use serde_json::json;
 
@@ -284,6 +284,21 @@ fn training_lowers_the_loss_and_the_model_answers() {
         );
         assert_eq!(d, 0.0, "example {}", e.id);
     }
+    // merged into the Hugging Face base folder: same logits without an adapter
+    let merged_dir = dir.path().join("merged");
+    merge_to_hf_dir(&fixture("llama"), &out, &merged_dir).expect("merge");
+    assert!(merged_dir.join("config.json").exists());
+    let merged = Llama::from_hf_dir(&merged_dir).expect("merged model");
+    for e in &data {
+        let d = max_diff(
+            &all_logits(tr.model(), tr.adapter_sel(), &e.ids),
+            &all_logits(&merged, downshift_slm::AdapterSel::None, &e.ids),
+        );
+        assert!(d < 1e-4, "example {}: {d}", e.id);
+    }
+    // a merge onto a base of other shapes is refused
+    let e = merge_to_hf_dir(&fixture("smollm2"), &out, &dir.path().join("bad")).unwrap_err();
+    assert!(matches!(e, TrainError::OtherBase(_)), "{e}");
 }
 
 #[test]
