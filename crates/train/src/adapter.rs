@@ -302,6 +302,31 @@ impl Trainer {
     }
 }
 
+/// Removes all but the newest `keep` checkpoints under `root` (never the one `latest`
+/// names). Returns the folders removed.
+pub fn prune_checkpoints(root: &Path, keep: usize) -> Result<Vec<PathBuf>> {
+    let latest = std::fs::read_to_string(root.join("latest")).unwrap_or_default();
+    let mut steps: Vec<String> = std::fs::read_dir(root)
+        .map_err(|e| TrainError::io(root, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    steps.sort();
+    let n = steps.len().saturating_sub(keep);
+    let mut removed = Vec::new();
+    for name in steps.into_iter().take(n) {
+        if name == latest.trim() {
+            continue;
+        }
+        let p = root.join(&name);
+        std::fs::remove_dir_all(&p).map_err(|e| TrainError::io(&p, e))?;
+        removed.push(p);
+    }
+    Ok(removed)
+}
+
 #[derive(Serialize, Deserialize)]
 struct CheckpointState {
     state: TrainState,

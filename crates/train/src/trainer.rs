@@ -363,36 +363,10 @@ impl Trainer {
         }
     }
 
-    /// The micro-batches of one epoch: shuffled, bucketed by length inside windows of 16
-    /// batches (so padding stays small and the order stays random), batches shuffled.
+    /// The micro-batches of one epoch (see [`plan_batches`]).
     fn plan(&self, train: &[Example], epoch: usize) -> Vec<Vec<usize>> {
-        let c = &self.config;
-        let mut rng = Rng::derive(c.seed, 1, epoch as u64);
-        let mut idx: Vec<usize> = (0..train.len()).collect();
-        rng.shuffle(&mut idx);
-        let len = |i: usize| train[i].len().min(c.max_seq_len);
-        let window = c.batch_size * 16;
-        let mut batches: Vec<Vec<usize>> = Vec::new();
-        for chunk in idx.chunks_mut(window.max(1)) {
-            chunk.sort_by_key(|&i| std::cmp::Reverse(len(i)));
-            let mut cur: Vec<usize> = Vec::new();
-            for &i in chunk.iter() {
-                let full = match c.batch_tokens {
-                    // sorted longest first, so the first element sets the padded length
-                    Some(t) => cur.first().is_some_and(|&f| len(f) * (cur.len() + 1) > t),
-                    None => cur.len() == c.batch_size,
-                };
-                if full {
-                    batches.push(std::mem::take(&mut cur));
-                }
-                cur.push(i);
-            }
-            if !cur.is_empty() {
-                batches.push(cur);
-            }
-        }
-        rng.shuffle(&mut batches);
-        batches
+        let lens: Vec<usize> = train.iter().map(|e| e.len()).collect();
+        plan_batches(&lens, &self.config, epoch)
     }
 
     /// Sum of the negative log-likelihood of the target tokens of `batch`, and their count.
@@ -623,6 +597,39 @@ impl Trainer {
     }
 }
 
+/// The micro-batches of one epoch over examples of lengths `lens`: shuffled (seeded by
+/// `seed` and `epoch`), sorted by length inside windows of 16 batches (length bucketing: little
+/// padding, order still random), cut into batches of `batch_size` examples or of at most
+/// `batch_tokens` padded tokens, batches shuffled.
+pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<usize>> {
+    let mut rng = Rng::derive(c.seed, 1, epoch as u64);
+    let mut idx: Vec<usize> = (0..lens.len()).collect();
+    rng.shuffle(&mut idx);
+    let len = |i: usize| lens[i].min(c.max_seq_len);
+    let window = c.batch_size * 16;
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for chunk in idx.chunks_mut(window.max(1)) {
+        chunk.sort_by_key(|&i| std::cmp::Reverse(len(i)));
+        let mut cur: Vec<usize> = Vec::new();
+        for &i in chunk.iter() {
+            let full = match c.batch_tokens {
+                // sorted longest first, so the first element sets the padded length
+                Some(t) => cur.first().is_some_and(|&f| len(f) * (cur.len() + 1) > t),
+                None => cur.len() == c.batch_size,
+            };
+            if full {
+                batches.push(std::mem::take(&mut cur));
+            }
+            cur.push(i);
+        }
+        if !cur.is_empty() {
+            batches.push(cur);
+        }
+    }
+    rng.shuffle(&mut batches);
+    batches
+}
+
 fn target_count(e: &Example, max: usize) -> usize {
     let n = e.len().min(max);
     e.mask[..n].iter().skip(1).filter(|&&m| m == 1).count()
@@ -635,4 +642,53 @@ fn next_adapter_id(m: &Llama) -> usize {
         .flat_map(|l| l.loras.iter().map(|x| x.adapter + 1))
         .max()
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(n: usize) -> Vec<usize> {
+        (0..n).map(|i| 10 + (i * 37) % 200).collect()
+    }
+
+    #[test]
+    fn batches_by_count_cover_every_example_once_and_bucket_by_length() {
+        let c = TrainConfig {
+            batch_size: 4,
+            ..Default::default()
+        };
+        let l = lens(203);
+        let p = plan_batches(&l, &c, 0);
+        let mut all: Vec<usize> = p.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..203).collect::<Vec<_>>());
+        assert!(p.iter().all(|b| b.len() <= 4));
+        // bucketing: padding is a small part of the padded tokens
+        let padded: usize = p
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&i| l[i]).max().unwrap_or(0))
+            .sum();
+        let real: usize = l.iter().sum();
+        assert!((padded - real) * 10 < real, "{padded} vs {real}");
+        // same seed and epoch: same plan; another epoch: another order
+        assert_eq!(p, plan_batches(&l, &c, 0));
+        assert_ne!(p, plan_batches(&l, &c, 1));
+    }
+
+    #[test]
+    fn batches_by_tokens_stay_under_the_budget() {
+        let c = TrainConfig {
+            batch_tokens: Some(512),
+            max_seq_len: 300,
+            ..Default::default()
+        };
+        let l = lens(100);
+        let p = plan_batches(&l, &c, 3);
+        assert_eq!(p.iter().map(|b| b.len()).sum::<usize>(), 100);
+        for b in &p {
+            let max = b.iter().map(|&i| l[i]).max().unwrap_or(0);
+            assert!(b.len() == 1 || b.len() * max <= 512, "{b:?}");
+        }
+    }
 }

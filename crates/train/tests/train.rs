@@ -10,7 +10,7 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use downshift_slm::quant::PackedMatrix;
 use downshift_slm::{ChatTemplate, KvDtype, Llama, Logits, Tokenizer, Weight};
-use downshift_train::adapter::base_fingerprint;
+use downshift_train::adapter::{base_fingerprint, prune_checkpoints};
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     ChatRecord, Dataset, Example, ExampleBuilder, PromptTransform, SpecialistMeta, SplitConfig,
@@ -537,6 +537,13 @@ fn a_failing_checkpoint_write_leaves_the_previous_one_intact() {
     for (k, t) in &saved {
         assert_eq!(max_diff(t, &got[k]), 0.0, "{k}");
     }
+    // pruning keeps the newest and never the one `latest` names
+    std::fs::remove_file(root.join("step-00000004")).expect("rm obstacle");
+    tr.save_checkpoint(&root, &meta(&tr))
+        .expect("second checkpoint");
+    let removed = prune_checkpoints(&root, 1).expect("prune");
+    assert_eq!(removed, vec![root.join("step-00000002")]);
+    assert_eq!(listing(&root), vec!["latest", "step-00000004"]);
     // an adapter folder whose parent is a file is a clear I/O error
     let file = dir.path().join("file");
     std::fs::write(&file, b"x").expect("file");
