@@ -1,7 +1,8 @@
 //! Training throughput on a real model and real calls:
 //! `cargo run --release -p downshift-train --example smoke -- MODEL.gguf bfcl.jsonl [N] [STEPS] [dense]`
 //! (tool schemas pruned, examples of at most 256 tokens, r = 16 on all projections,
-//! batch 4). Prints the loss per update and tokens/s.
+//! batch 4; `LR` sets the peak rate). Prints the loss per update, tokens/s and the training-set
+//! loss before and after.
 
 use downshift_train::trainer::RunOptions;
 use downshift_train::{ChatRecord, ExampleBuilder, PromptTransform, TrainConfig, Trainer};
@@ -53,7 +54,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dequantize: dense,
         ..Default::default()
     };
+    let lr: f64 = std::env::var("LR")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2e-4);
+    let cfg = TrainConfig { lr, ..cfg };
     let mut tr = Trainer::new(lm.model.clone(), cfg)?;
+    let before = tr.evaluate(&ex)?;
     let mut cb = |p: &downshift_train::Progress| {
         eprintln!(
             "step {}/{} loss {:.3} lr {:.2e} {:.0} tok/s eta {:.0}s",
@@ -68,6 +75,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..Default::default()
         },
     )?;
+    let after = tr.evaluate(&ex)?;
+    println!("training-set loss {before:.3} -> {after:.3}");
     println!(
         "{} updates, {} tokens in {:.1}s: {:.0} tokens/s ({} base)",
         s.steps,
