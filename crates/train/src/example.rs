@@ -1,0 +1,459 @@
+//! Training examples: a chat record (OpenAI messages [+ tools] and the assistant's answer)
+//! rendered with a chat template into token ids and a loss mask that is 1 only on the
+//! assistant answer (text or tool-call JSON, end-of-turn token included).
+//!
+//! The [`PromptTransform`] prunes the static prompt parts a specialist internalises; it is
+//! versioned and serialisable because the router must apply the identical function at
+//! serving time (it is stored with the adapter).
+
+use downshift_slm::{ChatTemplate, Tokenizer};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Result, TrainError};
+
+/// One curated call in chat form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatRecord {
+    /// The call id; the split is a function of it.
+    pub id: String,
+    /// The request's messages (OpenAI format), without the answer.
+    pub messages: Vec<Value>,
+    /// The request's tool definitions (OpenAI format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<Value>>,
+    /// The assistant message the model must learn to produce (`content` and/or `tool_calls`).
+    pub answer: Value,
+}
+
+impl ChatRecord {
+    /// Reads the import format `{"request": {messages, tools, ..}, "response": {choices:
+    /// [{message}]}, "metadata": {..}}`. The id is `metadata.id`, else `response.id`, else a
+    /// hash of the request.
+    pub fn from_import(v: &Value) -> Result<Self> {
+        let req = &v["request"];
+        let id = v["metadata"]["id"]
+            .as_str()
+            .or_else(|| v["response"]["id"].as_str())
+            .map(String::from)
+            .unwrap_or_else(|| {
+                let h = Sha256::digest(req.to_string().as_bytes());
+                h.iter().take(16).map(|b| format!("{b:02x}")).collect()
+            });
+        let bad = |msg: &str| TrainError::Record {
+            id: id.clone(),
+            msg: msg.into(),
+        };
+        let messages = req["messages"]
+            .as_array()
+            .filter(|m| !m.is_empty())
+            .cloned()
+            .ok_or_else(|| bad("request.messages is missing or empty"))?;
+        let tools = req["tools"].as_array().cloned();
+        let answer = v["response"]["choices"][0]["message"].clone();
+        if !answer.is_object() {
+            return Err(bad("response.choices[0].message is missing"));
+        }
+        let has_text = answer["content"].as_str().is_some_and(|s| !s.is_empty());
+        let has_calls = answer["tool_calls"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty());
+        if !has_text && !has_calls {
+            return Err(bad("the answer has neither content nor tool_calls"));
+        }
+        Ok(Self {
+            id,
+            messages,
+            tools,
+            answer,
+        })
+    }
+}
+
+/// The versioned transformation of a request's prompt before it reaches the specialist.
+/// Version 1: optionally drop the tool schemas, optionally remove a constant system-prompt
+/// text (a system message left empty is dropped).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTransform {
+    pub version: u32,
+    /// Drop the `tools` list (the specialist has internalised the schemas).
+    #[serde(default)]
+    pub drop_tools: bool,
+    /// Constant text removed from the system message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_system_text: Option<String>,
+}
+
+impl PromptTransform {
+    pub const VERSION: u32 = 1;
+
+    /// Version 1, changing nothing.
+    pub fn identity() -> Self {
+        Self {
+            version: Self::VERSION,
+            drop_tools: false,
+            drop_system_text: None,
+        }
+    }
+
+    /// The pruning the issue asks for by default: tool schemas dropped, and `system_text`
+    /// (the system-prompt template's constant text) when given.
+    pub fn pruning(system_text: Option<String>) -> Self {
+        Self {
+            version: Self::VERSION,
+            drop_tools: true,
+            drop_system_text: system_text.filter(|s| !s.is_empty()),
+        }
+    }
+
+    /// Applies the transform to a request's messages and tools.
+    pub fn apply(
+        &self,
+        messages: &[Value],
+        tools: Option<&[Value]>,
+    ) -> Result<(Vec<Value>, Option<Vec<Value>>)> {
+        if self.version != Self::VERSION {
+            return Err(TrainError::TransformVersion(self.version));
+        }
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let is_system = m["role"].as_str() == Some("system");
+            match (&self.drop_system_text, is_system, m["content"].as_str()) {
+                (Some(text), true, Some(content)) => {
+                    let left = content.replacen(text.as_str(), "", 1);
+                    if left.trim().is_empty() {
+                        continue;
+                    }
+                    let mut m = m.clone();
+                    m["content"] = Value::String(left.trim().to_string());
+                    out.push(m);
+                }
+                _ => out.push(m.clone()),
+            }
+        }
+        let tools = if self.drop_tools {
+            None
+        } else {
+            tools.map(|t| t.to_vec())
+        };
+        Ok((out, tools))
+    }
+}
+
+/// A tokenized example: `mask[i] == 1` when token `i` is a target (assistant answer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Example {
+    pub id: String,
+    pub ids: Vec<u32>,
+    pub mask: Vec<u8>,
+}
+
+impl Example {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Tokens the loss is computed on.
+    pub fn target_tokens(&self) -> usize {
+        self.mask.iter().skip(1).filter(|&&m| m == 1).count()
+    }
+
+    /// The prompt part (everything before the first target token).
+    pub fn prompt(&self) -> &[u32] {
+        let n = self
+            .mask
+            .iter()
+            .position(|&m| m == 1)
+            .unwrap_or(self.ids.len());
+        &self.ids[..n]
+    }
+
+    /// The answer tokens (targets).
+    pub fn answer(&self) -> Vec<u32> {
+        self.ids
+            .iter()
+            .zip(&self.mask)
+            .filter(|(_, m)| **m == 1)
+            .map(|(i, _)| *i)
+            .collect()
+    }
+}
+
+/// Renders records into examples with one template, tokenizer and transform.
+pub struct ExampleBuilder<'a> {
+    pub template: &'a ChatTemplate,
+    pub tokenizer: &'a Tokenizer,
+    /// The text that ends an assistant turn in this template (`<|im_end|>` for ChatML).
+    pub end_of_turn: String,
+    pub transform: PromptTransform,
+    /// Longer examples are refused (`None`: no limit).
+    pub max_len: Option<usize>,
+}
+
+impl<'a> ExampleBuilder<'a> {
+    /// ChatML's end of turn, no length limit, no pruning.
+    pub fn new(template: &'a ChatTemplate, tokenizer: &'a Tokenizer) -> Self {
+        Self {
+            template,
+            tokenizer,
+            end_of_turn: "<|im_end|>".into(),
+            transform: PromptTransform::identity(),
+            max_len: None,
+        }
+    }
+
+    /// The prompt text the specialist sees for a request (what the router renders).
+    pub fn render_prompt(&self, messages: &[Value], tools: Option<&[Value]>) -> Result<String> {
+        let (messages, tools) = self.transform.apply(messages, tools)?;
+        let m = serde_json::to_string(&messages)?;
+        let t = tools.map(|t| serde_json::to_string(&t)).transpose()?;
+        Ok(self.template.render_json(&m, t.as_deref(), true)?)
+    }
+
+    /// Token ids and assistant-only mask of one record.
+    pub fn build(&self, r: &ChatRecord) -> Result<Example> {
+        let bad = |msg: String| TrainError::Record {
+            id: r.id.clone(),
+            msg,
+        };
+        let (messages, tools) = self.transform.apply(&r.messages, r.tools.as_deref())?;
+        let m = serde_json::to_string(&messages)?;
+        let t = tools.map(|t| serde_json::to_string(&t)).transpose()?;
+        let prompt = self.template.render_json(&m, t.as_deref(), true)?;
+        let mut answer = r.answer.clone();
+        answer["role"] = Value::String("assistant".into());
+        let mut all = messages;
+        all.push(answer);
+        let full = self
+            .template
+            .render_json(&serde_json::to_string(&all)?, t.as_deref(), false)?;
+        let Some(rest) = full.strip_prefix(&prompt) else {
+            return Err(bad(
+                "the template renders the answer turn in a way that does not extend the prompt"
+                    .into(),
+            ));
+        };
+        let end = rest
+            .find(&self.end_of_turn)
+            .map(|i| i + self.end_of_turn.len())
+            .ok_or_else(|| {
+                bad(format!(
+                    "the rendered answer has no end-of-turn text {:?}",
+                    self.end_of_turn
+                ))
+            })?;
+        let answer_text = &rest[..end];
+        let mut ids = self.tokenizer.encode(&prompt, true, true);
+        let prompt_len = ids.len();
+        ids.extend(self.tokenizer.encode(answer_text, false, true));
+        if ids.len() == prompt_len {
+            return Err(bad("the answer renders to no tokens".into()));
+        }
+        if let Some(max) = self.max_len
+            && ids.len() > max
+        {
+            return Err(bad(format!(
+                "{} tokens, more than the maximum sequence length {max}",
+                ids.len()
+            )));
+        }
+        let mut mask = vec![0u8; ids.len()];
+        mask[prompt_len..].fill(1);
+        Ok(Example {
+            id: r.id.clone(),
+            ids,
+            mask,
+        })
+    }
+}
+
+/// Which part of the data a call belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+/// Fractions of the validation and test splits (the rest trains).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitConfig {
+    pub validation: f64,
+    pub test: f64,
+}
+
+impl Default for SplitConfig {
+    fn default() -> Self {
+        Self {
+            validation: 0.1,
+            test: 0.1,
+        }
+    }
+}
+
+impl SplitConfig {
+    /// The split of a call: a SHA-256 of its id mapped to `[0, 1)`, so the assignment
+    /// never changes when calls are added or removed.
+    pub fn split_of(&self, id: &str) -> Split {
+        let h = Sha256::digest(id.as_bytes());
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[..8]);
+        let u = (u64::from_be_bytes(b) >> 11) as f64 / (1u64 << 53) as f64;
+        if u < self.test {
+            Split::Test
+        } else if u < self.test + self.validation {
+            Split::Validation
+        } else {
+            Split::Train
+        }
+    }
+
+    /// Splits `items` by id into (train, validation, test), keeping their order.
+    pub fn split<T>(&self, items: Vec<T>, id: impl Fn(&T) -> &str) -> (Vec<T>, Vec<T>, Vec<T>) {
+        let (mut tr, mut va, mut te) = (Vec::new(), Vec::new(), Vec::new());
+        for it in items {
+            match self.split_of(id(&it)) {
+                Split::Train => tr.push(it),
+                Split::Validation => va.push(it),
+                Split::Test => te.push(it),
+            }
+        }
+        (tr, va, te)
+    }
+}
+
+/// A task's data, ready to train: train and validation examples; the test split's ids only
+/// (never tokenized here, so training and selection cannot see it).
+#[derive(Clone, Debug, Default)]
+pub struct Dataset {
+    pub train: Vec<Example>,
+    pub validation: Vec<Example>,
+    pub test_ids: Vec<String>,
+    /// Records left out, with the reason (e.g. longer than the maximum length).
+    pub skipped: Vec<(String, String)>,
+}
+
+impl Dataset {
+    /// Splits `records` by call id and builds the train and validation examples. Refuses a
+    /// task whose usable records would give fewer than `min_train` training examples; the
+    /// message counts usable records and how many are needed at the configured fractions.
+    pub fn build(
+        records: &[ChatRecord],
+        builder: &ExampleBuilder<'_>,
+        split: &SplitConfig,
+        min_train: usize,
+    ) -> Result<Self> {
+        let mut d = Dataset::default();
+        for r in records {
+            let part = split.split_of(&r.id);
+            if part == Split::Test {
+                d.test_ids.push(r.id.clone());
+                continue;
+            }
+            match builder.build(r) {
+                Ok(e) if part == Split::Train => d.train.push(e),
+                Ok(e) => d.validation.push(e),
+                Err(TrainError::Record { id, msg }) => d.skipped.push((id, msg)),
+                Err(e) => return Err(e),
+            }
+        }
+        if d.train.len() < min_train {
+            let usable = d.train.len() + d.validation.len() + d.test_ids.len();
+            let frac = (1.0 - split.validation - split.test).max(1e-9);
+            let needed = ((min_train as f64 / frac).ceil() as usize).max(usable + 1);
+            return Err(TrainError::TooFewExamples {
+                given: usable,
+                needed,
+            });
+        }
+        Ok(d)
+    }
+}
+
+/// Refuses a data set smaller than `needed`.
+pub fn check_enough(given: usize, needed: usize) -> Result<()> {
+    if given < needed {
+        return Err(TrainError::TooFewExamples { given, needed });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn transform_drops_tools_and_constant_system_text() {
+        let t = PromptTransform::pruning(Some("You are a helpful bot.".into()));
+        let msgs = vec![
+            json!({"role": "system", "content": "You are a helpful bot. Today is Monday."}),
+            json!({"role": "user", "content": "hi"}),
+        ];
+        let tools = vec![json!({"type": "function"})];
+        let (m, tl) = t.apply(&msgs, Some(&tools)).unwrap();
+        assert_eq!(m[0]["content"], "Today is Monday.");
+        assert!(tl.is_none());
+        // a system message that was only the constant disappears
+        let msgs = vec![
+            json!({"role": "system", "content": "You are a helpful bot."}),
+            json!({"role": "user", "content": "hi"}),
+        ];
+        let (m, _) = t.apply(&msgs, None).unwrap();
+        assert_eq!(m.len(), 1);
+        // round trip through JSON, and unknown versions refused
+        let s = serde_json::to_string(&t).unwrap();
+        let back: PromptTransform = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, t);
+        let v2 = PromptTransform { version: 2, ..t };
+        assert!(matches!(
+            v2.apply(&msgs, None),
+            Err(TrainError::TransformVersion(2))
+        ));
+    }
+
+    #[test]
+    fn split_is_deterministic_and_near_the_fractions() {
+        let c = SplitConfig::default();
+        let ids: Vec<String> = (0..10_000).map(|i| format!("call-{i}")).collect();
+        let (tr, va, te) = c.split(ids.clone(), |s| s.as_str());
+        assert_eq!(tr.len() + va.len() + te.len(), 10_000);
+        assert!((va.len() as i64 - 1000).abs() < 150, "{}", va.len());
+        assert!((te.len() as i64 - 1000).abs() < 150, "{}", te.len());
+        let (tr2, _, te2) = c.split(ids, |s| s.as_str());
+        assert_eq!(tr, tr2);
+        assert_eq!(te, te2);
+        // the split of one call does not depend on the others
+        assert_eq!(c.split_of("call-7"), c.split_of("call-7"));
+    }
+
+    #[test]
+    fn too_few_examples_says_how_many() {
+        let e = check_enough(3, 10).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "too few examples: 3 given, at least 10 needed"
+        );
+    }
+
+    #[test]
+    fn import_record() {
+        let v = json!({
+            "request": {"messages": [{"role": "user", "content": "x"}], "tools": []},
+            "response": {"id": "r1", "choices": [{"message": {"role": "assistant", "content": null,
+                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]},
+            "metadata": {}
+        });
+        let r = ChatRecord::from_import(&v).unwrap();
+        assert_eq!(r.id, "r1");
+        let mut bad = v.clone();
+        bad["response"]["choices"][0]["message"] = json!({"role": "assistant", "content": ""});
+        assert!(ChatRecord::from_import(&bad).is_err());
+    }
+}

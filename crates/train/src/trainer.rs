@@ -1,0 +1,694 @@
+//! The LoRA trainer: fresh adapters on the chosen projections of a loaded [`Llama`], masked
+//! cross-entropy through `Llama::forward_train`, AdamW with warm-up + cosine, gradient
+//! accumulation and clipping, length bucketing, validation loss and early stopping, a JSON
+//! lines log and a progress callback. Every random draw (adapter init, batch order, dropout)
+//! is derived from the seed and the epoch/step, so a run is reproducible and resumes exactly.
+//!
+//! QLoRA: a GGUF base loaded with `Llama::from_gguf` stays quantized (Q4_0/Q4_1/Q5_x/Q8_0 are
+//! repacked and their matmul has a backward through the dequantized weight); k-quant
+//! projections (run by candle's `QMatMul`, which has no backward) are refused with a clear
+//! error unless the base is dequantized first ([`TrainConfig::dequantize`]).
+
+use std::io::Write;
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Tensor, Var};
+use downshift_slm::llama::PROJECTIONS;
+use downshift_slm::{AdapterSel, Llama, Lora, Weight};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::example::{Example, check_enough};
+use crate::optim::{AdamW, AdamWConfig, GradAccum, Schedule, clip_grad_norm};
+use crate::rng::Rng;
+
+/// Hyper-parameters of a run (every field has a default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainConfig {
+    /// LoRA rank.
+    pub rank: usize,
+    /// LoRA alpha (scale = alpha / rank).
+    pub alpha: f64,
+    /// LoRA dropout probability (see the crate README for how it is applied).
+    pub dropout: f64,
+    /// PEFT module names to adapt (default: all attention and MLP projections).
+    pub targets: Vec<String>,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a fraction of `lr`.
+    pub min_lr_ratio: f64,
+    /// Passes over the training split (ignored when `max_steps` is set).
+    pub epochs: usize,
+    /// Optimizer updates in all (overrides `epochs`).
+    pub max_steps: Option<usize>,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// When set, a micro-batch holds as many examples as fit this many padded tokens.
+    pub batch_tokens: Option<usize>,
+    /// Micro-batches per optimizer update.
+    pub grad_accum: usize,
+    /// Warm-up updates.
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0: off).
+    pub clip: f64,
+    pub seed: u64,
+    /// Validation loss every N updates (0: at the end only).
+    pub eval_every: usize,
+    /// Stop after this many evaluations without improvement.
+    pub patience: Option<usize>,
+    /// Longer examples are truncated to this many tokens.
+    pub max_seq_len: usize,
+    /// Fewer training examples than this are refused.
+    pub min_examples: usize,
+    /// Train on a dense f32 copy of the base instead of the quantized weights.
+    pub dequantize: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.0,
+            targets: PROJECTIONS.iter().map(|s| s.to_string()).collect(),
+            lr: 2e-4,
+            min_lr_ratio: 0.0,
+            epochs: 3,
+            max_steps: None,
+            batch_size: 4,
+            batch_tokens: None,
+            grad_accum: 1,
+            warmup_steps: 10,
+            weight_decay: 0.0,
+            clip: 1.0,
+            seed: 42,
+            eval_every: 50,
+            patience: None,
+            max_seq_len: 1024,
+            min_examples: 10,
+            dequantize: false,
+        }
+    }
+}
+
+impl TrainConfig {
+    fn check(&self) -> Result<()> {
+        let bad = |m: &str| Err(TrainError::Config(m.into()));
+        if self.rank == 0 {
+            return bad("rank must be at least 1");
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout must be in [0, 1)");
+        }
+        if self.targets.is_empty() {
+            return bad("no target projections");
+        }
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| !PROJECTIONS.contains(&t.as_str()))
+        {
+            return Err(TrainError::Config(format!(
+                "unknown target projection {t} (known: {PROJECTIONS:?})"
+            )));
+        }
+        if self.batch_size == 0 || self.grad_accum == 0 || self.max_seq_len < 2 {
+            return bad("batch_size and grad_accum must be at least 1, max_seq_len at least 2");
+        }
+        if self.lr.is_nan() || self.lr <= 0.0 {
+            return bad("lr must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Where a run stands; saved in checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer updates done.
+    pub step: usize,
+    pub epoch: usize,
+    /// Micro-batches of the current epoch already consumed.
+    pub cursor: usize,
+    pub best_val: Option<f32>,
+    pub evals_without_improvement: usize,
+    pub stopped_early: bool,
+    pub tokens_seen: u64,
+    pub last_loss: Option<f32>,
+}
+
+/// What the progress callback sees after each update.
+#[derive(Clone, Debug, Serialize)]
+pub struct Progress {
+    pub step: usize,
+    pub total_steps: usize,
+    pub epoch: usize,
+    pub loss: f32,
+    pub val_loss: Option<f32>,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    pub eta_s: f64,
+}
+
+/// The outcome of [`Trainer::run`].
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub total_steps: usize,
+    pub first_loss: Option<f32>,
+    pub last_loss: Option<f32>,
+    pub best_val_loss: Option<f32>,
+    pub stopped_early: bool,
+    pub tokens: u64,
+    pub tokens_per_s: f64,
+    pub seconds: f64,
+}
+
+/// One adapted projection.
+pub(crate) struct Slot {
+    pub layer: usize,
+    pub module: String,
+    /// Index of this adapter's entry in the `Linear`'s `loras`.
+    pub lora_index: usize,
+    pub a: Var,
+    pub b: Var,
+}
+
+/// Optional hooks of a run.
+#[derive(Default)]
+pub struct RunOptions<'a> {
+    /// Stop (without finishing) once this many updates are done, e.g. to checkpoint.
+    pub until_step: Option<usize>,
+    /// JSON lines: one object per update (`step, epoch, loss, val_loss, lr, grad_norm,
+    /// tokens_per_s, elapsed_s`).
+    pub log: Option<&'a mut dyn Write>,
+    pub progress: Option<&'a mut dyn FnMut(&Progress)>,
+}
+
+pub struct Trainer {
+    pub(crate) model: Llama,
+    pub(crate) config: TrainConfig,
+    pub(crate) adapter_id: usize,
+    pub(crate) slots: Vec<Slot>,
+    pub(crate) opt: AdamW,
+    pub(crate) state: TrainState,
+    /// The LoRA matrices (A, B per slot) at the best validation loss.
+    pub(crate) best: Option<Vec<Tensor>>,
+}
+
+impl Trainer {
+    /// Attaches fresh LoRA matrices (A: uniform ±1/√in as PEFT's Kaiming init, B: zero) to
+    /// the target projections of every layer.
+    pub fn new(model: Llama, config: TrainConfig) -> Result<Self> {
+        config.check()?;
+        let mut model = if config.dequantize {
+            model.dequantized()?
+        } else {
+            model
+        };
+        let adapter_id = next_adapter_id(&model);
+        let mut rng = Rng::derive(config.seed, 0, 0);
+        let scale = config.alpha / config.rank as f64;
+        let mut slots = Vec::new();
+        for layer in 0..model.config.num_layers {
+            for module in &config.targets {
+                let (lin, off, len) = model.projection_mut(layer, module)?;
+                if matches!(lin.weight, Weight::Quantized(_)) {
+                    return Err(TrainError::Config(format!(
+                        "layer {layer} {module}: the base weight is a k-quant, whose matmul has no backward; \
+                         train on a Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 GGUF or set dequantize"
+                    )));
+                }
+                let inp = lin.in_features();
+                let bound = 1.0 / (inp as f32).sqrt();
+                let av: Vec<f32> = (0..config.rank * inp)
+                    .map(|_| (rng.next_f32() * 2.0 - 1.0) * bound)
+                    .collect();
+                let a = Var::from_tensor(&Tensor::from_vec(av, (config.rank, inp), &Device::Cpu)?)?;
+                let b = Var::zeros((len, config.rank), DType::F32, &Device::Cpu)?;
+                let lora_index = lin.loras.len();
+                lin.loras.push(Lora {
+                    adapter: adapter_id,
+                    out_offset: off,
+                    a: a.as_tensor().clone(),
+                    b: b.as_tensor().clone(),
+                    scale,
+                });
+                slots.push(Slot {
+                    layer,
+                    module: module.clone(),
+                    lora_index,
+                    a,
+                    b,
+                });
+            }
+        }
+        let params: Vec<Var> = slots
+            .iter()
+            .flat_map(|s| [s.a.clone(), s.b.clone()])
+            .collect();
+        let opt = AdamW::new(
+            params,
+            AdamWConfig {
+                weight_decay: config.weight_decay,
+                ..Default::default()
+            },
+        )?;
+        Ok(Self {
+            model,
+            config,
+            adapter_id,
+            slots,
+            opt,
+            state: TrainState::default(),
+            best: None,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The model with the adapter attached (select it with [`Trainer::adapter_sel`]).
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    pub fn adapter_sel(&self) -> AdapterSel {
+        AdapterSel::One(self.adapter_id)
+    }
+
+    /// The trained LoRA matrices, A and B per slot, in the model's internal row order.
+    pub(crate) fn lora_tensors(&self) -> Vec<Tensor> {
+        self.slots
+            .iter()
+            .flat_map(|s| [s.a.as_tensor().clone(), s.b.as_tensor().clone()])
+            .collect()
+    }
+
+    /// Sets the LoRA matrices (same order as [`Trainer::lora_tensors`]).
+    pub(crate) fn set_lora_tensors(&mut self, t: &[Tensor]) -> Result<()> {
+        if t.len() != 2 * self.slots.len() {
+            return Err(TrainError::Config(format!(
+                "{} LoRA tensors for {} projections",
+                t.len(),
+                self.slots.len()
+            )));
+        }
+        for (s, ab) in self.slots.iter().zip(t.chunks(2)) {
+            if s.a.shape() != ab[0].shape() || s.b.shape() != ab[1].shape() {
+                return Err(TrainError::Config(format!(
+                    "layer {} {}: LoRA shapes {:?}/{:?}, expected {:?}/{:?}",
+                    s.layer,
+                    s.module,
+                    ab[0].shape(),
+                    ab[1].shape(),
+                    s.a.shape(),
+                    s.b.shape()
+                )));
+            }
+            s.a.set(&ab[0])?;
+            s.b.set(&ab[1])?;
+        }
+        self.bind(None)
+    }
+
+    /// Points the model's LoRA hooks at the variables, with a dropout mask when training.
+    fn bind(&mut self, dropout: Option<&mut Rng>) -> Result<()> {
+        let p = self.config.dropout;
+        let mut rng = dropout;
+        for s in &self.slots {
+            let a = match rng.as_deref_mut() {
+                Some(r) if p > 0.0 => {
+                    let inp = s.a.dim(1)?;
+                    let keep: Vec<f32> = (0..inp)
+                        .map(|_| {
+                            if r.next_f32() < p as f32 {
+                                0.0
+                            } else {
+                                (1.0 / (1.0 - p)) as f32
+                            }
+                        })
+                        .collect();
+                    let m = Tensor::from_vec(keep, (1, inp), &Device::Cpu)?;
+                    s.a.as_tensor().broadcast_mul(&m)?
+                }
+                _ => s.a.as_tensor().clone(),
+            };
+            let (lin, _, _) = self.model.projection_mut(s.layer, &s.module)?;
+            let l = lin.loras.get_mut(s.lora_index).ok_or_else(|| {
+                TrainError::Config(format!("LoRA hook of layer {} {} lost", s.layer, s.module))
+            })?;
+            l.a = a;
+            l.b = s.b.as_tensor().clone();
+        }
+        Ok(())
+    }
+
+    /// Number of optimizer updates a run over `train` makes.
+    pub fn total_steps(&self, train: &[Example]) -> usize {
+        match self.config.max_steps {
+            Some(n) => n,
+            None => {
+                let per_epoch = self.plan(train, 0).len().div_ceil(self.config.grad_accum);
+                per_epoch * self.config.epochs
+            }
+        }
+    }
+
+    /// The micro-batches of one epoch (see [`plan_batches`]).
+    fn plan(&self, train: &[Example], epoch: usize) -> Vec<Vec<usize>> {
+        let lens: Vec<usize> = train.iter().map(|e| e.len()).collect();
+        plan_batches(&lens, &self.config, epoch)
+    }
+
+    /// Sum of the negative log-likelihood of the target tokens of `batch`, and their count.
+    fn batch_nll(&self, batch: &[&Example]) -> Result<(Tensor, usize)> {
+        let max = self.config.max_seq_len;
+        let seq = batch.iter().map(|e| e.len().min(max)).max().unwrap_or(0);
+        if seq < 2 {
+            return Ok((Tensor::zeros((), DType::F32, &Device::Cpu)?, 0));
+        }
+        let mut ids = vec![0u32; batch.len() * seq];
+        let mut rows: Vec<u32> = Vec::new();
+        let mut targets: Vec<u32> = Vec::new();
+        for (b, e) in batch.iter().enumerate() {
+            let n = e.len().min(max);
+            ids[b * seq..b * seq + n].copy_from_slice(&e.ids[..n]);
+            for t in 1..n {
+                if e.mask[t] == 1 {
+                    rows.push((b * (seq - 1) + t - 1) as u32);
+                    targets.push(e.ids[t]);
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok((Tensor::zeros((), DType::F32, &Device::Cpu)?, 0));
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), seq), &Device::Cpu)?;
+        let logits = self.model.forward_train(&ids, self.adapter_sel())?;
+        let vocab = logits.dim(D::Minus1)?;
+        let logits = logits
+            .narrow(1, 0, seq - 1)?
+            .reshape((batch.len() * (seq - 1), vocab))?;
+        let n = rows.len();
+        let picked = logits.index_select(&Tensor::from_vec(rows, n, &Device::Cpu)?, 0)?;
+        let logp = candle_nn::ops::log_softmax(&picked, D::Minus1)?;
+        let tgt = Tensor::from_vec(targets, (n, 1), &Device::Cpu)?;
+        let nll = logp.gather(&tgt, 1)?.sum_all()?.neg()?;
+        Ok((nll, n))
+    }
+
+    /// Mean loss per target token over `data` (no dropout, no gradient).
+    pub fn evaluate(&mut self, data: &[Example]) -> Result<f32> {
+        self.bind(None)?;
+        let mut sum = 0f64;
+        let mut n = 0usize;
+        let bs = self.config.batch_size;
+        let mut sorted: Vec<&Example> = data.iter().collect();
+        sorted.sort_by_key(|e| e.len());
+        for chunk in sorted.chunks(bs) {
+            let (nll, k) = self.batch_nll(chunk)?;
+            sum += nll.to_scalar::<f32>()? as f64;
+            n += k;
+        }
+        Ok(if n == 0 {
+            f32::NAN
+        } else {
+            (sum / n as f64) as f32
+        })
+    }
+
+    /// Trains until the configured steps/epochs are done, early stopping fires, or
+    /// `opts.until_step` is reached. With validation data, the adapter ends at its best
+    /// validation loss.
+    pub fn run(
+        &mut self,
+        train: &[Example],
+        val: &[Example],
+        mut opts: RunOptions<'_>,
+    ) -> Result<TrainSummary> {
+        check_enough(train.len(), self.config.min_examples)?;
+        let total = self.total_steps(train);
+        let sched = Schedule {
+            lr: self.config.lr,
+            warmup: self.config.warmup_steps,
+            total,
+            min_ratio: self.config.min_lr_ratio,
+        };
+        let vars: Vec<Var> = self.opt.params().to_vec();
+        let mut acc = GradAccum::new(vars.len());
+        let start = Instant::now();
+        let start_step = self.state.step;
+        let mut run_tokens = 0u64;
+        let mut first_loss = None;
+        let mut plan_epoch = usize::MAX;
+        let mut plan = Vec::new();
+        let mut interrupted = false;
+        while self.state.step < total && !self.state.stopped_early {
+            if opts.until_step.is_some_and(|u| self.state.step >= u) {
+                interrupted = true;
+                break;
+            }
+            if plan_epoch != self.state.epoch {
+                plan = self.plan(train, self.state.epoch);
+                plan_epoch = self.state.epoch;
+            }
+            if self.state.cursor >= plan.len() {
+                self.state.epoch += 1;
+                self.state.cursor = 0;
+                if self.config.max_steps.is_none() && self.state.epoch >= self.config.epochs {
+                    break;
+                }
+                continue;
+            }
+            let step = self.state.step;
+            let end = (self.state.cursor + self.config.grad_accum).min(plan.len());
+            let micro: Vec<Vec<&Example>> = plan[self.state.cursor..end]
+                .iter()
+                .map(|b| b.iter().map(|&i| &train[i]).collect())
+                .collect();
+            let denom: usize = micro
+                .iter()
+                .flatten()
+                .map(|e| target_count(e, self.config.max_seq_len))
+                .sum();
+            let mut loss_sum = 0f64;
+            let mut tokens = 0u64;
+            let mut drop_rng = Rng::derive(self.config.seed, 2, step as u64);
+            for mb in &micro {
+                self.bind(Some(&mut drop_rng))?;
+                tokens += mb
+                    .iter()
+                    .map(|e| e.len().min(self.config.max_seq_len) as u64)
+                    .sum::<u64>();
+                let (nll, n) = self.batch_nll(mb)?;
+                if n == 0 {
+                    continue;
+                }
+                loss_sum += nll.to_scalar::<f32>()? as f64;
+                let scaled = (nll / denom.max(1) as f64)?;
+                acc.add(&scaled.backward()?, &vars)?;
+            }
+            let loss = (loss_sum / denom.max(1) as f64) as f32;
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged(loss));
+            }
+            let mut grads = acc.take(&vars)?;
+            let grad_norm = clip_grad_norm(&mut grads, self.config.clip)?;
+            let lr = sched.lr_at(step);
+            self.opt.step(&grads, lr)?;
+            self.state.step += 1;
+            self.state.cursor = end;
+            self.state.tokens_seen += tokens;
+            self.state.last_loss = Some(loss);
+            run_tokens += tokens;
+            first_loss.get_or_insert(loss);
+            let every = self.config.eval_every;
+            let val_loss = if !val.is_empty()
+                && ((every > 0 && self.state.step.is_multiple_of(every))
+                    || self.state.step == total)
+            {
+                Some(self.validate(val)?)
+            } else {
+                None
+            };
+            let elapsed = start.elapsed().as_secs_f64();
+            let tps = run_tokens as f64 / elapsed.max(1e-9);
+            let done = self.state.step - start_step;
+            let eta = elapsed / done.max(1) as f64 * (total - self.state.step) as f64;
+            let p = Progress {
+                step: self.state.step,
+                total_steps: total,
+                epoch: self.state.epoch,
+                loss,
+                val_loss,
+                lr,
+                grad_norm,
+                tokens_per_s: tps,
+                eta_s: eta,
+            };
+            if let Some(w) = opts.log.as_deref_mut() {
+                let line = serde_json::json!({
+                    "step": p.step, "epoch": p.epoch, "loss": p.loss, "val_loss": p.val_loss,
+                    "lr": p.lr, "grad_norm": p.grad_norm, "tokens_per_s": p.tokens_per_s,
+                    "elapsed_s": elapsed,
+                });
+                writeln!(w, "{line}")
+                    .map_err(|e| TrainError::io(std::path::Path::new("training log"), e))?;
+            }
+            if let Some(cb) = opts.progress.as_deref_mut() {
+                cb(&p);
+            }
+        }
+        if !interrupted {
+            if !val.is_empty() && self.state.best_val.is_none() {
+                self.validate(val)?;
+            }
+            if let Some(best) = self.best.clone() {
+                self.set_lora_tensors(&best)?;
+            }
+        }
+        self.bind(None)?;
+        let seconds = start.elapsed().as_secs_f64();
+        Ok(TrainSummary {
+            steps: self.state.step,
+            total_steps: total,
+            first_loss,
+            last_loss: self.state.last_loss,
+            best_val_loss: self.state.best_val,
+            stopped_early: self.state.stopped_early,
+            tokens: run_tokens,
+            tokens_per_s: run_tokens as f64 / seconds.max(1e-9),
+            seconds,
+        })
+    }
+
+    /// Validation loss, best-weights bookkeeping and early stopping.
+    fn validate(&mut self, val: &[Example]) -> Result<f32> {
+        let v = self.evaluate(val)?;
+        if self.state.best_val.is_none_or(|b| v < b) {
+            self.state.best_val = Some(v);
+            self.state.evals_without_improvement = 0;
+            self.best = Some(
+                self.lora_tensors()
+                    .iter()
+                    .map(|t| t.copy())
+                    .collect::<candle_core::Result<Vec<_>>>()?,
+            );
+        } else {
+            self.state.evals_without_improvement += 1;
+            if self
+                .config
+                .patience
+                .is_some_and(|p| self.state.evals_without_improvement >= p)
+            {
+                self.state.stopped_early = true;
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// The micro-batches of one epoch over examples of lengths `lens`: shuffled (seeded by
+/// `seed` and `epoch`), sorted by length inside windows of 16 batches (length bucketing: little
+/// padding, order still random), cut into batches of `batch_size` examples or of at most
+/// `batch_tokens` padded tokens, batches shuffled.
+pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<usize>> {
+    let mut rng = Rng::derive(c.seed, 1, epoch as u64);
+    let mut idx: Vec<usize> = (0..lens.len()).collect();
+    rng.shuffle(&mut idx);
+    let len = |i: usize| lens[i].min(c.max_seq_len);
+    let window = c.batch_size * 16;
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for chunk in idx.chunks_mut(window.max(1)) {
+        chunk.sort_by_key(|&i| std::cmp::Reverse(len(i)));
+        let mut cur: Vec<usize> = Vec::new();
+        for &i in chunk.iter() {
+            let full = match c.batch_tokens {
+                // sorted longest first, so the first element sets the padded length
+                Some(t) => cur.first().is_some_and(|&f| len(f) * (cur.len() + 1) > t),
+                None => cur.len() == c.batch_size,
+            };
+            if full {
+                batches.push(std::mem::take(&mut cur));
+            }
+            cur.push(i);
+        }
+        if !cur.is_empty() {
+            batches.push(cur);
+        }
+    }
+    rng.shuffle(&mut batches);
+    batches
+}
+
+fn target_count(e: &Example, max: usize) -> usize {
+    let n = e.len().min(max);
+    e.mask[..n].iter().skip(1).filter(|&&m| m == 1).count()
+}
+
+fn next_adapter_id(m: &Llama) -> usize {
+    m.blocks
+        .iter()
+        .flat_map(|b| b.qkv.iter().chain(b.gate_up.iter()).chain([&b.o, &b.down]))
+        .flat_map(|l| l.loras.iter().map(|x| x.adapter + 1))
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lens(n: usize) -> Vec<usize> {
+        (0..n).map(|i| 10 + (i * 37) % 200).collect()
+    }
+
+    #[test]
+    fn batches_by_count_cover_every_example_once_and_bucket_by_length() {
+        let c = TrainConfig {
+            batch_size: 4,
+            ..Default::default()
+        };
+        let l = lens(203);
+        let p = plan_batches(&l, &c, 0);
+        let mut all: Vec<usize> = p.iter().flatten().copied().collect();
+        all.sort();
+        assert_eq!(all, (0..203).collect::<Vec<_>>());
+        assert!(p.iter().all(|b| b.len() <= 4));
+        // bucketing: padding is a small part of the padded tokens
+        let padded: usize = p
+            .iter()
+            .map(|b| b.len() * b.iter().map(|&i| l[i]).max().unwrap_or(0))
+            .sum();
+        let real: usize = l.iter().sum();
+        assert!((padded - real) * 10 < real, "{padded} vs {real}");
+        // same seed and epoch: same plan; another epoch: another order
+        assert_eq!(p, plan_batches(&l, &c, 0));
+        assert_ne!(p, plan_batches(&l, &c, 1));
+    }
+
+    #[test]
+    fn batches_by_tokens_stay_under_the_budget() {
+        let c = TrainConfig {
+            batch_tokens: Some(512),
+            max_seq_len: 300,
+            ..Default::default()
+        };
+        let l = lens(100);
+        let p = plan_batches(&l, &c, 3);
+        assert_eq!(p.iter().map(|b| b.len()).sum::<usize>(), 100);
+        for b in &p {
+            let max = b.iter().map(|&i| l[i]).max().unwrap_or(0);
+            assert!(b.len() == 1 || b.len() * max <= 512, "{b:?}");
+        }
+    }
+}
