@@ -1,0 +1,727 @@
+//! The discovery pipeline: features → structural groups → semantic split (embeddings +
+//! HDBSCAN) → tasks with labels, statistics, suitability and stable ids.
+//!
+//! **Structural groups.** Calls share a group when they have the same system-prompt template
+//! ([`crate::template`]), the same output kind, and — for tool calls — the same *tool
+//! components* called. Tools are identified by their whole definition; tools that are always
+//! offered together form a family, and a family offered in several different tool lists is a
+//! *shared component* (an API reused by several agents or prompts: calls to it are one job
+//! whatever else is offered). The other tools of a tool list form its *private component*,
+//! identified by the list's tool names. Text and JSON answers are grouped by the tool names
+//! offered. A group smaller than `min_cluster_size` is not a recurring job: its calls are noise.
+//!
+//! **Semantic split.** In a group large enough to hold two clusters (≥ 2 · `min_cluster_size`
+//! calls) the distinct variable texts (newest user/tool turns, truncated) are embedded — at
+//! most `sample_per_group` of them, a deterministic hash sample weighted up to the group's
+//! size — and clustered with HDBSCAN (cosine, excess of mass, the whole group allowed as one
+//! cluster). One cluster: the group is one task. Several: the group was used for several jobs;
+//! every call is given the nearest cluster centroid if it is at least as close as the
+//! cluster's own loosest sampled member (HDBSCAN's `approximate_predict` in spirit), else it
+//! is noise.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::embed::Embedder;
+use crate::features::{CallFeatures, CallInput, OutputKind, ToolRef, extract, fnv64};
+use crate::hashed::HashedEmbedder;
+use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
+use crate::labels::ctfidf_terms;
+use crate::stable::{NewCluster, PriorTask, assign_ids};
+use crate::template::TemplateMiner;
+
+/// What can go wrong in discovery.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    #[error(transparent)]
+    Hdbscan(#[from] crate::hdbscan::HdbscanError),
+    #[error("invalid discovery parameters: {0}")]
+    Params(String),
+}
+
+/// Something that turns texts into L2-normalised vectors.
+pub trait TextEmbedder: Sync {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError>;
+    /// A short name for reports.
+    fn name(&self) -> String;
+}
+
+impl TextEmbedder for Embedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError> {
+        Ok(Embedder::embed(self, texts)?)
+    }
+    fn name(&self) -> String {
+        "minilm".into()
+    }
+}
+
+impl TextEmbedder for HashedEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError> {
+        Ok(texts.par_iter().map(|t| self.embed_one(t)).collect())
+    }
+    fn name(&self) -> String {
+        format!("hashed-{}", self.dim())
+    }
+}
+
+/// Price of a model in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub prompt: f64,
+    pub completion: f64,
+}
+
+/// Parameters of a discovery run.
+#[derive(Debug, Clone)]
+pub struct DiscoverParams {
+    /// Smallest number of calls that makes a task (HDBSCAN's `min_cluster_size`).
+    pub min_cluster_size: usize,
+    /// Most distinct texts embedded and clustered per structural group.
+    pub sample_per_group: usize,
+    /// Variable texts are cut to this many characters before embedding (≈ 4 per token).
+    pub max_text_chars: usize,
+    /// Model name (a trailing `*` matches a prefix; `*` alone is the fallback) → price.
+    pub prices: BTreeMap<String, Price>,
+}
+
+impl Default for DiscoverParams {
+    fn default() -> Self {
+        DiscoverParams {
+            min_cluster_size: 5,
+            sample_per_group: 64,
+            max_text_chars: 512,
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
+/// Price of `model`: an exact entry, else the longest matching `prefix*`, else `*`.
+pub fn price_of(prices: &BTreeMap<String, Price>, model: &str) -> Option<Price> {
+    if let Some(p) = prices.get(model) {
+        return Some(*p);
+    }
+    prices
+        .iter()
+        .filter_map(|(k, p)| {
+            let prefix = k.strip_suffix('*')?;
+            model.starts_with(prefix).then_some((prefix.len(), *p))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+}
+
+/// p50 and p95 of a token count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p95: u64,
+}
+
+fn percentiles(mut v: Vec<u64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles { p50: 0, p95: 0 };
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    Percentiles {
+        p50: at(0.5),
+        p95: at(0.95),
+    }
+}
+
+/// A discovered task.
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: String,
+    pub label: String,
+    pub calls: usize,
+    pub share_calls: f64,
+    pub share_tokens: f64,
+    /// Share of the LLM cost (0 when no price is known for any call).
+    pub share_cost: f64,
+    pub cost_usd: f64,
+    pub prompt_tokens: Percentiles,
+    pub completion_tokens: Percentiles,
+    /// `text`, `json`, `tool` or `none`.
+    pub output_kind: String,
+    pub dominant_tool: Option<String>,
+    /// Share of calls whose output has the task's most common shape (tool names / JSON keys).
+    pub output_consistency: f64,
+    /// Mean cosine of the variable texts to their centroid (hashed n-grams): high = repetitive.
+    pub similarity: f64,
+    pub suitability: f64,
+    pub reasons: Vec<String>,
+    pub terms: Vec<String>,
+    pub signature: String,
+    /// True when its structural group held several jobs and was split semantically.
+    pub split: bool,
+    pub created_ms: i64,
+    /// Indices (into the input) of its calls.
+    #[serde(skip)]
+    pub members: Vec<usize>,
+    /// Mean embedding of its sampled variable texts (empty when its group was not embedded).
+    #[serde(skip)]
+    pub centroid: Vec<f32>,
+}
+
+/// Counts and timings of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    pub calls: usize,
+    pub structural_groups: usize,
+    pub groups_split: usize,
+    pub templates: usize,
+    pub texts_embedded: usize,
+    pub noise: usize,
+    pub embedder: String,
+    pub seconds_features: f64,
+    pub seconds_embed: f64,
+    pub seconds_cluster: f64,
+    pub seconds_total: f64,
+}
+
+/// The result: tasks (largest first) and each input call's task index (`None`: noise).
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub tasks: Vec<Task>,
+    pub assignments: Vec<Option<usize>>,
+    pub stats: RunStats,
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Structural signature of every call (see the module docs).
+fn signatures(feats: &[CallFeatures]) -> (Vec<String>, usize) {
+    // System-prompt templates over the distinct prompts, in order of first appearance.
+    let mut miner = TemplateMiner::new();
+    let mut system_tid: HashMap<&str, usize> = HashMap::new();
+    for f in feats {
+        if !system_tid.contains_key(f.system.as_str()) {
+            let id = miner.add(&f.system);
+            system_tid.insert(f.system.as_str(), id);
+        }
+    }
+    let template_hash: Vec<u64> = (0..miner.len())
+        .map(|id| fnv64(miner.template(id).as_bytes()))
+        .collect();
+
+    // Tool lists by definition; each tool's membership decides its family.
+    let mut lists: HashMap<&[ToolRef], u64> = HashMap::new();
+    for f in feats {
+        lists.entry(f.tools.as_slice()).or_insert_with(|| {
+            let mut h = String::new();
+            for t in &f.tools {
+                h.push_str(&format!("{}#{:x};", t.name, t.def_hash));
+            }
+            fnv64(h.as_bytes())
+        });
+    }
+    let mut membership: HashMap<&ToolRef, Vec<u64>> = HashMap::new();
+    for (list, h) in &lists {
+        for t in list.iter() {
+            membership.entry(t).or_default().push(*h);
+        }
+    }
+    let family: HashMap<&ToolRef, (u64, bool)> = membership
+        .into_iter()
+        .map(|(t, mut m)| {
+            m.sort_unstable();
+            let key: String = m.iter().map(|h| format!("{h:x},")).collect();
+            (t, (fnv64(key.as_bytes()), m.len() >= 2))
+        })
+        .collect();
+
+    let sigs = feats
+        .iter()
+        .map(|f| {
+            let names: String = f.tools.iter().map(|t| format!("{};", t.name)).collect();
+            let names_hash = fnv64(names.as_bytes());
+            let mut parts: Vec<String> = Vec::new();
+            if f.kind == OutputKind::Tool {
+                for c in &f.called {
+                    let part = match f.tools.iter().find(|t| &t.name == c) {
+                        Some(t) => match family[t] {
+                            (fam, true) => format!("shared:{fam:016x}"),
+                            (_, false) => format!("private:{names_hash:016x}"),
+                        },
+                        None => format!("unoffered:{c}"),
+                    };
+                    parts.push(part);
+                }
+            } else if f.tools.is_empty() {
+                parts.push("no-tools".into());
+            } else {
+                parts.push(format!("offered:{names_hash:016x}"));
+            }
+            parts.sort();
+            parts.dedup();
+            format!(
+                "sys:{:016x}|{}|{}",
+                template_hash[system_tid[f.system.as_str()]],
+                f.kind.as_str(),
+                parts.join("+")
+            )
+        })
+        .collect();
+    (sigs, miner.len())
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A structural group being clustered.
+struct Group {
+    signature: String,
+    members: Vec<usize>,
+    /// Distinct truncated texts → calls with that text.
+    texts: Vec<(String, Vec<usize>)>,
+    /// Indices into `texts` that were sampled and embedded.
+    sample: Vec<usize>,
+}
+
+/// Runs discovery over `calls`. `prior` are the tasks of the previous run (for stable ids).
+pub fn discover(
+    calls: &[CallInput],
+    params: &DiscoverParams,
+    embedder: &dyn TextEmbedder,
+    prior: &[PriorTask],
+    now_ms: i64,
+) -> Result<Discovery, DiscoverError> {
+    let mcs = params.min_cluster_size;
+    if mcs < 2 {
+        return Err(DiscoverError::Params(format!(
+            "min_cluster_size must be at least 2 (got {mcs})"
+        )));
+    }
+    if params.sample_per_group < 2 * mcs {
+        return Err(DiscoverError::Params(format!(
+            "sample_per_group ({}) must be at least 2 × min_cluster_size ({mcs})",
+            params.sample_per_group
+        )));
+    }
+    let t0 = Instant::now();
+    let mut stats = RunStats {
+        calls: calls.len(),
+        embedder: embedder.name(),
+        ..RunStats::default()
+    };
+    let feats: Vec<CallFeatures> = calls.par_iter().map(extract).collect();
+    let (sigs, templates) = signatures(&feats);
+    stats.templates = templates;
+
+    let mut by_sig: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sigs.iter().enumerate() {
+        by_sig.entry(s.as_str()).or_default().push(i);
+    }
+    stats.structural_groups = by_sig.len();
+    stats.seconds_features = t0.elapsed().as_secs_f64();
+
+    // Groups that may split: distinct texts and a deterministic sample of them.
+    let mut groups: Vec<Group> = Vec::new();
+    // (members, signature, split?, centroid) of the final clusters.
+    let mut clusters: Vec<(Vec<usize>, String, bool, Vec<f32>)> = Vec::new();
+    for (sig, members) in by_sig {
+        if members.len() < mcs {
+            continue;
+        }
+        if members.len() < 2 * mcs {
+            clusters.push((members, sig.to_owned(), false, Vec::new()));
+            continue;
+        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut texts: Vec<(String, Vec<usize>)> = Vec::new();
+        for &i in &members {
+            let t = truncate(&feats[i].variable, params.max_text_chars);
+            match index.get(t) {
+                Some(&k) => texts[k].1.push(i),
+                None => {
+                    index.insert(t, texts.len());
+                    texts.push((t.to_owned(), vec![i]));
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&k| (fnv64(texts[k].0.as_bytes()), k));
+        order.truncate(params.sample_per_group);
+        order.sort_unstable();
+        groups.push(Group {
+            signature: sig.to_owned(),
+            members,
+            texts,
+            sample: order,
+        });
+    }
+
+    // Embed every sample in one batch (better batching by length).
+    let t_embed = Instant::now();
+    let sample_texts: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g.sample.iter().map(|&k| g.texts[k].0.as_str()))
+        .collect();
+    let mut vectors = embedder.embed(&sample_texts)?.into_iter();
+    stats.texts_embedded = sample_texts.len();
+    let mut embedded: Vec<Vec<Vec<f32>>> = groups
+        .iter()
+        .map(|g| vectors.by_ref().take(g.sample.len()).collect())
+        .collect();
+    stats.seconds_embed = t_embed.elapsed().as_secs_f64();
+
+    let t_cluster = Instant::now();
+    for (g, vecs) in groups.iter().zip(embedded.iter_mut()) {
+        let dim = vecs.first().map_or(0, Vec::len);
+        let sampled_weight: usize = g.sample.iter().map(|&k| g.texts[k].1.len()).sum();
+        let scale = g.members.len() as f32 / sampled_weight.max(1) as f32;
+        let one_cluster = |vecs: &[Vec<f32>]| -> Vec<f32> {
+            let mut c = vec![0f32; dim];
+            for (v, &k) in vecs.iter().zip(&g.sample) {
+                let w = g.texts[k].1.len() as f32;
+                c.iter_mut().zip(v).for_each(|(a, b)| *a += w * b);
+            }
+            normalise(&mut c);
+            c
+        };
+        if g.sample.len() < 2 || dim == 0 {
+            clusters.push((
+                g.members.clone(),
+                g.signature.clone(),
+                false,
+                one_cluster(vecs),
+            ));
+            continue;
+        }
+        let data: Vec<f32> = vecs.iter().flatten().copied().collect();
+        let weights: Vec<f32> = g
+            .sample
+            .iter()
+            .map(|&k| g.texts[k].1.len() as f32 * scale)
+            .collect();
+        let result = hdbscan(
+            &data,
+            dim,
+            Some(&weights),
+            &HdbscanParams {
+                min_cluster_size: mcs,
+                min_samples: None,
+                metric: Metric::Cosine,
+                cluster_selection: ClusterSelection::Eom,
+                cluster_selection_epsilon: 0.0,
+                allow_single_cluster: true,
+            },
+        )?;
+        if result.n_clusters() <= 1 {
+            clusters.push((
+                g.members.clone(),
+                g.signature.clone(),
+                false,
+                one_cluster(vecs),
+            ));
+            continue;
+        }
+        stats.groups_split += 1;
+        let k = result.n_clusters();
+        let mut centroids = vec![vec![0f32; dim]; k];
+        for (s, label) in result.labels.iter().enumerate() {
+            if let Some(c) = label {
+                let w = g.texts[g.sample[s]].1.len() as f32;
+                centroids[*c]
+                    .iter_mut()
+                    .zip(&vecs[s])
+                    .for_each(|(a, b)| *a += w * b);
+            }
+        }
+        centroids.iter_mut().for_each(|c| normalise(c));
+        // The loosest sampled member of each cluster sets how far a call may be from it.
+        let mut floor = vec![1f32; k];
+        for (s, label) in result.labels.iter().enumerate() {
+            if let Some(c) = label {
+                floor[*c] = floor[*c].min(dot(&vecs[s], &centroids[*c]));
+            }
+        }
+        let mut text_label: Vec<Option<usize>> = vec![None; g.texts.len()];
+        for (s, label) in result.labels.iter().enumerate() {
+            text_label[g.sample[s]] = *label;
+        }
+        // Texts outside the sample: embedded now, given the nearest centroid.
+        let sampled: std::collections::HashSet<usize> = g.sample.iter().copied().collect();
+        let rest: Vec<usize> = (0..g.texts.len())
+            .filter(|k| !sampled.contains(k))
+            .collect();
+        if !rest.is_empty() {
+            let rest_texts: Vec<&str> = rest.iter().map(|&k| g.texts[k].0.as_str()).collect();
+            let t = Instant::now();
+            let rest_vecs = embedder.embed(&rest_texts)?;
+            stats.texts_embedded += rest_texts.len();
+            stats.seconds_embed += t.elapsed().as_secs_f64();
+            for (&k, v) in rest.iter().zip(&rest_vecs) {
+                let (best, sim) = centroids
+                    .iter()
+                    .enumerate()
+                    .map(|(c, cv)| (c, dot(v, cv)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1))
+                    .unwrap_or((0, -1.0));
+                if sim >= floor[best] {
+                    text_label[k] = Some(best);
+                }
+            }
+        }
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); k];
+        for (t, label) in text_label.iter().enumerate() {
+            if let Some(c) = label {
+                parts[*c].extend(&g.texts[t].1);
+            }
+        }
+        for (c, mut members) in parts.into_iter().enumerate() {
+            if members.len() >= mcs {
+                members.sort_unstable();
+                clusters.push((
+                    members,
+                    g.signature.clone(),
+                    true,
+                    std::mem::take(&mut centroids[c]),
+                ));
+            }
+        }
+    }
+    stats.seconds_cluster = t_cluster.elapsed().as_secs_f64() - 0.0;
+
+    // Stable ids.
+    let new: Vec<NewCluster<'_>> = clusters
+        .iter()
+        .map(|(members, sig, _, centroid)| NewCluster {
+            signature: sig,
+            calls: members.iter().map(|&i| calls[i].id.as_str()).collect(),
+            centroid,
+        })
+        .collect();
+    let ids = assign_ids(&new, prior);
+
+    // Statistics.
+    let total_tokens: u64 = feats
+        .iter()
+        .map(|f| f.prompt_tokens + f.completion_tokens)
+        .sum();
+    let cost_of = |i: usize| -> f64 {
+        price_of(&params.prices, &calls[i].model).map_or(0.0, |p| {
+            (feats[i].prompt_tokens as f64 * p.prompt
+                + feats[i].completion_tokens as f64 * p.completion)
+                / 1e6
+        })
+    };
+    let total_cost: f64 = (0..calls.len()).map(cost_of).sum();
+    let hashed = HashedEmbedder::new(256);
+    let label_texts: Vec<Vec<&str>> = clusters
+        .iter()
+        .map(|(m, ..)| {
+            m.iter()
+                .take(400)
+                .map(|&i| truncate(&feats[i].variable, params.max_text_chars))
+                .collect()
+        })
+        .collect();
+    let terms = ctfidf_terms(&label_texts, 3);
+
+    let mut tasks: Vec<Task> = clusters
+        .into_iter()
+        .zip(ids)
+        .zip(terms)
+        .map(
+            |(((members, signature, split, centroid), (id, matched)), terms)| {
+                let n = members.len();
+                let tokens: u64 = members
+                    .iter()
+                    .map(|&i| feats[i].prompt_tokens + feats[i].completion_tokens)
+                    .sum();
+                let cost: f64 = members.iter().map(|&i| cost_of(i)).sum();
+                let mut kinds: HashMap<OutputKind, usize> = HashMap::new();
+                let mut shapes: HashMap<String, usize> = HashMap::new();
+                let mut tools: HashMap<&str, usize> = HashMap::new();
+                for &i in &members {
+                    *kinds.entry(feats[i].kind).or_default() += 1;
+                    *shapes.entry(feats[i].output_shape()).or_default() += 1;
+                    for t in &feats[i].called {
+                        *tools.entry(t.as_str()).or_default() += 1;
+                    }
+                }
+                let kind = kinds
+                    .iter()
+                    .max_by_key(|(k, c)| (**c, std::cmp::Reverse(**k)))
+                    .map_or(OutputKind::None, |(k, _)| *k);
+                let consistency = shapes.values().max().copied().unwrap_or(0) as f64 / n as f64;
+                let dominant_tool = tools
+                    .iter()
+                    .max_by_key(|(t, c)| (**c, std::cmp::Reverse(**t)))
+                    .map(|(t, _)| (*t).to_owned());
+                // Repetitiveness: mean cosine of (up to 64) distinct texts to their centroid.
+                let mut distinct: Vec<&str> = members
+                    .iter()
+                    .map(|&i| truncate(&feats[i].variable, params.max_text_chars))
+                    .collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                distinct.truncate(64);
+                let hv: Vec<Vec<f32>> = distinct.iter().map(|t| hashed.embed_one(t)).collect();
+                let mut hc = vec![0f32; hashed.dim()];
+                for v in &hv {
+                    hc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+                }
+                normalise(&mut hc);
+                let similarity = if hv.len() <= 1 {
+                    1.0
+                } else {
+                    hv.iter().map(|v| f64::from(dot(v, &hc))).sum::<f64>() / hv.len() as f64
+                };
+                let prompt = percentiles(members.iter().map(|&i| feats[i].prompt_tokens).collect());
+                let completion = percentiles(
+                    members
+                        .iter()
+                        .map(|&i| feats[i].completion_tokens)
+                        .collect(),
+                );
+                let (suitability, reasons) = suitability(
+                    kind,
+                    consistency,
+                    completion.p95,
+                    similarity,
+                    n,
+                    n as f64 / calls.len().max(1) as f64,
+                );
+                let head = match (kind, &dominant_tool) {
+                    (OutputKind::Tool, Some(t)) => format!("tool:{t}"),
+                    (k, _) => k.as_str().to_owned(),
+                };
+                let label = if terms.is_empty() {
+                    head
+                } else {
+                    format!("{head} · \"{}\"", terms.join(" "))
+                };
+                let created_ms = matched.map_or(now_ms, |k| prior[k].created_ms);
+                Task {
+                    id,
+                    label,
+                    calls: n,
+                    share_calls: n as f64 / calls.len().max(1) as f64,
+                    share_tokens: if total_tokens == 0 {
+                        0.0
+                    } else {
+                        tokens as f64 / total_tokens as f64
+                    },
+                    share_cost: if total_cost > 0.0 {
+                        cost / total_cost
+                    } else {
+                        0.0
+                    },
+                    cost_usd: cost,
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    output_kind: kind.as_str().to_owned(),
+                    dominant_tool,
+                    output_consistency: consistency,
+                    similarity,
+                    suitability,
+                    reasons,
+                    terms,
+                    signature,
+                    split,
+                    created_ms,
+                    members,
+                    centroid,
+                }
+            },
+        )
+        .collect();
+    tasks.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.id.cmp(&b.id)));
+    let mut assignments = vec![None; calls.len()];
+    for (t, task) in tasks.iter().enumerate() {
+        for &i in &task.members {
+            assignments[i] = Some(t);
+        }
+    }
+    stats.noise = assignments.iter().filter(|a| a.is_none()).count();
+    stats.seconds_cluster = t_cluster.elapsed().as_secs_f64();
+    stats.seconds_total = t0.elapsed().as_secs_f64();
+    Ok(Discovery {
+        tasks,
+        assignments,
+        stats,
+    })
+}
+
+/// SLM suitability in `[0, 1]` and the reasons for it: structured output, consistent output,
+/// short completions, low diversity of inputs, volume.
+pub fn suitability(
+    kind: OutputKind,
+    consistency: f64,
+    completion_p95: u64,
+    similarity: f64,
+    calls: usize,
+    share: f64,
+) -> (f64, Vec<String>) {
+    let mut reasons = Vec::new();
+    let structured = match kind {
+        OutputKind::Tool => {
+            reasons.push("+ structured output (tool calls)".to_owned());
+            1.0
+        }
+        OutputKind::Json => {
+            reasons.push("+ structured output (JSON)".to_owned());
+            1.0
+        }
+        OutputKind::Text => {
+            reasons.push("- free-text output".to_owned());
+            0.4
+        }
+        OutputKind::None => {
+            reasons.push("- no usable output".to_owned());
+            0.0
+        }
+    };
+    reasons.push(format!(
+        "{} output format consistent in {:.0}% of calls",
+        if consistency >= 0.8 { "+" } else { "-" },
+        consistency * 100.0
+    ));
+    // 64 tokens or fewer: 1; 1024 or more: 0; log-linear between.
+    let p95 = completion_p95.max(1) as f64;
+    let short = (1.0 - (p95.log2() - 6.0) / 4.0).clamp(0.0, 1.0);
+    reasons.push(format!(
+        "{} completions p95 {completion_p95} tokens",
+        if short >= 0.5 { "+ short" } else { "- long" }
+    ));
+    let low_div = ((similarity - 0.2) / 0.6).clamp(0.0, 1.0);
+    reasons.push(format!(
+        "{} input diversity (mean similarity {similarity:.2})",
+        if low_div >= 0.5 { "+ low" } else { "- high" }
+    ));
+    let volume = ((calls.max(1) as f64).log10() / 3.0).clamp(0.0, 1.0);
+    reasons.push(format!(
+        "{} volume: {calls} calls ({:.1}% of all)",
+        if volume >= 0.5 { "+" } else { "-" },
+        share * 100.0
+    ));
+    let score =
+        0.25 * structured + 0.25 * consistency + 0.2 * short + 0.15 * low_div + 0.15 * volume;
+    ((score * 1000.0).round() / 1000.0, reasons)
+}
