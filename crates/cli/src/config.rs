@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use downshift_curate::CurateConfig;
+use downshift_discover::DiscoverConfig;
 use downshift_gateway::{RoutingConfig, ServerConfig, UpstreamConfig};
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub routing: RoutingConfig,
     pub curate: CurateConfig,
+    pub discover: DiscoverConfig,
 }
 
 impl Config {
@@ -68,6 +70,7 @@ mod tests {
         assert_eq!(cfg.server.worker_threads, defaults.server.worker_threads);
         assert_eq!(cfg.store.queue_capacity, defaults.store.queue_capacity);
         assert_eq!(cfg.store.batch_delay_ms, defaults.store.batch_delay_ms);
+        assert_eq!(cfg.discover, defaults.discover);
         assert_eq!(cfg.upstreams.len(), 2);
         assert_eq!(
             cfg.upstreams[0].timeout_ms,

@@ -3,6 +3,7 @@
 mod calls;
 mod config;
 mod curate;
+mod discover;
 mod keys;
 mod output;
 mod serve;
@@ -55,6 +56,11 @@ enum Command {
     /// List, inspect and export curated datasets.
     #[command(subcommand)]
     Datasets(curate::DatasetsCommand),
+    /// Find the recurring tasks in the calls: cluster, label, score SLM suitability (S3).
+    Discover(discover::DiscoverArgs),
+    /// List and inspect the tasks discovery found.
+    #[command(subcommand)]
+    Tasks(discover::TasksCommand),
     /// PII/PHI detection tools.
     #[command(subcommand)]
     Pii(curate::PiiCommand),
@@ -100,5 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Curate(a) => curate::curate(a, &data, &cfg.curate),
         Command::Datasets(c) => curate::datasets(c, &data),
         Command::Pii(c) => curate::pii(c, &cfg.curate),
+        Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
+        Command::Tasks(c) => discover::tasks(c, &data),
     }
 }

@@ -10,6 +10,7 @@
 //! * [`pipeline`]: structural groups, semantic split, statistics and SLM suitability;
 //! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
 
+pub mod config;
 pub mod embed;
 pub mod features;
 pub mod hashed;
@@ -19,6 +20,7 @@ pub mod pipeline;
 pub mod stable;
 pub mod template;
 
+pub use config::{DiscoverConfig, EmbedderKind};
 pub use features::{CallInput, OutputKind};
 pub use hashed::HashedEmbedder;
 pub use pipeline::{

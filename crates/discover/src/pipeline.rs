@@ -206,7 +206,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Structural signature of every call (see the module docs).
-fn signatures(feats: &[CallFeatures]) -> (Vec<String>, usize) {
+pub fn signatures(feats: &[CallFeatures]) -> (Vec<String>, usize) {
     // System-prompt templates over the distinct prompts, in order of first appearance.
     let mut miner = TemplateMiner::new();
     let mut system_tid: HashMap<&str, usize> = HashMap::new();
