@@ -74,10 +74,7 @@ fn parse(bytes: &[u8]) -> Value {
 }
 
 /// Calls of the log (chat completions only), oldest first, with their tags.
-fn load_log(
-    store: &dyn Store,
-    keyring: &Keyring,
-) -> Result<Loaded> {
+fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
     const PAGE: usize = 5000;
     let mut calls = Vec::new();
     let mut tags = Vec::new();
@@ -115,11 +112,7 @@ fn load_log(
 
 /// Examples of a curated dataset, turned back into request/response pairs; model, usage and
 /// tags come from the calls they were made from.
-fn load_dataset(
-    store: &dyn Store,
-    keyring: &Keyring,
-    name: &str,
-) -> Result<Loaded> {
+fn load_dataset(store: &dyn Store, keyring: &Keyring, name: &str) -> Result<Loaded> {
     let meta = store.get_dataset(name)?.with_context(|| {
         format!("no dataset '{name}' (see `downshift datasets list`; `downshift curate` makes one)")
     })?;

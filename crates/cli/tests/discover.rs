@@ -240,7 +240,18 @@ fn a_dataset_can_be_discovered_and_the_hashed_embedding_needs_no_model() {
     assert!(a["call_id"].as_str().unwrap().len() > 10);
     assert_eq!(a["tags"]["source"], "bfcl");
 
-    let (okay, _, err) = run(&["discover", "--dataset", "nope", "--data-dir", d], &[]);
+    let (okay, _, err) = run(
+        &[
+            "discover",
+            "--dataset",
+            "nope",
+            "--embedder",
+            "hashed",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
     assert!(!okay && err.contains("no dataset 'nope'"), "{err}");
 }
 
@@ -265,6 +276,9 @@ fn a_missing_model_is_a_clear_error() {
         "{err}"
     );
     // An empty log is an error too, not an empty result.
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    ok(&["import", empty.to_str().unwrap(), "--data-dir", d]);
     let (okay, _, err) = run(&["discover", "--embedder", "hashed", "--data-dir", d], &[]);
     assert!(!okay && err.contains("no calls"), "{err}");
 }

@@ -28,6 +28,10 @@ pub struct DiscoverConfig {
     pub sample_per_group: usize,
     /// Variable texts are cut to this many characters before embedding.
     pub max_text_chars: usize,
+    /// Most texts embedded in one run.
+    pub embed_budget: usize,
+    /// A part split off a structural group holds at least this share of it.
+    pub min_split_share: f64,
     pub embedder: EmbedderKind,
     /// Folder of the sentence-transformers model (all-MiniLM-L6-v2).
     pub model_dir: PathBuf,
@@ -42,8 +46,10 @@ impl Default for DiscoverConfig {
         let p = |prompt, completion| Price { prompt, completion };
         DiscoverConfig {
             min_cluster_size: 5,
-            sample_per_group: 64,
+            sample_per_group: 32,
             max_text_chars: 512,
+            embed_budget: 2000,
+            min_split_share: 0.1,
             embedder: EmbedderKind::Minilm,
             model_dir: PathBuf::from(crate::embed::DEFAULT_MODEL_DIR),
             hashed_dim: 384,
@@ -64,6 +70,8 @@ impl DiscoverConfig {
             min_cluster_size: self.min_cluster_size,
             sample_per_group: self.sample_per_group,
             max_text_chars: self.max_text_chars,
+            embed_budget: self.embed_budget,
+            min_split_share: self.min_split_share,
             prices: self.prices.clone(),
         }
     }

@@ -14,10 +14,18 @@
 //! calls) the distinct variable texts (newest user/tool turns, truncated) are embedded — at
 //! most `sample_per_group` of them, a deterministic hash sample weighted up to the group's
 //! size — and clustered with HDBSCAN (cosine, excess of mass, the whole group allowed as one
-//! cluster). One cluster: the group is one task. Several: the group was used for several jobs;
+//! cluster, `min_cluster_size` raised to `min_split_share` of the group so that a split is a
+//! second job rather than a few near-paraphrases). One cluster: the group is one task. Several: the group was used for several jobs;
 //! every call is given the nearest cluster centroid if it is at least as close as the
 //! cluster's own loosest sampled member (HDBSCAN's `approximate_predict` in spirit), else it
 //! is noise.
+//!
+//! **Embedding budget.** Embedding dominates the run time (all-MiniLM-L6-v2 on two CPU cores
+//! embeds roughly 50–100 short texts a second), so a run embeds at most `embed_budget` texts.
+//! Groups whose answers are text or JSON come first (their structure does not pin the job),
+//! then tool-call groups from the largest down; groups left without budget are kept whole and
+//! counted as `groups_unchecked`. In a group that splits, texts beyond the budget take the
+//! cluster of their nearest sampled text under the hashed n-gram embedding.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -86,6 +94,11 @@ pub struct DiscoverParams {
     pub sample_per_group: usize,
     /// Variable texts are cut to this many characters before embedding (≈ 4 per token).
     pub max_text_chars: usize,
+    /// Most texts embedded in one run (see the module docs).
+    pub embed_budget: usize,
+    /// A part split off a structural group must hold at least this share of the group (and
+    /// `min_cluster_size` calls): a second job, not a handful of paraphrases.
+    pub min_split_share: f64,
     /// Model name (a trailing `*` matches a prefix; `*` alone is the fallback) → price.
     pub prices: BTreeMap<String, Price>,
 }
@@ -94,8 +107,10 @@ impl Default for DiscoverParams {
     fn default() -> Self {
         DiscoverParams {
             min_cluster_size: 5,
-            sample_per_group: 64,
+            sample_per_group: 32,
             max_text_chars: 512,
+            embed_budget: 2000,
+            min_split_share: 0.1,
             prices: BTreeMap::new(),
         }
     }
@@ -176,6 +191,8 @@ pub struct RunStats {
     pub calls: usize,
     pub structural_groups: usize,
     pub groups_split: usize,
+    /// Groups large enough to split that the embedding budget did not reach.
+    pub groups_unchecked: usize,
     pub templates: usize,
     pub texts_embedded: usize,
     pub noise: usize,
@@ -375,6 +392,26 @@ pub fn discover(
         });
     }
 
+    // The embedding budget: text/JSON groups first, then the largest groups.
+    let mut priority: Vec<usize> = (0..groups.len()).collect();
+    priority.sort_by_key(|&g| {
+        let tool = feats[groups[g].members[0]].kind == OutputKind::Tool;
+        (tool, std::cmp::Reverse(groups[g].members.len()), g)
+    });
+    let mut budget = params.embed_budget;
+    for g in priority {
+        let want = groups[g].sample.len();
+        if want <= budget {
+            budget -= want;
+        } else if budget >= 2 * mcs {
+            groups[g].sample.truncate(budget);
+            budget = 0;
+        } else {
+            groups[g].sample.clear();
+            stats.groups_unchecked += 1;
+        }
+    }
+
     // Embed every sample in one batch (better batching by length).
     let t_embed = Instant::now();
     let sample_texts: Vec<&str> = groups
@@ -418,12 +455,13 @@ pub fn discover(
             .iter()
             .map(|&k| g.texts[k].1.len() as f32 * scale)
             .collect();
+        let split_min = mcs.max((g.members.len() as f64 * params.min_split_share).ceil() as usize);
         let result = hdbscan(
             &data,
             dim,
             Some(&weights),
             &HdbscanParams {
-                min_cluster_size: mcs,
+                min_cluster_size: split_min,
                 min_samples: None,
                 metric: Metric::Cosine,
                 cluster_selection: ClusterSelection::Eom,
@@ -505,7 +543,6 @@ pub fn discover(
             }
         }
     }
-    stats.seconds_cluster = t_cluster.elapsed().as_secs_f64() - 0.0;
 
     // Stable ids.
     let new: Vec<NewCluster<'_>> = clusters
@@ -724,4 +761,195 @@ pub fn suitability(
     let score =
         0.25 * structured + 0.25 * consistency + 0.2 * short + 0.15 * low_div + 0.15 * volume;
     ((score * 1000.0).round() / 1000.0, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn call(id: usize, system: &str, user: &str, response: Value, tools: Value) -> CallInput {
+        CallInput {
+            id: format!("c{id:03}"),
+            model: "gpt-4o-2024-08-06".into(),
+            request: json!({"messages": [{"role": "system", "content": system},
+                                         {"role": "user", "content": user}], "tools": tools}),
+            response: json!({"choices": [{"message": response}]}),
+            prompt_tokens: Some(100),
+            completion_tokens: Some(10),
+        }
+    }
+
+    fn text(s: &str) -> Value {
+        json!({"role": "assistant", "content": s})
+    }
+
+    fn weather_tool() -> Value {
+        json!([{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+    }
+
+    /// One generic system prompt used for two jobs (translation and sentiment), a tool-calling
+    /// job, and three stray calls.
+    fn calls() -> Vec<CallInput> {
+        let cities = [
+            "Paris", "Berlin", "Rome", "Madrid", "Vienna", "Oslo", "Lisbon", "Prague",
+        ];
+        let mut out = Vec::new();
+        let sys = |d: usize| format!("You are a helpful assistant. Today is 2026-01-{d:02}.");
+        for (i, c) in cities.iter().enumerate() {
+            out.push(call(
+                out.len(),
+                &sys(i + 1),
+                &format!("Translate into French: the museum in {c} opens at nine tomorrow"),
+                text("Le musée ouvre à neuf heures demain."),
+                json!([]),
+            ));
+            out.push(call(
+                out.len(),
+                &sys(i + 2),
+                &format!(
+                    "Classify the sentiment of this review: I loved my stay in {c}, great staff"
+                ),
+                text("positive"),
+                json!([]),
+            ));
+            out.push(call(
+                out.len(),
+                "You answer weather questions with the tool.",
+                &format!("What is the forecast for {c} tomorrow?"),
+                json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "x", "type": "function",
+                     "function": {"name": "get_weather", "arguments": format!("{{\"city\":\"{c}\"}}")}}]}),
+                weather_tool(),
+            ));
+        }
+        for i in 0..3 {
+            out.push(call(
+                out.len(),
+                "You write poems.",
+                &format!("A poem about the number {i}"),
+                text("Roses are red"),
+                json!([]),
+            ));
+        }
+        out
+    }
+
+    fn params() -> DiscoverParams {
+        DiscoverParams {
+            min_cluster_size: 4,
+            sample_per_group: 16,
+            prices: BTreeMap::from([(
+                "gpt-4o*".to_owned(),
+                Price {
+                    prompt: 2.5,
+                    completion: 10.0,
+                },
+            )]),
+            ..DiscoverParams::default()
+        }
+    }
+
+    #[test]
+    fn structure_and_content_find_the_three_jobs_and_leave_strays_as_noise() {
+        let calls = calls();
+        let e = HashedEmbedder::new(384);
+        let d = discover(&calls, &params(), &e, &[], 7).unwrap();
+        assert_eq!(d.tasks.len(), 3, "{:#?}", d.tasks);
+        assert_eq!(d.stats.groups_split, 1);
+        assert_eq!(d.stats.noise, 3);
+        // Every job is one task: calls i, i+3, i+6, … share a task.
+        for job in 0..3 {
+            let t = d.assignments[job];
+            assert!(t.is_some());
+            for k in (job..24).step_by(3) {
+                assert_eq!(d.assignments[k], t, "call {k}");
+            }
+        }
+        assert!(d.assignments[24..].iter().all(Option::is_none));
+        let weather = &d.tasks[d.assignments[2].unwrap()];
+        assert!(
+            weather.label.starts_with("tool:get_weather · \""),
+            "{}",
+            weather.label
+        );
+        assert_eq!(weather.output_consistency, 1.0);
+        assert!(!weather.split);
+        let sentiment = &d.tasks[d.assignments[1].unwrap()];
+        assert!(sentiment.split);
+        assert!(
+            sentiment.label.starts_with("text · "),
+            "{}",
+            sentiment.label
+        );
+        assert!(
+            sentiment
+                .terms
+                .iter()
+                .any(|t| t == "classify" || t == "sentiment"),
+            "{:?}",
+            sentiment.terms
+        );
+        // Shares: 8 of 27 calls each, equal tokens and prices.
+        assert!((weather.share_calls - 8.0 / 27.0).abs() < 1e-9);
+        assert!((weather.share_cost - 8.0 / 27.0).abs() < 1e-9);
+        assert_eq!(weather.prompt_tokens.p95, 100);
+        assert!(weather.suitability > sentiment.suitability);
+        assert!(weather.reasons.iter().any(|r| r.contains("tool calls")));
+    }
+
+    #[test]
+    fn ids_persist_when_the_same_jobs_get_more_calls() {
+        let mut calls = calls();
+        let e = HashedEmbedder::new(384);
+        let first = discover(&calls, &params(), &e, &[], 7).unwrap();
+        let prior: Vec<PriorTask> = first
+            .tasks
+            .iter()
+            .map(|t| PriorTask {
+                id: t.id.clone(),
+                created_ms: t.created_ms,
+                signature: t.signature.clone(),
+                centroid: t.centroid.clone(),
+                calls: t.members.iter().map(|&i| calls[i].id.clone()).collect(),
+            })
+            .collect();
+        // +20%: more calls of the existing jobs.
+        let extra: Vec<CallInput> = calls[..6]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let mut c = c.clone();
+                c.id = format!("new{k}");
+                c
+            })
+            .collect();
+        calls.extend(extra);
+        let second = discover(&calls, &params(), &e, &prior, 9).unwrap();
+        let ids = |d: &Discovery| {
+            let mut v: Vec<String> = d.tasks.iter().map(|t| t.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&first), ids(&second));
+        assert!(second.tasks.iter().all(|t| t.created_ms == 7));
+    }
+
+    #[test]
+    fn bad_parameters_and_prices() {
+        let e = HashedEmbedder::new(64);
+        let p = DiscoverParams {
+            min_cluster_size: 1,
+            ..DiscoverParams::default()
+        };
+        assert!(discover(&calls(), &p, &e, &[], 0).is_err());
+        let prices = params().prices;
+        assert_eq!(price_of(&prices, "gpt-4o-mini").unwrap().prompt, 2.5);
+        assert!(price_of(&prices, "llama").is_none());
+        assert_eq!(
+            percentiles(vec![5, 1, 3, 2, 4]),
+            Percentiles { p50: 3, p95: 5 }
+        );
+    }
 }
