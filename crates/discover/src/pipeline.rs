@@ -502,11 +502,36 @@ pub fn discover(
         for (s, label) in result.labels.iter().enumerate() {
             text_label[g.sample[s]] = *label;
         }
-        // Texts outside the sample: embedded now, given the nearest centroid.
+        // Texts outside the sample: embedded now (within the budget) and given the nearest
+        // centroid; beyond the budget, the cluster of the lexically nearest sampled text.
         let sampled: std::collections::HashSet<usize> = g.sample.iter().copied().collect();
-        let rest: Vec<usize> = (0..g.texts.len())
+        let mut rest: Vec<usize> = (0..g.texts.len())
             .filter(|k| !sampled.contains(k))
             .collect();
+        let lexical = rest.split_off(rest.len().min(budget));
+        budget -= rest.len();
+        if !lexical.is_empty() {
+            let hashed = HashedEmbedder::new(256);
+            let known: Vec<(Vec<f32>, Option<usize>)> = g
+                .sample
+                .iter()
+                .zip(&result.labels)
+                .map(|(&k, l)| (hashed.embed_one(&g.texts[k].0), *l))
+                .collect();
+            let guesses: Vec<Option<usize>> = lexical
+                .par_iter()
+                .map(|&k| {
+                    let v = hashed.embed_one(&g.texts[k].0);
+                    known
+                        .iter()
+                        .max_by(|a, b| dot(&v, &a.0).total_cmp(&dot(&v, &b.0)))
+                        .and_then(|(_, l)| *l)
+                })
+                .collect();
+            for (&k, guess) in lexical.iter().zip(guesses) {
+                text_label[k] = guess;
+            }
+        }
         if !rest.is_empty() {
             let rest_texts: Vec<&str> = rest.iter().map(|&k| g.texts[k].0.as_str()).collect();
             let t = Instant::now();
