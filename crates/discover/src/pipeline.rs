@@ -13,7 +13,8 @@
 //! **Semantic split.** In a group large enough to hold two clusters (≥ 2 · `min_cluster_size`
 //! calls) the distinct variable texts (newest user/tool turns, truncated) are embedded — at
 //! most `sample_per_group` of them, a deterministic hash sample weighted up to the group's
-//! size — and clustered with HDBSCAN (cosine, excess of mass, the whole group allowed as one
+//! size; tool-call groups, whose job the called tool already names, get half of it) — and
+//! clustered with HDBSCAN (cosine, excess of mass, the whole group allowed as one
 //! cluster, `min_cluster_size` raised to `min_split_share` of the group so that a split is a
 //! second job rather than a few near-paraphrases). One cluster: the group is one task. Several: the group was used for several jobs;
 //! every call is given the nearest cluster centroid if it is at least as close as the
@@ -382,7 +383,13 @@ pub fn discover(
         }
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&k| (fnv64(texts[k].0.as_bytes()), k));
-        order.truncate(params.sample_per_group);
+        // A tool call already names its job: tool-call groups are checked with half the sample.
+        let cap = if feats[members[0]].kind == OutputKind::Tool {
+            (params.sample_per_group / 2).max(2 * mcs)
+        } else {
+            params.sample_per_group
+        };
+        order.truncate(cap);
         order.sort_unstable();
         groups.push(Group {
             signature: sig.to_owned(),
