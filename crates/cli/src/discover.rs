@@ -6,11 +6,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use downshift_discover::embed::Embedder;
 use downshift_discover::{
-    CallInput, DiscoverConfig, EmbedderKind, HashedEmbedder, PriorTask, TextEmbedder, discover,
+    CallInput, DiscoverConfig, EmbedderKind, ExtractedCall, HashedEmbedder, PriorTask,
+    TextEmbedder, discover_extracted,
 };
 use downshift_store::{
     AuditEntry, CallFilter, CallMeta, DataDir, Keyring, Store, TaskRecord, now_ms,
 };
+use rayon::prelude::*;
 use serde_json::{Value, json};
 
 use crate::calls::cli_actor;
@@ -63,7 +65,7 @@ pub enum TasksCommand {
 }
 
 /// Calls to discover over, with their tags (for evaluation output only).
-type Loaded = (Vec<CallInput>, Vec<BTreeMap<String, String>>);
+type Loaded = (Vec<ExtractedCall>, Vec<BTreeMap<String, String>>);
 
 fn parse(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
@@ -76,6 +78,7 @@ fn parse(bytes: &[u8]) -> Value {
 /// Calls of the log (chat completions only), oldest first, with their tags.
 fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
     const PAGE: usize = 5000;
+    let mut out: Vec<ExtractedCall> = Vec::new();
     let mut calls = Vec::new();
     let mut tags = Vec::new();
     let mut page = CallFilter {
@@ -103,11 +106,13 @@ fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
             });
             tags.push(m.tags);
         }
+        // Keep only the features: the raw payloads of a large log need not all be in memory.
+        out.par_extend(calls.par_drain(..).map(|c| ExtractedCall::new(&c)));
         if !full {
             break;
         }
     }
-    Ok((calls, tags))
+    Ok((out, tags))
 }
 
 /// Examples of a curated dataset, turned back into request/response pairs; model, usage and
@@ -149,7 +154,7 @@ fn load_dataset(store: &dyn Store, keyring: &Keyring, name: &str) -> Result<Load
         });
         tags.push(m.map(|m| m.tags.clone()).unwrap_or_default());
     }
-    Ok((calls, tags))
+    Ok((calls.par_iter().map(ExtractedCall::new).collect(), tags))
 }
 
 fn prior_tasks(store: &dyn Store) -> Result<Vec<PriorTask>> {
@@ -208,7 +213,7 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
     }
     let prior = prior_tasks(&store)?;
     let now = now_ms();
-    let result = discover(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
+    let result = discover_extracted(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
 
     if !a.dry_run {
         let records: Vec<TaskRecord> = result

@@ -24,7 +24,7 @@ pub use config::{DiscoverConfig, EmbedderKind};
 pub use features::{CallInput, OutputKind};
 pub use hashed::HashedEmbedder;
 pub use pipeline::{
-    DiscoverError, DiscoverParams, Discovery, Percentiles, Price, RunStats, Task, TextEmbedder,
-    discover, price_of,
+    DiscoverError, DiscoverParams, Discovery, ExtractedCall, Percentiles, Price, RunStats, Task,
+    TextEmbedder, discover, discover_extracted, price_of,
 };
 pub use stable::PriorTask;

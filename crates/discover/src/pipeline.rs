@@ -12,14 +12,16 @@
 //!
 //! **Semantic split.** In a group large enough to hold two clusters (≥ 2 · `min_cluster_size`
 //! calls) the distinct variable texts (newest user/tool turns, truncated) are embedded — at
-//! most `sample_per_group` of them, a deterministic hash sample weighted up to the group's
-//! size; tool-call groups, whose job the called tool already names, get half of it) — and
-//! clustered with HDBSCAN (cosine, excess of mass, the whole group allowed as one
-//! cluster, `min_cluster_size` raised to `min_split_share` of the group so that a split is a
-//! second job rather than a few near-paraphrases). One cluster: the group is one task. Several: the group was used for several jobs;
-//! every call is given the nearest cluster centroid if it is at least as close as the
-//! cluster's own loosest sampled member (HDBSCAN's `approximate_predict` in spirit), else it
-//! is noise.
+//! most `sample_per_group` of them (tool-call groups, whose job the called tool already names,
+//! half of that), a deterministic hash sample weighted up to the group's size — and clustered
+//! with HDBSCAN (cosine, excess of mass, the whole group allowed as one cluster,
+//! `min_cluster_size` raised to `min_split_share` of the group so that a split is a second job
+//! rather than a few near-paraphrases). When HDBSCAN keeps a text/JSON group whole, its best
+//! forced split is still taken if it is clearly separated (weighted silhouette ≥ 0.15); a
+//! tool-call group, whose job its tool names, splits only when HDBSCAN itself splits it. One cluster:
+//! the group is one task. Several: the group was used for several jobs, and every call of it
+//! (HDBSCAN's noise inside the group included: the group is a recurring job) takes the nearest
+//! cluster centroid, as `approximate_predict` would.
 //!
 //! **Embedding budget.** Embedding dominates the run time (all-MiniLM-L6-v2 on two CPU cores
 //! embeds roughly 50–100 short texts a second), so a run embeds at most `embed_budget` texts.
@@ -224,7 +226,7 @@ fn truncate(s: &str, max: usize) -> &str {
 }
 
 /// Structural signature of every call (see the module docs).
-pub fn signatures(feats: &[CallFeatures]) -> (Vec<String>, usize) {
+pub fn signatures(feats: &[&CallFeatures]) -> (Vec<String>, usize) {
     // System-prompt templates over the distinct prompts, in order of first appearance.
     let mut miner = TemplateMiner::new();
     let mut system_tid: HashMap<&str, usize> = HashMap::new();
@@ -299,6 +301,61 @@ pub fn signatures(feats: &[CallFeatures]) -> (Vec<String>, usize) {
     (sigs, miner.len())
 }
 
+/// Mean silhouette (cosine distance, weighted) a split must reach to be taken when HDBSCAN
+/// would rather keep the group whole.
+const MIN_SPLIT_SILHOUETTE: f64 = 0.15;
+
+/// Weighted mean silhouette of the labelled points (noise left out), cosine distance.
+fn silhouette(vecs: &[Vec<f32>], labels: &[Option<usize>], weights: &[f32]) -> f64 {
+    let k = labels.iter().flatten().max().map_or(0, |m| m + 1);
+    if k < 2 {
+        return 0.0;
+    }
+    let (mut sum, mut total) = (0.0, 0.0);
+    for (i, li) in labels.iter().enumerate() {
+        let Some(li) = li else { continue };
+        let mut dist = vec![0.0f64; k];
+        let mut mass = vec![0.0f64; k];
+        for (j, lj) in labels.iter().enumerate() {
+            let Some(lj) = lj else { continue };
+            if i == j {
+                continue;
+            }
+            let w = f64::from(weights[j]);
+            dist[*lj] += w * f64::from(1.0 - dot(&vecs[i], &vecs[j]));
+            mass[*lj] += w;
+        }
+        if mass[*li] == 0.0 {
+            continue;
+        }
+        let a = dist[*li] / mass[*li];
+        let b = (0..k)
+            .filter(|&c| c != *li && mass[c] > 0.0)
+            .map(|c| dist[c] / mass[c])
+            .fold(f64::INFINITY, f64::min);
+        if !b.is_finite() {
+            continue;
+        }
+        let s = if a.max(b) > 0.0 {
+            (b - a) / a.max(b)
+        } else {
+            0.0
+        };
+        sum += f64::from(weights[i]) * s;
+        total += f64::from(weights[i]);
+    }
+    if total > 0.0 { sum / total } else { 0.0 }
+}
+
+/// The centroid most similar to `v`.
+fn nearest(v: &[f32], centroids: &[Vec<f32>]) -> Option<usize> {
+    centroids
+        .iter()
+        .enumerate()
+        .max_by(|a, b| dot(v, a.1).total_cmp(&dot(v, b.1)))
+        .map(|(c, _)| c)
+}
+
 fn normalise(v: &mut [f32]) {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n > 0.0 {
@@ -320,9 +377,44 @@ struct Group {
     sample: Vec<usize>,
 }
 
+/// A call reduced to what discovery needs (the raw request and response can be dropped).
+#[derive(Debug, Clone)]
+pub struct ExtractedCall {
+    pub id: String,
+    pub model: String,
+    pub features: CallFeatures,
+}
+
+impl ExtractedCall {
+    pub fn new(call: &CallInput) -> Self {
+        ExtractedCall {
+            id: call.id.clone(),
+            model: call.model.clone(),
+            features: extract(call),
+        }
+    }
+}
+
 /// Runs discovery over `calls`. `prior` are the tasks of the previous run (for stable ids).
 pub fn discover(
     calls: &[CallInput],
+    params: &DiscoverParams,
+    embedder: &dyn TextEmbedder,
+    prior: &[PriorTask],
+    now_ms: i64,
+) -> Result<Discovery, DiscoverError> {
+    let t0 = Instant::now();
+    let extracted: Vec<ExtractedCall> = calls.par_iter().map(ExtractedCall::new).collect();
+    let mut d = discover_extracted(&extracted, params, embedder, prior, now_ms)?;
+    d.stats.seconds_features += t0.elapsed().as_secs_f64() - d.stats.seconds_total;
+    d.stats.seconds_total = t0.elapsed().as_secs_f64();
+    Ok(d)
+}
+
+/// [`discover`] over calls whose features were extracted already (e.g. while paging through
+/// a large log, so the raw payloads need not all be in memory at once).
+pub fn discover_extracted(
+    calls: &[ExtractedCall],
     params: &DiscoverParams,
     embedder: &dyn TextEmbedder,
     prior: &[PriorTask],
@@ -346,7 +438,7 @@ pub fn discover(
         embedder: embedder.name(),
         ..RunStats::default()
     };
-    let feats: Vec<CallFeatures> = calls.par_iter().map(extract).collect();
+    let feats: Vec<&CallFeatures> = calls.iter().map(|c| &c.features).collect();
     let (sigs, templates) = signatures(&feats);
     stats.templates = templates;
 
@@ -463,19 +555,34 @@ pub fn discover(
             .map(|&k| g.texts[k].1.len() as f32 * scale)
             .collect();
         let split_min = mcs.max((g.members.len() as f64 * params.min_split_share).ceil() as usize);
-        let result = hdbscan(
-            &data,
-            dim,
-            Some(&weights),
-            &HdbscanParams {
-                min_cluster_size: split_min,
-                min_samples: None,
-                metric: Metric::Cosine,
-                cluster_selection: ClusterSelection::Eom,
-                cluster_selection_epsilon: 0.0,
-                allow_single_cluster: true,
-            },
-        )?;
+        let run = |allow_single_cluster| {
+            hdbscan(
+                &data,
+                dim,
+                Some(&weights),
+                &HdbscanParams {
+                    min_cluster_size: split_min,
+                    min_samples: None,
+                    metric: Metric::Cosine,
+                    cluster_selection: ClusterSelection::Eom,
+                    cluster_selection_epsilon: 0.0,
+                    allow_single_cluster,
+                },
+            )
+        };
+        // HDBSCAN allowed to keep the group whole decides first. When it keeps a text/JSON
+        // group whole, the best split it can find is still taken if it is clearly separated
+        // (silhouette); a tool-call group's job is named by its tool, so it is not forced.
+        let mut result = run(true)?;
+        let tool = feats[g.members[0]].kind == OutputKind::Tool;
+        if result.n_clusters() <= 1 && !tool {
+            let forced = run(false)?;
+            if forced.n_clusters() >= 2
+                && silhouette(vecs, &forced.labels, &weights) >= MIN_SPLIT_SILHOUETTE
+            {
+                result = forced;
+            }
+        }
         if result.n_clusters() <= 1 {
             clusters.push((
                 g.members.clone(),
@@ -498,16 +605,11 @@ pub fn discover(
             }
         }
         centroids.iter_mut().for_each(|c| normalise(c));
-        // The loosest sampled member of each cluster sets how far a call may be from it.
-        let mut floor = vec![1f32; k];
-        for (s, label) in result.labels.iter().enumerate() {
-            if let Some(c) = label {
-                floor[*c] = floor[*c].min(dot(&vecs[s], &centroids[*c]));
-            }
-        }
         let mut text_label: Vec<Option<usize>> = vec![None; g.texts.len()];
         for (s, label) in result.labels.iter().enumerate() {
-            text_label[g.sample[s]] = *label;
+            // The group is a recurring job, now known to be several: HDBSCAN's noise inside it
+            // joins the nearest part.
+            text_label[g.sample[s]] = label.or_else(|| nearest(&vecs[s], &centroids));
         }
         // Texts outside the sample: embedded now (within the budget) and given the nearest
         // centroid; beyond the budget, the cluster of the lexically nearest sampled text.
@@ -522,8 +624,7 @@ pub fn discover(
             let known: Vec<(Vec<f32>, Option<usize>)> = g
                 .sample
                 .iter()
-                .zip(&result.labels)
-                .map(|(&k, l)| (hashed.embed_one(&g.texts[k].0), *l))
+                .map(|&k| (hashed.embed_one(&g.texts[k].0), text_label[k]))
                 .collect();
             let guesses: Vec<Option<usize>> = lexical
                 .par_iter()
@@ -531,6 +632,7 @@ pub fn discover(
                     let v = hashed.embed_one(&g.texts[k].0);
                     known
                         .iter()
+                        .filter(|(_, l)| l.is_some())
                         .max_by(|a, b| dot(&v, &a.0).total_cmp(&dot(&v, &b.0)))
                         .and_then(|(_, l)| *l)
                 })
@@ -546,15 +648,7 @@ pub fn discover(
             stats.texts_embedded += rest_texts.len();
             stats.seconds_embed += t.elapsed().as_secs_f64();
             for (&k, v) in rest.iter().zip(&rest_vecs) {
-                let (best, sim) = centroids
-                    .iter()
-                    .enumerate()
-                    .map(|(c, cv)| (c, dot(v, cv)))
-                    .max_by(|a, b| a.1.total_cmp(&b.1))
-                    .unwrap_or((0, -1.0));
-                if sim >= floor[best] {
-                    text_label[k] = Some(best);
-                }
+                text_label[k] = nearest(v, &centroids);
             }
         }
         let mut parts: Vec<Vec<usize>> = vec![Vec::new(); k];
