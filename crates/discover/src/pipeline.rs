@@ -16,7 +16,8 @@
 //! half of that), a deterministic hash sample weighted up to the group's size — and clustered
 //! with HDBSCAN (cosine, excess of mass, the whole group allowed as one cluster,
 //! `min_cluster_size` raised to `min_split_share` of the group so that a split is a second job
-//! rather than a few near-paraphrases). When HDBSCAN keeps a text/JSON group whole, its best
+//! rather than a few near-paraphrases, and for tool-call groups to at least
+//! 2 · `min_cluster_size`). When HDBSCAN keeps a text/JSON group whole, its best
 //! forced split is still taken if it is clearly separated (weighted silhouette ≥ 0.15); a
 //! tool-call group, whose job its tool names, splits only when HDBSCAN itself splits it. One cluster:
 //! the group is one task. Several: the group was used for several jobs, and every call of it
@@ -347,6 +348,12 @@ fn silhouette(vecs: &[Vec<f32>], labels: &[Option<usize>], weights: &[f32]) -> f
     if total > 0.0 { sum / total } else { 0.0 }
 }
 
+/// Smallest part a structural group of `n` calls may be split into.
+fn part_min(mcs: usize, tool: bool, n: usize, share: f64) -> usize {
+    let floor = if tool { 2 * mcs } else { mcs };
+    floor.max((n as f64 * share).ceil() as usize)
+}
+
 /// The centroid most similar to `v`.
 fn nearest(v: &[f32], centroids: &[Vec<f32>]) -> Option<usize> {
     centroids
@@ -457,7 +464,10 @@ pub fn discover_extracted(
         if members.len() < mcs {
             continue;
         }
-        if members.len() < 2 * mcs {
+        // A tool call names its job: a tool-call group splits only into parts of at least
+        // 2 · min_cluster_size calls, so smaller groups are not embedded at all.
+        let tool = feats[members[0]].kind == OutputKind::Tool;
+        if members.len() < 2 * part_min(mcs, tool, members.len(), params.min_split_share) {
             clusters.push((members, sig.to_owned(), false, Vec::new()));
             continue;
         }
@@ -554,7 +564,8 @@ pub fn discover_extracted(
             .iter()
             .map(|&k| g.texts[k].1.len() as f32 * scale)
             .collect();
-        let split_min = mcs.max((g.members.len() as f64 * params.min_split_share).ceil() as usize);
+        let tool = feats[g.members[0]].kind == OutputKind::Tool;
+        let split_min = part_min(mcs, tool, g.members.len(), params.min_split_share);
         let run = |allow_single_cluster| {
             hdbscan(
                 &data,
@@ -574,7 +585,6 @@ pub fn discover_extracted(
         // group whole, the best split it can find is still taken if it is clearly separated
         // (silhouette); a tool-call group's job is named by its tool, so it is not forced.
         let mut result = run(true)?;
-        let tool = feats[g.members[0]].kind == OutputKind::Tool;
         if result.n_clusters() <= 1 && !tool {
             let forced = run(false)?;
             if forced.n_clusters() >= 2
