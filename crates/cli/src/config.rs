@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use downshift_curate::CurateConfig;
+use downshift_discover::DiscoverConfig;
 use downshift_gateway::{LocalModelConfig, RoutingConfig, ServerConfig, UpstreamConfig};
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,7 @@ pub struct Config {
     /// Small models served natively as `local/<name>`.
     pub local_models: Vec<LocalModelConfig>,
     pub curate: CurateConfig,
+    pub discover: DiscoverConfig,
 }
 
 impl Config {
@@ -71,6 +73,7 @@ mod tests {
         assert_eq!(cfg.store.queue_capacity, defaults.store.queue_capacity);
         assert_eq!(cfg.store.batch_delay_ms, defaults.store.batch_delay_ms);
         assert_eq!(cfg.server.local_threads, defaults.server.local_threads);
+        assert_eq!(cfg.discover, defaults.discover);
         assert_eq!(cfg.upstreams.len(), 2);
         assert_eq!(cfg.local_models.len(), 1);
         let lm = &cfg.local_models[0];

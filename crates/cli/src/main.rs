@@ -3,6 +3,7 @@
 mod calls;
 mod config;
 mod curate;
+mod discover;
 mod keys;
 mod local;
 mod output;
@@ -56,6 +57,11 @@ enum Command {
     /// List, inspect and export curated datasets.
     #[command(subcommand)]
     Datasets(curate::DatasetsCommand),
+    /// Find the recurring tasks in the calls: cluster, label, score SLM suitability (S3).
+    Discover(discover::DiscoverArgs),
+    /// List and inspect the tasks discovery found.
+    #[command(subcommand)]
+    Tasks(discover::TasksCommand),
     /// PII/PHI detection tools.
     #[command(subcommand)]
     Pii(curate::PiiCommand),
@@ -107,5 +113,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pii(c) => curate::pii(c, &cfg.curate),
         Command::Generate(a) => local::generate(a),
         Command::Tokenize(a) => local::tokenize(a),
+        Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
+        Command::Tasks(c) => discover::tasks(c, &data),
     }
 }

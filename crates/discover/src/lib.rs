@@ -1,8 +1,30 @@
 //! Step S3: find the recurring tasks in the call log without being told what they are.
 //!
+//! * [`features`]: per-call structural signature (system prompt, tools offered and called,
+//!   output kind) and the variable text;
+//! * [`template`]: Drain-style system-prompt templates (constant text vs `<*>` slots);
 //! * [`embed`]: all-MiniLM-L6-v2 sentence embeddings computed natively on candle from the
-//!   packaged weights (mean pooling, L2-normalised), matching sentence-transformers.
-//! * [`hdbscan`]: HDBSCAN density clustering — no `k`, noise stays unassigned.
+//!   packaged weights (mean pooling, L2-normalised), matching sentence-transformers;
+//!   [`hashed`]: a hashed n-gram embedding for tiny deployments;
+//! * [`hdbscan`]: HDBSCAN density clustering — no `k`, noise stays unassigned;
+//! * [`pipeline`]: structural groups, semantic split, statistics and SLM suitability;
+//! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
 
+pub mod config;
 pub mod embed;
+pub mod features;
+pub mod hashed;
 pub mod hdbscan;
+pub mod labels;
+pub mod pipeline;
+pub mod stable;
+pub mod template;
+
+pub use config::{DiscoverConfig, EmbedderKind};
+pub use features::{CallInput, OutputKind};
+pub use hashed::HashedEmbedder;
+pub use pipeline::{
+    DiscoverError, DiscoverParams, Discovery, ExtractedCall, Percentiles, Price, RunStats, Task,
+    TextEmbedder, discover, discover_extracted, price_of,
+};
+pub use stable::PriorTask;

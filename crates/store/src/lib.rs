@@ -26,7 +26,7 @@ pub use interchange::{ImportReport, LineError, export_dataset_jsonl, export_json
 pub use keyring::{Keyring, KeyringInfo};
 pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
-    DatasetMeta, SealedCall, SealedExample, Source, now_ms,
+    DatasetMeta, SealedCall, SealedExample, Source, TaskRecord, now_ms,
 };
 pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
@@ -73,5 +73,18 @@ pub trait Store: Send + Sync {
     fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()>;
     /// How many calls are assigned to a task.
     fn task_size(&self, task_id: &str) -> Result<u64>;
+    /// Replaces the discovered tasks and all task assignments with the result of a discovery
+    /// run, in one transaction (`None`: the call is noise, no task).
+    fn replace_tasks(
+        &self,
+        tasks: &[TaskRecord],
+        assignments: &[(String, Option<String>)],
+    ) -> Result<()>;
+    /// The discovered tasks, largest first.
+    fn list_tasks(&self) -> Result<Vec<TaskRecord>>;
+    /// One task by id.
+    fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;
+    /// Every stored (call id, task id) assignment.
+    fn task_assignments(&self) -> Result<Vec<(String, String)>>;
     fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 }

@@ -261,3 +261,25 @@ impl SealedExample {
         format!("{dataset_id}/{seq}")
     }
 }
+
+/// A task found by discovery (S3): a recurring job of the agent's, with the statistics and the
+/// features later runs need to keep its id stable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Stable across discovery runs while the task persists (`task_…`).
+    pub id: String,
+    /// Human label, e.g. `tool:get_weather · "forecast city tomorrow"`.
+    pub label: String,
+    /// When the id was first minted.
+    pub created_ms: i64,
+    /// The discovery run that last wrote it.
+    pub updated_ms: i64,
+    /// Calls assigned to it in that run.
+    pub calls: u64,
+    /// Structural signature (template, tools, output kind) used to match tasks across runs.
+    pub signature: String,
+    /// Everything else discovery reports: shares, token percentiles, consistency, suitability.
+    pub stats: serde_json::Value,
+    /// Mean embedding of its calls' variable parts (may be empty).
+    pub centroid: Vec<f32>,
+}

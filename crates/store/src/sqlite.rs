@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, typ
 
 use crate::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus, DatasetMeta, Result, Role,
-    SealedCall, SealedExample, Source, Store, StoreError,
+    SealedCall, SealedExample, Source, Store, StoreError, TaskRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -82,6 +82,18 @@ CREATE TABLE task_assignments (
     task_id TEXT NOT NULL
 );
 CREATE INDEX task_assignments_task ON task_assignments(task_id);
+"#,
+    r#"
+CREATE TABLE tasks (
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    calls INTEGER NOT NULL,
+    signature TEXT NOT NULL,
+    stats TEXT NOT NULL,
+    centroid BLOB NOT NULL
+);
 "#,
 ];
 
@@ -522,6 +534,70 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn replace_tasks(
+        &self,
+        tasks: &[TaskRecord],
+        assignments: &[(String, Option<String>)],
+    ) -> Result<()> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM tasks", [])?;
+        tx.execute("DELETE FROM task_assignments", [])?;
+        {
+            let mut put = tx.prepare_cached(&format!(
+                "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
+            ))?;
+            for t in tasks {
+                let centroid: Vec<u8> = t.centroid.iter().flat_map(|v| v.to_le_bytes()).collect();
+                put.execute(params![
+                    t.id,
+                    t.label,
+                    t.created_ms,
+                    t.updated_ms,
+                    t.calls as i64,
+                    t.signature,
+                    t.stats.to_string(),
+                    centroid
+                ])?;
+            }
+            let mut set = tx.prepare_cached(
+                "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, ?2) \
+                 ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
+            )?;
+            for (call, task) in assignments {
+                if let Some(t) = task {
+                    set.execute(params![call, t])?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn list_tasks(&self) -> Result<Vec<TaskRecord>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TASK_COLUMNS} FROM tasks ORDER BY calls DESC, id"
+        ))?;
+        let rows = stmt.query_map([], task_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn get_task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+        Ok(stmt.query_row([id], task_from_row).optional()?)
+    }
+
+    fn task_assignments(&self) -> Result<Vec<(String, String)>> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare_cached("SELECT call_id, task_id FROM task_assignments ORDER BY call_id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     fn task_size(&self, task_id: &str) -> Result<u64> {
         let n: i64 = self.lock().query_row(
             "SELECT COUNT(*) FROM task_assignments WHERE task_id = ?1",
@@ -530,6 +606,26 @@ impl Store for SqliteStore {
         )?;
         Ok(n as u64)
     }
+}
+
+const TASK_COLUMNS: &str = "id, label, created_ms, updated_ms, calls, signature, stats, centroid";
+
+fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
+    let stats: String = row.get(6)?;
+    let centroid: Vec<u8> = row.get(7)?;
+    Ok(TaskRecord {
+        id: row.get(0)?,
+        label: row.get(1)?,
+        created_ms: row.get(2)?,
+        updated_ms: row.get(3)?,
+        calls: row.get::<_, i64>(4)?.max(0) as u64,
+        signature: row.get(5)?,
+        stats: serde_json::from_str(&stats).unwrap_or(serde_json::Value::Null),
+        centroid: centroid
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    })
 }
 
 fn dataset_from_row(row: &Row<'_>) -> rusqlite::Result<DatasetMeta> {
@@ -651,6 +747,45 @@ mod tests {
             .collect();
         assert_eq!(ids, ["a"]);
         assert_eq!(store.task_size("t2").unwrap(), 0);
+    }
+
+    #[test]
+    fn tasks_replace_the_previous_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        assert_eq!(store.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        let task = |id: &str, calls| TaskRecord {
+            id: id.into(),
+            label: format!("label {id}"),
+            created_ms: 1,
+            updated_ms: 2,
+            calls,
+            signature: "tool:x".into(),
+            stats: serde_json::json!({"p50": 3}),
+            centroid: vec![0.5, -1.0],
+        };
+        store
+            .replace_tasks(
+                &[task("t1", 1), task("t2", 2)],
+                &[
+                    ("a".into(), Some("t1".into())),
+                    ("b".into(), Some("t2".into())),
+                    ("c".into(), None),
+                ],
+            )
+            .unwrap();
+        let tasks = store.list_tasks().unwrap();
+        assert_eq!(tasks[0], task("t2", 2));
+        assert_eq!(store.get_task("t1").unwrap().unwrap().centroid, [0.5, -1.0]);
+        assert_eq!(store.task_assignments().unwrap().len(), 2);
+        store
+            .replace_tasks(&[task("t3", 1)], &[("a".into(), Some("t3".into()))])
+            .unwrap();
+        assert!(store.get_task("t1").unwrap().is_none());
+        assert_eq!(
+            store.task_assignments().unwrap(),
+            [("a".to_owned(), "t3".to_owned())]
+        );
     }
 
     #[test]

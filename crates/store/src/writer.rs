@@ -391,6 +391,22 @@ mod failure_tests {
         fn task_size(&self, _: &str) -> crate::Result<u64> {
             Ok(0)
         }
+        fn replace_tasks(
+            &self,
+            _: &[crate::TaskRecord],
+            _: &[(String, Option<String>)],
+        ) -> crate::Result<()> {
+            Ok(())
+        }
+        fn list_tasks(&self) -> crate::Result<Vec<crate::TaskRecord>> {
+            Ok(Vec::new())
+        }
+        fn get_task(&self, _: &str) -> crate::Result<Option<crate::TaskRecord>> {
+            Ok(None)
+        }
+        fn task_assignments(&self) -> crate::Result<Vec<(String, String)>> {
+            Ok(Vec::new())
+        }
     }
 
     fn writer(dir: &std::path::Path, spill_dir: std::path::PathBuf) -> LogWriter {

@@ -1,0 +1,1091 @@
+//! The discovery pipeline: features → structural groups → semantic split (embeddings +
+//! HDBSCAN) → tasks with labels, statistics, suitability and stable ids.
+//!
+//! **Structural groups.** Calls share a group when they have the same system-prompt template
+//! ([`crate::template`]), the same output kind, and — for tool calls — the same *tool
+//! components* called. Tools are identified by their whole definition; tools that are always
+//! offered together form a family, and a family offered in several different tool lists is a
+//! *shared component* (an API reused by several agents or prompts: calls to it are one job
+//! whatever else is offered). The other tools of a tool list form its *private component*,
+//! identified by the list's tool names. Text and JSON answers are grouped by the tool names
+//! offered. A group smaller than `min_cluster_size` is not a recurring job: its calls are noise.
+//!
+//! **Semantic split.** In a group large enough to hold two clusters (≥ 2 · `min_cluster_size`
+//! calls) the distinct variable texts (newest user/tool turns, truncated) are embedded — at
+//! most `sample_per_group` of them (tool-call groups, whose job the called tool already names,
+//! half of that), a deterministic hash sample weighted up to the group's size — and clustered
+//! with HDBSCAN (cosine, excess of mass, the whole group allowed as one cluster,
+//! `min_cluster_size` raised to `min_split_share` of the group so that a split is a second job
+//! rather than a few near-paraphrases, and for tool-call groups to at least
+//! 2 · `min_cluster_size`). When HDBSCAN keeps a text/JSON group whole, its best
+//! forced split is still taken if it is clearly separated (weighted silhouette ≥ 0.15); a
+//! tool-call group, whose job its tool names, splits only when HDBSCAN itself splits it. One cluster:
+//! the group is one task. Several: the group was used for several jobs, and every call of it
+//! (HDBSCAN's noise inside the group included: the group is a recurring job) takes the nearest
+//! cluster centroid, as `approximate_predict` would.
+//!
+//! **Embedding budget.** Embedding dominates the run time (all-MiniLM-L6-v2 on two CPU cores
+//! embeds roughly 50–100 short texts a second), so a run embeds at most `embed_budget` texts.
+//! Groups whose answers are text or JSON come first (their structure does not pin the job),
+//! then tool-call groups from the largest down; groups left without budget are kept whole and
+//! counted as `groups_unchecked`. In a group that splits, texts beyond the budget take the
+//! cluster of their nearest sampled text under the hashed n-gram embedding.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::embed::Embedder;
+use crate::features::{CallFeatures, CallInput, OutputKind, ToolRef, extract, fnv64};
+use crate::hashed::HashedEmbedder;
+use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
+use crate::labels::ctfidf_terms;
+use crate::stable::{NewCluster, PriorTask, assign_ids};
+use crate::template::TemplateMiner;
+
+/// What can go wrong in discovery.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
+    #[error(transparent)]
+    Hdbscan(#[from] crate::hdbscan::HdbscanError),
+    #[error("invalid discovery parameters: {0}")]
+    Params(String),
+}
+
+/// Something that turns texts into L2-normalised vectors.
+pub trait TextEmbedder: Sync {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError>;
+    /// A short name for reports.
+    fn name(&self) -> String;
+}
+
+impl TextEmbedder for Embedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError> {
+        Ok(Embedder::embed(self, texts)?)
+    }
+    fn name(&self) -> String {
+        "minilm".into()
+    }
+}
+
+impl TextEmbedder for HashedEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError> {
+        Ok(texts.par_iter().map(|t| self.embed_one(t)).collect())
+    }
+    fn name(&self) -> String {
+        format!("hashed-{}", self.dim())
+    }
+}
+
+/// Price of a model in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub prompt: f64,
+    pub completion: f64,
+}
+
+/// Parameters of a discovery run.
+#[derive(Debug, Clone)]
+pub struct DiscoverParams {
+    /// Smallest number of calls that makes a task (HDBSCAN's `min_cluster_size`).
+    pub min_cluster_size: usize,
+    /// Most distinct texts embedded and clustered per structural group.
+    pub sample_per_group: usize,
+    /// Variable texts are cut to this many characters before embedding (≈ 4 per token).
+    pub max_text_chars: usize,
+    /// Most texts embedded in one run (see the module docs).
+    pub embed_budget: usize,
+    /// A part split off a structural group must hold at least this share of the group (and
+    /// `min_cluster_size` calls): a second job, not a handful of paraphrases.
+    pub min_split_share: f64,
+    /// Model name (a trailing `*` matches a prefix; `*` alone is the fallback) → price.
+    pub prices: BTreeMap<String, Price>,
+}
+
+impl Default for DiscoverParams {
+    fn default() -> Self {
+        DiscoverParams {
+            min_cluster_size: 5,
+            sample_per_group: 32,
+            max_text_chars: 512,
+            embed_budget: 2000,
+            min_split_share: 0.1,
+            prices: BTreeMap::new(),
+        }
+    }
+}
+
+/// Price of `model`: an exact entry, else the longest matching `prefix*`, else `*`.
+pub fn price_of(prices: &BTreeMap<String, Price>, model: &str) -> Option<Price> {
+    if let Some(p) = prices.get(model) {
+        return Some(*p);
+    }
+    prices
+        .iter()
+        .filter_map(|(k, p)| {
+            let prefix = k.strip_suffix('*')?;
+            model.starts_with(prefix).then_some((prefix.len(), *p))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, p)| p)
+}
+
+/// p50 and p95 of a token count.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub p50: u64,
+    pub p95: u64,
+}
+
+fn percentiles(mut v: Vec<u64>) -> Percentiles {
+    if v.is_empty() {
+        return Percentiles { p50: 0, p95: 0 };
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
+    Percentiles {
+        p50: at(0.5),
+        p95: at(0.95),
+    }
+}
+
+/// A discovered task.
+#[derive(Debug, Clone, Serialize)]
+pub struct Task {
+    pub id: String,
+    pub label: String,
+    pub calls: usize,
+    pub share_calls: f64,
+    pub share_tokens: f64,
+    /// Share of the LLM cost (0 when no price is known for any call).
+    pub share_cost: f64,
+    pub cost_usd: f64,
+    pub prompt_tokens: Percentiles,
+    pub completion_tokens: Percentiles,
+    /// `text`, `json`, `tool` or `none`.
+    pub output_kind: String,
+    pub dominant_tool: Option<String>,
+    /// Share of calls whose output has the task's most common shape (tool names / JSON keys).
+    pub output_consistency: f64,
+    /// Mean cosine of the variable texts to their centroid (hashed n-grams): high = repetitive.
+    pub similarity: f64,
+    pub suitability: f64,
+    pub reasons: Vec<String>,
+    pub terms: Vec<String>,
+    pub signature: String,
+    /// True when its structural group held several jobs and was split semantically.
+    pub split: bool,
+    pub created_ms: i64,
+    /// Indices (into the input) of its calls.
+    #[serde(skip)]
+    pub members: Vec<usize>,
+    /// Mean embedding of its sampled variable texts (empty when its group was not embedded).
+    #[serde(skip)]
+    pub centroid: Vec<f32>,
+}
+
+/// Counts and timings of a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunStats {
+    pub calls: usize,
+    pub structural_groups: usize,
+    pub groups_split: usize,
+    /// Groups large enough to split that the embedding budget did not reach.
+    pub groups_unchecked: usize,
+    pub templates: usize,
+    pub texts_embedded: usize,
+    pub noise: usize,
+    pub embedder: String,
+    pub seconds_features: f64,
+    pub seconds_embed: f64,
+    pub seconds_cluster: f64,
+    pub seconds_total: f64,
+}
+
+/// The result: tasks (largest first) and each input call's task index (`None`: noise).
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    pub tasks: Vec<Task>,
+    pub assignments: Vec<Option<usize>>,
+    pub stats: RunStats,
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Structural signature of every call (see the module docs).
+pub fn signatures(feats: &[&CallFeatures]) -> (Vec<String>, usize) {
+    // System-prompt templates over the distinct prompts, in order of first appearance.
+    let mut miner = TemplateMiner::new();
+    let mut system_tid: HashMap<&str, usize> = HashMap::new();
+    for f in feats {
+        if !system_tid.contains_key(f.system.as_str()) {
+            let id = miner.add(&f.system);
+            system_tid.insert(f.system.as_str(), id);
+        }
+    }
+    let template_hash: Vec<u64> = (0..miner.len())
+        .map(|id| fnv64(miner.template(id).as_bytes()))
+        .collect();
+
+    // Tool lists by definition; each tool's membership decides its family.
+    let mut lists: HashMap<&[ToolRef], u64> = HashMap::new();
+    for f in feats {
+        lists.entry(f.tools.as_slice()).or_insert_with(|| {
+            let mut h = String::new();
+            for t in &f.tools {
+                h.push_str(&format!("{}#{:x};", t.name, t.def_hash));
+            }
+            fnv64(h.as_bytes())
+        });
+    }
+    let mut membership: HashMap<&ToolRef, Vec<u64>> = HashMap::new();
+    for (list, h) in &lists {
+        for t in list.iter() {
+            membership.entry(t).or_default().push(*h);
+        }
+    }
+    let family: HashMap<&ToolRef, (u64, bool)> = membership
+        .into_iter()
+        .map(|(t, mut m)| {
+            m.sort_unstable();
+            let key: String = m.iter().map(|h| format!("{h:x},")).collect();
+            (t, (fnv64(key.as_bytes()), m.len() >= 2))
+        })
+        .collect();
+
+    let sigs = feats
+        .iter()
+        .map(|f| {
+            let names: String = f.tools.iter().map(|t| format!("{};", t.name)).collect();
+            let names_hash = fnv64(names.as_bytes());
+            let mut parts: Vec<String> = Vec::new();
+            if f.kind == OutputKind::Tool {
+                for c in &f.called {
+                    let part = match f.tools.iter().find(|t| &t.name == c) {
+                        Some(t) => match family[t] {
+                            (fam, true) => format!("shared:{fam:016x}"),
+                            (_, false) => format!("private:{names_hash:016x}"),
+                        },
+                        None => format!("unoffered:{c}"),
+                    };
+                    parts.push(part);
+                }
+            } else if f.tools.is_empty() {
+                parts.push("no-tools".into());
+            } else {
+                parts.push(format!("offered:{names_hash:016x}"));
+            }
+            parts.sort();
+            parts.dedup();
+            format!(
+                "sys:{:016x}|{}|{}",
+                template_hash[system_tid[f.system.as_str()]],
+                f.kind.as_str(),
+                parts.join("+")
+            )
+        })
+        .collect();
+    (sigs, miner.len())
+}
+
+/// Mean silhouette (cosine distance, weighted) a split must reach to be taken when HDBSCAN
+/// would rather keep the group whole.
+const MIN_SPLIT_SILHOUETTE: f64 = 0.15;
+
+/// Weighted mean silhouette of the labelled points (noise left out), cosine distance.
+fn silhouette(vecs: &[Vec<f32>], labels: &[Option<usize>], weights: &[f32]) -> f64 {
+    let k = labels.iter().flatten().max().map_or(0, |m| m + 1);
+    if k < 2 {
+        return 0.0;
+    }
+    let (mut sum, mut total) = (0.0, 0.0);
+    for (i, li) in labels.iter().enumerate() {
+        let Some(li) = li else { continue };
+        let mut dist = vec![0.0f64; k];
+        let mut mass = vec![0.0f64; k];
+        for (j, lj) in labels.iter().enumerate() {
+            let Some(lj) = lj else { continue };
+            if i == j {
+                continue;
+            }
+            let w = f64::from(weights[j]);
+            dist[*lj] += w * f64::from(1.0 - dot(&vecs[i], &vecs[j]));
+            mass[*lj] += w;
+        }
+        if mass[*li] == 0.0 {
+            continue;
+        }
+        let a = dist[*li] / mass[*li];
+        let b = (0..k)
+            .filter(|&c| c != *li && mass[c] > 0.0)
+            .map(|c| dist[c] / mass[c])
+            .fold(f64::INFINITY, f64::min);
+        if !b.is_finite() {
+            continue;
+        }
+        let s = if a.max(b) > 0.0 {
+            (b - a) / a.max(b)
+        } else {
+            0.0
+        };
+        sum += f64::from(weights[i]) * s;
+        total += f64::from(weights[i]);
+    }
+    if total > 0.0 { sum / total } else { 0.0 }
+}
+
+/// Smallest part a structural group of `n` calls may be split into.
+fn part_min(mcs: usize, tool: bool, n: usize, share: f64) -> usize {
+    let floor = if tool { 2 * mcs } else { mcs };
+    floor.max((n as f64 * share).ceil() as usize)
+}
+
+/// The centroid most similar to `v`.
+fn nearest(v: &[f32], centroids: &[Vec<f32>]) -> Option<usize> {
+    centroids
+        .iter()
+        .enumerate()
+        .max_by(|a, b| dot(v, a.1).total_cmp(&dot(v, b.1)))
+        .map(|(c, _)| c)
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// A structural group being clustered.
+struct Group {
+    signature: String,
+    members: Vec<usize>,
+    /// Distinct truncated texts → calls with that text.
+    texts: Vec<(String, Vec<usize>)>,
+    /// Indices into `texts` that were sampled and embedded.
+    sample: Vec<usize>,
+}
+
+/// A call reduced to what discovery needs (the raw request and response can be dropped).
+#[derive(Debug, Clone)]
+pub struct ExtractedCall {
+    pub id: String,
+    pub model: String,
+    pub features: CallFeatures,
+}
+
+impl ExtractedCall {
+    pub fn new(call: &CallInput) -> Self {
+        ExtractedCall {
+            id: call.id.clone(),
+            model: call.model.clone(),
+            features: extract(call),
+        }
+    }
+}
+
+/// Runs discovery over `calls`. `prior` are the tasks of the previous run (for stable ids).
+pub fn discover(
+    calls: &[CallInput],
+    params: &DiscoverParams,
+    embedder: &dyn TextEmbedder,
+    prior: &[PriorTask],
+    now_ms: i64,
+) -> Result<Discovery, DiscoverError> {
+    let t0 = Instant::now();
+    let extracted: Vec<ExtractedCall> = calls.par_iter().map(ExtractedCall::new).collect();
+    let mut d = discover_extracted(&extracted, params, embedder, prior, now_ms)?;
+    d.stats.seconds_features += t0.elapsed().as_secs_f64() - d.stats.seconds_total;
+    d.stats.seconds_total = t0.elapsed().as_secs_f64();
+    Ok(d)
+}
+
+/// [`discover`] over calls whose features were extracted already (e.g. while paging through
+/// a large log, so the raw payloads need not all be in memory at once).
+pub fn discover_extracted(
+    calls: &[ExtractedCall],
+    params: &DiscoverParams,
+    embedder: &dyn TextEmbedder,
+    prior: &[PriorTask],
+    now_ms: i64,
+) -> Result<Discovery, DiscoverError> {
+    let mcs = params.min_cluster_size;
+    if mcs < 2 {
+        return Err(DiscoverError::Params(format!(
+            "min_cluster_size must be at least 2 (got {mcs})"
+        )));
+    }
+    if params.sample_per_group < 2 * mcs {
+        return Err(DiscoverError::Params(format!(
+            "sample_per_group ({}) must be at least 2 × min_cluster_size ({mcs})",
+            params.sample_per_group
+        )));
+    }
+    let t0 = Instant::now();
+    let mut stats = RunStats {
+        calls: calls.len(),
+        embedder: embedder.name(),
+        ..RunStats::default()
+    };
+    let feats: Vec<&CallFeatures> = calls.iter().map(|c| &c.features).collect();
+    let (sigs, templates) = signatures(&feats);
+    stats.templates = templates;
+
+    let mut by_sig: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, s) in sigs.iter().enumerate() {
+        by_sig.entry(s.as_str()).or_default().push(i);
+    }
+    stats.structural_groups = by_sig.len();
+    stats.seconds_features = t0.elapsed().as_secs_f64();
+
+    // Groups that may split: distinct texts and a deterministic sample of them.
+    let mut groups: Vec<Group> = Vec::new();
+    // (members, signature, split?, centroid) of the final clusters.
+    let mut clusters: Vec<(Vec<usize>, String, bool, Vec<f32>)> = Vec::new();
+    for (sig, members) in by_sig {
+        if members.len() < mcs {
+            continue;
+        }
+        // A tool call names its job: a tool-call group splits only into parts of at least
+        // 2 · min_cluster_size calls, so smaller groups are not embedded at all.
+        let tool = feats[members[0]].kind == OutputKind::Tool;
+        if members.len() < 2 * part_min(mcs, tool, members.len(), params.min_split_share) {
+            clusters.push((members, sig.to_owned(), false, Vec::new()));
+            continue;
+        }
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        let mut texts: Vec<(String, Vec<usize>)> = Vec::new();
+        for &i in &members {
+            let t = truncate(&feats[i].variable, params.max_text_chars);
+            match index.get(t) {
+                Some(&k) => texts[k].1.push(i),
+                None => {
+                    index.insert(t, texts.len());
+                    texts.push((t.to_owned(), vec![i]));
+                }
+            }
+        }
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&k| (fnv64(texts[k].0.as_bytes()), k));
+        // A tool call already names its job: tool-call groups are checked with half the sample.
+        let cap = if feats[members[0]].kind == OutputKind::Tool {
+            (params.sample_per_group / 2).max(2 * mcs)
+        } else {
+            params.sample_per_group
+        };
+        order.truncate(cap);
+        order.sort_unstable();
+        groups.push(Group {
+            signature: sig.to_owned(),
+            members,
+            texts,
+            sample: order,
+        });
+    }
+
+    // The embedding budget: text/JSON groups first, then the largest groups.
+    let mut priority: Vec<usize> = (0..groups.len()).collect();
+    priority.sort_by_key(|&g| {
+        let tool = feats[groups[g].members[0]].kind == OutputKind::Tool;
+        (tool, std::cmp::Reverse(groups[g].members.len()), g)
+    });
+    let mut budget = params.embed_budget;
+    for g in priority {
+        let want = groups[g].sample.len();
+        if want <= budget {
+            budget -= want;
+        } else if budget >= 2 * mcs {
+            groups[g].sample.truncate(budget);
+            budget = 0;
+        } else {
+            groups[g].sample.clear();
+            stats.groups_unchecked += 1;
+        }
+    }
+
+    // Embed every sample in one batch (better batching by length).
+    let t_embed = Instant::now();
+    let sample_texts: Vec<&str> = groups
+        .iter()
+        .flat_map(|g| g.sample.iter().map(|&k| g.texts[k].0.as_str()))
+        .collect();
+    let mut vectors = embedder.embed(&sample_texts)?.into_iter();
+    stats.texts_embedded = sample_texts.len();
+    let mut embedded: Vec<Vec<Vec<f32>>> = groups
+        .iter()
+        .map(|g| vectors.by_ref().take(g.sample.len()).collect())
+        .collect();
+    stats.seconds_embed = t_embed.elapsed().as_secs_f64();
+
+    let t_cluster = Instant::now();
+    for (g, vecs) in groups.iter().zip(embedded.iter_mut()) {
+        let dim = vecs.first().map_or(0, Vec::len);
+        let sampled_weight: usize = g.sample.iter().map(|&k| g.texts[k].1.len()).sum();
+        let scale = g.members.len() as f32 / sampled_weight.max(1) as f32;
+        let one_cluster = |vecs: &[Vec<f32>]| -> Vec<f32> {
+            let mut c = vec![0f32; dim];
+            for (v, &k) in vecs.iter().zip(&g.sample) {
+                let w = g.texts[k].1.len() as f32;
+                c.iter_mut().zip(v).for_each(|(a, b)| *a += w * b);
+            }
+            normalise(&mut c);
+            c
+        };
+        if g.sample.len() < 2 || dim == 0 {
+            clusters.push((
+                g.members.clone(),
+                g.signature.clone(),
+                false,
+                one_cluster(vecs),
+            ));
+            continue;
+        }
+        let data: Vec<f32> = vecs.iter().flatten().copied().collect();
+        let weights: Vec<f32> = g
+            .sample
+            .iter()
+            .map(|&k| g.texts[k].1.len() as f32 * scale)
+            .collect();
+        let tool = feats[g.members[0]].kind == OutputKind::Tool;
+        let split_min = part_min(mcs, tool, g.members.len(), params.min_split_share);
+        let run = |allow_single_cluster| {
+            hdbscan(
+                &data,
+                dim,
+                Some(&weights),
+                &HdbscanParams {
+                    min_cluster_size: split_min,
+                    min_samples: None,
+                    metric: Metric::Cosine,
+                    cluster_selection: ClusterSelection::Eom,
+                    cluster_selection_epsilon: 0.0,
+                    allow_single_cluster,
+                },
+            )
+        };
+        // HDBSCAN allowed to keep the group whole decides first. When it keeps a text/JSON
+        // group whole, the best split it can find is still taken if it is clearly separated
+        // (silhouette); a tool-call group's job is named by its tool, so it is not forced.
+        let mut result = run(true)?;
+        if result.n_clusters() <= 1 && !tool {
+            let forced = run(false)?;
+            if forced.n_clusters() >= 2
+                && silhouette(vecs, &forced.labels, &weights) >= MIN_SPLIT_SILHOUETTE
+            {
+                result = forced;
+            }
+        }
+        if result.n_clusters() <= 1 {
+            clusters.push((
+                g.members.clone(),
+                g.signature.clone(),
+                false,
+                one_cluster(vecs),
+            ));
+            continue;
+        }
+        stats.groups_split += 1;
+        let k = result.n_clusters();
+        let mut centroids = vec![vec![0f32; dim]; k];
+        for (s, label) in result.labels.iter().enumerate() {
+            if let Some(c) = label {
+                let w = g.texts[g.sample[s]].1.len() as f32;
+                centroids[*c]
+                    .iter_mut()
+                    .zip(&vecs[s])
+                    .for_each(|(a, b)| *a += w * b);
+            }
+        }
+        centroids.iter_mut().for_each(|c| normalise(c));
+        let mut text_label: Vec<Option<usize>> = vec![None; g.texts.len()];
+        for (s, label) in result.labels.iter().enumerate() {
+            // The group is a recurring job, now known to be several: HDBSCAN's noise inside it
+            // joins the nearest part.
+            text_label[g.sample[s]] = label.or_else(|| nearest(&vecs[s], &centroids));
+        }
+        // Texts outside the sample: embedded now (within the budget) and given the nearest
+        // centroid; beyond the budget, the cluster of the lexically nearest sampled text.
+        let sampled: std::collections::HashSet<usize> = g.sample.iter().copied().collect();
+        let mut rest: Vec<usize> = (0..g.texts.len())
+            .filter(|k| !sampled.contains(k))
+            .collect();
+        let lexical = rest.split_off(rest.len().min(budget));
+        budget -= rest.len();
+        if !lexical.is_empty() {
+            let hashed = HashedEmbedder::new(256);
+            let known: Vec<(Vec<f32>, Option<usize>)> = g
+                .sample
+                .iter()
+                .map(|&k| (hashed.embed_one(&g.texts[k].0), text_label[k]))
+                .collect();
+            let guesses: Vec<Option<usize>> = lexical
+                .par_iter()
+                .map(|&k| {
+                    let v = hashed.embed_one(&g.texts[k].0);
+                    known
+                        .iter()
+                        .filter(|(_, l)| l.is_some())
+                        .max_by(|a, b| dot(&v, &a.0).total_cmp(&dot(&v, &b.0)))
+                        .and_then(|(_, l)| *l)
+                })
+                .collect();
+            for (&k, guess) in lexical.iter().zip(guesses) {
+                text_label[k] = guess;
+            }
+        }
+        if !rest.is_empty() {
+            let rest_texts: Vec<&str> = rest.iter().map(|&k| g.texts[k].0.as_str()).collect();
+            let t = Instant::now();
+            let rest_vecs = embedder.embed(&rest_texts)?;
+            stats.texts_embedded += rest_texts.len();
+            stats.seconds_embed += t.elapsed().as_secs_f64();
+            for (&k, v) in rest.iter().zip(&rest_vecs) {
+                text_label[k] = nearest(v, &centroids);
+            }
+        }
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); k];
+        for (t, label) in text_label.iter().enumerate() {
+            if let Some(c) = label {
+                parts[*c].extend(&g.texts[t].1);
+            }
+        }
+        for (c, mut members) in parts.into_iter().enumerate() {
+            if members.len() >= mcs {
+                members.sort_unstable();
+                clusters.push((
+                    members,
+                    g.signature.clone(),
+                    true,
+                    std::mem::take(&mut centroids[c]),
+                ));
+            }
+        }
+    }
+
+    // Stable ids.
+    let new: Vec<NewCluster<'_>> = clusters
+        .iter()
+        .map(|(members, sig, _, centroid)| NewCluster {
+            signature: sig,
+            calls: members.iter().map(|&i| calls[i].id.as_str()).collect(),
+            centroid,
+        })
+        .collect();
+    let ids = assign_ids(&new, prior);
+
+    // Statistics.
+    let total_tokens: u64 = feats
+        .iter()
+        .map(|f| f.prompt_tokens + f.completion_tokens)
+        .sum();
+    let cost_of = |i: usize| -> f64 {
+        price_of(&params.prices, &calls[i].model).map_or(0.0, |p| {
+            (feats[i].prompt_tokens as f64 * p.prompt
+                + feats[i].completion_tokens as f64 * p.completion)
+                / 1e6
+        })
+    };
+    let total_cost: f64 = (0..calls.len()).map(cost_of).sum();
+    let hashed = HashedEmbedder::new(256);
+    let label_texts: Vec<Vec<&str>> = clusters
+        .iter()
+        .map(|(m, ..)| {
+            m.iter()
+                .take(400)
+                .map(|&i| truncate(&feats[i].variable, params.max_text_chars))
+                .collect()
+        })
+        .collect();
+    let terms = ctfidf_terms(&label_texts, 3);
+
+    let mut tasks: Vec<Task> = clusters
+        .into_iter()
+        .zip(ids)
+        .zip(terms)
+        .map(
+            |(((members, signature, split, centroid), (id, matched)), terms)| {
+                let n = members.len();
+                let tokens: u64 = members
+                    .iter()
+                    .map(|&i| feats[i].prompt_tokens + feats[i].completion_tokens)
+                    .sum();
+                let cost: f64 = members.iter().map(|&i| cost_of(i)).sum();
+                let mut kinds: HashMap<OutputKind, usize> = HashMap::new();
+                let mut shapes: HashMap<String, usize> = HashMap::new();
+                let mut tools: HashMap<&str, usize> = HashMap::new();
+                for &i in &members {
+                    *kinds.entry(feats[i].kind).or_default() += 1;
+                    *shapes.entry(feats[i].output_shape()).or_default() += 1;
+                    for t in &feats[i].called {
+                        *tools.entry(t.as_str()).or_default() += 1;
+                    }
+                }
+                let kind = kinds
+                    .iter()
+                    .max_by_key(|(k, c)| (**c, std::cmp::Reverse(**k)))
+                    .map_or(OutputKind::None, |(k, _)| *k);
+                let consistency = shapes.values().max().copied().unwrap_or(0) as f64 / n as f64;
+                let dominant_tool = tools
+                    .iter()
+                    .max_by_key(|(t, c)| (**c, std::cmp::Reverse(**t)))
+                    .map(|(t, _)| (*t).to_owned());
+                // Repetitiveness: mean cosine of (up to 64) distinct texts to their centroid.
+                let mut distinct: Vec<&str> = members
+                    .iter()
+                    .map(|&i| truncate(&feats[i].variable, params.max_text_chars))
+                    .collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                distinct.truncate(64);
+                let hv: Vec<Vec<f32>> = distinct.iter().map(|t| hashed.embed_one(t)).collect();
+                let mut hc = vec![0f32; hashed.dim()];
+                for v in &hv {
+                    hc.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+                }
+                normalise(&mut hc);
+                let similarity = if hv.len() <= 1 {
+                    1.0
+                } else {
+                    hv.iter().map(|v| f64::from(dot(v, &hc))).sum::<f64>() / hv.len() as f64
+                };
+                let prompt = percentiles(members.iter().map(|&i| feats[i].prompt_tokens).collect());
+                let completion = percentiles(
+                    members
+                        .iter()
+                        .map(|&i| feats[i].completion_tokens)
+                        .collect(),
+                );
+                let (suitability, reasons) = suitability(
+                    kind,
+                    consistency,
+                    completion.p95,
+                    similarity,
+                    n,
+                    n as f64 / calls.len().max(1) as f64,
+                );
+                let head = match (kind, &dominant_tool) {
+                    (OutputKind::Tool, Some(t)) => format!("tool:{t}"),
+                    (k, _) => k.as_str().to_owned(),
+                };
+                let label = if terms.is_empty() {
+                    head
+                } else {
+                    format!("{head} · \"{}\"", terms.join(" "))
+                };
+                let created_ms = matched.map_or(now_ms, |k| prior[k].created_ms);
+                Task {
+                    id,
+                    label,
+                    calls: n,
+                    share_calls: n as f64 / calls.len().max(1) as f64,
+                    share_tokens: if total_tokens == 0 {
+                        0.0
+                    } else {
+                        tokens as f64 / total_tokens as f64
+                    },
+                    share_cost: if total_cost > 0.0 {
+                        cost / total_cost
+                    } else {
+                        0.0
+                    },
+                    cost_usd: cost,
+                    prompt_tokens: prompt,
+                    completion_tokens: completion,
+                    output_kind: kind.as_str().to_owned(),
+                    dominant_tool,
+                    output_consistency: consistency,
+                    similarity,
+                    suitability,
+                    reasons,
+                    terms,
+                    signature,
+                    split,
+                    created_ms,
+                    members,
+                    centroid,
+                }
+            },
+        )
+        .collect();
+    tasks.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.id.cmp(&b.id)));
+    let mut assignments = vec![None; calls.len()];
+    for (t, task) in tasks.iter().enumerate() {
+        for &i in &task.members {
+            assignments[i] = Some(t);
+        }
+    }
+    stats.noise = assignments.iter().filter(|a| a.is_none()).count();
+    stats.seconds_cluster = t_cluster.elapsed().as_secs_f64();
+    stats.seconds_total = t0.elapsed().as_secs_f64();
+    Ok(Discovery {
+        tasks,
+        assignments,
+        stats,
+    })
+}
+
+/// SLM suitability in `[0, 1]` and the reasons for it: structured output, consistent output,
+/// short completions, low diversity of inputs, volume.
+pub fn suitability(
+    kind: OutputKind,
+    consistency: f64,
+    completion_p95: u64,
+    similarity: f64,
+    calls: usize,
+    share: f64,
+) -> (f64, Vec<String>) {
+    let mut reasons = Vec::new();
+    let structured = match kind {
+        OutputKind::Tool => {
+            reasons.push("+ structured output (tool calls)".to_owned());
+            1.0
+        }
+        OutputKind::Json => {
+            reasons.push("+ structured output (JSON)".to_owned());
+            1.0
+        }
+        OutputKind::Text => {
+            reasons.push("- free-text output".to_owned());
+            0.4
+        }
+        OutputKind::None => {
+            reasons.push("- no usable output".to_owned());
+            0.0
+        }
+    };
+    reasons.push(format!(
+        "{} output format consistent in {:.0}% of calls",
+        if consistency >= 0.8 { "+" } else { "-" },
+        consistency * 100.0
+    ));
+    // 64 tokens or fewer: 1; 1024 or more: 0; log-linear between.
+    let p95 = completion_p95.max(1) as f64;
+    let short = (1.0 - (p95.log2() - 6.0) / 4.0).clamp(0.0, 1.0);
+    reasons.push(format!(
+        "{} completions p95 {completion_p95} tokens",
+        if short >= 0.5 { "+ short" } else { "- long" }
+    ));
+    let low_div = ((similarity - 0.2) / 0.6).clamp(0.0, 1.0);
+    reasons.push(format!(
+        "{} input diversity (mean similarity {similarity:.2})",
+        if low_div >= 0.5 { "+ low" } else { "- high" }
+    ));
+    let volume = ((calls.max(1) as f64).log10() / 3.0).clamp(0.0, 1.0);
+    reasons.push(format!(
+        "{} volume: {calls} calls ({:.1}% of all)",
+        if volume >= 0.5 { "+" } else { "-" },
+        share * 100.0
+    ));
+    let score =
+        0.25 * structured + 0.25 * consistency + 0.2 * short + 0.15 * low_div + 0.15 * volume;
+    ((score * 1000.0).round() / 1000.0, reasons)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn call(id: usize, system: &str, user: &str, response: Value, tools: Value) -> CallInput {
+        CallInput {
+            id: format!("c{id:03}"),
+            model: "gpt-4o-2024-08-06".into(),
+            request: json!({"messages": [{"role": "system", "content": system},
+                                         {"role": "user", "content": user}], "tools": tools}),
+            response: json!({"choices": [{"message": response}]}),
+            prompt_tokens: Some(100),
+            completion_tokens: Some(10),
+        }
+    }
+
+    fn text(s: &str) -> Value {
+        json!({"role": "assistant", "content": s})
+    }
+
+    fn weather_tool() -> Value {
+        json!([{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+    }
+
+    /// One generic system prompt used for two jobs (translation and sentiment), a tool-calling
+    /// job, and three stray calls.
+    fn calls() -> Vec<CallInput> {
+        let cities = [
+            "Paris", "Berlin", "Rome", "Madrid", "Vienna", "Oslo", "Lisbon", "Prague",
+        ];
+        let mut out = Vec::new();
+        let sys = |d: usize| format!("You are a helpful assistant. Today is 2026-01-{d:02}.");
+        for (i, c) in cities.iter().enumerate() {
+            out.push(call(
+                out.len(),
+                &sys(i + 1),
+                &format!("Translate into French: the museum in {c} opens at nine tomorrow"),
+                text("Le musée ouvre à neuf heures demain."),
+                json!([]),
+            ));
+            out.push(call(
+                out.len(),
+                &sys(i + 2),
+                &format!(
+                    "Classify the sentiment of this review: I loved my stay in {c}, great staff"
+                ),
+                text("positive"),
+                json!([]),
+            ));
+            out.push(call(
+                out.len(),
+                "You answer weather questions with the tool.",
+                &format!("What is the forecast for {c} tomorrow?"),
+                json!({"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "x", "type": "function",
+                     "function": {"name": "get_weather", "arguments": format!("{{\"city\":\"{c}\"}}")}}]}),
+                weather_tool(),
+            ));
+        }
+        for i in 0..3 {
+            out.push(call(
+                out.len(),
+                "You write poems.",
+                &format!("A poem about the number {i}"),
+                text("Roses are red"),
+                json!([]),
+            ));
+        }
+        out
+    }
+
+    fn params() -> DiscoverParams {
+        DiscoverParams {
+            min_cluster_size: 4,
+            sample_per_group: 16,
+            prices: BTreeMap::from([(
+                "gpt-4o*".to_owned(),
+                Price {
+                    prompt: 2.5,
+                    completion: 10.0,
+                },
+            )]),
+            ..DiscoverParams::default()
+        }
+    }
+
+    #[test]
+    fn structure_and_content_find_the_three_jobs_and_leave_strays_as_noise() {
+        let calls = calls();
+        let e = HashedEmbedder::new(384);
+        let d = discover(&calls, &params(), &e, &[], 7).unwrap();
+        assert_eq!(d.tasks.len(), 3, "{:#?}", d.tasks);
+        assert_eq!(d.stats.groups_split, 1);
+        assert_eq!(d.stats.noise, 3);
+        // Every job is one task: calls i, i+3, i+6, … share a task.
+        for job in 0..3 {
+            let t = d.assignments[job];
+            assert!(t.is_some());
+            for k in (job..24).step_by(3) {
+                assert_eq!(d.assignments[k], t, "call {k}");
+            }
+        }
+        assert!(d.assignments[24..].iter().all(Option::is_none));
+        let weather = &d.tasks[d.assignments[2].unwrap()];
+        assert!(
+            weather.label.starts_with("tool:get_weather · \""),
+            "{}",
+            weather.label
+        );
+        assert_eq!(weather.output_consistency, 1.0);
+        assert!(!weather.split);
+        let sentiment = &d.tasks[d.assignments[1].unwrap()];
+        assert!(sentiment.split);
+        assert!(
+            sentiment.label.starts_with("text · "),
+            "{}",
+            sentiment.label
+        );
+        assert!(
+            sentiment
+                .terms
+                .iter()
+                .any(|t| t == "classify" || t == "sentiment"),
+            "{:?}",
+            sentiment.terms
+        );
+        // Shares: 8 of 27 calls each, equal tokens and prices.
+        assert!((weather.share_calls - 8.0 / 27.0).abs() < 1e-9);
+        assert!((weather.share_cost - 8.0 / 27.0).abs() < 1e-9);
+        assert_eq!(weather.prompt_tokens.p95, 100);
+        assert!(weather.suitability > sentiment.suitability);
+        assert!(weather.reasons.iter().any(|r| r.contains("tool calls")));
+    }
+
+    #[test]
+    fn ids_persist_when_the_same_jobs_get_more_calls() {
+        let mut calls = calls();
+        let e = HashedEmbedder::new(384);
+        let first = discover(&calls, &params(), &e, &[], 7).unwrap();
+        let prior: Vec<PriorTask> = first
+            .tasks
+            .iter()
+            .map(|t| PriorTask {
+                id: t.id.clone(),
+                created_ms: t.created_ms,
+                signature: t.signature.clone(),
+                centroid: t.centroid.clone(),
+                calls: t.members.iter().map(|&i| calls[i].id.clone()).collect(),
+            })
+            .collect();
+        // +20%: more calls of the existing jobs.
+        let extra: Vec<CallInput> = calls[..6]
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let mut c = c.clone();
+                c.id = format!("new{k}");
+                c
+            })
+            .collect();
+        calls.extend(extra);
+        let second = discover(&calls, &params(), &e, &prior, 9).unwrap();
+        let ids = |d: &Discovery| {
+            let mut v: Vec<String> = d.tasks.iter().map(|t| t.id.clone()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(&first), ids(&second));
+        assert!(second.tasks.iter().all(|t| t.created_ms == 7));
+    }
+
+    #[test]
+    fn bad_parameters_and_prices() {
+        let e = HashedEmbedder::new(64);
+        let p = DiscoverParams {
+            min_cluster_size: 1,
+            ..DiscoverParams::default()
+        };
+        assert!(discover(&calls(), &p, &e, &[], 0).is_err());
+        let prices = params().prices;
+        assert_eq!(price_of(&prices, "gpt-4o-mini").unwrap().prompt, 2.5);
+        assert!(price_of(&prices, "llama").is_none());
+        assert_eq!(
+            percentiles(vec![5, 1, 3, 2, 4]),
+            Percentiles { p50: 3, p95: 5 }
+        );
+    }
+}
