@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the embedded default (SQLite, local key file), end to end for steps S1, S2, S5:
+# The main job on the embedded default (SQLite, local key file), end to end for steps S1, S2, S3, S5:
 # builds downshift, fetches the BFCL development traffic, starts the mock teacher LLM on it and
 # the gateway in front, replays the traffic through the gateway as an agent would, shows what
-# was captured, curates it into a scrubbed, deduplicated training dataset, and answers a call
-# with a small model running inside the gateway (`local/smol`). Everything runs on loopback;
-# the data directory is ./.downshift-demo.
+# was captured, discovers the recurring tasks in it, curates it into a scrubbed, deduplicated
+# training dataset, and answers a call with a small model running inside the gateway
+# (`local/smol`). Everything runs on loopback; the data directory is ./.downshift-demo.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -64,6 +64,9 @@ echo "==> captured calls (newest 10 of $("$BIN" calls list --json --limit 100000
 "$BIN" calls list --limit 10 --data-dir "$DATA"
 echo "==> gateway metrics"
 curl -s "http://$GW/metrics" | grep -E '^downshift_(requests_total|log_records_(written|spilled|lost)_total|interrupted_total)' || true
+echo "==> discovering the recurring tasks in the captured calls (S3)"
+scripts/fetch.sh minilm
+"$BIN" discover --data-dir "$DATA"
 echo "==> curating the captured calls into a training dataset (S2)"
 "$BIN" curate --name demo --data-dir "$DATA"
 echo "==> first example of the dataset"
