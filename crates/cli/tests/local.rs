@@ -245,108 +245,42 @@ fn generate_tool_calls_and_schemas_are_forced_valid() {
 fn generate_refuses_bad_input_clearly() {
     let dir = tempdir();
     let m = model_arg();
-    let expect_err = |args: &[&str], needle: &str| {
-        let (success, _out, err) = run(args, &[]);
-        assert!(!success, "{args:?} should fail");
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    // `downshift generate --model MODEL ARGS…` must fail with `needle` in its message.
+    let expect_err = |model: &str, args: &[&str], needle: &str| {
+        let mut all = vec!["generate", "--model", model];
+        all.extend_from_slice(args);
+        let (success, _out, err) = run(&all, &[]);
+        assert!(!success, "{all:?} should fail");
         assert!(
             err.contains(needle),
-            "{args:?}: expected {needle:?} in {err:?}"
+            "{all:?}: expected {needle:?} in {err:?}"
         );
         assert!(!err.contains("panicked"), "{err}");
     };
-    expect_err(
-        &["generate", "--model", "no/such-model", "--prompt", "x"],
-        "not found",
-    );
-    let corrupt = dir.path().join("bad.gguf");
-    std::fs::write(&corrupt, b"this is not a model").unwrap();
-    expect_err(
-        &[
-            "generate",
-            "--model",
-            corrupt.to_str().unwrap(),
-            "--prompt",
-            "x",
-        ],
-        "not a GGUF file",
-    );
-    let truncated = dir.path().join("cut.gguf");
+    expect_err("no/such-model", &["--prompt", "x"], "not found");
+    std::fs::write(path("bad.gguf"), b"this is not a model").unwrap();
+    expect_err(&path("bad.gguf"), &["--prompt", "x"], "not a GGUF file");
     let bytes = std::fs::read(model()).unwrap();
-    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(path("cut.gguf"), &bytes[..bytes.len() / 3]).unwrap();
+    expect_err(&path("cut.gguf"), &["--prompt", "x"], "truncated");
+    std::fs::write(path("s.json"), r#"{"type": "no-such-type"}"#).unwrap();
     expect_err(
-        &[
-            "generate",
-            "--model",
-            truncated.to_str().unwrap(),
-            "--prompt",
-            "x",
-        ],
-        "truncated",
-    );
-    let schema = dir.path().join("s.json");
-    std::fs::write(&schema, r#"{"type": "no-such-type"}"#).unwrap();
-    expect_err(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--schema",
-            schema.to_str().unwrap(),
-        ],
+        &m,
+        &["--prompt", "x", "--schema", &path("s.json")],
         "constraint",
     );
-    let msgs = dir.path().join("m.json");
-    std::fs::write(&msgs, "[{not json").unwrap();
-    expect_err(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--messages",
-            msgs.to_str().unwrap(),
-        ],
-        "not valid JSON",
-    );
-    std::fs::write(&msgs, r#"[{"role":"user","content":"hi"}]"#).unwrap();
-    expect_err(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--messages",
-            msgs.to_str().unwrap(),
-            "--tool-choice",
-            "required",
-        ],
-        "needs tools",
-    );
+    std::fs::write(path("m.json"), "[{not json").unwrap();
+    expect_err(&m, &["--messages", &path("m.json")], "not valid JSON");
+    std::fs::write(path("m.json"), r#"[{"role":"user","content":"hi"}]"#).unwrap();
+    let required = ["--messages", &path("m.json"), "--tool-choice", "required"];
+    expect_err(&m, &required, "needs tools");
     let long = "word ".repeat(9000);
+    expect_err(&m, &["--prompt", &long, "--max-tokens", "4"], "context");
+    std::fs::create_dir(path("adapter")).unwrap();
     expect_err(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            &long,
-            "--max-tokens",
-            "4",
-        ],
-        "context",
-    );
-    let not_adapter = dir.path().join("adapter");
-    std::fs::create_dir(&not_adapter).unwrap();
-    expect_err(
-        &[
-            "generate",
-            "--model",
-            &m,
-            "--prompt",
-            "x",
-            "--adapter",
-            not_adapter.to_str().unwrap(),
-        ],
+        &m,
+        &["--prompt", "x", "--adapter", &path("adapter")],
         "adapter",
     );
 }
