@@ -13,10 +13,10 @@ pub struct ModelArgs {
     /// tokenizer.json), or a hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`) found under
     /// `./models` or in the Hugging Face cache.
     #[arg(long, value_name = "PATH|ID")]
-    model: String,
+    pub model: String,
     /// Compute threads (default: DOWNSHIFT_THREADS, else every core).
     #[arg(long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,7 +127,7 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     )
 }
 
-fn load(args: &ModelArgs) -> Result<LocalModel> {
+pub fn load_model(args: &ModelArgs) -> Result<LocalModel> {
     if let Some(n) = args.threads {
         downshift_slm::threads::set_num_threads(n);
     }
@@ -143,7 +143,7 @@ fn read_json(path: &Path, what: &str) -> Result<Value> {
 }
 
 pub fn generate(a: GenerateArgs) -> Result<()> {
-    let mut m = load(&a.model)?;
+    let mut m = load_model(&a.model)?;
     let mut opts = GenerateOptions {
         max_tokens: a.max_tokens,
         temperature: a.temperature,
@@ -254,7 +254,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
 }
 
 pub fn tokenize(a: TokenizeArgs) -> Result<()> {
-    let m = load(&a.model)?;
+    let m = load_model(&a.model)?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

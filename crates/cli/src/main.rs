@@ -8,6 +8,7 @@ mod keys;
 mod local;
 mod output;
 mod serve;
+mod train;
 
 use std::path::PathBuf;
 
@@ -72,6 +73,8 @@ enum Command {
     Generate(local::GenerateArgs),
     /// Print the token ids of each line of stdin (JSON-string lines are decoded first).
     Tokenize(local::TokenizeArgs),
+    /// Fine-tune a specialist (LoRA/QLoRA) on a curated dataset; writes a PEFT adapter (S5).
+    Train(train::TrainArgs),
 }
 
 fn main() {
@@ -113,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pii(c) => curate::pii(c, &cfg.curate),
         Command::Generate(a) => local::generate(a),
         Command::Tokenize(a) => local::tokenize(a),
+        Command::Train(a) => train::train(a, &data),
         Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
         Command::Tasks(c) => discover::tasks(c, &data),
     }
