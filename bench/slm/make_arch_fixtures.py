@@ -8,11 +8,14 @@ tolerance of 1e-4 means something), saves it the way `save_pretrained` does and 
 float32 with eager attention on fixed token ids. Writes, per architecture,
 
   crates/slm/tests/fixtures/arch/<name>/config.json         as transformers writes it
-  crates/slm/tests/fixtures/arch/<name>/model.safetensors   float32 weights
-  crates/slm/tests/fixtures/arch/<name>/reference.safetensors
-      ids.<i>     int64 [len]         token ids of sequence i
-      logits.<i>  float32 [len, vocab] transformers' logits at every position
-      metadata: the script, architecture and versions of torch and transformers
+  crates/slm/tests/fixtures/arch/<name>/weights.json        how to regenerate every weight:
+      {"tensors": [{"name", "shape", "scale", "offset"}]}; no weight file is committed: the
+      values come from a portable generator (`portable_values` here, its twin
+      `downshift_slm::testing` in Rust), so the test rebuilds model.safetensors bit for bit
+  crates/slm/tests/fixtures/arch/<name>/reference.json      token ids of each sequence, vocab,
+      and what made it (the script, versions of torch and transformers)
+  crates/slm/tests/fixtures/arch/<name>/reference.f32       transformers' float32 logits at
+      every position of every sequence, little-endian, sequence after sequence
 
 Usage: python3 bench/slm/make_arch_fixtures.py
 (creates bench/slm/.venv-hf with torch and transformers from PyPI on first run, a few GB
@@ -46,7 +49,6 @@ ensure_venv()
 
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 from transformers import (  # noqa: E402
     Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen2Config,
     Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM,
@@ -115,22 +117,50 @@ def architectures():
     }
 
 
-def init_(model, seed):
-    """Weights at scales that keep activations of order 1: projections ~ N(0, 1/fan_in),
-    embeddings ~ N(0, 0.5²), norm weights ~ 1 + N(0, 0.1²) (Gemma stores them minus 1),
-    biases ~ N(0, 0.1²)."""
-    g = torch.Generator().manual_seed(seed)
+MASK64 = (1 << 64) - 1
+
+
+def portable_values(name, count, scale, offset):
+    """`count` float32 values of unit variance, times `scale`, plus `offset`: splitmix64 seeded
+    by the FNV-1a hash of the tensor name, uniform on [-sqrt 3, sqrt 3]. Only exactly rounded
+    IEEE operations, so Rust (`downshift_slm::testing::portable_values`) gets the same bits."""
+    import numpy as np
+    state = 0xCBF29CE484222325
+    for b in name.encode():
+        state = ((state ^ b) * 0x100000001B3) & MASK64
+    out = np.empty(count, dtype=np.float64)
+    root3 = 3.0 ** 0.5
+    for i in range(count):
+        state = (state + 0x9E3779B97F4A7C15) & MASK64
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        z ^= z >> 31
+        u = (z >> 11) * (1.0 / (1 << 53))
+        out[i] = offset + scale * ((2.0 * u - 1.0) * root3)
+    return out.astype(np.float32)
+
+
+def init_(model, prefix):
+    """Weights at scales that keep activations of order 1: projections of spread 1/sqrt(fan_in),
+    embeddings 0.5, norm weights 1 ± 0.1 (Gemma stores them minus 1), biases 0.1. Returns the
+    manifest the Rust side regenerates them from."""
     norm_base = 0.0 if model.config.model_type.startswith("gemma") else 1.0
+    tensors = []
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.copy_(norm_base + 0.1 * torch.randn(p.shape, generator=g))
+                scale, offset = 0.1, norm_base
             elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+                scale, offset = 0.1, 0.0
             elif "embed_tokens" in name:
-                p.copy_(0.5 * torch.randn(p.shape, generator=g))
+                scale, offset = 0.5, 0.0
             else:
-                p.copy_(torch.randn(p.shape, generator=g) / p.shape[1] ** 0.5)
+                scale, offset = 1.0 / p.shape[1] ** 0.5, 0.0
+            v = portable_values(f"{prefix}/{name}", p.numel(), scale, offset)
+            p.copy_(torch.from_numpy(v).reshape(p.shape))
+            tensors.append({"name": name, "shape": list(p.shape), "scale": scale, "offset": offset})
+    return {"seed_prefix": prefix, "tensors": tensors}
 
 
 def main():
@@ -143,12 +173,22 @@ def main():
     for seed, (name, (cls, cfg)) in enumerate(architectures().items()):
         torch.manual_seed(seed)
         model = cls(cfg).eval().to(torch.float32)
-        init_(model, 100 + seed)
+        manifest = init_(model, name)
         d = os.path.join(OUT, name)
         model.save_pretrained(d, safe_serialization=True)
+        # the tensors save_pretrained keeps (tied weights are written once) are the ones to
+        # regenerate; the weights themselves are not committed
+        from safetensors import safe_open
+        with safe_open(os.path.join(d, "model.safetensors"), "pt") as f:
+            saved = set(f.keys())
+        manifest["tensors"] = [t for t in manifest["tensors"] if t["name"] in saved]
+        assert {t["name"] for t in manifest["tensors"]} == saved, name
         for extra in os.listdir(d):
-            if extra not in ("config.json", "model.safetensors"):
+            if extra != "config.json":
                 os.remove(os.path.join(d, extra))
+        with open(os.path.join(d, "weights.json"), "w") as f:
+            json.dump(manifest, f, indent=1)
+            f.write("\n")
         ref = {}
         worst64 = 0.0
         m64 = cls(cfg).eval().to(torch.float64)
@@ -160,10 +200,16 @@ def main():
                 worst64 = max(worst64, (logits.double() - l64).abs().max().item())
                 ref[f"ids.{i}"] = ids.to(torch.int64).contiguous()
                 ref[f"logits.{i}"] = logits
-        # one key: safetensors writes metadata in hash order, which would make the bytes vary
         meta = {"made_by": f"bench/slm/make_arch_fixtures.py {name}: torch {torch.__version__}, "
-                           f"transformers {transformers.__version__}"}
-        save_file(ref, os.path.join(d, "reference.safetensors"), metadata=meta)
+                           f"transformers {transformers.__version__}",
+                "vocab": VOCAB,
+                "sequences": [ref[f"ids.{i}"].tolist() for i in range(len(inputs))]}
+        with open(os.path.join(d, "reference.json"), "w") as f:
+            json.dump(meta, f)
+            f.write("\n")
+        with open(os.path.join(d, "reference.f32"), "wb") as f:
+            for i in range(len(inputs)):
+                f.write(ref[f"logits.{i}"].numpy().astype("<f4").tobytes())
         spread = torch.cat([ref[f"logits.{i}"].flatten() for i in range(len(inputs))]).std()
         size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
         print(f"{name:12} logits std {spread:.3f}  float32 vs float64 transformers "

@@ -12,6 +12,8 @@ pub mod llama;
 pub mod lora;
 pub mod nn;
 pub mod quant;
+#[doc(hidden)]
+pub mod testing;
 pub mod threads;
 pub mod tokenizer;
 

@@ -41,7 +41,7 @@ struct Fixture {
 }
 
 fn load(name: &'static str) -> Fixture {
-    let dir = common::fixture("arch").join(name);
+    let dir = common::arch(name);
     let model = Llama::from_hf_dir(&dir).unwrap_or_else(|e| panic!("{name}: load: {e}"));
     with_model(name, model)
 }
@@ -49,28 +49,33 @@ fn load(name: &'static str) -> Fixture {
 /// The fixture's references with another model (e.g. the GGUF conversion of its weights).
 fn with_model(name: &'static str, model: Llama) -> Fixture {
     let dir = common::fixture("arch").join(name);
-    let refs: HashMap<String, Tensor> =
-        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
-            .expect("reference.safetensors");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).expect("reference.json"))
+            .expect("reference.json is JSON");
+    let raw = std::fs::read(dir.join("reference.f32")).expect("reference.f32");
+    let all: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let vocab = meta["vocab"].as_u64().expect("vocab") as usize;
+    assert_eq!(vocab, model.config.vocab_size, "{name}: reference vocab");
     let mut seqs = Vec::new();
-    for i in 0.. {
-        let Some(ids) = refs.get(&format!("ids.{i}")) else {
-            break;
-        };
-        let ids: Vec<u32> = ids
-            .to_vec1::<i64>()
+    let mut at = 0;
+    for s in meta["sequences"].as_array().expect("sequences") {
+        let ids: Vec<u32> = s
+            .as_array()
             .expect("ids")
-            .into_iter()
-            .map(|x| x as u32)
+            .iter()
+            .map(|x| x.as_u64().expect("id") as u32)
             .collect();
-        let logits = refs[&format!("logits.{i}")].clone();
-        assert_eq!(
-            logits.dims(),
-            [ids.len(), model.config.vocab_size],
-            "{name}: reference shape"
-        );
+        let n = ids.len() * vocab;
+        assert!(at + n <= all.len(), "{name}: reference.f32 is short");
+        let logits =
+            Tensor::from_slice(&all[at..at + n], (ids.len(), vocab), &Device::Cpu).expect("logits");
+        at += n;
         seqs.push((ids, logits));
     }
+    assert_eq!(at, all.len(), "{name}: reference.f32 has extra values");
     assert!(seqs.len() >= 2, "{name}: reference holds no sequences");
     Fixture { name, model, seqs }
 }
@@ -333,7 +338,7 @@ fn qwen3_head_norms() {
 /// A GGUF image of a fixture's weights, converted like llama.cpp's `convert_hf_to_gguf.py`
 /// (f32 tensors, no tokenizer).
 fn gguf_of(name: &str) -> Gguf {
-    let dir = common::fixture("arch").join(name);
+    let dir = common::arch(name);
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config"))
             .expect("json");
@@ -572,7 +577,7 @@ fn gguf_conversions_match_transformers() {
     for name in ARCHS {
         let g = gguf_of(name);
         let model = Llama::from_gguf(&g).unwrap_or_else(|e| panic!("{name}: gguf: {e}"));
-        let hf = Llama::from_hf_dir(common::fixture("arch").join(name)).expect("hf");
+        let hf = Llama::from_hf_dir(common::arch(name)).expect("hf");
         assert_eq!(model.config.rope_theta, hf.config.rope_theta, "{name}");
         // (Llama-3 scaling arrives as explicit `rope_freqs` divisors in GGUF)
         let (a, b) = (model.config.freq_factors(), hf.config.freq_factors());

@@ -24,3 +24,11 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+
+/// The Hugging Face folder of an architecture-parity fixture, its weights regenerated from
+/// `weights.json` (see `downshift_slm::testing`).
+#[allow(dead_code)]
+pub fn arch(name: &str) -> PathBuf {
+    downshift_slm::testing::materialize_fixture(&fixture("arch").join(name))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}

@@ -84,14 +84,14 @@ fn lora_gradients_match_finite_differences() {
 
 #[test]
 fn lora_gradients_qwen3() {
-    let m = Llama::from_hf_dir(common::fixture("arch/qwen3")).expect("qwen3 fixture");
+    let m = Llama::from_hf_dir(common::arch("qwen3")).expect("qwen3 fixture");
     lora_gradients(m);
 }
 
 #[test]
 fn lora_gradients_gemma3() {
     // post norms, GeGLU, scaled embeddings and the sliding-window mask (window 5 < 8 tokens)
-    let m = Llama::from_hf_dir(common::fixture("arch/gemma3")).expect("gemma3 fixture");
+    let m = Llama::from_hf_dir(common::arch("gemma3")).expect("gemma3 fixture");
     lora_gradients(m);
 }
 

@@ -12,7 +12,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(model_dir), Some(out)) = (args.get(1), args.get(2)) else {
         return Err("usage: peft_fixture MODEL_DIR OUT_DIR".into());
     };
-    let model = downshift_slm::Llama::from_hf_dir(model_dir)?;
+    // A parity fixture (config.json + weights.json) has its weights regenerated first.
+    let src = std::path::Path::new(model_dir);
+    let dir = if src.join("weights.json").exists() {
+        downshift_slm::testing::materialize_fixture(src)?
+    } else {
+        src.to_path_buf()
+    };
+    let model = downshift_slm::Llama::from_hf_dir(&dir)?;
     let vocab = model.config.vocab_size as u32;
     // synthetic examples: a prompt of 12 tokens, an answer of 4 derived from it
     let data: Vec<Example> = (0..16u32)

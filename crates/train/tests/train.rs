@@ -18,10 +18,12 @@ use downshift_train::{
 };
 use serde_json::json;
 
+/// A parity fixture of the slm crate as a Hugging Face folder (weights regenerated).
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../slm/tests/fixtures/arch")
-        .join(name)
+        .join(name);
+    downshift_slm::testing::materialize_fixture(&src).expect("fixture model")
 }
 
 fn model(name: &str) -> Llama {
