@@ -550,8 +550,8 @@ fn completion(
     slot: &LocalSlot,
     plan: &PlanView,
     g: &Generation,
+    a: &Answer,
 ) -> Value {
-    let a = answer(plan, g);
     let mut message = json!({"role": "assistant", "content": a.content});
     if !a.tool_calls.is_empty() {
         message["tool_calls"] = tool_calls_json(id, &a.tool_calls, false);
@@ -619,7 +619,9 @@ pub async fn serve(
                 return Err(err);
             }
         };
-        let body = completion(&call_id, &model_id, created, &slot, &plan.view(), &g).to_string();
+        let view = plan.view();
+        let a = answer(&view, &g);
+        let body = completion(&call_id, &model_id, created, &slot, &view, &g, &a).to_string();
         guard.finish(Outcome {
             status: CallStatus::Ok,
             http_status: Some(200),
@@ -811,6 +813,7 @@ impl LocalStream {
             &self.slot,
             &self.plan,
             &g,
+            &a,
         );
         self.guard.finish(Outcome {
             status: CallStatus::Ok,

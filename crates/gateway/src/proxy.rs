@@ -146,6 +146,12 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// Where a request goes.
+enum Target {
+    Upstream(Arc<Upstream>),
+    Local(Arc<crate::local::LocalSlot>, Box<crate::local::Plan>),
+}
+
 async fn proxy(
     s: Arc<AppState>,
     req: Request,
@@ -163,7 +169,7 @@ async fn proxy(
         ));
     }
     // `local/<name>` runs on a native small model instead of an upstream.
-    let local = if view.model.starts_with(crate::local::LOCAL_PREFIX) {
+    let target = if view.model.starts_with(crate::local::LOCAL_PREFIX) {
         if endpoint != Endpoint::ChatCompletions {
             return Err(GatewayError::BadRequest(format!(
                 "local models serve chat completions only, not {}",
@@ -172,18 +178,14 @@ async fn proxy(
         }
         let (slot, adapter) = s.local.resolve(&view.model)?;
         let plan = slot.plan(&bytes, adapter)?;
-        Some((slot, plan))
+        Target::Local(slot, Box::new(plan))
     } else {
-        None
-    };
-    let upstream = match &local {
-        Some(_) => None,
-        None => Some(
+        Target::Upstream(
             s.upstreams
                 .resolve(&view.model)
                 .cloned()
                 .ok_or_else(|| GatewayError::UnknownModel(view.model.clone()))?,
-        ),
+        )
     };
     let mut tags = BTreeMap::new();
     parse_tags(&parts.headers, &mut tags)?;
@@ -204,11 +206,10 @@ async fn proxy(
             ts_ms: downshift_store::now_ms(),
             endpoint: endpoint.path(),
             model: view.model.clone(),
-            upstream: match (&upstream, &local) {
-                (Some(u), _) => Some(u.name.clone()),
-                (None, Some((slot, _))) => Some(format!("local:{}", slot.name)),
-                (None, None) => None,
-            },
+            upstream: Some(match &target {
+                Target::Upstream(u) => u.name.clone(),
+                Target::Local(slot, _) => format!("local:{}", slot.name),
+            }),
             stream: view.stream,
             agent,
             episode,
@@ -220,12 +221,11 @@ async fn proxy(
         },
         s.clone(),
     );
-    let upstream = match (upstream, local) {
-        (Some(u), _) => u,
-        (None, Some((slot, plan))) => {
-            return crate::local::serve(slot, plan, guard, id, view.model.clone()).await;
+    let upstream = match target {
+        Target::Upstream(u) => u,
+        Target::Local(slot, plan) => {
+            return crate::local::serve(slot, *plan, guard, id, view.model.clone()).await;
         }
-        (None, None) => return Err(GatewayError::UnknownModel(view.model.clone())),
     };
 
     let uri = upstream
