@@ -88,7 +88,7 @@ print(f"    text ({dt:.2f}s, {out['usage']['completion_tokens']} tokens): {out['
 tools = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"},
           "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}}]
-out, dt = ask({"model": "local/smol", "tools": tools, "tool_choice": "required", "max_tokens": 60,
+out, dt = ask({"model": "local/smol", "tools": tools, "tool_choice": "required", "max_tokens": 60, "temperature": 0,
                "messages": [{"role": "user", "content": "How warm is it in Lisbon right now?"}]})
 call = out["choices"][0]["message"]["tool_calls"][0]["function"]
 print(f"    forced tool call ({dt:.2f}s, grammar-constrained): {call['name']}({call['arguments']})")

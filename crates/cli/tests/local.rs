@@ -362,7 +362,7 @@ fn gateway_serves_local_models_in_openai_format() {
     }
 
     // A forced tool call comes back as OpenAI tool_calls, streamed too.
-    let t = json!({"model": "local/smol", "tools": weather_tools(), "tool_choice": "required", "max_tokens": 80,
+    let t = json!({"model": "local/smol", "tools": weather_tools(), "tool_choice": "required", "max_tokens": 80, "temperature": 0,
         "messages": [{"role": "user", "content": "Weather in Oslo, please."}]});
     let v = post_json(&gw.addr, CHAT, None, &t.to_string(), &[]).json();
     let msg = &v["choices"][0]["message"];
@@ -390,7 +390,8 @@ fn gateway_serves_local_models_in_openai_format() {
     assert_eq!(done["choices"][0]["finish_reason"], "tool_calls");
 
     // response_format json_schema.
-    let j = json!({"model": "local/smol", "max_tokens": 40,
+    // (greedy: a sampled string may spend its tokens on escapes and end at max_tokens)
+    let j = json!({"model": "local/smol", "max_tokens": 40, "temperature": 0,
         "messages": [{"role": "user", "content": "Name a colour."}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "c", "schema":
             {"type": "object", "properties": {"colour": {"type": "string", "maxLength": 12}}, "required": ["colour"]}}}});
