@@ -129,8 +129,7 @@ fn load_dataset(store: &dyn Store, keyring: &Keyring, name: &str) -> Result<Load
     let mut calls = Vec::new();
     let mut tags = Vec::new();
     for e in store.dataset_examples(&meta.id)? {
-        let aad = downshift_store::SealedExample::aad(&meta.id, e.seq);
-        let plain = keyring.open_blob(&aad, &e.key_id, &e.nonce, &e.ciphertext)?;
+        let plain = keyring.open_example(&meta.id, &e)?;
         let record: Value = serde_json::from_slice(&plain)
             .with_context(|| format!("dataset '{name}' example {} is not JSON", e.seq))?;
         let mut messages = record["messages"].as_array().cloned().unwrap_or_default();

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_slm::ChatTemplate;
-use downshift_store::{DataDir, SealedExample, Store};
+use downshift_store::{DataDir, Store};
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     ChatRecord, Dataset, ExampleBuilder, Progress, PromptTransform, SpecialistMeta, SplitConfig,
@@ -77,12 +77,7 @@ fn records(data: &DataDir, name: &str) -> Result<Vec<ChatRecord>> {
     let mut out = Vec::new();
     for e in store.dataset_examples(&meta.id)? {
         let plain = keyring
-            .open_blob(
-                &SealedExample::aad(&meta.id, e.seq),
-                &e.key_id,
-                &e.nonce,
-                &e.ciphertext,
-            )
+            .open_example(&meta.id, &e)
             .with_context(|| format!("cannot decrypt example {} of '{name}'", e.seq))?;
         let v: Value = serde_json::from_slice(&plain)
             .with_context(|| format!("example {} of '{name}' is not JSON", e.seq))?;

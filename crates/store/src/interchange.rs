@@ -180,8 +180,7 @@ pub fn export_dataset_jsonl(
 ) -> Result<usize> {
     let examples = store.dataset_examples(&dataset.id)?;
     for e in &examples {
-        let aad = crate::SealedExample::aad(&dataset.id, e.seq);
-        let plain = keyring.open_blob(&aad, &e.key_id, &e.nonce, &e.ciphertext)?;
+        let plain = keyring.open_example(&dataset.id, e)?;
         out.write_all(&plain)
             .and_then(|()| out.write_all(b"\n"))
             .map_err(|e| StoreError::Invalid(format!("write failed: {e}")))?;

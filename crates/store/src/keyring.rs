@@ -15,7 +15,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::{CallPayload, CallRecord, Result, SealedCall, StoreError};
+use crate::{CallPayload, CallRecord, Result, SealedCall, SealedExample, StoreError};
 
 const PAYLOAD_VERSION: u8 = 1;
 
@@ -233,6 +233,12 @@ impl Keyring {
                 reason: "encryption failed".into(),
             })?;
         Ok((self.active.clone(), nonce.to_vec(), ciphertext))
+    }
+
+    /// Decrypts one example of the dataset `dataset_id` (its JSON record).
+    pub fn open_example(&self, dataset_id: &str, e: &SealedExample) -> Result<Vec<u8>> {
+        let aad = SealedExample::aad(dataset_id, e.seq);
+        self.open_blob(&aad, &e.key_id, &e.nonce, &e.ciphertext)
     }
 
     /// Decrypts what [`Keyring::seal_blob`] sealed with the same `aad`.
