@@ -4,9 +4,11 @@ mod calls;
 mod config;
 mod curate;
 mod discover;
+mod evaluate;
 mod keys;
 mod local;
 mod output;
+mod select;
 mod serve;
 mod train;
 
@@ -73,8 +75,15 @@ enum Command {
     Generate(local::GenerateArgs),
     /// Print the token ids of each line of stdin (JSON-string lines are decoded first).
     Tokenize(local::TokenizeArgs),
-    /// Fine-tune a specialist (LoRA/QLoRA) on a curated dataset; writes a PEFT adapter (S5).
+    /// Rank the catalog's small models for a task: hard constraints, task-kind ranking, and
+    /// an optional zero-shot bake-off of the local ones (S4).
+    Select(select::SelectArgs),
+    /// Fine-tune a specialist (LoRA/QLoRA) for a task or on a curated dataset; writes a PEFT
+    /// adapter (S5).
     Train(train::TrainArgs),
+    /// Score a specialist against the LLM's answers on its task's held-out test split, with
+    /// the base model beside it (S5).
+    Eval(evaluate::EvalArgs),
 }
 
 fn main() {
@@ -116,7 +125,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pii(c) => curate::pii(c, &cfg.curate),
         Command::Generate(a) => local::generate(a),
         Command::Tokenize(a) => local::tokenize(a),
-        Command::Train(a) => train::train(a, &data),
+        Command::Train(a) => train::train(a, &data, &cfg.curate),
+        Command::Select(a) => select::select_cmd(a, &data, &cfg.curate),
+        Command::Eval(a) => evaluate::eval(a, &data, &cfg.curate),
         Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
         Command::Tasks(c) => discover::tasks(c, &data),
     }

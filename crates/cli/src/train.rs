@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
+use downshift_curate::{CurateConfig, SnapshotRequest, create_snapshot};
 use downshift_slm::ChatTemplate;
-use downshift_store::{DataDir, Store};
+use downshift_store::{CallFilter, DataDir, Store};
+use downshift_train::adapter::prune_checkpoints;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     ChatRecord, Dataset, ExampleBuilder, Progress, PromptTransform, SpecialistMeta, SplitConfig,
-    TrainConfig, Trainer,
+    TrainConfig, Trainer, merge_to_hf_dir,
 };
 use serde_json::{Value, json};
 
@@ -18,10 +20,8 @@ use crate::local::{ModelArgs, load_model};
 
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// The curated dataset to learn from (`downshift curate --task ID --name NAME` makes one
-    /// from a discovered task's calls).
-    #[arg(long, value_name = "NAME")]
-    dataset: String,
+    #[command(flatten)]
+    data: DataArgs,
     /// The base model: a GGUF file (trained through its quantized weights: QLoRA), a model
     /// folder, or a hub id found under ./models or in the Hugging Face cache.
     #[arg(long, value_name = "PATH|ID")]
@@ -29,7 +29,7 @@ pub struct TrainArgs {
     /// Compute threads (default: DOWNSHIFT_THREADS, else every core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where the adapter goes (default: adapters/<dataset>); written in PEFT format.
+    /// Where the adapter goes (default: adapters/<task or dataset>); written in PEFT format.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// LoRA rank.
@@ -62,13 +62,94 @@ pub struct TrainArgs {
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Save a checkpoint (adapter, optimizer state, run state) every N updates under
+    /// <out>/checkpoints (0: never); the newest two are kept.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    checkpoint_every: usize,
+    /// Stop once this many updates are done, with a checkpoint saved (continue later with
+    /// --resume).
+    #[arg(long, value_name = "N")]
+    stop_after: Option<usize>,
+    /// Continue the run saved under <out>/checkpoints (same base, same settings).
+    #[arg(long)]
+    resume: bool,
+    /// Also write the base with the adapter merged in, as a safetensors model under
+    /// <out>/merged (needs a safetensors base folder).
+    #[arg(long)]
+    merge: bool,
     /// Print a JSON summary instead of progress lines.
     #[arg(long)]
     json: bool,
 }
 
+/// Where a command's examples come from: a discovered task or a curated dataset.
+#[derive(Debug, clap::Args)]
+#[group(multiple = false)]
+pub struct DataArgs {
+    /// A discovered task (see `downshift tasks list`): its calls are curated into the dataset
+    /// `task-<ID>` on first use (PII scrubbed, deduplicated), which later runs reuse.
+    #[arg(long, value_name = "ID")]
+    pub task: Option<String>,
+    /// A curated dataset (`downshift curate`).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: Option<String>,
+}
+
+impl DataArgs {
+    /// The dataset's name and its records; curates the task's calls first when needed.
+    pub fn load(&self, data: &DataDir, curate: &CurateConfig) -> Result<(String, Vec<ChatRecord>)> {
+        let name = match (&self.task, &self.dataset) {
+            (Some(t), _) => task_dataset(data, curate, t)?,
+            (None, Some(d)) => d.clone(),
+            (None, None) => bail!("give --task ID or --dataset NAME"),
+        };
+        let recs = records(data, &name)?;
+        Ok((name, recs))
+    }
+}
+
+/// The dataset of a task's calls, `task-<ID>`, curated now if it does not exist yet.
+fn task_dataset(data: &DataDir, curate: &CurateConfig, task: &str) -> Result<String> {
+    let store = data.open_store()?;
+    let name = format!("task-{task}");
+    if store.get_dataset(&name)?.is_some() {
+        return Ok(name);
+    }
+    if store.get_task(task)?.is_none() {
+        bail!(
+            "no task '{task}' (see `downshift tasks list`; tasks come from `downshift discover`)"
+        );
+    }
+    if store.task_size(task)? == 0 {
+        bail!("no calls are assigned to task '{task}' (run `downshift discover` again)");
+    }
+    let (keyring, _) = data.keyring(false)?;
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(2);
+    let (meta, _) = create_snapshot(
+        &store,
+        &keyring,
+        &SnapshotRequest {
+            name: name.clone(),
+            filter: CallFilter {
+                task: Some(task.to_string()),
+                ..Default::default()
+            },
+            threads,
+        },
+        curate,
+    )
+    .with_context(|| format!("cannot curate the calls of task '{task}'"))?;
+    eprintln!(
+        "curated {} examples of task {task} into dataset '{name}'",
+        meta.examples
+    );
+    Ok(name)
+}
+
 /// The dataset's examples as chat records, keyed by the call they came from.
-fn records(data: &DataDir, name: &str) -> Result<Vec<ChatRecord>> {
+pub fn records(data: &DataDir, name: &str) -> Result<Vec<ChatRecord>> {
     let store = data.open_store()?;
     let (keyring, _) = data.keyring(false)?;
     let meta = store
@@ -99,23 +180,31 @@ fn records(data: &DataDir, name: &str) -> Result<Vec<ChatRecord>> {
     Ok(out)
 }
 
-pub fn train(a: TrainArgs, data: &DataDir) -> Result<()> {
-    let recs = records(data, &a.dataset)?;
+/// The template a specialist of `lm` is trained and served with: the model's own when it can
+/// render tool calls (`None` here), else downshift's canonical ChatML; and its name for the
+/// specialist's metadata.
+pub fn specialist_template(
+    lm: &downshift_slm::LocalModel,
+) -> Result<(Option<ChatTemplate>, &'static str)> {
+    Ok(if lm.template.supports_tools() {
+        (None, "model")
+    } else {
+        (Some(ChatTemplate::canonical()?), "canonical")
+    })
+}
+
+pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
+    let (dataset, recs) = a.data.load(data, curate)?;
     let lm = load_model(&ModelArgs {
         model: a.base.clone(),
         threads: a.threads,
     })?;
-    // The specialist template: the model's own when it can render tool calls, else ChatML.
-    let canonical = ChatTemplate::canonical()?;
-    let template = if lm.template.supports_tools() {
-        &lm.template
-    } else {
-        &canonical
-    };
+    let (canonical, template_name) = specialist_template(&lm)?;
+    let template = canonical.as_ref().unwrap_or(&lm.template);
     let transform = if a.keep_tools {
         PromptTransform::identity()
     } else {
-        PromptTransform::pruning(None)
+        PromptTransform::infer(&recs)
     };
     let builder = ExampleBuilder {
         transform: transform.clone(),
@@ -135,25 +224,58 @@ pub fn train(a: TrainArgs, data: &DataDir) -> Result<()> {
         ..Default::default()
     };
     let ds = Dataset::build(&recs, &builder, &SplitConfig::default(), cfg.min_examples)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("adapters").join(&a.dataset));
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from("adapters").join(a.data.task.as_deref().unwrap_or(&dataset))
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let ck_root = out.join("checkpoints");
     let log_path = out.join("train_log.jsonl");
-    let mut log = std::fs::File::create(&log_path)
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(&log_path)
         .with_context(|| format!("cannot write {}", log_path.display()))?;
     if !a.json {
         eprintln!(
-            "{}: {} train / {} validation examples ({} held out for testing, {} left out)",
-            a.dataset,
+            "{dataset}: {} train / {} validation examples ({} held out for testing, {} left out)",
             ds.train.len(),
             ds.validation.len(),
             ds.test_ids.len(),
             ds.skipped.len()
         );
+        if let Some(t) = &transform.drop_system_text {
+            eprintln!(
+                "pruning {} characters of constant system prompt and the tool schemas",
+                t.len()
+            );
+        }
     }
-    let mut trainer = Trainer::new(lm.model.clone(), cfg)?;
+    let mut trainer = if a.resume {
+        let t = Trainer::resume(lm.model.clone(), &ck_root).with_context(|| {
+            format!(
+                "cannot resume from {} (nothing to resume?)",
+                ck_root.display()
+            )
+        })?;
+        if !a.json {
+            eprintln!("resuming at update {}", t.state().step);
+        }
+        t
+    } else {
+        Trainer::new(lm.model.clone(), cfg)?
+    };
+    let base_name = std::fs::canonicalize(&lm.path)
+        .unwrap_or_else(|_| lm.path.clone())
+        .display()
+        .to_string();
+    let meta = SpecialistMeta {
+        chat_template: template_name.into(),
+        task: a.data.task.clone(),
+        dataset: Some(dataset.clone()),
+        ..SpecialistMeta::new(&base_name, trainer.model(), transform, trainer.config())
+    };
     let quiet = a.json;
     let mut last = Instant::now();
     let mut progress = |p: &Progress| {
@@ -170,30 +292,80 @@ pub fn train(a: TrainArgs, data: &DataDir) -> Result<()> {
             p.step, p.total_steps, p.loss, p.lr, p.tokens_per_s, p.eta_s
         );
     };
-    let summary = trainer.run(
-        &ds.train,
-        &ds.validation,
-        RunOptions {
-            log: Some(&mut log),
-            progress: Some(&mut progress),
-            ..Default::default()
-        },
-    )?;
-    let base_name = std::fs::canonicalize(&lm.path)
-        .unwrap_or_else(|_| lm.path.clone())
-        .display()
-        .to_string();
-    let meta = SpecialistMeta::new(&base_name, trainer.model(), transform, trainer.config());
+    let started = Instant::now();
+    let first_step = trainer.state().step;
+    let mut first_loss = None;
+    let mut tokens = 0u64;
+    let summary = loop {
+        let next_ck = (a.checkpoint_every > 0)
+            .then(|| (trainer.state().step / a.checkpoint_every + 1) * a.checkpoint_every);
+        let until = match (next_ck, a.stop_after) {
+            (Some(c), Some(s)) => Some(c.min(s)),
+            (c, s) => c.or(s),
+        };
+        let s = trainer.run(
+            &ds.train,
+            &ds.validation,
+            RunOptions {
+                until_step: until,
+                log: Some(&mut log),
+                progress: Some(&mut progress),
+            },
+        )?;
+        first_loss = first_loss.or(s.first_loss);
+        tokens += s.tokens;
+        let step = trainer.state().step;
+        let finished = trainer.state().stopped_early
+            || until.is_none_or(|u| step < u)
+            || step >= trainer.total_steps(&ds.train);
+        let stop = a.stop_after.is_some_and(|s| step >= s);
+        if (a.checkpoint_every > 0 || stop) && !finished {
+            trainer
+                .save_checkpoint(&ck_root, &meta)
+                .with_context(|| format!("cannot save a checkpoint under {}", ck_root.display()))?;
+            prune_checkpoints(&ck_root, 2)?;
+        }
+        if finished || stop {
+            if stop && !finished && !a.json {
+                eprintln!("stopped after update {step}; continue with --resume");
+            }
+            break s;
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
     trainer.save_adapter(&out, &meta)?;
+    if a.merge {
+        if !lm.path.is_dir() {
+            bail!(
+                "--merge needs a safetensors base folder; {} is a GGUF file (the adapter is \
+                 saved in {} — load it with `generate --adapter`, or train on the Hugging Face \
+                 folder of the model to merge)",
+                lm.path.display(),
+                out.display()
+            );
+        }
+        merge_to_hf_dir(&lm.path, &out, &out.join("merged"))?;
+    }
+    let tokens_per_s = tokens as f64 / seconds.max(1e-9);
     let report = json!({
-        "dataset": a.dataset,
+        "dataset": dataset,
+        "task": a.data.task,
         "adapter": out,
         "base": base_name,
         "train_examples": ds.train.len(),
         "validation_examples": ds.validation.len(),
         "test_examples": ds.test_ids.len(),
         "skipped": ds.skipped.len(),
-        "summary": summary,
+        "steps": summary.steps,
+        "resumed_from": (first_step > 0).then_some(first_step),
+        "first_loss": first_loss,
+        "last_loss": summary.last_loss,
+        "best_val_loss": summary.best_val_loss,
+        "stopped_early": summary.stopped_early,
+        "tokens": tokens,
+        "tokens_per_s": tokens_per_s,
+        "seconds": seconds,
+        "merged": a.merge.then(|| out.join("merged")),
     });
     let stdout = std::io::stdout();
     let mut o = stdout.lock();
@@ -202,13 +374,14 @@ pub fn train(a: TrainArgs, data: &DataDir) -> Result<()> {
     } else {
         writeln!(
             o,
-            "adapter written to {} ({} updates, loss {} -> {}, best validation loss {}, {:.0} tok/s)",
+            "adapter written to {} ({} updates, loss {} -> {}, best validation loss {}, {:.0} tok/s, {:.0}s)",
             out.display(),
             summary.steps,
-            fmt_loss(summary.first_loss),
+            fmt_loss(first_loss),
             fmt_loss(summary.last_loss),
             fmt_loss(summary.best_val_loss),
-            summary.tokens_per_s
+            tokens_per_s,
+            seconds
         )?;
     }
     Ok(())

@@ -52,14 +52,14 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
         d,
     ]);
     let v: Value = serde_json::from_str(report.trim()).unwrap();
-    assert_eq!(v["summary"]["steps"], 2, "{v}");
+    assert_eq!(v["steps"], 2, "{v}");
     let train = v["train_examples"].as_u64().unwrap();
     let held = v["validation_examples"].as_u64().unwrap() + v["test_examples"].as_u64().unwrap();
     assert!(
         train >= 20 && train + held + v["skipped"].as_u64().unwrap() <= 40,
         "{v}"
     );
-    assert!(v["summary"]["first_loss"].as_f64().unwrap() > 0.0);
+    assert!(v["first_loss"].as_f64().unwrap() > 0.0);
     for f in [
         "adapter_config.json",
         "adapter_model.safetensors",
@@ -132,4 +132,303 @@ fn train_refuses_small_or_missing_datasets_clearly() {
         &[],
     );
     assert!(!success && err.contains("not found"), "{err}");
+    // A model folder of an architecture the engine does not run.
+    let phi = dir.path().join("phi");
+    std::fs::create_dir(&phi).unwrap();
+    std::fs::write(
+        phi.join("config.json"),
+        r#"{"model_type": "phi3", "architectures": ["Phi3ForCausalLM"], "hidden_size": 64}"#,
+    )
+    .unwrap();
+    let (success, _, err) = run(
+        &[
+            "train",
+            "--dataset",
+            "ds",
+            "--base",
+            phi.to_str().unwrap(),
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(!success && err.contains("phi3"), "{err}");
+}
+
+/// `downshift train` under a file-size limit: writes past it fail the way they fail on a full
+/// disk (the write returns an error part-way through a file).
+fn train_with_file_limit(args: &[&str], limit_bytes: u64) -> (bool, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_downshift"));
+    cmd.args(args).current_dir(repo_root());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit_bytes,
+                rlim_max: limit_bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn dir_bytes(p: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_disk_that_fills_during_a_checkpoint_leaves_the_previous_one_intact() {
+    let dir = curated(40);
+    let d = dir.path().to_str().unwrap();
+    let model = repo_root().join(MODEL);
+    let model = model.to_str().unwrap();
+    let out = dir.path().join("adapter");
+    let outs = out.to_str().unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            "ds",
+            "--base",
+            model,
+            "--max-steps",
+            "4",
+            "--max-len",
+            "256",
+            "--batch-size",
+            "2",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            outs,
+            "--data-dir",
+            d,
+        ];
+        a.extend_from_slice(extra);
+        a
+    };
+    // A first run stops after 2 of 4 updates: checkpoints step-1 and step-2.
+    ok(&args(&["--stop-after", "2"]));
+    let ck = out.join("checkpoints");
+    assert_eq!(
+        std::fs::read_to_string(ck.join("latest")).unwrap(),
+        "step-00000002"
+    );
+    let before = dir_bytes(&ck.join("step-00000002"));
+    assert!(
+        before
+            .iter()
+            .any(|(n, b)| n == "trainer.safetensors" && b.len() > 100_000)
+    );
+
+    // The disk "fills": no file may grow past 64 KiB, so the next checkpoint cannot be written.
+    let (success, err) = train_with_file_limit(&args(&["--resume"]), 64 * 1024);
+    assert!(
+        !success,
+        "the run must fail when its checkpoint cannot be written"
+    );
+    assert!(err.contains("checkpoint"), "{err}");
+    assert!(
+        err.contains("File too large") || err.contains("No space"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ck.join("latest")).unwrap(),
+        "step-00000002"
+    );
+    assert_eq!(
+        dir_bytes(&ck.join("step-00000002")),
+        before,
+        "previous checkpoint changed"
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&ck)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    // With space again, the run resumes from that checkpoint and finishes.
+    let report = ok(&args(&["--resume", "--json"]));
+    let v: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(v["steps"], 4, "{v}");
+    assert_eq!(v["resumed_from"], 2, "{v}");
+    assert!(out.join("adapter_model.safetensors").exists());
+}
+
+/// A data dir holding the BFCL multi-turn calls whose only tools are the trading API, with
+/// tasks discovered; returns it and the largest task's id.
+fn trading_task() -> (tempfile::TempDir, String) {
+    let dir = tempdir();
+    let d = dir.path().to_str().unwrap();
+    let bfcl = repo_root().join("data/bfcl/bfcl.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&bfcl)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch.sh bfcl)", bfcl.display()))
+        .lines()
+        .filter(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["metadata"]["bfcl_category"] == "multi_turn_base"
+                && v["request"]["tools"].as_array().unwrap().iter().all(|t| {
+                    t["function"]["description"]
+                        .as_str()
+                        .unwrap()
+                        .contains("belongs to the trading system")
+                })
+        })
+        .map(String::from)
+        .collect();
+    assert!(lines.len() > 60, "{} trading calls", lines.len());
+    let file = dir.path().join("calls.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
+    ok(&["discover", "--embedder", "hashed", "--data-dir", d]);
+    let tasks: Value =
+        serde_json::from_str(&ok(&["tasks", "list", "--json", "--data-dir", d])).unwrap();
+    let tasks = tasks.as_array().cloned().unwrap_or_default();
+    let top = tasks
+        .iter()
+        .max_by_key(|t| t["calls"].as_u64().unwrap_or(0))
+        .unwrap_or_else(|| panic!("no tasks: {tasks:?}"));
+    let id = top["id"].as_str().unwrap().to_string();
+    (dir, id)
+}
+
+#[test]
+fn select_train_and_eval_a_discovered_task() {
+    let (dir, task) = trading_task();
+    let d = dir.path().to_str().unwrap();
+    let model = repo_root().join(MODEL);
+    let model = model.to_str().unwrap();
+
+    // select: the whole catalog is ranked; constraints reject with reasons.
+    let v: Value = serde_json::from_str(&ok(&[
+        "select",
+        "--task",
+        &task,
+        "--max-params",
+        "2",
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    let cands = v["candidates"].as_array().unwrap();
+    assert!(cands.len() >= 15, "{v}");
+    let big = cands
+        .iter()
+        .find(|c| c["params_b"].as_f64().unwrap() > 6.0)
+        .unwrap();
+    assert!(
+        big["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r.as_str().unwrap().contains("param")),
+        "{big}"
+    );
+    assert!(v["recommended"].is_string(), "{v}");
+
+    // train --task curates the task's calls into task-<id> and trains on them.
+    let out = dir.path().join("spec");
+    let r: Value = serde_json::from_str(
+        ok(&[
+            "train",
+            "--task",
+            &task,
+            "--base",
+            model,
+            "--max-steps",
+            "2",
+            "--max-len",
+            "512",
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+            "--data-dir",
+            d,
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(r["dataset"], format!("task-{task}"), "{r}");
+    assert_eq!(r["steps"], 2, "{r}");
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("downshift_specialist.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["task"], task.as_str());
+    assert_eq!(meta["transform"]["drop_tools"], true);
+
+    // eval on the held-out split, base beside it; the task comes from the adapter.
+    let e: Value = serde_json::from_str(
+        ok(&[
+            "eval",
+            "--adapter",
+            out.to_str().unwrap(),
+            "--limit",
+            "2",
+            "--max-tokens",
+            "48",
+            "--json",
+            "--data-dir",
+            d,
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(e["task"], task.as_str(), "{e}");
+    assert_eq!(e["examples"], 2, "{e}");
+    assert_eq!(e["kind"], "tool_call", "{e}");
+    for k in ["exact_match", "base_exact_match", "schema_valid"] {
+        let x = e[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {e}"));
+        assert!((0.0..=1.0).contains(&x), "{k} = {x}");
+    }
+    assert!(out.join("eval.json").exists());
+
+    // bad input: not an adapter folder, an unknown task
+    let (success, _, err) = run(
+        &["eval", "--adapter", d, "--task", &task, "--data-dir", d],
+        &[],
+    );
+    assert!(
+        !success && err.contains("not an adapter written by `downshift train`"),
+        "{err}"
+    );
+    let (success, _, err) = run(&["select", "--task", "task_nope", "--data-dir", d], &[]);
+    assert!(!success && err.contains("no task 'task_nope'"), "{err}");
+    let (success, _, err) = run(
+        &[
+            "train",
+            "--task",
+            "task_nope",
+            "--base",
+            model,
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(!success && err.contains("no task 'task_nope'"), "{err}");
 }

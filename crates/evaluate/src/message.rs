@@ -30,6 +30,16 @@ impl OutputKind {
         OutputKind::Label,
         OutputKind::Text,
     ];
+
+    /// The kind's name as serialised (`tool_call`, `json`, `label`, `text`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputKind::ToolCall => "tool_call",
+            OutputKind::Json => "json",
+            OutputKind::Label => "label",
+            OutputKind::Text => "text",
+        }
+    }
 }
 
 /// Classifies one reference answer (an OpenAI assistant message):

@@ -16,6 +16,7 @@ pub mod quant;
 pub mod testing;
 pub mod threads;
 pub mod tokenizer;
+pub mod train_ops;
 
 pub use chat::{ChatTemplate, Message, ToolCall, parse_tool_calls};
 #[cfg(feature = "constrained")]

@@ -12,6 +12,7 @@
 //! Every projection is a [`Linear`] carrying the LoRA hook.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor};
 use half::f16;
@@ -22,6 +23,7 @@ use crate::nn::{
     AdapterSel, Embedding, FfnAct, GatedAct, Linear, Weight, dense_from_gguf, rms_norm,
 };
 use crate::threads::{SyncPtr, par_for};
+use crate::train_ops;
 
 /// How rotary embeddings pair up dimensions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -481,21 +483,30 @@ impl RopeTable {
 
     #[inline]
     fn apply(&self, x: &mut [f32], t: usize, style: RopeStyle) {
+        self.rotate(x, t, style, 1.0);
+    }
+
+    /// Rotates the first `2 · half` dimensions of `x` by position `t`'s angles; `sign = -1`
+    /// rotates back (the transpose, which is the rotation's backward pass).
+    #[inline]
+    pub(crate) fn rotate(&self, x: &mut [f32], t: usize, style: RopeStyle, sign: f32) {
         let cs = &self.cos[t * self.half..(t + 1) * self.half];
         let sn = &self.sin[t * self.half..(t + 1) * self.half];
         match style {
             RopeStyle::Interleaved => {
                 for i in 0..self.half {
                     let (a, b) = (x[2 * i], x[2 * i + 1]);
-                    x[2 * i] = a * cs[i] - b * sn[i];
-                    x[2 * i + 1] = a * sn[i] + b * cs[i];
+                    let s = sign * sn[i];
+                    x[2 * i] = a * cs[i] - b * s;
+                    x[2 * i + 1] = a * s + b * cs[i];
                 }
             }
             RopeStyle::Neox => {
                 for i in 0..self.half {
                     let (a, b) = (x[i], x[i + self.half]);
-                    x[i] = a * cs[i] - b * sn[i];
-                    x[i + self.half] = a * sn[i] + b * cs[i];
+                    let s = sign * sn[i];
+                    x[i] = a * cs[i] - b * s;
+                    x[i + self.half] = a * s + b * cs[i];
                 }
             }
         }
@@ -1139,6 +1150,20 @@ impl Llama {
     /// Differentiable forward pass over a batch `ids: [batch, seq]` (u32), without a cache.
     /// Returns logits `[batch, seq, vocab]`.
     pub fn forward_train(&self, ids: &Tensor, sel: AdapterSel) -> Result<Tensor> {
+        let h = self.forward_train_hidden(ids, sel)?;
+        self.lm_head.forward(&h, sel)
+    }
+
+    /// The differentiable LM head over final hidden states `[.., hidden]` (see
+    /// [`Llama::forward_train_hidden`]).
+    pub fn head_train(&self, hidden: &Tensor, sel: AdapterSel) -> Result<Tensor> {
+        self.lm_head.forward(hidden, sel)
+    }
+
+    /// [`Llama::forward_train`] without the LM head: the final normed hidden states
+    /// `[batch, seq, hidden]`. A trainer picks the positions it scores before the (vocabulary
+    /// sized) head, which saves most of the head's time and memory.
+    pub fn forward_train_hidden(&self, ids: &Tensor, sel: AdapterSel) -> Result<Tensor> {
         let cfg = &self.config;
         let (bsz, seq) = ids.dims2()?;
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1::<u32>()?;
@@ -1146,47 +1171,15 @@ impl Llama {
             .embed_tokens(&flat)?
             .reshape((bsz, seq, cfg.hidden_size))?;
         let ropes = self.ropes(0, seq);
-        let dev = Device::Cpu;
-        let cos_sin = |rope: &RopeTable| -> Result<(Tensor, Tensor)> {
-            Ok((
-                Tensor::from_vec(rope.cos.clone(), (seq, rope.half), &dev)?,
-                Tensor::from_vec(rope.sin.clone(), (seq, rope.half), &dev)?,
-            ))
-        };
-        let global = cos_sin(&ropes.global)?;
-        let local = ropes.local.as_ref().map(cos_sin).transpose()?;
-        let mask = |window: Option<usize>| -> Result<Tensor> {
-            let w = window.unwrap_or(usize::MAX);
-            let m: Vec<f32> = (0..seq)
-                .flat_map(|i| {
-                    (0..seq).map(move |j| {
-                        if j <= i && i - j < w {
-                            0.0
-                        } else {
-                            f32::NEG_INFINITY
-                        }
-                    })
-                })
-                .collect();
-            Ok(Tensor::from_vec(m, (seq, seq), &dev)?)
-        };
-        let full_mask = mask(None)?;
-        let window_mask = cfg
-            .sliding
-            .as_ref()
-            .map(|s| mask(Some(s.window)))
-            .transpose()?;
+        let global = Arc::new(ropes.global);
+        let local = ropes.local.map(Arc::new);
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
-        let scale = cfg.attn_scale as f64;
+        let scale = cfg.attn_scale;
         for (li, b) in self.blocks.iter().enumerate() {
-            let sliding = cfg.window(li).is_some();
-            let (cos, sin) = match (&local, sliding) {
-                (Some(l), true) => (&l.0, &l.1),
-                _ => (&global.0, &global.1),
-            };
-            let mask = match (&window_mask, sliding) {
-                (Some(m), true) => m,
-                _ => &full_mask,
+            let window = cfg.window(li);
+            let table = match (&local, window.is_some()) {
+                (Some(l), true) => l,
+                _ => &global,
             };
             let h = rms_norm(&x, &b.attn_norm, cfg.rms_eps, true)?;
             let qkv = forward_group(&b.qkv, &h, sel)?;
@@ -1205,8 +1198,8 @@ impl Llama {
             };
             let q = head_norm(heads(0, nh)?, &b.q_norm)?;
             let k = head_norm(heads(nh, nkv)?, &b.k_norm)?;
-            let q = self.rope_train(&q, cos, sin)?;
-            let k = self.rope_train(&k, cos, sin)?;
+            let q = train_ops::rope(&q, table, cfg.rope_style)?;
+            let k = train_ops::rope(&k, table, cfg.rope_style)?;
             let v = heads(nh + nkv, nkv)?;
             let rep = nh / nkv;
             let (k, v) = if rep > 1 {
@@ -1219,8 +1212,7 @@ impl Llama {
             } else {
                 (k, v)
             };
-            let att = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
-            let att = candle_nn::ops::softmax(&att, D::Minus1)?;
+            let att = train_ops::causal_softmax(&q.matmul(&k.t()?.contiguous()?)?, scale, window)?;
             let y = att
                 .matmul(&v.contiguous()?)?
                 .transpose(1, 2)?
@@ -1228,8 +1220,7 @@ impl Llama {
             x = self.residual(x, b.o.forward(&y, sel)?, &b.post_attn_norm, true)?;
             x = self.ffn(b, x, sel, true)?;
         }
-        let x = rms_norm(&x, &self.norm, cfg.rms_eps, true)?;
-        self.lm_head.forward(&x, sel)
+        rms_norm(&x, &self.norm, cfg.rms_eps, true)
     }
 
     /// Token embeddings, scaled as the architecture asks.
@@ -1268,52 +1259,12 @@ impl Llama {
         let h = rms_norm(&x, &b.ffn_norm, cfg.rms_eps, train)?;
         let gu = forward_group(&b.gate_up, &h, sel)?;
         let a = if train {
-            let ff = cfg.intermediate_size;
-            let g = gu.narrow(D::Minus1, 0, ff)?;
-            let g = match cfg.ffn_act {
-                FfnAct::Silu => g.silu()?,
-                // candle's `gelu` is the tanh approximation
-                FfnAct::GeluTanh => g.gelu()?,
-            };
-            (g * gu.narrow(D::Minus1, ff, ff)?)?
+            train_ops::gated_act(&gu, cfg.ffn_act)?
         } else {
             gu.apply_op1_no_bwd(&GatedAct(cfg.ffn_act))?
         };
         let y = b.down.forward(&a, sel)?;
         self.residual(x, y, &b.post_ffn_norm, train)
-    }
-
-    /// Rotary embedding with differentiable ops; `x: [b, heads, seq, hd]`.
-    fn rope_train(&self, x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-        let cfg = &self.config;
-        let (b, h, s, hd) = x.dims4()?;
-        let half = cfg.rope_dim / 2;
-        let rot = x.narrow(D::Minus1, 0, cfg.rope_dim)?;
-        let out = match cfg.rope_style {
-            RopeStyle::Interleaved => {
-                let r = rot.reshape((b, h, s, half, 2))?;
-                let a = r.narrow(D::Minus1, 0, 1)?.squeeze(D::Minus1)?;
-                let c = r.narrow(D::Minus1, 1, 1)?.squeeze(D::Minus1)?;
-                let ra = (a.broadcast_mul(cos)? - c.broadcast_mul(sin)?)?;
-                let rc = (a.broadcast_mul(sin)? + c.broadcast_mul(cos)?)?;
-                Tensor::stack(&[ra, rc], D::Minus1)?.reshape((b, h, s, cfg.rope_dim))?
-            }
-            RopeStyle::Neox => {
-                let a = rot.narrow(D::Minus1, 0, half)?;
-                let c = rot.narrow(D::Minus1, half, half)?;
-                let ra = (a.broadcast_mul(cos)? - c.broadcast_mul(sin)?)?;
-                let rc = (a.broadcast_mul(sin)? + c.broadcast_mul(cos)?)?;
-                Tensor::cat(&[ra, rc], D::Minus1)?
-            }
-        };
-        if cfg.rope_dim == hd {
-            Ok(out)
-        } else {
-            Ok(Tensor::cat(
-                &[out, x.narrow(D::Minus1, cfg.rope_dim, hd - cfg.rope_dim)?],
-                D::Minus1,
-            )?)
-        }
     }
 
     /// Mutable access to the projection `name` (one of [`PROJECTIONS`]) of block `layer`:

@@ -274,19 +274,62 @@ impl Linear {
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
         }
-        for l in self.loras.iter().filter(|l| sel.includes(l.adapter)) {
-            let d = x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)?;
-            let d = (d * l.scale)?;
-            let out = self.out_features();
-            let len = d.dim(D::Minus1)?;
-            let d = if len == out {
-                d
-            } else {
-                d.pad_with_zeros(D::Minus1, l.out_offset, out - l.out_offset - len)?
-            };
-            y = (y + d)?;
+        let mut active: Vec<&Lora> = self
+            .loras
+            .iter()
+            .filter(|l| sel.includes(l.adapter))
+            .collect();
+        if active.is_empty() {
+            return Ok(y);
         }
-        Ok(y)
+        // Each adapter's delta is `scale · (x Aᵀ) Bᵀ` (scaled while it is rank-wide). The
+        // deltas of one fused projection (q/k/v, gate/up) are laid side by side into a single
+        // output-wide tensor, so training keeps one such tensor per projection rather than one
+        // zero-padded copy per adapter slice.
+        active.sort_by_key(|l| l.out_offset);
+        let mut deltas: Vec<(usize, usize, Tensor)> = Vec::with_capacity(active.len());
+        for l in active {
+            let d = (x.broadcast_matmul(&l.a.t()?)? * l.scale)?.broadcast_matmul(&l.b.t()?)?;
+            let (s, e) = (l.out_offset, l.out_offset + d.dim(D::Minus1)?);
+            match deltas.last_mut() {
+                // adapters stacked on the same slice add up
+                Some(last) if (last.0, last.1) == (s, e) => last.2 = (&last.2 + d)?,
+                _ => deltas.push((s, e, d)),
+            }
+        }
+        let out = self.out_features();
+        if deltas.windows(2).any(|w| w[0].1 > w[1].0) {
+            // partly overlapping slices: add each one output-wide
+            for (s, e, d) in deltas {
+                y = (y + d.pad_with_zeros(D::Minus1, s, out - e)?)?;
+            }
+            return Ok(y);
+        }
+        let zeros = |n: usize| -> Result<Tensor> {
+            let mut shape = y.dims().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = n;
+            }
+            Ok(Tensor::zeros(shape, y.dtype(), y.device())?)
+        };
+        let mut pieces = Vec::with_capacity(2 * deltas.len() + 1);
+        let mut at = 0;
+        for (s, e, d) in deltas {
+            if s > at {
+                pieces.push(zeros(s - at)?);
+            }
+            pieces.push(d);
+            at = e;
+        }
+        if at < out {
+            pieces.push(zeros(out - at)?);
+        }
+        let delta = if pieces.len() == 1 {
+            pieces.remove(0)
+        } else {
+            Tensor::cat(&pieces, D::Minus1)?
+        };
+        Ok((y + delta)?)
     }
 }
 
@@ -386,7 +429,7 @@ impl CustomOp1 for GatedAct {
 /// differentiable composition when training.
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32, train: bool) -> Result<Tensor> {
     Ok(if train {
-        candle_nn::ops::rms_norm_slow(x, w, eps)?
+        crate::train_ops::rms_norm(x, w, eps)?
     } else {
         x.apply_op2_no_bwd(w, &RmsNorm { eps })?
     })

@@ -33,6 +33,12 @@ pub struct SpecialistMeta {
     /// `canonical` (downshift's ChatML) or `model` (the base's own template).
     pub chat_template: String,
     pub train_config: TrainConfig,
+    /// The discovered task it was trained for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// The curated dataset it was trained on (its test split is held out by call id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
 }
 
 impl SpecialistMeta {
@@ -51,6 +57,8 @@ impl SpecialistMeta {
             transform,
             chat_template: "canonical".into(),
             train_config: cfg.clone(),
+            task: None,
+            dataset: None,
         }
     }
 

@@ -107,6 +107,13 @@ impl PromptTransform {
         }
     }
 
+    /// The pruning for a task's records: tool schemas dropped, and the system prompt's
+    /// constant text — the longest prefix every record's system message shares, cut at a
+    /// word boundary — removed when it is at least 32 characters long.
+    pub fn infer(records: &[ChatRecord]) -> Self {
+        Self::pruning(common_system_text(records))
+    }
+
     /// Applies the transform to a request's messages and tools.
     pub fn apply(
         &self,
@@ -139,6 +146,46 @@ impl PromptTransform {
         };
         Ok((out, tools))
     }
+}
+
+/// The longest prefix that the system messages of all `records` share (each must start with
+/// a system message), ending at a word boundary; `None` when shorter than 32 characters.
+pub fn common_system_text(records: &[ChatRecord]) -> Option<String> {
+    let mut texts = records.iter().map(|r| {
+        r.messages
+            .first()
+            .filter(|m| m["role"].as_str() == Some("system"))
+            .and_then(|m| m["content"].as_str())
+    });
+    let first = texts.next()??;
+    let mut len = first.len();
+    for t in texts {
+        let t = t?;
+        len = first
+            .char_indices()
+            .zip(t.chars())
+            .take_while(|((i, a), b)| *i < len && a == b)
+            .map(|((i, a), _)| i + a.len_utf8())
+            .last()
+            .unwrap_or(0);
+    }
+    let prefix = &first[..len];
+    // A prefix that stops inside a word would cut the variable part in two.
+    let whole = records.iter().all(|r| {
+        r.messages[0]["content"]
+            .as_str()
+            .is_some_and(|c| c.len() == len || c[len..].starts_with(char::is_whitespace))
+    });
+    let prefix = if whole {
+        prefix
+    } else {
+        match prefix.rfind(char::is_whitespace) {
+            Some(i) => &prefix[..i],
+            None => "",
+        }
+    };
+    let prefix = prefix.trim_end();
+    (prefix.chars().count() >= 32).then(|| prefix.to_string())
 }
 
 /// A tokenized example: `mask[i] == 1` when token `i` is a target (assistant answer).
@@ -388,6 +435,47 @@ pub fn check_enough(given: usize, needed: usize) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn rec(system: &str) -> ChatRecord {
+        ChatRecord {
+            id: system.into(),
+            messages: vec![
+                json!({"role": "system", "content": system}),
+                json!({"role": "user", "content": "hi"}),
+            ],
+            tools: None,
+            answer: json!({"role": "assistant", "content": "ok"}),
+        }
+    }
+
+    #[test]
+    fn common_system_text_is_the_shared_prefix_at_a_word_boundary() {
+        let base = "You are a travel agent. Follow the booking policy carefully.";
+        let r = [
+            rec(&format!("{base} The user is Alice.")),
+            rec(&format!("{base} The user is Albert.")),
+        ];
+        assert_eq!(
+            common_system_text(&r).as_deref(),
+            Some(format!("{base} The user is").as_str())
+        );
+        let t = PromptTransform::infer(&r);
+        assert!(t.drop_tools);
+        let (m, _) = t.apply(&r[0].messages, None).unwrap();
+        assert_eq!(m[0]["content"], "Alice.");
+        // identical prompts are removed whole; short or missing ones are not pruned
+        assert_eq!(
+            common_system_text(&[rec(base), rec(base)]).as_deref(),
+            Some(base)
+        );
+        assert_eq!(
+            common_system_text(&[rec("Be brief. A"), rec("Be brief. B")]),
+            None
+        );
+        let mut no_system = rec(base);
+        no_system.messages.remove(0);
+        assert_eq!(common_system_text(&[rec(base), no_system]), None);
+    }
 
     #[test]
     fn transform_drops_tools_and_constant_system_text() {

@@ -9,6 +9,7 @@
 pub mod adapter;
 mod error;
 pub mod example;
+pub mod loss;
 pub mod optim;
 pub mod rng;
 pub mod trainer;

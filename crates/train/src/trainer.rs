@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::example::{Example, check_enough};
+use crate::loss::cross_entropy_rows;
 use crate::optim::{AdamW, AdamWConfig, GradAccum, Schedule, clip_grad_norm};
 use crate::rng::Rng;
 
@@ -384,7 +385,7 @@ impl Trainer {
             ids[b * seq..b * seq + n].copy_from_slice(&e.ids[..n]);
             for t in 1..n {
                 if e.mask[t] == 1 {
-                    rows.push((b * (seq - 1) + t - 1) as u32);
+                    rows.push((b * seq + t - 1) as u32);
                     targets.push(e.ids[t]);
                 }
             }
@@ -393,16 +394,17 @@ impl Trainer {
             return Ok((Tensor::zeros((), DType::F32, &Device::Cpu)?, 0));
         }
         let ids = Tensor::from_vec(ids, (batch.len(), seq), &Device::Cpu)?;
-        let logits = self.model.forward_train(&ids, self.adapter_sel())?;
-        let vocab = logits.dim(D::Minus1)?;
-        let logits = logits
-            .narrow(1, 0, seq - 1)?
-            .reshape((batch.len() * (seq - 1), vocab))?;
+        let sel = self.adapter_sel();
+        // Only the positions that predict a target go through the (vocabulary-sized) head.
+        let hidden = self.model.forward_train_hidden(&ids, sel)?;
+        let width = hidden.dim(D::Minus1)?;
         let n = rows.len();
-        let picked = logits.index_select(&Tensor::from_vec(rows, n, &Device::Cpu)?, 0)?;
-        let logp = candle_nn::ops::log_softmax(&picked, D::Minus1)?;
-        let tgt = Tensor::from_vec(targets, (n, 1), &Device::Cpu)?;
-        let nll = logp.gather(&tgt, 1)?.sum_all()?.neg()?;
+        let picked = hidden
+            .reshape((batch.len() * seq, width))?
+            .index_select(&Tensor::from_vec(rows, n, &Device::Cpu)?, 0)?;
+        let logits = self.model.head_train(&picked, sel)?;
+        let tgt = Tensor::from_vec(targets, n, &Device::Cpu)?;
+        let nll = cross_entropy_rows(&logits, &tgt)?.sum_all()?;
         Ok((nll, n))
     }
 

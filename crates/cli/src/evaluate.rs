@@ -1,0 +1,250 @@
+//! `eval`: a specialist against the LLM's logged answers on its task's held-out test split,
+//! with the base model's zero-shot scores beside it (step S5).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use downshift_curate::CurateConfig;
+use downshift_evaluate::{OutputKind, Report, Score, kind_of_many, score};
+use downshift_slm::{AdapterSel, GenerateOptions, LocalModel, parse_tool_calls};
+use downshift_store::DataDir;
+use downshift_train::{
+    ChatRecord, ExampleBuilder, SpecialistMeta, Split, SplitConfig, load_adapter,
+};
+use serde_json::{Value, json};
+
+use crate::local::{ModelArgs, load_model};
+use crate::output::table;
+use crate::train::{DataArgs, specialist_template};
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// The specialist: an adapter folder written by `downshift train`.
+    #[arg(long, value_name = "DIR")]
+    adapter: PathBuf,
+    /// The base model (default: the one the adapter was trained on).
+    #[arg(long, value_name = "PATH|ID")]
+    base: Option<String>,
+    /// Skip the base model's zero-shot run.
+    #[arg(long)]
+    no_base: bool,
+    /// Evaluate at most this many test examples.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Most tokens per answer.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// Compute threads (default: DOWNSHIFT_THREADS, else every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print `{"task", "examples", "exact_match", "base_exact_match", "schema_valid", …}`.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One model's answers to the test split.
+pub struct Run {
+    pub report: Report,
+    pub answers: Vec<Value>,
+}
+
+/// The answer as an OpenAI assistant message: tool calls parsed out of the text.
+pub fn assistant_message(text: &str) -> Value {
+    let (content, calls) = parse_tool_calls(text);
+    if calls.is_empty() {
+        return json!({"role": "assistant", "content": content});
+    }
+    let calls: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            json!({"id": format!("call_{i}"), "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments}})
+        })
+        .collect();
+    let content = (!content.trim().is_empty()).then_some(content);
+    json!({"role": "assistant", "content": content, "tool_calls": calls})
+}
+
+pub fn run_model(
+    lm: &LocalModel,
+    tests: &[&ChatRecord],
+    kind: OutputKind,
+    opts: &GenerateOptions,
+    prompt: &dyn Fn(&ChatRecord) -> Result<String>,
+) -> Result<Run> {
+    let mut report = Report::new();
+    let mut answers = Vec::with_capacity(tests.len());
+    for r in tests {
+        let text = prompt(r)?;
+        let t0 = Instant::now();
+        let g = lm
+            .generate_ids(&lm.tokenize(&text), opts, None)
+            .with_context(|| format!("generation failed on call {}", r.id))?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let pred = assistant_message(&g.text);
+        let s: Score = score(&pred, &r.answer, r.tools.as_deref(), kind);
+        report.add(&s, Some(ms));
+        answers.push(pred);
+    }
+    Ok(Run { report, answers })
+}
+
+pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
+    let meta = SpecialistMeta::read(&a.adapter)
+        .with_context(|| format!("cannot read the specialist in {}", a.adapter.display()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{} has no {} (not an adapter written by `downshift train`)",
+                a.adapter.display(),
+                SpecialistMeta::FILE
+            )
+        })?;
+    let data_args = DataArgs {
+        task: a.data.task.clone().or_else(|| {
+            a.data
+                .dataset
+                .is_none()
+                .then(|| meta.task.clone())
+                .flatten()
+        }),
+        dataset: a.data.dataset.clone().or_else(|| {
+            (a.data.task.is_none() && meta.task.is_none())
+                .then(|| meta.dataset.clone())
+                .flatten()
+        }),
+    };
+    let (dataset, recs) = data_args.load(data, curate)?;
+    let split = SplitConfig::default();
+    let mut tests: Vec<&ChatRecord> = recs
+        .iter()
+        .filter(|r| split.split_of(&r.id) == Split::Test)
+        .collect();
+    if let Some(n) = a.limit {
+        tests.truncate(n);
+    }
+    if tests.is_empty() {
+        bail!(
+            "dataset '{dataset}' has no test examples ({} records; about 10% of calls are held \
+             out for testing)",
+            recs.len()
+        );
+    }
+    let refs = recs.iter().map(|r| &r.answer);
+    let kind = kind_of_many(refs).unwrap_or(OutputKind::Text);
+
+    let base = a.base.clone().unwrap_or_else(|| meta.base_model.clone());
+    let mut lm = load_model(&ModelArgs {
+        model: base.clone(),
+        threads: a.threads,
+    })?;
+    let (adapter_id, _) = load_adapter(&mut lm.model, &a.adapter)
+        .with_context(|| format!("cannot load the adapter {}", a.adapter.display()))?;
+    let (canonical, _) = specialist_template(&lm)?;
+    let template = canonical.as_ref().unwrap_or(&lm.template);
+    let builder = ExampleBuilder {
+        transform: meta.transform.clone(),
+        ..ExampleBuilder::new(template, &lm.tokenizer)
+    };
+    let greedy = GenerateOptions {
+        max_tokens: a.max_tokens,
+        temperature: 0.0,
+        ..Default::default()
+    };
+    let spec_opts = GenerateOptions {
+        adapter: AdapterSel::One(adapter_id),
+        ..greedy.clone()
+    };
+    if !a.json {
+        eprintln!(
+            "evaluating {} on {} held-out calls of '{dataset}' ({} answers)",
+            a.adapter.display(),
+            tests.len(),
+            kind.as_str()
+        );
+    }
+    let spec = run_model(&lm, &tests, kind, &spec_opts, &|r| {
+        Ok(builder.render_prompt(&r.messages, r.tools.as_deref())?)
+    })?;
+    // The base answers zero-shot, with the full prompt (tool schemas included).
+    let base_run = if a.no_base {
+        None
+    } else {
+        Some(run_model(&lm, &tests, kind, &greedy, &|r| {
+            let m = serde_json::to_string(&r.messages)?;
+            let t = r.tools.as_ref().map(serde_json::to_string).transpose()?;
+            Ok(lm.render_prompt(&m, t.as_deref())?)
+        })?)
+    };
+    let s = spec.report.summary();
+    let b = base_run.as_ref().map(|r| r.report.summary());
+    let out = json!({
+        "task": meta.task.clone().or(data_args.task.clone()),
+        "dataset": dataset,
+        "adapter": a.adapter,
+        "base": base,
+        "kind": kind.as_str(),
+        "examples": tests.len(),
+        "exact_match": s.exact_match,
+        "base_exact_match": b.as_ref().and_then(|b| b.exact_match),
+        "schema_valid": s.schema_valid,
+        "base_schema_valid": b.as_ref().and_then(|b| b.schema_valid),
+        "specialist": s,
+        "base_model": b,
+    });
+    write_result(&a.adapter, &out)?;
+    if a.json {
+        println!("{out}");
+        return Ok(());
+    }
+    let pct = |v: Option<f64>| {
+        v.map(|v| format!("{:.1}%", v * 100.0))
+            .unwrap_or("-".into())
+    };
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or("-".into());
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.0} ms")).unwrap_or("-".into());
+    let mut rows = vec![vec![
+        "specialist".to_string(),
+        pct(s.exact_match),
+        pct(s.schema_valid),
+        num(s.rouge_l),
+        ms(s.latency_p50_ms),
+        ms(s.latency_p95_ms),
+    ]];
+    if let Some(b) = &b {
+        rows.push(vec![
+            "base (zero-shot)".into(),
+            pct(b.exact_match),
+            pct(b.schema_valid),
+            num(b.rouge_l),
+            ms(b.latency_p50_ms),
+            ms(b.latency_p95_ms),
+        ]);
+    }
+    table(
+        &["MODEL", "EXACT", "SCHEMA VALID", "ROUGE-L", "P50", "P95"],
+        &rows,
+    );
+    let misses = tests
+        .iter()
+        .zip(&spec.answers)
+        .filter(|(r, p)| !score(p, &r.answer, r.tools.as_deref(), kind).exact)
+        .take(3);
+    for (r, p) in misses {
+        eprintln!(
+            "miss on {}:\n  expected {}\n  got      {}",
+            r.id, r.answer, p
+        );
+    }
+    Ok(())
+}
+
+/// Keeps the latest evaluation beside the adapter (`eval.json`), for promotion gates.
+fn write_result(dir: &Path, v: &Value) -> Result<()> {
+    let p = dir.join("eval.json");
+    downshift_train::adapter::write_atomic(&p, serde_json::to_string_pretty(v)?.as_bytes())
+        .with_context(|| format!("cannot write {}", p.display()))
+}

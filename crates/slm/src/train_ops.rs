@@ -1,0 +1,562 @@
+//! Fused, differentiable operations for the training forward pass.
+//!
+//! candle's fused `rms_norm`, `softmax_last_dim` and `rope` record no gradient, and the
+//! compositions that do (`rms_norm_slow`, `softmax`, narrow/mul/cat for RoPE) keep every
+//! intermediate tensor alive for the backward pass and run single-threaded. These ops keep only
+//! their input or output, run their rows in the compute pool, and have hand-written backward
+//! passes (checked against finite differences by the gradient tests).
+//!
+//! Only gradients with respect to activations are produced: the frozen base's norm weights
+//! get none (LoRA training does not update them).
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::llama::{RopeStyle, RopeTable};
+use crate::nn::FfnAct;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
+    let v = s.as_slice::<f32>()?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;
+    Ok(&v[a..b])
+}
+
+fn last_dim(l: &Layout) -> usize {
+    l.dims().last().copied().unwrap_or(1).max(1)
+}
+
+/// `x · rsqrt(mean(x²) + eps) · w` over the last dimension (sum of squares in f64, like the
+/// inference kernel, so training and serving compute the same numbers).
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f32) -> Result<Tensor> {
+    Ok(x.contiguous()?
+        .apply_op2(&w.contiguous()?, RmsNorm { eps })?)
+}
+
+struct RmsNorm {
+    eps: f32,
+}
+
+fn inv_rms(row: &[f32], eps: f32) -> f32 {
+    let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+    1.0 / ((sum / row.len() as f64) as f32 + eps).sqrt()
+}
+
+impl CustomOp2 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm-train"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "rms-norm")?;
+        let w = slice(s2, l2, "rms-norm")?;
+        let h = last_dim(l1);
+        if w.len() != h {
+            candle_core::bail!("rms-norm: weight of {} for rows of {h}", w.len());
+        }
+        let mut out = vec![0f32; x.len()];
+        crate::threads::run(|| {
+            out.par_chunks_mut(h)
+                .zip(x.par_chunks(h))
+                .for_each(|(o, row)| {
+                    let r = inv_rms(row, self.eps);
+                    for ((o, &v), &w) in o.iter_mut().zip(row).zip(w) {
+                        *o = v * r * w;
+                    }
+                });
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // y = w ∘ x · r, r = (mean x² + eps)^-½:  dx = r (g∘w) − x · r³/h · Σ (g∘w∘x)
+        let gw = grad.broadcast_mul(w)?.contiguous()?;
+        let dx = x.apply_op2_no_bwd(&gw, &RmsNormGrad { eps: self.eps })?;
+        Ok((Some(dx), None))
+    }
+}
+
+struct RmsNormGrad {
+    eps: f32,
+}
+
+impl CustomOp2 for RmsNormGrad {
+    fn name(&self) -> &'static str {
+        "rms-norm-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "rms-norm-grad")?;
+        let gw = slice(s2, l2, "rms-norm-grad")?;
+        let h = last_dim(l1);
+        let mut out = vec![0f32; x.len()];
+        crate::threads::run(|| {
+            out.par_chunks_mut(h)
+                .zip(x.par_chunks(h).zip(gw.par_chunks(h)))
+                .for_each(|(o, (row, g))| {
+                    let r = inv_rms(row, self.eps);
+                    let dot: f64 = row.iter().zip(g).map(|(&a, &b)| a as f64 * b as f64).sum();
+                    let k = (dot as f32) * r * r * r / h as f32;
+                    for ((o, &v), &g) in o.iter_mut().zip(row).zip(g) {
+                        *o = r * g - v * k;
+                    }
+                });
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Causal attention probabilities from raw scores `[.., seq, seq]`:
+/// `softmax(scale · s + mask)` where query `i` sees keys `j ≤ i` (and `i − j < window`).
+pub fn causal_softmax(scores: &Tensor, scale: f32, window: Option<usize>) -> Result<Tensor> {
+    Ok(scores.contiguous()?.apply_op1(CausalSoftmax {
+        scale,
+        window: window.unwrap_or(usize::MAX),
+    })?)
+}
+
+struct CausalSoftmax {
+    scale: f32,
+    window: usize,
+}
+
+impl CausalSoftmax {
+    /// The keys query `i` may attend to.
+    fn visible(&self, i: usize) -> std::ops::Range<usize> {
+        let lo = (i + 1).saturating_sub(self.window);
+        lo..i + 1
+    }
+}
+
+impl CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "causal-softmax")?;
+        let dims = l.dims();
+        let seq = last_dim(l);
+        if dims.len() < 2 || dims[dims.len() - 2] != seq {
+            candle_core::bail!("causal-softmax: scores must be [.., seq, seq], got {dims:?}");
+        }
+        let mut out = vec![0f32; x.len()];
+        crate::threads::run(|| {
+            out.par_chunks_mut(seq)
+                .zip(x.par_chunks(seq))
+                .enumerate()
+                .for_each(|(r, (o, row))| {
+                    let vis = self.visible(r % seq);
+                    let max = row[vis.clone()]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
+                    let mut sum = 0f32;
+                    for j in vis.clone() {
+                        let e = (row[j] * self.scale - max).exp();
+                        o[j] = e;
+                        sum += e;
+                    }
+                    let inv = 1.0 / sum;
+                    for v in &mut o[vis] {
+                        *v *= inv;
+                    }
+                });
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = grad.contiguous()?;
+        Ok(Some(res.apply_op2_no_bwd(
+            &g,
+            &CausalSoftmaxGrad {
+                scale: self.scale,
+                seq: res.dims().last().copied().unwrap_or(1),
+            },
+        )?))
+    }
+}
+
+/// `dx = scale · y ∘ (g − Σ_j g∘y)` (masked positions have `y = 0`, so their gradient is 0).
+struct CausalSoftmaxGrad {
+    scale: f32,
+    seq: usize,
+}
+
+impl CustomOp2 for CausalSoftmaxGrad {
+    fn name(&self) -> &'static str {
+        "causal-softmax-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = slice(s1, l1, "causal-softmax-grad")?;
+        let g = slice(s2, l2, "causal-softmax-grad")?;
+        let seq = self.seq.max(1);
+        let mut out = vec![0f32; y.len()];
+        crate::threads::run(|| {
+            out.par_chunks_mut(seq)
+                .zip(y.par_chunks(seq).zip(g.par_chunks(seq)))
+                .for_each(|(o, (y, g))| {
+                    let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
+                    for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                        *o = self.scale * y * (g - dot);
+                    }
+                });
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// Rotary embedding of `x: [batch, heads, seq, head_dim]` (positions `0..seq`, the first
+/// `2 · table.half` dimensions of each head rotated).
+pub fn rope(x: &Tensor, table: &Arc<RopeTable>, style: RopeStyle) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op1(Rope {
+        table: table.clone(),
+        style,
+        sign: 1.0,
+    })?)
+}
+
+struct Rope {
+    table: Arc<RopeTable>,
+    style: RopeStyle,
+    sign: f32,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "rope-train"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "rope")?;
+        let (_, _, seq, hd) = l.shape().dims4()?;
+        if 2 * self.table.half > hd || self.table.cos.len() < seq * self.table.half {
+            candle_core::bail!(
+                "rope: table of {} dims × {} positions for heads of {hd} × {seq}",
+                2 * self.table.half,
+                self.table.cos.len() / self.table.half.max(1)
+            );
+        }
+        let mut out = x.to_vec();
+        crate::threads::run(|| {
+            out.par_chunks_mut(hd).enumerate().for_each(|(r, row)| {
+                self.table.rotate(row, r % seq, self.style, self.sign);
+            });
+        });
+        Ok((CpuStorage::F32(out), l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        // A rotation's gradient is the rotation back.
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&Rope {
+            table: self.table.clone(),
+            style: self.style,
+            sign: -self.sign,
+        })?))
+    }
+}
+
+/// `act(gate) · up` over a fused `[.., 2 · ff]` input (gate first), differentiable.
+pub fn gated_act(gate_up: &Tensor, act: FfnAct) -> Result<Tensor> {
+    Ok(gate_up.contiguous()?.apply_op1(GatedActTrain(act))?)
+}
+
+struct GatedActTrain(FfnAct);
+
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// `(act(g), act'(g))`.
+#[inline]
+fn act_and_slope(act: FfnAct, g: f32) -> (f32, f32) {
+    match act {
+        FfnAct::Silu => {
+            let s = 1.0 / (1.0 + (-g).exp());
+            (g * s, s * (1.0 + g * (1.0 - s)))
+        }
+        FfnAct::GeluTanh => {
+            let u = SQRT_2_OVER_PI * (g + 0.044715 * g * g * g);
+            let t = u.tanh();
+            let du = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * g * g);
+            (
+                0.5 * g * (1.0 + t),
+                0.5 * (1.0 + t) + 0.5 * g * (1.0 - t * t) * du,
+            )
+        }
+    }
+}
+
+impl CustomOp1 for GatedActTrain {
+    fn name(&self) -> &'static str {
+        "gated-act-train"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "gated-act")?;
+        let w2 = last_dim(l);
+        let ff = w2 / 2;
+        let mut out = vec![0f32; x.len() / 2];
+        crate::threads::run(|| {
+            out.par_chunks_mut(ff.max(1))
+                .zip(x.par_chunks(w2))
+                .for_each(|(o, row)| {
+                    let (g, u) = row.split_at(ff);
+                    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                        *o = act_and_slope(self.0, g).0 * u;
+                    }
+                });
+        });
+        let mut shape = l.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = ff;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &GatedActGrad(self.0),
+        )?))
+    }
+}
+
+/// `[d gate, d up] = [g_out · up · act'(gate), g_out · act(gate)]`.
+struct GatedActGrad(FfnAct);
+
+impl CustomOp2 for GatedActGrad {
+    fn name(&self) -> &'static str {
+        "gated-act-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "gated-act-grad")?;
+        let go = slice(s2, l2, "gated-act-grad")?;
+        let w2 = last_dim(l1);
+        let ff = w2 / 2;
+        let mut out = vec![0f32; x.len()];
+        crate::threads::run(|| {
+            out.par_chunks_mut(w2)
+                .zip(x.par_chunks(w2).zip(go.par_chunks(ff.max(1))))
+                .for_each(|(o, (row, go))| {
+                    let (g, u) = row.split_at(ff);
+                    let (og, ou) = o.split_at_mut(ff);
+                    for i in 0..ff {
+                        let (a, da) = act_and_slope(self.0, g[i]);
+                        og[i] = go[i] * u[i] * da;
+                        ou[i] = go[i] * a;
+                    }
+                });
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{D, Device, Var};
+
+    fn det(shape: &[usize], seed: usize) -> Var {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|i| (((i + seed) * 7919 % 211) as f32 - 105.0) / 70.0)
+            .collect();
+        Var::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// The op and a candle composition give the same values and the same gradient of
+    /// `Σ out ∘ weights`.
+    fn agree(
+        x: &Var,
+        ours: impl Fn(&Tensor) -> Tensor,
+        theirs: impl Fn(&Tensor) -> Tensor,
+        what: &str,
+    ) {
+        let a = ours(x.as_tensor());
+        let b = theirs(x.as_tensor());
+        assert!(
+            max_diff(&a, &b) < 1e-5,
+            "{what}: values differ by {}",
+            max_diff(&a, &b)
+        );
+        let wts = det(a.dims(), 3);
+        let ga = (a * wts.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gb = (b * wts.as_tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (ga, gb) = (ga.get(x).unwrap(), gb.get(x).unwrap());
+        assert!(
+            max_diff(ga, gb) < 1e-4,
+            "{what}: gradients differ by {}",
+            max_diff(ga, gb)
+        );
+    }
+
+    #[test]
+    fn rms_norm_matches_the_composition() {
+        let x = det(&[2, 3, 8], 0);
+        let w = det(&[8], 5).as_tensor().clone();
+        agree(
+            &x,
+            |x| rms_norm(x, &w, 1e-5).unwrap(),
+            |x| candle_nn::ops::rms_norm_slow(x, &w, 1e-5).unwrap(),
+            "rms norm",
+        );
+    }
+
+    #[test]
+    fn causal_softmax_matches_masked_softmax() {
+        let (seq, scale) = (5, 0.7f32);
+        let x = det(&[2, 2, seq, seq], 1);
+        for window in [None, Some(2)] {
+            let w = window.unwrap_or(usize::MAX);
+            let m: Vec<f32> = (0..seq)
+                .flat_map(|i| {
+                    (0..seq).map(move |j| {
+                        if j <= i && i - j < w {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            let mask = Tensor::from_vec(m, (seq, seq), &Device::Cpu).unwrap();
+            agree(
+                &x,
+                |x| causal_softmax(x, scale, window).unwrap(),
+                |x| {
+                    let s = (x * scale as f64).unwrap().broadcast_add(&mask).unwrap();
+                    candle_nn::ops::softmax(&s, D::Minus1).unwrap()
+                },
+                "causal softmax",
+            );
+        }
+    }
+
+    #[test]
+    fn rope_matches_the_rotation_and_rotates_back() {
+        let (seq, hd) = (4, 8);
+        let table = Arc::new(RopeTable::with_base(10_000.0, 6, &[1.0; 3], 0, seq));
+        let x = det(&[1, 2, seq, hd], 2);
+        for style in [RopeStyle::Interleaved, RopeStyle::Neox] {
+            let t = table.clone();
+            agree(
+                &x,
+                |x| rope(x, &table, style).unwrap(),
+                move |x| {
+                    // the same rotation, row by row, as a dense matrix product (differentiable)
+                    let mut rows = Vec::new();
+                    for p in 0..seq {
+                        let mut m = vec![0f32; hd * hd];
+                        for c in 0..hd {
+                            let mut e = vec![0f32; hd];
+                            e[c] = 1.0;
+                            t.rotate(&mut e, p, style, 1.0);
+                            for (r, v) in e.iter().enumerate() {
+                                m[r * hd + c] = *v;
+                            }
+                        }
+                        let m = Tensor::from_vec(m, (hd, hd), &Device::Cpu).unwrap();
+                        let xp = x.narrow(2, p, 1).unwrap();
+                        rows.push(xp.broadcast_matmul(&m.t().unwrap()).unwrap());
+                    }
+                    Tensor::cat(&rows, 2).unwrap()
+                },
+                "rope",
+            );
+        }
+    }
+
+    #[test]
+    fn gated_activations_match_the_composition() {
+        let x = det(&[3, 10], 4);
+        for act in [FfnAct::Silu, FfnAct::GeluTanh] {
+            agree(
+                &x,
+                |x| gated_act(x, act).unwrap(),
+                |x| {
+                    let g = x.narrow(D::Minus1, 0, 5).unwrap();
+                    let u = x.narrow(D::Minus1, 5, 5).unwrap();
+                    let a = match act {
+                        FfnAct::Silu => g.silu().unwrap(),
+                        FfnAct::GeluTanh => g.gelu().unwrap(),
+                    };
+                    (a * u).unwrap()
+                },
+                "gated act",
+            );
+        }
+    }
+}
