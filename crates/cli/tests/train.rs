@@ -304,9 +304,10 @@ fn trading_task() -> (tempfile::TempDir, String) {
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
     ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
     ok(&["discover", "--embedder", "hashed", "--data-dir", d]);
-    let tasks: Value =
-        serde_json::from_str(&ok(&["tasks", "list", "--json", "--data-dir", d])).unwrap();
-    let tasks = tasks.as_array().cloned().unwrap_or_default();
+    let tasks: Vec<Value> = ok(&["tasks", "list", "--json", "--data-dir", d])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let top = tasks
         .iter()
         .max_by_key(|t| t["calls"].as_u64().unwrap_or(0))
