@@ -6,6 +6,9 @@
 //! pseudonyms. The [`LogWriter`] puts a bounded, batched, asynchronous queue in front of the
 //! store so that serving never waits for the disk; what does not fit spills to an append-only
 //! file that is ingested again on the next start.
+//!
+//! The router's state (S6) is persisted here too: the per-task [`Policy`], live
+//! [`AgreementRecord`]s and [`RouteEvent`]s (promotions, demotions, fallbacks).
 
 mod apikey;
 mod bootstrap;
@@ -14,6 +17,7 @@ mod error;
 mod interchange;
 mod keyring;
 mod model;
+mod policy;
 mod spill;
 mod sqlite;
 mod writer;
@@ -28,6 +32,7 @@ pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
     DatasetMeta, SealedCall, SealedExample, Source, TaskRecord, now_ms,
 };
+pub use policy::{AgreementRecord, AgreementSource, Mode, Policy, RouteEvent, RouteEventKind};
 pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
 pub use writer::{LogWriter, WriterConfig, WriterStats};
@@ -87,4 +92,19 @@ pub trait Store: Send + Sync {
     /// Every stored (call id, task id) assignment.
     fn task_assignments(&self) -> Result<Vec<(String, String)>>;
     fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Creates or replaces the policy of `policy.task` (validated first).
+    fn set_policy(&self, policy: &Policy) -> Result<()>;
+    /// The policy of a task, if one was set.
+    fn get_policy(&self, task: &str) -> Result<Option<Policy>>;
+    /// Every policy, by task id.
+    fn list_policies(&self) -> Result<Vec<Policy>>;
+    /// Appends one agreement measurement (`value` must be in [0, 1]).
+    fn record_agreement(&self, record: &AgreementRecord) -> Result<()>;
+    /// The newest `n` agreement measurements of a task, newest first.
+    fn recent_agreement(&self, task: &str, n: usize) -> Result<Vec<AgreementRecord>>;
+    /// Appends a promotion, demotion or fallback.
+    fn record_route_event(&self, event: &RouteEvent) -> Result<()>;
+    /// Route events, newest first, of one task or of all.
+    fn list_route_events(&self, task: Option<&str>, limit: usize) -> Result<Vec<RouteEvent>>;
 }

@@ -6,8 +6,9 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value as Sql};
 
 use crate::{
-    ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus, DatasetMeta, Result, Role,
-    SealedCall, SealedExample, Source, Store, StoreError, TaskRecord,
+    AgreementRecord, AgreementSource, ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus,
+    DatasetMeta, Policy, Result, Role, RouteEvent, RouteEventKind, SealedCall, SealedExample,
+    Source, Store, StoreError, TaskRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -94,6 +95,38 @@ CREATE TABLE tasks (
     stats TEXT NOT NULL,
     centroid BLOB NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE task_policies (
+    task TEXT PRIMARY KEY,
+    mode TEXT NOT NULL,
+    specialist TEXT,
+    min_confidence REAL,
+    agreement_threshold REAL NOT NULL,
+    window_size INTEGER NOT NULL,
+    shadow_sample REAL NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    updated_by TEXT NOT NULL
+);
+CREATE TABLE agreement (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    task TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL,
+    source TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    specialist TEXT
+);
+CREATE INDEX agreement_task ON agreement(task, seq);
+CREATE TABLE route_events (
+    id TEXT PRIMARY KEY,
+    task TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX route_events_task ON route_events(task, ts_ms);
+CREATE INDEX route_events_ts ON route_events(ts_ms);
 "#,
 ];
 
@@ -598,6 +631,118 @@ impl Store for SqliteStore {
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
+    fn set_policy(&self, p: &Policy) -> Result<()> {
+        p.validate()?;
+        self.lock().execute(
+            &format!(
+                "INSERT INTO task_policies ({POLICY_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) \
+                 ON CONFLICT(task) DO UPDATE SET mode = excluded.mode, \
+                 specialist = excluded.specialist, min_confidence = excluded.min_confidence, \
+                 agreement_threshold = excluded.agreement_threshold, window_size = excluded.window_size, \
+                 shadow_sample = excluded.shadow_sample, updated_ms = excluded.updated_ms, \
+                 updated_by = excluded.updated_by"
+            ),
+            params![
+                p.task,
+                p.mode.to_string(),
+                p.specialist,
+                p.min_confidence,
+                p.agreement_threshold,
+                i64::from(p.window),
+                p.shadow_sample,
+                p.updated_ms,
+                p.updated_by
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn get_policy(&self, task: &str) -> Result<Option<Policy>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {POLICY_COLUMNS} FROM task_policies WHERE task = ?1"
+        ))?;
+        Ok(stmt.query_row([task], policy_from_row).optional()?)
+    }
+
+    fn list_policies(&self) -> Result<Vec<Policy>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {POLICY_COLUMNS} FROM task_policies ORDER BY task"
+        ))?;
+        let rows = stmt.query_map([], policy_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn record_agreement(&self, a: &AgreementRecord) -> Result<()> {
+        if !(0.0..=1.0).contains(&a.value) {
+            return Err(StoreError::Invalid(format!(
+                "agreement {} of task {} is not in [0, 1]",
+                a.value, a.task
+            )));
+        }
+        self.lock().execute(
+            "INSERT INTO agreement (task, ts_ms, value, source, call_id, specialist) \
+             VALUES (?1,?2,?3,?4,?5,?6)",
+            params![
+                a.task,
+                a.ts_ms,
+                a.value,
+                a.source.as_str(),
+                a.call_id,
+                a.specialist
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn recent_agreement(&self, task: &str, n: usize) -> Result<Vec<AgreementRecord>> {
+        let conn = self.lock();
+        // Insertion order (seq), not the timestamp: measurements finishing out of order still
+        // enter the window in the order they were recorded.
+        let mut stmt = conn.prepare_cached(
+            "SELECT task, ts_ms, value, source, call_id, specialist FROM agreement \
+             WHERE task = ?1 ORDER BY seq DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(
+            params![task, i64::try_from(n).unwrap_or(i64::MAX)],
+            agreement_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    fn record_route_event(&self, e: &RouteEvent) -> Result<()> {
+        self.lock().execute(
+            "INSERT INTO route_events (id, task, ts_ms, kind, detail) VALUES (?1,?2,?3,?4,?5)",
+            params![e.id, e.task, e.ts_ms, e.kind.as_str(), e.detail.to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn list_route_events(&self, task: Option<&str>, limit: usize) -> Result<Vec<RouteEvent>> {
+        let conn = self.lock();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cols = "id, task, ts_ms, kind, detail";
+        let rows = match task {
+            Some(t) => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {cols} FROM route_events WHERE task = ?1 \
+                     ORDER BY ts_ms DESC, id DESC LIMIT ?2"
+                ))?;
+                stmt.query_map(params![t, limit], route_event_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            }
+            None => {
+                let mut stmt = conn.prepare_cached(&format!(
+                    "SELECT {cols} FROM route_events ORDER BY ts_ms DESC, id DESC LIMIT ?1"
+                ))?;
+                stmt.query_map(params![limit], route_event_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()?
+            }
+        };
+        Ok(rows)
+    }
+
     fn task_size(&self, task_id: &str) -> Result<u64> {
         let n: i64 = self.lock().query_row(
             "SELECT COUNT(*) FROM task_assignments WHERE task_id = ?1",
@@ -606,6 +751,49 @@ impl Store for SqliteStore {
         )?;
         Ok(n as u64)
     }
+}
+
+const POLICY_COLUMNS: &str = "task, mode, specialist, min_confidence, agreement_threshold, \
+    window_size, shadow_sample, updated_ms, updated_by";
+
+fn policy_from_row(row: &Row<'_>) -> rusqlite::Result<Policy> {
+    let mode: String = row.get(1)?;
+    Ok(Policy {
+        task: row.get(0)?,
+        // A mode this version cannot read routes nothing to a specialist.
+        mode: mode.parse().unwrap_or_default(),
+        specialist: row.get(2)?,
+        min_confidence: row.get(3)?,
+        agreement_threshold: row.get(4)?,
+        window: row.get::<_, i64>(5)?.clamp(1, i64::from(u32::MAX)) as u32,
+        shadow_sample: row.get(6)?,
+        updated_ms: row.get(7)?,
+        updated_by: row.get(8)?,
+    })
+}
+
+fn agreement_from_row(row: &Row<'_>) -> rusqlite::Result<AgreementRecord> {
+    let source: String = row.get(3)?;
+    Ok(AgreementRecord {
+        task: row.get(0)?,
+        ts_ms: row.get(1)?,
+        value: row.get(2)?,
+        source: AgreementSource::parse(&source).unwrap_or(AgreementSource::Shadow),
+        call_id: row.get(4)?,
+        specialist: row.get(5)?,
+    })
+}
+
+fn route_event_from_row(row: &Row<'_>) -> rusqlite::Result<RouteEvent> {
+    let kind: String = row.get(3)?;
+    let detail: String = row.get(4)?;
+    Ok(RouteEvent {
+        id: row.get(0)?,
+        task: row.get(1)?,
+        ts_ms: row.get(2)?,
+        kind: RouteEventKind::parse(&kind).unwrap_or(RouteEventKind::Fallback),
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+    })
 }
 
 const TASK_COLUMNS: &str = "id, label, created_ms, updated_ms, calls, signature, stats, centroid";
@@ -893,6 +1081,135 @@ mod tests {
         assert!(store.get_dataset("broken").unwrap().is_none());
         assert!(store.dataset_examples("ds3").unwrap().is_empty());
         assert_eq!(store.list_datasets().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn policies_agreement_and_route_events() {
+        use crate::{AgreementRecord, AgreementSource, Mode, Policy, RouteEvent, RouteEventKind};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        assert!(store.get_policy("t1").unwrap().is_none());
+        let mut p = Policy::new("t1", "cli");
+        p.mode = Mode::Canary(10);
+        p.specialist = Some("adapters/t1".into());
+        p.min_confidence = Some(-0.7);
+        store.set_policy(&p).unwrap();
+        assert_eq!(store.get_policy("t1").unwrap().unwrap(), p);
+        // Setting again replaces.
+        p.mode = Mode::On;
+        p.updated_by = "tracker".into();
+        store.set_policy(&p).unwrap();
+        store.set_policy(&Policy::new("t0", "cli")).unwrap();
+        let all = store.list_policies().unwrap();
+        assert_eq!(
+            all.iter().map(|p| p.task.as_str()).collect::<Vec<_>>(),
+            ["t0", "t1"]
+        );
+        assert_eq!(all[1], p);
+        // Out-of-range policies are refused.
+        let mut bad = p.clone();
+        bad.agreement_threshold = 2.0;
+        assert!(store.set_policy(&bad).is_err());
+        assert_eq!(store.get_policy("t1").unwrap().unwrap().mode, Mode::On);
+
+        for (i, v) in [1.0, 0.5, 0.0, 0.25].into_iter().enumerate() {
+            store
+                .record_agreement(&AgreementRecord {
+                    task: if i == 2 { "t2".into() } else { "t1".into() },
+                    ts_ms: 100 - i as i64,
+                    value: v,
+                    source: AgreementSource::OnSample,
+                    call_id: format!("c{i}"),
+                    specialist: Some("adapters/t1".into()),
+                })
+                .unwrap();
+        }
+        let recent = store.recent_agreement("t1", 2).unwrap();
+        // Newest recorded first, whatever the timestamps say.
+        assert_eq!(
+            recent.iter().map(|a| a.value).collect::<Vec<_>>(),
+            [0.25, 0.5]
+        );
+        assert_eq!(recent[0].call_id, "c3");
+        assert_eq!(recent[0].source, AgreementSource::OnSample);
+        assert_eq!(store.recent_agreement("t1", 10).unwrap().len(), 3);
+        assert!(
+            store
+                .record_agreement(&AgreementRecord {
+                    value: 1.5,
+                    ..recent[0].clone()
+                })
+                .is_err()
+        );
+
+        let mut e1 = RouteEvent::new(
+            "t1",
+            RouteEventKind::Demote,
+            serde_json::json!({"from": "on", "to": "shadow"}),
+        );
+        e1.ts_ms = 1;
+        let mut e2 = RouteEvent::new(
+            "t2",
+            RouteEventKind::Fallback,
+            serde_json::json!({"reason": "schema"}),
+        );
+        e2.ts_ms = 2;
+        store.record_route_event(&e1).unwrap();
+        store.record_route_event(&e2).unwrap();
+        assert_eq!(
+            store.list_route_events(None, 10).unwrap(),
+            [e2.clone(), e1.clone()]
+        );
+        assert_eq!(store.list_route_events(Some("t1"), 10).unwrap(), [e1]);
+        assert_eq!(store.list_route_events(None, 1).unwrap(), [e2]);
+    }
+
+    /// A database written by the previous release (schema v4) is brought to v5 in place, its
+    /// calls, keys, datasets and tasks kept.
+    #[test]
+    fn a_v4_database_upgrades_without_losing_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for (i, sql) in MIGRATIONS[..4].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", (i + 1) as i64)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO calls (id, ts_ms, endpoint, model, status, stream, source, key_id, \
+                     nonce, payload) \
+                 VALUES ('c1', 5, 'chat/completions', 'm', 'ok', 0, 'gateway', 'k', x'00', x'01');
+                 INSERT INTO api_keys (id, name, role, key_hash, prefix, created_ms) \
+                 VALUES ('k1', 'admin', 'admin', x'aa', 'dsk_', 1);
+                 INSERT INTO datasets (id, name, created_ms, examples, params, report) \
+                 VALUES ('d1', 'first', 2, 0, '{}', '{}');
+                 INSERT INTO tasks (id, label, created_ms, updated_ms, calls, signature, stats, \
+                     centroid) VALUES ('t1', 'label', 1, 2, 1, 'sig', '{\"n\":1}', x'');
+                 INSERT INTO task_assignments (call_id, task_id) VALUES ('c1', 't1');",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 5);
+        assert_eq!(store.count_calls().unwrap(), 1);
+        assert_eq!(store.list_api_keys().unwrap()[0].name, "admin");
+        assert_eq!(store.get_dataset("first").unwrap().unwrap().id, "d1");
+        assert_eq!(store.get_task("t1").unwrap().unwrap().stats["n"], 1);
+        assert_eq!(
+            store.task_assignments().unwrap(),
+            [("c1".to_owned(), "t1".to_owned())]
+        );
+        // The new tables work on the upgraded file, and a second open is a no-op.
+        store.set_policy(&crate::Policy::new("t1", "cli")).unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 5);
+        assert_eq!(store.list_policies().unwrap().len(), 1);
+        assert_eq!(store.count_calls().unwrap(), 1);
     }
 
     #[test]

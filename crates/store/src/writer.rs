@@ -407,6 +407,35 @@ mod failure_tests {
         fn task_assignments(&self) -> crate::Result<Vec<(String, String)>> {
             Ok(Vec::new())
         }
+        fn set_policy(&self, _: &crate::Policy) -> crate::Result<()> {
+            Ok(())
+        }
+        fn get_policy(&self, _: &str) -> crate::Result<Option<crate::Policy>> {
+            Ok(None)
+        }
+        fn list_policies(&self) -> crate::Result<Vec<crate::Policy>> {
+            Ok(Vec::new())
+        }
+        fn record_agreement(&self, _: &crate::AgreementRecord) -> crate::Result<()> {
+            Ok(())
+        }
+        fn recent_agreement(
+            &self,
+            _: &str,
+            _: usize,
+        ) -> crate::Result<Vec<crate::AgreementRecord>> {
+            Ok(Vec::new())
+        }
+        fn record_route_event(&self, _: &crate::RouteEvent) -> crate::Result<()> {
+            Ok(())
+        }
+        fn list_route_events(
+            &self,
+            _: Option<&str>,
+            _: usize,
+        ) -> crate::Result<Vec<crate::RouteEvent>> {
+            Ok(Vec::new())
+        }
     }
 
     fn writer(dir: &std::path::Path, spill_dir: std::path::PathBuf) -> LogWriter {

@@ -1,0 +1,816 @@
+//! Request → discovered task.
+//!
+//! Learnt from the calls discovery assigned (`(request, task)` pairs, noise calls included as
+//! `None`), in two layers:
+//!
+//! 1. **structural**: the request's [`RequestKey`] (tool set + system-prompt template +
+//!    response format). A key seen in training maps to a task when that task holds at least
+//!    [`ClassifierConfig::min_share`] of the key's training calls (noise counts against it);
+//!    the confidence is that share. One light parse and one hash-map lookup.
+//! 2. **centroid**: otherwise, the nearest task centroid of a hashed n-gram vector of the newest
+//!    user message, by cosine, at least [`ClassifierConfig::min_cosine`]. The candidates are the
+//!    tasks seen with the same key (when it was ambiguous) or else with the same tool set; a
+//!    request offering a tool set never seen in training is not placed (a specialist trained on
+//!    other tools could only call tools that were not offered).
+//!
+//! Anything else is `None`: the LLM answers.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use downshift_store::{CallFilter, Keyring, Store};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::RouteError;
+use crate::hash::IdMap;
+use crate::ngram::{Centroids, DIM, Sparse, vectorize};
+use crate::request::{Parsed, ToolAliases, parse_bytes, parse_value};
+
+/// The saved format; bump when the features or hashes change (an old file is then refused and
+/// the classifier rebuilt from the store).
+pub const CLASSIFIER_FORMAT: u32 = 1;
+
+/// Thresholds of the [`Classifier`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClassifierConfig {
+    /// A structural key maps to a task when that task holds at least this share of the key's
+    /// training calls.
+    pub min_share: f64,
+    /// ... and the key was seen in at least this many training calls.
+    pub min_support: u32,
+    /// Least cosine similarity for the centroid fallback.
+    pub min_cosine: f64,
+    /// ... and by how much the nearest centroid must beat the second nearest candidate.
+    pub min_margin: f64,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig {
+            min_share: 0.9,
+            min_support: 1,
+            min_cosine: 0.4,
+            min_margin: 0.05,
+        }
+    }
+}
+
+/// Which layer placed a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The structural key (confidence: the task's share of the key's training calls).
+    Structural,
+    /// The nearest n-gram centroid (confidence: cosine similarity).
+    Centroid,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Structural => "structural",
+            Method::Centroid => "centroid",
+        }
+    }
+}
+
+/// A request placed in a task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classification {
+    pub task: Arc<str>,
+    /// In [0, 1]; see [`Method`].
+    pub confidence: f64,
+    pub method: Method,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct KeyEntry {
+    calls: u32,
+    best: u32,
+    best_calls: u32,
+    /// Every task seen with the key, ascending.
+    tasks: Box<[u32]>,
+}
+
+/// The request → task classifier. Build it with [`ClassifierBuilder`] (or
+/// [`train_from_store`]); it serialises with serde ([`Classifier::save`] / [`Classifier::load`])
+/// so a gateway can load it at start and swap in a rebuilt one after `discover`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classifier {
+    config: ClassifierConfig,
+    tasks: Vec<Arc<str>>,
+    keys: IdMap<KeyEntry>,
+    tool_sets: IdMap<Box<[u32]>>,
+    /// Per task: unit-length centroid, or empty when its calls had no user text.
+    centroids: Centroids,
+    /// Raw tool-list bytes seen in training → canonical tool-set hash (a parsing short cut).
+    aliases: ToolAliases,
+}
+
+/// Sizes of a classifier, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ClassifierStats {
+    pub tasks: usize,
+    /// Structural keys seen in training.
+    pub keys: usize,
+    /// Keys that map to one task by themselves.
+    pub confident_keys: usize,
+    pub tool_sets: usize,
+}
+
+impl Default for Classifier {
+    fn default() -> Self {
+        Classifier::empty(ClassifierConfig::default())
+    }
+}
+
+impl Classifier {
+    /// A classifier that places nothing (before the first discovery run).
+    pub fn empty(config: ClassifierConfig) -> Classifier {
+        Classifier {
+            config,
+            tasks: Vec::new(),
+            keys: IdMap::default(),
+            tool_sets: IdMap::default(),
+            centroids: Centroids::default(),
+            aliases: ToolAliases::default(),
+        }
+    }
+
+    pub fn config(&self) -> &ClassifierConfig {
+        &self.config
+    }
+
+    /// Changes the thresholds (no retraining needed: they apply at lookup).
+    pub fn set_config(&mut self, config: ClassifierConfig) {
+        self.config = config;
+    }
+
+    /// The tasks it knows.
+    pub fn tasks(&self) -> impl Iterator<Item = &str> {
+        self.tasks.iter().map(|t| &**t)
+    }
+
+    pub fn stats(&self) -> ClassifierStats {
+        ClassifierStats {
+            tasks: self.tasks.len(),
+            keys: self.keys.len(),
+            confident_keys: self
+                .keys
+                .values()
+                .filter(|e| self.structural(e).is_some())
+                .count(),
+            tool_sets: self.tool_sets.len(),
+        }
+    }
+
+    /// Places a raw request body (the bytes the agent sent). `None`: not a chat completion
+    /// body, or no task with enough confidence.
+    pub fn classify(&self, body: &[u8]) -> Option<Classification> {
+        self.place(parse_bytes(body, &self.aliases).ok()?)
+    }
+
+    /// Places an already parsed request; the same answer as [`Classifier::classify`] over its
+    /// text.
+    pub fn classify_value(&self, request: &Value) -> Option<Classification> {
+        self.place(parse_value(request).ok()?)
+    }
+
+    fn structural(&self, e: &KeyEntry) -> Option<f64> {
+        let share = f64::from(e.best_calls) / f64::from(e.calls.max(1));
+        (e.calls >= self.config.min_support && share >= self.config.min_share).then_some(share)
+    }
+
+    fn place(&self, p: Parsed<'_>) -> Option<Classification> {
+        let candidates: &[u32] = match self.keys.get(&p.key.hash()) {
+            Some(e) => {
+                if let Some(share) = self.structural(e) {
+                    return Some(Classification {
+                        task: self.tasks.get(e.best as usize)?.clone(),
+                        confidence: share,
+                        method: Method::Structural,
+                    });
+                }
+                &e.tasks
+            }
+            None => self.tool_sets.get(&p.key.tools)?,
+        };
+        if candidates.is_empty() {
+            return None;
+        }
+        let q = vectorize(&p.user.text());
+        if q.is_empty() {
+            return None;
+        }
+        let (task, cosine, second) = self.centroids.nearest(&q, candidates)?;
+        let cosine = f64::from(cosine).min(1.0);
+        let margin = cosine - f64::from(second);
+        if cosine < self.config.min_cosine || margin < self.config.min_margin {
+            return None;
+        }
+        Some(Classification {
+            task: self.tasks.get(task as usize)?.clone(),
+            confidence: cosine,
+            method: Method::Centroid,
+        })
+    }
+
+    /// Writes the classifier as JSON (via a temporary file and a rename).
+    ///
+    /// # Errors
+    /// [`RouteError::ClassifierFile`] when the file cannot be written.
+    pub fn save(&self, path: &Path) -> Result<(), RouteError> {
+        let err = |reason: String| RouteError::ClassifierFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = serde_json::to_vec(self).map_err(|e| err(e.to_string()))?;
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    }
+
+    /// Reads a classifier written by [`Classifier::save`].
+    ///
+    /// # Errors
+    /// [`RouteError::ClassifierFile`] when the file cannot be read or is not a classifier of
+    /// this format version (rebuild it).
+    pub fn load(path: &Path) -> Result<Classifier, RouteError> {
+        let err = |reason: String| RouteError::ClassifierFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        serde_json::from_slice(&text).map_err(|e| err(e.to_string()))
+    }
+
+    fn to_file(&self) -> ClassifierFile {
+        let mut keys: Vec<KeyFile> = self
+            .keys
+            .iter()
+            .map(|(k, e)| KeyFile {
+                key: *k,
+                calls: e.calls,
+                best: e.best,
+                best_calls: e.best_calls,
+                tasks: e.tasks.to_vec(),
+            })
+            .collect();
+        keys.sort_by_key(|k| k.key);
+        let mut tool_sets: Vec<ToolSetFile> = self
+            .tool_sets
+            .iter()
+            .map(|(k, t)| ToolSetFile {
+                tools: *k,
+                tasks: t.to_vec(),
+            })
+            .collect();
+        tool_sets.sort_by_key(|t| t.tools);
+        let mut aliases: Vec<(u64, u64)> = self.aliases.iter().map(|(r, c)| (*r, *c)).collect();
+        aliases.sort_unstable();
+        ClassifierFile {
+            format: CLASSIFIER_FORMAT,
+            aliases,
+            config: self.config.clone(),
+            tasks: self.tasks.iter().map(|t| t.to_string()).collect(),
+            keys,
+            tool_sets,
+            centroids: self.centroids.vectors().to_vec(),
+        }
+    }
+
+    fn from_file(f: ClassifierFile) -> Result<Classifier, RouteError> {
+        let bad = |what: &str| Err(RouteError::Classifier(what.to_owned()));
+        if f.format != CLASSIFIER_FORMAT {
+            return Err(RouteError::Classifier(format!(
+                "format {} (this downshift reads {CLASSIFIER_FORMAT}); rebuild the classifier",
+                f.format
+            )));
+        }
+        let n = f.tasks.len();
+        if f.centroids.len() != n {
+            return bad("one centroid per task expected");
+        }
+        let task_ok = |t: u32| (t as usize) < n;
+        let mut keys = IdMap::default();
+        for k in f.keys {
+            if !task_ok(k.best) && !k.tasks.is_empty() || !k.tasks.iter().all(|t| task_ok(*t)) {
+                return bad("a key names a task that is not in the list");
+            }
+            keys.insert(
+                k.key,
+                KeyEntry {
+                    calls: k.calls,
+                    best: k.best,
+                    best_calls: k.best_calls.min(k.calls),
+                    tasks: k.tasks.into(),
+                },
+            );
+        }
+        let mut tool_sets = IdMap::default();
+        for t in f.tool_sets {
+            if !t.tasks.iter().all(|x| task_ok(*x)) {
+                return bad("a tool set names a task that is not in the list");
+            }
+            tool_sets.insert(t.tools, t.tasks.into());
+        }
+        let mut centroids = Vec::with_capacity(n);
+        for mut c in f.centroids {
+            if c.iter().any(|(i, w)| *i as usize >= DIM || !w.is_finite()) {
+                return bad("a centroid entry is out of range");
+            }
+            c.sort_unstable_by_key(|e| e.0);
+            c.dedup_by_key(|e| e.0);
+            centroids.push(c);
+        }
+        Ok(Classifier {
+            config: f.config,
+            tasks: f.tasks.into_iter().map(Arc::from).collect(),
+            keys,
+            tool_sets,
+            centroids: Centroids::new(centroids),
+            aliases: f.aliases.into_iter().collect(),
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ClassifierFile {
+    format: u32,
+    config: ClassifierConfig,
+    tasks: Vec<String>,
+    keys: Vec<KeyFile>,
+    tool_sets: Vec<ToolSetFile>,
+    /// Sparse: (bucket, weight) pairs, ascending.
+    centroids: Vec<Sparse>,
+    /// (raw tool-list hash, canonical tool-set hash).
+    aliases: Vec<(u64, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct KeyFile {
+    key: u64,
+    calls: u32,
+    best: u32,
+    best_calls: u32,
+    tasks: Vec<u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ToolSetFile {
+    tools: u64,
+    tasks: Vec<u32>,
+}
+
+impl Serialize for Classifier {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_file().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Classifier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Classifier::from_file(ClassifierFile::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Learns a [`Classifier`] from `(request, task)` pairs.
+#[derive(Debug, Default)]
+pub struct ClassifierBuilder {
+    config: ClassifierConfig,
+    task_ids: HashMap<String, u32>,
+    tasks: Vec<Arc<str>>,
+    /// key → (calls, task → calls).
+    keys: HashMap<u64, (u32, BTreeMap<u32, u32>)>,
+    tool_sets: HashMap<u64, BTreeSet<u32>>,
+    sums: Vec<Vec<f32>>,
+    aliases: ToolAliases,
+}
+
+impl ClassifierBuilder {
+    pub fn new(config: ClassifierConfig) -> Self {
+        ClassifierBuilder {
+            config,
+            ..Default::default()
+        }
+    }
+
+    /// Adds one training call: its raw request body and the task discovery assigned it to
+    /// (`None`: noise, which counts against a key's share but adds no task).
+    ///
+    /// # Errors
+    /// [`RouteError::Request`] when the body is not a chat completion request (nothing added).
+    pub fn add(&mut self, body: &[u8], task: Option<&str>) -> Result<(), RouteError> {
+        let parsed = parse_bytes(body, &self.aliases)?;
+        if let Some((raw, canonical)) = parsed.raw_tools {
+            self.aliases.insert(raw, canonical);
+        }
+        self.learn(parsed, task);
+        Ok(())
+    }
+
+    /// [`ClassifierBuilder::add`] for a parsed request.
+    ///
+    /// # Errors
+    /// As [`ClassifierBuilder::add`].
+    pub fn add_value(&mut self, request: &Value, task: Option<&str>) -> Result<(), RouteError> {
+        let parsed = parse_value(request)?;
+        self.learn(parsed, task);
+        Ok(())
+    }
+
+    fn task_index(&mut self, task: &str) -> u32 {
+        if let Some(i) = self.task_ids.get(task) {
+            return *i;
+        }
+        let i = self.tasks.len() as u32;
+        self.task_ids.insert(task.to_owned(), i);
+        self.tasks.push(Arc::from(task));
+        self.sums.push(Vec::new());
+        i
+    }
+
+    fn learn(&mut self, p: Parsed<'_>, task: Option<&str>) {
+        let task = task.map(|t| self.task_index(t));
+        let entry = self.keys.entry(p.key.hash()).or_default();
+        entry.0 = entry.0.saturating_add(1);
+        let Some(t) = task else {
+            return;
+        };
+        *entry.1.entry(t).or_default() += 1;
+        self.tool_sets.entry(p.key.tools).or_default().insert(t);
+        let v = vectorize(&p.user.text());
+        if v.is_empty() {
+            return;
+        }
+        let sum = &mut self.sums[t as usize];
+        if sum.is_empty() {
+            *sum = vec![0.0; DIM];
+        }
+        for (i, w) in v {
+            sum[i as usize] += w;
+        }
+    }
+
+    /// The classifier.
+    pub fn build(self) -> Classifier {
+        let keys = self
+            .keys
+            .into_iter()
+            .map(|(key, (calls, per_task))| {
+                // Most calls first, then the lowest task index: deterministic.
+                let (best, best_calls) = per_task
+                    .iter()
+                    .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                    .map_or((0, 0), |(t, n)| (*t, *n));
+                let entry = KeyEntry {
+                    calls,
+                    best,
+                    best_calls,
+                    tasks: per_task.keys().copied().collect(),
+                };
+                (key, entry)
+            })
+            .collect();
+        let tool_sets = self
+            .tool_sets
+            .into_iter()
+            .map(|(k, t)| (k, t.into_iter().collect()))
+            .collect();
+        let centroids = self
+            .sums
+            .into_iter()
+            .map(|sum| {
+                let norm = sum.iter().map(|w| w * w).sum::<f32>().sqrt();
+                if norm == 0.0 {
+                    return Sparse::new();
+                }
+                sum.iter()
+                    .enumerate()
+                    .filter(|(_, w)| **w != 0.0)
+                    .map(|(i, w)| (i as u32, w / norm))
+                    .collect()
+            })
+            .collect();
+        Classifier {
+            config: self.config,
+            tasks: self.tasks,
+            keys,
+            tool_sets,
+            centroids: Centroids::new(centroids),
+            aliases: self.aliases,
+        }
+    }
+}
+
+/// What [`train_from_store`] read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TrainReport {
+    /// Chat completion calls read.
+    pub calls: u64,
+    /// Of them, assigned to a task by discovery (the rest count as noise).
+    pub assigned: u64,
+    /// Calls whose request is not a chat completion body (left out).
+    pub skipped: u64,
+}
+
+/// Builds the classifier from the call log: every logged chat completion, labelled with the
+/// task discovery assigned it to (unassigned calls are noise). Run it after each `discover`.
+///
+/// # Errors
+/// [`RouteError::Store`] when the store cannot be read or a payload cannot be decrypted.
+pub fn train_from_store(
+    store: &dyn Store,
+    keyring: &Keyring,
+    config: ClassifierConfig,
+) -> Result<(Classifier, TrainReport), RouteError> {
+    const PAGE: usize = 1000;
+    let assignments: HashMap<String, String> = store.task_assignments()?.into_iter().collect();
+    let mut builder = ClassifierBuilder::new(config);
+    let mut report = TrainReport::default();
+    let mut after = None;
+    loop {
+        let page = store.scan_calls(&CallFilter {
+            limit: Some(PAGE),
+            after: after.clone(),
+            ..Default::default()
+        })?;
+        let Some(last) = page.last() else {
+            break;
+        };
+        after = Some((last.meta.ts_ms, last.meta.id.clone()));
+        for sealed in &page {
+            if sealed.meta.endpoint != "chat/completions" {
+                continue;
+            }
+            let payload = keyring.open(sealed)?;
+            let task = assignments.get(&sealed.meta.id).map(String::as_str);
+            report.calls += 1;
+            match builder.add(&payload.request, task) {
+                Ok(()) => report.assigned += u64::from(task.is_some()),
+                Err(_) => report.skipped += 1,
+            }
+        }
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    Ok((builder.build(), report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(system: Option<&str>, user: &str, tools: &[&str]) -> Value {
+        let mut messages = Vec::new();
+        if let Some(s) = system {
+            messages.push(json!({"role": "system", "content": s}));
+        }
+        messages.push(json!({"role": "user", "content": user}));
+        let tools: Vec<Value> = tools
+            .iter()
+            .map(|t| json!({"type": "function", "function": {"name": t, "parameters": {"type": "object"}}}))
+            .collect();
+        let mut r = json!({"model": "m", "messages": messages});
+        if !tools.is_empty() {
+            r["tools"] = json!(tools);
+        }
+        r
+    }
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        serde_json::to_vec(v).unwrap()
+    }
+
+    #[test]
+    fn structural_keys_with_masked_variables() {
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        for day in 1..=9 {
+            let sys = format!("You book tables at Chez Nous. Today is 2026-03-0{day}.");
+            b.add(
+                &bytes(&request(Some(&sys), "table for two", &["book"])),
+                Some("booking"),
+            )
+            .unwrap();
+            let sys = format!("You are support for ACME. Ticket #{day}{day}.");
+            b.add(
+                &bytes(&request(Some(&sys), "my order is late", &["lookup"])),
+                Some("support"),
+            )
+            .unwrap();
+        }
+        let c = b.build();
+        // Another date, weekday names, another ticket number: same templates.
+        let got = c
+            .classify(&bytes(&request(
+                Some("You book tables at Chez Nous. Today is Friday, April 17."),
+                "anything at all",
+                &["book"],
+            )))
+            .unwrap();
+        assert_eq!(
+            (&*got.task, got.method, got.confidence),
+            ("booking", Method::Structural, 1.0)
+        );
+        let got = c
+            .classify_value(&request(
+                Some("You are support for ACME. Ticket #A-7731."),
+                "x",
+                &["lookup"],
+            ))
+            .unwrap();
+        assert_eq!(&*got.task, "support");
+        // An unknown tool set is not placed, whatever the text says.
+        assert_eq!(
+            c.classify(&bytes(&request(None, "table for two", &["other"]))),
+            None
+        );
+        // Not a request.
+        assert_eq!(c.classify(b"[]"), None);
+        assert_eq!(Classifier::default().classify(b"{}"), None);
+    }
+
+    #[test]
+    fn ambiguous_keys_fall_back_to_the_text() {
+        // No tools, no system prompt: one structural key for three tasks.
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        let data = [
+            (
+                "translate",
+                "Translate into French: the cat sleeps on the mat",
+            ),
+            ("translate", "Translate into French: where is the station"),
+            ("translate", "Translate into German: good morning my friend"),
+            (
+                "sentiment",
+                "Classify the sentiment of this review: great food, rude staff",
+            ),
+            (
+                "sentiment",
+                "Classify the sentiment of this review: loved every minute",
+            ),
+            (
+                "sentiment",
+                "Classify the sentiment of this review: never again",
+            ),
+            (
+                "summary",
+                "Summarise this article in one sentence: stocks rose today as",
+            ),
+            (
+                "summary",
+                "Summarise this article in one sentence: the council voted to",
+            ),
+        ];
+        for (task, text) in data {
+            b.add(&bytes(&request(None, text, &[])), Some(task))
+                .unwrap();
+        }
+        // Noise shares the key too.
+        b.add(&bytes(&request(None, "hello?", &[])), None).unwrap();
+        let c = b.build();
+        assert_eq!(c.stats().confident_keys, 0);
+        let cases = [
+            ("Translate into French: I like apples", "translate"),
+            (
+                "Classify the sentiment of this review: the soup was cold",
+                "sentiment",
+            ),
+            (
+                "Summarise this article in one sentence: rain is expected",
+                "summary",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = c.classify(&bytes(&request(None, text, &[]))).unwrap();
+            assert_eq!((&*got.task, got.method), (want, Method::Centroid), "{text}");
+            assert!(got.confidence >= 0.4 && got.confidence <= 1.0, "{got:?}");
+        }
+        assert_eq!(
+            c.classify(&bytes(&request(None, "zebra quantum violin", &[]))),
+            None
+        );
+    }
+
+    #[test]
+    fn shares_and_support_thresholds() {
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        let r = bytes(&request(Some("sys"), "u", &["t"]));
+        for _ in 0..17 {
+            b.add(&r, Some("a")).unwrap();
+        }
+        let other_text = bytes(&request(Some("sys"), "something else entirely", &["t"]));
+        b.add(&other_text, Some("b")).unwrap();
+        b.add(&r, None).unwrap();
+        let mut c = b.build();
+        // 17 of 19 = 0.895 < 0.9: not structural; the text decides between a and b.
+        assert_eq!(
+            &*c.classify(&other_text).unwrap().task,
+            "b",
+            "same key, b's text"
+        );
+        let got = c.classify(&r).unwrap();
+        assert_eq!(got.method, Method::Centroid);
+        c.set_config(ClassifierConfig {
+            min_share: 0.85,
+            ..Default::default()
+        });
+        let got = c.classify(&r).unwrap();
+        assert_eq!((&*got.task, got.method), ("a", Method::Structural));
+        assert!((got.confidence - 17.0 / 19.0).abs() < 1e-9);
+        c.set_config(ClassifierConfig {
+            min_share: 0.85,
+            min_support: 20,
+            ..Default::default()
+        });
+        assert_eq!(c.classify(&r).unwrap().method, Method::Centroid);
+    }
+
+    #[test]
+    fn trains_from_the_call_log() {
+        use downshift_store::{CallMeta, CallPayload, CallRecord, Source, SqliteStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("keys.json")).unwrap();
+        let mut sealed = Vec::new();
+        let mut assignments = Vec::new();
+        // 2500 calls: more than one page of the scan.
+        for i in 0..2500 {
+            let (tools, task): (&[&str], Option<&str>) = match i % 5 {
+                0 | 1 => (&["weather"], Some("t_weather")),
+                2 | 3 => (&["search"], Some("t_search")),
+                _ => (&["other"], None),
+            };
+            let body = bytes(&request(Some("You help."), &format!("question {i}"), tools));
+            let mut meta = CallMeta::new(format!("c{i:05}"), i64::from(i), "m", Source::Gateway);
+            if i == 7 {
+                meta.endpoint = "embeddings".into();
+            }
+            let request = if i == 9 { b"not json".to_vec() } else { body };
+            sealed.push(
+                ring.seal(&CallRecord {
+                    meta,
+                    payload: CallPayload {
+                        request,
+                        response: b"{}".to_vec(),
+                    },
+                })
+                .unwrap(),
+            );
+            if let Some(t) = task {
+                assignments.push((format!("c{i:05}"), Some(t.to_owned())));
+            }
+        }
+        store.insert_calls(&sealed).unwrap();
+        store.assign_tasks(&assignments).unwrap();
+        let (c, report) = train_from_store(&store, &ring, ClassifierConfig::default()).unwrap();
+        assert_eq!(
+            report,
+            TrainReport {
+                calls: 2499,
+                assigned: 2000 - 1,
+                skipped: 1
+            }
+        );
+        let ask = |tool: &str| {
+            c.classify(&bytes(&request(Some("You help."), "new question", &[tool])))
+                .map(|g| g.task.to_string())
+        };
+        assert_eq!(ask("weather").as_deref(), Some("t_weather"));
+        assert_eq!(ask("search").as_deref(), Some("t_search"));
+        // Noise-only key and tool set: not placed.
+        assert_eq!(ask("other"), None);
+    }
+
+    #[test]
+    fn saves_and_loads() {
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        b.add_value(&request(Some("A 1"), "alpha beta", &["x"]), Some("t1"))
+            .unwrap();
+        b.add_value(&request(None, "gamma delta", &[]), Some("t2"))
+            .unwrap();
+        b.add_value(&request(None, "", &["y"]), Some("t3")).unwrap();
+        let c = b.build();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("classifier.json");
+        c.save(&path).unwrap();
+        let back = Classifier::load(&path).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.tasks().collect::<Vec<_>>(), ["t1", "t2", "t3"]);
+        let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["format"] = json!(99);
+        let err = serde_json::from_value::<Classifier>(v.clone())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rebuild"), "{err}");
+        v["format"] = json!(CLASSIFIER_FORMAT);
+        v["keys"][0]["tasks"] = json!([7]);
+        assert!(serde_json::from_value::<Classifier>(v).is_err());
+        assert!(Classifier::load(&dir.path().join("missing.json")).is_err());
+    }
+}

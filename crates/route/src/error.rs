@@ -1,0 +1,20 @@
+use std::path::PathBuf;
+
+use downshift_store::StoreError;
+
+/// Every way routing can fail. (A specialist answer that fails validation is not an error but a
+/// [`FallbackReason`](crate::FallbackReason); a request the classifier cannot place is `None`.)
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The body is not a JSON object with the shape of a chat completion request.
+    #[error("the request is not a chat completion body: {0}")]
+    Request(String),
+    /// A saved classifier could not be read or written.
+    #[error("classifier file {path}: {reason}")]
+    ClassifierFile { path: PathBuf, reason: String },
+    /// A saved classifier is inconsistent or of another format version.
+    #[error("invalid classifier: {0}")]
+    Classifier(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
