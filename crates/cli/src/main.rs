@@ -97,6 +97,16 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    if matches!(cli.command, Command::Train(_)) && std::env::var_os("CANDLE_NUM_THREADS").is_none()
+    {
+        // Training runs its heavy kernels (packed matmuls and their backward, the fused ops)
+        // in downshift's own compute pool; candle's pool, left to the remaining small ops,
+        // would only spin against it for the same cores.
+        // SAFETY: no other thread exists yet.
+        unsafe {
+            std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+    }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -199,12 +199,91 @@ impl CustomOp1 for PackedMatMul {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let w = Tensor::from_vec(
-            self.0.dequantize(),
-            (self.0.rows(), self.0.cols()),
-            grad.device(),
-        )?;
-        Ok(Some(grad.broadcast_matmul(&w)?))
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op1_no_bwd(&PackedMatMulGrad(self.0.clone()))?,
+        ))
+    }
+}
+
+/// `dx = g @ W` for the packed `W: [out, in]` and `g: [.., out]`, in the compute pool: each
+/// thread takes a block of rows of `g` and walks `W` in tiles of rows it dequantizes into a
+/// small buffer, so the full f32 weight is never materialised.
+struct PackedMatMulGrad(Arc<PackedMatrix>);
+
+/// Rows of `W` dequantized at a time in the backward pass.
+const GRAD_TILE: usize = 64;
+
+impl CustomOp1 for PackedMatMulGrad {
+    fn name(&self) -> &'static str {
+        "packed-matmul-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let g = s.as_slice::<f32>()?;
+        let (start, end) = l.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("packed-matmul-grad: gradient not contiguous".into())
+        })?;
+        let g = &g[start..end];
+        let (rows, cols) = (self.0.rows(), self.0.cols());
+        if l.dims().last() != Some(&rows) {
+            candle_core::bail!(
+                "packed-matmul-grad: gradient of {:?} for a weight of {rows} rows",
+                l.dims()
+            );
+        }
+        let n = g.len() / rows.max(1);
+        let mut dx = vec![0f32; n * cols];
+        let threads = crate::threads::num_threads().max(1);
+        let per = n.div_ceil(threads).max(1);
+        crate::threads::run(|| {
+            dx.par_chunks_mut(per * cols)
+                .zip(g.par_chunks(per * rows))
+                .for_each(|(dx, g)| {
+                    let m = g.len() / rows;
+                    let mut tile = vec![0f32; GRAD_TILE * cols];
+                    for r0 in (0..rows).step_by(GRAD_TILE) {
+                        let t = GRAD_TILE.min(rows - r0);
+                        for r in 0..t {
+                            self.0
+                                .dequantize_row(r0 + r, &mut tile[r * cols..(r + 1) * cols]);
+                        }
+                        // dx[m, cols] += g[m, r0..r0 + t] · tile[t, cols]
+                        // SAFETY: the pointers and strides describe the live slices `dx`
+                        // (m × cols), `g` (m × rows, starting at column r0) and `tile`
+                        // (t × cols), all row-major, and `dx` does not alias the inputs.
+                        unsafe {
+                            gemm::gemm(
+                                m,
+                                cols,
+                                t,
+                                dx.as_mut_ptr(),
+                                1,
+                                cols as isize,
+                                r0 > 0,
+                                g.as_ptr().add(r0),
+                                1,
+                                rows as isize,
+                                tile.as_ptr(),
+                                1,
+                                cols as isize,
+                                1.0,
+                                1.0,
+                                false,
+                                false,
+                                false,
+                                gemm::Parallelism::None,
+                            );
+                        }
+                    }
+                });
+        });
+        let mut shape = l.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = cols;
+        }
+        Ok((CpuStorage::F32(dx), Shape::from(shape)))
     }
 }
 
