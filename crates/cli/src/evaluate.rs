@@ -69,6 +69,13 @@ pub fn assistant_message(text: &str) -> Value {
     json!({"role": "assistant", "content": content, "tool_calls": calls})
 }
 
+/// The prompt a model answers zero-shot: the request as logged, tool schemas included.
+pub fn zero_shot_prompt(lm: &LocalModel, r: &ChatRecord) -> Result<String> {
+    let m = serde_json::to_string(&r.messages)?;
+    let t = r.tools.as_ref().map(serde_json::to_string).transpose()?;
+    Ok(lm.render_prompt(&m, t.as_deref())?)
+}
+
 pub fn run_model(
     lm: &LocalModel,
     tests: &[&ChatRecord],
@@ -103,19 +110,14 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
                 SpecialistMeta::FILE
             )
         })?;
-    let data_args = DataArgs {
-        task: a.data.task.clone().or_else(|| {
-            a.data
-                .dataset
-                .is_none()
-                .then(|| meta.task.clone())
-                .flatten()
-        }),
-        dataset: a.data.dataset.clone().or_else(|| {
-            (a.data.task.is_none() && meta.task.is_none())
-                .then(|| meta.dataset.clone())
-                .flatten()
-        }),
+    // What the command line names, else what the adapter was trained on (its task first).
+    let data_args = if a.data.task.is_some() || a.data.dataset.is_some() {
+        a.data.clone()
+    } else {
+        DataArgs {
+            task: meta.task.clone(),
+            dataset: meta.task.is_none().then(|| meta.dataset.clone()).flatten(),
+        }
     };
     let (dataset, recs) = data_args.load(data, curate)?;
     let split = SplitConfig::default();
@@ -174,9 +176,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         None
     } else {
         Some(run_model(&lm, &tests, kind, &greedy, &|r| {
-            let m = serde_json::to_string(&r.messages)?;
-            let t = r.tools.as_ref().map(serde_json::to_string).transpose()?;
-            Ok(lm.render_prompt(&m, t.as_deref())?)
+            zero_shot_prompt(&lm, r)
         })?)
     };
     let s = spec.report.summary();

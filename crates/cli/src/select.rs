@@ -11,7 +11,7 @@ use downshift_store::{DataDir, Store};
 use downshift_train::{ChatRecord, Split, SplitConfig};
 use serde_json::{Value, json};
 
-use crate::evaluate::run_model;
+use crate::evaluate::{run_model, zero_shot_prompt};
 use crate::local::{ModelArgs, load_model, resolve_model};
 use crate::output::table;
 use crate::train::DataArgs;
@@ -83,11 +83,7 @@ fn bakeoff_one(
         temperature: 0.0,
         ..Default::default()
     };
-    let run = run_model(&lm, val, kind, &opts, &|r| {
-        let m = serde_json::to_string(&r.messages)?;
-        let t = r.tools.as_ref().map(serde_json::to_string).transpose()?;
-        Ok(lm.render_prompt(&m, t.as_deref())?)
-    })?;
+    let run = run_model(&lm, val, kind, &opts, &|r| zero_shot_prompt(&lm, r))?;
     let s = run.report.summary();
     Ok(
         json!({"exact_match": s.exact_match, "schema_valid": s.schema_valid,

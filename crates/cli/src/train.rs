@@ -83,7 +83,7 @@ pub struct TrainArgs {
 }
 
 /// Where a command's examples come from: a discovered task or a curated dataset.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 #[group(multiple = false)]
 pub struct DataArgs {
     /// A discovered task (see `downshift tasks list`): its calls are curated into the dataset

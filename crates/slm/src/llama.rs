@@ -20,7 +20,8 @@ use half::f16;
 use crate::error::{Error, Result};
 use crate::gguf::{Gguf, MetaValue};
 use crate::nn::{
-    AdapterSel, Embedding, FfnAct, GatedAct, Linear, Weight, dense_from_gguf, rms_norm,
+    AdapterSel, Embedding, FfnAct, GatedAct, Linear, Weight, contiguous_slice, dense_from_gguf,
+    rms_norm,
 };
 use crate::threads::{SyncPtr, par_for};
 use crate::train_ops;
@@ -1346,11 +1347,7 @@ impl CustomOp1 for CachedAttention<'_> {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = s.as_slice::<f32>()?;
-        let (a, b) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("attention: input not contiguous".into()))?;
-        let x = &x[a..b];
+        let x = contiguous_slice::<f32>(s, l, "attention: input")?;
         let (nh, nkv, hd) = (self.nh, self.nkv, self.hd);
         let (qw, kw) = (nh * hd, nkv * hd);
         let row = qw + 2 * kw;

@@ -160,6 +160,20 @@ pub fn dense_from_gguf(g: &Gguf, name: &str) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, info.shape(), &Device::Cpu)?)
 }
 
+/// The elements of a contiguous tensor's storage (`what` names it in the error, e.g.
+/// `"gated-act: input"`), for custom ops' CPU kernels.
+pub fn contiguous_slice<'a, T: candle_core::WithDType>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [T]> {
+    let v = s.as_slice::<T>()?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what} not contiguous")))?;
+    Ok(&v[a..b])
+}
+
 /// `x @ W^T` with the packed kernels; the backward pass (w.r.t. `x` only; the base weight is
 /// frozen) multiplies by the dequantized weight, so QLoRA training can flow through it.
 struct PackedMatMul(Arc<PackedMatrix>);
@@ -170,11 +184,7 @@ impl CustomOp1 for PackedMatMul {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = s.as_slice::<f32>()?;
-        let (start, end) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("packed-matmul: input not contiguous".into()))?;
-        let x = &x[start..end];
+        let x = contiguous_slice::<f32>(s, l, "packed-matmul: input")?;
         let dims = l.dims();
         let k = dims.last().copied().unwrap_or(0);
         if k != self.0.cols() {
@@ -221,11 +231,7 @@ impl CustomOp1 for PackedMatMulGrad {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         use rayon::prelude::*;
-        let g = s.as_slice::<f32>()?;
-        let (start, end) = l.contiguous_offsets().ok_or_else(|| {
-            candle_core::Error::Msg("packed-matmul-grad: gradient not contiguous".into())
-        })?;
-        let g = &g[start..end];
+        let g = contiguous_slice::<f32>(s, l, "packed-matmul-grad: gradient")?;
         let (rows, cols) = (self.0.rows(), self.0.cols());
         if l.dims().last() != Some(&rows) {
             candle_core::bail!(
@@ -467,11 +473,7 @@ impl CustomOp1 for GatedAct {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = s.as_slice::<f32>()?;
-        let (start, end) = l
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("gated-act: input not contiguous".into()))?;
-        let x = &x[start..end];
+        let x = contiguous_slice::<f32>(s, l, "gated-act: input")?;
         let dims = l.dims();
         let w2 = dims.last().copied().unwrap_or(0);
         let ff = w2 / 2;
@@ -530,15 +532,8 @@ impl candle_core::CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let contiguous = |s: &CpuStorage, l: &Layout| -> candle_core::Result<Vec<f32>> {
-            let v = s.as_slice::<f32>()?;
-            let (a, b) = l
-                .contiguous_offsets()
-                .ok_or_else(|| candle_core::Error::Msg("rms-norm: input not contiguous".into()))?;
-            Ok(v[a..b].to_vec())
-        };
-        let mut x = contiguous(s1, l1)?;
-        let w = contiguous(s2, l2)?;
+        let mut x = contiguous_slice::<f32>(s1, l1, "rms-norm: input")?.to_vec();
+        let w = contiguous_slice::<f32>(s2, l2, "rms-norm: input")?;
         let h = w.len();
         if h == 0 || l1.dims().last() != Some(&h) {
             candle_core::bail!("rms-norm: weight of {h} for input {:?}", l1.dims());
@@ -547,7 +542,7 @@ impl candle_core::CustomOp2 for RmsNorm {
             let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
             let mean = (sum / h as f64) as f32;
             let scale = 1.0 / (mean + self.eps).sqrt();
-            for (v, w) in row.iter_mut().zip(&w) {
+            for (v, w) in row.iter_mut().zip(w) {
                 *v = (*v * scale) * w;
             }
         }

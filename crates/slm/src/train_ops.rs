@@ -16,14 +16,10 @@ use rayon::prelude::*;
 
 use crate::error::Result;
 use crate::llama::{RopeStyle, RopeTable};
-use crate::nn::FfnAct;
+use crate::nn::{FfnAct, contiguous_slice};
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let v = s.as_slice::<f32>()?;
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{op}: input not contiguous")))?;
-    Ok(&v[a..b])
+    contiguous_slice(s, l, &format!("{op}: input"))
 }
 
 fn last_dim(l: &Layout) -> usize {

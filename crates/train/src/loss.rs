@@ -7,6 +7,7 @@
 //! its rows in parallel in the compute pool.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use downshift_slm::nn::contiguous_slice;
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -16,18 +17,6 @@ pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     let logits = logits.contiguous()?;
     let targets = targets.to_dtype(DType::U32)?.contiguous()?;
     Ok(logits.apply_op2(&targets, CrossEntropy)?)
-}
-
-fn contiguous<'a, T: candle_core::WithDType>(
-    s: &'a CpuStorage,
-    l: &Layout,
-    what: &str,
-) -> candle_core::Result<&'a [T]> {
-    let v = s.as_slice::<T>()?;
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("cross-entropy: {what} not contiguous")))?;
-    Ok(&v[a..b])
 }
 
 /// Checks shapes and returns `(n, vocab)`.
@@ -72,8 +61,8 @@ impl CustomOp2 for CrossEntropy {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, vocab) = dims(l1, l2)?;
-        let x = contiguous::<f32>(s1, l1, "logits")?;
-        let t = contiguous::<u32>(s2, l2, "targets")?;
+        let x = contiguous_slice::<f32>(s1, l1, "cross-entropy: logits")?;
+        let t = contiguous_slice::<u32>(s2, l2, "cross-entropy: targets")?;
         let targets = t
             .iter()
             .map(|&t| check_target(t, vocab))
@@ -122,9 +111,9 @@ impl CustomOp3 for CrossEntropyGrad {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, vocab) = dims(l1, l2)?;
-        let x = contiguous::<f32>(s1, l1, "logits")?;
-        let t = contiguous::<u32>(s2, l2, "targets")?;
-        let g = contiguous::<f32>(s3, l3, "gradient")?;
+        let x = contiguous_slice::<f32>(s1, l1, "cross-entropy: logits")?;
+        let t = contiguous_slice::<u32>(s2, l2, "cross-entropy: targets")?;
+        let g = contiguous_slice::<f32>(s3, l3, "cross-entropy: gradient")?;
         if g.len() != n {
             candle_core::bail!("cross-entropy: gradient of {} for {n} rows", g.len());
         }
