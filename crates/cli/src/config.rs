@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use downshift_curate::CurateConfig;
 use downshift_discover::DiscoverConfig;
-use downshift_gateway::{LocalModelConfig, RoutingConfig, ServerConfig, UpstreamConfig};
+use downshift_gateway::{
+    LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig,
+    UpstreamConfig,
+};
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +23,10 @@ pub struct Config {
     pub routing: RoutingConfig,
     /// Small models served natively as `local/<name>`.
     pub local_models: Vec<LocalModelConfig>,
+    /// Routing between the LLM and the specialists (S6).
+    pub route: RouteConfig,
+    /// Specialists served by remote OpenAI-compatible endpoints.
+    pub specialists: Vec<SpecialistEndpointConfig>,
     pub curate: CurateConfig,
     pub discover: DiscoverConfig,
 }

@@ -8,6 +8,7 @@ mod evaluate;
 mod keys;
 mod local;
 mod output;
+mod route;
 mod select;
 mod serve;
 mod train;
@@ -84,6 +85,11 @@ enum Command {
     /// Score a specialist against the LLM's answers on its task's held-out test split, with
     /// the base model beside it (S5).
     Eval(evaluate::EvalArgs),
+    /// Set how a task's traffic is served: off | shadow | canary:P | on, and by which
+    /// specialist (S6). A running gateway applies it within `route.reload_ms`.
+    Promote(route::PromoteArgs),
+    /// Show the tasks' routing policies, live agreement and the newest route events.
+    Policies(route::PoliciesArgs),
 }
 
 fn main() {
@@ -138,6 +144,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(a) => train::train(a, &data, &cfg.curate),
         Command::Select(a) => select::select_cmd(a, &data, &cfg.curate),
         Command::Eval(a) => evaluate::eval(a, &data, &cfg.curate),
+        Command::Promote(a) => route::promote(a, &cfg, &data),
+        Command::Policies(a) => route::policies(a, &data),
         Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
         Command::Tasks(c) => discover::tasks(c, &data),
     }

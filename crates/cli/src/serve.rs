@@ -165,6 +165,8 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         writer_store: Box::new(data.open_store()?),
         keyring: Arc::new(RwLock::new(keyring)),
         writer,
+        route: cfg.route.clone(),
+        specialists: cfg.specialists.clone(),
     })
     .map_err(anyhow::Error::msg)?;
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);

@@ -279,7 +279,12 @@ impl<'a> Curator<'a> {
             Some(request) => self.config.filters.check(&FilterInput {
                 endpoint: &c.endpoint,
                 status: &c.status,
-                shadow: c.tags.get(SHADOW_TAG).is_some_and(|v| v == "true"),
+                // Router-generated traffic and the specialists' own answers are not teacher
+                // data.
+                shadow: c.tags.get(SHADOW_TAG).is_some_and(|v| v == "true")
+                    || c.tags
+                        .get(downshift_store::ROUTE_TAG)
+                        .is_some_and(|v| v == "specialist"),
                 request,
                 response: c.response.as_ref(),
             }),

@@ -184,3 +184,66 @@ pub async fn export_dataset(
     })();
     r.unwrap_or_else(IntoResponse::into_response)
 }
+
+/// `GET /admin/policies`: every task's routing policy, with the newest route events.
+pub async fn list_policies(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let r = (|| {
+        let p = s.auth.authenticate(req.headers())?;
+        p.require(Permission::ReadMetadata, "read routing policies")?;
+        let policies = s
+            .store
+            .list_policies()
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let events = s
+            .store
+            .list_route_events(None, 100)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        Ok::<_, GatewayError>(json_response(
+            &json!({"object": "list", "data": policies, "events": events}),
+        ))
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /admin/policies/{task}`.
+pub async fn get_policy(
+    State(s): State<Arc<AppState>>,
+    Path(task): Path<String>,
+    req: Request,
+) -> Response {
+    let r = (|| {
+        let p = s.auth.authenticate(req.headers())?;
+        p.require(Permission::ReadMetadata, "read routing policies")?;
+        let policy = s
+            .store
+            .get_policy(&task)
+            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .ok_or_else(|| GatewayError::NotFound(format!("task '{task}' has no policy")))?;
+        Ok::<_, GatewayError>(json_response(&json!(policy)))
+    })();
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn set_policy(
+    State(s): State<Arc<AppState>>,
+    Path(task): Path<String>,
+    req: Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let r = async {
+        let p = s.auth.authenticate(&parts.headers)?;
+        p.require(Permission::ManageRoutes, "change routing policies")?;
+        let bytes = crate::proxy::read_body(body, &parts.headers, 64 * 1024).await?;
+        let change: downshift_route::PolicyChange = serde_json::from_slice(&bytes)
+            .map_err(|e| GatewayError::BadRequest(format!("invalid policy change: {e}")))?;
+        let (policy, _) = downshift_route::change_policy(s.store.as_ref(), &task, &change, &p.actor())
+            .map_err(|e| match e {
+                downshift_route::RouteError::UnknownTask(_) => GatewayError::NotFound(e.to_string()),
+                downshift_route::RouteError::InvalidPolicy(_) => GatewayError::BadRequest(e.to_string()),
+                other => GatewayError::Internal(other.to_string()),
+            })?;
+        Ok::<_, GatewayError>(json_response(&json!(policy)))
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}

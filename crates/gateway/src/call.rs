@@ -57,6 +57,8 @@ impl Outcome {
 pub struct CallGuard {
     ctx: Option<CallContext>,
     state: Arc<AppState>,
+    /// Receives the response body of a successful call (a shadow comparison waits on it).
+    answer_to: Option<tokio::sync::oneshot::Sender<Vec<u8>>>,
 }
 
 impl CallGuard {
@@ -64,7 +66,14 @@ impl CallGuard {
         CallGuard {
             ctx: Some(ctx),
             state,
+            answer_to: None,
         }
+    }
+
+    /// Hands the response body of a successful call to `tx` when the call finishes (a failed
+    /// call drops it, which the receiver sees as no answer).
+    pub fn send_answer_to(&mut self, tx: tokio::sync::oneshot::Sender<Vec<u8>>) {
+        self.answer_to = Some(tx);
     }
 
     pub fn ctx(&self) -> Option<&CallContext> {
@@ -78,6 +87,11 @@ impl CallGuard {
     /// Logs the call once; later calls do nothing.
     pub fn finish(&mut self, outcome: Outcome) {
         let Some(ctx) = self.ctx.take() else { return };
+        if let Some(tx) = self.answer_to.take()
+            && outcome.status == CallStatus::Ok
+        {
+            let _ = tx.send(outcome.response.clone());
+        }
         let now = Instant::now();
         let latency = ctx.t_sent.map(|t| now.duration_since(t));
         let m = &self.state.metrics;

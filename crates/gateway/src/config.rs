@@ -120,3 +120,77 @@ impl Default for LocalModelConfig {
         }
     }
 }
+
+/// How the gateway routes each task's requests between the LLM and its specialist (S6). The
+/// per-task policies live in the store (`downshift promote`); these are the gateway's knobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Classify requests and apply the task policies. Off: every request goes where its model
+    /// names, as a plain proxy.
+    pub enabled: bool,
+    /// How often the policies (and, after a new `discover`, the classifier) are re-read from
+    /// the store, in milliseconds.
+    pub reload_ms: u64,
+    /// A saved classifier to load instead of training one from the store's task assignments.
+    pub classifier: Option<PathBuf>,
+    /// Longest a specialist may take to answer, in milliseconds; then the LLM answers
+    /// (fallback `timeout`).
+    pub specialist_timeout_ms: u64,
+    /// Tokens a built-in specialist may generate when the request sets no `max_tokens`.
+    pub max_tokens: usize,
+    /// Specialist runs measuring agreement in the background at once; more are skipped (and
+    /// counted) rather than queued, so shadow traffic never piles up behind served traffic.
+    pub max_shadow_in_flight: usize,
+    /// Requests generating at once on each built-in specialist.
+    pub max_concurrent: usize,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            enabled: true,
+            reload_ms: 2_000,
+            classifier: None,
+            specialist_timeout_ms: 60_000,
+            max_tokens: 256,
+            max_shadow_in_flight: 4,
+            max_concurrent: 1,
+        }
+    }
+}
+
+/// A specialist served by a remote OpenAI-compatible endpoint (vLLM with LoRA modules, a
+/// llama.cpp server, Ollama …). A task policy names it by `name` as its specialist.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpecialistEndpointConfig {
+    /// The name a policy's `specialist` refers to.
+    pub name: String,
+    /// Base URL including the version path (`http://host:port/v1`; a bare `http://host:port`
+    /// means `…/v1`).
+    pub base_url: String,
+    /// The `model` sent to the endpoint (e.g. the LoRA module's name in vLLM).
+    pub model: String,
+    /// Name of an environment variable holding the endpoint's API key.
+    pub api_key_env: Option<String>,
+    /// An adapter folder written by `downshift train`: its prompt transform (pruned system
+    /// text, dropped tool schemas) is applied before the request is sent. Without it the
+    /// request is sent as the agent wrote it.
+    pub adapter: Option<PathBuf>,
+    /// Limit for connecting, in milliseconds (the answer's limit is `route.specialist_timeout_ms`).
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for SpecialistEndpointConfig {
+    fn default() -> Self {
+        SpecialistEndpointConfig {
+            name: String::new(),
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: None,
+            adapter: None,
+            connect_timeout_ms: 2_000,
+        }
+    }
+}

@@ -11,12 +11,18 @@ mod local;
 mod metrics;
 pub mod mock;
 mod proxy;
+mod routing;
 mod server;
+mod specialist;
 mod upstream;
 
 pub use admin::payload_value;
 pub use auth::Principal;
-pub use config::{LocalModelConfig, RoutingConfig, ServerConfig, UpstreamConfig};
+pub use config::{
+    LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig,
+    UpstreamConfig,
+};
+pub use specialist::completion_sse;
 pub use error::GatewayError;
 pub use local::LocalModels;
 pub use server::{AppState, ServeOptions, router, run};

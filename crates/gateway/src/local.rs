@@ -43,6 +43,31 @@ pub struct LocalSlot {
     default_max_tokens: usize,
 }
 
+impl LocalSlot {
+    /// A built-in specialist: its own copy of the base with the adapter attached (the model
+    /// already renders with the template the adapter was trained on).
+    pub fn specialist(
+        name: String,
+        model: LocalModel,
+        adapter: usize,
+        max_concurrent: usize,
+        default_max_tokens: usize,
+    ) -> (Arc<LocalSlot>, AdapterSel) {
+        let mut adapters = HashMap::new();
+        adapters.insert("specialist".to_string(), adapter);
+        (
+            Arc::new(LocalSlot {
+                name,
+                model: Arc::new(model),
+                adapters,
+                permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+                default_max_tokens,
+            }),
+            AdapterSel::One(adapter),
+        )
+    }
+}
+
 /// The local models, by name.
 #[derive(Default)]
 pub struct LocalModels {
@@ -404,6 +429,69 @@ impl LocalSlot {
             include_usage: r.stream_options.unwrap_or_default().include_usage,
         })
     }
+}
+
+impl Plan {
+    /// Parses tool calls out of the answer even though no tools reach the prompt (a
+    /// specialist that internalised the tool schemas still answers with tool calls).
+    pub fn parse_tool_calls(&mut self) {
+        self.parse_tools = true;
+    }
+}
+
+/// A finished non-streaming answer of a local model.
+pub struct Completed {
+    /// The whole `chat.completion` object.
+    pub body: Value,
+    /// Mean log-probability of the generated tokens (`None` for an empty answer).
+    pub mean_logprob: Option<f64>,
+    pub usage: Usage,
+}
+
+/// Runs a plan to the end without streaming, waiting for a free slot first. Generation stops
+/// early (finish reason `length`) once `deadline` passes, and the result is then an error.
+pub async fn complete(
+    slot: Arc<LocalSlot>,
+    mut plan: Plan,
+    call_id: &str,
+    model_id: &str,
+    deadline: Instant,
+) -> Result<Completed, GatewayError> {
+    let permit = slot
+        .permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| GatewayError::Internal("local model is shutting down".into()))?;
+    let s2 = slot.clone();
+    let (g, plan) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let in_time = || Instant::now() < deadline;
+        let mut on_text = |_: &str| in_time();
+        let r = run(&s2.model, &mut plan, Some(&mut on_text));
+        (r, plan)
+    })
+    .await
+    .map_err(|e| GatewayError::Internal(format!("local model task failed: {e}")))?;
+    let g = g.map_err(|e| gen_error(&slot.name, e))?;
+    if Instant::now() >= deadline {
+        return Err(GatewayError::Timeout {
+            upstream: slot.name.clone(),
+            ms: 0,
+        });
+    }
+    let view = plan.view();
+    let a = answer(&view, &g);
+    let created = chrono::Utc::now().timestamp();
+    let body = completion(call_id, model_id, created, &slot, &view, &g, &a);
+    let mean_logprob = (!g.logprobs.is_empty()).then(|| {
+        g.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / g.logprobs.len() as f64
+    });
+    Ok(Completed {
+        body,
+        mean_logprob,
+        usage: usage_of(&g),
+    })
 }
 
 /// What shaping the answer needs to know of a plan.

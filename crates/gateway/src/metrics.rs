@@ -59,6 +59,16 @@ pub struct Metrics {
     pub overhead: Histogram,
     pub ttft: Histogram,
     pub interrupted: AtomicU64,
+    /// (task, who answered: `specialist`, `llm`, `fallback`) → count.
+    routes: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// (task, fallback reason code) → count.
+    fallbacks: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// task → (sum, count) of agreement measurements.
+    agreement: Mutex<BTreeMap<String, (f64, u64)>>,
+    /// Background comparisons skipped because too many were running.
+    pub shadow_skipped: AtomicU64,
+    /// Time spent classifying a request and looking up its policy.
+    pub route_decision: Histogram,
 }
 
 impl Metrics {
@@ -73,6 +83,57 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         *m.entry((upstream.to_owned(), kind)).or_default() += 1;
+    }
+
+    pub fn route(&self, task: &str, route: &'static str) {
+        let mut m = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((task.to_owned(), route)).or_default() += 1;
+    }
+
+    pub fn fallback(&self, task: &str, reason: &'static str) {
+        let mut m = self.fallbacks.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry((task.to_owned(), reason)).or_default() += 1;
+    }
+
+    pub fn agreement(&self, task: &str, value: f64) {
+        let mut m = self.agreement.lock().unwrap_or_else(|p| p.into_inner());
+        let e = m.entry(task.to_owned()).or_default();
+        e.0 += value;
+        e.1 += 1;
+    }
+
+    fn render_routes(&self, out: &mut String) {
+        out.push_str("# HELP downshift_routes_total Chat completions of discovered tasks, by task and by who answered (specialist, llm, fallback: the specialist's answer was refused and the LLM answered).\n# TYPE downshift_routes_total counter\n");
+        for ((task, route), n) in self.routes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "downshift_routes_total{{task=\"{task}\",route=\"{route}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP downshift_fallbacks_total Specialist answers refused, by task and reason.\n# TYPE downshift_fallbacks_total counter\n");
+        for ((task, reason), n) in self.fallbacks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "downshift_fallbacks_total{{task=\"{task}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP downshift_agreement Agreement of specialist and LLM answers measured live (shadow, canary, on-mode sample), by task: sum and count.\n# TYPE downshift_agreement summary\n");
+        for (task, (sum, n)) in self.agreement.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "downshift_agreement_sum{{task=\"{task}\"}} {sum}\ndownshift_agreement_count{{task=\"{task}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP downshift_shadow_skipped_total Background comparisons skipped because route.max_shadow_in_flight were running.\n# TYPE downshift_shadow_skipped_total counter\ndownshift_shadow_skipped_total {}",
+            self.shadow_skipped.load(Ordering::Relaxed)
+        );
+        self.route_decision.render(
+            "downshift_route_decision_seconds",
+            "Time to classify a request and look up its task's policy.",
+            out,
+        );
     }
 
     pub fn render(&self, writer: &WriterStats) -> String {
@@ -121,6 +182,7 @@ impl Metrics {
             "Time from upstream request sent to the first streamed content or tool-call delta.",
             &mut out,
         );
+        self.render_routes(&mut out);
         let gauges = [
             (
                 "downshift_log_queue_depth",

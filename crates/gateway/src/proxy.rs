@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use downshift_api::{RequestView, StreamAssembler, Usage};
-use downshift_store::{CallStatus, Permission};
+use downshift_store::{CallStatus, FALLBACK_TAG, Permission, ROUTE_TAG, TASK_TAG};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -21,7 +21,9 @@ use serde::Deserialize;
 
 use crate::GatewayError;
 use crate::call::{CallContext, CallGuard, Outcome};
+use crate::routing::Routed;
 use crate::server::AppState;
+use downshift_route::{AgreementSource, Decision};
 use crate::upstream::Upstream;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -189,6 +191,19 @@ async fn proxy(
     };
     let mut tags = BTreeMap::new();
     parse_tags(&parts.headers, &mut tags)?;
+    // Which discovered task this is, and who answers it under the task's policy.
+    let routed = match (&target, endpoint) {
+        (Target::Upstream(_), Endpoint::ChatCompletions) if s.router.enabled() => {
+            let t_route = Instant::now();
+            let r = s.router.route(&bytes);
+            s.metrics.route_decision.observe(t_route.elapsed());
+            r
+        }
+        _ => None,
+    };
+    if let Some(r) = &routed {
+        tags.insert(TASK_TAG.into(), r.task.to_string());
+    }
     let (agent, episode) = {
         let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
         (
@@ -227,6 +242,52 @@ async fn proxy(
             return crate::local::serve(slot, *plan, guard, id, view.model.clone()).await;
         }
     };
+    let mut fallback: Option<&'static str> = None;
+    if let Some(r) = &routed {
+        match r.decision {
+            Decision::Llm => s.metrics.route(&r.task, "llm"),
+            Decision::LlmWithShadow => {
+                s.metrics.route(&r.task, "llm");
+                start_shadow(&s, r, &bytes, &mut guard, &id, &view.model);
+            }
+            Decision::Specialist { shadow } => {
+                let request: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| GatewayError::BadRequest(format!("invalid request: {e}")))?;
+                match s.router.run_specialist(r, &request, &id, &view.model).await {
+                    Ok(answer) => {
+                        s.metrics.route(&r.task, "specialist");
+                        if shadow {
+                            start_llm_comparison(
+                                &s,
+                                r,
+                                &upstream,
+                                &parts.headers,
+                                &bytes,
+                                &request,
+                                &answer.message,
+                                &id,
+                            );
+                        }
+                        return serve_specialist_answer(guard, r, answer, &request, &id, t0);
+                    }
+                    Err(reason) => {
+                        s.metrics.route(&r.task, "fallback");
+                        crate::routing::record_fallback(
+                            s.store.clone(),
+                            &s.metrics,
+                            r,
+                            &reason,
+                            &id,
+                        );
+                        fallback = Some(reason.code());
+                        if let Some(ctx) = guard.ctx_mut() {
+                            ctx.tags.insert(FALLBACK_TAG.into(), reason.code().into());
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     let uri = upstream
         .url(endpoint.path())
@@ -267,6 +328,14 @@ async fn proxy(
         }
         if let Ok(v) = HeaderValue::from_str(&format!("llm:{}", upstream.name)) {
             h.insert("x-downshift-route", v);
+        }
+        if let Some(code) = fallback {
+            h.insert("x-downshift-fallback", HeaderValue::from_static(code));
+        }
+        if let Some(r) = &routed
+            && let Ok(v) = HeaderValue::from_str(&r.task)
+        {
+            h.insert("x-downshift-task", v);
         }
     }
 
@@ -321,6 +390,208 @@ async fn proxy(
         overhead: Some(pre + t_done.elapsed()),
     });
     Ok(response)
+}
+
+/// Answers with the specialist's completion (streamed as SSE when the client asked for a
+/// stream) and logs the call as the specialist's.
+fn serve_specialist_answer(
+    mut guard: CallGuard,
+    r: &Routed,
+    a: crate::specialist::SpecialistAnswer,
+    request: &serde_json::Value,
+    id: &str,
+    t0: Instant,
+) -> Result<Response, GatewayError> {
+    let stream = request
+        .get("stream")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let include_usage = request["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let logged = a.body.to_string();
+    let (content_type, body) = if stream {
+        (
+            "text/event-stream",
+            crate::specialist::completion_sse(&a.body, include_usage),
+        )
+    } else {
+        ("application/json", logged.clone())
+    };
+    let spec = r.policy.specialist.clone().unwrap_or_default();
+    if let Some(ctx) = guard.ctx_mut() {
+        ctx.upstream = Some(format!("specialist:{spec}"));
+        ctx.tags.insert(ROUTE_TAG.into(), "specialist".into());
+        if ctx.t_sent.is_none() {
+            ctx.t_sent = Some(t0);
+        }
+    }
+    guard.finish(Outcome {
+        status: CallStatus::Ok,
+        http_status: Some(200),
+        response: logged.into_bytes(),
+        usage: a.usage,
+        ttft: None,
+        overhead: None,
+    });
+    let mut b = Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, content_type)
+        .header("x-downshift-call-id", id);
+    if let Ok(v) = HeaderValue::from_str(&format!("specialist:{}", r.task)) {
+        b = b.header("x-downshift-route", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&r.task) {
+        b = b.header("x-downshift-task", v);
+    }
+    if stream {
+        b = b.header(header::CACHE_CONTROL, "no-cache");
+    }
+    b.body(Body::from(body))
+        .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// Releases a background comparison slot however the comparison ends.
+struct ShadowSlot(Arc<AppState>);
+
+impl Drop for ShadowSlot {
+    fn drop(&mut self) {
+        self.0.router.shadow_done();
+    }
+}
+
+/// Shadow mode: the LLM answers this request; the specialist runs on it in the background and
+/// its agreement with the LLM's answer (once the call finishes) is recorded.
+fn start_shadow(
+    s: &Arc<AppState>,
+    r: &Routed,
+    bytes: &Bytes,
+    guard: &mut CallGuard,
+    id: &str,
+    model: &str,
+) {
+    if !s.router.try_shadow() {
+        s.metrics
+            .shadow_skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    let slot = ShadowSlot(s.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    guard.send_answer_to(tx);
+    let (s, r, bytes, id, model) = (
+        s.clone(),
+        r.clone(),
+        bytes.clone(),
+        id.to_owned(),
+        model.to_owned(),
+    );
+    tokio::spawn(async move {
+        let _slot = slot;
+        let Ok(request) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return;
+        };
+        let spec = s.router.run_specialist(&r, &request, &id, &model).await;
+        // No answer from the LLM (it failed, or the client left): nothing to compare.
+        let Ok(llm) = rx.await else { return };
+        let Ok(llm) = serde_json::from_slice::<serde_json::Value>(&llm) else {
+            return;
+        };
+        let Some(reference) = crate::routing::answer_message(&llm) else {
+            return;
+        };
+        let value =
+            crate::routing::measure(&request, reference, spec.as_ref().ok().map(|a| &a.message));
+        crate::routing::record_agreement(
+            s.router.clone(),
+            s.store.clone(),
+            &s.metrics,
+            &r,
+            AgreementSource::Shadow,
+            id,
+            value,
+        );
+    });
+}
+
+/// Canary and `on` mode's sample: the specialist answered; the LLM answers the same request in
+/// the background and the two are compared.
+#[allow(clippy::too_many_arguments)]
+fn start_llm_comparison(
+    s: &Arc<AppState>,
+    r: &Routed,
+    upstream: &Arc<Upstream>,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    request: &serde_json::Value,
+    answer: &serde_json::Value,
+    id: &str,
+) {
+    if !s.router.try_shadow() {
+        s.metrics
+            .shadow_skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    let slot = ShadowSlot(s.clone());
+    let source = if matches!(r.policy.mode, downshift_route::Mode::Canary(_)) {
+        AgreementSource::Canary
+    } else {
+        AgreementSource::OnSample
+    };
+    let Ok(uri) = upstream.url(Endpoint::ChatCompletions.path()) else {
+        return;
+    };
+    let mut up_req = http::Request::new(Full::new(bytes.clone()));
+    *up_req.method_mut() = Method::POST;
+    *up_req.uri_mut() = uri;
+    copy_request_headers(headers, up_req.headers_mut(), upstream);
+    let (s, r, upstream, request, answer, id) = (
+        s.clone(),
+        r.clone(),
+        upstream.clone(),
+        request.clone(),
+        answer.clone(),
+        id.to_owned(),
+    );
+    tokio::spawn(async move {
+        let _slot = slot;
+        let call = async {
+            let resp = upstream.client.request(up_req).await.ok()?;
+            if !resp.status().is_success() {
+                return None;
+            }
+            let sse = resp
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            let body = resp.into_body().collect().await.ok()?.to_bytes();
+            if sse {
+                let mut asm = StreamAssembler::new();
+                asm.feed(&body);
+                Some(asm.finish())
+            } else {
+                serde_json::from_slice::<serde_json::Value>(&body).ok()
+            }
+        };
+        let Ok(Some(llm)) = tokio::time::timeout(upstream.timeout, call).await else {
+            return;
+        };
+        let Some(reference) = crate::routing::answer_message(&llm) else {
+            return;
+        };
+        let value = crate::routing::measure(&request, reference, Some(&answer));
+        crate::routing::record_agreement(
+            s.router.clone(),
+            s.store.clone(),
+            &s.metrics,
+            &r,
+            source,
+            id,
+            value,
+        );
+    });
 }
 
 fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upstream: &Upstream) {

@@ -14,7 +14,10 @@ use downshift_store::{Keyring, LogWriter, Permission, Store, WriterConfig};
 use tokio::net::TcpListener;
 
 use crate::auth::Auth;
-use crate::config::{RoutingConfig, ServerConfig, UpstreamConfig};
+use crate::config::{
+    RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig, UpstreamConfig,
+};
+use crate::routing::TaskRouter;
 use crate::local::LocalModels;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
@@ -30,6 +33,7 @@ pub struct AppState {
     pub metrics: Metrics,
     pub max_body: usize,
     pub metrics_public: bool,
+    pub router: Arc<TaskRouter>,
 }
 
 /// Everything the gateway needs to start.
@@ -45,6 +49,10 @@ pub struct ServeOptions {
     pub writer_store: Box<dyn Store>,
     pub keyring: Arc<RwLock<Keyring>>,
     pub writer: WriterConfig,
+    /// Routing between the LLM and the specialists (S6).
+    pub route: RouteConfig,
+    /// Specialists served by remote OpenAI-compatible endpoints.
+    pub specialists: Vec<SpecialistEndpointConfig>,
 }
 
 impl AppState {
@@ -56,6 +64,10 @@ impl AppState {
             );
         }
         let upstreams = Upstreams::from_config(&o.upstreams, &o.routing)?;
+        let router = {
+            let keyring = o.keyring.read().unwrap_or_else(|p| p.into_inner());
+            TaskRouter::new(o.route, &o.specialists, o.store.as_ref(), &keyring)?
+        };
         let writer = Arc::new(LogWriter::start(
             o.writer_store,
             o.keyring.clone(),
@@ -71,6 +83,7 @@ impl AppState {
             metrics: Metrics::default(),
             max_body: o.server.max_body_bytes,
             metrics_public: o.server.metrics_public,
+            router: Arc::new(router),
         }))
     }
 }
@@ -85,6 +98,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/audit", get(admin::audit))
         .route("/admin/datasets", get(admin::list_datasets))
         .route("/admin/datasets/{name}/export", get(admin::export_dataset))
+        .route("/admin/policies", get(admin::list_policies))
+        .route(
+            "/admin/policies/{task}",
+            get(admin::get_policy).put(admin::set_policy),
+        )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .fallback(not_found)
@@ -147,6 +165,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
+    crate::routing::spawn_reloader(
+        state.router.clone(),
+        state.store.clone(),
+        state.keyring.clone(),
+    );
     let app = router(state.clone());
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -26,6 +26,67 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// One upstream from its configuration: URL checked, key read, headers parsed.
+    pub fn from_config(u: &UpstreamConfig) -> Result<Upstream, String> {
+        let mut base = u.base_url.trim_end_matches('/').to_owned();
+        let uri: Uri = base.parse().map_err(|e| {
+            format!(
+                "upstream '{}': base_url '{}' is not a URL: {e}",
+                u.name, u.base_url
+            )
+        })?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+            return Err(format!(
+                "upstream '{}': base_url '{}' must be an http:// or https:// URL",
+                u.name, u.base_url
+            ));
+        }
+        let key = match (&u.api_key, &u.api_key_env) {
+            (Some(k), _) => Some(k.clone()),
+            (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
+                format!(
+                    "upstream '{}': environment variable {var} (api_key_env) is not set",
+                    u.name
+                )
+            })?),
+            (None, None) => None,
+        };
+        let authorization = key
+            .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
+            .transpose()
+            .map_err(|_| {
+                format!(
+                    "upstream '{}': the API key is not a valid header value",
+                    u.name
+                )
+            })?
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        let mut headers = Vec::new();
+        for (k, v) in &u.headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|_| format!("upstream '{}': bad header name '{k}'", u.name))?;
+            let value = HeaderValue::from_str(v)
+                .map_err(|_| format!("upstream '{}': bad value for header '{k}'", u.name))?;
+            headers.push((name, value));
+        }
+        // A bare host means the conventional OpenAI path.
+        if uri.path().trim_end_matches('/').is_empty() {
+            base.push_str("/v1");
+        }
+    Ok(Upstream {
+            name: u.name.clone(),
+            base,
+            authorization,
+            headers,
+            timeout: Duration::from_millis(u.timeout_ms.max(1)),
+            stream_idle_timeout: Duration::from_millis(u.stream_idle_timeout_ms.max(1)),
+            client: client(Duration::from_millis(u.connect_timeout_ms.max(1)))?,
+    })
+    }
+
     /// The URL of an endpoint under the base URL, e.g. `chat/completions`.
     pub fn url(&self, path: &str) -> Result<Uri, http::uri::InvalidUri> {
         format!("{}/{}", self.base, path).parse()
@@ -79,64 +140,8 @@ impl Upstreams {
             if by_name.contains_key(&u.name) {
                 return Err(format!("upstream '{}' is defined twice", u.name));
             }
-            let mut base = u.base_url.trim_end_matches('/').to_owned();
-            let uri: Uri = base.parse().map_err(|e| {
-                format!(
-                    "upstream '{}': base_url '{}' is not a URL: {e}",
-                    u.name, u.base_url
-                )
-            })?;
-            if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-                return Err(format!(
-                    "upstream '{}': base_url '{}' must be an http:// or https:// URL",
-                    u.name, u.base_url
-                ));
-            }
-            let key = match (&u.api_key, &u.api_key_env) {
-                (Some(k), _) => Some(k.clone()),
-                (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                    format!(
-                        "upstream '{}': environment variable {var} (api_key_env) is not set",
-                        u.name
-                    )
-                })?),
-                (None, None) => None,
-            };
-            let authorization = key
-                .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
-                .transpose()
-                .map_err(|_| {
-                    format!(
-                        "upstream '{}': the API key is not a valid header value",
-                        u.name
-                    )
-                })?
-                .map(|mut v| {
-                    v.set_sensitive(true);
-                    v
-                });
-            let mut headers = Vec::new();
-            for (k, v) in &u.headers {
-                let name = HeaderName::from_bytes(k.as_bytes())
-                    .map_err(|_| format!("upstream '{}': bad header name '{k}'", u.name))?;
-                let value = HeaderValue::from_str(v)
-                    .map_err(|_| format!("upstream '{}': bad value for header '{k}'", u.name))?;
-                headers.push((name, value));
-            }
-            // A bare host means the conventional OpenAI path.
-            if uri.path().trim_end_matches('/').is_empty() {
-                base.push_str("/v1");
-            }
             by_name.insert(u.name.clone(), list.len());
-            list.push(Arc::new(Upstream {
-                name: u.name.clone(),
-                base,
-                authorization,
-                headers,
-                timeout: Duration::from_millis(u.timeout_ms.max(1)),
-                stream_idle_timeout: Duration::from_millis(u.stream_idle_timeout_ms.max(1)),
-                client: client(Duration::from_millis(u.connect_timeout_ms.max(1)))?,
-            }));
+            list.push(Arc::new(Upstream::from_config(u)?));
         }
         let find = |name: &str| {
             by_name.get(name).copied().ok_or_else(|| {

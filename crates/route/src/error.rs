@@ -15,6 +15,12 @@ pub enum RouteError {
     /// A saved classifier is inconsistent or of another format version.
     #[error("invalid classifier: {0}")]
     Classifier(String),
+    /// A policy change names no known task.
+    #[error("no discovered task '{0}' (see `downshift tasks list`)")]
+    UnknownTask(String),
+    /// A policy change that cannot be applied (out-of-range numbers, no specialist to route to).
+    #[error("{0}")]
+    InvalidPolicy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

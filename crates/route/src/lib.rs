@@ -69,7 +69,7 @@ pub use downshift_store::{
 };
 pub use error::RouteError;
 pub use hash::stable_hash;
-pub use policy::{Decision, PolicyTable, decide};
+pub use policy::{Decision, PolicyChange, PolicyTable, change_policy, decide};
 pub use request::{RequestKey, request_key, request_key_of_value};
 pub use template::template_text;
 pub use tracker::{Tracker, Transition, rolling_mean, should_demote, should_promote};

@@ -124,6 +124,81 @@ impl PolicyTable {
     }
 }
 
+/// A change to a task's policy, as `downshift promote` and `PUT /admin/policies/{task}` take
+/// it; absent fields keep their value (or the default, for a task without a policy).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyChange {
+    pub mode: Option<Mode>,
+    pub specialist: Option<String>,
+    pub min_confidence: Option<f64>,
+    pub agreement_threshold: Option<f64>,
+    pub window: Option<u32>,
+    pub shadow_sample: Option<f64>,
+}
+
+/// Applies a change to a discovered task's policy in the store and records it as a `promote`
+/// route event (`{"from", "to", "specialist", "by"}`). Returns the new policy and the mode it
+/// replaced.
+///
+/// # Errors
+/// [`RouteError::UnknownTask`] for a task discovery never found (and no policy names);
+/// [`RouteError::InvalidPolicy`] for numbers out of range or a mode other than `off` without a
+/// specialist; [`RouteError::Store`].
+pub fn change_policy(
+    store: &dyn Store,
+    task: &str,
+    change: &PolicyChange,
+    actor: &str,
+) -> Result<(Policy, Option<Mode>), RouteError> {
+    let old = store.get_policy(task)?;
+    if old.is_none() && store.get_task(task)?.is_none() {
+        return Err(RouteError::UnknownTask(task.to_owned()));
+    }
+    let mut p = old.clone().unwrap_or_else(|| Policy::new(task, actor));
+    if let Some(m) = change.mode {
+        p.mode = m;
+    }
+    if let Some(s) = &change.specialist {
+        p.specialist = Some(s.clone()).filter(|s| !s.is_empty());
+    }
+    if change.min_confidence.is_some() {
+        p.min_confidence = change.min_confidence;
+    }
+    if let Some(v) = change.agreement_threshold {
+        p.agreement_threshold = v;
+    }
+    if let Some(v) = change.window {
+        p.window = v;
+    }
+    if let Some(v) = change.shadow_sample {
+        p.shadow_sample = v;
+    }
+    if p.mode != Mode::Off && p.specialist.is_none() {
+        return Err(RouteError::InvalidPolicy(format!(
+            "task '{task}' has no specialist: name one (--specialist) to route it in mode {}",
+            p.mode
+        )));
+    }
+    p.updated_ms = downshift_store::now_ms();
+    p.updated_by = actor.to_owned();
+    p.validate()
+        .map_err(|e| RouteError::InvalidPolicy(e.to_string()))?;
+    store.set_policy(&p)?;
+    let from = old.as_ref().map(|o| o.mode);
+    store.record_route_event(&downshift_store::RouteEvent::new(
+        task,
+        downshift_store::RouteEventKind::Promote,
+        serde_json::json!({
+            "from": from.map(|m| m.to_string()),
+            "to": p.mode.to_string(),
+            "specialist": p.specialist,
+            "by": actor,
+        }),
+    ))?;
+    Ok((p, from))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

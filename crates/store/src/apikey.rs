@@ -23,6 +23,8 @@ pub enum Permission {
     ReadMetadata,
     ReadRaw,
     ManageKeys,
+    /// Change task routing policies (promote, demote): admins only.
+    ManageRoutes,
 }
 
 impl Role {

@@ -32,7 +32,10 @@ pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
     DatasetMeta, SealedCall, SealedExample, Source, TaskRecord, now_ms,
 };
-pub use policy::{AgreementRecord, AgreementSource, Mode, Policy, RouteEvent, RouteEventKind};
+pub use policy::{
+    AgreementRecord, AgreementSource, FALLBACK_TAG, Mode, Policy, ROUTE_TAG, RouteEvent,
+    RouteEventKind, TASK_TAG,
+};
 pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
 pub use writer::{LogWriter, WriterConfig, WriterStats};

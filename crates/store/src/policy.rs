@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::StoreError;
 
+/// The call tag naming the discovered task the gateway classified a call into.
+pub const TASK_TAG: &str = "downshift_task";
+/// The call tag saying who answered a routed call (`specialist`). Curation leaves calls the
+/// specialist answered out: a specialist's own answers are not teacher data.
+pub const ROUTE_TAG: &str = "downshift_route";
+/// The call tag on a call whose specialist answer was refused: the fallback reason. The LLM
+/// answered it, so it is training data like any other.
+pub const FALLBACK_TAG: &str = "downshift_fallback";
+
 /// How a task's traffic is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
