@@ -41,7 +41,8 @@ pub struct PromoteArgs {
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
-    s.parse().map_err(|e: downshift_store::StoreError| e.to_string())
+    s.parse()
+        .map_err(|e: downshift_store::StoreError| e.to_string())
 }
 
 /// A warning about a specialist that will not serve: neither an endpoint nor an adapter of
@@ -174,7 +175,9 @@ pub fn policies(a: PoliciesArgs, data: &DataDir) -> Result<()> {
         return Ok(());
     }
     if policies.is_empty() {
-        eprintln!("no task has a routing policy yet: `downshift promote TASK --mode shadow --specialist DIR`");
+        eprintln!(
+            "no task has a routing policy yet: `downshift promote TASK --mode shadow --specialist DIR`"
+        );
     } else {
         table(
             &["TASK", "MODE", "SPECIALIST", "AGREEMENT", "GATE", "BY"],

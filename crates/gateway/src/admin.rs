@@ -236,12 +236,18 @@ pub async fn set_policy(
         let bytes = crate::proxy::read_body(body, &parts.headers, 64 * 1024).await?;
         let change: downshift_route::PolicyChange = serde_json::from_slice(&bytes)
             .map_err(|e| GatewayError::BadRequest(format!("invalid policy change: {e}")))?;
-        let (policy, _) = downshift_route::change_policy(s.store.as_ref(), &task, &change, &p.actor())
-            .map_err(|e| match e {
-                downshift_route::RouteError::UnknownTask(_) => GatewayError::NotFound(e.to_string()),
-                downshift_route::RouteError::InvalidPolicy(_) => GatewayError::BadRequest(e.to_string()),
-                other => GatewayError::Internal(other.to_string()),
-            })?;
+        let (policy, _) =
+            downshift_route::change_policy(s.store.as_ref(), &task, &change, &p.actor()).map_err(
+                |e| match e {
+                    downshift_route::RouteError::UnknownTask(_) => {
+                        GatewayError::NotFound(e.to_string())
+                    }
+                    downshift_route::RouteError::InvalidPolicy(_) => {
+                        GatewayError::BadRequest(e.to_string())
+                    }
+                    other => GatewayError::Internal(other.to_string()),
+                },
+            )?;
         Ok::<_, GatewayError>(json_response(&json!(policy)))
     }
     .await;

@@ -22,7 +22,7 @@ pub use config::{
     LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig,
     UpstreamConfig,
 };
-pub use specialist::completion_sse;
 pub use error::GatewayError;
 pub use local::LocalModels;
 pub use server::{AppState, ServeOptions, router, run};
+pub use specialist::completion_sse;

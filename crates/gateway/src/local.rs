@@ -484,9 +484,8 @@ pub async fn complete(
     let a = answer(&view, &g);
     let created = chrono::Utc::now().timestamp();
     let body = completion(call_id, model_id, created, &slot, &view, &g, &a);
-    let mean_logprob = (!g.logprobs.is_empty()).then(|| {
-        g.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / g.logprobs.len() as f64
-    });
+    let mean_logprob = (!g.logprobs.is_empty())
+        .then(|| g.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / g.logprobs.len() as f64);
     Ok(Completed {
         body,
         mean_logprob,

@@ -111,14 +111,24 @@ impl Metrics {
             );
         }
         out.push_str("# HELP downshift_fallbacks_total Specialist answers refused, by task and reason.\n# TYPE downshift_fallbacks_total counter\n");
-        for ((task, reason), n) in self.fallbacks.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for ((task, reason), n) in self
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "downshift_fallbacks_total{{task=\"{task}\",reason=\"{reason}\"}} {n}"
             );
         }
         out.push_str("# HELP downshift_agreement Agreement of specialist and LLM answers measured live (shadow, canary, on-mode sample), by task: sum and count.\n# TYPE downshift_agreement summary\n");
-        for (task, (sum, n)) in self.agreement.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        for (task, (sum, n)) in self
+            .agreement
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 out,
                 "downshift_agreement_sum{{task=\"{task}\"}} {sum}\ndownshift_agreement_count{{task=\"{task}\"}} {n}"

@@ -23,8 +23,8 @@ use crate::GatewayError;
 use crate::call::{CallContext, CallGuard, Outcome};
 use crate::routing::Routed;
 use crate::server::AppState;
-use downshift_route::{AgreementSource, Decision};
 use crate::upstream::Upstream;
+use downshift_route::{AgreementSource, Decision};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

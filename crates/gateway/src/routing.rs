@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use downshift_evaluate::{OutputKind, agreement, kind_of, score};
 use downshift_route::{
-    AgreementRecord, AgreementSource, Classifier, ClassifierConfig, Decision, FallbackReason,
-    Mode, Policy, RouteEvent, RouteEventKind, Tracker, stable_hash,
-    train_from_store, validate_answer,
+    AgreementRecord, AgreementSource, Classifier, ClassifierConfig, Decision, FallbackReason, Mode,
+    Policy, RouteEvent, RouteEventKind, Tracker, stable_hash, train_from_store, validate_answer,
 };
 use downshift_store::{Keyring, Store};
 use serde_json::{Value, json};
@@ -137,7 +136,11 @@ impl TaskRouter {
     /// The specialists that active policies name, so they are loaded before traffic needs
     /// them.
     pub fn active_specialists(&self) -> Vec<String> {
-        let table = self.policies.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let table = self
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut v: Vec<String> = table
             .values()
             .filter(|p| p.mode != Mode::Off)
@@ -154,11 +157,19 @@ impl TaskRouter {
         if !self.cfg.enabled {
             return None;
         }
-        let table = self.policies.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let table = self
+            .policies
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if table.is_empty() {
             return None;
         }
-        let classifier = self.classifier.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let classifier = self
+            .classifier
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let c = classifier.classify(body)?;
         let policy = table.get(&*c.task)?.clone();
         // The same request body always routes the same way, so a retry does not flip sides.
@@ -266,17 +277,15 @@ pub fn record_agreement(
         call_id,
         specialist: routed.policy.specialist.clone(),
     };
-    tokio::task::spawn_blocking(move || {
-        match Tracker::new(store.as_ref()).record(&record) {
-            Ok(Some(t)) if t.applied => {
-                tracing::warn!(task = %t.task, from = %t.from, to = %t.to, reason = %t.reason, "task demoted");
-                if let Ok(p) = store.list_policies() {
-                    router.set_policies(p);
-                }
+    tokio::task::spawn_blocking(move || match Tracker::new(store.as_ref()).record(&record) {
+        Ok(Some(t)) if t.applied => {
+            tracing::warn!(task = %t.task, from = %t.from, to = %t.to, reason = %t.reason, "task demoted");
+            if let Ok(p) = store.list_policies() {
+                router.set_policies(p);
             }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "cannot record an agreement measurement"),
         }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "cannot record an agreement measurement"),
     });
 }
 
@@ -302,7 +311,11 @@ pub fn record_fallback(
 }
 
 /// Keeps the policies and the classifier fresh until the process ends.
-pub fn spawn_reloader(router: Arc<TaskRouter>, store: Arc<dyn Store>, keyring: Arc<RwLock<Keyring>>) {
+pub fn spawn_reloader(
+    router: Arc<TaskRouter>,
+    store: Arc<dyn Store>,
+    keyring: Arc<RwLock<Keyring>>,
+) {
     if !router.enabled() {
         return;
     }
@@ -319,9 +332,13 @@ pub fn spawn_reloader(router: Arc<TaskRouter>, store: Arc<dyn Store>, keyring: A
             })
             .await;
             match res {
-                Ok(Err(e)) => tracing::warn!(error = %e, "route reload failed; keeping the last policies"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "route reload failed; keeping the last policies")
+                }
                 Err(e) => tracing::warn!(error = %e, "route reload task failed"),
-                Ok(Ok(())) => tracing::trace!(ms = t0.elapsed().as_millis() as u64, "routes reloaded"),
+                Ok(Ok(())) => {
+                    tracing::trace!(ms = t0.elapsed().as_millis() as u64, "routes reloaded")
+                }
             }
             // Load what the active policies name before traffic needs it.
             for id in router.active_specialists() {

@@ -17,9 +17,9 @@ use crate::auth::Auth;
 use crate::config::{
     RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig, UpstreamConfig,
 };
-use crate::routing::TaskRouter;
 use crate::local::LocalModels;
 use crate::metrics::Metrics;
+use crate::routing::TaskRouter;
 use crate::upstream::Upstreams;
 use crate::{GatewayError, admin, proxy};
 

@@ -126,7 +126,8 @@ impl Specialists {
     pub fn retain(&self, keep: &[&str]) {
         let mut m = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|k, cell| {
-            let stale_error = matches!(cell.get(), Some((at, Err(_))) if at.elapsed() > RETRY_AFTER);
+            let stale_error =
+                matches!(cell.get(), Some((at, Err(_))) if at.elapsed() > RETRY_AFTER);
             keep.contains(&k.as_str()) && !stale_error
         });
     }
@@ -264,8 +265,8 @@ impl Specialist {
         let tools_offered = offers_tools(request);
         match &self.engine {
             Engine::BuiltIn { slot, adapter } => {
-                let bytes = serde_json::to_vec(&req)
-                    .map_err(|e| FallbackReason::Error(e.to_string()))?;
+                let bytes =
+                    serde_json::to_vec(&req).map_err(|e| FallbackReason::Error(e.to_string()))?;
                 let mut plan = slot
                     .plan(&bytes, *adapter)
                     .map_err(|e| FallbackReason::Error(e.to_string()))?;
@@ -274,7 +275,9 @@ impl Specialist {
                 }
                 let c = match complete(slot.clone(), plan, call_id, model_id, deadline).await {
                     Ok(c) => c,
-                    Err(crate::GatewayError::Timeout { .. }) => return Err(FallbackReason::Timeout),
+                    Err(crate::GatewayError::Timeout { .. }) => {
+                        return Err(FallbackReason::Timeout);
+                    }
                     Err(e) => return Err(FallbackReason::Error(e.to_string())),
                 };
                 let message = c.body["choices"][0]["message"].clone();
@@ -394,7 +397,10 @@ async fn post(upstream: &Upstream, req: &Value) -> Result<Value, String> {
 /// A finished `chat.completion` as the SSE stream a streaming client expects: the role, the
 /// content, the tool calls, the finish reason, the usage when asked, `[DONE]`.
 pub fn completion_sse(body: &Value, include_usage: bool) -> String {
-    let id = body.get("id").cloned().unwrap_or(json!("chatcmpl-downshift"));
+    let id = body
+        .get("id")
+        .cloned()
+        .unwrap_or(json!("chatcmpl-downshift"));
     let created = body.get("created").cloned().unwrap_or(json!(0));
     let model = body.get("model").cloned().unwrap_or(Value::Null);
     let choice = &body["choices"][0];
@@ -434,8 +440,10 @@ pub fn completion_sse(body: &Value, include_usage: bool) -> String {
         .unwrap_or(json!("stop"));
     push(&chunk(json!({}), finish));
     if include_usage && let Some(u) = body.get("usage").filter(|u| !u.is_null()) {
-        push(&json!({"id": id, "object": "chat.completion.chunk", "created": created,
-                     "model": model, "choices": [], "usage": u}));
+        push(
+            &json!({"id": id, "object": "chat.completion.chunk", "created": created,
+                     "model": model, "choices": [], "usage": u}),
+        );
     }
     out.push_str("data: [DONE]\n\n");
     out

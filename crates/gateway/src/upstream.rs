@@ -76,7 +76,7 @@ impl Upstream {
         if uri.path().trim_end_matches('/').is_empty() {
             base.push_str("/v1");
         }
-    Ok(Upstream {
+        Ok(Upstream {
             name: u.name.clone(),
             base,
             authorization,
@@ -84,7 +84,7 @@ impl Upstream {
             timeout: Duration::from_millis(u.timeout_ms.max(1)),
             stream_idle_timeout: Duration::from_millis(u.stream_idle_timeout_ms.max(1)),
             client: client(Duration::from_millis(u.connect_timeout_ms.max(1)))?,
-    })
+        })
     }
 
     /// The URL of an endpoint under the base URL, e.g. `chat/completions`.
