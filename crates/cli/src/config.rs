@@ -29,6 +29,8 @@ pub struct Config {
     pub specialists: Vec<SpecialistEndpointConfig>,
     pub curate: CurateConfig,
     pub discover: DiscoverConfig,
+    /// The price and latency assumptions of `downshift demo`'s cost estimate.
+    pub prices: crate::demo::Prices,
 }
 
 impl Config {

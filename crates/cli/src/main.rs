@@ -3,6 +3,7 @@
 mod calls;
 mod config;
 mod curate;
+mod demo;
 mod discover;
 mod evaluate;
 mod keys;
@@ -44,6 +45,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job, end to end on loopback: mock teacher LLM on the BFCL traffic, gateway,
+    /// replay, discover, select, train, eval, promote, then the held-out traffic served by
+    /// specialists and scored against the LLM (S1–S6).
+    Demo(demo::DemoArgs),
     /// Run the OpenAI-compatible gateway that logs every call (S1).
     Serve(serve::ServeArgs),
     /// Run a mock OpenAI-compatible LLM (replays recorded calls, else echoes).
@@ -130,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let cfg = config::Config::load(cli.config.as_deref())?;
     let data = cfg.data_dir(cli.data_dir.as_deref());
     match cli.command {
+        Command::Demo(a) => demo::demo(a, &cfg),
         Command::Serve(a) => serve::serve(a, cfg, data),
         Command::MockLlm(a) => serve::mock(a),
         Command::Import(a) => calls::import(a, &data),

@@ -408,6 +408,54 @@ fn select_train_and_eval_a_discovered_task() {
     }
     assert!(out.join("eval.json").exists());
 
+    // route: promoted to `on`, the task's requests reach the adapter on the built-in engine.
+    // Two updates do not make a good specialist, so its answer may be refused — but only on
+    // its merits (empty, schema, an unoffered tool, confidence), never because the engine
+    // failed to load or run it.
+    ok(&[
+        "promote",
+        &task,
+        "--mode",
+        "on",
+        "--specialist",
+        out.to_str().unwrap(),
+        "--min-confidence",
+        "-1000",
+        "--shadow-sample",
+        "0",
+        "--data-dir",
+        d,
+    ]);
+    let teacher = mock(&["--replay", dir.path().join("calls.jsonl").to_str().unwrap()]);
+    let gw = serve(dir.path(), &teacher.addr, &["--no-auth"]);
+    let line = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
+    let mut request: Value =
+        serde_json::from_str::<Value>(line.lines().next().unwrap()).unwrap()["request"].clone();
+    request["max_tokens"] = serde_json::json!(48);
+    let r = post_json(
+        &gw.addr,
+        "/v1/chat/completions",
+        None,
+        &request.to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let route = r.header("x-downshift-route").unwrap().to_owned();
+    let fallback = r.header("x-downshift-fallback").map(str::to_owned);
+    match &fallback {
+        None => assert_eq!(route, format!("specialist:{task}")),
+        Some(reason) => {
+            assert_eq!(route, "llm:default");
+            assert!(
+                ["empty", "schema", "unoffered_tool", "not_json"].contains(&reason.as_str()),
+                "the built-in specialist failed to run: {reason}"
+            );
+        }
+    }
+    let p: Value = serde_json::from_str(&ok(&["policies", "--json", "--data-dir", d])).unwrap();
+    assert_eq!(p["policies"][0]["mode"], "on", "{p}");
+    gw.stop();
+
     // bad input: not an adapter folder, an unknown task
     let (success, _, err) = run(
         &["eval", "--adapter", d, "--task", &task, "--data-dir", d],

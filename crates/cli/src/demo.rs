@@ -1,0 +1,719 @@
+//! `downshift demo`: the whole LLM-to-SLM conversion on the embedded default, end to end, on
+//! loopback. The mock teacher LLM answers the BFCL development traffic; the gateway captures
+//! the training part; the calls are discovered into tasks; for the most suitable tasks a small
+//! model is selected, fine-tuned and evaluated; the ones that pass the gate are promoted; then
+//! the held-out part is replayed through the gateway and every answer is scored against the
+//! LLM's own.
+//!
+//! Every stage runs as the real command (`serve`, `mock-llm`, `discover`, `select`, `train`,
+//! `eval`, `promote`) of this same binary, so the demo exercises exactly what a user runs.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use downshift_evaluate::{kind_of, score};
+use downshift_store::{DataDir, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::output::table;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// A short run (< 5 min on 2 cores): one task, a short fine-tune.
+    #[arg(long)]
+    quick: bool,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// The traffic: recorded calls in the import format (default: the BFCL development data
+    /// fetched by `scripts/fetch.sh bfcl`).
+    #[arg(long, value_name = "FILE")]
+    traffic: Option<PathBuf>,
+    /// Keep only these BFCL categories (comma-separated; `all` keeps everything). The default
+    /// is the multi-turn agent traffic: four agents' tool-calling sessions.
+    #[arg(long, default_value = "multi_turn_base", value_name = "LIST")]
+    categories: String,
+    /// The small base model (default: the packaged SmolLM2-135M-Instruct).
+    #[arg(long, value_name = "PATH|ID")]
+    base: Option<String>,
+    /// How many tasks get a specialist (default: 4; 1 with --quick).
+    #[arg(long, value_name = "N")]
+    tasks: Option<usize>,
+    /// Passes over each task's training split (default: 6; 2 with --quick).
+    #[arg(long, value_name = "N")]
+    epochs: Option<usize>,
+    /// Cap on optimizer updates per task (default: none; 24 with --quick).
+    #[arg(long, value_name = "N")]
+    max_steps: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Share of the traffic held out: replayed only after promotion, never trained on.
+    #[arg(long, default_value_t = 0.2, value_name = "X")]
+    holdout: f64,
+    /// A specialist is promoted to `on` when its held-out exact match on its own test split is
+    /// at least this; otherwise it stays in `shadow`.
+    #[arg(long, default_value_t = 0.8, value_name = "X")]
+    gate: f64,
+    /// Working folder (data, adapters, logs); emptied first.
+    #[arg(long, default_value = ".downshift-demo", value_name = "DIR")]
+    work: PathBuf,
+    /// Compute threads for training and the specialists (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Assumptions behind the cost and latency estimate (`[prices]` in the config).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Prices {
+    /// The LLM's price per million input tokens, USD.
+    pub llm_input_usd_per_mtok: f64,
+    /// The LLM's price per million output tokens, USD.
+    pub llm_output_usd_per_mtok: f64,
+    /// What serving a specialist costs per million tokens (input and output), USD.
+    pub specialist_usd_per_mtok: f64,
+    /// The LLM's latency to the first token, ms.
+    pub llm_first_token_ms: f64,
+    /// The LLM's time per output token, ms.
+    pub llm_ms_per_output_token: f64,
+}
+
+impl Default for Prices {
+    fn default() -> Self {
+        // gpt-4o list prices; a small self-hosted model at a few cents per million tokens.
+        Prices {
+            llm_input_usd_per_mtok: 2.5,
+            llm_output_usd_per_mtok: 10.0,
+            specialist_usd_per_mtok: 0.05,
+            llm_first_token_ms: 450.0,
+            llm_ms_per_output_token: 12.0,
+        }
+    }
+}
+
+/// A child process of this binary, killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Runner {
+    exe: PathBuf,
+    data: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    quiet: bool,
+}
+
+impl Runner {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .arg("--config")
+            .arg(&self.config)
+            .env("DOWNSHIFT_LOG", "warn")
+            .env_remove("DOWNSHIFT_DATA_DIR");
+        c
+    }
+
+    /// Runs a command to the end; its stdout, or an error with its stderr.
+    fn run(&self, args: &[&str]) -> Result<String> {
+        let out = self
+            .cmd(args)
+            .output()
+            .with_context(|| format!("cannot run downshift {}", args.join(" ")))?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        writeln!(log, "$ downshift {}", args.join(" "))?;
+        log.write_all(&out.stderr)?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(8).collect();
+            bail!(
+                "downshift {} failed:\n{}",
+                args.join(" "),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts a server command and waits for its "listening on" line.
+    fn start(&self, args: &[&str]) -> Result<Server> {
+        let mut child = self
+            .cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log)?,
+            ))
+            .spawn()
+            .with_context(|| format!("cannot start downshift {}", args.join(" ")))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(addr) = line.split("listening on http://").nth(1) {
+                let addr = addr.trim().to_owned();
+                // Keep draining stdout so the child never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines.by_ref() {});
+                return Ok(Server { child, addr });
+            }
+        }
+        let _ = child.kill();
+        bail!(
+            "downshift {} did not start (see {})",
+            args.join(" "),
+            self.log.display()
+        )
+    }
+
+    fn say(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("==> {msg}");
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 POST on loopback: (status, headers, body).
+fn post(addr: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow!("malformed response from {addr}"))?;
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("malformed status line from {addr}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[end + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body);
+    }
+    Ok((status, headers, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = String::from_utf8_lossy(&data[..eol]);
+        let size =
+            usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        data = &data[eol + 2..];
+        if size == 0 || data.len() < size {
+            break;
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[(size + 2).min(data.len())..];
+    }
+    out
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// A deterministic share of the traffic, by the request's content.
+fn held_out(record: &Value, share: f64) -> bool {
+    let key = record["request"].to_string();
+    let h = downshift_route::stable_hash(&key);
+    (h % 10_000) as f64 / 10_000.0 < share
+}
+
+/// Tokens of a text, estimated as four characters per token (BFCL records carry no usage).
+fn est_tokens(v: &Value) -> f64 {
+    v.to_string().len() as f64 / 4.0
+}
+
+#[derive(Default, Serialize)]
+struct TaskResult {
+    task: String,
+    label: String,
+    heldout_calls: usize,
+    mode: String,
+    /// On the task's own test split (`eval`).
+    eval_exact_match: Option<f64>,
+    /// Held-out calls the specialist answered.
+    served: usize,
+    /// Of those, answers identical to the LLM's (tool name + arguments).
+    served_exact: usize,
+    fallbacks: usize,
+    train_seconds: Option<f64>,
+    specialist_p50_ms: Option<f64>,
+}
+
+pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
+    let t_start = Instant::now();
+    let quick = a.quick;
+    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 4 });
+    let epochs = a.epochs.unwrap_or(if quick { 2 } else { 6 });
+    let max_steps = a.max_steps.or(quick.then_some(24));
+    let traffic = a
+        .traffic
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data/bfcl/bfcl.jsonl"));
+    let base = a.base.clone().unwrap_or_else(|| {
+        "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf".to_string()
+    });
+    let base = crate::local::resolve_model(&base).with_context(|| {
+        format!("the base model {base} is missing (run scripts/fetch.sh smollm2)")
+    })?;
+    let base = std::fs::canonicalize(&base)?.display().to_string();
+    if !(0.0..1.0).contains(&a.holdout) || a.holdout == 0.0 {
+        bail!("--holdout must be between 0 and 1, got {}", a.holdout);
+    }
+
+    // The traffic, split into the part the gateway sees first and the held-out part.
+    let text = std::fs::read_to_string(&traffic).with_context(|| {
+        format!(
+            "cannot read the traffic {} (run scripts/fetch.sh bfcl)",
+            traffic.display()
+        )
+    })?;
+    let cats: Vec<&str> = a.categories.split(',').map(str::trim).collect();
+    let records: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str::<Value>)
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("{} is not JSON Lines", traffic.display()))?;
+    let records: Vec<Value> = records
+        .into_iter()
+        .filter(|r| {
+            cats.contains(&"all")
+                || r["metadata"]["bfcl_category"]
+                    .as_str()
+                    .is_some_and(|c| cats.contains(&c))
+        })
+        .filter(|r| r["request"].is_object() && r["response"].is_object())
+        .collect();
+    if records.len() < 50 {
+        bail!(
+            "only {} calls of categories {} in {}",
+            records.len(),
+            a.categories,
+            traffic.display()
+        );
+    }
+    let (heldout, training): (Vec<&Value>, Vec<&Value>) =
+        records.iter().partition(|r| held_out(r, a.holdout));
+
+    let work = &a.work;
+    if work.exists() {
+        std::fs::remove_dir_all(work)
+            .with_context(|| format!("cannot empty {}", work.display()))?;
+    }
+    std::fs::create_dir_all(work)?;
+    let work = std::fs::canonicalize(work)?;
+    let replay = work.join("traffic.jsonl");
+    let mut f = std::fs::File::create(&replay)?;
+    for r in &records {
+        writeln!(f, "{r}")?;
+    }
+    drop(f);
+    let config = work.join("downshift.toml");
+    std::fs::write(
+        &config,
+        "# written by `downshift demo`\n[route]\nreload_ms = 300\n",
+    )?;
+    let runner = Runner {
+        exe: std::env::current_exe()?,
+        data: work.join("data"),
+        config,
+        log: work.join("demo.log"),
+        quiet: a.json,
+    };
+    let threads = a.threads.map(|t| t.to_string());
+
+    runner.say(&format!(
+        "traffic: {} calls ({}), {} replayed first, {} held out",
+        records.len(),
+        a.categories,
+        training.len(),
+        heldout.len()
+    ));
+    runner.say("starting the mock teacher LLM and the gateway in front of it");
+    let teacher = runner.start(&[
+        "mock-llm",
+        "--listen",
+        "127.0.0.1:0",
+        "--replay",
+        replay.to_str().unwrap_or_default(),
+    ])?;
+    let upstream = format!("http://{}", teacher.addr);
+    let gw = runner.start(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--no-auth",
+    ])?;
+
+    runner.say(&format!(
+        "replaying {} calls through the gateway",
+        training.len()
+    ));
+    let t0 = Instant::now();
+    for r in &training {
+        let (status, _, body) = post(
+            &gw.addr,
+            "/v1/chat/completions",
+            r["request"].to_string().as_bytes(),
+        )?;
+        if status != 200 {
+            bail!(
+                "the gateway answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    let replay_s = t0.elapsed().as_secs_f64();
+    let store_dir = DataDir::new(&runner.data, &cfg.store);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = store_dir.open_store()?.count_calls()?;
+        if n as usize >= training.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {n} of {} calls reached the log", training.len());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    runner.say("discovering the recurring tasks");
+    let t0 = Instant::now();
+    let minilm = Path::new("models/all-minilm-l6-v2");
+    let minilm_s = minilm.display().to_string();
+    let mut disc = vec!["discover"];
+    if minilm.join("model.safetensors").exists() {
+        disc.extend(["--model-dir", &minilm_s]);
+    } else {
+        disc.extend(["--embedder", "hashed"]);
+    }
+    runner.run(&disc)?;
+    let discover_s = t0.elapsed().as_secs_f64();
+    let tasks: Vec<Value> = runner
+        .run(&["tasks", "list", "--json"])?
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<std::result::Result<_, _>>()?;
+    // The most suitable tasks with enough calls to train, evaluate and test on.
+    let mut candidates: Vec<&Value> = tasks
+        .iter()
+        .filter(|t| t["calls"].as_u64().unwrap_or(0) >= 40)
+        .filter(|t| matches!(t["output_kind"].as_str(), Some("tool" | "json" | "label")))
+        .collect();
+    candidates.sort_by(|x, y| {
+        let k = |t: &Value| {
+            t["calls"].as_f64().unwrap_or(0.0) * t["suitability"].as_f64().unwrap_or(0.0)
+        };
+        k(y).total_cmp(&k(x))
+    });
+    candidates.truncate(n_tasks);
+    if candidates.is_empty() {
+        bail!("discovery found no task with at least 40 calls of a structured kind");
+    }
+    runner.say(&format!(
+        "{} tasks found; specialists for {}",
+        tasks.len(),
+        candidates
+            .iter()
+            .map(|t| t["label"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    let mut results: BTreeMap<String, TaskResult> = BTreeMap::new();
+    let t_train = Instant::now();
+    for t in &candidates {
+        let id = t["id"].as_str().unwrap_or_default().to_owned();
+        let label = t["label"].as_str().unwrap_or_default().to_owned();
+        let mut res = TaskResult {
+            task: id.clone(),
+            label: label.clone(),
+            mode: "off".into(),
+            ..Default::default()
+        };
+        let sel: Value = serde_json::from_str(&runner.run(&["select", "--task", &id, "--json"])?)?;
+        runner.say(&format!(
+            "{id}: select recommends {} ({} calls); training {} on it",
+            sel["recommended"].as_str().unwrap_or("-"),
+            t["calls"],
+            Path::new(&base)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let out = work.join("adapters").join(&id);
+        let out_s = out.display().to_string();
+        let epochs_s = epochs.to_string();
+        let lr_s = a.lr.to_string();
+        let mut args = vec![
+            "train", "--task", &id, "--base", &base, "--out", &out_s, "--epochs", &epochs_s,
+            "--lr", &lr_s, "--json",
+        ];
+        let steps_s = max_steps.map(|m| m.to_string());
+        if let Some(s) = &steps_s {
+            args.extend(["--max-steps", s]);
+        }
+        if let Some(th) = &threads {
+            args.extend(["--threads", th]);
+        }
+        let t0 = Instant::now();
+        match runner.run(&args) {
+            Ok(_) => {}
+            Err(e) => {
+                runner.say(&format!(
+                    "{id}: training failed, the LLM keeps the task: {e}"
+                ));
+                results.insert(id, res);
+                continue;
+            }
+        }
+        res.train_seconds = Some(t0.elapsed().as_secs_f64());
+        let mut args = vec![
+            "eval",
+            "--adapter",
+            &out_s,
+            "--no-base",
+            "--max-tokens",
+            "160",
+            "--json",
+        ];
+        if let Some(th) = &threads {
+            args.extend(["--threads", th]);
+        }
+        let e: Value = serde_json::from_str(runner.run(&args)?.trim())?;
+        res.eval_exact_match = e["exact_match"].as_f64();
+        let pass = res.eval_exact_match.is_some_and(|x| x >= a.gate);
+        let mode = if pass { "on" } else { "shadow" };
+        runner.run(&["promote", &id, "--mode", mode, "--specialist", &out_s])?;
+        res.mode = mode.into();
+        runner.say(&format!(
+            "{id}: trained in {:.0} s; held-out exact match {} on its test split → {mode}",
+            res.train_seconds.unwrap_or(0.0),
+            res.eval_exact_match
+                .map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
+        ));
+        results.insert(id, res);
+    }
+    let train_s = t_train.elapsed().as_secs_f64();
+    // The gateway reloads policies every 300 ms and loads the promoted specialists.
+    std::thread::sleep(Duration::from_millis(1500));
+
+    runner.say(&format!(
+        "replaying the {} held-out calls through the gateway",
+        heldout.len()
+    ));
+    let p = &cfg.prices;
+    let t0 = Instant::now();
+    let (mut served, mut exact, mut llm_cost, mut routed_cost, mut llm_ms, mut routed_ms) =
+        (0usize, 0usize, 0.0, 0.0, 0.0, 0.0);
+    let mut spec_lat: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for r in &heldout {
+        let reference = &r["response"]["choices"][0]["message"];
+        let t_req = Instant::now();
+        let (status, headers, body) = post(
+            &gw.addr,
+            "/v1/chat/completions",
+            r["request"].to_string().as_bytes(),
+        )?;
+        let ms = t_req.elapsed().as_secs_f64() * 1e3;
+        if status != 200 {
+            bail!(
+                "the gateway answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let answer: Value = serde_json::from_slice(&body)?;
+        let message = &answer["choices"][0]["message"];
+        let kind = kind_of(reference);
+        let tools = r["request"]["tools"].as_array().map(Vec::as_slice);
+        let ok = score(message, reference, tools, kind).exact;
+        let route = header(&headers, "x-downshift-route").unwrap_or("");
+        let task = header(&headers, "x-downshift-task").map(str::to_owned);
+        let tin = est_tokens(&r["request"]["messages"]) + est_tokens(&r["request"]["tools"]);
+        let tout = est_tokens(reference);
+        let llm_call_cost =
+            (tin * p.llm_input_usd_per_mtok + tout * p.llm_output_usd_per_mtok) / 1e6;
+        let llm_call_ms = p.llm_first_token_ms + tout * p.llm_ms_per_output_token;
+        llm_cost += llm_call_cost;
+        llm_ms += llm_call_ms;
+        let by_specialist = route.starts_with("specialist:");
+        if by_specialist {
+            served += 1;
+            routed_cost += (tin + tout) * p.specialist_usd_per_mtok / 1e6;
+            routed_ms += ms;
+        } else {
+            routed_cost += llm_call_cost;
+            routed_ms += llm_call_ms;
+        }
+        exact += usize::from(ok);
+        if let Some(t) = task.filter(|t| results.contains_key(t)) {
+            let res = results.get_mut(&t).expect("checked");
+            res.heldout_calls += 1;
+            if by_specialist {
+                res.served += 1;
+                res.served_exact += usize::from(ok);
+                spec_lat.entry(t.clone()).or_default().push(ms);
+            }
+            if header(&headers, "x-downshift-fallback").is_some() {
+                res.fallbacks += 1;
+            }
+        }
+    }
+    let heldout_s = t0.elapsed().as_secs_f64();
+    for (t, mut v) in spec_lat {
+        v.sort_by(f64::total_cmp);
+        if let Some(res) = results.get_mut(&t) {
+            res.specialist_p50_ms = v.get(v.len() / 2).copied();
+        }
+    }
+    drop(gw);
+    drop(teacher);
+
+    let n = heldout.len().max(1) as f64;
+    let served_share = served as f64 / n;
+    // The LLM-only baseline answers every held-out call with the LLM's own answer.
+    let llm_only_exact = 1.0;
+    let quality = exact as f64 / n / llm_only_exact;
+    let tasks_json: Vec<Value> = results.values().map(|r| json!(r)).collect();
+    let out = json!({
+        "heldout_calls": heldout.len(),
+        "served_by_specialists": served_share,
+        "quality_vs_llm": quality,
+        "exact_match": exact as f64 / n,
+        "llm_only_exact_match": llm_only_exact,
+        "tasks": tasks_json,
+        "traffic_calls": records.len(),
+        "replayed_calls": training.len(),
+        "tasks_discovered": tasks.len(),
+        "base": base,
+        "cost_usd": {"llm_only": llm_cost, "with_specialists": routed_cost,
+                     "saving": if llm_cost > 0.0 { 1.0 - routed_cost / llm_cost } else { 0.0 }},
+        "latency_ms_mean": {"llm_only": llm_ms / n, "with_specialists": routed_ms / n},
+        "seconds": {"replay": replay_s, "discover": discover_s, "train_and_eval": train_s,
+                    "heldout": heldout_s, "total": t_start.elapsed().as_secs_f64()},
+        "quick": quick,
+        "work": work,
+    });
+    std::fs::write(
+        work.join("result.json"),
+        serde_json::to_string_pretty(&out)?,
+    )?;
+    if a.json {
+        println!("{out}");
+        return Ok(());
+    }
+    println!();
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let rows: Vec<Vec<String>> = results
+        .values()
+        .map(|r| {
+            vec![
+                r.task.clone(),
+                r.label.chars().take(40).collect(),
+                r.heldout_calls.to_string(),
+                r.mode.clone(),
+                r.eval_exact_match.map_or("-".into(), pct),
+                if r.served > 0 {
+                    format!("{}/{}", r.served_exact, r.served)
+                } else {
+                    "-".into()
+                },
+                r.fallbacks.to_string(),
+                r.specialist_p50_ms
+                    .map_or("-".into(), |m| format!("{m:.0} ms")),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TASK",
+            "LABEL",
+            "HELD-OUT",
+            "ROUTE",
+            "EVAL EXACT",
+            "SERVED EXACT",
+            "FALLBACKS",
+            "SLM P50",
+        ],
+        &rows,
+    );
+    println!();
+    println!(
+        "held-out calls: {}   served by specialists: {}   exact match vs the LLM: {} (LLM-only: 100%)",
+        heldout.len(),
+        pct(served_share),
+        pct(quality)
+    );
+    println!(
+        "estimated LLM cost: ${:.4} LLM-only → ${:.4} with specialists ({} saved); mean latency {:.0} ms → {:.0} ms",
+        llm_cost,
+        routed_cost,
+        pct(if llm_cost > 0.0 {
+            1.0 - routed_cost / llm_cost
+        } else {
+            0.0
+        }),
+        llm_ms / n,
+        routed_ms / n
+    );
+    println!(
+        "took {:.0} s (replay {:.0} s, discover {:.0} s, train+eval {:.0} s, held-out {:.0} s); work folder {}",
+        t_start.elapsed().as_secs_f64(),
+        replay_s,
+        discover_s,
+        train_s,
+        heldout_s,
+        work.display()
+    );
+    Ok(())
+}
