@@ -197,8 +197,11 @@ impl Runner {
     }
 }
 
-/// A minimal HTTP/1.1 POST on loopback: (status, headers, body).
-fn post(addr: &str, path: &str, body: &[u8]) -> Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+/// An HTTP answer: status, headers (names lower-cased), body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A minimal HTTP/1.1 POST on loopback.
+fn post(addr: &str, path: &str, body: &[u8]) -> Result<Answer> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(600)))?;
     let head = format!(
