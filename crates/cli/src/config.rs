@@ -31,6 +31,9 @@ pub struct Config {
     pub discover: DiscoverConfig,
     /// The price and latency assumptions of `downshift demo`'s cost estimate.
     pub prices: crate::demo::Prices,
+    /// What `downshift loop` trains, and its gates.
+    #[serde(rename = "loop")]
+    pub loop_: crate::lifecycle::LoopConfig,
 }
 
 impl Config {

@@ -112,12 +112,13 @@ impl Drop for Server {
     }
 }
 
-struct Runner {
-    exe: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-    log: PathBuf,
-    quiet: bool,
+/// Runs this binary's own commands on one data directory and config, logging their stderr.
+pub struct Runner {
+    pub exe: PathBuf,
+    pub data: PathBuf,
+    pub config: Option<PathBuf>,
+    pub log: PathBuf,
+    pub quiet: bool,
 }
 
 impl Runner {
@@ -126,15 +127,16 @@ impl Runner {
         c.args(args)
             .arg("--data-dir")
             .arg(&self.data)
-            .arg("--config")
-            .arg(&self.config)
             .env("DOWNSHIFT_LOG", "warn")
             .env_remove("DOWNSHIFT_DATA_DIR");
+        if let Some(cfg) = &self.config {
+            c.arg("--config").arg(cfg);
+        }
         c
     }
 
     /// Runs a command to the end; its stdout, or an error with its stderr.
-    fn run(&self, args: &[&str]) -> Result<String> {
+    pub fn run(&self, args: &[&str]) -> Result<String> {
         let out = self
             .cmd(args)
             .output()
@@ -190,7 +192,7 @@ impl Runner {
         )
     }
 
-    fn say(&self, msg: &str) {
+    pub fn say(&self, msg: &str) {
         if !self.quiet {
             eprintln!("==> {msg}");
         }
@@ -366,11 +368,10 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let runner = Runner {
         exe: std::env::current_exe()?,
         data: work.join("data"),
-        config,
+        config: Some(config),
         log: work.join("demo.log"),
         quiet: a.json,
     };
-    let threads = a.threads.map(|t| t.to_string());
 
     runner.say(&format!(
         "traffic: {} calls ({}), {} replayed first, {} held out",
@@ -496,22 +497,21 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         ));
         let out = work.join("adapters").join(&id);
         let out_s = out.display().to_string();
-        let epochs_s = epochs.to_string();
-        let lr_s = a.lr.to_string();
-        let mut args = vec![
-            "train", "--task", &id, "--base", &base, "--out", &out_s, "--epochs", &epochs_s,
-            "--lr", &lr_s, "--json",
-        ];
-        let steps_s = max_steps.map(|m| m.to_string());
-        if let Some(s) = &steps_s {
-            args.extend(["--max-steps", s]);
-        }
-        if let Some(th) = &threads {
-            args.extend(["--threads", th]);
-        }
-        let t0 = Instant::now();
-        match runner.run(&args) {
-            Ok(_) => {}
+        let trained = crate::lifecycle::specialize(
+            &runner,
+            &id,
+            &crate::lifecycle::TrainPlan {
+                base: &base,
+                out: &out,
+                epochs,
+                lr: a.lr,
+                max_steps,
+                threads: a.threads,
+                dataset: None,
+            },
+        );
+        let trained = match trained {
+            Ok(t) => t,
             Err(e) => {
                 runner.say(&format!(
                     "{id}: training failed, the LLM keeps the task: {e}"
@@ -519,22 +519,9 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
                 results.insert(id, res);
                 continue;
             }
-        }
-        res.train_seconds = Some(t0.elapsed().as_secs_f64());
-        let mut args = vec![
-            "eval",
-            "--adapter",
-            &out_s,
-            "--no-base",
-            "--max-tokens",
-            "160",
-            "--json",
-        ];
-        if let Some(th) = &threads {
-            args.extend(["--threads", th]);
-        }
-        let e: Value = serde_json::from_str(runner.run(&args)?.trim())?;
-        res.eval_exact_match = e["exact_match"].as_f64();
+        };
+        res.train_seconds = Some(trained.train_seconds);
+        res.eval_exact_match = trained.exact_match;
         let pass = res.eval_exact_match.is_some_and(|x| x >= a.gate);
         let mode = if pass { "on" } else { "shadow" };
         runner.run(&["promote", &id, "--mode", mode, "--specialist", &out_s])?;

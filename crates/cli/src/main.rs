@@ -7,6 +7,7 @@ mod demo;
 mod discover;
 mod evaluate;
 mod keys;
+mod lifecycle;
 mod local;
 mod output;
 mod route;
@@ -95,6 +96,9 @@ enum Command {
     Promote(route::PromoteArgs),
     /// Show the tasks' routing policies, live agreement and the newest route events.
     Policies(route::PoliciesArgs),
+    /// Keep converting: re-discover tasks, train and gate specialists for suitable tasks,
+    /// promote shadow → on when live agreement passes, retrain on drift (S3–S6).
+    Loop(lifecycle::LoopArgs),
 }
 
 fn main() {
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => evaluate::eval(a, &data, &cfg.curate),
         Command::Promote(a) => route::promote(a, &cfg, &data),
         Command::Policies(a) => route::policies(a, &data),
+        Command::Loop(a) => lifecycle::loop_cmd(a, &cfg, &data, cli.config.as_deref()),
         Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
         Command::Tasks(c) => discover::tasks(c, &data),
     }

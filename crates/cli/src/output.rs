@@ -77,12 +77,20 @@ pub fn parse_time(s: &str) -> Result<i64> {
     {
         return Ok(t.and_utc().timestamp_millis());
     }
+    let age = parse_duration_ms(s).map_err(|_| {
+        anyhow::anyhow!(
+            "'{s}' is not a time: use RFC 3339, YYYY-MM-DD, or an age like 30m, 24h, 7d"
+        )
+    })?;
+    Ok(downshift_store::now_ms() - age)
+}
+
+/// A duration like `90s`, `30m`, `24h`, `7d`, `2w`, in milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64> {
     let (num, unit) = s.split_at(s.trim_end_matches(char::is_alphabetic).len());
     let n: i64 = match num.parse() {
-        Ok(n) => n,
-        Err(_) => {
-            bail!("'{s}' is not a time: use RFC 3339, YYYY-MM-DD, or an age like 30m, 24h, 7d")
-        }
+        Ok(n) if n >= 0 => n,
+        _ => bail!("'{s}' is not a duration: use a number and a unit, like 90s, 30m, 24h, 7d"),
     };
     let ms = match unit {
         "s" => 1_000,
@@ -92,7 +100,7 @@ pub fn parse_time(s: &str) -> Result<i64> {
         "w" => 7 * 86_400_000,
         _ => bail!("'{s}': unknown unit '{unit}' (s, m, h, d, w)"),
     };
-    Ok(downshift_store::now_ms() - n * ms)
+    Ok(n * ms)
 }
 
 /// `k=v` → (k, v).

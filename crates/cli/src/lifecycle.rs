@@ -1,0 +1,405 @@
+//! `downshift loop`: the conversion kept running (S3–S6). Each cycle re-discovers the tasks in
+//! the call log, gives each suitable task without a specialist one (select → train → eval →
+//! `shadow` when it passes the gate), promotes a shadowed specialist to `on` once its live
+//! agreement passes, and retrains a task whose specialist's agreement has drifted below the
+//! threshold. It says what it did and why. Gates and thresholds come from `[loop]` and each
+//! task's policy.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use downshift_route::{Mode, Tracker, rolling_mean};
+use downshift_store::{DataDir, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::demo::Runner;
+use crate::output::parse_duration_ms;
+
+/// `[loop]` in the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoopConfig {
+    /// The small base model specialists are trained from.
+    pub base: String,
+    /// Where adapters are written (`<adapters_dir>/<task>/<unix time>`).
+    pub adapters_dir: PathBuf,
+    /// A task needs at least this many calls to get a specialist.
+    pub min_calls: u64,
+    /// …and at least this suitability score from discovery (0–1).
+    pub min_suitability: f64,
+    /// Most specialists trained per cycle (training is the slow part).
+    pub max_trainings: usize,
+    /// A new specialist goes to `shadow` only when its held-out exact match reaches this.
+    pub gate: f64,
+    /// Shadow → on when the live agreement passes the policy's threshold.
+    pub auto_promote: bool,
+    pub epochs: usize,
+    pub lr: f64,
+    /// Compute threads for training and evaluation (0: every core).
+    pub threads: usize,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            base: "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+            adapters_dir: PathBuf::from("adapters"),
+            min_calls: 40,
+            min_suitability: 0.5,
+            max_trainings: 2,
+            gate: 0.8,
+            auto_promote: true,
+            epochs: 6,
+            lr: 1e-3,
+            threads: 0,
+        }
+    }
+}
+
+/// How to train one specialist.
+pub struct TrainPlan<'a> {
+    pub base: &'a str,
+    pub out: &'a Path,
+    pub epochs: usize,
+    pub lr: f64,
+    pub max_steps: Option<usize>,
+    pub threads: Option<usize>,
+    /// Train on this dataset instead of the task's own (`task-<ID>`): a retrain on fresh data.
+    pub dataset: Option<&'a str>,
+}
+
+/// What training and evaluating one specialist gave.
+pub struct Trained {
+    pub train_seconds: f64,
+    /// Held-out exact match on the task's test split.
+    pub exact_match: Option<f64>,
+}
+
+/// Trains a specialist for `task` and evaluates it on the held-out test split, through the
+/// `train` and `eval` commands.
+pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Trained> {
+    let out = plan.out.display().to_string();
+    let (epochs, lr) = (plan.epochs.to_string(), plan.lr.to_string());
+    let steps = plan.max_steps.map(|m| m.to_string());
+    let threads = plan.threads.map(|t| t.to_string());
+    let mut args = vec!["train"];
+    match plan.dataset {
+        Some(d) => args.extend(["--dataset", d]),
+        None => args.extend(["--task", task]),
+    }
+    args.extend([
+        "--base", plan.base, "--out", &out, "--epochs", &epochs, "--lr", &lr, "--json",
+    ]);
+    if let Some(s) = &steps {
+        args.extend(["--max-steps", s]);
+    }
+    if let Some(t) = &threads {
+        args.extend(["--threads", t]);
+    }
+    let t0 = Instant::now();
+    runner.run(&args)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let mut args = vec![
+        "eval",
+        "--adapter",
+        &out,
+        "--task",
+        task,
+        "--no-base",
+        "--max-tokens",
+        "160",
+        "--json",
+    ];
+    if let Some(t) = &threads {
+        args.extend(["--threads", t]);
+    }
+    let eval: Value =
+        serde_json::from_str(runner.run(&args)?.trim()).context("eval printed no JSON")?;
+    Ok(Trained {
+        train_seconds,
+        exact_match: eval["exact_match"].as_f64(),
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoopArgs {
+    /// Run a cycle every DURATION (e.g. 30m, 6h) until stopped; without it, one cycle.
+    #[arg(long, value_name = "DURATION")]
+    every: Option<String>,
+    /// Only plan: say what each task would get, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print each cycle's actions as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One thing a cycle did (or, with `--dry-run`, would do) to a task.
+#[derive(Debug, Serialize)]
+struct Action {
+    task: String,
+    action: &'static str,
+    why: String,
+}
+
+pub fn loop_cmd(
+    a: LoopArgs,
+    cfg: &crate::config::Config,
+    data: &DataDir,
+    config_path: Option<&Path>,
+) -> Result<()> {
+    let every = a
+        .every
+        .as_deref()
+        .map(parse_duration_ms)
+        .transpose()?
+        .map(|ms| Duration::from_millis(ms.max(1_000) as u64));
+    let runner = Runner {
+        exe: std::env::current_exe()?,
+        data: data.root.clone(),
+        config: config_path.map(Path::to_path_buf),
+        log: data.root.join("loop.log"),
+        quiet: a.json,
+    };
+    std::fs::create_dir_all(&data.root)?;
+    loop {
+        let t0 = Instant::now();
+        let actions = cycle(&runner, &cfg.loop_, data, a.dry_run)?;
+        if a.json {
+            println!(
+                "{}",
+                json!({"actions": actions, "seconds": t0.elapsed().as_secs_f64(), "dry_run": a.dry_run})
+            );
+        } else {
+            for x in &actions {
+                println!("{}: {} — {}", x.task, x.action, x.why);
+            }
+            eprintln!("cycle done in {:.0} s", t0.elapsed().as_secs_f64());
+        }
+        match every {
+            None => return Ok(()),
+            Some(d) => std::thread::sleep(d.saturating_sub(t0.elapsed())),
+        }
+    }
+}
+
+fn cycle(runner: &Runner, lc: &LoopConfig, data: &DataDir, dry_run: bool) -> Result<Vec<Action>> {
+    let mut actions = Vec::new();
+    let store = data.open_store()?;
+    if store.count_calls()? == 0 {
+        actions.push(Action {
+            task: "-".into(),
+            action: "wait",
+            why: "the call log is empty: point the agent at `downshift serve` first".into(),
+        });
+        return Ok(actions);
+    }
+    if !dry_run {
+        runner.say("discovering tasks");
+        let minilm = Path::new("models/all-minilm-l6-v2");
+        if minilm.join("model.safetensors").exists() {
+            runner.run(&["discover", "--model-dir", &minilm.display().to_string()])?;
+        } else {
+            runner.run(&["discover", "--embedder", "hashed"])?;
+        }
+    }
+    let mut tasks = store.list_tasks()?;
+    let weight = |t: &downshift_store::TaskRecord| {
+        t.calls as f64 * t.stats["suitability"].as_f64().unwrap_or(0.0)
+    };
+    tasks.sort_by(|x, y| weight(y).total_cmp(&weight(x)));
+    let tracker = Tracker::new(&store);
+    let mut trainings = 0;
+    let base = crate::local::resolve_model(&lc.base)
+        .with_context(|| format!("loop.base {} is missing", lc.base))?;
+    let base = std::fs::canonicalize(&base)?.display().to_string();
+    for t in &tasks {
+        let policy = store.get_policy(&t.id)?;
+        let mut say = |action: &'static str, why: String| {
+            actions.push(Action {
+                task: t.id.clone(),
+                action,
+                why,
+            })
+        };
+        match policy.as_ref().map(|p| (p.mode, p.specialist.is_some())) {
+            Some((Mode::On | Mode::Canary(_), true)) => {
+                let p = policy.as_ref().expect("matched");
+                let values = tracker.window_values(p)?;
+                say(
+                    "keep",
+                    format!(
+                        "{} serves; live agreement {} over {} of {} calls",
+                        p.mode,
+                        fmt_mean(rolling_mean(&values, values.len().max(1) as u32)),
+                        values.len(),
+                        p.window
+                    ),
+                );
+                continue;
+            }
+            Some((Mode::Shadow, true)) => {
+                let p = policy.as_ref().expect("matched");
+                let values = tracker.window_values(p)?;
+                let full = values.len() >= p.window as usize;
+                let mean = rolling_mean(&values, p.window);
+                if full && mean.is_some_and(|m| m < p.agreement_threshold) {
+                    // Drifted (or never good enough): retrain on the calls logged since.
+                    if trainings >= lc.max_trainings || dry_run {
+                        say(
+                            "retrain-later",
+                            format!(
+                                "agreement {} < {:.3}; training budget of this cycle used",
+                                fmt_mean(mean),
+                                p.agreement_threshold
+                            ),
+                        );
+                        continue;
+                    }
+                    trainings += 1;
+                    let ds = format!("task-{}-{}", t.id, downshift_store::now_ms() / 1000);
+                    runner.run(&["curate", "--task", &t.id, "--name", &ds])?;
+                    let why = format!(
+                        "live agreement {} over {} calls < {:.3}",
+                        fmt_mean(mean),
+                        p.window,
+                        p.agreement_threshold
+                    );
+                    let r = train_and_gate(runner, lc, &base, &t.id, Some(&ds))?;
+                    say(r.0, format!("{why}; {}", r.1));
+                    continue;
+                }
+                if lc.auto_promote && !dry_run {
+                    match tracker.check(&t.id, true)? {
+                        Some(tr) if tr.applied => {
+                            say("promote", format!("{} → {}: {}", tr.from, tr.to, tr.reason));
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                say(
+                    "measure",
+                    format!(
+                        "shadow: agreement {} over {} of {} calls",
+                        fmt_mean(rolling_mean(&values, values.len().max(1) as u32)),
+                        values.len(),
+                        p.window
+                    ),
+                );
+                continue;
+            }
+            Some((Mode::Off, true)) => {
+                say("skip", "has a specialist that did not pass the gate, or was switched off; `promote` it to try again".into());
+                continue;
+            }
+            _ => {}
+        }
+        let suit = t.stats["suitability"].as_f64().unwrap_or(0.0);
+        let kind = t.stats["output_kind"].as_str().unwrap_or("");
+        if t.calls < lc.min_calls
+            || suit < lc.min_suitability
+            || !matches!(kind, "tool" | "json" | "label")
+        {
+            say(
+                "llm",
+                format!(
+                    "{} calls, suitability {suit:.2}, {kind} output (needs ≥ {} calls, ≥ {:.2}, structured output)",
+                    t.calls, lc.min_calls, lc.min_suitability
+                ),
+            );
+            continue;
+        }
+        if trainings >= lc.max_trainings || dry_run {
+            say(
+                "train-later",
+                format!(
+                    "{} calls, suitability {suit:.2}: a candidate; training budget of this cycle used",
+                    t.calls
+                ),
+            );
+            continue;
+        }
+        trainings += 1;
+        let r = train_and_gate(runner, lc, &base, &t.id, None)?;
+        say(r.0, r.1);
+    }
+    Ok(actions)
+}
+
+fn fmt_mean(m: Option<f64>) -> String {
+    m.map_or("-".into(), |m| format!("{:.1}%", m * 100.0))
+}
+
+/// Selects (for the record), trains, evaluates and, past the gate, shadows a new specialist.
+fn train_and_gate(
+    runner: &Runner,
+    lc: &LoopConfig,
+    base: &str,
+    task: &str,
+    dataset: Option<&str>,
+) -> Result<(&'static str, String)> {
+    let sel: Value = serde_json::from_str(&runner.run(&["select", "--task", task, "--json"])?)?;
+    let out = lc
+        .adapters_dir
+        .join(task)
+        .join((downshift_store::now_ms() / 1000).to_string());
+    std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;
+    let out = std::path::absolute(&out)?;
+    let trained = specialize(
+        runner,
+        task,
+        &TrainPlan {
+            base,
+            out: &out,
+            epochs: lc.epochs,
+            lr: lc.lr,
+            max_steps: None,
+            threads: (lc.threads > 0).then_some(lc.threads),
+            dataset,
+        },
+    )?;
+    let em = trained.exact_match.unwrap_or(0.0);
+    let rec = sel["recommended"].as_str().unwrap_or("-");
+    if em >= lc.gate {
+        runner.run(&[
+            "promote",
+            task,
+            "--mode",
+            "shadow",
+            "--specialist",
+            &out.display().to_string(),
+        ])?;
+        Ok((
+            "shadow",
+            format!(
+                "trained {} in {:.0} s (select recommends {rec}); held-out exact match {:.1}% ≥ gate {:.1}%",
+                out.display(),
+                trained.train_seconds,
+                em * 100.0,
+                lc.gate * 100.0
+            ),
+        ))
+    } else {
+        runner.run(&[
+            "promote",
+            task,
+            "--mode",
+            "off",
+            "--specialist",
+            &out.display().to_string(),
+        ])?;
+        Ok((
+            "below-gate",
+            format!(
+                "trained {} in {:.0} s; held-out exact match {:.1}% < gate {:.1}%: the LLM keeps the task",
+                out.display(),
+                trained.train_seconds,
+                em * 100.0,
+                lc.gate * 100.0
+            ),
+        ))
+    }
+}
