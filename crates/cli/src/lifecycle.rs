@@ -212,9 +212,12 @@ fn cycle(runner: &Runner, lc: &LoopConfig, data: &DataDir, dry_run: bool) -> Res
     tasks.sort_by(|x, y| weight(y).total_cmp(&weight(x)));
     let tracker = Tracker::new(&store);
     let mut trainings = 0;
-    let base = crate::local::resolve_model(&lc.base)
-        .with_context(|| format!("loop.base {} is missing", lc.base))?;
-    let base = std::fs::canonicalize(&base)?.display().to_string();
+    // The base is looked up only when something is trained.
+    let base = || -> Result<String> {
+        let p = crate::local::resolve_model(&lc.base)
+            .with_context(|| format!("loop.base {} is missing", lc.base))?;
+        Ok(std::fs::canonicalize(&p)?.display().to_string())
+    };
     for t in &tasks {
         let policy = store.get_policy(&t.id)?;
         let mut say = |action: &'static str, why: String| {
@@ -267,7 +270,7 @@ fn cycle(runner: &Runner, lc: &LoopConfig, data: &DataDir, dry_run: bool) -> Res
                         p.window,
                         p.agreement_threshold
                     );
-                    let r = train_and_gate(runner, lc, &base, &t.id, Some(&ds))?;
+                    let r = train_and_gate(runner, lc, &base()?, &t.id, Some(&ds))?;
                     say(r.0, format!("{why}; {}", r.1));
                     continue;
                 }
@@ -323,7 +326,7 @@ fn cycle(runner: &Runner, lc: &LoopConfig, data: &DataDir, dry_run: bool) -> Res
             continue;
         }
         trainings += 1;
-        let r = train_and_gate(runner, lc, &base, &t.id, None)?;
+        let r = train_and_gate(runner, lc, &base()?, &t.id, None)?;
         say(r.0, r.1);
     }
     Ok(actions)

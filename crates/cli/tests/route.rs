@@ -64,7 +64,7 @@ fn tool_call_records(records: &[Value]) -> Vec<&Value> {
 }
 
 fn write_config(dir: &Path, specialists: &[(&str, &str)]) -> String {
-    let mut text = String::from("[route]\nreload_ms = 100\n");
+    let mut text = String::from("[route]\nreload_ms = 100\n\n[loop]\nmax_trainings = 0\n");
     for (name, addr) in specialists {
         text.push_str(&format!(
             "\n[[specialists]]\nname = \"{name}\"\nbase_url = \"http://{addr}\"\nmodel = \"{name}-model\"\n"
@@ -214,7 +214,7 @@ fn shadow_measures_agreement_and_on_serves_the_task_by_its_specialist() {
         d,
         &cfg,
         &task,
-        &["--mode", "shadow", "--specialist", "good"],
+        &["--mode", "shadow", "--specialist", "good", "--window", "5"],
     );
     eventually("the shadow policy", || {
         chat(&gw.addr, &reqs[1]["request"]).header("x-downshift-task") == Some(task.as_str())
@@ -234,8 +234,25 @@ fn shadow_measures_agreement_and_on_serves_the_task_by_its_specialist() {
     assert!(a["measurements"].as_u64().unwrap() >= 5, "{p}");
     assert_eq!(a["mean"], 1.0);
 
+    // `loop` sees a full window of agreement at the threshold and promotes shadow → on; the
+    // other tasks are too small, or wait for a training budget (none in this config).
+    let cycle: Value =
+        serde_json::from_str(&ok(&["loop", "--json", "--data-dir", d, "--config", &cfg])).unwrap();
+    let actions = cycle["actions"].as_array().unwrap();
+    let mine = actions.iter().find(|x| x["task"] == task.as_str()).unwrap();
+    assert_eq!(mine["action"], "promote", "{cycle}");
+    assert!(
+        mine["why"].as_str().unwrap().contains("shadow → on"),
+        "{cycle}"
+    );
+    assert!(
+        actions.iter().all(|x| x["task"] == task.as_str()
+            || matches!(x["action"].as_str(), Some("llm" | "train-later"))),
+        "{cycle}"
+    );
+    assert_eq!(policies(d)["policies"][0]["mode"], "on");
+
     // On: the specialist answers, in OpenAI's format, tool calls included.
-    promote(d, &cfg, &task, &["--mode", "on"]);
     let want = &reqs[6];
     let mut served = None;
     eventually("the specialist to serve", || {
