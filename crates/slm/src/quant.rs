@@ -246,23 +246,40 @@ impl PackedMatrix {
         Some(out)
     }
 
-    /// Dequantizes row `r` into `out` (`cols` values).
+    /// Dequantizes row `r` into `out` (`cols` values), a block of 32 at a time (scale and
+    /// offset read once per block, the inner loops vectorise).
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         let nbp = self.cols_padded / BLOCK;
         let rb = self.row_bytes();
         let qs = &self.qs[r * rb..(r + 1) * rb];
-        for (i, o) in out.iter_mut().enumerate().take(self.cols) {
-            let b = i / BLOCK;
-            let q = match self.kind {
-                PackKind::U8 => qs[i],
-                PackKind::U4 => {
-                    let g = i / GROUP;
-                    let j = i % GROUP;
-                    let byte = qs[g * 32 + (j % 32)];
-                    if j < 32 { byte & 0x0F } else { byte >> 4 }
+        let d = &self.d[r * nbp..(r + 1) * nbp];
+        let c = &self.c[r * nbp..(r + 1) * nbp];
+        let out = &mut out[..self.cols];
+        for (b, o) in out.chunks_mut(BLOCK).enumerate() {
+            let (db, cb) = (d[b].to_f32(), c[b].to_f32());
+            match self.kind {
+                PackKind::U8 => {
+                    let q = &qs[b * BLOCK..b * BLOCK + o.len()];
+                    for (o, &q) in o.iter_mut().zip(q) {
+                        *o = db * f32::from(q) + cb;
+                    }
                 }
-            };
-            *o = self.d[r * nbp + b].to_f32() * q as f32 + self.c[r * nbp + b].to_f32();
+                PackKind::U4 => {
+                    // A group of 64 values is 32 bytes: the low nibbles hold its first block,
+                    // the high nibbles its second.
+                    let g = b / 2;
+                    let q = &qs[g * 32..g * 32 + o.len()];
+                    if b % 2 == 0 {
+                        for (o, &q) in o.iter_mut().zip(q) {
+                            *o = db * f32::from(q & 0x0F) + cb;
+                        }
+                    } else {
+                        for (o, &q) in o.iter_mut().zip(q) {
+                            *o = db * f32::from(q >> 4) + cb;
+                        }
+                    }
+                }
+            }
         }
     }
 
