@@ -46,10 +46,11 @@ pub struct DemoArgs {
     /// How many tasks get a specialist (default: 4; 1 with --quick).
     #[arg(long, value_name = "N")]
     tasks: Option<usize>,
-    /// Passes over each task's training split (default: 6; 2 with --quick).
+    /// Passes over each task's training split (default: 3; 2 with --quick).
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
-    /// Cap on optimizer updates per task (default: none; 24 with --quick).
+    /// Cap on optimizer updates per task (default: 50; 24 with --quick), which keeps the run
+    /// within its time budget on 2 cores.
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
     /// Peak learning rate.
@@ -58,10 +59,18 @@ pub struct DemoArgs {
     /// Share of the traffic held out: replayed only after promotion, never trained on.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
     holdout: f64,
-    /// A specialist is promoted to `on` when its held-out exact match on its own test split is
-    /// at least this; otherwise it stays in `shadow`.
+    /// A specialist is promoted to `on` when its exact match on its task's test split is at
+    /// least this, or when a confidence threshold serves at least --min-coverage of the
+    /// validation split at --precision (less confident answers then go to the LLM);
+    /// otherwise it stays in `shadow`.
     #[arg(long, default_value_t = 0.8, value_name = "X")]
     gate: f64,
+    /// Precision the confidence threshold is calibrated for.
+    #[arg(long, default_value_t = 0.95, value_name = "X")]
+    precision: f64,
+    /// Least share of the validation split a thresholded specialist must serve.
+    #[arg(long, default_value_t = 0.2, value_name = "X")]
+    min_coverage: f64,
     /// Working folder (data, adapters, logs); emptied first.
     #[arg(long, default_value = ".downshift-demo", value_name = "DIR")]
     work: PathBuf,
@@ -289,14 +298,16 @@ struct TaskResult {
     fallbacks: usize,
     train_seconds: Option<f64>,
     specialist_p50_ms: Option<f64>,
+    /// The confidence threshold it serves above (none: it serves every answer that validates).
+    min_confidence: Option<f64>,
 }
 
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let t_start = Instant::now();
     let quick = a.quick;
     let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 4 });
-    let epochs = a.epochs.unwrap_or(if quick { 2 } else { 6 });
-    let max_steps = a.max_steps.or(quick.then_some(24));
+    let epochs = a.epochs.unwrap_or(if quick { 2 } else { 3 });
+    let max_steps = Some(a.max_steps.unwrap_or(if quick { 24 } else { 50 }));
     let traffic = a
         .traffic
         .clone()
@@ -508,6 +519,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
                 max_steps,
                 threads: a.threads,
                 dataset: None,
+                precision: a.precision,
             },
         );
         let trained = match trained {
@@ -522,15 +534,22 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         };
         res.train_seconds = Some(trained.train_seconds);
         res.eval_exact_match = trained.exact_match;
-        let pass = res.eval_exact_match.is_some_and(|x| x >= a.gate);
-        let mode = if pass { "on" } else { "shadow" };
-        runner.run(&["promote", &id, "--mode", mode, "--specialist", &out_s])?;
+        let verdict = crate::lifecycle::gate(&trained, a.gate, a.min_coverage, a.precision);
+        let mode = if verdict.is_some() { "on" } else { "shadow" };
+        let threshold = verdict.as_ref().and_then(|v| v.0).map(|t| t.to_string());
+        let mut args = vec!["promote", &id, "--mode", mode, "--specialist", &out_s];
+        if let Some(t) = &threshold {
+            args.extend(["--min-confidence", t]);
+        }
+        runner.run(&args)?;
+        res.min_confidence = verdict.as_ref().and_then(|v| v.0);
         res.mode = mode.into();
         runner.say(&format!(
-            "{id}: trained in {:.0} s; held-out exact match {} on its test split → {mode}",
+            "{id}: trained in {:.0} s; exact match {} on its test split → {mode}{}",
             res.train_seconds.unwrap_or(0.0),
             res.eval_exact_match
                 .map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
+            verdict.map(|v| format!(" ({})", v.1)).unwrap_or_default()
         ));
         results.insert(id, res);
     }

@@ -40,6 +40,11 @@ pub struct EvalArgs {
     /// Compute threads (default: DOWNSHIFT_THREADS, else every core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Also pick the specialist's confidence threshold: on the validation split, the lowest
+    /// mean token log-probability at which its answers are right at least this often (e.g.
+    /// 0.95). `promote --min-confidence` takes the result.
+    #[arg(long, value_name = "PRECISION")]
+    calibrate: Option<f64>,
     /// Print `{"task", "examples", "exact_match", "base_exact_match", "schema_valid", …}`.
     #[arg(long)]
     json: bool,
@@ -49,6 +54,8 @@ pub struct EvalArgs {
 pub struct Run {
     pub report: Report,
     pub answers: Vec<Value>,
+    /// Mean token log-probability of each answer, and whether it matched exactly.
+    pub confidence: Vec<(f64, bool)>,
 }
 
 /// The answer as an OpenAI assistant message: tool calls parsed out of the text.
@@ -85,6 +92,7 @@ pub fn run_model(
 ) -> Result<Run> {
     let mut report = Report::new();
     let mut answers = Vec::with_capacity(tests.len());
+    let mut confidence = Vec::with_capacity(tests.len());
     for r in tests {
         let text = prompt(r)?;
         let t0 = Instant::now();
@@ -96,8 +104,18 @@ pub fn run_model(
         let s: Score = score(&pred, &r.answer, r.tools.as_deref(), kind);
         report.add(&s, Some(ms));
         answers.push(pred);
+        let mean = if g.logprobs.is_empty() {
+            f64::NAN
+        } else {
+            g.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / g.logprobs.len() as f64
+        };
+        confidence.push((mean, s.exact));
     }
-    Ok(Run { report, answers })
+    Ok(Run {
+        report,
+        answers,
+        confidence,
+    })
 }
 
 pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
@@ -179,6 +197,50 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
             zero_shot_prompt(&lm, r)
         })?)
     };
+    // The confidence threshold, chosen on the validation split (never on the test split).
+    let calibration = match a.calibrate {
+        None => None,
+        Some(p) if !(0.0..=1.0).contains(&p) => {
+            bail!("--calibrate takes a precision between 0 and 1, got {p}")
+        }
+        Some(p) => {
+            let mut vals: Vec<&ChatRecord> = recs
+                .iter()
+                .filter(|r| split.split_of(&r.id) == Split::Validation)
+                .collect();
+            if let Some(n) = a.limit {
+                vals.truncate(n);
+            }
+            let run = run_model(&lm, &vals, kind, &spec_opts, &|r| {
+                Ok(builder.render_prompt(&r.messages, r.tools.as_deref())?)
+            })?;
+            let c = downshift_evaluate::calibrate(&run.confidence, p, 2);
+            // How the threshold does on the test split.
+            let on_test = c.map(|c| {
+                let served: Vec<bool> = spec
+                    .confidence
+                    .iter()
+                    .filter(|(m, _)| *m >= c.min_confidence)
+                    .map(|(_, ok)| *ok)
+                    .collect();
+                json!({
+                    "coverage": served.len() as f64 / spec.confidence.len().max(1) as f64,
+                    "precision": (!served.is_empty()).then(|| {
+                        served.iter().filter(|ok| **ok).count() as f64 / served.len() as f64
+                    }),
+                })
+            });
+            Some(json!({
+                "split": "validation",
+                "target_precision": p,
+                "examples": vals.len(),
+                "min_confidence": c.map(|c| c.min_confidence),
+                "coverage": c.map(|c| c.coverage),
+                "precision": c.map(|c| c.precision),
+                "test": on_test,
+            }))
+        }
+    };
     let s = spec.report.summary();
     let b = base_run.as_ref().map(|r| r.report.summary());
     let out = json!({
@@ -194,6 +256,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         "base_schema_valid": b.as_ref().and_then(|b| b.schema_valid),
         "specialist": s,
         "base_model": b,
+        "calibration": calibration,
     });
     write_result(&a.adapter, &out)?;
     if a.json {
@@ -228,6 +291,19 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         &["MODEL", "EXACT", "SCHEMA VALID", "ROUGE-L", "P50", "P95"],
         &rows,
     );
+    if let Some(c) = out.get("calibration").filter(|c| !c.is_null()) {
+        match c["min_confidence"].as_f64() {
+            Some(m) => eprintln!(
+                "confidence threshold {m:.4} (mean token log-probability): serves {} of the validation split at {} precision",
+                pct(c["coverage"].as_f64()),
+                pct(c["precision"].as_f64())
+            ),
+            None => eprintln!(
+                "no confidence threshold reaches {} precision on the validation split",
+                pct(c["target_precision"].as_f64())
+            ),
+        }
+    }
     let misses = tests
         .iter()
         .zip(&spec.answers)

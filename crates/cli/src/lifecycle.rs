@@ -31,8 +31,14 @@ pub struct LoopConfig {
     pub min_suitability: f64,
     /// Most specialists trained per cycle (training is the slow part).
     pub max_trainings: usize,
-    /// A new specialist goes to `shadow` only when its held-out exact match reaches this.
+    /// A new specialist goes to `shadow` when its held-out exact match reaches this, or when a
+    /// confidence threshold serves at least `min_coverage` of the validation split at
+    /// `precision` (the threshold then guards it: less confident answers go to the LLM).
     pub gate: f64,
+    /// Precision a specialist's served answers must reach on the validation split.
+    pub precision: f64,
+    /// Least share of the task a thresholded specialist must serve to be worth routing to.
+    pub min_coverage: f64,
     /// Shadow → on when the live agreement passes the policy's threshold.
     pub auto_promote: bool,
     pub epochs: usize,
@@ -50,6 +56,8 @@ impl Default for LoopConfig {
             min_suitability: 0.5,
             max_trainings: 2,
             gate: 0.8,
+            precision: 0.95,
+            min_coverage: 0.2,
             auto_promote: true,
             epochs: 6,
             lr: 1e-3,
@@ -68,6 +76,8 @@ pub struct TrainPlan<'a> {
     pub threads: Option<usize>,
     /// Train on this dataset instead of the task's own (`task-<ID>`): a retrain on fresh data.
     pub dataset: Option<&'a str>,
+    /// Precision the confidence threshold is calibrated for on the validation split.
+    pub precision: f64,
 }
 
 /// What training and evaluating one specialist gave.
@@ -75,6 +85,9 @@ pub struct Trained {
     pub train_seconds: f64,
     /// Held-out exact match on the task's test split.
     pub exact_match: Option<f64>,
+    /// The confidence threshold reaching the precision on the validation split, and the share
+    /// of the validation split it serves.
+    pub min_confidence: Option<(f64, f64)>,
 }
 
 /// Trains a specialist for `task` and evaluates it on the held-out test split, through the
@@ -101,6 +114,7 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
     let t0 = Instant::now();
     runner.run(&args)?;
     let train_seconds = t0.elapsed().as_secs_f64();
+    let precision = plan.precision.to_string();
     let mut args = vec![
         "eval",
         "--adapter",
@@ -110,6 +124,8 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
         "--no-base",
         "--max-tokens",
         "160",
+        "--calibrate",
+        &precision,
         "--json",
     ];
     if let Some(t) = &threads {
@@ -117,9 +133,11 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
     }
     let eval: Value =
         serde_json::from_str(runner.run(&args)?.trim()).context("eval printed no JSON")?;
+    let c = &eval["calibration"];
     Ok(Trained {
         train_seconds,
         exact_match: eval["exact_match"].as_f64(),
+        min_confidence: c["min_confidence"].as_f64().zip(c["coverage"].as_f64()),
     })
 }
 
@@ -362,47 +380,71 @@ fn train_and_gate(
             max_steps: None,
             threads: (lc.threads > 0).then_some(lc.threads),
             dataset,
+            precision: lc.precision,
         },
     )?;
     let em = trained.exact_match.unwrap_or(0.0);
     let rec = sel["recommended"].as_str().unwrap_or("-");
-    if em >= lc.gate {
-        runner.run(&[
-            "promote",
-            task,
-            "--mode",
-            "shadow",
-            "--specialist",
-            &out.display().to_string(),
-        ])?;
+    let out_s = out.display().to_string();
+    if let Some((threshold, why)) = gate(&trained, lc.gate, lc.min_coverage, lc.precision) {
+        let mut args = vec!["promote", task, "--mode", "shadow", "--specialist", &out_s];
+        let t = threshold.map(|t| t.to_string());
+        if let Some(t) = &t {
+            args.extend(["--min-confidence", t]);
+        }
+        runner.run(&args)?;
         Ok((
             "shadow",
             format!(
-                "trained {} in {:.0} s (select recommends {rec}); held-out exact match {:.1}% ≥ gate {:.1}%",
-                out.display(),
-                trained.train_seconds,
-                em * 100.0,
-                lc.gate * 100.0
+                "trained {out_s} in {:.0} s (select recommends {rec}); {why}",
+                trained.train_seconds
             ),
         ))
     } else {
-        runner.run(&[
-            "promote",
-            task,
-            "--mode",
-            "off",
-            "--specialist",
-            &out.display().to_string(),
-        ])?;
+        runner.run(&["promote", task, "--mode", "off", "--specialist", &out_s])?;
         Ok((
             "below-gate",
             format!(
-                "trained {} in {:.0} s; held-out exact match {:.1}% < gate {:.1}%: the LLM keeps the task",
-                out.display(),
+                "trained {out_s} in {:.0} s; held-out exact match {:.1}% < gate {:.1}% and no confidence threshold serves {:.0}% at {:.0}% precision: the LLM keeps the task",
                 trained.train_seconds,
                 em * 100.0,
-                lc.gate * 100.0
+                lc.gate * 100.0,
+                lc.min_coverage * 100.0,
+                lc.precision * 100.0
             ),
         ))
     }
+}
+
+/// Whether a trained specialist may route, and with which confidence threshold: exact match on
+/// the test split at or above `gate` (no threshold needed), else a calibrated threshold that
+/// serves at least `min_coverage` of the validation split. `None`: the LLM keeps the task.
+pub fn gate(
+    t: &Trained,
+    gate: f64,
+    min_coverage: f64,
+    precision: f64,
+) -> Option<(Option<f64>, String)> {
+    let em = t.exact_match.unwrap_or(0.0);
+    if em >= gate {
+        return Some((
+            None,
+            format!(
+                "held-out exact match {:.1}% ≥ gate {:.1}%",
+                em * 100.0,
+                gate * 100.0
+            ),
+        ));
+    }
+    let (threshold, coverage) = t.min_confidence.filter(|(_, c)| *c >= min_coverage)?;
+    Some((
+        Some(threshold),
+        format!(
+            "held-out exact match {:.1}% < gate {:.1}%, but answers with mean log-probability ≥ {threshold:.4} ({:.0}% of the validation split) are right {:.0}% of the time: served above that, the LLM below",
+            em * 100.0,
+            gate * 100.0,
+            coverage * 100.0,
+            precision * 100.0
+        ),
+    ))
 }

@@ -12,9 +12,11 @@
 //! - labels: forgiving exact match ([`label_match`]);
 //! - text: ROUGE-L F1 ([`rouge_l_f1`]) and chrF ([`chrf`]).
 //!
-//! [`score`] computes all that apply for one example, [`agreement`] folds a [`Score`] into one
+//! [`calibrate`] picks the confidence threshold below which a specialist's answer goes to the
+//! LLM instead. [`score`] computes all that apply for one example, [`agreement`] folds a [`Score`] into one
 //! number in [0, 1] for a router, and [`Report`] aggregates scores and latencies over a data set.
 
+mod calibrate;
 mod canonical;
 mod error;
 mod fields;
@@ -26,6 +28,7 @@ mod score;
 mod text;
 mod tool_call;
 
+pub use calibrate::{Calibration, calibrate};
 pub use canonical::{canonical_json, json_equal};
 pub use error::EvalError;
 pub use fields::{field_accuracy, json_field_accuracy};
