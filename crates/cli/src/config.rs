@@ -86,6 +86,19 @@ mod tests {
         assert_eq!(cfg.store.batch_delay_ms, defaults.store.batch_delay_ms);
         assert_eq!(cfg.server.local_threads, defaults.server.local_threads);
         assert_eq!(cfg.discover, defaults.discover);
+        assert_eq!(
+            serde_json::to_value(&cfg.route).unwrap(),
+            serde_json::to_value(&defaults.route).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&cfg.loop_).unwrap(),
+            serde_json::to_value(&defaults.loop_).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_value(&cfg.prices).unwrap(),
+            serde_json::to_value(&defaults.prices).unwrap()
+        );
+        assert!(cfg.specialists.is_empty());
         assert_eq!(cfg.upstreams.len(), 2);
         assert_eq!(cfg.local_models.len(), 1);
         let lm = &cfg.local_models[0];
