@@ -1,0 +1,75 @@
+//! End-to-end: `downshift demo` drives the real commands (mock teacher, gateway, discover,
+//! select, train, eval, promote) on the BFCL multi-turn traffic and reports the held-out
+//! result as one JSON object. Kept short here (one task, two updates): the numbers are checked
+//! for consistency, not for quality.
+
+mod support;
+
+use serde_json::Value;
+use support::*;
+
+#[test]
+fn demo_runs_the_whole_conversion_and_reports_json() {
+    let dir = tempdir();
+    let work = dir.path().join("work");
+    let traffic = repo_root().join("data/bfcl/bfcl.jsonl");
+    let base = repo_root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        base.exists(),
+        "{} missing: run scripts/fetch.sh smollm2",
+        base.display()
+    );
+    let out = ok(&[
+        "demo",
+        "--json",
+        "--traffic",
+        traffic.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--tasks",
+        "1",
+        "--max-steps",
+        "2",
+        "--work",
+        work.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let held = v["heldout_calls"].as_u64().unwrap();
+    let replayed = v["replayed_calls"].as_u64().unwrap();
+    assert_eq!(held + replayed, v["traffic_calls"].as_u64().unwrap());
+    assert!(held > 100 && replayed > 400, "{v}");
+    let served = v["served_by_specialists"].as_f64().unwrap();
+    let quality = v["quality_vs_llm"].as_f64().unwrap();
+    assert!(
+        (0.0..=1.0).contains(&served) && (0.0..=1.0).contains(&quality),
+        "{v}"
+    );
+    let tasks = v["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{v}");
+    let t = &tasks[0];
+    assert!(t["task"].as_str().unwrap().starts_with("task_"));
+    assert!(matches!(t["mode"].as_str(), Some("on" | "shadow")), "{t}");
+    assert!(t["heldout_calls"].as_u64().unwrap() > 0, "{t}");
+    assert!(t["served"].as_u64().unwrap() >= t["served_exact"].as_u64().unwrap());
+    assert!(t["eval_exact_match"].as_f64().is_some(), "{t}");
+    // Calls served by the specialist count towards the share; the rest were answered by the
+    // LLM with its own (reference) answers, so quality is at least the LLM-served share.
+    assert!(quality + 1e-9 >= 1.0 - served, "{v}");
+    // The working folder keeps the data, the adapter and the result.
+    assert!(work.join("result.json").exists());
+    let adapter = work.join("adapters").join(t["task"].as_str().unwrap());
+    assert!(adapter.join("adapter_model.safetensors").exists());
+    assert!(adapter.join("eval.json").exists());
+    // Bad input: an unreadable traffic file.
+    let (okay, _, err) = run(
+        &[
+            "demo",
+            "--traffic",
+            "/nonexistent.jsonl",
+            "--work",
+            work.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!okay && err.contains("cannot read the traffic"), "{err}");
+}
