@@ -6,6 +6,7 @@
 //! OpenAI-style error body, and the call-log import/export record formats.
 
 mod canonical;
+mod chunked;
 mod error;
 mod record;
 mod request;
@@ -13,6 +14,7 @@ mod sse;
 mod stream;
 
 pub use canonical::{canonical_json, fnv1a64};
+pub use chunked::dechunk;
 pub use error::{ApiError, ErrorBody};
 pub use record::{ImportFormat, ImportRecord, parse_import_line};
 pub use request::{RequestView, Usage, usage_of};

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_curate::CurateConfig;
 use downshift_evaluate::{OutputKind, Report, Score, kind_of_many, score};
-use downshift_slm::{AdapterSel, GenerateOptions, LocalModel, parse_tool_calls};
+use downshift_slm::{AdapterSel, GenerateOptions, LocalModel, assistant_message};
 use downshift_store::DataDir;
 use downshift_train::{
     ChatRecord, ExampleBuilder, SpecialistMeta, Split, SplitConfig, load_adapter,
@@ -56,24 +56,6 @@ pub struct Run {
     pub answers: Vec<Value>,
     /// Mean token log-probability of each answer, and whether it matched exactly.
     pub confidence: Vec<(f64, bool)>,
-}
-
-/// The answer as an OpenAI assistant message: tool calls parsed out of the text.
-pub fn assistant_message(text: &str) -> Value {
-    let (content, calls) = parse_tool_calls(text);
-    if calls.is_empty() {
-        return json!({"role": "assistant", "content": content});
-    }
-    let calls: Vec<Value> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            json!({"id": format!("call_{i}"), "type": "function",
-                   "function": {"name": c.name, "arguments": c.arguments}})
-        })
-        .collect();
-    let content = (!content.trim().is_empty()).then_some(content);
-    json!({"role": "assistant", "content": content, "tool_calls": calls})
 }
 
 /// The prompt a model answers zero-shot: the request as logged, tool schemas included.

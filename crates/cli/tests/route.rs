@@ -14,36 +14,12 @@ use support::*;
 
 /// The BFCL multi-turn trading calls, imported and discovered: (data dir, task id, records).
 fn trading(dir: &Path) -> (String, Vec<Value>) {
-    let d = dir.to_str().unwrap();
-    let bfcl = repo_root().join("data/bfcl/bfcl.jsonl");
-    let records: Vec<Value> = std::fs::read_to_string(&bfcl)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch.sh bfcl)", bfcl.display()))
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| {
-            v["metadata"]["bfcl_category"] == "multi_turn_base"
-                && v["request"]["tools"].as_array().unwrap().iter().all(|t| {
-                    t["function"]["description"]
-                        .as_str()
-                        .unwrap()
-                        .contains("belongs to the trading system")
-                })
-        })
-        .collect();
-    assert!(records.len() > 60, "{} trading calls", records.len());
-    let file = dir.join("calls.jsonl");
-    write_lines(&file, &records);
-    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
-    ok(&["discover", "--embedder", "hashed", "--data-dir", d]);
-    let tasks: Vec<Value> = ok(&["tasks", "list", "--json", "--data-dir", d])
-        .lines()
+    let task = trading_task_in(dir);
+    let records = trading_lines()
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let top = tasks
-        .iter()
-        .max_by_key(|t| t["calls"].as_u64().unwrap_or(0))
-        .unwrap();
-    (top["id"].as_str().unwrap().to_owned(), records)
+    (task, records)
 }
 
 fn write_lines(path: &Path, records: &[Value]) {

@@ -282,37 +282,7 @@ fn a_disk_that_fills_during_a_checkpoint_leaves_the_previous_one_intact() {
 /// tasks discovered; returns it and the largest task's id.
 fn trading_task() -> (tempfile::TempDir, String) {
     let dir = tempdir();
-    let d = dir.path().to_str().unwrap();
-    let bfcl = repo_root().join("data/bfcl/bfcl.jsonl");
-    let lines: Vec<String> = std::fs::read_to_string(&bfcl)
-        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch.sh bfcl)", bfcl.display()))
-        .lines()
-        .filter(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            v["metadata"]["bfcl_category"] == "multi_turn_base"
-                && v["request"]["tools"].as_array().unwrap().iter().all(|t| {
-                    t["function"]["description"]
-                        .as_str()
-                        .unwrap()
-                        .contains("belongs to the trading system")
-                })
-        })
-        .map(String::from)
-        .collect();
-    assert!(lines.len() > 60, "{} trading calls", lines.len());
-    let file = dir.path().join("calls.jsonl");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
-    ok(&["discover", "--embedder", "hashed", "--data-dir", d]);
-    let tasks: Vec<Value> = ok(&["tasks", "list", "--json", "--data-dir", d])
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let top = tasks
-        .iter()
-        .max_by_key(|t| t["calls"].as_u64().unwrap_or(0))
-        .unwrap_or_else(|| panic!("no tasks: {tasks:?}"));
-    let id = top["id"].as_str().unwrap().to_string();
+    let id = trading_task_in(dir.path());
     (dir, id)
 }
 

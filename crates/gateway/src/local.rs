@@ -44,6 +44,15 @@ pub struct LocalSlot {
 }
 
 impl LocalSlot {
+    /// Waits for a free generation slot.
+    async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        self.permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| GatewayError::Internal("local model is shutting down".into()))
+    }
+
     /// A built-in specialist: its own copy of the base with the adapter attached (the model
     /// already renders with the template the adapter was trained on).
     pub fn specialist(
@@ -457,12 +466,7 @@ pub async fn complete(
     model_id: &str,
     deadline: Instant,
 ) -> Result<Completed, GatewayError> {
-    let permit = slot
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| GatewayError::Internal("local model is shutting down".into()))?;
+    let permit = slot.acquire().await?;
     let s2 = slot.clone();
     let (g, plan) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -673,12 +677,7 @@ pub async fn serve(
     let created = chrono::Utc::now().timestamp();
     // Waiting for a free slot; a client that leaves meanwhile drops this future (logged as
     // interrupted by the guard).
-    let permit = slot
-        .permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| GatewayError::Internal("local model is shutting down".into()))?;
+    let permit = slot.acquire().await?;
     let t_start = Instant::now();
     if let Some(ctx) = guard.ctx_mut() {
         ctx.t_sent = Some(t_start);

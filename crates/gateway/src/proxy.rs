@@ -454,6 +454,19 @@ fn serve_specialist_answer(
 /// Releases a background comparison slot however the comparison ends.
 struct ShadowSlot(Arc<AppState>);
 
+impl ShadowSlot {
+    /// A slot for one background comparison, or `None` (counted) when all are busy.
+    fn claim(s: &Arc<AppState>) -> Option<ShadowSlot> {
+        if s.router.try_shadow() {
+            return Some(ShadowSlot(s.clone()));
+        }
+        s.metrics
+            .shadow_skipped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        None
+    }
+}
+
 impl Drop for ShadowSlot {
     fn drop(&mut self) {
         self.0.router.shadow_done();
@@ -470,13 +483,9 @@ fn start_shadow(
     id: &str,
     model: &str,
 ) {
-    if !s.router.try_shadow() {
-        s.metrics
-            .shadow_skipped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(slot) = ShadowSlot::claim(s) else {
         return;
-    }
-    let slot = ShadowSlot(s.clone());
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     guard.send_answer_to(tx);
     let (s, r, bytes, id, model) = (
@@ -527,13 +536,9 @@ fn start_llm_comparison(
     answer: &serde_json::Value,
     id: &str,
 ) {
-    if !s.router.try_shadow() {
-        s.metrics
-            .shadow_skipped
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Some(slot) = ShadowSlot::claim(s) else {
         return;
-    }
-    let slot = ShadowSlot(s.clone());
+    };
     let source = if matches!(r.policy.mode, downshift_route::Mode::Canary(_)) {
         AgreementSource::Canary
     } else {

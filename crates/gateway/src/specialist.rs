@@ -324,21 +324,9 @@ impl Specialist {
                 // `<tool_call>` text as content.
                 if tools_offered && message.get("tool_calls").is_none_or(Value::is_null) {
                     let text = message["content"].as_str().unwrap_or_default().to_owned();
-                    let (content, calls) = downshift_slm::parse_tool_calls(&text);
-                    if !calls.is_empty() {
-                        message["content"] = if content.trim().is_empty() {
-                            Value::Null
-                        } else {
-                            json!(content)
-                        };
-                        message["tool_calls"] = calls
-                            .iter()
-                            .enumerate()
-                            .map(|(i, c)| {
-                                json!({"id": format!("call_{i}"), "type": "function",
-                                       "function": {"name": c.name, "arguments": c.arguments}})
-                            })
-                            .collect();
+                    let parsed = downshift_slm::assistant_message(&text);
+                    if parsed.get("tool_calls").is_some() {
+                        message = parsed;
                         body["choices"][0]["message"] = message.clone();
                         body["choices"][0]["finish_reason"] = json!("tool_calls");
                     }

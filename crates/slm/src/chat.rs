@@ -324,6 +324,26 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// Generated text as an OpenAI assistant message: tool calls parsed out of it
+/// ([`parse_tool_calls`]) as `tool_calls` with ids `call_0`, `call_1`, …; `content` is null
+/// when only tool calls remain.
+pub fn assistant_message(text: &str) -> serde_json::Value {
+    let (content, calls) = parse_tool_calls(text);
+    if calls.is_empty() {
+        return serde_json::json!({"role": "assistant", "content": content});
+    }
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            serde_json::json!({"id": format!("call_{i}"), "type": "function",
+                   "function": {"name": c.name, "arguments": c.arguments}})
+        })
+        .collect();
+    let content = (!content.trim().is_empty()).then_some(content);
+    serde_json::json!({"role": "assistant", "content": content, "tool_calls": calls})
+}
+
 /// Splits generated text into plain content and tool calls: `<tool_call>{...}</tool_call>`
 /// blocks (Qwen/Hermes/canonical template), or a whole reply that is one
 /// `{"name": ..., "arguments": ...}` object or a list of them.

@@ -253,7 +253,7 @@ fn parse_response(raw: &[u8]) -> Resp {
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     let body = if chunked {
-        dechunk(rest)
+        downshift_api::dechunk(rest)
     } else {
         rest.to_vec()
     };
@@ -262,22 +262,6 @@ fn parse_response(raw: &[u8]) -> Resp {
         headers,
         body,
     }
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
-        let size_line = String::from_utf8_lossy(&data[..eol]).into_owned();
-        let size =
-            usize::from_str_radix(size_line.split(';').next().unwrap().trim(), 16).unwrap_or(0);
-        data = &data[eol + 2..];
-        if size == 0 || data.len() < size {
-            break;
-        }
-        out.extend_from_slice(&data[..size]);
-        data = &data[(size + 2).min(data.len())..];
-    }
-    out
 }
 
 /// A temporary data directory.
@@ -319,4 +303,46 @@ pub fn wait_calls(data: &Path, n: usize) -> Vec<serde_json::Value> {
 /// The repository root (for the fetched development data).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The BFCL multi-turn calls whose only tools are the trading API (one agent's task, 78
+/// calls), as import-format JSON Lines.
+pub fn trading_lines() -> Vec<String> {
+    let bfcl = repo_root().join("data/bfcl/bfcl.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&bfcl)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch.sh bfcl)", bfcl.display()))
+        .lines()
+        .filter(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["metadata"]["bfcl_category"] == "multi_turn_base"
+                && v["request"]["tools"].as_array().unwrap().iter().all(|t| {
+                    t["function"]["description"]
+                        .as_str()
+                        .unwrap()
+                        .contains("belongs to the trading system")
+                })
+        })
+        .map(String::from)
+        .collect();
+    assert!(lines.len() > 60, "{} trading calls", lines.len());
+    lines
+}
+
+/// Imports the trading calls into the data directory `dir` (kept as `dir/calls.jsonl`, the
+/// mock's replay file), discovers their tasks, and returns the largest task's id.
+pub fn trading_task_in(dir: &Path) -> String {
+    let d = dir.to_str().unwrap();
+    let file = dir.join("calls.jsonl");
+    std::fs::write(&file, trading_lines().join("\n") + "\n").unwrap();
+    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
+    ok(&["discover", "--embedder", "hashed", "--data-dir", d]);
+    let tasks: Vec<serde_json::Value> = ok(&["tasks", "list", "--json", "--data-dir", d])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let top = tasks
+        .iter()
+        .max_by_key(|t| t["calls"].as_u64().unwrap_or(0))
+        .unwrap_or_else(|| panic!("no tasks: {tasks:?}"));
+    top["id"].as_str().unwrap().to_string()
 }
