@@ -105,6 +105,13 @@ impl TaskRouter {
         if *seen == Some(fp) {
             return Ok(());
         }
+        if tasks.is_empty() {
+            // Nothing discovered yet: no request can be placed, and reading the log is wasted.
+            *self.classifier.write().unwrap_or_else(|p| p.into_inner()) =
+                Arc::new(Classifier::empty(ClassifierConfig::default()));
+            *seen = Some(fp);
+            return Ok(());
+        }
         let (c, report) = train_from_store(store, keyring, ClassifierConfig::default())
             .map_err(|e| format!("cannot build the task classifier: {e}"))?;
         tracing::info!(
