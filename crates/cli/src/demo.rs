@@ -49,7 +49,7 @@ pub struct DemoArgs {
     /// Passes over each task's training split (default: 3; 2 with --quick).
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
-    /// Cap on optimizer updates per task (default: 50; 24 with --quick), which keeps the run
+    /// Cap on optimizer updates per task (default: 50; 40 with --quick), which keeps the run
     /// within its time budget on 2 cores.
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
@@ -291,7 +291,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let quick = a.quick;
     let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 4 });
     let epochs = a.epochs.unwrap_or(if quick { 2 } else { 3 });
-    let max_steps = Some(a.max_steps.unwrap_or(if quick { 24 } else { 50 }));
+    let max_steps = Some(a.max_steps.unwrap_or(if quick { 40 } else { 50 }));
     let traffic = a
         .traffic
         .clone()
