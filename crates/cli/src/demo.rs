@@ -296,13 +296,6 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         .traffic
         .clone()
         .unwrap_or_else(|| PathBuf::from("data/bfcl/bfcl.jsonl"));
-    let base = a.base.clone().unwrap_or_else(|| {
-        "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf".to_string()
-    });
-    let base = crate::local::resolve_model(&base).with_context(|| {
-        format!("the base model {base} is missing (run scripts/fetch.sh smollm2)")
-    })?;
-    let base = std::fs::canonicalize(&base)?.display().to_string();
     if !(0.0..1.0).contains(&a.holdout) || a.holdout == 0.0 {
         bail!("--holdout must be between 0 and 1, got {}", a.holdout);
     }
@@ -339,6 +332,13 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             traffic.display()
         );
     }
+    let base = a.base.clone().unwrap_or_else(|| {
+        "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf".to_string()
+    });
+    let base = crate::local::resolve_model(&base).with_context(|| {
+        format!("the base model {base} is missing (run scripts/fetch.sh smollm2)")
+    })?;
+    let base = std::fs::canonicalize(&base)?.display().to_string();
     let (heldout, training): (Vec<&Value>, Vec<&Value>) =
         records.iter().partition(|r| held_out(r, a.holdout));
 

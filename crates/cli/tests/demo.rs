@@ -66,6 +66,8 @@ fn demo_runs_the_whole_conversion_and_reports_json() {
             "demo",
             "--traffic",
             "/nonexistent.jsonl",
+            "--base",
+            base.to_str().unwrap(),
             "--work",
             work.to_str().unwrap(),
         ],
