@@ -6,15 +6,15 @@
 //! from the store on the request path). Agreement measurements and fallbacks go to the store
 //! off the request path.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use downshift_evaluate::{OutputKind, agreement, kind_of, score};
 use downshift_route::{
-    AgreementRecord, AgreementSource, Classifier, ClassifierConfig, Decision, FallbackReason, Mode,
-    Policy, RouteEvent, RouteEventKind, Tracker, stable_hash, train_from_store, validate_answer,
+    AgreementRecord, AgreementSource, Classifier, ClassifierConfig, Decision, FallbackReason,
+    Policy, PolicyTable, RouteEvent, RouteEventKind, Tracker, stable_hash, train_from_store,
+    validate_answer,
 };
 use downshift_store::{Keyring, Store};
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ type TasksFingerprint = (usize, i64, u64);
 pub struct TaskRouter {
     cfg: RouteConfig,
     classifier: RwLock<Arc<Classifier>>,
-    policies: RwLock<Arc<HashMap<String, Arc<Policy>>>>,
+    policies: RwLock<Arc<PolicyTable>>,
     tasks_seen: Mutex<Option<TasksFingerprint>>,
     pub specialists: Specialists,
     shadow_in_flight: AtomicUsize,
@@ -57,7 +57,7 @@ impl TaskRouter {
         let specialists = Specialists::new(endpoints, cfg.clone())?;
         let r = TaskRouter {
             classifier: RwLock::new(Arc::new(Classifier::empty(ClassifierConfig::default()))),
-            policies: RwLock::new(Arc::new(HashMap::new())),
+            policies: RwLock::new(Arc::new(PolicyTable::default())),
             tasks_seen: Mutex::new(None),
             specialists,
             shadow_in_flight: AtomicUsize::new(0),
@@ -126,15 +126,8 @@ impl TaskRouter {
     }
 
     fn set_policies(&self, policies: Vec<Policy>) {
-        let keep: Vec<String> = policies
-            .iter()
-            .filter(|p| p.mode != Mode::Off)
-            .filter_map(|p| p.specialist.clone())
-            .collect();
-        let table: HashMap<String, Arc<Policy>> = policies
-            .into_iter()
-            .map(|p| (p.task.clone(), Arc::new(p)))
-            .collect();
+        let table = PolicyTable::from_policies(policies);
+        let keep = table.active_specialists();
         *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
         let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
         self.specialists.retain(&keep);
@@ -143,19 +136,10 @@ impl TaskRouter {
     /// The specialists that active policies name, so they are loaded before traffic needs
     /// them.
     pub fn active_specialists(&self) -> Vec<String> {
-        let table = self
-            .policies
+        self.policies
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let mut v: Vec<String> = table
-            .values()
-            .filter(|p| p.mode != Mode::Off)
-            .filter_map(|p| p.specialist.clone())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
+            .active_specialists()
     }
 
     /// Classifies a chat completion body and applies its task's policy. `None`: routing is
@@ -178,7 +162,7 @@ impl TaskRouter {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let c = classifier.classify(body)?;
-        let policy = table.get(&*c.task)?.clone();
+        let policy = table.shared(&c.task)?;
         // The same request body always routes the same way, so a retry does not flip sides.
         let decision = downshift_route::decide(&policy, body_hash(body));
         Some(Routed {

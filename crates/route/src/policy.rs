@@ -1,6 +1,7 @@
 //! The routing decision for one request of a task, from the task's [`Policy`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use downshift_store::{Mode, Policy, Store};
 use serde::Serialize;
@@ -78,10 +79,11 @@ pub fn decide(policy: &Policy, request_key_hash: u64) -> Decision {
 }
 
 /// Every task's policy in memory, for the request path (the store is not read per request).
-/// Reload it with [`PolicyTable::load`] after a policy changes.
+/// Reload it with [`PolicyTable::load`] after a policy changes. Policies are shared
+/// ([`PolicyTable::shared`]), so a routed request holds its policy without copying it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PolicyTable {
-    policies: HashMap<String, Policy>,
+    policies: HashMap<String, Arc<Policy>>,
 }
 
 impl PolicyTable {
@@ -95,17 +97,25 @@ impl PolicyTable {
 
     pub fn from_policies(policies: impl IntoIterator<Item = Policy>) -> PolicyTable {
         PolicyTable {
-            policies: policies.into_iter().map(|p| (p.task.clone(), p)).collect(),
+            policies: policies
+                .into_iter()
+                .map(|p| (p.task.clone(), Arc::new(p)))
+                .collect(),
         }
     }
 
     pub fn get(&self, task: &str) -> Option<&Policy> {
-        self.policies.get(task)
+        self.policies.get(task).map(Arc::as_ref)
+    }
+
+    /// The task's policy, shared.
+    pub fn shared(&self, task: &str) -> Option<Arc<Policy>> {
+        self.policies.get(task).cloned()
     }
 
     /// Replaces one task's policy.
     pub fn insert(&mut self, policy: Policy) {
-        self.policies.insert(policy.task.clone(), policy);
+        self.policies.insert(policy.task.clone(), Arc::new(policy));
     }
 
     pub fn len(&self) -> usize {
@@ -114,6 +124,19 @@ impl PolicyTable {
 
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
+    }
+
+    /// The specialists the policies route to in a mode other than `off`, sorted, each once.
+    pub fn active_specialists(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .policies
+            .values()
+            .filter(|p| p.mode != Mode::Off)
+            .filter_map(|p| p.specialist.clone())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// [`decide`] for a classified request; an unplaced request, or a task without a policy,
@@ -276,5 +299,9 @@ mod tests {
         assert_eq!(t.decide(Some("t"), 1), decide(&policy(Mode::On), 1));
         assert_eq!(t.decide(Some("other"), 1), Decision::Llm);
         assert_eq!(t.decide(None, 1), Decision::Llm);
+        assert_eq!(t.shared("t").as_deref(), t.get("t"));
+        assert_eq!(t.active_specialists(), vec!["adapters/t".to_string()]);
+        let off = PolicyTable::from_policies([policy(Mode::Off)]);
+        assert!(off.active_specialists().is_empty());
     }
 }
