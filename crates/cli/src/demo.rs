@@ -201,6 +201,17 @@ impl Runner {
         )
     }
 
+    /// Runs `discover` with the packaged all-MiniLM-L6-v2 when it is there, else with the
+    /// hashed embedding (no model file needed).
+    pub fn discover(&self) -> Result<String> {
+        let minilm = Path::new("models/all-minilm-l6-v2");
+        if minilm.join("model.safetensors").exists() {
+            self.run(&["discover", "--model-dir", &minilm.display().to_string()])
+        } else {
+            self.run(&["discover", "--embedder", "hashed"])
+        }
+    }
+
     pub fn say(&self, msg: &str) {
         if !self.quiet {
             eprintln!("==> {msg}");
@@ -427,15 +438,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
 
     runner.say("discovering the recurring tasks");
     let t0 = Instant::now();
-    let minilm = Path::new("models/all-minilm-l6-v2");
-    let minilm_s = minilm.display().to_string();
-    let mut disc = vec!["discover"];
-    if minilm.join("model.safetensors").exists() {
-        disc.extend(["--model-dir", &minilm_s]);
-    } else {
-        disc.extend(["--embedder", "hashed"]);
-    }
-    runner.run(&disc)?;
+    runner.discover()?;
     let discover_s = t0.elapsed().as_secs_f64();
     let tasks: Vec<Value> = runner
         .run(&["tasks", "list", "--json"])?

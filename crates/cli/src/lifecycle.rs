@@ -216,12 +216,7 @@ fn cycle(runner: &Runner, lc: &LoopConfig, data: &DataDir, dry_run: bool) -> Res
     }
     if !dry_run {
         runner.say("discovering tasks");
-        let minilm = Path::new("models/all-minilm-l6-v2");
-        if minilm.join("model.safetensors").exists() {
-            runner.run(&["discover", "--model-dir", &minilm.display().to_string()])?;
-        } else {
-            runner.run(&["discover", "--embedder", "hashed"])?;
-        }
+        runner.discover()?;
     }
     let mut tasks = store.list_tasks()?;
     let weight = |t: &downshift_store::TaskRecord| {

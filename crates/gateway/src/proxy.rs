@@ -289,13 +289,7 @@ async fn proxy(
         }
     }
 
-    let uri = upstream
-        .url(endpoint.path())
-        .map_err(|e| GatewayError::Internal(format!("bad upstream URL: {e}")))?;
-    let mut up_req = http::Request::new(Full::new(bytes));
-    *up_req.method_mut() = Method::POST;
-    *up_req.uri_mut() = uri;
-    copy_request_headers(&parts.headers, up_req.headers_mut(), &upstream);
+    let up_req = upstream_request(&upstream, endpoint, &parts.headers, bytes)?;
 
     let t_sent = Instant::now();
     if let Some(ctx) = guard.ctx_mut() {
@@ -544,13 +538,10 @@ fn start_llm_comparison(
     } else {
         AgreementSource::OnSample
     };
-    let Ok(uri) = upstream.url(Endpoint::ChatCompletions.path()) else {
+    let Ok(up_req) = upstream_request(upstream, Endpoint::ChatCompletions, headers, bytes.clone())
+    else {
         return;
     };
-    let mut up_req = http::Request::new(Full::new(bytes.clone()));
-    *up_req.method_mut() = Method::POST;
-    *up_req.uri_mut() = uri;
-    copy_request_headers(headers, up_req.headers_mut(), upstream);
     let (s, r, upstream, request, answer, id) = (
         s.clone(),
         r.clone(),
@@ -597,6 +588,23 @@ fn start_llm_comparison(
             value,
         );
     });
+}
+
+/// The POST of the agent's bytes to `upstream`, with the headers that are forwarded.
+fn upstream_request(
+    upstream: &Upstream,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    bytes: Bytes,
+) -> Result<http::Request<Full<Bytes>>, GatewayError> {
+    let uri = upstream
+        .url(endpoint.path())
+        .map_err(|e| GatewayError::Internal(format!("bad upstream URL: {e}")))?;
+    let mut up_req = http::Request::new(Full::new(bytes));
+    *up_req.method_mut() = Method::POST;
+    *up_req.uri_mut() = uri;
+    copy_request_headers(headers, up_req.headers_mut(), upstream);
+    Ok(up_req)
 }
 
 fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upstream: &Upstream) {
