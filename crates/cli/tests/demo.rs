@@ -12,7 +12,7 @@ use support::*;
 fn demo_runs_the_whole_conversion_and_reports_json() {
     let dir = tempdir();
     let work = dir.path().join("work");
-    let traffic = repo_root().join("data/bfcl/bfcl.jsonl");
+    let traffic = repo_root().join("data/bfcl/agent.jsonl");
     let base = repo_root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         base.exists(),
