@@ -1,6 +1,7 @@
 //! downshift-slm: the model runtime (S5/S6): GGUF weights, architectures, tokenizer, chat
 //! templates and generation.
 
+pub mod amx;
 pub mod chat;
 #[cfg(feature = "constrained")]
 pub mod constrain;

@@ -241,6 +241,13 @@ impl CustomOp1 for PackedMatMulGrad {
         }
         let n = g.len() / rows.max(1);
         let mut dx = vec![0f32; n * cols];
+        if n >= crate::amx::MIN_ROWS && crate::amx::packed_matmul_grad(&self.0, g, n, &mut dx) {
+            let mut shape = l.dims().to_vec();
+            if let Some(last) = shape.last_mut() {
+                *last = cols;
+            }
+            return Ok((CpuStorage::F32(dx), Shape::from(shape)));
+        }
         let threads = crate::threads::num_threads().max(1);
         let per = n.div_ceil(threads).max(1);
         crate::threads::run(|| {
