@@ -121,6 +121,9 @@ fn main() {
         // must zero (about a tenth of a training step). A batch job keeps them.
         // SAFETY: sets a mimalloc option; mimalloc reads options with atomics.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+        // The frozen base is multiplied again and again: keep its bf16 tiles (where AMX runs)
+        // instead of dequantizing every weight on every product.
+        downshift_slm::amx::set_keep_tiles(true);
     }
     if matches!(cli.command, Command::Train(_)) && std::env::var_os("CANDLE_NUM_THREADS").is_none()
     {
@@ -130,6 +133,16 @@ fn main() {
         // SAFETY: no other thread exists yet.
         unsafe {
             std::env::set_var("CANDLE_NUM_THREADS", "1");
+        }
+    }
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // candle asks for its thread count on every matmul, and without this variable it
+        // counts the physical cores by reading /proc/cpuinfo each time (a few percent of a
+        // training step). The value is rayon's own default.
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // SAFETY: no other thread exists yet.
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)

@@ -12,11 +12,13 @@
 //! permission for the tile state.
 
 use std::arch::asm;
+use std::cell::Cell;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::quant::PackedMatrix;
 use crate::threads::par_for;
+use std::thread::LocalKey;
 
 static OFF: AtomicBool = AtomicBool::new(false);
 static SUPPORTED: OnceLock<bool> = OnceLock::new();
@@ -141,23 +143,74 @@ struct Lhs {
 }
 
 impl Lhs {
+    /// Fills `data` (this thread's spare buffer; every element is written) from `x: [m, k]`.
     fn new(x: &[f32], m: usize, k: usize) -> Self {
         let (mp, kp) = (round_up(m.max(1), BLOCK), round_up(k.max(1), TK));
-        let mut data = vec![0u16; mp * kp];
-        for (dst, src) in data.chunks_mut(kp).zip(x.chunks(k)).take(m) {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d = bf16(s);
+        let mut data = spare(&SPARE_A, mp * kp);
+        for (i, dst) in data[..mp * kp].chunks_mut(kp).enumerate() {
+            let (head, pad) = dst.split_at_mut(k.min(kp));
+            match x.get(i * k..(i + 1) * k).filter(|_| i < m) {
+                Some(src) => head.iter_mut().zip(src).for_each(|(d, &s)| *d = bf16(s)),
+                None => head.fill(0),
             }
+            pad.fill(0);
         }
         Lhs { data, mp, kp }
     }
+}
+
+impl Drop for Lhs {
+    fn drop(&mut self) {
+        give_back(&SPARE_A, std::mem::take(&mut self.data));
+    }
+}
+
+thread_local! {
+    /// Operand buffers kept per thread between products (they are rewritten whole each time),
+    /// so that the large ones do not come back from the allocator as freshly faulted pages.
+    static SPARE_A: Cell<Vec<u16>> = const { Cell::new(Vec::new()) };
+    static SPARE_B: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+}
+
+/// This thread's spare buffer, at least `len` elements long (stale contents: callers use the
+/// first `len` and write every one of them). It only grows, so that switching between weights
+/// of different sizes does not clear it again.
+fn spare<T: Copy + Default>(key: &'static LocalKey<Cell<Vec<T>>>, len: usize) -> Vec<T> {
+    let mut v = key.with(Cell::take);
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+    v
+}
+
+fn give_back<T>(key: &'static LocalKey<Cell<Vec<T>>>, v: Vec<T>) {
+    key.with(|c| c.set(v));
+}
+
+/// Keep each packed weight's tiles after their first product (see [`set_keep_tiles`]).
+static KEEP_TILES: AtomicBool = AtomicBool::new(false);
+
+/// Keeps the bf16 tiles of every packed weight once built (2 bytes per weight), instead of
+/// dequantizing again on every product: for training, which multiplies the frozen base every
+/// step. Off by default (serving keeps only the quantized weights).
+pub fn set_keep_tiles(on: bool) {
+    KEEP_TILES.store(on, Ordering::SeqCst);
 }
 
 /// The right operand `B` (`n × k`, used transposed) in tile order: for each block of 16 rows
 /// of `B`, its `k` in 16 × 16 tiles of bf16 pairs — `tile[p][j] = (B[j][2p], B[j][2p + 1])`,
 /// the layout `TDPBF16PS` reads. Rows are padded to a multiple of 32, columns to `kp`.
 struct Rhs {
+    /// At least `nb · kb` tiles (a spare buffer may be longer).
     data: Vec<u32>,
+    nb: usize,
+    kb: usize,
+}
+
+/// A view of [`Rhs`] tiles (built now, or kept with the weight).
+#[derive(Clone, Copy)]
+struct Tiles<'a> {
+    data: &'a [u32],
     nb: usize,
     kb: usize,
 }
@@ -178,13 +231,26 @@ impl<T> Shared<T> {
 }
 
 impl Rhs {
-    fn zeroed(n: usize, kp: usize) -> Self {
+    /// Room for `n` rows of `kp` columns in `data` (stale contents: the builders write every
+    /// tile).
+    fn with_buffer(n: usize, kp: usize, mut data: Vec<u32>) -> Self {
         let nb = round_up(n.max(1), BLOCK) / TR;
         let kb = kp / TK;
-        Rhs {
-            data: vec![0u32; nb * kb * TILE_U32],
-            nb,
-            kb,
+        if data.len() < nb * kb * TILE_U32 {
+            data.resize(nb * kb * TILE_U32, 0);
+        }
+        Rhs { data, nb, kb }
+    }
+
+    fn len(&self) -> usize {
+        self.nb * self.kb * TILE_U32
+    }
+
+    fn view(&self) -> Tiles<'_> {
+        Tiles {
+            data: &self.data[..self.len()],
+            nb: self.nb,
+            kb: self.kb,
         }
     }
 
@@ -195,11 +261,12 @@ impl Rhs {
 
     /// `B = W` for the packed `W: [rows, cols]` (the forward product `x · Wᵀ`). Each task
     /// dequantizes 16 rows and writes their tiles in order (16 pairs of one column at a time).
-    fn from_packed(w: &PackedMatrix, kp: usize) -> Self {
+    fn from_packed(w: &PackedMatrix, kp: usize, buf: Vec<u32>) -> Self {
         let (rows, cols) = (w.rows(), w.cols());
-        let mut rhs = Rhs::zeroed(rows, kp);
+        let mut rhs = Rhs::with_buffer(rows, kp, buf);
         let per_block = rhs.kb * TILE_U32;
-        par_chunks(&mut rhs.data, per_block, |b, dst| {
+        let len = rhs.len();
+        par_chunks(&mut rhs.data[..len], per_block, |b, dst| {
             let mut block = vec![0f32; TR * kp];
             for j in 0..TR.min(rows.saturating_sub(b * TR)) {
                 w.dequantize_row(b * TR + j, &mut block[j * kp..j * kp + cols]);
@@ -219,9 +286,9 @@ impl Rhs {
     /// `B = Wᵀ` for the packed `W: [rows, cols]` (the backward product `g · W`): row `c` of `B`
     /// is column `c` of `W`, and its pairs run along `W`'s rows. Each task dequantizes 32 rows
     /// of `W` (one tile column of `B`) and writes that column's tiles whole.
-    fn from_packed_transposed(w: &PackedMatrix, kp: usize) -> Self {
+    fn from_packed_transposed(w: &PackedMatrix, kp: usize, buf: Vec<u32>) -> Self {
         let (rows, cols) = (w.rows(), w.cols());
-        let mut rhs = Rhs::zeroed(cols, kp);
+        let mut rhs = Rhs::with_buffer(cols, kp, buf);
         let ptr = Shared(rhs.data.as_mut_ptr());
         let (nb, kb) = (rhs.nb, rhs.kb);
         par_for(kb, |t| {
@@ -251,10 +318,6 @@ impl Rhs {
             }
         });
         rhs
-    }
-
-    fn tile(&self, nblock: usize, kblock: usize) -> *const u32 {
-        self.data[(nblock * self.kb + kblock) * TILE_U32..].as_ptr()
     }
 }
 
@@ -287,8 +350,8 @@ unsafe fn configure() {
     unsafe { asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly)) };
 }
 
-/// `out[m, n] (+)= lhs[m, k] · rhs[n, k]ᵀ`, the work split over blocks of 32 columns of `out`.
-fn product(lhs: &Lhs, rhs: &Rhs, m: usize, n: usize, out: &mut [f32], accumulate: bool) {
+/// `out[m, n] = lhs[m, k] · rhs[n, k]ᵀ`, the work split over blocks of 32 columns of `out`.
+fn product(lhs: &Lhs, rhs: Tiles<'_>, m: usize, n: usize, out: &mut [f32]) {
     debug_assert_eq!(lhs.kp / TK, rhs.kb);
     debug_assert!(out.len() >= m * n);
     let col_blocks = rhs.nb / 2;
@@ -301,8 +364,9 @@ fn product(lhs: &Lhs, rhs: &Rhs, m: usize, n: usize, out: &mut [f32], accumulate
         let mut c = [[0f32; TR * TR]; 4];
         // SAFETY: AMX is available (callers check); every tile load reads inside `lhs.data`
         // (rows < mp, columns < kp) or inside one 1 KiB tile of `rhs.data`; the stores go to
-        // the local `c`; `out` is written only at rows < m and columns < n of this task's
-        // own column blocks.
+        // `out` directly only for blocks wholly inside it (rows < m, columns < n, row stride
+        // n), else to the local `c`, copied to rows < m and columns < n; each task writes its
+        // own column blocks only.
         unsafe {
             configure();
             for cb in t * per_task..((t + 1) * per_task).min(col_blocks) {
@@ -317,8 +381,8 @@ fn product(lhs: &Lhs, rhs: &Rhs, m: usize, n: usize, out: &mut [f32], accumulate
                     let a0 = lhs.data.as_ptr().add(mb * BLOCK * lhs.kp);
                     let a1 = a0.add(TR * lhs.kp);
                     for kb in 0..rhs.kb {
-                        let b0 = rhs.tile(2 * cb, kb);
-                        let b1 = rhs.tile(2 * cb + 1, kb);
+                        let b0 = rhs.data[(2 * cb * rhs.kb + kb) * TILE_U32..].as_ptr();
+                        let b1 = rhs.data[((2 * cb + 1) * rhs.kb + kb) * TILE_U32..].as_ptr();
                         asm!(
                             "tileloadd tmm4, [{a0} + {lda}*1]",
                             "tileloadd tmm5, [{a1} + {lda}*1]",
@@ -337,6 +401,24 @@ fn product(lhs: &Lhs, rhs: &Rhs, m: usize, n: usize, out: &mut [f32], accumulate
                             options(nostack, readonly)
                         );
                     }
+                    let (r0, c0) = (mb * BLOCK, cb * BLOCK);
+                    if r0 + BLOCK <= m && c0 + BLOCK <= n {
+                        // the whole 32 × 32 block lies inside `out`: store the tiles there
+                        let o = optr.get().add(r0 * n + c0);
+                        asm!(
+                            "tilestored [{c0} + {ldc}*1], tmm0",
+                            "tilestored [{c1} + {ldc}*1], tmm1",
+                            "tilestored [{c2} + {ldc}*1], tmm2",
+                            "tilestored [{c3} + {ldc}*1], tmm3",
+                            c0 = in(reg) o,
+                            c1 = in(reg) o.add(TR),
+                            c2 = in(reg) o.add(TR * n),
+                            c3 = in(reg) o.add(TR * n + TR),
+                            ldc = in(reg) (n * 4) as isize,
+                            options(nostack)
+                        );
+                        continue;
+                    }
                     asm!(
                         "tilestored [{c0} + {ldc}*1], tmm0",
                         "tilestored [{c1} + {ldc}*1], tmm1",
@@ -350,22 +432,17 @@ fn product(lhs: &Lhs, rhs: &Rhs, m: usize, n: usize, out: &mut [f32], accumulate
                         options(nostack)
                     );
                     for (q, tile) in c.iter().enumerate() {
-                        let r0 = mb * BLOCK + (q / 2) * TR;
-                        let c0 = cb * BLOCK + (q % 2) * TR;
+                        let (r0, c0) = (r0 + (q / 2) * TR, c0 + (q % 2) * TR);
                         if r0 >= m || c0 >= n {
                             continue;
                         }
                         let width = TR.min(n - c0);
                         for i in 0..TR.min(m - r0) {
-                            let dst = optr.get().add((r0 + i) * n + c0);
-                            let src = &tile[i * TR..i * TR + width];
-                            for (j, &v) in src.iter().enumerate() {
-                                if accumulate {
-                                    *dst.add(j) += v;
-                                } else {
-                                    *dst.add(j) = v;
-                                }
-                            }
+                            std::ptr::copy_nonoverlapping(
+                                tile[i * TR..].as_ptr(),
+                                optr.get().add((r0 + i) * n + c0),
+                                width,
+                            );
                         }
                     }
                 }
@@ -385,8 +462,24 @@ pub fn packed_matmul(w: &PackedMatrix, x: &[f32], n: usize, out: &mut [f32]) -> 
         return false;
     }
     let lhs = Lhs::new(x, n, w.cols());
-    let rhs = Rhs::from_packed(w, lhs.kp);
-    product(&lhs, &rhs, n, w.rows(), out, false);
+    if KEEP_TILES.load(Ordering::Relaxed) {
+        let data = w.tiles.get_or_init(|| {
+            let mut rhs = Rhs::from_packed(w, lhs.kp, Vec::new());
+            rhs.data.truncate(rhs.len());
+            rhs.data
+        });
+        let nb = round_up(w.rows().max(1), BLOCK) / TR;
+        let tiles = Tiles {
+            data,
+            nb,
+            kb: lhs.kp / TK,
+        };
+        product(&lhs, tiles, n, w.rows(), out);
+    } else {
+        let rhs = Rhs::from_packed(w, lhs.kp, SPARE_B.with(Cell::take));
+        product(&lhs, rhs.view(), n, w.rows(), out);
+        give_back(&SPARE_B, rhs.data);
+    }
     true
 }
 
@@ -397,8 +490,9 @@ pub fn packed_matmul_grad(w: &PackedMatrix, g: &[f32], n: usize, dx: &mut [f32])
         return false;
     }
     let lhs = Lhs::new(g, n, w.rows());
-    let rhs = Rhs::from_packed_transposed(w, lhs.kp);
-    product(&lhs, &rhs, n, w.cols(), dx, false);
+    let rhs = Rhs::from_packed_transposed(w, lhs.kp, SPARE_B.with(Cell::take));
+    product(&lhs, rhs.view(), n, w.cols(), dx);
+    give_back(&SPARE_B, rhs.data);
     true
 }
 
@@ -409,7 +503,7 @@ pub fn matmul_bt(x: &[f32], y: &[f32], m: usize, n: usize, k: usize, out: &mut [
         return false;
     }
     let lhs = Lhs::new(x, m, k);
-    let mut rhs = Rhs::zeroed(n, lhs.kp);
+    let mut rhs = Rhs::with_buffer(n, lhs.kp, Vec::new());
     for (r, row) in y.chunks(k).enumerate().take(n) {
         for p in 0..k.div_ceil(2) {
             let lo = bf16(row[2 * p]);
@@ -418,7 +512,7 @@ pub fn matmul_bt(x: &[f32], y: &[f32], m: usize, n: usize, k: usize, out: &mut [
             rhs.data[at] = u32::from(lo) | (u32::from(hi) << 16);
         }
     }
-    product(&lhs, &rhs, m, n, out, false);
+    product(&lhs, rhs.view(), m, n, out);
     true
 }
 

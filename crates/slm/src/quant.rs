@@ -41,6 +41,9 @@ pub struct PackedMatrix {
     qs: Vec<u8>,
     d: Vec<f16>,
     c: Vec<f16>,
+    /// The weight as bf16 AMX tiles, kept after the first product when
+    /// [`crate::amx::set_keep_tiles`] is on (training: the frozen base is multiplied every step).
+    pub(crate) tiles: std::sync::OnceLock<Vec<u32>>,
 }
 
 impl std::fmt::Debug for PackedMatrix {
@@ -170,6 +173,7 @@ impl PackedMatrix {
             cols,
             cols_padded,
             q8_1_sums: matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1),
+            tiles: std::sync::OnceLock::new(),
             qs,
             d,
             c,
@@ -234,6 +238,7 @@ impl PackedMatrix {
             cols: first.cols,
             cols_padded: first.cols_padded,
             q8_1_sums: first.q8_1_sums,
+            tiles: std::sync::OnceLock::new(),
             qs: Vec::new(),
             d: Vec::new(),
             c: Vec::new(),

@@ -205,6 +205,8 @@ impl Trainer {
     /// the target projections of every layer.
     pub fn new(model: Llama, config: TrainConfig) -> Result<Self> {
         config.check()?;
+        // every step multiplies the frozen base again: keep its bf16 tiles (where AMX runs)
+        downshift_slm::amx::set_keep_tiles(true);
         let mut model = if config.dequantize {
             model.dequantized()?
         } else {
