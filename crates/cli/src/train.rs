@@ -56,6 +56,11 @@ pub struct TrainArgs {
     /// Keep the tool schemas in the prompt (by default the specialist internalises them).
     #[arg(long)]
     keep_tools: bool,
+    /// Keep only the last N user turns of each conversation (and the tool calls and results
+    /// after them) in the specialist's prompt; the router cuts requests the same way. Shorter
+    /// prompts train and serve faster; what the answers need must lie in those turns.
+    #[arg(long, value_name = "N")]
+    keep_turns: Option<usize>,
     /// Train on a dense f32 copy of the base instead of through its quantized weights.
     #[arg(long)]
     dequantize: bool,
@@ -205,7 +210,8 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         PromptTransform::identity()
     } else {
         PromptTransform::infer(&recs)
-    };
+    }
+    .with_keep_turns(a.keep_turns);
     let builder = ExampleBuilder {
         transform: transform.clone(),
         max_len: Some(a.max_len),

@@ -8,7 +8,9 @@ pub enum TrainError {
     TooFewExamples { given: usize, needed: usize },
     #[error("bad record {id}: {msg}")]
     Record { id: String, msg: String },
-    #[error("unsupported prompt transform version {0} (this build knows version 1)")]
+    #[error(
+        "unsupported prompt transform version {0} (this build applies versions 1 and 2; keep_turns needs 2)"
+    )]
     TransformVersion(u32),
     #[error("bad training configuration: {0}")]
     Config(String),

@@ -83,27 +83,43 @@ pub struct PromptTransform {
     /// Constant text removed from the system message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_system_text: Option<String>,
+    /// Keep only the last N user turns of the conversation and what follows them (the
+    /// assistant's tool calls and the tools' results); system messages stay. Version 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_turns: Option<usize>,
 }
 
 impl PromptTransform {
-    pub const VERSION: u32 = 1;
+    /// The newest version this build applies. Version 2 adds `keep_turns`; a transform without
+    /// it is written as version 1, so older builds still serve such specialists, and refuse
+    /// (rather than misapply) the ones that cut the conversation.
+    pub const VERSION: u32 = 2;
 
     /// Version 1, changing nothing.
     pub fn identity() -> Self {
         Self {
-            version: Self::VERSION,
+            version: 1,
             drop_tools: false,
             drop_system_text: None,
+            keep_turns: None,
         }
+    }
+
+    /// The same transform, also keeping only the last `n` user turns (`None`: all of them).
+    pub fn with_keep_turns(mut self, n: Option<usize>) -> Self {
+        self.keep_turns = n.filter(|&n| n > 0);
+        self.version = if self.keep_turns.is_some() { 2 } else { 1 };
+        self
     }
 
     /// The pruning the issue asks for by default: tool schemas dropped, and `system_text`
     /// (the system-prompt template's constant text) when given.
     pub fn pruning(system_text: Option<String>) -> Self {
         Self {
-            version: Self::VERSION,
+            version: 1,
             drop_tools: true,
             drop_system_text: system_text.filter(|s| !s.is_empty()),
+            keep_turns: None,
         }
     }
 
@@ -120,11 +136,26 @@ impl PromptTransform {
         messages: &[Value],
         tools: Option<&[Value]>,
     ) -> Result<(Vec<Value>, Option<Vec<Value>>)> {
-        if self.version != Self::VERSION {
+        if !(1..=Self::VERSION).contains(&self.version)
+            || (self.keep_turns.is_some() && self.version < 2)
+        {
             return Err(TrainError::TransformVersion(self.version));
         }
+        // the first message of the last `keep_turns` user turns
+        let from = self.keep_turns.map_or(0, |n| {
+            let users: Vec<usize> = messages
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m["role"].as_str() == Some("user"))
+                .map(|(i, _)| i)
+                .collect();
+            users.len().checked_sub(n).map_or(0, |k| users[k])
+        });
         let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
+        for (i, m) in messages.iter().enumerate() {
+            if i < from && m["role"].as_str() != Some("system") {
+                continue;
+            }
             let is_system = m["role"].as_str() == Some("system");
             match (&self.drop_system_text, is_system, m["content"].as_str()) {
                 (Some(text), true, Some(content)) => {
@@ -499,11 +530,73 @@ mod tests {
         let s = serde_json::to_string(&t).unwrap();
         let back: PromptTransform = serde_json::from_str(&s).unwrap();
         assert_eq!(back, t);
-        let v2 = PromptTransform { version: 2, ..t };
+        let v3 = PromptTransform {
+            version: 3,
+            ..t.clone()
+        };
         assert!(matches!(
-            v2.apply(&msgs, None),
-            Err(TrainError::TransformVersion(2))
+            v3.apply(&msgs, None),
+            Err(TrainError::TransformVersion(3))
         ));
+        // cutting the conversation needs version 2: a version-1 transform claiming it is refused
+        let bad = PromptTransform {
+            keep_turns: Some(1),
+            ..t
+        };
+        assert!(matches!(
+            bad.apply(&msgs, None),
+            Err(TrainError::TransformVersion(1))
+        ));
+    }
+
+    #[test]
+    fn transform_keeps_the_last_user_turns() {
+        let call = |id: &str| {
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": id, "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]})
+        };
+        let result = |id: &str| json!({"role": "tool", "tool_call_id": id, "content": "ok"});
+        let msgs = vec![
+            json!({"role": "system", "content": "sys"}),
+            json!({"role": "user", "content": "one"}),
+            call("a"),
+            result("a"),
+            json!({"role": "user", "content": "two"}),
+            call("b"),
+            result("b"),
+            json!({"role": "user", "content": "three"}),
+            call("c"),
+            result("c"),
+        ];
+        let t = PromptTransform::identity().with_keep_turns(Some(2));
+        assert_eq!(t.version, 2);
+        let (m, _) = t.apply(&msgs, None).unwrap();
+        let roles: Vec<&str> = m.iter().map(|m| m["role"].as_str().unwrap()).collect();
+        assert_eq!(
+            roles,
+            [
+                "system",
+                "user",
+                "assistant",
+                "tool",
+                "user",
+                "assistant",
+                "tool"
+            ]
+        );
+        assert_eq!(m[1]["content"], "two");
+        // fewer turns than kept: all of them
+        let t = PromptTransform::identity().with_keep_turns(Some(5));
+        assert_eq!(t.apply(&msgs, None).unwrap().0.len(), msgs.len());
+        // none kept = no cut, written as version 1
+        let t = PromptTransform::identity().with_keep_turns(Some(0));
+        assert_eq!((t.version, t.keep_turns), (1, None));
+        // round trip
+        let t = PromptTransform::pruning(None).with_keep_turns(Some(1));
+        let back: PromptTransform =
+            serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.apply(&msgs, None).unwrap().0.len(), 4);
     }
 
     #[test]
