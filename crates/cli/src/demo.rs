@@ -57,6 +57,10 @@ pub struct DemoArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
+    /// Specialists read only the last N user turns of each conversation (0: all of it); see
+    /// `train --keep-turns`.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    keep_turns: usize,
     /// Share of the traffic held out: replayed only after promotion, never trained on.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
     holdout: f64,
@@ -508,6 +512,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
                 threads: a.threads,
                 dataset: None,
                 precision: a.precision,
+                keep_turns: (a.keep_turns > 0).then_some(a.keep_turns),
             },
         );
         let trained = match trained {

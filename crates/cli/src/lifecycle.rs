@@ -45,6 +45,9 @@ pub struct LoopConfig {
     pub lr: f64,
     /// Compute threads for training and evaluation (0: every core).
     pub threads: usize,
+    /// Specialists read only the last N user turns of a conversation (`train --keep-turns`;
+    /// none: the whole conversation).
+    pub keep_turns: Option<usize>,
 }
 
 impl Default for LoopConfig {
@@ -62,6 +65,7 @@ impl Default for LoopConfig {
             epochs: 6,
             lr: 1e-3,
             threads: 0,
+            keep_turns: None,
         }
     }
 }
@@ -78,6 +82,8 @@ pub struct TrainPlan<'a> {
     pub dataset: Option<&'a str>,
     /// Precision the confidence threshold is calibrated for on the validation split.
     pub precision: f64,
+    /// `train --keep-turns`.
+    pub keep_turns: Option<usize>,
 }
 
 /// What training and evaluating one specialist gave.
@@ -97,6 +103,7 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
     let (epochs, lr) = (plan.epochs.to_string(), plan.lr.to_string());
     let steps = plan.max_steps.map(|m| m.to_string());
     let threads = plan.threads.map(|t| t.to_string());
+    let keep_turns = plan.keep_turns.map(|t| t.to_string());
     let mut args = vec!["train"];
     match plan.dataset {
         Some(d) => args.extend(["--dataset", d]),
@@ -110,6 +117,9 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
     }
     if let Some(t) = &threads {
         args.extend(["--threads", t]);
+    }
+    if let Some(k) = &keep_turns {
+        args.extend(["--keep-turns", k]);
     }
     let t0 = Instant::now();
     runner.run(&args)?;
@@ -376,6 +386,7 @@ fn train_and_gate(
             threads: (lc.threads > 0).then_some(lc.threads),
             dataset,
             precision: lc.precision,
+            keep_turns: lc.keep_turns,
         },
     )?;
     let em = trained.exact_match.unwrap_or(0.0);
