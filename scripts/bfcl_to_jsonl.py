@@ -728,6 +728,17 @@ def _offered(funcs: list[dict], excluded: set[str], missed: dict[int, set[str]],
     return [f for f in funcs if f["name"] not in excluded and f["name"] not in held_out]
 
 
+def tag_gold(meta: dict, category: str, record_id: str, tools: list[dict], calls: list, stats: Stats) -> None:
+    """Marks a record whose gold answer is empty or disagrees with the offered tools' schemas."""
+    if not calls:
+        meta["gold_empty"] = "true"
+        stats.gold_empty[category] += 1
+    issues = call_issues(tools, calls)
+    if issues:
+        meta["gold_issue"] = ";".join(issues)
+        stats.gold_issues.extend(f"{record_id}: {i}" for i in issues)
+
+
 def convert_multi_turn(
     category: str, entry: dict, answer: dict | None, model: str, docs: dict[str, list[dict]], stats: Stats
 ) -> list[dict]:
@@ -776,13 +787,7 @@ def convert_multi_turn(
             "involved_classes": involved,
             "gold_calls": str(len(calls)),
         }
-        if not calls:
-            meta["gold_empty"] = "true"
-            stats.gold_empty[category] += 1
-        issues = call_issues(tools, calls)
-        if issues:
-            meta["gold_issue"] = ";".join(issues)
-            stats.gold_issues.extend(f"{record_id}: {i}" for i in issues)
+        tag_gold(meta, category, record_id, tools, calls, stats)
         records.append(
             build_record(
                 model=model, record_id=record_id, messages=system + user, tools=tools, calls=calls, metadata=meta
@@ -904,13 +909,7 @@ def convert_multi_turn_agent(
                     "turn_calls": str(len(calls)),  # gold calls of the whole turn
                     "history_messages": str(len(history)),  # = len(request.messages)
                 }
-                if not step_calls:
-                    meta["gold_empty"] = "true"
-                    stats.gold_empty[category] += 1
-                issues = call_issues(tools, step_calls)
-                if issues:
-                    meta["gold_issue"] = ";".join(issues)
-                    stats.gold_issues.extend(f"{record_id}: {i}" for i in issues)
+                tag_gold(meta, category, record_id, tools, step_calls, stats)
                 record = build_record(
                     model=model,
                     record_id=record_id,

@@ -522,17 +522,7 @@ mod tests {
     use crate::gguf::GgmlType;
 
     fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        crate::testing::portable_values(&format!("amx-{seed}"), n, 0.5, 0.0)
     }
 
     /// `x · yᵀ` in f64 over the bf16-rounded inputs: what the tiles must reproduce up to f32
