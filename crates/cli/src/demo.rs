@@ -44,7 +44,7 @@ pub struct DemoArgs {
     /// The small base model (default: the packaged SmolLM2-135M-Instruct).
     #[arg(long, value_name = "PATH|ID")]
     base: Option<String>,
-    /// How many tasks get a specialist (default: 4; 1 with --quick).
+    /// How many tasks get a specialist (default: 6; 1 with --quick).
     #[arg(long, value_name = "N")]
     tasks: Option<usize>,
     /// Passes over each task's training split (default: 3; 2 with --quick).
@@ -305,7 +305,7 @@ struct TaskResult {
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let t_start = Instant::now();
     let quick = a.quick;
-    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 4 });
+    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 6 });
     let epochs = a.epochs.unwrap_or(if quick { 2 } else { 3 });
     let max_steps = Some(a.max_steps.unwrap_or(if quick { 40 } else { 50 }));
     let traffic = a
