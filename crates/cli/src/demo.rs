@@ -66,8 +66,8 @@ pub struct DemoArgs {
     holdout: f64,
     /// A specialist is promoted to `on` when its exact match on its task's test split is at
     /// least this, or when a confidence threshold serves at least --min-coverage of the
-    /// validation split at --precision (less confident answers then go to the LLM);
-    /// otherwise it stays in `shadow`.
+    /// validation split at --precision and holds that precision on the test split (less
+    /// confident answers then go to the LLM); otherwise it stays in `shadow`.
     #[arg(long, default_value_t = 0.8, value_name = "X")]
     gate: f64,
     /// Precision the confidence threshold is calibrated for.

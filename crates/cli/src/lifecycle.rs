@@ -94,6 +94,8 @@ pub struct Trained {
     /// The confidence threshold reaching the precision on the validation split, and the share
     /// of the validation split it serves.
     pub min_confidence: Option<(f64, f64)>,
+    /// That threshold's precision on the test split, when it serves any of it.
+    pub test_precision: Option<f64>,
 }
 
 /// Trains a specialist for `task` and evaluates it on the held-out test split, through the
@@ -148,6 +150,9 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
         train_seconds,
         exact_match: eval["exact_match"].as_f64(),
         min_confidence: c["min_confidence"].as_f64().zip(c["coverage"].as_f64()),
+        test_precision: c["test"]["precision"]
+            .as_f64()
+            .filter(|_| c["test"]["coverage"].as_f64().is_some_and(|v| v > 0.0)),
     })
 }
 
@@ -424,7 +429,10 @@ fn train_and_gate(
 
 /// Whether a trained specialist may route, and with which confidence threshold: exact match on
 /// the test split at or above `gate` (no threshold needed), else a calibrated threshold that
-/// serves at least `min_coverage` of the validation split. `None`: the LLM keeps the task.
+/// serves at least `min_coverage` of the validation split and whose answers on the test split
+/// (when it serves any) are right at least `precision` of the time — the validation splits are
+/// small, and a threshold they suggest must hold on calls it was not picked on. `None`: the
+/// LLM keeps the task.
 pub fn gate(
     t: &Trained,
     gate: f64,
@@ -443,6 +451,9 @@ pub fn gate(
         ));
     }
     let (threshold, coverage) = t.min_confidence.filter(|(_, c)| *c >= min_coverage)?;
+    if t.test_precision.is_some_and(|p| p < precision) {
+        return None;
+    }
     Some((
         Some(threshold),
         format!(
@@ -453,4 +464,43 @@ pub fn gate(
             precision * 100.0
         ),
     ))
+}
+
+#[cfg(test)]
+mod gate_tests {
+    use super::*;
+
+    fn trained(em: f64, cal: Option<(f64, f64)>, test: Option<f64>) -> Trained {
+        Trained {
+            train_seconds: 1.0,
+            exact_match: Some(em),
+            min_confidence: cal,
+            test_precision: test,
+        }
+    }
+
+    #[test]
+    fn the_gate_needs_exact_match_or_a_threshold_that_holds_on_the_test_split() {
+        // exact match alone
+        assert_eq!(
+            gate(&trained(0.9, None, None), 0.8, 0.2, 0.95).unwrap().0,
+            None
+        );
+        // a threshold serving enough of the validation split, confirmed (or not contradicted)
+        let ok = trained(0.5, Some((-0.01, 0.6)), Some(1.0));
+        assert_eq!(gate(&ok, 0.8, 0.2, 0.95).unwrap().0, Some(-0.01));
+        assert!(gate(&trained(0.5, Some((-0.01, 0.6)), None), 0.8, 0.2, 0.95).is_some());
+        // too little coverage, or wrong on the test split: the LLM keeps the task
+        assert!(gate(&trained(0.5, Some((-0.01, 0.1)), Some(1.0)), 0.8, 0.2, 0.95).is_none());
+        assert!(
+            gate(
+                &trained(0.0, Some((-0.03, 0.75)), Some(0.0)),
+                0.8,
+                0.2,
+                0.95
+            )
+            .is_none()
+        );
+        assert!(gate(&trained(0.5, None, None), 0.8, 0.2, 0.95).is_none());
+    }
 }
