@@ -452,8 +452,24 @@ fn product(lhs: &Lhs, rhs: Tiles<'_>, m: usize, n: usize, out: &mut [f32]) {
     });
 }
 
-/// Fewest activation rows worth the AMX path (below it the int8 kernels win).
+/// Fewest activation rows worth the AMX path when the weight's tiles are kept (below it the
+/// int8 kernels win).
 pub const MIN_ROWS: usize = 16;
+
+/// Fewest rows worth it when the tiles are built for this product alone: dequantizing the
+/// whole weight then costs about as much as the int8 kernels take for ~80 rows (SmolLM2-135M
+/// prefill: 20 tokens 123 vs 60 ms, 80 tokens even, 400 tokens 555 vs 1,088 ms).
+pub const MIN_ROWS_UNKEPT: usize = 96;
+
+/// Whether a forward product of `n` rows goes to the tiles: enough rows for what building the
+/// tiles costs (nothing once they are kept).
+pub fn worth_it(n: usize) -> bool {
+    n >= if KEEP_TILES.load(Ordering::Relaxed) {
+        MIN_ROWS
+    } else {
+        MIN_ROWS_UNKEPT
+    }
+}
 
 /// `out[i, r] = Σ_k x[i, k] · W[r, k]` for `x: [n, cols]` (the forward product). Returns
 /// false (and leaves `out` alone) when AMX is not available.

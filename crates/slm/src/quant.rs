@@ -301,7 +301,7 @@ impl PackedMatrix {
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), n * self.cols);
         debug_assert_eq!(out.len(), n * self.rows);
-        if n >= crate::amx::MIN_ROWS && crate::amx::packed_matmul(self, x, n, out) {
+        if crate::amx::worth_it(n) && crate::amx::packed_matmul(self, x, n, out) {
             return;
         }
         SCRATCH.with(|cell| match cell.try_borrow_mut() {
