@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::quant::PackedMatrix;
-use crate::threads::par_for;
+use crate::threads::{SyncPtr, par_chunks, par_for};
 use std::thread::LocalKey;
 
 static OFF: AtomicBool = AtomicBool::new(false);
@@ -107,21 +107,6 @@ pub fn bf16(x: f32) -> u16 {
     let quiet_nan = (b >> 16) | 0x40;
     let nan = (b & 0x7FFF_FFFF) > 0x7F80_0000;
     (if nan { quiet_nan } else { rounded }) as u16
-}
-
-/// Calls `f(i, chunk)` for the chunks of `len` elements of `data`, in parallel in the compute pool.
-fn par_chunks<T: Send>(data: &mut [T], len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    use rayon::prelude::*;
-    let go = |data: &mut [T]| {
-        data.par_chunks_mut(len.max(1))
-            .enumerate()
-            .for_each(|(i, c)| f(i, c))
-    };
-    if rayon::current_thread_index().is_some() {
-        go(data)
-    } else {
-        crate::threads::run(|| go(data))
-    }
 }
 
 /// bf16 → f32.
@@ -215,31 +200,20 @@ struct Tiles<'a> {
     kb: usize,
 }
 
-/// A raw pointer shared by tasks that write disjoint elements.
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-// SAFETY: only used for writes to disjoint indices from parallel tasks, while the owner waits.
-unsafe impl<T> Send for Shared<T> {}
-// SAFETY: as above.
-unsafe impl<T> Sync for Shared<T> {}
-
-impl<T> Shared<T> {
-    /// The pointer (a method, so closures capture the whole `Shared`, not its field).
-    fn get(self) -> *mut T {
-        self.0
-    }
-}
-
 impl Rhs {
     /// Room for `n` rows of `kp` columns in `data` (stale contents: the builders write every
     /// tile).
     fn with_buffer(n: usize, kp: usize, mut data: Vec<u32>) -> Self {
-        let nb = round_up(n.max(1), BLOCK) / TR;
-        let kb = kp / TK;
+        let (nb, kb) = Self::blocks(n, kp);
         if data.len() < nb * kb * TILE_U32 {
             data.resize(nb * kb * TILE_U32, 0);
         }
         Rhs { data, nb, kb }
+    }
+
+    /// Blocks of 16 rows (`n` padded to a multiple of 32) and of 32 columns.
+    fn blocks(n: usize, kp: usize) -> (usize, usize) {
+        (round_up(n.max(1), BLOCK) / TR, kp / TK)
     }
 
     fn len(&self) -> usize {
@@ -289,7 +263,7 @@ impl Rhs {
     fn from_packed_transposed(w: &PackedMatrix, kp: usize, buf: Vec<u32>) -> Self {
         let (rows, cols) = (w.rows(), w.cols());
         let mut rhs = Rhs::with_buffer(cols, kp, buf);
-        let ptr = Shared(rhs.data.as_mut_ptr());
+        let ptr = SyncPtr(rhs.data.as_mut_ptr());
         let (nb, kb) = (rhs.nb, rhs.kb);
         par_for(kb, |t| {
             let mut block = vec![0f32; TK * nb * TR];
@@ -358,7 +332,7 @@ fn product(lhs: &Lhs, rhs: Tiles<'_>, m: usize, n: usize, out: &mut [f32]) {
     let threads = crate::threads::num_threads().max(1);
     let per_task = col_blocks.div_ceil(threads * 4).max(1);
     let tasks = col_blocks.div_ceil(per_task);
-    let optr = Shared(out.as_mut_ptr());
+    let optr = SyncPtr(out.as_mut_ptr());
     let lda = (lhs.kp * 2) as isize;
     par_for(tasks, |t| {
         let mut c = [[0f32; TR * TR]; 4];
@@ -484,12 +458,8 @@ pub fn packed_matmul(w: &PackedMatrix, x: &[f32], n: usize, out: &mut [f32]) -> 
             rhs.data.truncate(rhs.len());
             rhs.data
         });
-        let nb = round_up(w.rows().max(1), BLOCK) / TR;
-        let tiles = Tiles {
-            data,
-            nb,
-            kb: lhs.kp / TK,
-        };
+        let (nb, kb) = Rhs::blocks(w.rows(), lhs.kp);
+        let tiles = Tiles { data, nb, kb };
         product(&lhs, tiles, n, w.rows(), out);
     } else {
         let rhs = Rhs::from_packed(w, lhs.kp, SPARE_B.with(Cell::take));

@@ -79,6 +79,26 @@ pub(crate) fn par_for(n: usize, f: impl Fn(usize) + Sync + Send) {
     }
 }
 
+/// Calls `f(i, chunk)` for the chunks of `len` elements of `data`, in parallel (inside [`run`]
+/// this uses the compute pool, like [`par_for`]).
+pub(crate) fn par_chunks<T: Send>(
+    data: &mut [T],
+    len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    let go = |data: &mut [T]| {
+        data.par_chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(i, c)| f(i, c))
+    };
+    if rayon::current_thread_index().is_some() {
+        go(data)
+    } else {
+        run(|| go(data))
+    }
+}
+
 /// A raw pointer that may be shared between the tasks of a parallel loop that write disjoint
 /// elements.
 #[derive(Clone, Copy)]
@@ -87,6 +107,13 @@ unsafe impl<T> Send for SyncPtr<T> {}
 unsafe impl<T> Sync for SyncPtr<T> {}
 
 impl<T> SyncPtr<T> {
+    /// The pointer (a method, so closures capture the whole `SyncPtr`, which is `Sync`, rather
+    /// than its field, which is not).
+    #[inline(always)]
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+
     /// # Safety
     /// `i` must be in bounds and no other task may access element `i` concurrently.
     #[inline(always)]
