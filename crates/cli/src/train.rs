@@ -64,6 +64,11 @@ pub struct TrainArgs {
     /// Train on a dense f32 copy of the base instead of through its quantized weights.
     #[arg(long)]
     dequantize: bool,
+    /// Train every example as its own sequence. By default an example whose tokens begin
+    /// another one (an agent's earlier step of the same conversation) is folded into it, and
+    /// one pass scores both answers.
+    #[arg(long)]
+    no_fold: bool,
     /// Seed for initialisation, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -229,7 +234,11 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         dequantize: a.dequantize,
         ..Default::default()
     };
-    let ds = Dataset::build(&recs, &builder, &SplitConfig::default(), cfg.min_examples)?;
+    let mut ds = Dataset::build(&recs, &builder, &SplitConfig::default(), cfg.min_examples)?;
+    let train_examples = ds.train.len();
+    if !a.no_fold {
+        ds.fold_prefixes();
+    }
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from("adapters").join(a.data.task.as_deref().unwrap_or(&dataset))
     });
@@ -246,11 +255,19 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
     if !a.json {
         eprintln!(
             "{dataset}: {} train / {} validation examples ({} held out for testing, {} left out)",
-            ds.train.len(),
+            train_examples,
             ds.validation.len(),
             ds.test_ids.len(),
             ds.skipped.len()
         );
+        if ds.folded > 0 {
+            eprintln!(
+                "{} of them are earlier steps of a conversation another example continues: \
+                 {} sequences to train on",
+                ds.folded,
+                ds.train.len()
+            );
+        }
         if let Some(t) = &transform.drop_system_text {
             eprintln!(
                 "pruning {} characters of constant system prompt and the tool schemas",
@@ -358,7 +375,8 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         "task": a.data.task,
         "adapter": out,
         "base": base_name,
-        "train_examples": ds.train.len(),
+        "train_examples": train_examples,
+        "train_sequences": ds.train.len(),
         "validation_examples": ds.validation.len(),
         "test_examples": ds.test_ids.len(),
         "skipped": ds.skipped.len(),

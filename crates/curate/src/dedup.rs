@@ -1,6 +1,11 @@
 //! Deduplication: exact (hash of the canonical example) and near-duplicate (MinHash signatures
 //! of character shingles, bucketed by locality-sensitive hashing, confirmed by the estimated
 //! Jaccard similarity). The most recent of a group of duplicates is kept.
+//!
+//! Two examples are near duplicates only when their prompts *and* their answers are nearly
+//! identical. An agent's consecutive steps share almost their whole conversation and differ
+//! in what the model is asked to do next; judged on the whole text they would look like
+//! copies of each other and every step but the last would be thrown away.
 
 use std::collections::{HashMap, HashSet};
 
@@ -12,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub struct DedupConfig {
     /// Drop examples identical to a newer one (messages, tools and output).
     pub exact: bool,
-    /// Drop examples nearly identical to a newer one.
+    /// Drop examples nearly identical to a newer one (prompt and answer both).
     pub near: bool,
     /// Estimated Jaccard similarity of the shingle sets at or above which two examples are
     /// near duplicates.
@@ -131,7 +136,10 @@ pub fn similarity(a: &Signature, b: &Signature) -> f64 {
 pub struct DedupItem {
     /// Hash of the canonical example (messages + tools + output).
     pub exact: [u8; 32],
+    /// The prompt's variable text (what LSH buckets on).
     pub signature: Signature,
+    /// The answer's text.
+    pub answer: Signature,
     pub ts_ms: i64,
 }
 
@@ -174,6 +182,7 @@ pub fn dedup(items: &[DedupItem], cfg: &DedupConfig) -> DedupOutcome {
                 buckets.get(k).is_some_and(|kept| {
                     kept.iter().any(|&j| {
                         similarity(&items[j].signature, &item.signature) >= cfg.near_threshold
+                            && similarity(&items[j].answer, &item.answer) >= cfg.near_threshold
                     })
                 })
             });
@@ -195,11 +204,17 @@ mod tests {
     use super::*;
 
     fn item(h: &MinHasher, text: &str, ts: i64) -> DedupItem {
+        answered(h, text, "ok", ts)
+    }
+
+    fn answered(h: &MinHasher, text: &str, answer: &str, ts: i64) -> DedupItem {
         let mut exact = [0u8; 32];
-        exact[..8].copy_from_slice(&hash_chars(&text.chars().collect::<Vec<_>>()).to_le_bytes());
+        let whole: Vec<char> = text.chars().chain(answer.chars()).collect();
+        exact[..8].copy_from_slice(&hash_chars(&whole).to_le_bytes());
         DedupItem {
             exact,
             signature: h.signature(text),
+            answer: h.signature(answer),
             ts_ms: ts,
         }
     }
@@ -263,5 +278,46 @@ mod tests {
         ];
         let out = dedup(&items, &DedupConfig::default());
         assert_eq!(out.keep, vec![true, true]);
+    }
+
+    #[test]
+    fn consecutive_agent_steps_are_not_near_duplicates() {
+        // Step 2 repeats step 1's conversation plus one call and its result; the answers
+        // differ. Only a resent step (same conversation, same answer) is a duplicate.
+        let h = MinHasher::new(5);
+        let turn = "user: Move final_report.pdf within the document directory to the temp \
+            directory in document, and make sure to create the directory first. assistant: \
+            ls() tool: {\"current_directory_content\": [\"document\", \"archive\", \
+            \"notes.txt\", \"budget_2024.xlsx\", \"photos\"]} user: Then search the report \
+            for every section about the budget analysis and sort the lines of the file \
+            alphabetically, and tell me how many lines mention the northern region's \
+            quarterly revenue figures compared with last year's audited totals."
+            .to_string();
+        let step1 = turn.clone();
+        let step2 = format!("{turn}assistant: cd(folder=document) tool: ok");
+        let items = vec![
+            answered(
+                &h,
+                &step1,
+                r#"{"name":"cd","arguments":{"folder":"document"}}"#,
+                1,
+            ),
+            answered(
+                &h,
+                &step2,
+                r#"{"name":"mkdir","arguments":{"dir_name":"temp"}}"#,
+                2,
+            ),
+            answered(
+                &h,
+                &format!("{step2} "),
+                r#"{"name":"mkdir","arguments":{"dir_name":"temp"}}"#,
+                3,
+            ),
+        ];
+        assert!(similarity(&items[0].signature, &items[1].signature) >= 0.9);
+        let out = dedup(&items, &DedupConfig::default());
+        assert_eq!(out.keep, vec![true, false, true]);
+        assert_eq!(out.near_duplicates, 1);
     }
 }

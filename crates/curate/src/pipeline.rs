@@ -146,15 +146,25 @@ fn scrub_record(ep: &mut Episode, record: &mut Value) {
 }
 
 /// The variable part of an example, for near-duplicate detection: everything but system
-/// messages and tool schemas (which repeat across every call of a task by design).
-fn variable_text(record: &Value) -> String {
-    let mut out = String::new();
-    for m in record
+/// messages and tool schemas (which repeat across every call of a task by design), as the
+/// prompt's text and the answer's (the last message when the assistant wrote it).
+fn variable_text(record: &Value) -> (String, String) {
+    let messages: &[Value] = record
         .get("messages")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+        .map_or(&[], Vec::as_slice);
+    let (prompt, answer) = match messages.split_last() {
+        Some((last, rest)) if last.get("role").and_then(Value::as_str) == Some("assistant") => {
+            (rest, std::slice::from_ref(last))
+        }
+        _ => (messages, &[][..]),
+    };
+    (message_text(prompt), message_text(answer))
+}
+
+fn message_text(messages: &[Value]) -> String {
+    let mut out = String::new();
+    for m in messages {
         if m.get("role").and_then(Value::as_str) == Some("system") {
             continue;
         }
@@ -390,13 +400,19 @@ impl<'a> Curator<'a> {
                 if let Some(t) = &info[s.index].tools {
                     h.update(t.hash);
                 }
+                let (signature, answer) = if config.dedup.near {
+                    let (prompt, answer) = variable_text(&s.record);
+                    (hasher.signature(&prompt), hasher.signature(&answer))
+                } else {
+                    (
+                        [0; crate::dedup::PERMUTATIONS],
+                        [0; crate::dedup::PERMUTATIONS],
+                    )
+                };
                 DedupItem {
                     exact: h.finalize().into(),
-                    signature: if config.dedup.near {
-                        hasher.signature(&variable_text(&s.record))
-                    } else {
-                        [0; crate::dedup::PERMUTATIONS]
-                    },
+                    signature,
+                    answer,
                     ts_ms: info[s.index].ts_ms,
                 }
             })

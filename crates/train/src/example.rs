@@ -415,6 +415,9 @@ pub struct Dataset {
     pub test_ids: Vec<String>,
     /// Records left out, with the reason (e.g. longer than the maximum length).
     pub skipped: Vec<(String, String)>,
+    /// Training examples folded into a longer one of the same conversation
+    /// ([`Dataset::fold_prefixes`]).
+    pub folded: usize,
 }
 
 impl Dataset {
@@ -451,6 +454,40 @@ impl Dataset {
             });
         }
         Ok(d)
+    }
+
+    /// Folds every training example whose tokens (prompt and answer) begin another training
+    /// example into that one: the longer example's loss then also covers the shorter one's
+    /// answer. An agent's consecutive steps are such chains — step k+1's prompt is step k's
+    /// conversation plus step k's call and its result — so one causal pass over the last step
+    /// scores every answer exactly as the separate examples would (each answer sees the same
+    /// tokens before it), at the cost of one sequence instead of one per step. Returns how
+    /// many examples were folded; they stay counted in `folded`.
+    pub fn fold_prefixes(&mut self) -> usize {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        // In lexicographic order a sequence that begins others sits right before them, so a
+        // fold into the next one suffices (chains fold step by step).
+        order.sort_by(|&a, &b| self.train[a].ids.cmp(&self.train[b].ids));
+        let mut gone = vec![false; self.train.len()];
+        for w in order.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let n = self.train[a].len();
+            if self.train[b].ids.len() >= n && self.train[b].ids[..n] == self.train[a].ids[..] {
+                let mask = std::mem::take(&mut self.train[a].mask);
+                for (m, x) in self.train[b].mask.iter_mut().zip(mask) {
+                    *m |= x;
+                }
+                gone[a] = true;
+            }
+        }
+        let mut i = 0;
+        self.train.retain(|_| {
+            i += 1;
+            !gone[i - 1]
+        });
+        let folded = gone.iter().filter(|g| **g).count();
+        self.folded += folded;
+        folded
     }
 }
 

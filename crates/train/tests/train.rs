@@ -587,6 +587,72 @@ fn early_stopping_stops_and_keeps_the_best_weights() {
     assert_eq!(tr.evaluate(&val).expect("eval"), best);
 }
 
+/// One step of an agent conversation: the calls so far with their results, then `answer`.
+fn agent_step(id: &str, done: &[(&str, &str)], answer: (&str, &str)) -> ChatRecord {
+    let call = |i: usize, (name, args): (&str, &str)| {
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("call_{i}"),
+            "type": "function", "function": {"name": name, "arguments": args}}]})
+    };
+    let mut messages = vec![json!({"role": "user", "content": "move report.pdf to temp"})];
+    for (i, c) in done.iter().enumerate() {
+        messages.push(call(i, *c));
+        messages
+            .push(json!({"role": "tool", "tool_call_id": format!("call_{i}"), "content": "ok"}));
+    }
+    ChatRecord {
+        id: id.into(),
+        messages,
+        tools: None,
+        answer: call(done.len(), answer),
+    }
+}
+
+#[test]
+fn an_agents_consecutive_steps_fold_into_one_sequence() {
+    let t = ChatTemplate::canonical().expect("template");
+    let tok = byte_tokenizer();
+    let b = ExampleBuilder::new(&t, &tok);
+    let (cd, mkdir, mv) = (
+        ("cd", r#"{"folder": "document"}"#),
+        ("mkdir", r#"{"dir_name": "temp"}"#),
+        ("mv", r#"{"source": "report.pdf", "destination": "temp"}"#),
+    );
+    let recs = [
+        agent_step("s1", &[], cd),
+        agent_step("s2", &[cd], mkdir),
+        agent_step("s3", &[cd, mkdir], mv),
+        agent_step("other", &[], mkdir),
+    ];
+    let examples: Vec<Example> = recs.iter().map(|r| b.build(r).expect("example")).collect();
+    let targets: usize = examples.iter().map(Example::target_tokens).sum();
+    let mut d = Dataset {
+        train: examples.clone(),
+        ..Default::default()
+    };
+    assert_eq!(d.fold_prefixes(), 2);
+    assert_eq!((d.train.len(), d.folded), (2, 2));
+    // The last step carries every answer of its conversation, at the positions where each
+    // step's answer stood; the unrelated call is untouched.
+    let last = d.train.iter().find(|e| e.id == "s3").expect("s3 kept");
+    assert_eq!(last.ids, examples[2].ids);
+    for e in &examples[..3] {
+        let n = e.len();
+        assert_eq!(&last.ids[..n], &e.ids[..]);
+        for (i, m) in e.mask.iter().enumerate() {
+            assert!(
+                *m == 0 || last.mask[i] == 1,
+                "{} token {i} lost its target",
+                e.id
+            );
+        }
+    }
+    let kept: usize = d.train.iter().map(Example::target_tokens).sum();
+    assert_eq!(kept, targets);
+    assert!(d.train.iter().any(|e| e.id == "other" && *e == examples[3]));
+    // Nothing to fold a second time.
+    assert_eq!(d.fold_prefixes(), 0);
+}
+
 #[test]
 fn dataset_splits_by_call_and_refuses_a_small_task() {
     let t = ChatTemplate::canonical().expect("template");
