@@ -44,22 +44,23 @@ pub struct DemoArgs {
     /// The small base model (default: the packaged SmolLM2-135M-Instruct).
     #[arg(long, value_name = "PATH|ID")]
     base: Option<String>,
-    /// How many tasks get a specialist (default: 6; 1 with --quick).
+    /// How many tasks get a specialist (default: 3; 1 with --quick).
     #[arg(long, value_name = "N")]
     tasks: Option<usize>,
-    /// Passes over each task's training split (default: 3; 2 with --quick).
+    /// Passes over each task's training split (default: 2; 1 with --quick).
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
-    /// Cap on optimizer updates per task (default: 50; 40 with --quick), which keeps the run
-    /// within its time budget on 2 cores.
+    /// Cap on optimizer updates per task (default: none; 12 with --quick, which keeps that run
+    /// within its time budget on 2 cores).
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
     /// Peak learning rate.
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// Specialists read only the last N user turns of each conversation (0: all of it); see
-    /// `train --keep-turns`.
-    #[arg(long, default_value_t = 1, value_name = "N")]
+    /// `train --keep-turns`. With the whole conversation the steps of one conversation train
+    /// as one sequence (`train` folds them), which costs about what one turn per step does.
+    #[arg(long, default_value_t = 0, value_name = "N")]
     keep_turns: usize,
     /// Share of the traffic held out: replayed only after promotion, never trained on.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
@@ -305,9 +306,9 @@ struct TaskResult {
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let t_start = Instant::now();
     let quick = a.quick;
-    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 6 });
-    let epochs = a.epochs.unwrap_or(if quick { 2 } else { 3 });
-    let max_steps = Some(a.max_steps.unwrap_or(if quick { 40 } else { 50 }));
+    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 3 });
+    let epochs = a.epochs.unwrap_or(if quick { 1 } else { 2 });
+    let max_steps = a.max_steps.or(quick.then_some(12));
     let traffic = a
         .traffic
         .clone()
@@ -372,9 +373,13 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     }
     drop(f);
     let config = work.join("downshift.toml");
+    // One task per tool family: the agent's calls to one API (its vehicle, its file system)
+    // are one job whatever the conversation is about, and its specialist learns from all of
+    // them — split semantically, each part would see a fraction of the conversations.
     std::fs::write(
         &config,
-        "# written by `downshift demo`\n[route]\nreload_ms = 300\n",
+        "# written by `downshift demo`\n[route]\nreload_ms = 300\n\n\
+         # one task per tool family (no semantic split)\n[discover]\nmin_split_share = 1.0\n",
     )?;
     let runner = Runner {
         exe: std::env::current_exe()?,

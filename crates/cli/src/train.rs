@@ -50,6 +50,10 @@ pub struct TrainArgs {
     /// Examples per update.
     #[arg(long, default_value_t = 4)]
     batch_size: usize,
+    /// Most padded tokens per update (0: no cap): a batch of long conversations is cut to
+    /// fewer examples (one always fits), which bounds the memory training takes.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    batch_tokens: usize,
     /// Longest example in tokens; longer ones are left out (and counted).
     #[arg(long, default_value_t = 1024)]
     max_len: usize,
@@ -229,6 +233,7 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         epochs: a.epochs,
         max_steps: a.max_steps,
         batch_size: a.batch_size,
+        batch_tokens: (a.batch_tokens > 0).then_some(a.batch_tokens),
         max_seq_len: a.max_len,
         seed: a.seed,
         dequantize: a.dequantize,

@@ -43,9 +43,11 @@ pub struct TrainConfig {
     pub epochs: usize,
     /// Optimizer updates in all (overrides `epochs`).
     pub max_steps: Option<usize>,
-    /// Examples per micro-batch.
+    /// Most examples per micro-batch.
     pub batch_size: usize,
-    /// When set, a micro-batch holds as many examples as fit this many padded tokens.
+    /// When set, a micro-batch also holds at most this many padded tokens (a long example
+    /// still goes alone): memory grows with the tokens of a micro-batch, and attention's with
+    /// the square of its length, so long conversations train in smaller batches.
     pub batch_tokens: Option<usize>,
     /// Micro-batches per optimizer update.
     pub grad_accum: usize,
@@ -79,7 +81,7 @@ impl Default for TrainConfig {
             epochs: 3,
             max_steps: None,
             batch_size: 4,
-            batch_tokens: None,
+            batch_tokens: Some(1024),
             grad_accum: 1,
             warmup_steps: 10,
             weight_decay: 0.0,
@@ -415,10 +417,16 @@ impl Trainer {
         self.bind(None)?;
         let mut sum = 0f64;
         let mut n = 0usize;
-        let bs = self.config.batch_size;
         let mut sorted: Vec<&Example> = data.iter().collect();
-        sorted.sort_by_key(|e| e.len());
-        for chunk in sorted.chunks(bs) {
+        sorted.sort_by_key(|e| std::cmp::Reverse(e.len()));
+        let mut chunks: Vec<Vec<&Example>> = Vec::new();
+        for e in sorted {
+            match chunks.last_mut() {
+                Some(c) if !batch_full(c.len(), c[0].len(), &self.config) => c.push(e),
+                _ => chunks.push(vec![e]),
+            }
+        }
+        for chunk in &chunks {
             let (nll, k) = self.batch_nll(chunk)?;
             sum += nll.to_scalar::<f32>()? as f64;
             n += k;
@@ -603,7 +611,7 @@ impl Trainer {
 
 /// The micro-batches of one epoch over examples of lengths `lens`: shuffled (seeded by
 /// `seed` and `epoch`), sorted by length inside windows of 16 batches (length bucketing: little
-/// padding, order still random), cut into batches of `batch_size` examples or of at most
+/// padding, order still random), cut into batches of at most `batch_size` examples and at most
 /// `batch_tokens` padded tokens, batches shuffled.
 pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<usize>> {
     let mut rng = Rng::derive(c.seed, 1, epoch as u64);
@@ -616,12 +624,8 @@ pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<us
         chunk.sort_by_key(|&i| std::cmp::Reverse(len(i)));
         let mut cur: Vec<usize> = Vec::new();
         for &i in chunk.iter() {
-            let full = match c.batch_tokens {
-                // sorted longest first, so the first element sets the padded length
-                Some(t) => cur.first().is_some_and(|&f| len(f) * (cur.len() + 1) > t),
-                None => cur.len() == c.batch_size,
-            };
-            if full {
+            // sorted longest first, so the first element sets the padded length
+            if cur.first().is_some_and(|&f| batch_full(cur.len(), len(f), c)) {
                 batches.push(std::mem::take(&mut cur));
             }
             cur.push(i);
@@ -632,6 +636,12 @@ pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<us
     }
     rng.shuffle(&mut batches);
     batches
+}
+
+/// Whether a micro-batch of `n` examples padded to `longest` tokens takes no other.
+fn batch_full(n: usize, longest: usize, c: &TrainConfig) -> bool {
+    n >= c.batch_size
+        || c.batch_tokens.is_some_and(|t| longest.min(c.max_seq_len) * (n + 1) > t)
 }
 
 fn target_count(e: &Example, max: usize) -> usize {
@@ -693,6 +703,9 @@ mod tests {
         for b in &p {
             let max = b.iter().map(|&i| l[i]).max().unwrap_or(0);
             assert!(b.len() == 1 || b.len() * max <= 512, "{b:?}");
+            assert!(b.len() <= c.batch_size, "{b:?}");
         }
+        // short examples still fill whole batches of batch_size
+        assert!(p.iter().any(|b| b.len() == c.batch_size));
     }
 }
