@@ -94,8 +94,9 @@ pub struct Trained {
     /// The confidence threshold reaching the precision on the validation split, and the share
     /// of the validation split it serves.
     pub min_confidence: Option<(f64, f64)>,
-    /// That threshold's precision on the test split, when it serves any of it.
-    pub test_precision: Option<f64>,
+    /// That threshold's precision on the test split and how many test answers it served,
+    /// when it serves any.
+    pub test_precision: Option<(f64, usize)>,
 }
 
 /// Trains a specialist for `task` and evaluates it on the held-out test split, through the
@@ -150,9 +151,13 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
         train_seconds,
         exact_match: eval["exact_match"].as_f64(),
         min_confidence: c["min_confidence"].as_f64().zip(c["coverage"].as_f64()),
-        test_precision: c["test"]["precision"]
-            .as_f64()
-            .filter(|_| c["test"]["coverage"].as_f64().is_some_and(|v| v > 0.0)),
+        test_precision: c["test"]["precision"].as_f64().zip(
+            c["test"]["coverage"]
+                .as_f64()
+                .zip(eval["examples"].as_f64())
+                .map(|(cov, n)| (cov * n).round() as usize)
+                .filter(|n| *n > 0),
+        ),
     })
 }
 
@@ -440,37 +445,57 @@ pub fn gate(
     precision: f64,
 ) -> Option<(Option<f64>, String)> {
     let em = t.exact_match.unwrap_or(0.0);
-    if em >= gate {
+    // A calibrated threshold comes first: even a specialist right on most of its test split
+    // serves more safely above it (test splits are small, and the router also sends it calls
+    // its task's split never held).
+    if let Some((threshold, coverage)) = t.min_confidence.filter(|(_, c)| *c >= min_coverage) {
+        // The test split must not contradict it: the upper end of the 95% interval of its
+        // precision there must reach the target (10 of 11 does; 0 of 1 does not).
+        if t
+            .test_precision
+            .is_some_and(|(p, n)| wilson_upper(p, n) < precision)
+        {
+            return None;
+        }
         return Some((
+            Some(threshold),
+            format!(
+                "held-out exact match {:.1}%; answers with mean log-probability ≥ {threshold:.4} ({:.0}% of the validation split) are right {:.0}% of the time: served above that, the LLM below",
+                em * 100.0,
+                coverage * 100.0,
+                precision * 100.0
+            ),
+        ));
+    }
+    (em >= gate).then(|| {
+        (
             None,
             format!(
                 "held-out exact match {:.1}% ≥ gate {:.1}%",
                 em * 100.0,
                 gate * 100.0
             ),
-        ));
+        )
+    })
+}
+
+/// Upper end of the Wilson score interval (95%) of a proportion `p` observed on `n` trials.
+fn wilson_upper(p: f64, n: usize) -> f64 {
+    if n == 0 {
+        return 1.0;
     }
-    let (threshold, coverage) = t.min_confidence.filter(|(_, c)| *c >= min_coverage)?;
-    if t.test_precision.is_some_and(|p| p < precision) {
-        return None;
-    }
-    Some((
-        Some(threshold),
-        format!(
-            "held-out exact match {:.1}% < gate {:.1}%, but answers with mean log-probability ≥ {threshold:.4} ({:.0}% of the validation split) are right {:.0}% of the time: served above that, the LLM below",
-            em * 100.0,
-            gate * 100.0,
-            coverage * 100.0,
-            precision * 100.0
-        ),
-    ))
+    let (n, z) = (n as f64, 1.96f64);
+    let z2 = z * z;
+    let center = p + z2 / (2.0 * n);
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((center + half) / (1.0 + z2 / n)).min(1.0)
 }
 
 #[cfg(test)]
 mod gate_tests {
     use super::*;
 
-    fn trained(em: f64, cal: Option<(f64, f64)>, test: Option<f64>) -> Trained {
+    fn trained(em: f64, cal: Option<(f64, f64)>, test: Option<(f64, usize)>) -> Trained {
         Trained {
             train_seconds: 1.0,
             exact_match: Some(em),
@@ -481,26 +506,32 @@ mod gate_tests {
 
     #[test]
     fn the_gate_needs_exact_match_or_a_threshold_that_holds_on_the_test_split() {
-        // exact match alone
+        // exact match alone, when no threshold was found
         assert_eq!(
             gate(&trained(0.9, None, None), 0.8, 0.2, 0.95).unwrap().0,
             None
         );
         // a threshold serving enough of the validation split, confirmed (or not contradicted)
-        let ok = trained(0.5, Some((-0.01, 0.6)), Some(1.0));
+        let ok = trained(0.5, Some((-0.01, 0.6)), Some((1.0, 5)));
         assert_eq!(gate(&ok, 0.8, 0.2, 0.95).unwrap().0, Some(-0.01));
         assert!(gate(&trained(0.5, Some((-0.01, 0.6)), None), 0.8, 0.2, 0.95).is_some());
-        // too little coverage, or wrong on the test split: the LLM keeps the task
-        assert!(gate(&trained(0.5, Some((-0.01, 0.1)), Some(1.0)), 0.8, 0.2, 0.95).is_none());
+        // a threshold is kept even above the gate
+        let good = trained(0.9, Some((-0.02, 0.5)), Some((10.0 / 11.0, 11)));
+        assert_eq!(gate(&good, 0.8, 0.2, 0.95).unwrap().0, Some(-0.02));
+        // too little coverage, or contradicted by the test split: the LLM keeps the task
         assert!(
             gate(
-                &trained(0.0, Some((-0.03, 0.75)), Some(0.0)),
+                &trained(0.5, Some((-0.01, 0.1)), Some((1.0, 3))),
                 0.8,
                 0.2,
                 0.95
             )
             .is_none()
         );
+        for (p, n) in [(0.0, 1), (0.6, 10), (0.85, 40)] {
+            let bad = trained(0.9, Some((-0.03, 0.75)), Some((p, n)));
+            assert!(gate(&bad, 0.8, 0.2, 0.95).is_none(), "{p} of {n}");
+        }
         assert!(gate(&trained(0.5, None, None), 0.8, 0.2, 0.95).is_none());
     }
 }
