@@ -451,8 +451,7 @@ pub fn gate(
     if let Some((threshold, coverage)) = t.min_confidence.filter(|(_, c)| *c >= min_coverage) {
         // The test split must not contradict it: the upper end of the 95% interval of its
         // precision there must reach the target (10 of 11 does; 0 of 1 does not).
-        if t
-            .test_precision
+        if t.test_precision
             .is_some_and(|(p, n)| wilson_upper(p, n) < precision)
         {
             return None;

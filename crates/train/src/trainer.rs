@@ -625,7 +625,10 @@ pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<us
         let mut cur: Vec<usize> = Vec::new();
         for &i in chunk.iter() {
             // sorted longest first, so the first element sets the padded length
-            if cur.first().is_some_and(|&f| batch_full(cur.len(), len(f), c)) {
+            if cur
+                .first()
+                .is_some_and(|&f| batch_full(cur.len(), len(f), c))
+            {
                 batches.push(std::mem::take(&mut cur));
             }
             cur.push(i);
@@ -641,7 +644,8 @@ pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<us
 /// Whether a micro-batch of `n` examples padded to `longest` tokens takes no other.
 fn batch_full(n: usize, longest: usize, c: &TrainConfig) -> bool {
     n >= c.batch_size
-        || c.batch_tokens.is_some_and(|t| longest.min(c.max_seq_len) * (n + 1) > t)
+        || c.batch_tokens
+            .is_some_and(|t| longest.min(c.max_seq_len) * (n + 1) > t)
 }
 
 fn target_count(e: &Example, max: usize) -> usize {
