@@ -417,17 +417,11 @@ impl Trainer {
         self.bind(None)?;
         let mut sum = 0f64;
         let mut n = 0usize;
-        let mut sorted: Vec<&Example> = data.iter().collect();
-        sorted.sort_by_key(|e| std::cmp::Reverse(e.len()));
-        let mut chunks: Vec<Vec<&Example>> = Vec::new();
-        for e in sorted {
-            match chunks.last_mut() {
-                Some(c) if !batch_full(c.len(), c[0].len(), &self.config) => c.push(e),
-                _ => chunks.push(vec![e]),
-            }
-        }
-        for chunk in &chunks {
-            let (nll, k) = self.batch_nll(chunk)?;
+        let mut sorted: Vec<usize> = (0..data.len()).collect();
+        sorted.sort_by_key(|&i| std::cmp::Reverse(data[i].len()));
+        for batch in cut_batches(&sorted, |i| data[i].len(), &self.config) {
+            let chunk: Vec<&Example> = batch.iter().map(|&i| &data[i]).collect();
+            let (nll, k) = self.batch_nll(&chunk)?;
             sum += nll.to_scalar::<f32>()? as f64;
             n += k;
         }
@@ -622,30 +616,30 @@ pub fn plan_batches(lens: &[usize], c: &TrainConfig, epoch: usize) -> Vec<Vec<us
     let mut batches: Vec<Vec<usize>> = Vec::new();
     for chunk in idx.chunks_mut(window.max(1)) {
         chunk.sort_by_key(|&i| std::cmp::Reverse(len(i)));
-        let mut cur: Vec<usize> = Vec::new();
-        for &i in chunk.iter() {
-            // sorted longest first, so the first element sets the padded length
-            if cur
-                .first()
-                .is_some_and(|&f| batch_full(cur.len(), len(f), c))
-            {
-                batches.push(std::mem::take(&mut cur));
-            }
-            cur.push(i);
-        }
-        if !cur.is_empty() {
-            batches.push(cur);
-        }
+        batches.extend(cut_batches(chunk, len, c));
     }
     rng.shuffle(&mut batches);
     batches
 }
 
-/// Whether a micro-batch of `n` examples padded to `longest` tokens takes no other.
-fn batch_full(n: usize, longest: usize, c: &TrainConfig) -> bool {
-    n >= c.batch_size
-        || c.batch_tokens
-            .is_some_and(|t| longest.min(c.max_seq_len) * (n + 1) > t)
+/// Cuts examples sorted longest first into consecutive micro-batches of at most `batch_size`
+/// examples and at most `batch_tokens` padded tokens (the first of a batch sets its padded
+/// length; one example always fits).
+fn cut_batches(sorted: &[usize], len: impl Fn(usize) -> usize, c: &TrainConfig) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    for &i in sorted {
+        match batches.last_mut() {
+            Some(b)
+                if b.len() < c.batch_size
+                    && c.batch_tokens
+                        .is_none_or(|t| len(b[0]).min(c.max_seq_len) * (b.len() + 1) <= t) =>
+            {
+                b.push(i)
+            }
+            _ => batches.push(vec![i]),
+        }
+    }
+    batches
 }
 
 fn target_count(e: &Example, max: usize) -> usize {
