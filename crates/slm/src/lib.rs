@@ -9,6 +9,7 @@ mod engine;
 mod error;
 pub mod generate;
 pub mod gguf;
+mod linear_op;
 pub mod llama;
 pub mod lora;
 pub mod nn;

@@ -1202,22 +1202,7 @@ impl Llama {
             let q = train_ops::rope(&q, table, cfg.rope_style)?;
             let k = train_ops::rope(&k, table, cfg.rope_style)?;
             let v = heads(nh + nkv, nkv)?;
-            let rep = nh / nkv;
-            let (k, v) = if rep > 1 {
-                let r = |t: Tensor| -> Result<Tensor> {
-                    Ok(t.unsqueeze(2)?
-                        .expand((bsz, nkv, rep, seq, hd))?
-                        .reshape((bsz, nh, seq, hd))?)
-                };
-                (r(k)?, r(v)?)
-            } else {
-                (k, v)
-            };
-            let att = train_ops::causal_softmax(&q.matmul(&k.t()?.contiguous()?)?, scale, window)?;
-            let y = att
-                .matmul(&v.contiguous()?)?
-                .transpose(1, 2)?
-                .reshape((bsz, seq, nh * hd))?;
+            let y = train_ops::causal_attention(&q, &k, &v, scale, window)?;
             x = self.residual(x, b.o.forward(&y, sel)?, &b.post_attn_norm, true)?;
             x = self.ffn(b, x, sel, true)?;
         }

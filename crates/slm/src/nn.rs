@@ -94,12 +94,12 @@ impl Weight {
     /// `x @ W^T` for `x` of shape `[.., in]`.
     pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Weight::Packed(p) => x
-                .to_dtype(DType::F32)?
-                .contiguous()?
-                .apply_op1(PackedMatMul(p.clone()))?,
             Weight::Quantized(q) => QMatMul::from_arc(q.clone())?.forward(x)?,
+            w if crate::linear_op::supported(w) => {
+                crate::linear_op::base_matmul(w, &x.to_dtype(DType::F32)?)?
+            }
             Weight::Dense(w) => x.broadcast_matmul(&w.t()?)?,
+            Weight::Packed(_) => unreachable!("packed weights are supported"),
         })
     }
 
@@ -174,132 +174,6 @@ pub fn contiguous_slice<'a, T: candle_core::WithDType>(
     Ok(&v[a..b])
 }
 
-/// `x @ W^T` with the packed kernels; the backward pass (w.r.t. `x` only; the base weight is
-/// frozen) multiplies by the dequantized weight, so QLoRA training can flow through it.
-struct PackedMatMul(Arc<PackedMatrix>);
-
-impl CustomOp1 for PackedMatMul {
-    fn name(&self) -> &'static str {
-        "packed-matmul"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_slice::<f32>(s, l, "packed-matmul: input")?;
-        let dims = l.dims();
-        let k = dims.last().copied().unwrap_or(0);
-        if k != self.0.cols() {
-            candle_core::bail!(
-                "packed-matmul: input width {k}, weight expects {}",
-                self.0.cols()
-            );
-        }
-        let n = x.len().checked_div(k).unwrap_or(0);
-        let mut out = vec![0f32; n * self.0.rows()];
-        crate::threads::run(|| self.0.matmul(x, n, &mut out));
-        let mut shape = dims.to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = self.0.rows();
-        }
-        Ok((CpuStorage::F32(out), Shape::from(shape)))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            grad.contiguous()?
-                .apply_op1_no_bwd(&PackedMatMulGrad(self.0.clone()))?,
-        ))
-    }
-}
-
-/// `dx = g @ W` for the packed `W: [out, in]` and `g: [.., out]`, in the compute pool: each
-/// thread takes a block of rows of `g` and walks `W` in tiles of rows it dequantizes into a
-/// small buffer, so the full f32 weight is never materialised.
-struct PackedMatMulGrad(Arc<PackedMatrix>);
-
-/// Rows of `W` dequantized at a time in the backward pass.
-const GRAD_TILE: usize = 64;
-
-impl CustomOp1 for PackedMatMulGrad {
-    fn name(&self) -> &'static str {
-        "packed-matmul-grad"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
-        let g = contiguous_slice::<f32>(s, l, "packed-matmul-grad: gradient")?;
-        let (rows, cols) = (self.0.rows(), self.0.cols());
-        if l.dims().last() != Some(&rows) {
-            candle_core::bail!(
-                "packed-matmul-grad: gradient of {:?} for a weight of {rows} rows",
-                l.dims()
-            );
-        }
-        let n = g.len() / rows.max(1);
-        let mut dx = vec![0f32; n * cols];
-        if n >= crate::amx::MIN_ROWS && crate::amx::packed_matmul_grad(&self.0, g, n, &mut dx) {
-            let mut shape = l.dims().to_vec();
-            if let Some(last) = shape.last_mut() {
-                *last = cols;
-            }
-            return Ok((CpuStorage::F32(dx), Shape::from(shape)));
-        }
-        let threads = crate::threads::num_threads().max(1);
-        let per = n.div_ceil(threads).max(1);
-        crate::threads::run(|| {
-            dx.par_chunks_mut(per * cols)
-                .zip(g.par_chunks(per * rows))
-                .for_each(|(dx, g)| {
-                    let m = g.len() / rows;
-                    let mut tile = vec![0f32; GRAD_TILE * cols];
-                    for r0 in (0..rows).step_by(GRAD_TILE) {
-                        let t = GRAD_TILE.min(rows - r0);
-                        for r in 0..t {
-                            self.0
-                                .dequantize_row(r0 + r, &mut tile[r * cols..(r + 1) * cols]);
-                        }
-                        // dx[m, cols] += g[m, r0..r0 + t] · tile[t, cols]
-                        // SAFETY: the pointers and strides describe the live slices `dx`
-                        // (m × cols), `g` (m × rows, starting at column r0) and `tile`
-                        // (t × cols), all row-major, and `dx` does not alias the inputs.
-                        unsafe {
-                            gemm::gemm(
-                                m,
-                                cols,
-                                t,
-                                dx.as_mut_ptr(),
-                                1,
-                                cols as isize,
-                                r0 > 0,
-                                g.as_ptr().add(r0),
-                                1,
-                                rows as isize,
-                                tile.as_ptr(),
-                                1,
-                                cols as isize,
-                                1.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
-                        }
-                    }
-                });
-        });
-        let mut shape = l.dims().to_vec();
-        if let Some(last) = shape.last_mut() {
-            *last = cols;
-        }
-        Ok((CpuStorage::F32(dx), Shape::from(shape)))
-    }
-}
-
 /// A low-rank adapter `ΔW = scale · B A` on a slice of a layer's outputs.
 #[derive(Clone, Debug)]
 pub struct Lora {
@@ -362,15 +236,33 @@ impl Linear {
     }
 
     pub fn forward(&self, x: &Tensor, sel: AdapterSel) -> Result<Tensor> {
-        let mut y = self.weight.matmul_t(x)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
         let mut active: Vec<&Lora> = self
             .loras
             .iter()
             .filter(|l| sel.includes(l.adapter))
             .collect();
+        let fused = !active.is_empty()
+            && crate::linear_op::supported(&self.weight)
+            && x.dtype() == DType::F32
+            && active
+                .iter()
+                .all(|l| l.a.dtype() == DType::F32 && l.b.dtype() == DType::F32);
+        if fused {
+            // base product and every delta in one node (no weight gradient, no padded copies)
+            let loras: Vec<(usize, &Tensor, &Tensor, f64)> = active
+                .iter()
+                .map(|l| (l.out_offset, &l.a, &l.b, l.scale))
+                .collect();
+            let y = crate::linear_op::lora_matmul(&self.weight, x, &loras)?;
+            return Ok(match &self.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            });
+        }
+        let mut y = self.weight.matmul_t(x)?;
+        if let Some(b) = &self.bias {
+            y = y.broadcast_add(b)?;
+        }
         if active.is_empty() {
             return Ok(y);
         }

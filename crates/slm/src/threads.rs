@@ -121,3 +121,20 @@ impl<T> SyncPtr<T> {
         unsafe { self.0.add(i).write(v) }
     }
 }
+
+/// Keeps freed memory in the process for reuse instead of handing it back to the kernel.
+///
+/// A training step allocates and frees the same few hundred activation buffers every update.
+/// glibc's defaults serve the large ones with fresh `mmap`s and trim the heap when they are
+/// freed, so every update page-faults its working set in again (the kernel zeroing pages was
+/// about a fifth of a training step). With this, buffers up to 32 MiB come from the heap and
+/// the heap is never trimmed: peak RSS is unchanged (it is the peak of the live tensors), but
+/// RSS no longer falls between updates. Process-wide; the trainer calls it once.
+pub fn retain_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; any value is accepted or refused.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
+    }
+}

@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
@@ -124,21 +124,13 @@ impl CustomOp2 for RmsNormGrad {
     }
 }
 
-/// Causal attention probabilities from raw scores `[.., seq, seq]`:
-/// `softmax(scale · s + mask)` where query `i` sees keys `j ≤ i` (and `i − j < window`).
-pub fn causal_softmax(scores: &Tensor, scale: f32, window: Option<usize>) -> Result<Tensor> {
-    Ok(scores.contiguous()?.apply_op1(CausalSoftmax {
-        scale,
-        window: window.unwrap_or(usize::MAX),
-    })?)
-}
-
-struct CausalSoftmax {
+/// The causal (optionally sliding-window) mask and the logit scale of [`causal_attention`].
+struct CausalMask {
     scale: f32,
     window: usize,
 }
 
-impl CausalSoftmax {
+impl CausalMask {
     /// The keys query `i` may attend to.
     fn visible(&self, i: usize) -> std::ops::Range<usize> {
         let lo = (i + 1).saturating_sub(self.window);
@@ -146,69 +138,100 @@ impl CausalSoftmax {
     }
 }
 
-impl CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "causal-softmax")?;
-        let dims = l.dims();
-        let seq = last_dim(l);
-        if dims.len() < 2 || dims[dims.len() - 2] != seq {
-            candle_core::bail!("causal-softmax: scores must be [.., seq, seq], got {dims:?}");
-        }
-        let mut out = vec![0f32; x.len()];
-        crate::threads::run(|| {
-            out.par_chunks_mut(seq)
-                .zip(x.par_chunks(seq))
-                .enumerate()
-                .for_each(|(r, (o, row))| {
-                    let vis = self.visible(r % seq);
-                    let max = row[vis.clone()]
-                        .iter()
-                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
-                    let mut sum = 0f32;
-                    for j in vis.clone() {
-                        let e = (row[j] * self.scale - max).exp();
-                        o[j] = e;
-                        sum += e;
-                    }
-                    let inv = 1.0 / sum;
-                    for v in &mut o[vis] {
-                        *v *= inv;
-                    }
-                });
-        });
-        Ok((CpuStorage::F32(out), l.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let g = grad.contiguous()?;
-        Ok(Some(res.apply_op2_no_bwd(
-            &g,
-            &CausalSoftmaxGrad {
-                scale: self.scale,
-                seq: res.dims().last().copied().unwrap_or(1),
-            },
-        )?))
-    }
-}
-
-/// `dx = scale · y ∘ (g − Σ_j g∘y)` (masked positions have `y = 0`, so their gradient is 0).
-struct CausalSoftmaxGrad {
+/// Causal self-attention as one node: `softmax(scale · q kᵀ + mask) v` for `q: [batch, heads,
+/// seq, head_dim]` and `k`, `v: [batch, kv_heads, seq, head_dim]` (grouped queries share their
+/// key/value head; nothing is expanded), returning `[batch, seq, heads · head_dim]` (the layout
+/// the output projection reads). Query `i` sees keys `j ≤ i` (and `i − j < window`).
+///
+/// The graph keeps only `q`, `k`, `v` and the output: the backward pass recomputes each head's
+/// probabilities (one `seq × seq` product, a few percent of a layer's work) instead of holding
+/// scores, probabilities and expanded keys and values for every layer.
+pub fn causal_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
     scale: f32,
-    seq: usize,
+    window: Option<usize>,
+) -> Result<Tensor> {
+    Ok(q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        Attention {
+            soft: CausalMask {
+                scale,
+                window: window.unwrap_or(usize::MAX),
+            },
+        },
+    )?)
 }
 
-impl CustomOp2 for CausalSoftmaxGrad {
+struct Attention {
+    soft: CausalMask,
+}
+
+/// `(batch, heads, kv_heads, seq, head_dim)` of an attention call.
+type AttnDims = (usize, usize, usize, usize, usize);
+
+fn attn_dims(q: &Layout, k: &Layout, v: &Layout) -> candle_core::Result<AttnDims> {
+    let (b, nh, s, hd) = q.shape().dims4()?;
+    let kd = k.shape().dims4()?;
+    if kd != v.shape().dims4()?
+        || kd.0 != b
+        || kd.2 != s
+        || kd.3 != hd
+        || kd.1 == 0
+        || nh % kd.1 != 0
+    {
+        candle_core::bail!(
+            "attention: q {:?}, k {:?}, v {:?} do not fit",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    Ok((b, nh, kd.1, s, hd))
+}
+
+impl Attention {
+    /// The probabilities of query head `qh` (`[seq, head_dim]`) against key head `kh` into
+    /// `p` (`[seq, seq]`, zero where masked).
+    fn probs(&self, qh: &[f32], kh: &[f32], s: usize, hd: usize, p: &mut [f32]) {
+        // SAFETY: qh and kh are [s, hd], p is [s, s].
+        unsafe {
+            crate::linear_op::mm_serial(
+                (s, s, hd),
+                p.as_mut_ptr(),
+                s,
+                false,
+                (qh.as_ptr(), hd, 1),
+                (kh.as_ptr(), 1, hd),
+                1.0,
+            )
+        };
+        let scale = self.soft.scale;
+        for (i, row) in p.chunks_mut(s).enumerate() {
+            let vis = self.soft.visible(i);
+            let max = row[vis.clone()]
+                .iter()
+                .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
+            let mut sum = 0f32;
+            for v in &mut row[vis.clone()] {
+                *v = (*v * scale - max).exp();
+                sum += *v;
+            }
+            let inv = 1.0 / sum;
+            for v in &mut row[vis.clone()] {
+                *v *= inv;
+            }
+            row[..vis.start].fill(0.0);
+            row[vis.end..].fill(0.0);
+        }
+    }
+}
+
+impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
-        "causal-softmax-grad"
+        "causal-attention"
     }
 
     fn cpu_fwd(
@@ -217,22 +240,160 @@ impl CustomOp2 for CausalSoftmaxGrad {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = slice(s1, l1, "causal-softmax-grad")?;
-        let g = slice(s2, l2, "causal-softmax-grad")?;
-        let seq = self.seq.max(1);
-        let mut out = vec![0f32; y.len()];
-        crate::threads::run(|| {
-            out.par_chunks_mut(seq)
-                .zip(y.par_chunks(seq).zip(g.par_chunks(seq)))
-                .for_each(|(o, (y, g))| {
-                    let dot: f32 = y.iter().zip(g).map(|(a, b)| a * b).sum();
-                    for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                        *o = self.scale * y * (g - dot);
-                    }
-                });
+        let (b, nh, nkv, s, hd) = attn_dims(l1, l2, l3)?;
+        let q = slice(s1, l1, "attention: q")?;
+        let k = slice(s2, l2, "attention: k")?;
+        let v = slice(s3, l3, "attention: v")?;
+        let (rep, width) = (nh / nkv, nh * hd);
+        let mut y = vec![0f32; b * s * width];
+        let out = crate::threads::SyncPtr(y.as_mut_ptr());
+        crate::threads::par_for(b * nkv, |t| {
+            let (bi, g) = (t / nkv, t % nkv);
+            let kv = (bi * nkv + g) * s * hd;
+            let (kh, vh) = (&k[kv..kv + s * hd], &v[kv..kv + s * hd]);
+            let mut p = vec![0f32; s * s];
+            for h in g * rep..(g + 1) * rep {
+                let qo = (bi * nh + h) * s * hd;
+                self.probs(&q[qo..qo + s * hd], kh, s, hd, &mut p);
+                // SAFETY: y is [b, s, nh·hd]; this task alone writes head h's columns of
+                // batch bi (rows of stride nh·hd from bi·s·nh·hd + h·hd).
+                unsafe {
+                    crate::linear_op::mm_serial(
+                        (s, hd, s),
+                        out.get().add(bi * s * width + h * hd),
+                        width,
+                        false,
+                        (p.as_ptr(), s, 1),
+                        (vh.as_ptr(), hd, 1),
+                        1.0,
+                    )
+                };
+            }
         });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        Ok((CpuStorage::F32(y), Shape::from((b, s, width))))
+    }
+
+    fn bwd(
+        &self,
+        q_t: &Tensor,
+        k_t: &Tensor,
+        v_t: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, nh, s, hd) = q_t.dims4()?;
+        let nkv = k_t.dim(1)?;
+        let (rep, width) = (nh / nkv, nh * hd);
+        let grad = grad.contiguous()?;
+        let (q_t, k_t, v_t) = (q_t.contiguous()?, k_t.contiguous()?, v_t.contiguous()?);
+        let (qs, ql) = q_t.storage_and_layout();
+        let (ks, kl) = k_t.storage_and_layout();
+        let (vs, vl) = v_t.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let get =
+            |s: &candle_core::Storage, l: &Layout, what: &str| -> candle_core::Result<*const f32> {
+                match s {
+                    candle_core::Storage::Cpu(c) => Ok(slice(c, l, what)?.as_ptr()),
+                    _ => candle_core::bail!("attention: only CPU tensors"),
+                }
+            };
+        let q = get(&qs, ql, "attention: q")?;
+        let k = get(&ks, kl, "attention: k")?;
+        let v = get(&vs, vl, "attention: v")?;
+        let g = get(&gs, gl, "attention: gradient")?;
+        let ptrs = (
+            crate::threads::SyncPtr(q as *mut f32),
+            crate::threads::SyncPtr(k as *mut f32),
+            crate::threads::SyncPtr(v as *mut f32),
+            crate::threads::SyncPtr(g as *mut f32),
+        );
+        let mut dq = vec![0f32; b * nh * s * hd];
+        let mut dk = vec![0f32; b * nkv * s * hd];
+        let mut dv = vec![0f32; b * nkv * s * hd];
+        let outs = (
+            crate::threads::SyncPtr(dq.as_mut_ptr()),
+            crate::threads::SyncPtr(dk.as_mut_ptr()),
+            crate::threads::SyncPtr(dv.as_mut_ptr()),
+        );
+        let scale = self.soft.scale;
+        crate::threads::par_for(b * nkv, |t| {
+            let (bi, gh) = (t / nkv, t % nkv);
+            let kv = (bi * nkv + gh) * s * hd;
+            let (qp, kp, vp, gp) = (ptrs.0.get(), ptrs.1.get(), ptrs.2.get(), ptrs.3.get());
+            let (dqp, dkp, dvp) = (outs.0.get(), outs.1.get(), outs.2.get());
+            // SAFETY: q, k, v and the gradient are live, contiguous [b, nh, s, hd],
+            // [b, nkv, s, hd] (twice) and [b, s, nh·hd] buffers held by the storage guards
+            // above; this task alone writes kv head gh of batch bi in dk and dv and its query
+            // heads in dq.
+            unsafe {
+                let kh = std::slice::from_raw_parts(kp.add(kv), s * hd);
+                let mut p = vec![0f32; s * s];
+                let mut dp = vec![0f32; s * s];
+                for (r, h) in (gh * rep..(gh + 1) * rep).enumerate() {
+                    let qo = (bi * nh + h) * s * hd;
+                    let qh = std::slice::from_raw_parts(qp.add(qo), s * hd);
+                    self.probs(qh, kh, s, hd, &mut p);
+                    let go = gp.add(bi * s * width + h * hd);
+                    // dV += Pᵀ dO
+                    crate::linear_op::mm_serial(
+                        (s, hd, s),
+                        dvp.add(kv),
+                        hd,
+                        r > 0,
+                        (p.as_ptr(), 1, s),
+                        (go, width, 1),
+                        1.0,
+                    );
+                    // dP = dO Vᵀ
+                    crate::linear_op::mm_serial(
+                        (s, s, hd),
+                        dp.as_mut_ptr(),
+                        s,
+                        false,
+                        (go, width, 1),
+                        (vp.add(kv), 1, hd),
+                        1.0,
+                    );
+                    // dS = scale · P ∘ (dP − Σⱼ P dP)
+                    for (pr, dr) in p.chunks(s).zip(dp.chunks_mut(s)) {
+                        let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
+                        for (d, &pv) in dr.iter_mut().zip(pr) {
+                            *d = scale * pv * (*d - dot);
+                        }
+                    }
+                    // dQ = dS K
+                    crate::linear_op::mm_serial(
+                        (s, hd, s),
+                        dqp.add(qo),
+                        hd,
+                        false,
+                        (dp.as_ptr(), s, 1),
+                        (kh.as_ptr(), hd, 1),
+                        1.0,
+                    );
+                    // dK += dSᵀ Q
+                    crate::linear_op::mm_serial(
+                        (s, hd, s),
+                        dkp.add(kv),
+                        hd,
+                        r > 0,
+                        (dp.as_ptr(), 1, s),
+                        (qh.as_ptr(), hd, 1),
+                        1.0,
+                    );
+                }
+            }
+        });
+        drop((qs, ks, vs, gs));
+        let dev = q_t.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q_t.shape(), dev)?),
+            Some(Tensor::from_vec(dk, k_t.shape(), dev)?),
+            Some(Tensor::from_vec(dv, v_t.shape(), dev)?),
+        ))
     }
 }
 
@@ -471,10 +632,15 @@ mod tests {
         );
     }
 
+    /// The fused attention against candle's composition (expanded grouped heads, masked
+    /// softmax, two matmuls): values and the gradients of q, k and v, with and without a window.
     #[test]
-    fn causal_softmax_matches_masked_softmax() {
-        let (seq, scale) = (5, 0.7f32);
-        let x = det(&[2, 2, seq, seq], 1);
+    fn causal_attention_matches_the_composition() {
+        let (b, nh, nkv, seq, hd, scale) = (2, 4, 2, 5, 3, 0.7f32);
+        let q = det(&[b, nh, seq, hd], 1);
+        let k = det(&[b, nkv, seq, hd], 2);
+        let v = det(&[b, nkv, seq, hd], 4);
+        let wts = det(&[b, seq, nh * hd], 3);
         for window in [None, Some(2)] {
             let w = window.unwrap_or(usize::MAX);
             let m: Vec<f32> = (0..seq)
@@ -489,15 +655,44 @@ mod tests {
                 })
                 .collect();
             let mask = Tensor::from_vec(m, (seq, seq), &Device::Cpu).unwrap();
-            agree(
-                &x,
-                |x| causal_softmax(x, scale, window).unwrap(),
-                |x| {
-                    let s = (x * scale as f64).unwrap().broadcast_add(&mask).unwrap();
-                    candle_nn::ops::softmax(&s, D::Minus1).unwrap()
-                },
-                "causal softmax",
-            );
+            let ours = causal_attention(&q, &k, &v, scale, window).unwrap();
+            let rep = |t: &Tensor| {
+                t.unsqueeze(2)
+                    .unwrap()
+                    .expand((b, nkv, nh / nkv, seq, hd))
+                    .unwrap()
+                    .reshape((b, nh, seq, hd))
+                    .unwrap()
+            };
+            let s = (q.matmul(&rep(&k).t().unwrap()).unwrap() * scale as f64)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap();
+            let p = candle_nn::ops::softmax(&s, D::Minus1).unwrap();
+            let theirs = p
+                .matmul(&rep(&v))
+                .unwrap()
+                .transpose(1, 2)
+                .unwrap()
+                .reshape((b, seq, nh * hd))
+                .unwrap();
+            assert!(max_diff(&ours, &theirs) < 1e-5, "{window:?}: values differ");
+            let go = (ours * wts.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gt = (theirs * wts.as_tensor())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (x, name) in [(&q, "q"), (&k, "k"), (&v, "v")] {
+                let d = max_diff(go.get(x).unwrap(), gt.get(x).unwrap());
+                assert!(d < 1e-4, "{window:?}: gradient of {name} differs by {d}");
+            }
         }
     }
 

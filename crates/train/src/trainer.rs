@@ -209,6 +209,8 @@ impl Trainer {
         config.check()?;
         // every step multiplies the frozen base again: keep its bf16 tiles (where AMX runs)
         downshift_slm::amx::set_keep_tiles(true);
+        // and allocates the same activation buffers every update: keep them mapped
+        downshift_slm::threads::retain_freed_memory();
         let mut model = if config.dequantize {
             model.dequantized()?
         } else {
