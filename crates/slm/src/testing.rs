@@ -101,3 +101,14 @@ fn fnv(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+/// The largest absolute element difference of two tensors of the same shape (panics on a shape
+/// mismatch: a test helper).
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("difference of two f32 tensors")
+}

@@ -608,6 +608,7 @@ impl CustomOp2 for GatedActGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::max_diff;
     use candle_core::{D, Device, Var};
 
     fn det(shape: &[usize], seed: usize) -> Var {
@@ -616,19 +617,6 @@ mod tests {
             .map(|i| (((i + seed) * 7919 % 211) as f32 - 105.0) / 70.0)
             .collect();
         Var::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     /// The op and a candle composition give the same values and the same gradient of

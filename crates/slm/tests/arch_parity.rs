@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use downshift_slm::gguf::writer;
+use downshift_slm::testing::max_diff;
 use downshift_slm::{AdapterSel, Gguf, KvDtype, Llama, Logits, MetaValue};
 
 const TOL: f32 = 1e-4;
@@ -78,18 +79,6 @@ fn with_model(name: &'static str, model: Llama) -> Fixture {
     assert_eq!(at, all.len(), "{name}: reference.f32 has extra values");
     assert!(seqs.len() >= 2, "{name}: reference holds no sequences");
     Fixture { name, model, seqs }
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .expect("sub")
-        .abs()
-        .expect("abs")
-        .max_all()
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("scalar")
 }
 
 /// Compares every path of the Hugging Face loading with transformers.

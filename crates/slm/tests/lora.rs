@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use candle_core::{D, Device, Tensor};
+use downshift_slm::testing::max_diff;
 use downshift_slm::{AdapterSel, Error, Gguf, KvDtype, Llama, Logits, LoraAdapter, RopeStyle};
 
 fn dense() -> &'static Llama {
@@ -67,17 +68,6 @@ fn write_adapter(dir: &std::path::Path, seed: u64, in_override: Option<usize>) {
 fn logits(m: &Llama, ids: &[u32], sel: AdapterSel) -> Tensor {
     let mut c = m.new_cache(64, KvDtype::F32);
     m.forward(ids, &mut c, sel, Logits::All).expect("forward")
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .expect("sub")
-        .abs()
-        .expect("abs")
-        .max_all()
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("scalar")
 }
 
 const IDS: [u32; 8] = [1, 4093, 198, 1780, 314, 260, 3575, 282];
