@@ -95,11 +95,12 @@ impl Weight {
     pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Weight::Quantized(q) => QMatMul::from_arc(q.clone())?.forward(x)?,
-            w if crate::linear_op::supported(w) => {
-                crate::linear_op::base_matmul(w, &x.to_dtype(DType::F32)?)?
+            // a dense weight that is not a 2-D f32 matrix: candle's product
+            Weight::Dense(w) if !crate::linear_op::supported(self) => {
+                x.broadcast_matmul(&w.t()?)?
             }
-            Weight::Dense(w) => x.broadcast_matmul(&w.t()?)?,
-            Weight::Packed(_) => unreachable!("packed weights are supported"),
+            // packed, or dense f32: one node with a gradient for x only
+            w => crate::linear_op::base_matmul(w, &x.to_dtype(DType::F32)?)?,
         })
     }
 
