@@ -110,13 +110,29 @@ unsafe fn mm_in(
     }
 }
 
-/// The contiguous f32 elements of a tensor, for the duration of `f`.
-fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(s) => Ok(f(contiguous_slice::<f32>(s, layout, what)?)),
-        _ => candle_core::bail!("{what}: only CPU tensors"),
+/// The contiguous f32 elements of several tensors (each named for errors), for the duration of
+/// `f` (their storage stays read-locked until it returns).
+pub(crate) fn with_f32s<const N: usize, R>(
+    ts: [(&Tensor, &str); N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> candle_core::Result<R> {
+    let held: Vec<_> = ts.iter().map(|(t, _)| t.storage_and_layout()).collect();
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(N);
+    for ((storage, layout), (_, what)) in held.iter().zip(&ts) {
+        match &**storage {
+            candle_core::Storage::Cpu(s) => slices.push(contiguous_slice::<f32>(s, layout, what)?),
+            _ => candle_core::bail!("{what}: only CPU tensors"),
+        }
     }
+    match <[&[f32]; N]>::try_from(slices) {
+        Ok(all) => Ok(f(all)),
+        Err(_) => candle_core::bail!("one slice per tensor"),
+    }
+}
+
+/// [`with_f32s`] for one tensor.
+fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    with_f32s([(t, what)], |[s]| f(s))
 }
 
 /// Whether [`base_forward`] and [`base_grad`] handle `w` (packed quantized, or dense f32).
@@ -443,67 +459,69 @@ impl CustomOp3 for LoraMatMul {
         })??;
         let mut da = vec![0f32; a_t.elem_count()];
         let mut db = vec![0f32; b_t.elem_count()];
-        with_f32(&grad, "lora-linear: gradient", |g| {
-            with_f32(x_t, "lora-linear: input", |x| {
-                with_f32(a_t, "lora-linear: A", |a| {
-                    with_f32(b_t, "lora-linear: B", |b| {
-                        crate::threads::run(|| {
-                            for s in &self.slots {
-                                let xa = self.down(s, x, a, m);
-                                let gs = g[s.out_offset..].as_ptr();
-                                let mut dxa = vec![0f32; m * s.rank];
-                                // SAFETY (all four): g is [m, out] read from column off, xa and
-                                // dxa are [m, rank], x and dx are [m, inp], A (at a_at) is
-                                // [rank, inp], B (at b_at) is [len, rank]; dB and dA are this
-                                // slot's own ranges of db and da.
-                                unsafe {
-                                    // dxa = scale · g_s B
-                                    mm(
-                                        (m, s.rank, s.len),
-                                        dxa.as_mut_ptr(),
-                                        s.rank,
-                                        false,
-                                        (gs, out, 1),
-                                        (b.as_ptr().add(s.b_at), s.rank, 1),
-                                        s.scale,
-                                    );
-                                    // dB = scale · g_sᵀ xa
-                                    mm(
-                                        (s.len, s.rank, m),
-                                        db.as_mut_ptr().add(s.b_at),
-                                        s.rank,
-                                        false,
-                                        (gs, 1, out),
-                                        (xa.as_ptr(), s.rank, 1),
-                                        s.scale,
-                                    );
-                                    // dA = dxaᵀ x
-                                    mm(
-                                        (s.rank, inp, m),
-                                        da.as_mut_ptr().add(s.a_at),
-                                        inp,
-                                        false,
-                                        (dxa.as_ptr(), 1, s.rank),
-                                        (x.as_ptr(), inp, 1),
-                                        1.0,
-                                    );
-                                    // dx += dxa A
-                                    mm(
-                                        (m, inp, s.rank),
-                                        dx.as_mut_ptr(),
-                                        inp,
-                                        true,
-                                        (dxa.as_ptr(), s.rank, 1),
-                                        (a.as_ptr().add(s.a_at), inp, 1),
-                                        1.0,
-                                    );
-                                }
-                            }
-                        })
-                    })
+        with_f32s(
+            [
+                (&grad, "lora-linear: gradient"),
+                (x_t, "lora-linear: input"),
+                (a_t, "lora-linear: A"),
+                (b_t, "lora-linear: B"),
+            ],
+            |[g, x, a, b]| {
+                crate::threads::run(|| {
+                    for s in &self.slots {
+                        let xa = self.down(s, x, a, m);
+                        let gs = g[s.out_offset..].as_ptr();
+                        let mut dxa = vec![0f32; m * s.rank];
+                        // SAFETY (all four): g is [m, out] read from column off, xa and
+                        // dxa are [m, rank], x and dx are [m, inp], A (at a_at) is
+                        // [rank, inp], B (at b_at) is [len, rank]; dB and dA are this
+                        // slot's own ranges of db and da.
+                        unsafe {
+                            // dxa = scale · g_s B
+                            mm(
+                                (m, s.rank, s.len),
+                                dxa.as_mut_ptr(),
+                                s.rank,
+                                false,
+                                (gs, out, 1),
+                                (b.as_ptr().add(s.b_at), s.rank, 1),
+                                s.scale,
+                            );
+                            // dB = scale · g_sᵀ xa
+                            mm(
+                                (s.len, s.rank, m),
+                                db.as_mut_ptr().add(s.b_at),
+                                s.rank,
+                                false,
+                                (gs, 1, out),
+                                (xa.as_ptr(), s.rank, 1),
+                                s.scale,
+                            );
+                            // dA = dxaᵀ x
+                            mm(
+                                (s.rank, inp, m),
+                                da.as_mut_ptr().add(s.a_at),
+                                inp,
+                                false,
+                                (dxa.as_ptr(), 1, s.rank),
+                                (x.as_ptr(), inp, 1),
+                                1.0,
+                            );
+                            // dx += dxa A
+                            mm(
+                                (m, inp, s.rank),
+                                dx.as_mut_ptr(),
+                                inp,
+                                true,
+                                (dxa.as_ptr(), s.rank, 1),
+                                (a.as_ptr().add(s.a_at), inp, 1),
+                                1.0,
+                            );
+                        }
+                    }
                 })
-            })
-        })????;
+            },
+        )?;
         let dev = x_t.device();
         Ok((
             Some(Tensor::from_vec(dx, x_t.shape(), dev)?),

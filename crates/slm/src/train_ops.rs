@@ -328,27 +328,6 @@ impl CustomOp3 for Attention {
         let (rep, width) = (nh / nkv, nh * hd);
         let grad = grad.contiguous()?;
         let (q_t, k_t, v_t) = (q_t.contiguous()?, k_t.contiguous()?, v_t.contiguous()?);
-        let (qs, ql) = q_t.storage_and_layout();
-        let (ks, kl) = k_t.storage_and_layout();
-        let (vs, vl) = v_t.storage_and_layout();
-        let (gs, gl) = grad.storage_and_layout();
-        let get =
-            |s: &candle_core::Storage, l: &Layout, what: &str| -> candle_core::Result<*const f32> {
-                match s {
-                    candle_core::Storage::Cpu(c) => Ok(slice(c, l, what)?.as_ptr()),
-                    _ => candle_core::bail!("attention: only CPU tensors"),
-                }
-            };
-        let q = get(&qs, ql, "attention: q")?;
-        let k = get(&ks, kl, "attention: k")?;
-        let v = get(&vs, vl, "attention: v")?;
-        let g = get(&gs, gl, "attention: gradient")?;
-        let ptrs = (
-            crate::threads::SyncPtr(q as *mut f32),
-            crate::threads::SyncPtr(k as *mut f32),
-            crate::threads::SyncPtr(v as *mut f32),
-            crate::threads::SyncPtr(g as *mut f32),
-        );
         let mut dq = vec![0f32; b * nh * s * hd];
         let mut dk = vec![0f32; b * nkv * s * hd];
         let mut dv = vec![0f32; b * nkv * s * hd];
@@ -358,83 +337,95 @@ impl CustomOp3 for Attention {
             crate::threads::SyncPtr(dv.as_mut_ptr()),
         );
         let scale = self.soft.scale;
-        crate::threads::par_for(b * nkv, |t| {
-            let (bi, gh) = (t / nkv, t % nkv);
-            let kv = (bi * nkv + gh) * s * hd;
-            let (qp, kp, vp, gp) = (ptrs.0.get(), ptrs.1.get(), ptrs.2.get(), ptrs.3.get());
-            let (dqp, dkp, dvp) = (outs.0.get(), outs.1.get(), outs.2.get());
-            // SAFETY: q, k, v and the gradient are live, contiguous [b, nh, s, hd],
-            // [b, nkv, s, hd] (twice) and [b, s, nh·hd] buffers held by the storage guards
-            // above; this task alone writes kv head gh of batch bi in dk and dv and its query
-            // heads in dq.
-            unsafe {
-                let kh = std::slice::from_raw_parts(kp.add(kv), s * hd);
-                let mut p = vec![0f32; s * s];
-                let mut dp = vec![0f32; s * s];
-                for h in gh * rep..(gh + 1) * rep {
-                    let qo = (bi * nh + h) * s * hd;
-                    let qh = std::slice::from_raw_parts(qp.add(qo), s * hd);
-                    self.probs(qh, kh, s, hd, &mut p);
-                    for (r0, r1, lo, hi) in self.blocks(s) {
-                        let (m, n) = (r1 - r0, hi - lo);
-                        let go = gp.add((bi * s + r0) * width + h * hd);
-                        let pb = p.as_ptr().add(r0 * s + lo);
-                        let db = dp.as_mut_ptr().add(r0 * s + lo);
-                        // dV[lo..hi] += P[r0..r1, lo..hi]ᵀ dO[r0..r1]
-                        crate::linear_op::mm_serial(
-                            (n, hd, m),
-                            dvp.add(kv + lo * hd),
-                            hd,
-                            true,
-                            (pb, 1, s),
-                            (go, width, 1),
-                            1.0,
-                        );
-                        // dP = dO Vᵀ
-                        crate::linear_op::mm_serial(
-                            (m, n, hd),
-                            db,
-                            s,
-                            false,
-                            (go, width, 1),
-                            (vp.add(kv + lo * hd), 1, hd),
-                            1.0,
-                        );
-                        // dS = scale · P ∘ (dP − Σⱼ P dP)
-                        for i in r0..r1 {
-                            let pr = &p[i * s + lo..i * s + hi];
-                            let dr = &mut dp[i * s + lo..i * s + hi];
-                            let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
-                            for (d, &pv) in dr.iter_mut().zip(pr) {
-                                *d = scale * pv * (*d - dot);
+        let tensors = [
+            (&q_t, "attention: q"),
+            (&k_t, "attention: k"),
+            (&v_t, "attention: v"),
+            (&grad, "attention: gradient"),
+        ];
+        crate::linear_op::with_f32s(tensors, |[q, k, v, g]| {
+            let ptrs = (
+                crate::threads::SyncPtr(q.as_ptr() as *mut f32),
+                crate::threads::SyncPtr(k.as_ptr() as *mut f32),
+                crate::threads::SyncPtr(v.as_ptr() as *mut f32),
+                crate::threads::SyncPtr(g.as_ptr() as *mut f32),
+            );
+            crate::threads::par_for(b * nkv, |t| {
+                let (bi, gh) = (t / nkv, t % nkv);
+                let kv = (bi * nkv + gh) * s * hd;
+                let (qp, kp, vp, gp) = (ptrs.0.get(), ptrs.1.get(), ptrs.2.get(), ptrs.3.get());
+                let (dqp, dkp, dvp) = (outs.0.get(), outs.1.get(), outs.2.get());
+                // SAFETY: q, k, v and the gradient are live, contiguous [b, nh, s, hd],
+                // [b, nkv, s, hd] (twice) and [b, s, nh·hd] buffers, read-locked by with_f32s; this task alone writes kv head gh of batch bi in dk and dv and its query
+                // heads in dq.
+                unsafe {
+                    let kh = std::slice::from_raw_parts(kp.add(kv), s * hd);
+                    let mut p = vec![0f32; s * s];
+                    let mut dp = vec![0f32; s * s];
+                    for h in gh * rep..(gh + 1) * rep {
+                        let qo = (bi * nh + h) * s * hd;
+                        let qh = std::slice::from_raw_parts(qp.add(qo), s * hd);
+                        self.probs(qh, kh, s, hd, &mut p);
+                        for (r0, r1, lo, hi) in self.blocks(s) {
+                            let (m, n) = (r1 - r0, hi - lo);
+                            let go = gp.add((bi * s + r0) * width + h * hd);
+                            let pb = p.as_ptr().add(r0 * s + lo);
+                            let db = dp.as_mut_ptr().add(r0 * s + lo);
+                            // dV[lo..hi] += P[r0..r1, lo..hi]ᵀ dO[r0..r1]
+                            crate::linear_op::mm_serial(
+                                (n, hd, m),
+                                dvp.add(kv + lo * hd),
+                                hd,
+                                true,
+                                (pb, 1, s),
+                                (go, width, 1),
+                                1.0,
+                            );
+                            // dP = dO Vᵀ
+                            crate::linear_op::mm_serial(
+                                (m, n, hd),
+                                db,
+                                s,
+                                false,
+                                (go, width, 1),
+                                (vp.add(kv + lo * hd), 1, hd),
+                                1.0,
+                            );
+                            // dS = scale · P ∘ (dP − Σⱼ P dP)
+                            for i in r0..r1 {
+                                let pr = &p[i * s + lo..i * s + hi];
+                                let dr = &mut dp[i * s + lo..i * s + hi];
+                                let dot: f32 = pr.iter().zip(dr.iter()).map(|(a, b)| a * b).sum();
+                                for (d, &pv) in dr.iter_mut().zip(pr) {
+                                    *d = scale * pv * (*d - dot);
+                                }
                             }
+                            let db = dp.as_ptr().add(r0 * s + lo);
+                            // dQ[r0..r1] = dS K[lo..hi]
+                            crate::linear_op::mm_serial(
+                                (m, hd, n),
+                                dqp.add(qo + r0 * hd),
+                                hd,
+                                false,
+                                (db, s, 1),
+                                (kh.as_ptr().add(lo * hd), hd, 1),
+                                1.0,
+                            );
+                            // dK[lo..hi] += dSᵀ Q[r0..r1]
+                            crate::linear_op::mm_serial(
+                                (n, hd, m),
+                                dkp.add(kv + lo * hd),
+                                hd,
+                                true,
+                                (db, 1, s),
+                                (qh.as_ptr().add(r0 * hd), hd, 1),
+                                1.0,
+                            );
                         }
-                        let db = dp.as_ptr().add(r0 * s + lo);
-                        // dQ[r0..r1] = dS K[lo..hi]
-                        crate::linear_op::mm_serial(
-                            (m, hd, n),
-                            dqp.add(qo + r0 * hd),
-                            hd,
-                            false,
-                            (db, s, 1),
-                            (kh.as_ptr().add(lo * hd), hd, 1),
-                            1.0,
-                        );
-                        // dK[lo..hi] += dSᵀ Q[r0..r1]
-                        crate::linear_op::mm_serial(
-                            (n, hd, m),
-                            dkp.add(kv + lo * hd),
-                            hd,
-                            true,
-                            (db, 1, s),
-                            (qh.as_ptr().add(r0 * hd), hd, 1),
-                            1.0,
-                        );
                     }
                 }
-            }
-        });
-        drop((qs, ks, vs, gs));
+            });
+        })?;
         let dev = q_t.device();
         Ok((
             Some(Tensor::from_vec(dq, q_t.shape(), dev)?),
