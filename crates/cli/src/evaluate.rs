@@ -31,6 +31,9 @@ pub struct EvalArgs {
     /// Skip the base model's zero-shot run.
     #[arg(long)]
     no_base: bool,
+    /// The split to score: `test` (held out from training and selection) or `validation`.
+    #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+    split: SplitArg,
     /// Evaluate at most this many test examples.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
@@ -45,9 +48,20 @@ pub struct EvalArgs {
     /// 0.95). `promote --min-confidence` takes the result.
     #[arg(long, value_name = "PRECISION")]
     calibrate: Option<f64>,
+    /// Also write the specialist's answers on the test split to FILE, one JSON object per
+    /// line: `{"id", "messages", "exact", "confidence", "expected", "got", "tokens"}` (confidence: the
+    /// answer's mean token log-probability; tokens: `[text, log-probability]` pairs).
+    #[arg(long, value_name = "FILE")]
+    predictions: Option<PathBuf>,
     /// Print `{"task", "examples", "exact_match", "base_exact_match", "schema_valid", …}`.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum SplitArg {
+    Test,
+    Validation,
 }
 
 /// One model's answers to the test split.
@@ -56,6 +70,8 @@ pub struct Run {
     pub answers: Vec<Value>,
     /// Mean token log-probability of each answer, and whether it matched exactly.
     pub confidence: Vec<(f64, bool)>,
+    /// Each answer's tokens with their log-probabilities.
+    pub tokens: Vec<Vec<(String, f32)>>,
 }
 
 /// The prompt a model answers zero-shot: the request as logged, tool schemas included.
@@ -75,6 +91,7 @@ pub fn run_model(
     let mut report = Report::new();
     let mut answers = Vec::with_capacity(tests.len());
     let mut confidence = Vec::with_capacity(tests.len());
+    let mut tokens = Vec::with_capacity(tests.len());
     for r in tests {
         let text = prompt(r)?;
         let t0 = Instant::now();
@@ -92,11 +109,19 @@ pub fn run_model(
             g.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / g.logprobs.len() as f64
         };
         confidence.push((mean, s.exact));
+        tokens.push(
+            g.token_ids
+                .iter()
+                .zip(&g.logprobs)
+                .map(|(&t, &l)| (lm.tokenizer.decode(&[t], true), l))
+                .collect(),
+        );
     }
     Ok(Run {
         report,
         answers,
         confidence,
+        tokens,
     })
 }
 
@@ -121,18 +146,32 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
     };
     let (dataset, recs) = data_args.load(data, curate)?;
     let split = SplitConfig::default();
+    let which = match a.split {
+        SplitArg::Test => Split::Test,
+        SplitArg::Validation => Split::Validation,
+    };
     let mut tests: Vec<&ChatRecord> = recs
         .iter()
-        .filter(|r| split.split_of(&r.id) == Split::Test)
+        .filter(|r| split.split_of(&r.id) == which)
         .collect();
     if let Some(n) = a.limit {
         tests.truncate(n);
     }
     if tests.is_empty() {
         bail!(
-            "dataset '{dataset}' has no test examples ({} records; about 10% of calls are held \
-             out for testing)",
+            "dataset '{dataset}' has no {} examples ({} records; about 10% of calls are \
+             held out for validation and 10% for testing)",
+            if which == Split::Test {
+                "test"
+            } else {
+                "validation"
+            },
             recs.len()
+        );
+    }
+    if a.calibrate.is_some() && which != Split::Test {
+        bail!(
+            "--calibrate picks its threshold on the validation split; score the test split with it"
         );
     }
     let refs = recs.iter().map(|r| &r.answer);
@@ -171,6 +210,9 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
     let spec = run_model(&lm, &tests, kind, &spec_opts, &|r| {
         Ok(builder.render_prompt(&r.messages, r.tools.as_deref())?)
     })?;
+    if let Some(p) = &a.predictions {
+        write_predictions(p, &tests, &spec)?;
+    }
     // The base answers zero-shot, with the full prompt (tool schemas included).
     let base_run = if a.no_base {
         None
@@ -298,6 +340,30 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One line per test call: what the LLM answered, what the specialist answered.
+fn write_predictions(path: &Path, tests: &[&ChatRecord], run: &Run) -> Result<()> {
+    let mut out = String::new();
+    let rows = tests
+        .iter()
+        .zip(&run.answers)
+        .zip(&run.confidence)
+        .zip(&run.tokens);
+    for (((r, got), (confidence, exact)), tokens) in rows {
+        let line = json!({
+            "id": r.id,
+            "messages": r.messages,
+            "exact": exact,
+            "confidence": confidence.is_finite().then_some(*confidence),
+            "expected": r.answer,
+            "got": got,
+            "tokens": tokens,
+        });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Keeps the latest evaluation beside the adapter (`eval.json`), for promotion gates.

@@ -353,6 +353,7 @@ fn select_train_and_eval_a_discovered_task() {
     assert_eq!(meta["transform"]["drop_tools"], true);
 
     // eval on the held-out split, base beside it; the task comes from the adapter.
+    let preds = dir.path().join("predictions.jsonl");
     let e: Value = serde_json::from_str(
         ok(&[
             "eval",
@@ -362,6 +363,8 @@ fn select_train_and_eval_a_discovered_task() {
             "2",
             "--max-tokens",
             "48",
+            "--predictions",
+            preds.to_str().unwrap(),
             "--json",
             "--data-dir",
             d,
@@ -370,6 +373,59 @@ fn select_train_and_eval_a_discovered_task() {
     )
     .unwrap();
     assert_eq!(e["task"], task.as_str(), "{e}");
+    // --predictions: one line per test call, agreeing with the summary.
+    let lines: Vec<Value> = std::fs::read_to_string(&preds)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let exact = lines.iter().filter(|l| l["exact"] == true).count() as f64 / 2.0;
+    assert_eq!(e["exact_match"].as_f64(), Some(exact), "{e}");
+    for l in &lines {
+        assert!(
+            l["id"].is_string() && l["expected"].is_object() && l["got"].is_object(),
+            "{l}"
+        );
+    }
+    // The validation split can be scored too, but a threshold picked on it cannot be tested
+    // on it.
+    let adapter = out.to_str().unwrap();
+    let v: Value = serde_json::from_str(
+        ok(&[
+            "eval",
+            "--adapter",
+            adapter,
+            "--split",
+            "validation",
+            "--limit",
+            "1",
+            "--no-base",
+            "--max-tokens",
+            "16",
+            "--json",
+            "--data-dir",
+            d,
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(v["examples"], 1, "{v}");
+    let (success, _, err) = run(
+        &[
+            "eval",
+            "--adapter",
+            adapter,
+            "--split",
+            "validation",
+            "--calibrate",
+            "0.9",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(!success && err.contains("--calibrate"), "{err}");
     assert_eq!(e["examples"], 2, "{e}");
     assert_eq!(e["kind"], "tool_call", "{e}");
     for k in ["exact_match", "base_exact_match", "schema_valid"] {
