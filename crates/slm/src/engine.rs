@@ -303,10 +303,16 @@ impl LocalModel {
                 .and_then(|v| v.as_array().map(|a| !a.is_empty()))
                 .unwrap_or(false)
         });
-        let Some(tools) = tools_json.filter(|_| !self.template.supports_tools()) else {
+        if self.template.supports_tools() {
             return self.template.render_json(messages_json, tools_json, true);
-        };
+        }
         let mut messages: Vec<serde_json::Value> = serde_json::from_str(messages_json)?;
+        calls_as_text(&mut messages);
+        let Some(tools) = tools_json else {
+            return self
+                .template
+                .render_json(&serde_json::to_string(&messages)?, None, true);
+        };
         let list: Vec<serde_json::Value> = serde_json::from_str(tools)?;
         let mut note = String::from("You can call these tools (JSON function definitions):\n");
         for t in &list {
@@ -333,5 +339,40 @@ impl LocalModel {
         }
         self.template
             .render_json(&serde_json::to_string(&messages)?, None, true)
+    }
+}
+
+/// For a template that knows no tool calls: an agent's history — assistant turns that only
+/// call tools (`content: null`), tool results — becomes text the template can render, each
+/// call written as the JSON object the tool note asks for.
+fn calls_as_text(messages: &mut [serde_json::Value]) {
+    for m in messages.iter_mut() {
+        let Some(o) = m.as_object_mut() else { continue };
+        let mut text = match o.get("content") {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(_) => continue, // content parts: the template's own business
+        };
+        for c in o
+            .remove("tool_calls")
+            .and_then(|c| c.as_array().cloned())
+            .unwrap_or_default()
+        {
+            let f = c.get("function").unwrap_or(&c);
+            let args = match f.get("arguments") {
+                Some(serde_json::Value::String(s)) => {
+                    serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone()))
+                }
+                Some(v) => v.clone(),
+                None => serde_json::json!({}),
+            };
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(
+                &serde_json::json!({"name": f.get("name"), "arguments": args}).to_string(),
+            );
+        }
+        o.insert("content".into(), serde_json::Value::String(text));
     }
 }

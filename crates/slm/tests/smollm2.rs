@@ -217,6 +217,37 @@ fn sampling_is_seeded_and_stops_on_strings() {
 }
 
 #[test]
+fn an_agent_history_renders_in_a_template_without_tools() {
+    // SmolLM2's own template knows no tool calls and concatenates `content`: an assistant
+    // turn that only calls a tool (`content: null`) used to fail the render.
+    let m = model();
+    let messages = serde_json::json!([
+        {"role": "user", "content": "How much fuel is left?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "displayCarStatus", "arguments": "{\"option\":\"fuel\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{\"fuelLevel\": 10.0}"},
+        {"role": "user", "content": "Fill it up."}
+    ])
+    .to_string();
+    let tools = serde_json::json!([{"type": "function", "function": {"name": "displayCarStatus",
+        "parameters": {"type": "object", "properties": {"option": {"type": "string"}}}}}])
+    .to_string();
+    for t in [Some(tools.as_str()), None] {
+        let p = m.render_prompt(&messages, t).expect("renders");
+        assert!(
+            p.contains(r#"{"arguments":{"option":"fuel"},"name":"displayCarStatus"}"#)
+                || p.contains(r#"{"name":"displayCarStatus","arguments":{"option":"fuel"}}"#),
+            "{p}"
+        );
+        assert!(
+            p.contains(r#"{"fuelLevel": 10.0}"#) && p.ends_with("<|im_start|>assistant\n"),
+            "{p}"
+        );
+        assert_eq!(p.contains("You can call these tools"), t.is_some(), "{p}");
+    }
+}
+
+#[test]
 fn prompt_longer_than_context_is_an_error() {
     let m = model();
     let n = m.model.config.context_length + 10;
