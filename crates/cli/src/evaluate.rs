@@ -34,7 +34,7 @@ pub struct EvalArgs {
     /// The split to score: `test` (held out from training and selection) or `validation`.
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     split: SplitArg,
-    /// Evaluate at most this many test examples.
+    /// Evaluate at most this many examples of the split.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
     /// Most tokens per answer.
@@ -48,9 +48,10 @@ pub struct EvalArgs {
     /// 0.95). `promote --min-confidence` takes the result.
     #[arg(long, value_name = "PRECISION")]
     calibrate: Option<f64>,
-    /// Also write the specialist's answers on the test split to FILE, one JSON object per
-    /// line: `{"id", "messages", "exact", "confidence", "expected", "got", "tokens"}` (confidence: the
-    /// answer's mean token log-probability; tokens: `[text, log-probability]` pairs).
+    /// Also write the specialist's answers on the scored split to FILE, one JSON object per
+    /// line: `{"id", "messages", "exact", "confidence", "expected", "got", "tokens"}`
+    /// (confidence: the answer's mean token log-probability; tokens: `[text,
+    /// log-probability]` pairs).
     #[arg(long, value_name = "FILE")]
     predictions: Option<PathBuf>,
     /// Print `{"task", "examples", "exact_match", "base_exact_match", "schema_valid", …}`.
@@ -64,7 +65,7 @@ enum SplitArg {
     Validation,
 }
 
-/// One model's answers to the test split.
+/// One model's answers to a split.
 pub struct Run {
     pub report: Report,
     pub answers: Vec<Value>,
@@ -342,7 +343,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
     Ok(())
 }
 
-/// One line per test call: what the LLM answered, what the specialist answered.
+/// One line per scored call: what the LLM answered, what the specialist answered.
 fn write_predictions(path: &Path, tests: &[&ChatRecord], run: &Run) -> Result<()> {
     let mut out = String::new();
     let rows = tests
