@@ -44,10 +44,18 @@ pub struct DemoArgs {
     /// The small base model (default: the packaged SmolLM2-135M-Instruct).
     #[arg(long, value_name = "PATH|ID")]
     base: Option<String>,
-    /// How many tasks get a specialist (default: 3; 1 with --quick).
+    /// How many tasks get a specialist (default: 3; 1 with --quick; every task with enough
+    /// calls with --shared).
     #[arg(long, value_name = "N")]
     tasks: Option<usize>,
-    /// Passes over each task's training split (default: 2; 1 with --quick).
+    /// One specialist for all the tasks: a single adapter trained on all the replayed traffic,
+    /// then evaluated, calibrated, gated and promoted task by task. It learns what the tasks
+    /// share (an agent's vehicle steps look alike whichever other API it has) and trains
+    /// once instead of once per task.
+    #[arg(long)]
+    shared: bool,
+    /// Passes over each task's training split (default: 2; 1 with --quick, and with --shared,
+    /// whose one pass over all the traffic takes about what two over three tasks do).
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
     /// Cap on optimizer updates per task (default: none; 12 with --quick, which keeps that run
@@ -303,11 +311,38 @@ struct TaskResult {
     min_confidence: Option<f64>,
 }
 
+fn train_plan<'a>(
+    a: &DemoArgs,
+    base: &'a str,
+    out: &'a Path,
+    epochs: usize,
+    max_steps: Option<usize>,
+    dataset: Option<&'a str>,
+) -> crate::lifecycle::TrainPlan<'a> {
+    crate::lifecycle::TrainPlan {
+        base,
+        out,
+        epochs,
+        lr: a.lr,
+        max_steps,
+        threads: a.threads,
+        dataset,
+        precision: a.precision,
+        keep_turns: (a.keep_turns > 0).then_some(a.keep_turns),
+    }
+}
+
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let t_start = Instant::now();
     let quick = a.quick;
-    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { 3 });
-    let epochs = a.epochs.unwrap_or(if quick { 1 } else { 2 });
+    let n_tasks = a.tasks.unwrap_or(if quick {
+        1
+    } else if a.shared {
+        usize::MAX
+    } else {
+        3
+    });
+    let epochs = a.epochs.unwrap_or(if quick || a.shared { 1 } else { 2 });
     let max_steps = a.max_steps.or(quick.then_some(12));
     let traffic = a
         .traffic
@@ -484,6 +519,25 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
 
     let mut results: BTreeMap<String, TaskResult> = BTreeMap::new();
     let t_train = Instant::now();
+    let base_name = Path::new(&base)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // --shared: one adapter on everything the gateway logged so far.
+    let shared = if a.shared {
+        runner.run(&["curate", "--name", "demo-traffic", "--json"])?;
+        let out = work.join("adapters").join("shared");
+        runner.say(&format!(
+            "training one specialist ({base_name}) on all {} replayed calls",
+            training.len()
+        ));
+        let plan = train_plan(&a, &base, &out, epochs, max_steps, Some("demo-traffic"));
+        let secs = crate::lifecycle::train(&runner, None, &plan)?;
+        runner.say(&format!("trained in {secs:.0} s"));
+        Some((out, secs))
+    } else {
+        None
+    };
     for t in &candidates {
         let id = t["id"].as_str().unwrap_or_default().to_owned();
         let label = t["label"].as_str().unwrap_or_default().to_owned();
@@ -493,33 +547,26 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             mode: "off".into(),
             ..Default::default()
         };
-        let sel: Value = serde_json::from_str(&runner.run(&["select", "--task", &id, "--json"])?)?;
-        runner.say(&format!(
-            "{id}: select recommends {} ({} calls); training {} on it",
-            sel["recommended"].as_str().unwrap_or("-"),
-            t["calls"],
-            Path::new(&base)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        ));
-        let out = work.join("adapters").join(&id);
+        let (out, trained) = match &shared {
+            Some((out, _)) => (
+                out.clone(),
+                crate::lifecycle::evaluate(&runner, &id, out, a.precision, a.threads),
+            ),
+            None => {
+                let sel: Value =
+                    serde_json::from_str(&runner.run(&["select", "--task", &id, "--json"])?)?;
+                runner.say(&format!(
+                    "{id}: select recommends {} ({} calls); training {base_name} on it",
+                    sel["recommended"].as_str().unwrap_or("-"),
+                    t["calls"],
+                ));
+                let out = work.join("adapters").join(&id);
+                let plan = train_plan(&a, &base, &out, epochs, max_steps, None);
+                let trained = crate::lifecycle::specialize(&runner, &id, &plan);
+                (out, trained)
+            }
+        };
         let out_s = out.display().to_string();
-        let trained = crate::lifecycle::specialize(
-            &runner,
-            &id,
-            &crate::lifecycle::TrainPlan {
-                base: &base,
-                out: &out,
-                epochs,
-                lr: a.lr,
-                max_steps,
-                threads: a.threads,
-                dataset: None,
-                precision: a.precision,
-                keep_turns: (a.keep_turns > 0).then_some(a.keep_turns),
-            },
-        );
         let trained = match trained {
             Ok(t) => t,
             Err(e) => {
@@ -530,7 +577,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
                 continue;
             }
         };
-        res.train_seconds = Some(trained.train_seconds);
+        res.train_seconds = shared.is_none().then_some(trained.train_seconds);
         res.eval_exact_match = trained.exact_match;
         let verdict = crate::lifecycle::gate(&trained, a.gate, a.min_coverage, a.precision);
         let mode = if verdict.is_some() { "on" } else { "shadow" };
@@ -543,8 +590,9 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         res.min_confidence = verdict.as_ref().and_then(|v| v.0);
         res.mode = mode.into();
         runner.say(&format!(
-            "{id}: trained in {:.0} s; exact match {} on its test split → {mode}{}",
-            res.train_seconds.unwrap_or(0.0),
+            "{id}: {}exact match {} on its test split → {mode}{}",
+            res.train_seconds
+                .map_or(String::new(), |s| format!("trained in {s:.0} s; ")),
             res.eval_exact_match
                 .map_or("-".into(), |x| format!("{:.1}%", x * 100.0)),
             verdict.map(|v| format!(" ({})", v.1)).unwrap_or_default()
@@ -642,6 +690,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         "traffic_calls": records.len(),
         "replayed_calls": training.len(),
         "tasks_discovered": tasks.len(),
+        "shared_specialist": shared.as_ref().map(|(out, secs)| json!({"adapter": out, "train_seconds": secs})),
         "base": base,
         "cost_usd": {"llm_only": llm_cost, "with_specialists": routed_cost,
                      "saving": if llm_cost > 0.0 { 1.0 - routed_cost / llm_cost } else { 0.0 }},

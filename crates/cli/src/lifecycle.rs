@@ -102,15 +102,24 @@ pub struct Trained {
 /// Trains a specialist for `task` and evaluates it on the held-out test split, through the
 /// `train` and `eval` commands.
 pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Trained> {
+    let train_seconds = train(runner, Some(task), plan)?;
+    let mut t = evaluate(runner, task, plan.out, plan.precision, plan.threads)?;
+    t.train_seconds = train_seconds;
+    Ok(t)
+}
+
+/// Runs `train` for `task` (or on `plan.dataset`); returns the seconds it took.
+pub fn train(runner: &Runner, task: Option<&str>, plan: &TrainPlan) -> Result<f64> {
     let out = plan.out.display().to_string();
     let (epochs, lr) = (plan.epochs.to_string(), plan.lr.to_string());
     let steps = plan.max_steps.map(|m| m.to_string());
     let threads = plan.threads.map(|t| t.to_string());
     let keep_turns = plan.keep_turns.map(|t| t.to_string());
     let mut args = vec!["train"];
-    match plan.dataset {
-        Some(d) => args.extend(["--dataset", d]),
-        None => args.extend(["--task", task]),
+    match (plan.dataset, task) {
+        (Some(d), _) => args.extend(["--dataset", d]),
+        (None, Some(t)) => args.extend(["--task", t]),
+        (None, None) => anyhow::bail!("training needs a task or a dataset"),
     }
     args.extend([
         "--base", plan.base, "--out", &out, "--epochs", &epochs, "--lr", &lr, "--json",
@@ -126,8 +135,21 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
     }
     let t0 = Instant::now();
     runner.run(&args)?;
-    let train_seconds = t0.elapsed().as_secs_f64();
-    let precision = plan.precision.to_string();
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// Runs `eval` of the specialist in `adapter` on `task`'s test split, with a confidence
+/// threshold calibrated for `precision` on its validation split (`train_seconds` is 0).
+pub fn evaluate(
+    runner: &Runner,
+    task: &str,
+    adapter: &Path,
+    precision: f64,
+    threads: Option<usize>,
+) -> Result<Trained> {
+    let out = adapter.display().to_string();
+    let precision = precision.to_string();
+    let threads = threads.map(|t| t.to_string());
     let mut args = vec![
         "eval",
         "--adapter",
@@ -148,7 +170,7 @@ pub fn specialize(runner: &Runner, task: &str, plan: &TrainPlan) -> Result<Train
         serde_json::from_str(runner.run(&args)?.trim()).context("eval printed no JSON")?;
     let c = &eval["calibration"];
     Ok(Trained {
-        train_seconds,
+        train_seconds: 0.0,
         exact_match: eval["exact_match"].as_f64(),
         min_confidence: c["min_confidence"].as_f64().zip(c["coverage"].as_f64()),
         test_precision: c["test"]["precision"].as_f64().zip(

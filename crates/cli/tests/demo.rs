@@ -75,3 +75,50 @@ fn demo_runs_the_whole_conversion_and_reports_json() {
     );
     assert!(!okay && err.contains("cannot read the traffic"), "{err}");
 }
+
+#[test]
+fn a_shared_specialist_is_trained_once_and_gated_per_task() {
+    let dir = tempdir();
+    let work = dir.path().join("work");
+    let traffic = repo_root().join("data/bfcl/agent.jsonl");
+    let base = repo_root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let out = ok(&[
+        "demo",
+        "--json",
+        "--shared",
+        "--traffic",
+        traffic.to_str().unwrap(),
+        "--base",
+        base.to_str().unwrap(),
+        "--tasks",
+        "1",
+        "--max-steps",
+        "2",
+        "--work",
+        work.to_str().unwrap(),
+    ]);
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let shared = &v["shared_specialist"];
+    assert!(shared["train_seconds"].as_f64().unwrap() > 0.0, "{v}");
+    let adapter = work.join("adapters").join("shared");
+    assert_eq!(shared["adapter"].as_str(), adapter.to_str(), "{v}");
+    // One adapter, trained on the whole replayed traffic (not one task's dataset).
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("downshift_specialist.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(meta["task"].is_null(), "{meta}");
+    assert_eq!(meta["dataset"], "demo-traffic", "{meta}");
+    assert!(
+        !work
+            .join("adapters")
+            .join(v["tasks"][0]["task"].as_str().unwrap())
+            .exists()
+    );
+    // Each task is still evaluated and gated on its own test split.
+    let t = &v["tasks"][0];
+    assert!(t["eval_exact_match"].as_f64().is_some(), "{t}");
+    assert!(t["train_seconds"].is_null(), "{t}");
+    assert!(matches!(t["mode"].as_str(), Some("on" | "shadow")), "{t}");
+    assert!(adapter.join("eval.json").exists());
+}

@@ -192,9 +192,14 @@ fn built_in(id: &str, cfg: &RouteConfig) -> Result<Specialist, String> {
     }
     let (adapter, _) = downshift_train::load_adapter(&mut lm.model, &dir)
         .map_err(|e| format!("specialist {id}: cannot load the adapter: {e}"))?;
+    // Named for what it learned: its task, else its dataset (a specialist shared by several
+    // tasks), else its folder.
     let name = format!(
         "specialist:{}",
-        meta.task.clone().unwrap_or_else(|| id.to_owned())
+        meta.task
+            .clone()
+            .or_else(|| meta.dataset.clone())
+            .unwrap_or_else(|| id.to_owned())
     );
     let (slot, adapter) =
         LocalSlot::specialist(name, lm, adapter, cfg.max_concurrent, cfg.max_tokens);
