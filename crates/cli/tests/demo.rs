@@ -8,18 +8,21 @@ mod support;
 use serde_json::Value;
 use support::*;
 
-#[test]
-fn demo_runs_the_whole_conversion_and_reports_json() {
-    let dir = tempdir();
-    let work = dir.path().join("work");
-    let traffic = repo_root().join("data/bfcl/agent.jsonl");
+fn base_model() -> std::path::PathBuf {
     let base = repo_root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(
         base.exists(),
         "{} missing: run scripts/fetch.sh smollm2",
         base.display()
     );
-    let out = ok(&[
+    base
+}
+
+/// `demo --json` on the agent traffic, one task, two updates, plus `extra`.
+fn short_demo(work: &std::path::Path, extra: &[&str]) -> Value {
+    let traffic = repo_root().join("data/bfcl/agent.jsonl");
+    let base = base_model();
+    let mut args = vec![
         "demo",
         "--json",
         "--traffic",
@@ -32,8 +35,16 @@ fn demo_runs_the_whole_conversion_and_reports_json() {
         "2",
         "--work",
         work.to_str().unwrap(),
-    ]);
-    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(ok(&args).trim()).unwrap()
+}
+
+#[test]
+fn demo_runs_the_whole_conversion_and_reports_json() {
+    let dir = tempdir();
+    let work = dir.path().join("work");
+    let v = short_demo(&work, &[]);
     let held = v["heldout_calls"].as_u64().unwrap();
     let replayed = v["replayed_calls"].as_u64().unwrap();
     assert_eq!(held + replayed, v["traffic_calls"].as_u64().unwrap());
@@ -61,6 +72,7 @@ fn demo_runs_the_whole_conversion_and_reports_json() {
     assert!(adapter.join("adapter_model.safetensors").exists());
     assert!(adapter.join("eval.json").exists());
     // Bad input: an unreadable traffic file.
+    let base = base_model();
     let (okay, _, err) = run(
         &[
             "demo",
@@ -80,24 +92,7 @@ fn demo_runs_the_whole_conversion_and_reports_json() {
 fn a_shared_specialist_is_trained_once_and_gated_per_task() {
     let dir = tempdir();
     let work = dir.path().join("work");
-    let traffic = repo_root().join("data/bfcl/agent.jsonl");
-    let base = repo_root().join("models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let out = ok(&[
-        "demo",
-        "--json",
-        "--shared",
-        "--traffic",
-        traffic.to_str().unwrap(),
-        "--base",
-        base.to_str().unwrap(),
-        "--tasks",
-        "1",
-        "--max-steps",
-        "2",
-        "--work",
-        work.to_str().unwrap(),
-    ]);
-    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    let v = short_demo(&work, &["--shared"]);
     let shared = &v["shared_specialist"];
     assert!(shared["train_seconds"].as_f64().unwrap() > 0.0, "{v}");
     let adapter = work.join("adapters").join("shared");
