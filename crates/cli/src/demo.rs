@@ -571,7 +571,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             Ok(t) => t,
             Err(e) => {
                 runner.say(&format!(
-                    "{id}: training failed, the LLM keeps the task: {e}"
+                    "{id}: training or evaluation failed, the LLM keeps the task: {e}"
                 ));
                 results.insert(id, res);
                 continue;
