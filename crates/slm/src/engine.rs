@@ -308,38 +308,42 @@ impl LocalModel {
         }
         let mut messages: Vec<serde_json::Value> = serde_json::from_str(messages_json)?;
         calls_as_text(&mut messages);
-        let Some(tools) = tools_json else {
-            return self
-                .template
-                .render_json(&serde_json::to_string(&messages)?, None, true);
-        };
-        let list: Vec<serde_json::Value> = serde_json::from_str(tools)?;
-        let mut note = String::from("You can call these tools (JSON function definitions):\n");
-        for t in &list {
-            note.push_str(&t.get("function").unwrap_or(t).to_string());
-            note.push('\n');
-        }
-        note.push_str(
-            "To call a tool, reply with only a JSON object: {\"name\": <tool name>, \"arguments\": <arguments object>}.",
-        );
-        match messages.first_mut() {
-            Some(first) if first.get("role").and_then(|r| r.as_str()) == Some("system") => {
-                let content = first
-                    .get("content")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or_default()
-                    .to_string();
-                first["content"] = serde_json::Value::String(if content.is_empty() {
-                    note
-                } else {
-                    format!("{content}\n\n{note}")
-                });
-            }
-            _ => messages.insert(0, serde_json::json!({"role": "system", "content": note})),
+        if let Some(tools) = tools_json {
+            describe_tools(&mut messages, tools)?;
         }
         self.template
             .render_json(&serde_json::to_string(&messages)?, None, true)
     }
+}
+
+/// The tools described in the system message (added when there is none), with the reply
+/// format [`crate::parse_tool_calls`] reads.
+fn describe_tools(messages: &mut Vec<serde_json::Value>, tools: &str) -> Result<()> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(tools)?;
+    let mut note = String::from("You can call these tools (JSON function definitions):\n");
+    for t in &list {
+        note.push_str(&t.get("function").unwrap_or(t).to_string());
+        note.push('\n');
+    }
+    note.push_str(
+        "To call a tool, reply with only a JSON object: {\"name\": <tool name>, \"arguments\": <arguments object>}.",
+    );
+    match messages.first_mut() {
+        Some(first) if first.get("role").and_then(|r| r.as_str()) == Some("system") => {
+            let content = first
+                .get("content")
+                .and_then(|c| c.as_str())
+                .unwrap_or_default()
+                .to_string();
+            first["content"] = serde_json::Value::String(if content.is_empty() {
+                note
+            } else {
+                format!("{content}\n\n{note}")
+            });
+        }
+        _ => messages.insert(0, serde_json::json!({"role": "system", "content": note})),
+    }
+    Ok(())
 }
 
 /// For a template that knows no tool calls: an agent's history — assistant turns that only
