@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# A real fine-tune, end to end through the CLI: the BFCL multi-turn turns whose only tools are
-# the trading API (78 calls) are imported, discovered as one task, and SmolLM2-135M-Instruct
-# is trained on that task's train split (QLoRA through its Q4_1 weights); `eval` then scores
-# the specialist and the base zero-shot on the held-out test split (never trained on).
+# A real fine-tune, end to end through the CLI: the BFCL calls of one API class are imported,
+# discovered as one task (one task per tool family), and SmolLM2-135M-Instruct is trained on
+# that task's train split (QLoRA through its Q4_1 weights); `eval` then scores the specialist and
+# the base zero-shot on the held-out test split (never trained on), writing every answer to
+# predictions.jsonl.
 #
-#   bench/train/finetune.sh [--epochs N] [--lr LR] [--threads N] [-- extra train options]
+#   bench/train/finetune.sh [--api CLASS] [--source base|agent] [--epochs N] [--lr LR]
+#                           [--threads N] [-- extra train options]
 #
+# --api: the BFCL API class whose calls make the task (TradingBot, VehicleControlAPI,
+#   GorillaFileSystem, TravelAPI, ...; default TradingBot). --source: `agent` (the default) takes
+#   the agent-transcript steps whose gold call is that API's (data/bfcl/agent.jsonl: the request
+#   holds the conversation so far, tool results included), `base` the multi_turn_base turns whose
+#   only API is that one (data/bfcl/bfcl.jsonl: the request holds the current user turn).
 # Prints the train summary and the eval JSON; the work folder is kept under bench/out/finetune.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -13,14 +20,18 @@ cd "$ROOT"
 EPOCHS=8
 LR=1e-3
 THREADS="$(nproc)"
+API=TradingBot
+SOURCE=agent
 EXTRA=()
 while [ $# -gt 0 ]; do
     case "$1" in
+        --api) API="$2"; shift 2 ;;
+        --source) SOURCE="$2"; shift 2 ;;
         --epochs) EPOCHS="$2"; shift 2 ;;
         --lr) LR="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --) shift; EXTRA=("$@"); break ;;
-        *) echo "usage: $0 [--epochs N] [--lr LR] [--threads N] [-- train options]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--api CLASS] [--source base|agent] [--epochs N] [--lr LR] [--threads N] [-- train options]" >&2; exit 2 ;;
     esac
 done
 scripts/fetch.sh bfcl smollm2 >/dev/null
@@ -29,19 +40,31 @@ DS="$ROOT/target/release/downshift"
 MODEL="$ROOT/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 WORK="$ROOT/bench/out/finetune"
 rm -rf "$WORK" && mkdir -p "$WORK"
-python3 - "$WORK/calls.jsonl" <<'EOF'
+python3 - "$WORK/calls.jsonl" "$API" "$SOURCE" <<'EOF'
 import json, sys
-with open(sys.argv[1], "w") as out:
-    for line in open("data/bfcl/bfcl.jsonl"):
-        v = json.loads(line)
-        tools = v["request"].get("tools") or []
-        if v["metadata"].get("bfcl_category") == "multi_turn_base" and tools and all(
-            "belongs to the trading system" in t["function"]["description"] for t in tools
-        ):
-            out.write(line)
+out_path, api, source = sys.argv[1:4]
+n = 0
+with open(out_path, "w") as out:
+    if source == "agent":
+        for line in open("data/bfcl/agent.jsonl"):
+            if json.loads(line)["metadata"].get("api_class") == api:
+                out.write(line)
+                n += 1
+    elif source == "base":
+        for line in open("data/bfcl/bfcl.jsonl"):
+            meta = json.loads(line)["metadata"]
+            if meta.get("bfcl_category") == "multi_turn_base" and meta.get("involved_classes") == api:
+                out.write(line)
+                n += 1
+    else:
+        sys.exit(f"--source is base or agent, not {source!r}")
+if n < 40:
+    sys.exit(f"{api} ({source}): {n} calls; a task needs more (is the API class spelled right?)")
+print(f"{api} ({source}): {n} calls", file=sys.stderr)
 EOF
+printf '[discover]\nmin_split_share = 1.0\n' > "$WORK/downshift.toml"
 "$DS" import "$WORK/calls.jsonl" --data-dir "$WORK/data" >/dev/null
-"$DS" discover --embedder hashed --data-dir "$WORK/data" >/dev/null
+"$DS" --config "$WORK/downshift.toml" discover --embedder hashed --data-dir "$WORK/data" >/dev/null
 TASK="$("$DS" tasks list --json --data-dir "$WORK/data" | python3 -c '
 import json, sys
 tasks = [json.loads(l) for l in sys.stdin if l.strip()]
@@ -50,6 +73,7 @@ echo "task: $TASK"
 "$DS" train --task "$TASK" --base "$MODEL" --epochs "$EPOCHS" --lr "$LR" --threads "$THREADS" \
     --out "$WORK/adapter" --data-dir "$WORK/data" --json "${EXTRA[@]}" | tee "$WORK/train.json"
 "$DS" eval --adapter "$WORK/adapter" --threads "$THREADS" --data-dir "$WORK/data" --json \
+    --predictions "$WORK/predictions.jsonl" \
     | tee "$WORK/eval.json"
 python3 - "$WORK/train.json" "$WORK/eval.json" <<'EOF'
 import json, sys
