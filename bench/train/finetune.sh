@@ -6,14 +6,15 @@
 # predictions.jsonl.
 #
 #   bench/train/finetune.sh [--api CLASS] [--source base|agent] [--epochs N] [--lr LR]
-#                           [--threads N] [-- extra train options]
+#                           [--threads N] [--work DIR] [-- extra train options]
 #
 # --api: the BFCL API class whose calls make the task (TradingBot, VehicleControlAPI,
 #   GorillaFileSystem, TravelAPI, ...; default TradingBot). --source: `agent` (the default) takes
 #   the agent-transcript steps whose gold call is that API's (data/bfcl/agent.jsonl: the request
 #   holds the conversation so far, tool results included), `base` the multi_turn_base turns whose
 #   only API is that one (data/bfcl/bfcl.jsonl: the request holds the current user turn).
-# Prints the train summary and the eval JSON; the work folder is kept under bench/out/finetune.
+# Prints the train summary and the eval JSON; the work folder (default bench/out/finetune; --work
+# gives another, so two runs can share the machine) is kept.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -23,6 +24,7 @@ THREADS="$(nproc)"
 API=TradingBot
 SOURCE=agent
 EXTRA=()
+WORK="$ROOT/bench/out/finetune"
 while [ $# -gt 0 ]; do
     case "$1" in
         --api) API="$2"; shift 2 ;;
@@ -30,15 +32,15 @@ while [ $# -gt 0 ]; do
         --epochs) EPOCHS="$2"; shift 2 ;;
         --lr) LR="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
+        --work) WORK="$(realpath -m "$2")"; shift 2 ;;
         --) shift; EXTRA=("$@"); break ;;
-        *) echo "usage: $0 [--api CLASS] [--source base|agent] [--epochs N] [--lr LR] [--threads N] [-- train options]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--api CLASS] [--source base|agent] [--epochs N] [--lr LR] [--threads N] [--work DIR] [-- train options]" >&2; exit 2 ;;
     esac
 done
 scripts/fetch.sh bfcl smollm2 >/dev/null
 cargo build --release -q -p downshift-cli
 DS="$ROOT/target/release/downshift"
 MODEL="$ROOT/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-WORK="$ROOT/bench/out/finetune"
 rm -rf "$WORK" && mkdir -p "$WORK"
 python3 - "$WORK/calls.jsonl" "$API" "$SOURCE" <<'EOF'
 import json, sys

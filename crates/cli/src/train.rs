@@ -38,9 +38,37 @@ pub struct TrainArgs {
     /// LoRA alpha (scale = alpha / rank).
     #[arg(long, default_value_t = 32.0)]
     alpha: f64,
+    /// LoRA dropout probability on the adapters' inputs (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f64,
+    /// Projections to adapt, comma-separated PEFT names (default: all seven attention and MLP
+    /// projections: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    targets: Vec<String>,
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
+    /// Final learning rate of the cosine schedule, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.0, value_name = "X")]
+    min_lr_ratio: f64,
+    /// Linear warm-up updates.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    warmup_steps: usize,
+    /// AdamW decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Micro-batches per optimizer update (gradient accumulation).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    grad_accum: usize,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// Validation loss every N updates (0: at the end only); the best weights are kept.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    eval_every: usize,
+    /// Early stopping: stop after this many validation evaluations without improvement.
+    #[arg(long, value_name = "N")]
+    patience: Option<usize>,
     /// Passes over the training split.
     #[arg(long, default_value_t = 3)]
     epochs: usize,
@@ -229,7 +257,20 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
     let cfg = TrainConfig {
         rank: a.rank,
         alpha: a.alpha,
+        dropout: a.dropout,
+        targets: if a.targets.is_empty() {
+            TrainConfig::default().targets
+        } else {
+            a.targets.clone()
+        },
         lr: a.lr,
+        min_lr_ratio: a.min_lr_ratio,
+        warmup_steps: a.warmup_steps,
+        weight_decay: a.weight_decay,
+        grad_accum: a.grad_accum,
+        clip: a.clip,
+        eval_every: a.eval_every,
+        patience: a.patience,
         epochs: a.epochs,
         max_steps: a.max_steps,
         batch_size: a.batch_size,

@@ -45,6 +45,10 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
         "2",
         "--max-len",
         "256",
+        "--targets",
+        "q_proj,v_proj,down_proj",
+        "--dropout",
+        "0.1",
         "--out",
         out.to_str().unwrap(),
         "--json",
@@ -68,11 +72,46 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
     ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    // Settings that cannot be trained are refused with what is wrong.
+    for (flag, value, says) in [
+        ("--targets", "q_proj,wq", "unknown target projection wq"),
+        ("--dropout", "1.5", "dropout must be in [0, 1)"),
+    ] {
+        let (success, _, err) = run(
+            &[
+                "train",
+                "--dataset",
+                "ds",
+                "--base",
+                model,
+                flag,
+                value,
+                "--out",
+                dir.path().join("bad").to_str().unwrap(),
+                "--data-dir",
+                d,
+            ],
+            &[],
+        );
+        assert!(!success && err.contains(says), "{flag} {value}: {err}");
+    }
     let cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
             .unwrap();
     assert_eq!(cfg["peft_type"], "LORA");
     assert_eq!(cfg["r"], 16);
+    assert_eq!(cfg["lora_dropout"], 0.1);
+    assert_eq!(
+        cfg["target_modules"],
+        serde_json::json!(["q_proj", "v_proj", "down_proj"])
+    );
+    let tensors = std::fs::read(out.join("adapter_model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(tensors[..8].try_into().unwrap()) as usize;
+    let names = String::from_utf8_lossy(&tensors[8..8 + header_len]).to_string();
+    assert!(
+        names.contains("v_proj.lora_A") && !names.contains("k_proj"),
+        "only the chosen projections are adapted"
+    );
     let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
     // The adapter loads over its base.
