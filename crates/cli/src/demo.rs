@@ -88,9 +88,15 @@ pub struct DemoArgs {
     /// Working folder (data, adapters, logs); emptied first.
     #[arg(long, default_value = ".downshift-demo", value_name = "DIR")]
     work: PathBuf,
-    /// Compute threads for training and the specialists (default: every core).
+    /// Compute threads for each training and evaluation run (default: the cores divided
+    /// among the --jobs).
     #[arg(long)]
     threads: Option<usize>,
+    /// Specialists trained and evaluated at the same time (default: one per core, at most one
+    /// per task). The small model's products scale poorly past one thread, so two runs on one
+    /// thread each do about twice the work of one run on two.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 /// Assumptions behind the cost and latency estimate (`[prices]` in the config).
@@ -168,8 +174,10 @@ impl Runner {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        writeln!(log, "$ downshift {}", args.join(" "))?;
-        log.write_all(&out.stderr)?;
+        // One write per command, so the logs of commands running side by side stay whole.
+        let mut entry = format!("$ downshift {}\n", args.join(" ")).into_bytes();
+        entry.extend_from_slice(&out.stderr);
+        log.write_all(&entry)?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let tail: Vec<&str> = err.lines().rev().take(8).collect();
@@ -318,6 +326,7 @@ fn train_plan<'a>(
     epochs: usize,
     max_steps: Option<usize>,
     dataset: Option<&'a str>,
+    threads: Option<usize>,
 ) -> crate::lifecycle::TrainPlan<'a> {
     crate::lifecycle::TrainPlan {
         base,
@@ -325,7 +334,7 @@ fn train_plan<'a>(
         epochs,
         lr: a.lr,
         max_steps,
-        threads: a.threads,
+        threads,
         dataset,
         precision: a.precision,
         keep_turns: (a.keep_turns > 0).then_some(a.keep_turns),
@@ -531,14 +540,71 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             "training one specialist ({base_name}) on all {} replayed calls",
             training.len()
         ));
-        let plan = train_plan(&a, &base, &out, epochs, max_steps, Some("demo-traffic"));
+        let plan = train_plan(
+            &a,
+            &base,
+            &out,
+            epochs,
+            max_steps,
+            Some("demo-traffic"),
+            a.threads,
+        );
         let secs = crate::lifecycle::train(&runner, None, &plan)?;
         runner.say(&format!("trained in {secs:.0} s"));
         Some((out, secs))
     } else {
         None
     };
-    for t in &candidates {
+    // Train (or, with --shared, evaluate) the candidates' specialists, --jobs at a time.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = a.jobs.unwrap_or(cores).clamp(1, candidates.len());
+    let threads = a.threads.or((jobs > 1).then(|| (cores / jobs).max(1)));
+    if jobs > 1 {
+        runner.say(&format!(
+            "{jobs} specialists at a time, {} thread(s) each",
+            threads.unwrap_or(cores)
+        ));
+    }
+    let specialize = |t: &Value| -> (PathBuf, Result<crate::lifecycle::Trained>) {
+        let id = t["id"].as_str().unwrap_or_default();
+        match &shared {
+            Some((out, _)) => (
+                out.clone(),
+                crate::lifecycle::evaluate(&runner, id, out, a.precision, threads),
+            ),
+            None => {
+                let out = work.join("adapters").join(id);
+                let trained = (|| {
+                    let sel: Value =
+                        serde_json::from_str(&runner.run(&["select", "--task", id, "--json"])?)?;
+                    runner.say(&format!(
+                        "{id}: select recommends {} ({} calls); training {base_name} on it",
+                        sel["recommended"].as_str().unwrap_or("-"),
+                        t["calls"],
+                    ));
+                    let plan = train_plan(&a, &base, &out, epochs, max_steps, None, threads);
+                    crate::lifecycle::specialize(&runner, id, &plan)
+                })();
+                (out, trained)
+            }
+        }
+    };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(t) = candidates.get(i) else { break };
+                    let r = specialize(t);
+                    done.lock().unwrap_or_else(|e| e.into_inner()).insert(i, r);
+                }
+            });
+        }
+    });
+    let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (i, t) in candidates.iter().enumerate() {
         let id = t["id"].as_str().unwrap_or_default().to_owned();
         let label = t["label"].as_str().unwrap_or_default().to_owned();
         let mut res = TaskResult {
@@ -547,25 +613,9 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             mode: "off".into(),
             ..Default::default()
         };
-        let (out, trained) = match &shared {
-            Some((out, _)) => (
-                out.clone(),
-                crate::lifecycle::evaluate(&runner, &id, out, a.precision, a.threads),
-            ),
-            None => {
-                let sel: Value =
-                    serde_json::from_str(&runner.run(&["select", "--task", &id, "--json"])?)?;
-                runner.say(&format!(
-                    "{id}: select recommends {} ({} calls); training {base_name} on it",
-                    sel["recommended"].as_str().unwrap_or("-"),
-                    t["calls"],
-                ));
-                let out = work.join("adapters").join(&id);
-                let plan = train_plan(&a, &base, &out, epochs, max_steps, None);
-                let trained = crate::lifecycle::specialize(&runner, &id, &plan);
-                (out, trained)
-            }
-        };
+        let (out, trained) = done
+            .remove(&i)
+            .context("a specialist job ended without a result")?;
         let out_s = out.display().to_string();
         let trained = match trained {
             Ok(t) => t,
