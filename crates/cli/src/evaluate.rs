@@ -136,6 +136,14 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
                 SpecialistMeta::FILE
             )
         })?;
+    if meta.format_version < SpecialistMeta::FORMAT_VERSION {
+        bail!(
+            "{} was written by an older downshift (specialist format {}) whose train / test split \
+             is not this version's, so its test split may hold calls it trained on; retrain it",
+            a.adapter.display(),
+            meta.format_version
+        );
+    }
     // What the command line names, else what the adapter was trained on (its task first).
     let data_args = if a.data.task.is_some() || a.data.dataset.is_some() {
         a.data.clone()
@@ -153,7 +161,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
     };
     let mut tests: Vec<&ChatRecord> = recs
         .iter()
-        .filter(|r| split.split_of(&r.id) == which)
+        .filter(|r| split.split_of(&r.split_key()) == which)
         .collect();
     if let Some(n) = a.limit {
         tests.truncate(n);
@@ -231,7 +239,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         Some(p) => {
             let mut vals: Vec<&ChatRecord> = recs
                 .iter()
-                .filter(|r| split.split_of(&r.id) == Split::Validation)
+                .filter(|r| split.split_of(&r.split_key()) == Split::Validation)
                 .collect();
             if let Some(n) = a.limit {
                 vals.truncate(n);

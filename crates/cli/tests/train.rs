@@ -128,6 +128,19 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
         "--json",
     ]);
     assert!(g.contains("\"completion_tokens\":2"), "{g}");
+    // A specialist of the older id-keyed split is not scored on a test split it may have
+    // trained on.
+    let meta_path = out.join("downshift_specialist.json");
+    let mut meta: Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    assert_eq!(meta["format_version"], 2);
+    meta["format_version"] = 1.into();
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let (success, _, err) = run(
+        &["eval", "--adapter", out.to_str().unwrap(), "--data-dir", d],
+        &[],
+    );
+    assert!(!success && err.contains("older downshift"), "{err}");
 }
 
 #[test]

@@ -43,6 +43,9 @@ pub struct SpecialistMeta {
 
 impl SpecialistMeta {
     pub const FILE: &'static str = "downshift_specialist.json";
+    /// 2: the splits are keyed by the request's content ([`crate::ChatRecord::split_key`]);
+    /// 1 keyed them by call id, so a version-1 specialist's test split is not this one's.
+    pub const FORMAT_VERSION: u32 = 2;
 
     pub fn new(
         base_model: &str,
@@ -51,7 +54,7 @@ impl SpecialistMeta {
         cfg: &TrainConfig,
     ) -> Self {
         Self {
-            format_version: 1,
+            format_version: Self::FORMAT_VERSION,
             base_model: base_model.into(),
             base_fingerprint: base_fingerprint(&model.config),
             transform,

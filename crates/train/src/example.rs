@@ -28,6 +28,27 @@ pub struct ChatRecord {
 }
 
 impl ChatRecord {
+    /// What decides the call's split: a SHA-256 of its request (messages and tools, as stored),
+    /// so the same call falls in the same split whatever id an import or the gateway gave it —
+    /// runs on the same traffic compare on the same test calls.
+    pub fn split_key(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(
+            serde_json::to_string(&self.messages)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        h.update([0u8]);
+        if let Some(t) = &self.tools {
+            h.update(serde_json::to_string(t).unwrap_or_default().as_bytes());
+        }
+        h.finalize()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// Reads the import format `{"request": {messages, tools, ..}, "response": {choices:
     /// [{message}]}, "metadata": {..}}`. The id is `metadata.id`, else `response.id`, else a
     /// hash of the request.
@@ -421,7 +442,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Splits `records` by call id and builds the train and validation examples. Refuses a
+    /// Splits `records` by call ([`ChatRecord::split_key`]) and builds the train and validation examples. Refuses a
     /// task whose usable records would give fewer than `min_train` training examples; the
     /// message counts usable records and how many are needed at the configured fractions.
     pub fn build(
@@ -432,7 +453,7 @@ impl Dataset {
     ) -> Result<Self> {
         let mut d = Dataset::default();
         for r in records {
-            let part = split.split_of(&r.id);
+            let part = split.split_of(&r.split_key());
             if part == Split::Test {
                 d.test_ids.push(r.id.clone());
                 continue;
@@ -649,6 +670,34 @@ mod tests {
         assert_eq!(te, te2);
         // the split of one call does not depend on the others
         assert_eq!(c.split_of("call-7"), c.split_of("call-7"));
+    }
+
+    #[test]
+    fn a_call_keeps_its_split_whatever_its_id() {
+        let rec = |id: &str, text: &str, tools: Option<Vec<Value>>| ChatRecord {
+            id: id.into(),
+            messages: vec![json!({"role": "user", "content": text})],
+            tools,
+            answer: json!({"role": "assistant", "content": "ok"}),
+        };
+        let a = rec("call-1", "lock the doors", None);
+        let b = rec("0190f2c4-other-id", "lock the doors", None);
+        assert_eq!(a.split_key(), b.split_key());
+        assert_ne!(
+            a.split_key(),
+            rec("call-1", "unlock the doors", None).split_key()
+        );
+        let tool = json!({"type": "function", "function": {"name": "lockDoors"}});
+        assert_ne!(
+            a.split_key(),
+            rec("call-1", "lock the doors", Some(vec![tool])).split_key()
+        );
+        // Over many calls the content key spreads like the id did.
+        let c = SplitConfig::default();
+        let test = (0..2000)
+            .filter(|i| c.split_of(&rec("x", &format!("q{i}"), None).split_key()) == Split::Test)
+            .count();
+        assert!((test as i64 - 200).abs() < 60, "{test}");
     }
 
     #[test]
