@@ -6,7 +6,8 @@
 # predictions.jsonl.
 #
 #   bench/train/finetune.sh [--api CLASS] [--source base|agent] [--epochs N] [--lr LR]
-#                           [--threads N] [--work DIR] [-- extra train options]
+#                           [--threads N] [--work DIR] [--no-base]
+#                           [-- extra train options]
 #
 # --api: the BFCL API class whose calls make the task (TradingBot, VehicleControlAPI,
 #   GorillaFileSystem, TravelAPI, ...; default TradingBot). --source: `agent` (the default) takes
@@ -14,7 +15,8 @@
 #   holds the conversation so far, tool results included), `base` the multi_turn_base turns whose
 #   only API is that one (data/bfcl/bfcl.jsonl: the request holds the current user turn).
 # Prints the train summary and the eval JSON; the work folder (default bench/out/finetune; --work
-# gives another, so two runs can share the machine) is kept.
+# gives another, so two runs can share the machine) is kept. --no-base skips the base model's
+# zero-shot score (slow: it reads the full prompts, tool schemas included).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -24,6 +26,7 @@ THREADS="$(nproc)"
 API=TradingBot
 SOURCE=agent
 EXTRA=()
+EVAL_EXTRA=()
 WORK="$ROOT/bench/out/finetune"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -32,9 +35,10 @@ while [ $# -gt 0 ]; do
         --epochs) EPOCHS="$2"; shift 2 ;;
         --lr) LR="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
+        --no-base) EVAL_EXTRA=(--no-base); shift ;;
         --work) WORK="$(realpath -m "$2")"; shift 2 ;;
         --) shift; EXTRA=("$@"); break ;;
-        *) echo "usage: $0 [--api CLASS] [--source base|agent] [--epochs N] [--lr LR] [--threads N] [--work DIR] [-- train options]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--api CLASS] [--source base|agent] [--epochs N] [--lr LR] [--threads N] [--work DIR] [--no-base] [-- train options]" >&2; exit 2 ;;
     esac
 done
 scripts/fetch.sh bfcl smollm2 >/dev/null
@@ -75,7 +79,7 @@ echo "task: $TASK"
 "$DS" train --task "$TASK" --base "$MODEL" --epochs "$EPOCHS" --lr "$LR" --threads "$THREADS" \
     --out "$WORK/adapter" --data-dir "$WORK/data" --json "${EXTRA[@]}" | tee "$WORK/train.json"
 "$DS" eval --adapter "$WORK/adapter" --threads "$THREADS" --data-dir "$WORK/data" --json \
-    --predictions "$WORK/predictions.jsonl" \
+    --predictions "$WORK/predictions.jsonl" "${EVAL_EXTRA[@]}" \
     | tee "$WORK/eval.json"
 python3 - "$WORK/train.json" "$WORK/eval.json" <<'EOF'
 import json, sys
@@ -84,6 +88,6 @@ pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"
 print()
 print("| model | held-out exact match (tool name + arguments) | schema valid | examples |")
 print("|---|---|---|---|")
-print(f"| SmolLM2-135M-Instruct zero-shot | {pct(e['base_exact_match'])} | {pct(e['base_schema_valid'])} | {e['examples']} |")
+print(f"| SmolLM2-135M-Instruct zero-shot | {pct(e.get('base_exact_match'))} | {pct(e.get('base_schema_valid'))} | {e['examples']} |")
 print(f"| specialist ({t['steps']} updates, {t['seconds']:.0f} s, {t['tokens_per_s']:.0f} tok/s) | {pct(e['exact_match'])} | {pct(e['schema_valid'])} | {e['examples']} |")
 EOF
