@@ -94,7 +94,7 @@ pub struct DemoArgs {
     threads: Option<usize>,
     /// Specialists trained and evaluated at the same time (default: one per core, at most one
     /// per task). The small model's products scale poorly past one thread, so two runs on one
-    /// thread each do about twice the work of one run on two.
+    /// thread each do about 1.5× the work of one run on two.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
 }
