@@ -161,7 +161,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
     };
     let mut tests: Vec<&ChatRecord> = recs
         .iter()
-        .filter(|r| split.split_of(&r.split_key()) == which)
+        .filter(|r| split.split_of_record(r) == which)
         .collect();
     if let Some(n) = a.limit {
         tests.truncate(n);
@@ -239,7 +239,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         Some(p) => {
             let mut vals: Vec<&ChatRecord> = recs
                 .iter()
-                .filter(|r| split.split_of(&r.split_key()) == Split::Validation)
+                .filter(|r| split.split_of_record(r) == Split::Validation)
                 .collect();
             if let Some(n) = a.limit {
                 vals.truncate(n);

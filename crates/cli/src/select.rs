@@ -149,7 +149,7 @@ pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Resul
         let split = SplitConfig::default();
         let val: Vec<&ChatRecord> = recs
             .iter()
-            .filter(|r| split.split_of(&r.split_key()) == Split::Validation)
+            .filter(|r| split.split_of_record(r) == Split::Validation)
             .take(a.bakeoff_limit)
             .collect();
         let kind = kind_of_many(recs.iter().map(|r| &r.answer)).unwrap_or(eval_kind(kind));

@@ -397,8 +397,16 @@ impl Default for SplitConfig {
 }
 
 impl SplitConfig {
-    /// The split of a call: a SHA-256 of its id mapped to `[0, 1)`, so the assignment
-    /// never changes when calls are added or removed.
+    /// The split of a logged call, keyed by its request's content
+    /// ([`ChatRecord::split_key`]): the same request lands in the same split whatever id an
+    /// import or the gateway gave it. Every consumer of a split (training, evaluation,
+    /// selection's bake-off) goes through this, so none can key it differently.
+    pub fn split_of_record(&self, record: &ChatRecord) -> Split {
+        self.split_of(&record.split_key())
+    }
+
+    /// The split of a key: a SHA-256 of it mapped to `[0, 1)`, so the assignment never
+    /// changes when calls are added or removed.
     pub fn split_of(&self, id: &str) -> Split {
         let h = Sha256::digest(id.as_bytes());
         let mut b = [0u8; 8];
@@ -442,7 +450,7 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Splits `records` by call ([`ChatRecord::split_key`]) and builds the train and validation examples. Refuses a
+    /// Splits `records` by request ([`SplitConfig::split_of_record`]) and builds the train and validation examples. Refuses a
     /// task whose usable records would give fewer than `min_train` training examples; the
     /// message counts usable records and how many are needed at the configured fractions.
     pub fn build(
@@ -453,7 +461,7 @@ impl Dataset {
     ) -> Result<Self> {
         let mut d = Dataset::default();
         for r in records {
-            let part = split.split_of(&r.split_key());
+            let part = split.split_of_record(r);
             if part == Split::Test {
                 d.test_ids.push(r.id.clone());
                 continue;
@@ -695,7 +703,7 @@ mod tests {
         // Over many calls the content key spreads like the id did.
         let c = SplitConfig::default();
         let test = (0..2000)
-            .filter(|i| c.split_of(&rec("x", &format!("q{i}"), None).split_key()) == Split::Test)
+            .filter(|i| c.split_of_record(&rec("x", &format!("q{i}"), None)) == Split::Test)
             .count();
         assert!((test as i64 - 200).abs() < 60, "{test}");
     }
