@@ -423,7 +423,8 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     std::fs::write(
         &config,
         "# written by `downshift demo`\n[route]\nreload_ms = 300\n\n\
-         # one task per tool family (no semantic split)\n[discover]\nmin_split_share = 1.0\n",
+         # one task per tool family (no semantic split), each holding whole agents' requests\n\
+         [discover]\nmin_split_share = 1.0\nalign_to_requests = true\n",
     )?;
     let runner = Runner {
         exe: std::env::current_exe()?,

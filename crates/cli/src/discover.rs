@@ -159,6 +159,7 @@ fn load_dataset(store: &dyn Store, keyring: &Keyring, name: &str) -> Result<Load
 fn prior_tasks(store: &dyn Store) -> Result<Vec<PriorTask>> {
     let mut by_task: HashMap<String, Vec<String>> = HashMap::new();
     for (call, task) in store.task_assignments()? {
+        let Some(task) = task else { continue };
         by_task.entry(task).or_default().push(call);
     }
     Ok(store

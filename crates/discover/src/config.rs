@@ -32,6 +32,9 @@ pub struct DiscoverConfig {
     pub embed_budget: usize,
     /// A part split off a structural group holds at least this share of it.
     pub min_split_share: f64,
+    /// Make each task a set of whole request keys (tool set + system-prompt template), the
+    /// router's view: an agent's requests all go to the task that holds most of them.
+    pub align_to_requests: bool,
     pub embedder: EmbedderKind,
     /// Folder of the sentence-transformers model (all-MiniLM-L6-v2).
     pub model_dir: PathBuf,
@@ -50,6 +53,7 @@ impl Default for DiscoverConfig {
             max_text_chars: 512,
             embed_budget: 2000,
             min_split_share: 0.1,
+            align_to_requests: false,
             embedder: EmbedderKind::Minilm,
             model_dir: PathBuf::from(crate::embed::DEFAULT_MODEL_DIR),
             hashed_dim: 384,
@@ -73,6 +77,7 @@ impl DiscoverConfig {
             embed_budget: self.embed_budget,
             min_split_share: self.min_split_share,
             prices: self.prices.clone(),
+            align_to_requests: self.align_to_requests,
         }
     }
 }

@@ -89,6 +89,64 @@ pub struct Price {
     pub completion: f64,
 }
 
+/// The clusters, reshaped so that each holds whole *request keys* — what the router can see
+/// of a request before it is answered: the offered tools (by definition) and the system-prompt
+/// template. Every call of a key goes to the cluster that holds most of the key's calls (its
+/// noise calls too: the router will send them there); a cluster left with fewer than `mcs`
+/// calls dissolves into noise.
+///
+/// Discovery's groups also look at the answer (which tool family was called), which the
+/// router cannot: an agent offering two APIs sends requests that look alike whichever API
+/// its next step calls, so the router either abstains on them or sends them to a specialist
+/// that never saw the other API's steps. Aligned, a task is exactly the traffic its
+/// specialist will serve, and its specialist learns from all of it.
+fn align_to_requests(
+    clusters: Vec<(Vec<usize>, String, bool, Vec<f32>)>,
+    feats: &[&CallFeatures],
+    sigs: &[String],
+    mcs: usize,
+) -> Vec<(Vec<usize>, String, bool, Vec<f32>)> {
+    let key_of = |i: usize| -> u64 {
+        // The signature starts with the system template's hash (`sys:<16 hex>|`).
+        let mut k = sigs[i].split('|').next().unwrap_or_default().to_owned();
+        for t in &feats[i].tools {
+            k.push_str(&format!(";{}#{:x}", t.name, t.def_hash));
+        }
+        fnv64(k.as_bytes())
+    };
+    let mut owner: Vec<Option<usize>> = vec![None; feats.len()];
+    for (c, (members, ..)) in clusters.iter().enumerate() {
+        for &i in members {
+            owner[i] = Some(c);
+        }
+    }
+    // Per key: its calls and how many of them each cluster holds.
+    let mut keys: HashMap<u64, (Vec<usize>, BTreeMap<usize, usize>)> = HashMap::new();
+    for i in 0..feats.len() {
+        let e = keys.entry(key_of(i)).or_default();
+        e.0.push(i);
+        if let Some(c) = owner[i] {
+            *e.1.entry(c).or_default() += 1;
+        }
+    }
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); clusters.len()];
+    for (calls, counts) in keys.into_values() {
+        // Most calls; on a tie the earlier cluster (deterministic).
+        if let Some((&c, _)) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) {
+            members[c].extend(calls);
+        }
+    }
+    clusters
+        .into_iter()
+        .zip(members)
+        .filter(|(_, m)| m.len() >= mcs)
+        .map(|((_, sig, split, centroid), mut m)| {
+            m.sort_unstable();
+            (m, sig, split, centroid)
+        })
+        .collect()
+}
+
 /// Parameters of a discovery run.
 #[derive(Debug, Clone)]
 pub struct DiscoverParams {
@@ -105,6 +163,8 @@ pub struct DiscoverParams {
     pub min_split_share: f64,
     /// Model name (a trailing `*` matches a prefix; `*` alone is the fallback) → price.
     pub prices: BTreeMap<String, Price>,
+    /// Make every task a set of whole request keys (see [`align_to_requests`]).
+    pub align_to_requests: bool,
 }
 
 impl Default for DiscoverParams {
@@ -116,6 +176,7 @@ impl Default for DiscoverParams {
             embed_budget: 2000,
             min_split_share: 0.1,
             prices: BTreeMap::new(),
+            align_to_requests: false,
         }
     }
 }
@@ -200,6 +261,8 @@ pub struct RunStats {
     pub templates: usize,
     pub texts_embedded: usize,
     pub noise: usize,
+    /// Tasks were aligned to request keys (`align_to_requests`).
+    pub aligned: bool,
     pub embedder: String,
     pub seconds_features: f64,
     pub seconds_embed: f64,
@@ -680,6 +743,11 @@ pub fn discover_extracted(
         }
     }
 
+    if params.align_to_requests {
+        clusters = align_to_requests(clusters, &feats, &sigs, mcs);
+        stats.aligned = true;
+    }
+
     // Stable ids.
     let new: Vec<NewCluster<'_>> = clusters
         .iter()
@@ -1033,6 +1101,95 @@ mod tests {
         assert_eq!(weather.prompt_tokens.p95, 100);
         assert!(weather.suitability > sentiment.suitability);
         assert!(weather.reasons.iter().any(|r| r.contains("tool calls")));
+    }
+
+    #[test]
+    fn aligned_tasks_hold_whole_request_keys() {
+        let tool = |name: &str| {
+            json!({"type": "function", "function": {"name": name,
+                   "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}})
+        };
+        let called = |name: &str, i: usize| {
+            json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "x", "type": "function",
+                 "function": {"name": name, "arguments": format!("{{\"x\":\"{i}\"}}")}}]})
+        };
+        // Two agents with the same prompt: A offers the car and the feed and mostly drives; B
+        // only posts.
+        let mut calls = Vec::new();
+        for i in 0..12 {
+            let (sys, user) = (
+                "You are an agent.",
+                format!("drive to stop {i} and maybe post"),
+            );
+            calls.push(call(
+                calls.len(),
+                sys,
+                &user,
+                called("drive", i),
+                json!([tool("drive"), tool("post")]),
+            ));
+        }
+        for i in 0..5 {
+            let (sys, user) = (
+                "You are an agent.",
+                format!("drive to stop {i} and maybe post"),
+            );
+            calls.push(call(
+                calls.len(),
+                sys,
+                &user,
+                called("post", i),
+                json!([tool("drive"), tool("post")]),
+            ));
+        }
+        for i in 0..10 {
+            let user = format!("post update number {i}");
+            calls.push(call(
+                calls.len(),
+                "You are an agent.",
+                &user,
+                called("post", i),
+                json!([tool("post")]),
+            ));
+        }
+        let e = HashedEmbedder::new(384);
+        let by_family = discover(&calls, &params(), &e, &[], 7).unwrap();
+        assert_eq!(by_family.tasks.len(), 2, "{:#?}", by_family.tasks);
+        // By the answer: A's five posts join B's posts — a request the router cannot tell apart
+        // from A's driving requests.
+        assert_eq!(by_family.assignments[12], by_family.assignments[20]);
+        assert_ne!(by_family.assignments[0], by_family.assignments[12]);
+        assert!(!by_family.stats.aligned);
+
+        let aligned = DiscoverParams {
+            align_to_requests: true,
+            ..params()
+        };
+        let d = discover(&calls, &aligned, &e, &[], 7).unwrap();
+        assert!(d.stats.aligned);
+        assert_eq!(d.tasks.len(), 2, "{:#?}", d.tasks);
+        let a = d.assignments[0];
+        assert!(a.is_some());
+        assert!(
+            d.assignments[..17].iter().all(|t| *t == a),
+            "{:?}",
+            d.assignments
+        );
+        let b = d.assignments[17];
+        assert!(b.is_some() && b != a);
+        assert!(d.assignments[17..].iter().all(|t| *t == b));
+        assert_eq!(d.tasks[a.unwrap()].calls, 17);
+        assert_eq!(d.tasks[b.unwrap()].calls, 10);
+
+        // The fixture's two text jobs share one request key (same template, no tools): aligned,
+        // they are one task; the strays' key holds no task and stays noise.
+        let d = discover(&super::tests::calls(), &aligned, &e, &[], 7).unwrap();
+        assert_eq!(d.tasks.len(), 2, "{:#?}", d.tasks);
+        assert_eq!(d.assignments[0], d.assignments[1]);
+        assert_ne!(d.assignments[0], d.assignments[2]);
+        assert!(d.assignments[24..].iter().all(Option::is_none));
+        assert_eq!(d.stats.noise, 3);
     }
 
     #[test]

@@ -509,16 +509,19 @@ impl ClassifierBuilder {
 /// What [`train_from_store`] read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TrainReport {
-    /// Chat completion calls read.
+    /// Chat completion calls learnt from: those the last discovery run saw.
     pub calls: u64,
     /// Of them, assigned to a task by discovery (the rest count as noise).
     pub assigned: u64,
+    /// Calls logged after that run (or left out of it): neither a task's nor noise, so not
+    /// learnt from — counted as noise they would make every key look ambiguous as traffic grows.
+    pub undiscovered: u64,
     /// Calls whose request is not a chat completion body (left out).
     pub skipped: u64,
 }
 
-/// Builds the classifier from the call log: every logged chat completion, labelled with the
-/// task discovery assigned it to (unassigned calls are noise). Run it after each `discover`.
+/// Builds the classifier from the call log: every chat completion the last discovery run saw,
+/// labelled with the task it was assigned to (or as noise). Run it after each `discover`.
 ///
 /// # Errors
 /// [`RouteError::Store`] when the store cannot be read or a payload cannot be decrypted.
@@ -528,7 +531,8 @@ pub fn train_from_store(
     config: ClassifierConfig,
 ) -> Result<(Classifier, TrainReport), RouteError> {
     const PAGE: usize = 1000;
-    let assignments: HashMap<String, String> = store.task_assignments()?.into_iter().collect();
+    let assignments: HashMap<String, Option<String>> =
+        store.task_assignments()?.into_iter().collect();
     let mut builder = ClassifierBuilder::new(config);
     let mut report = TrainReport::default();
     let mut after = None;
@@ -546,8 +550,12 @@ pub fn train_from_store(
             if sealed.meta.endpoint != "chat/completions" {
                 continue;
             }
+            let Some(task) = assignments.get(&sealed.meta.id) else {
+                report.undiscovered += 1;
+                continue;
+            };
+            let task = task.as_deref();
             let payload = keyring.open(sealed)?;
-            let task = assignments.get(&sealed.meta.id).map(String::as_str);
             report.calls += 1;
             match builder.add(&payload.request, task) {
                 Ok(()) => report.assigned += u64::from(task.is_some()),
@@ -739,9 +747,11 @@ mod tests {
         let (ring, _) = Keyring::load_or_create(&dir.path().join("keys.json")).unwrap();
         let mut sealed = Vec::new();
         let mut assignments = Vec::new();
-        // 2500 calls: more than one page of the scan.
+        // 2500 calls: more than one page of the scan; the last 500 (weather calls) were logged
+        // after the discovery run, which saw only the first 2000.
         for i in 0..2500 {
             let (tools, task): (&[&str], Option<&str>) = match i % 5 {
+                _ if i >= 2000 => (&["weather"], None),
                 0 | 1 => (&["weather"], Some("t_weather")),
                 2 | 3 => (&["search"], Some("t_search")),
                 _ => (&["other"], None),
@@ -762,8 +772,8 @@ mod tests {
                 })
                 .unwrap(),
             );
-            if let Some(t) = task {
-                assignments.push((format!("c{i:05}"), Some(t.to_owned())));
+            if i < 2000 {
+                assignments.push((format!("c{i:05}"), task.map(str::to_owned)));
             }
         }
         store.insert_calls(&sealed).unwrap();
@@ -772,8 +782,9 @@ mod tests {
         assert_eq!(
             report,
             TrainReport {
-                calls: 2499,
-                assigned: 2000 - 1,
+                calls: 1999,
+                assigned: 1600 - 1,
+                undiscovered: 500,
                 skipped: 1
             }
         );
@@ -782,6 +793,16 @@ mod tests {
                 .map(|g| g.task.to_string())
         };
         assert_eq!(ask("weather").as_deref(), Some("t_weather"));
+        // The 500 weather calls discovery never saw do not dilute the key (as noise they would
+        // leave it 800 of 1300 and send it to the centroid fallback).
+        let g = c
+            .classify(&bytes(&request(
+                Some("You help."),
+                "new question",
+                &["weather"],
+            )))
+            .unwrap();
+        assert_eq!((g.method, g.confidence), (Method::Structural, 1.0));
         assert_eq!(ask("search").as_deref(), Some("t_search"));
         // Noise-only key and tool set: not placed.
         assert_eq!(ask("other"), None);

@@ -76,8 +76,9 @@ pub trait Store: Send + Sync {
     /// A dataset's examples in order.
     fn dataset_examples(&self, dataset_id: &str) -> Result<Vec<SealedExample>>;
 
-    /// Records which discovered task each call belongs to (`None`: noise, no task), replacing
-    /// earlier assignments of those calls, in one transaction.
+    /// Records which discovered task each call belongs to (`None`: noise — discovery saw the
+    /// call and placed it in no task), replacing earlier assignments of those calls, in one
+    /// transaction.
     fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()>;
     /// How many calls are assigned to a task.
     fn task_size(&self, task_id: &str) -> Result<u64>;
@@ -92,8 +93,9 @@ pub trait Store: Send + Sync {
     fn list_tasks(&self) -> Result<Vec<TaskRecord>>;
     /// One task by id.
     fn get_task(&self, id: &str) -> Result<Option<TaskRecord>>;
-    /// Every stored (call id, task id) assignment.
-    fn task_assignments(&self) -> Result<Vec<(String, String)>>;
+    /// Every call discovery has seen, with its task (`None`: noise). A call that is not listed
+    /// was logged after the discovery run (or left out of it) and is neither a task's nor noise.
+    fn task_assignments(&self) -> Result<Vec<(String, Option<String>)>>;
     fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 
     /// Creates or replaces the policy of `policy.task` (validated first).

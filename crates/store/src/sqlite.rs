@@ -263,7 +263,10 @@ fn where_clause(f: &CallFilter) -> (String, Vec<Sql>) {
         args.push(Sql::Text(a.clone()));
     }
     if let Some(t) = &f.task {
-        clauses.push("id IN (SELECT call_id FROM task_assignments WHERE task_id = ?)".to_owned());
+        clauses.push(
+            "id IN (SELECT call_id FROM task_assignments WHERE task_id = ? AND task_id <> '')"
+                .to_owned(),
+        );
         args.push(Sql::Text(t.clone()));
     }
     if let Some((ts, id)) = &f.after {
@@ -555,12 +558,8 @@ impl Store for SqliteStore {
                 "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, ?2) \
                  ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
             )?;
-            let mut clear = tx.prepare_cached("DELETE FROM task_assignments WHERE call_id = ?1")?;
             for (call, task) in assignments {
-                match task {
-                    Some(t) => set.execute(params![call, t])?,
-                    None => clear.execute(params![call])?,
-                };
+                set.execute(params![call, task.as_deref().unwrap_or(NOISE)])?;
             }
         }
         tx.commit()?;
@@ -598,9 +597,7 @@ impl Store for SqliteStore {
                  ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
             )?;
             for (call, task) in assignments {
-                if let Some(t) = task {
-                    set.execute(params![call, t])?;
-                }
+                set.execute(params![call, task.as_deref().unwrap_or(NOISE)])?;
             }
         }
         tx.commit()?;
@@ -623,11 +620,14 @@ impl Store for SqliteStore {
         Ok(stmt.query_row([id], task_from_row).optional()?)
     }
 
-    fn task_assignments(&self) -> Result<Vec<(String, String)>> {
+    fn task_assignments(&self) -> Result<Vec<(String, Option<String>)>> {
         let conn = self.lock();
         let mut stmt =
             conn.prepare_cached("SELECT call_id, task_id FROM task_assignments ORDER BY call_id")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let rows = stmt.query_map([], |r| {
+            let task: String = r.get(1)?;
+            Ok((r.get(0)?, (task != NOISE).then_some(task)))
+        })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -796,6 +796,10 @@ fn route_event_from_row(row: &Row<'_>) -> rusqlite::Result<RouteEvent> {
     })
 }
 
+/// `task_assignments.task_id` of a call discovery saw and placed in no task (noise). Task ids
+/// are never empty, and the column is NOT NULL in stores written before noise was recorded.
+const NOISE: &str = "";
+
 const TASK_COLUMNS: &str = "id, label, created_ms, updated_ms, calls, signature, stats, centroid";
 
 fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
@@ -923,6 +927,19 @@ mod tests {
             .unwrap();
         assert_eq!(store.task_size("t1").unwrap(), 2);
         store.assign_tasks(&[("b".into(), None)]).unwrap();
+        // Noise belongs to no task, not even to the empty id it is stored under.
+        let noise = CallFilter {
+            task: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(store.list_calls(&noise).unwrap().is_empty());
+        assert_eq!(
+            store.task_assignments().unwrap(),
+            [
+                ("a".to_owned(), Some("t1".to_owned())),
+                ("b".to_owned(), None)
+            ]
+        );
         let t1 = CallFilter {
             task: Some("t1".into()),
             ..Default::default()
@@ -965,14 +982,23 @@ mod tests {
         let tasks = store.list_tasks().unwrap();
         assert_eq!(tasks[0], task("t2", 2));
         assert_eq!(store.get_task("t1").unwrap().unwrap().centroid, [0.5, -1.0]);
-        assert_eq!(store.task_assignments().unwrap().len(), 2);
+        // Noise is recorded as seen: a call missing from the list was never discovered.
+        assert_eq!(
+            store.task_assignments().unwrap(),
+            [
+                ("a".to_owned(), Some("t1".to_owned())),
+                ("b".to_owned(), Some("t2".to_owned())),
+                ("c".to_owned(), None)
+            ]
+        );
+        assert_eq!(store.task_size("t1").unwrap(), 1);
         store
             .replace_tasks(&[task("t3", 1)], &[("a".into(), Some("t3".into()))])
             .unwrap();
         assert!(store.get_task("t1").unwrap().is_none());
         assert_eq!(
             store.task_assignments().unwrap(),
-            [("a".to_owned(), "t3".to_owned())]
+            [("a".to_owned(), Some("t3".to_owned()))]
         );
     }
 
@@ -1201,7 +1227,7 @@ mod tests {
         assert_eq!(store.get_task("t1").unwrap().unwrap().stats["n"], 1);
         assert_eq!(
             store.task_assignments().unwrap(),
-            [("c1".to_owned(), "t1".to_owned())]
+            [("c1".to_owned(), Some("t1".to_owned()))]
         );
         // The new tables work on the upgraded file, and a second open is a no-op.
         store.set_policy(&crate::Policy::new("t1", "cli")).unwrap();

@@ -404,7 +404,7 @@ mod failure_tests {
         fn get_task(&self, _: &str) -> crate::Result<Option<crate::TaskRecord>> {
             Ok(None)
         }
-        fn task_assignments(&self) -> crate::Result<Vec<(String, String)>> {
+        fn task_assignments(&self) -> crate::Result<Vec<(String, Option<String>)>> {
             Ok(Vec::new())
         }
         fn set_policy(&self, _: &crate::Policy) -> crate::Result<()> {
