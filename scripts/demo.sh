@@ -4,7 +4,7 @@
 # first use, then runs the whole conversion on loopback: mock teacher LLM, gateway, replay,
 # discover, select, train, eval, promote, and the held-out traffic served by the specialists
 # and scored against the LLM.
-#   scripts/demo.sh              # default run (6 tasks)
+#   scripts/demo.sh              # default run (4 tasks)
 #   scripts/demo.sh --quick      # one task, a short fine-tune
 #   scripts/demo.sh --json       # the result as one JSON object (any `downshift demo` option works)
 set -euo pipefail
