@@ -1117,41 +1117,24 @@ mod tests {
         // Two agents with the same prompt: A offers the car and the feed and mostly drives; B
         // only posts.
         let mut calls = Vec::new();
-        for i in 0..12 {
-            let (sys, user) = (
-                "You are an agent.",
-                format!("drive to stop {i} and maybe post"),
-            );
-            calls.push(call(
-                calls.len(),
-                sys,
-                &user,
-                called("drive", i),
-                json!([tool("drive"), tool("post")]),
-            ));
-        }
-        for i in 0..5 {
-            let (sys, user) = (
-                "You are an agent.",
-                format!("drive to stop {i} and maybe post"),
-            );
-            calls.push(call(
-                calls.len(),
-                sys,
-                &user,
-                called("post", i),
-                json!([tool("drive"), tool("post")]),
-            ));
-        }
-        for i in 0..10 {
-            let user = format!("post update number {i}");
-            calls.push(call(
-                calls.len(),
-                "You are an agent.",
-                &user,
-                called("post", i),
-                json!([tool("post")]),
-            ));
+        let a = json!([tool("drive"), tool("post")]);
+        let b = json!([tool("post")]);
+        for (n, tools, tool_called, user) in [
+            (12, &a, "drive", "drive to stop {i} and maybe post"),
+            (5, &a, "post", "drive to stop {i} and maybe post"),
+            (10, &b, "post", "post update number {i}"),
+        ] {
+            for i in 0..n {
+                let user = user.replace("{i}", &i.to_string());
+                let answer = called(tool_called, i);
+                calls.push(call(
+                    calls.len(),
+                    "You are an agent.",
+                    &user,
+                    answer,
+                    tools.clone(),
+                ));
+            }
         }
         let e = HashedEmbedder::new(384);
         let by_family = discover(&calls, &params(), &e, &[], 7).unwrap();

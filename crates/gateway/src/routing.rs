@@ -118,6 +118,7 @@ impl TaskRouter {
             tasks = fp.0,
             calls = report.calls,
             assigned = report.assigned,
+            undiscovered = report.undiscovered,
             "task classifier rebuilt"
         );
         *self.classifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
