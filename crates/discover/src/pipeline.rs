@@ -122,10 +122,10 @@ fn align_to_requests(
     }
     // Per key: its calls and how many of them each cluster holds.
     let mut keys: HashMap<u64, (Vec<usize>, BTreeMap<usize, usize>)> = HashMap::new();
-    for i in 0..feats.len() {
+    for (i, cluster) in owner.iter().enumerate() {
         let e = keys.entry(key_of(i)).or_default();
         e.0.push(i);
-        if let Some(c) = owner[i] {
+        if let Some(c) = *cluster {
             *e.1.entry(c).or_default() += 1;
         }
     }
