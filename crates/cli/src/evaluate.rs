@@ -18,6 +18,10 @@ use crate::local::{ModelArgs, load_model};
 use crate::output::table;
 use crate::train::{DataArgs, specialist_template};
 
+/// Fewest validation answers a calibrated threshold must serve: two right answers out of two
+/// (the old floor) promoted a specialist that was right on none of its test split.
+const MIN_SERVED: usize = 5;
+
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     #[command(flatten)]
@@ -247,7 +251,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
             let run = run_model(&lm, &vals, kind, &spec_opts, &|r| {
                 Ok(builder.render_prompt(&r.messages, r.tools.as_deref())?)
             })?;
-            let c = downshift_evaluate::calibrate(&run.confidence, p, 2);
+            let c = downshift_evaluate::calibrate(&run.confidence, p, MIN_SERVED);
             // How the threshold does on the test split.
             let on_test = c.map(|c| {
                 let served: Vec<bool> = spec
