@@ -106,13 +106,10 @@ fn align_to_requests(
     sigs: &[String],
     mcs: usize,
 ) -> Vec<(Vec<usize>, String, bool, Vec<f32>)> {
-    let key_of = |i: usize| -> u64 {
+    let key_of = |i: usize| -> (&str, u64) {
         // The signature starts with the system template's hash (`sys:<16 hex>|`).
-        let mut k = sigs[i].split('|').next().unwrap_or_default().to_owned();
-        for t in &feats[i].tools {
-            k.push_str(&format!(";{}#{:x}", t.name, t.def_hash));
-        }
-        fnv64(k.as_bytes())
+        let template = sigs[i].split('|').next().unwrap_or_default();
+        (template, tool_list_hash(&feats[i].tools))
     };
     let mut owner: Vec<Option<usize>> = vec![None; feats.len()];
     for (c, (members, ..)) in clusters.iter().enumerate() {
@@ -121,7 +118,7 @@ fn align_to_requests(
         }
     }
     // Per key: its calls and how many of them each cluster holds.
-    let mut keys: HashMap<u64, (Vec<usize>, BTreeMap<usize, usize>)> = HashMap::new();
+    let mut keys: HashMap<_, (Vec<usize>, BTreeMap<usize, usize>)> = HashMap::new();
     for (i, cluster) in owner.iter().enumerate() {
         let e = keys.entry(key_of(i)).or_default();
         e.0.push(i);
@@ -145,6 +142,15 @@ fn align_to_requests(
             (m, sig, split, centroid)
         })
         .collect()
+}
+
+/// A tool list by its tools' names and whole definitions.
+fn tool_list_hash(tools: &[ToolRef]) -> u64 {
+    let mut h = String::new();
+    for t in tools {
+        h.push_str(&format!("{}#{:x};", t.name, t.def_hash));
+    }
+    fnv64(h.as_bytes())
 }
 
 /// Parameters of a discovery run.
@@ -307,13 +313,9 @@ pub fn signatures(feats: &[&CallFeatures]) -> (Vec<String>, usize) {
     // Tool lists by definition; each tool's membership decides its family.
     let mut lists: HashMap<&[ToolRef], u64> = HashMap::new();
     for f in feats {
-        lists.entry(f.tools.as_slice()).or_insert_with(|| {
-            let mut h = String::new();
-            for t in &f.tools {
-                h.push_str(&format!("{}#{:x};", t.name, t.def_hash));
-            }
-            fnv64(h.as_bytes())
-        });
+        lists
+            .entry(f.tools.as_slice())
+            .or_insert_with(|| tool_list_hash(&f.tools));
     }
     let mut membership: HashMap<&ToolRef, Vec<u64>> = HashMap::new();
     for (list, h) in &lists {

@@ -553,15 +553,7 @@ impl Store for SqliteStore {
     fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        {
-            let mut set = tx.prepare_cached(
-                "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, ?2) \
-                 ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
-            )?;
-            for (call, task) in assignments {
-                set.execute(params![call, task.as_deref().unwrap_or(NOISE)])?;
-            }
-        }
+        put_assignments(&tx, assignments)?;
         tx.commit()?;
         Ok(())
     }
@@ -592,13 +584,7 @@ impl Store for SqliteStore {
                     centroid
                 ])?;
             }
-            let mut set = tx.prepare_cached(
-                "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, ?2) \
-                 ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
-            )?;
-            for (call, task) in assignments {
-                set.execute(params![call, task.as_deref().unwrap_or(NOISE)])?;
-            }
+            put_assignments(&tx, assignments)?;
         }
         tx.commit()?;
         Ok(())
@@ -794,6 +780,21 @@ fn route_event_from_row(row: &Row<'_>) -> rusqlite::Result<RouteEvent> {
         kind: RouteEventKind::parse(&kind).unwrap_or(RouteEventKind::Fallback),
         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
     })
+}
+
+/// Writes (call, task) assignments, noise as [`NOISE`], replacing a call's earlier one.
+fn put_assignments(
+    tx: &rusqlite::Transaction<'_>,
+    assignments: &[(String, Option<String>)],
+) -> Result<()> {
+    let mut set = tx.prepare_cached(
+        "INSERT INTO task_assignments (call_id, task_id) VALUES (?1, ?2) \
+         ON CONFLICT(call_id) DO UPDATE SET task_id = excluded.task_id",
+    )?;
+    for (call, task) in assignments {
+        set.execute(params![call, task.as_deref().unwrap_or(NOISE)])?;
+    }
+    Ok(())
 }
 
 /// `task_assignments.task_id` of a call discovery saw and placed in no task (noise). Task ids
