@@ -72,6 +72,9 @@ pub struct DemoArgs {
     /// same number of passes.
     #[arg(long, default_value_t = 1, value_name = "N")]
     keep_turns: usize,
+    /// Layers of the base left without adapters; see `train --frozen-layers`.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    frozen_layers: usize,
     /// Share of the traffic held out: replayed only after promotion, never trained on.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
     holdout: f64,
@@ -340,6 +343,7 @@ fn train_plan<'a>(
         dataset,
         precision: a.precision,
         keep_turns: (a.keep_turns > 0).then_some(a.keep_turns),
+        frozen_layers: a.frozen_layers,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct LoopConfig {
     /// Specialists read only the last N user turns of a conversation (`train --keep-turns`;
     /// none: the whole conversation).
     pub keep_turns: Option<usize>,
+    /// Layers left without adapters (`train --frozen-layers`).
+    pub frozen_layers: usize,
 }
 
 impl Default for LoopConfig {
@@ -66,6 +68,7 @@ impl Default for LoopConfig {
             lr: 1e-3,
             threads: 0,
             keep_turns: None,
+            frozen_layers: 0,
         }
     }
 }
@@ -84,6 +87,8 @@ pub struct TrainPlan<'a> {
     pub precision: f64,
     /// `train --keep-turns`.
     pub keep_turns: Option<usize>,
+    /// `train --frozen-layers`.
+    pub frozen_layers: usize,
 }
 
 /// What training and evaluating one specialist gave.
@@ -115,6 +120,7 @@ pub fn train(runner: &Runner, task: Option<&str>, plan: &TrainPlan) -> Result<f6
     let steps = plan.max_steps.map(|m| m.to_string());
     let threads = plan.threads.map(|t| t.to_string());
     let keep_turns = plan.keep_turns.map(|t| t.to_string());
+    let frozen = (plan.frozen_layers > 0).then(|| plan.frozen_layers.to_string());
     let mut args = vec!["train"];
     match (plan.dataset, task) {
         (Some(d), _) => args.extend(["--dataset", d]),
@@ -132,6 +138,9 @@ pub fn train(runner: &Runner, task: Option<&str>, plan: &TrainPlan) -> Result<f6
     }
     if let Some(k) = &keep_turns {
         args.extend(["--keep-turns", k]);
+    }
+    if let Some(f) = &frozen {
+        args.extend(["--frozen-layers", f]);
     }
     let t0 = Instant::now();
     runner.run(&args)?;
@@ -419,6 +428,7 @@ fn train_and_gate(
             dataset,
             precision: lc.precision,
             keep_turns: lc.keep_turns,
+            frozen_layers: lc.frozen_layers,
         },
     )?;
     let em = trained.exact_match.unwrap_or(0.0);

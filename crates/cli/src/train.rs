@@ -96,6 +96,11 @@ pub struct TrainArgs {
     /// Train on a dense f32 copy of the base instead of through its quantized weights.
     #[arg(long)]
     dequantize: bool,
+    /// Leave the first N layers without adapters (PEFT's layers_to_transform = N..): their
+    /// output is computed once per example instead of every epoch, and the backward pass
+    /// stops above them, so each epoch costs less (0: adapt every layer).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    frozen_layers: usize,
     /// Train every example as its own sequence. By default an example whose tokens begin
     /// another one (an agent's earlier step of the same conversation) is folded into it, and
     /// one pass scores both answers.
@@ -278,6 +283,7 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         max_seq_len: a.max_len,
         seed: a.seed,
         dequantize: a.dequantize,
+        frozen_layers: a.frozen_layers,
         ..Default::default()
     };
     let mut ds = Dataset::build(&recs, &builder, &SplitConfig::default(), cfg.min_examples)?;

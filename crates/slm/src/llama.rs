@@ -1165,18 +1165,48 @@ impl Llama {
     /// `[batch, seq, hidden]`. A trainer picks the positions it scores before the (vocabulary
     /// sized) head, which saves most of the head's time and memory.
     pub fn forward_train_hidden(&self, ids: &Tensor, sel: AdapterSel) -> Result<Tensor> {
+        let x = self.hidden_before(ids, 0, sel)?;
+        self.forward_train_from(x, 0, sel)
+    }
+
+    /// The input of block `layer` (the embeddings for 0) for `ids: [batch, seq]`:
+    /// `[batch, seq, hidden]`. A trainer whose adapters start at `layer` computes this once
+    /// per example and resumes with [`Llama::forward_train_from`] every epoch.
+    pub fn hidden_before(&self, ids: &Tensor, layer: usize, sel: AdapterSel) -> Result<Tensor> {
         let cfg = &self.config;
         let (bsz, seq) = ids.dims2()?;
         let flat: Vec<u32> = ids.flatten_all()?.to_vec1::<u32>()?;
-        let mut x = self
+        let x = self
             .embed_tokens(&flat)?
             .reshape((bsz, seq, cfg.hidden_size))?;
+        self.train_blocks(x, 0..layer.min(self.blocks.len()), sel)
+    }
+
+    /// The differentiable rest of [`Llama::forward_train_hidden`] from the input `x` of block
+    /// `layer` (`[batch, seq, hidden]`, positions from 0): the final normed hidden states.
+    pub fn forward_train_from(&self, x: Tensor, layer: usize, sel: AdapterSel) -> Result<Tensor> {
+        let x = self.train_blocks(x, layer.min(self.blocks.len())..self.blocks.len(), sel)?;
+        rms_norm(&x, &self.norm, self.config.rms_eps, true)
+    }
+
+    /// Blocks `layers` of the differentiable forward pass over `x: [batch, seq, hidden]`.
+    fn train_blocks(
+        &self,
+        mut x: Tensor,
+        layers: std::ops::Range<usize>,
+        sel: AdapterSel,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (bsz, seq, _) = x.dims3()?;
+        if layers.is_empty() {
+            return Ok(x);
+        }
         let ropes = self.ropes(0, seq);
         let global = Arc::new(ropes.global);
         let local = ropes.local.map(Arc::new);
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let scale = cfg.attn_scale;
-        for (li, b) in self.blocks.iter().enumerate() {
+        for (li, b) in self.blocks.iter().enumerate().take(layers.end).skip(layers.start) {
             let window = cfg.window(li);
             let table = match (&local, window.is_some()) {
                 (Some(l), true) => l,
@@ -1206,7 +1236,7 @@ impl Llama {
             x = self.residual(x, b.o.forward(&y, sel)?, &b.post_attn_norm, true)?;
             x = self.ffn(b, x, sel, true)?;
         }
-        rms_norm(&x, &self.norm, cfg.rms_eps, true)
+        Ok(x)
     }
 
     /// Token embeddings, scaled as the architecture asks.

@@ -188,6 +188,8 @@ impl Trainer {
             "inference_mode": true,
             "modules_to_save": null,
             "init_lora_weights": true,
+            "layers_to_transform": (c.frozen_layers > 0)
+                .then(|| (c.frozen_layers..self.model.config.num_layers).collect::<Vec<_>>()),
         })
     }
 

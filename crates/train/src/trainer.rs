@@ -9,6 +9,8 @@
 //! projections (run by candle's `QMatMul`, which has no backward) are refused with a clear
 //! error unless the base is dequantized first ([`TrainConfig::dequantize`]).
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
@@ -67,6 +69,10 @@ pub struct TrainConfig {
     pub min_examples: usize,
     /// Train on a dense f32 copy of the base instead of the quantized weights.
     pub dequantize: bool,
+    /// Leave the first N layers without adapters (PEFT's `layers_to_transform` = N..). Their
+    /// output does not depend on the adapter, so it is computed once per example and reused
+    /// every epoch, and the backward pass stops at layer N.
+    pub frozen_layers: usize,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +98,7 @@ impl Default for TrainConfig {
             max_seq_len: 1024,
             min_examples: 10,
             dequantize: false,
+            frozen_layers: 0,
         }
     }
 }
@@ -200,6 +207,21 @@ pub struct Trainer {
     pub(crate) state: TrainState,
     /// The LoRA matrices (A, B per slot) at the best validation loss.
     pub(crate) best: Option<Vec<Tensor>>,
+    /// With `frozen_layers`: the input of the first adapted layer per example's tokens.
+    frozen: RefCell<FrozenCache>,
+}
+
+/// The hidden states the frozen layers give each example, kept up to a memory budget
+/// (beyond it they are recomputed every pass, which still skips their backward).
+#[derive(Default)]
+struct FrozenCache {
+    states: HashMap<Vec<u32>, Tensor>,
+    bytes: usize,
+}
+
+impl FrozenCache {
+    /// 1 GiB of f32 hidden states: ~450k tokens of a 576-wide model.
+    const BUDGET: usize = 1 << 30;
 }
 
 impl Trainer {
@@ -207,6 +229,12 @@ impl Trainer {
     /// the target projections of every layer.
     pub fn new(model: Llama, config: TrainConfig) -> Result<Self> {
         config.check()?;
+        if config.frozen_layers >= model.config.num_layers {
+            return Err(TrainError::Config(format!(
+                "frozen_layers {} leaves none of the model's {} layers to adapt",
+                config.frozen_layers, model.config.num_layers
+            )));
+        }
         // every step multiplies the frozen base again: keep its bf16 tiles (where AMX runs)
         downshift_slm::amx::set_keep_tiles(true);
         // and allocates the same activation buffers every update: keep them mapped
@@ -220,7 +248,7 @@ impl Trainer {
         let mut rng = Rng::derive(config.seed, 0, 0);
         let scale = config.alpha / config.rank as f64;
         let mut slots = Vec::new();
-        for layer in 0..model.config.num_layers {
+        for layer in config.frozen_layers..model.config.num_layers {
             for module in &config.targets {
                 let (lin, off, len) = model.projection_mut(layer, module)?;
                 if matches!(lin.weight, Weight::Quantized(_)) {
@@ -272,6 +300,7 @@ impl Trainer {
             opt,
             state: TrainState::default(),
             best: None,
+            frozen: RefCell::default(),
         })
     }
 
@@ -399,10 +428,22 @@ impl Trainer {
         if rows.is_empty() {
             return Ok((Tensor::zeros((), DType::F32, &Device::Cpu)?, 0));
         }
-        let ids = Tensor::from_vec(ids, (batch.len(), seq), &Device::Cpu)?;
         let sel = self.adapter_sel();
+        let hidden = match self.config.frozen_layers {
+            0 => {
+                let ids = Tensor::from_vec(ids, (batch.len(), seq), &Device::Cpu)?;
+                self.model.forward_train_hidden(&ids, sel)?
+            }
+            k => {
+                let parts = batch
+                    .iter()
+                    .map(|e| self.frozen_states(&e.ids[..e.len().min(max)], seq))
+                    .collect::<Result<Vec<_>>>()?;
+                self.model
+                    .forward_train_from(Tensor::stack(&parts, 0)?, k, sel)?
+            }
+        };
         // Only the positions that predict a target go through the (vocabulary-sized) head.
-        let hidden = self.model.forward_train_hidden(&ids, sel)?;
         let width = hidden.dim(D::Minus1)?;
         let n = rows.len();
         let picked = hidden
@@ -412,6 +453,35 @@ impl Trainer {
         let tgt = Tensor::from_vec(targets, n, &Device::Cpu)?;
         let nll = cross_entropy_rows(&logits, &tgt)?.sum_all()?;
         Ok((nll, n))
+    }
+
+    /// The input of the first adapted layer for `ids` (`[seq, hidden]`, zero rows after the
+    /// tokens: causal attention never lets them reach a real position), from the cache.
+    fn frozen_states(&self, ids: &[u32], seq: usize) -> Result<Tensor> {
+        let cached = self.frozen.borrow().states.get(ids).cloned();
+        let h = match cached {
+            Some(h) => h,
+            None => {
+                let t = Tensor::from_slice(ids, (1, ids.len()), &Device::Cpu)?;
+                let h = self
+                    .model
+                    .hidden_before(&t, self.config.frozen_layers, self.adapter_sel())?
+                    .squeeze(0)?
+                    .detach();
+                let bytes = h.elem_count() * 4;
+                let mut c = self.frozen.borrow_mut();
+                if c.bytes + bytes <= FrozenCache::BUDGET {
+                    c.bytes += bytes;
+                    c.states.insert(ids.to_vec(), h.clone());
+                }
+                h
+            }
+        };
+        if ids.len() >= seq {
+            return Ok(h);
+        }
+        let pad = Tensor::zeros((seq - ids.len(), h.dim(1)?), DType::F32, &Device::Cpu)?;
+        Ok(Tensor::cat(&[&h, &pad], 0)?)
     }
 
     /// Mean loss per target token over `data` (no dropout, no gradient).

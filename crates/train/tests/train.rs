@@ -702,3 +702,72 @@ fn dataset_splits_by_call_and_refuses_a_small_task() {
     };
     assert!(given <= 8 && needed >= 13, "{given} {needed}");
 }
+
+/// Mean NLL of the target tokens of `data` under the inference forward pass.
+fn inference_loss(m: &Llama, sel: downshift_slm::AdapterSel, data: &[Example]) -> f32 {
+    let (mut sum, mut n) = (0f64, 0usize);
+    for e in data {
+        let rows: Vec<Vec<f32>> = all_logits(m, sel, &e.ids)
+            .squeeze(0)
+            .expect("squeeze")
+            .to_vec2()
+            .expect("rows");
+        for t in 1..e.ids.len() {
+            if e.mask[t] == 1 {
+                let row = &rows[t - 1];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
+                sum += (lse - row[e.ids[t] as usize]) as f64;
+                n += 1;
+            }
+        }
+    }
+    (sum / n as f64) as f32
+}
+
+#[test]
+fn frozen_layers_adapt_only_the_upper_layers_and_score_like_the_full_pass() {
+    let data = examples();
+    let cfg = TrainConfig {
+        frozen_layers: 1,
+        ..config()
+    };
+    let mut tr = Trainer::new(model("llama"), cfg).expect("trainer");
+    let before = tr.evaluate(&data).expect("eval");
+    tr.run(&data, &[], RunOptions::default()).expect("train");
+    // the second pass over the same tokens comes from the cache: it must score the same
+    let after = tr.evaluate(&data).expect("eval");
+    assert_eq!(after, tr.evaluate(&data).expect("eval again"));
+    assert!(after < before * 0.5, "loss {before} -> {after}");
+    let names: Vec<String> = tr.peft_tensors().expect("tensors").into_keys().collect();
+    assert!(!names.is_empty());
+    assert!(
+        names.iter().all(|k| k.contains(".layers.1.")),
+        "adapter outside the unfrozen layer: {names:?}"
+    );
+    assert_eq!(
+        tr.peft_config("fixtures/llama")["layers_to_transform"],
+        json!([1])
+    );
+    // the exported adapter, loaded on a fresh model, gives the loss the cached pass reported
+    let dir = tempfile::tempdir().expect("tmp");
+    tr.save_adapter(dir.path(), &meta(&tr)).expect("save");
+    let mut fresh = model("llama");
+    let (id, _) = load_adapter(&mut fresh, dir.path()).expect("load");
+    let full = inference_loss(&fresh, downshift_slm::AdapterSel::One(id), &data);
+    assert!(
+        (full - after).abs() <= 1e-3 * after.max(1.0),
+        "cached {after} vs full pass {full}"
+    );
+    // nothing left to adapt
+    let err = Trainer::new(
+        model("llama"),
+        TrainConfig {
+            frozen_layers: 2,
+            ..config()
+        },
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("frozen_layers 2"), "{err}");
+}
