@@ -72,9 +72,10 @@ pub struct DemoArgs {
     /// same number of passes.
     #[arg(long, default_value_t = 1, value_name = "N")]
     keep_turns: usize,
-    /// Layers of the base left without adapters; see `train --frozen-layers`.
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    frozen_layers: usize,
+    /// Layers of the base left without adapters, a count or a share (`67%`); see `train
+    /// --frozen-layers`. An epoch then costs about half as much.
+    #[arg(long, default_value = "0", value_name = "N|P%")]
+    frozen_layers: crate::train::FrozenLayers,
     /// Share of the traffic held out: replayed only after promotion, never trained on.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
     holdout: f64,

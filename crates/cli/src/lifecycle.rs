@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::demo::Runner;
 use crate::output::parse_duration_ms;
+use crate::train::FrozenLayers;
 
 /// `[loop]` in the config.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,8 +49,8 @@ pub struct LoopConfig {
     /// Specialists read only the last N user turns of a conversation (`train --keep-turns`;
     /// none: the whole conversation).
     pub keep_turns: Option<usize>,
-    /// Layers left without adapters (`train --frozen-layers`).
-    pub frozen_layers: usize,
+    /// Layers left without adapters (`train --frozen-layers`: a count or a share, "67%").
+    pub frozen_layers: FrozenLayers,
 }
 
 impl Default for LoopConfig {
@@ -68,7 +69,7 @@ impl Default for LoopConfig {
             lr: 1e-3,
             threads: 0,
             keep_turns: None,
-            frozen_layers: 0,
+            frozen_layers: FrozenLayers::None,
         }
     }
 }
@@ -88,7 +89,7 @@ pub struct TrainPlan<'a> {
     /// `train --keep-turns`.
     pub keep_turns: Option<usize>,
     /// `train --frozen-layers`.
-    pub frozen_layers: usize,
+    pub frozen_layers: FrozenLayers,
 }
 
 /// What training and evaluating one specialist gave.
@@ -120,7 +121,8 @@ pub fn train(runner: &Runner, task: Option<&str>, plan: &TrainPlan) -> Result<f6
     let steps = plan.max_steps.map(|m| m.to_string());
     let threads = plan.threads.map(|t| t.to_string());
     let keep_turns = plan.keep_turns.map(|t| t.to_string());
-    let frozen = (plan.frozen_layers > 0).then(|| plan.frozen_layers.to_string());
+    let frozen =
+        (plan.frozen_layers != FrozenLayers::None).then(|| plan.frozen_layers.to_string());
     let mut args = vec!["train"];
     match (plan.dataset, task) {
         (Some(d), _) => args.extend(["--dataset", d]),

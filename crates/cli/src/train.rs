@@ -18,6 +18,84 @@ use serde_json::{Value, json};
 
 use crate::local::{ModelArgs, load_model};
 
+/// How many of the base's first layers `train` leaves without adapters: a count (`20`) or a
+/// share of the model's layers (`67%`, rounded, always leaving one layer to adapt).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum FrozenLayers {
+    Count(usize),
+    Percent(f64),
+    /// Adapt every layer.
+    #[default]
+    None,
+}
+
+impl FrozenLayers {
+    /// The count for a model of `layers` layers.
+    pub fn resolve(self, layers: usize) -> usize {
+        match self {
+            Self::Count(n) => n,
+            Self::Percent(p) => {
+                ((p / 100.0 * layers as f64).round() as usize).min(layers.saturating_sub(1))
+            }
+            Self::None => 0,
+        }
+    }
+}
+
+impl std::str::FromStr for FrozenLayers {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("{s:?} is neither a layer count (20) nor a share of the layers (67%)");
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<f64>() {
+                Ok(p) if (0.0..100.0).contains(&p) => Ok(Self::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => match s.parse::<usize>().map_err(|_| bad())? {
+                0 => Ok(Self::None),
+                n => Ok(Self::Count(n)),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for FrozenLayers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Count(n) => write!(f, "{n}"),
+            Self::Percent(p) => write!(f, "{p}%"),
+            Self::None => write!(f, "0"),
+        }
+    }
+}
+
+impl serde::Serialize for FrozenLayers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Self::Count(n) => s.serialize_u64(*n as u64),
+            Self::None => s.serialize_u64(0),
+            Self::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FrozenLayers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(n.to_string().parse().map_err(serde::de::Error::custom)?),
+            Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -98,9 +176,10 @@ pub struct TrainArgs {
     dequantize: bool,
     /// Leave the first N layers without adapters (PEFT's layers_to_transform = N..): their
     /// output is computed once per example instead of every epoch, and the backward pass
-    /// stops above them, so each epoch costs less (0: adapt every layer).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    frozen_layers: usize,
+    /// stops above them, so each epoch costs less. A count, or a share of the model's
+    /// layers (`67%`: 20 of SmolLM2-135M's 30); 0: adapt every layer.
+    #[arg(long, default_value = "0", value_name = "N|P%")]
+    frozen_layers: FrozenLayers,
     /// Train every example as its own sequence. By default an example whose tokens begin
     /// another one (an agent's earlier step of the same conversation) is folded into it, and
     /// one pass scores both answers.
@@ -283,7 +362,7 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         max_seq_len: a.max_len,
         seed: a.seed,
         dequantize: a.dequantize,
-        frozen_layers: a.frozen_layers,
+        frozen_layers: a.frozen_layers.resolve(lm.model.config.num_layers),
         ..Default::default()
     };
     let mut ds = Dataset::build(&recs, &builder, &SplitConfig::default(), cfg.min_examples)?;
@@ -465,4 +544,44 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
 
 fn fmt_loss(l: Option<f32>) -> String {
     l.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrozenLayers;
+
+    #[test]
+    fn frozen_layers_parse_counts_and_shares_and_resolve_per_model() {
+        let p = |s: &str| s.parse::<FrozenLayers>();
+        assert_eq!(p("20"), Ok(FrozenLayers::Count(20)));
+        assert_eq!(p("0"), Ok(FrozenLayers::None));
+        assert_eq!(p(" 67% "), Ok(FrozenLayers::Percent(67.0)));
+        for bad in ["", "x", "-1", "100%", "-5%", "2.5"] {
+            let e = p(bad).expect_err(bad);
+            assert!(e.contains("layer count"), "{bad}: {e}");
+        }
+        assert_eq!(FrozenLayers::Percent(67.0).resolve(30), 20);
+        assert_eq!(FrozenLayers::Percent(67.0).resolve(2), 1);
+        // a share always leaves a layer to adapt; a count is taken as given (train refuses it)
+        assert_eq!(FrozenLayers::Percent(99.9).resolve(1), 0);
+        assert_eq!(FrozenLayers::Count(40).resolve(30), 40);
+        assert_eq!(FrozenLayers::None.resolve(30), 0);
+        // the config takes an integer or a share, and writes back what it read
+        #[derive(Debug, serde::Deserialize, serde::Serialize)]
+        struct T {
+            f: FrozenLayers,
+        }
+        let e = toml::from_str::<T>("f = \"9 layers\"").expect_err("bad share");
+        assert!(e.to_string().contains("layer count"), "{e}");
+        for (toml_value, want) in [
+            ("12", FrozenLayers::Count(12)),
+            ("0", FrozenLayers::None),
+            ("\"67%\"", FrozenLayers::Percent(67.0)),
+        ] {
+            let t: T = toml::from_str(&format!("f = {toml_value}")).expect(toml_value);
+            assert_eq!(t.f, want);
+            let back: T = toml::from_str(&toml::to_string(&t).expect("ser")).expect("de");
+            assert_eq!(back.f, want);
+        }
+    }
 }

@@ -28,6 +28,30 @@ fn curated(n: usize) -> tempfile::TempDir {
     dir
 }
 
+/// The adapter loads over its base and generates.
+fn generates_two_tokens(model: &str, adapter: &std::path::Path) {
+    let g = ok(&[
+        "generate",
+        "--model",
+        model,
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "2",
+        "--json",
+    ]);
+    assert!(g.contains("\"completion_tokens\":2"), "{g}");
+}
+
+/// The safetensors header of an adapter folder (its tensor names and shapes).
+fn tensor_names(adapter: &std::path::Path) -> String {
+    let tensors = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
+    let header_len = u64::from_le_bytes(tensors[..8].try_into().unwrap()) as usize;
+    String::from_utf8_lossy(&tensors[8..8 + header_len]).to_string()
+}
+
 #[test]
 fn train_writes_a_peft_adapter_that_generate_serves() {
     let dir = curated(40);
@@ -76,6 +100,8 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
     for (flag, value, says) in [
         ("--targets", "q_proj,wq", "unknown target projection wq"),
         ("--dropout", "1.5", "dropout must be in [0, 1)"),
+        ("--frozen-layers", "30", "leaves none of the model's 30 layers"),
+        ("--frozen-layers", "7 layers", "layer count"),
     ] {
         let (success, _, err) = run(
             &[
@@ -105,9 +131,7 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
         cfg["target_modules"],
         serde_json::json!(["q_proj", "v_proj", "down_proj"])
     );
-    let tensors = std::fs::read(out.join("adapter_model.safetensors")).unwrap();
-    let header_len = u64::from_le_bytes(tensors[..8].try_into().unwrap()) as usize;
-    let names = String::from_utf8_lossy(&tensors[8..8 + header_len]).to_string();
+    let names = tensor_names(&out);
     assert!(
         names.contains("v_proj.lora_A") && !names.contains("k_proj"),
         "only the chosen projections are adapted"
@@ -115,19 +139,38 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
     let log = std::fs::read_to_string(out.join("train_log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2, "{log}");
     // The adapter loads over its base.
-    let g = ok(&[
-        "generate",
-        "--model",
+    generates_two_tokens(model, &out);
+    // With the lower two thirds frozen, only layers 20..29 carry an adapter, which serves.
+    let upper = dir.path().join("upper");
+    ok(&[
+        "train",
+        "--dataset",
+        "ds",
+        "--base",
         model,
-        "--adapter",
-        out.to_str().unwrap(),
-        "--prompt",
-        "hi",
-        "--max-tokens",
-        "2",
+        "--max-steps",
+        "1",
+        "--max-len",
+        "256",
+        "--frozen-layers",
+        "67%",
+        "--out",
+        upper.to_str().unwrap(),
         "--json",
+        "--data-dir",
+        d,
     ]);
-    assert!(g.contains("\"completion_tokens\":2"), "{g}");
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(upper.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        cfg["layers_to_transform"],
+        serde_json::json!((20..30).collect::<Vec<_>>())
+    );
+    let names = tensor_names(&upper);
+    assert!(names.contains("layers.20.") && !names.contains("layers.19."));
+    generates_two_tokens(model, &upper);
     // A specialist of the older id-keyed split is not scored on a test split it may have
     // trained on.
     let meta_path = out.join("downshift_specialist.json");
