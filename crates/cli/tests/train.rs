@@ -100,7 +100,11 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
     for (flag, value, says) in [
         ("--targets", "q_proj,wq", "unknown target projection wq"),
         ("--dropout", "1.5", "dropout must be in [0, 1)"),
-        ("--frozen-layers", "30", "leaves none of the model's 30 layers"),
+        (
+            "--frozen-layers",
+            "30",
+            "leaves none of the model's 30 layers",
+        ),
         ("--frozen-layers", "7 layers", "layer count"),
     ] {
         let (success, _, err) = run(
@@ -160,10 +164,9 @@ fn train_writes_a_peft_adapter_that_generate_serves() {
         "--data-dir",
         d,
     ]);
-    let cfg: Value = serde_json::from_str(
-        &std::fs::read_to_string(upper.join("adapter_config.json")).unwrap(),
-    )
-    .unwrap();
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(upper.join("adapter_config.json")).unwrap())
+            .unwrap();
     assert_eq!(
         cfg["layers_to_transform"],
         serde_json::json!((20..30).collect::<Vec<_>>())

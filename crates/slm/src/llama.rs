@@ -1206,7 +1206,13 @@ impl Llama {
         let local = ropes.local.map(Arc::new);
         let (nh, nkv, hd) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let scale = cfg.attn_scale;
-        for (li, b) in self.blocks.iter().enumerate().take(layers.end).skip(layers.start) {
+        for (li, b) in self
+            .blocks
+            .iter()
+            .enumerate()
+            .take(layers.end)
+            .skip(layers.start)
+        {
             let window = cfg.window(li);
             let table = match (&local, window.is_some()) {
                 (Some(l), true) => l,
