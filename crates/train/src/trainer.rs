@@ -226,7 +226,7 @@ impl FrozenCache {
 
 impl Trainer {
     /// Attaches fresh LoRA matrices (A: uniform ±1/√in as PEFT's Kaiming init, B: zero) to
-    /// the target projections of every layer.
+    /// the target projections of every layer from `frozen_layers` up.
     pub fn new(model: Llama, config: TrainConfig) -> Result<Self> {
         config.check()?;
         if config.frozen_layers >= model.config.num_layers {
