@@ -69,7 +69,7 @@ impl Default for LoopConfig {
             lr: 1e-3,
             threads: 0,
             keep_turns: None,
-            frozen_layers: FrozenLayers::None,
+            frozen_layers: FrozenLayers::default(),
         }
     }
 }
@@ -121,7 +121,8 @@ pub fn train(runner: &Runner, task: Option<&str>, plan: &TrainPlan) -> Result<f6
     let steps = plan.max_steps.map(|m| m.to_string());
     let threads = plan.threads.map(|t| t.to_string());
     let keep_turns = plan.keep_turns.map(|t| t.to_string());
-    let frozen = (plan.frozen_layers != FrozenLayers::None).then(|| plan.frozen_layers.to_string());
+    let frozen =
+        (plan.frozen_layers != FrozenLayers::default()).then(|| plan.frozen_layers.to_string());
     let mut args = vec!["train"];
     match (plan.dataset, task) {
         (Some(d), _) => args.extend(["--dataset", d]),

@@ -19,14 +19,18 @@ use serde_json::{Value, json};
 use crate::local::{ModelArgs, load_model};
 
 /// How many of the base's first layers `train` leaves without adapters: a count (`20`) or a
-/// share of the model's layers (`67%`, rounded, always leaving one layer to adapt).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// share of the model's layers (`67%`, rounded, always leaving one layer to adapt). The
+/// default, a count of 0, adapts every layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum FrozenLayers {
     Count(usize),
     Percent(f64),
-    /// Adapt every layer.
-    #[default]
-    None,
+}
+
+impl Default for FrozenLayers {
+    fn default() -> Self {
+        Self::Count(0)
+    }
 }
 
 impl FrozenLayers {
@@ -37,7 +41,6 @@ impl FrozenLayers {
             Self::Percent(p) => {
                 ((p / 100.0 * layers as f64).round() as usize).min(layers.saturating_sub(1))
             }
-            Self::None => 0,
         }
     }
 }
@@ -53,10 +56,7 @@ impl std::str::FromStr for FrozenLayers {
                 Ok(p) if (0.0..100.0).contains(&p) => Ok(Self::Percent(p)),
                 _ => Err(bad()),
             },
-            None => match s.parse::<usize>().map_err(|_| bad())? {
-                0 => Ok(Self::None),
-                n => Ok(Self::Count(n)),
-            },
+            None => s.parse().map(Self::Count).map_err(|_| bad()),
         }
     }
 }
@@ -66,7 +66,6 @@ impl std::fmt::Display for FrozenLayers {
         match self {
             Self::Count(n) => write!(f, "{n}"),
             Self::Percent(p) => write!(f, "{p}%"),
-            Self::None => write!(f, "0"),
         }
     }
 }
@@ -75,7 +74,6 @@ impl serde::Serialize for FrozenLayers {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         match self {
             Self::Count(n) => s.serialize_u64(*n as u64),
-            Self::None => s.serialize_u64(0),
             Self::Percent(_) => s.serialize_str(&self.to_string()),
         }
     }
@@ -90,7 +88,7 @@ impl<'de> serde::Deserialize<'de> for FrozenLayers {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Count(n) => Ok(n.to_string().parse().map_err(serde::de::Error::custom)?),
+            Raw::Count(n) => Ok(Self::Count(n)),
             Raw::Text(t) => t.parse().map_err(serde::de::Error::custom),
         }
     }
@@ -554,7 +552,7 @@ mod tests {
     fn frozen_layers_parse_counts_and_shares_and_resolve_per_model() {
         let p = |s: &str| s.parse::<FrozenLayers>();
         assert_eq!(p("20"), Ok(FrozenLayers::Count(20)));
-        assert_eq!(p("0"), Ok(FrozenLayers::None));
+        assert_eq!(p("0"), Ok(FrozenLayers::default()));
         assert_eq!(p(" 67% "), Ok(FrozenLayers::Percent(67.0)));
         for bad in ["", "x", "-1", "100%", "-5%", "2.5"] {
             let e = p(bad).expect_err(bad);
@@ -565,7 +563,7 @@ mod tests {
         // a share always leaves a layer to adapt; a count is taken as given (train refuses it)
         assert_eq!(FrozenLayers::Percent(99.9).resolve(1), 0);
         assert_eq!(FrozenLayers::Count(40).resolve(30), 40);
-        assert_eq!(FrozenLayers::None.resolve(30), 0);
+        assert_eq!(FrozenLayers::default().resolve(30), 0);
         // the config takes an integer or a share, and writes back what it read
         #[derive(Debug, serde::Deserialize, serde::Serialize)]
         struct T {
@@ -575,7 +573,7 @@ mod tests {
         assert!(e.to_string().contains("layer count"), "{e}");
         for (toml_value, want) in [
             ("12", FrozenLayers::Count(12)),
-            ("0", FrozenLayers::None),
+            ("0", FrozenLayers::default()),
             ("\"67%\"", FrozenLayers::Percent(67.0)),
         ] {
             let t: T = toml::from_str(&format!("f = {toml_value}")).expect(toml_value);
