@@ -169,6 +169,11 @@ pub struct TrainArgs {
     /// prompts train and serve faster; what the answers need must lie in those turns.
     #[arg(long, value_name = "N")]
     keep_turns: Option<usize>,
+    /// With the schemas dropped, still name the offered tools in one system line
+    /// (`Tools: a, b, c`): the specialist sees which APIs a request offers and can copy a
+    /// name from its prompt, for a few tokens instead of the schemas.
+    #[arg(long)]
+    tool_names: bool,
     /// Train on a dense f32 copy of the base instead of through its quantized weights.
     #[arg(long)]
     dequantize: bool,
@@ -330,7 +335,8 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
     } else {
         PromptTransform::infer(&recs)
     }
-    .with_keep_turns(a.keep_turns);
+    .with_keep_turns(a.keep_turns)
+    .with_tool_names(a.tool_names);
     let builder = ExampleBuilder {
         transform: transform.clone(),
         max_len: Some(a.max_len),

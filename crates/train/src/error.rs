@@ -9,7 +9,7 @@ pub enum TrainError {
     #[error("bad record {id}: {msg}")]
     Record { id: String, msg: String },
     #[error(
-        "unsupported prompt transform version {0} (this build applies versions 1 and 2; keep_turns needs 2)"
+        "unsupported prompt transform version {0} (this build applies versions 1 to 3; keep_turns needs 2, tool_names 3)"
     )]
     TransformVersion(u32),
     #[error("bad training configuration: {0}")]

@@ -94,7 +94,8 @@ impl ChatRecord {
 
 /// The versioned transformation of a request's prompt before it reaches the specialist.
 /// Version 1: optionally drop the tool schemas, optionally remove a constant system-prompt
-/// text (a system message left empty is dropped).
+/// text (a system message left empty is dropped). Version 2 adds `keep_turns`, version 3
+/// `tool_names`; a transform is written with the lowest version that holds what it uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptTransform {
     pub version: u32,
@@ -108,13 +109,29 @@ pub struct PromptTransform {
     /// assistant's tool calls and the tools' results); system messages stay. Version 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_turns: Option<usize>,
+    /// With `drop_tools`: still name the offered tools, in one system line (`Tools: a, b, c`)
+    /// — a few tokens instead of the schemas, so the specialist sees which APIs this request
+    /// offers and can copy a name from its prompt. Version 3.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tool_names: bool,
 }
 
 impl PromptTransform {
-    /// The newest version this build applies. Version 2 adds `keep_turns`; a transform without
-    /// it is written as version 1, so older builds still serve such specialists, and refuse
-    /// (rather than misapply) the ones that cut the conversation.
-    pub const VERSION: u32 = 2;
+    /// The newest version this build applies. Version 2 adds `keep_turns`, version 3
+    /// `tool_names`; a transform without them is written as version 1, so older builds still
+    /// serve such specialists, and refuse (rather than misapply) the ones that need more.
+    pub const VERSION: u32 = 3;
+
+    /// The lowest version that holds every option this transform uses.
+    fn needed_version(&self) -> u32 {
+        if self.tool_names {
+            3
+        } else if self.keep_turns.is_some() {
+            2
+        } else {
+            1
+        }
+    }
 
     /// Version 1, changing nothing.
     pub fn identity() -> Self {
@@ -123,13 +140,22 @@ impl PromptTransform {
             drop_tools: false,
             drop_system_text: None,
             keep_turns: None,
+            tool_names: false,
         }
     }
 
     /// The same transform, also keeping only the last `n` user turns (`None`: all of them).
     pub fn with_keep_turns(mut self, n: Option<usize>) -> Self {
         self.keep_turns = n.filter(|&n| n > 0);
-        self.version = if self.keep_turns.is_some() { 2 } else { 1 };
+        self.version = self.needed_version();
+        self
+    }
+
+    /// The same transform, naming the offered tools in a system line when their schemas are
+    /// dropped (a transform that keeps the schemas is left as it is: they name the tools).
+    pub fn with_tool_names(mut self, on: bool) -> Self {
+        self.tool_names = on && self.drop_tools;
+        self.version = self.needed_version();
         self
     }
 
@@ -141,6 +167,7 @@ impl PromptTransform {
             drop_tools: true,
             drop_system_text: system_text.filter(|s| !s.is_empty()),
             keep_turns: None,
+            tool_names: false,
         }
     }
 
@@ -157,9 +184,7 @@ impl PromptTransform {
         messages: &[Value],
         tools: Option<&[Value]>,
     ) -> Result<(Vec<Value>, Option<Vec<Value>>)> {
-        if !(1..=Self::VERSION).contains(&self.version)
-            || (self.keep_turns.is_some() && self.version < 2)
-        {
+        if !(1..=Self::VERSION).contains(&self.version) || self.version < self.needed_version() {
             return Err(TrainError::TransformVersion(self.version));
         }
         // the first message of the last `keep_turns` user turns
@@ -191,6 +216,22 @@ impl PromptTransform {
                 _ => out.push(m.clone()),
             }
         }
+        let names = tool_names(tools.unwrap_or_default());
+        if self.tool_names && !names.is_empty() {
+            let line = format!("Tools: {}", names.join(", "));
+            // After the system prompt that is left, else as the first message.
+            let at = out
+                .iter()
+                .take_while(|m| m["role"].as_str() == Some("system"))
+                .count();
+            match at.checked_sub(1).map(|i| &mut out[i]) {
+                Some(m) if m["content"].is_string() => {
+                    let text = format!("{}\n{line}", m["content"].as_str().unwrap_or_default());
+                    m["content"] = Value::String(text);
+                }
+                _ => out.insert(at, serde_json::json!({"role": "system", "content": line})),
+            }
+        }
         let tools = if self.drop_tools {
             None
         } else {
@@ -198,6 +239,15 @@ impl PromptTransform {
         };
         Ok((out, tools))
     }
+}
+
+/// The names of OpenAI tool definitions (`{"type": "function", "function": {"name": …}}`, or a
+/// bare `{"name": …}`), in their order.
+fn tool_names(tools: &[Value]) -> Vec<&str> {
+    tools
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().or(t["name"].as_str()))
+        .collect()
 }
 
 /// The longest prefix that the system messages of all `records` share (each must start with
@@ -596,13 +646,13 @@ mod tests {
         let s = serde_json::to_string(&t).unwrap();
         let back: PromptTransform = serde_json::from_str(&s).unwrap();
         assert_eq!(back, t);
-        let v3 = PromptTransform {
-            version: 3,
+        let v4 = PromptTransform {
+            version: 4,
             ..t.clone()
         };
         assert!(matches!(
-            v3.apply(&msgs, None),
-            Err(TrainError::TransformVersion(3))
+            v4.apply(&msgs, None),
+            Err(TrainError::TransformVersion(4))
         ));
         // cutting the conversation needs version 2: a version-1 transform claiming it is refused
         let bad = PromptTransform {
@@ -663,6 +713,49 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.apply(&msgs, None).unwrap().0.len(), 4);
+    }
+
+    #[test]
+    fn transform_names_the_offered_tools_in_place_of_their_schemas() {
+        let tools = vec![
+            json!({"type": "function", "function": {"name": "ls", "parameters": {}}}),
+            json!({"type": "function", "function": {"name": "cd", "parameters": {}}}),
+        ];
+        let user = json!({"role": "user", "content": "list"});
+        let t = PromptTransform::pruning(None).with_tool_names(true);
+        assert_eq!((t.version, t.tool_names), (3, true));
+        // no system message: one is added in front
+        let (m, tl) = t.apply(std::slice::from_ref(&user), Some(&tools)).unwrap();
+        assert!(tl.is_none());
+        assert_eq!(m[0], json!({"role": "system", "content": "Tools: ls, cd"}));
+        assert_eq!(m[1], user);
+        // a system prompt left after pruning: the line follows it
+        let t = PromptTransform::pruning(Some("You are the file system agent of the team.".into()))
+            .with_tool_names(true);
+        let sys = json!({"role": "system", "content": "You are the file system agent of the team. Be brief."});
+        let (m, _) = t.apply(&[sys, user.clone()], Some(&tools)).unwrap();
+        assert_eq!(m[0]["content"], "Be brief.\nTools: ls, cd");
+        assert_eq!(m.len(), 2);
+        // no tools offered: nothing added
+        assert_eq!(
+            t.apply(std::slice::from_ref(&user), None).unwrap().0.len(),
+            1
+        );
+        // schemas kept: they name the tools already
+        let t = PromptTransform::identity().with_tool_names(true);
+        assert_eq!((t.version, t.tool_names), (1, false));
+        // round trip; a version-2 transform claiming tool names is refused
+        let t = PromptTransform::pruning(None)
+            .with_keep_turns(Some(1))
+            .with_tool_names(true);
+        let back: PromptTransform =
+            serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+        assert_eq!(back, t);
+        let old = PromptTransform { version: 2, ..t };
+        assert!(matches!(
+            old.apply(std::slice::from_ref(&user), Some(&tools)),
+            Err(TrainError::TransformVersion(2))
+        ));
     }
 
     #[test]
