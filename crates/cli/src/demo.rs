@@ -76,6 +76,10 @@ pub struct DemoArgs {
     /// --frozen-layers`. An epoch then costs about half as much.
     #[arg(long, default_value = "0", value_name = "N|P%")]
     frozen_layers: crate::train::FrozenLayers,
+    /// Specialists see the names of the tools a request offers (one system line) instead of
+    /// nothing of them; see `train --tool-names`.
+    #[arg(long)]
+    tool_names: bool,
     /// Share of the traffic held out: replayed only after promotion, never trained on.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
     holdout: f64,
@@ -345,6 +349,7 @@ fn train_plan<'a>(
         precision: a.precision,
         keep_turns: (a.keep_turns > 0).then_some(a.keep_turns),
         frozen_layers: a.frozen_layers,
+        tool_names: a.tool_names,
     }
 }
 

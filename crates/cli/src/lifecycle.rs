@@ -51,6 +51,8 @@ pub struct LoopConfig {
     pub keep_turns: Option<usize>,
     /// Layers left without adapters (`train --frozen-layers`: a count or a share, "67%").
     pub frozen_layers: FrozenLayers,
+    /// Name the offered tools in the specialist's prompt (`train --tool-names`).
+    pub tool_names: bool,
 }
 
 impl Default for LoopConfig {
@@ -70,6 +72,7 @@ impl Default for LoopConfig {
             threads: 0,
             keep_turns: None,
             frozen_layers: FrozenLayers::default(),
+            tool_names: false,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct TrainPlan<'a> {
     pub keep_turns: Option<usize>,
     /// `train --frozen-layers`.
     pub frozen_layers: FrozenLayers,
+    /// `train --tool-names`.
+    pub tool_names: bool,
 }
 
 /// What training and evaluating one specialist gave.
@@ -143,6 +148,9 @@ pub fn train(runner: &Runner, task: Option<&str>, plan: &TrainPlan) -> Result<f6
     }
     if let Some(f) = &frozen {
         args.extend(["--frozen-layers", f]);
+    }
+    if plan.tool_names {
+        args.push("--tool-names");
     }
     let t0 = Instant::now();
     runner.run(&args)?;
@@ -431,6 +439,7 @@ fn train_and_gate(
             precision: lc.precision,
             keep_turns: lc.keep_turns,
             frozen_layers: lc.frozen_layers,
+            tool_names: lc.tool_names,
         },
     )?;
     let em = trained.exact_match.unwrap_or(0.0);

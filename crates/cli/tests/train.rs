@@ -432,6 +432,7 @@ fn select_train_and_eval_a_discovered_task() {
             "2",
             "--max-len",
             "512",
+            "--tool-names",
             "--out",
             out.to_str().unwrap(),
             "--json",
@@ -449,6 +450,10 @@ fn select_train_and_eval_a_discovered_task() {
     .unwrap();
     assert_eq!(meta["task"], task.as_str());
     assert_eq!(meta["transform"]["drop_tools"], true);
+    // --tool-names: the schemas' names stay in the prompt (transform version 3), and eval
+    // (below) applies the same transform to the test calls.
+    assert_eq!(meta["transform"]["tool_names"], true, "{meta}");
+    assert_eq!(meta["transform"]["version"], 3, "{meta}");
 
     // eval on the held-out split, base beside it; the task comes from the adapter.
     let preds = dir.path().join("predictions.jsonl");
