@@ -216,8 +216,12 @@ impl PromptTransform {
                 _ => out.push(m.clone()),
             }
         }
-        let names = tool_names(tools.unwrap_or_default());
-        if self.tool_names && !names.is_empty() {
+        let names = if self.tool_names {
+            tool_names(tools.unwrap_or_default())
+        } else {
+            Vec::new()
+        };
+        if !names.is_empty() {
             let line = format!("Tools: {}", names.join(", "));
             // After the system prompt that is left, else as the first message.
             let at = out
