@@ -386,6 +386,13 @@ pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
     (content.trim().to_string(), calls)
 }
 
+/// The function object of an OpenAI tool definition or tool call: the OpenAI shape
+/// (`{"type": "function", "function": {"name", …}}`) holds it under `function`; a bare
+/// `{"name", …}` (BFCL's tool lists, legacy calls) is it.
+pub fn function_of(v: &serde_json::Value) -> &serde_json::Value {
+    v.get("function").unwrap_or(v)
+}
+
 fn call_from_json(s: &str) -> Option<ToolCall> {
     call_from_value(serde_json::from_str(s).ok()?)
 }

@@ -32,7 +32,7 @@ impl Constraint {
     pub fn tool_call_schema(tools: &[serde_json::Value]) -> Result<serde_json::Value> {
         let mut options = Vec::new();
         for t in tools {
-            let f = t.get("function").unwrap_or(t);
+            let f = crate::function_of(t);
             let name = f
                 .get("name")
                 .and_then(|n| n.as_str())

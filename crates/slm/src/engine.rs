@@ -322,7 +322,7 @@ fn describe_tools(messages: &mut Vec<serde_json::Value>, tools: &str) -> Result<
     let list: Vec<serde_json::Value> = serde_json::from_str(tools)?;
     let mut note = String::from("You can call these tools (JSON function definitions):\n");
     for t in &list {
-        note.push_str(&t.get("function").unwrap_or(t).to_string());
+        note.push_str(&crate::function_of(t).to_string());
         note.push('\n');
     }
     note.push_str(
@@ -362,7 +362,7 @@ fn calls_as_text(messages: &mut [serde_json::Value]) {
             .and_then(|c| c.as_array().cloned())
             .unwrap_or_default()
         {
-            let f = c.get("function").unwrap_or(&c);
+            let f = crate::function_of(&c);
             let args = match f.get("arguments") {
                 Some(serde_json::Value::String(s)) => {
                     serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.clone()))

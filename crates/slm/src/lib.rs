@@ -20,7 +20,7 @@ pub mod threads;
 pub mod tokenizer;
 pub mod train_ops;
 
-pub use chat::{ChatTemplate, Message, ToolCall, assistant_message, parse_tool_calls};
+pub use chat::{ChatTemplate, Message, ToolCall, assistant_message, function_of, parse_tool_calls};
 #[cfg(feature = "constrained")]
 pub use constrain::{Constraint, Guidance};
 pub use engine::LocalModel;

@@ -6,7 +6,7 @@
 //! versioned and serialisable because the router must apply the identical function at
 //! serving time (it is stored with the adapter).
 
-use downshift_slm::{ChatTemplate, Tokenizer};
+use downshift_slm::{ChatTemplate, Tokenizer, function_of};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -245,12 +245,11 @@ impl PromptTransform {
     }
 }
 
-/// The names of OpenAI tool definitions (`{"type": "function", "function": {"name": …}}`, or a
-/// bare `{"name": …}`), in their order.
+/// The names of tool definitions in either shape, in their order.
 fn tool_names(tools: &[Value]) -> Vec<&str> {
     tools
         .iter()
-        .filter_map(|t| t["function"]["name"].as_str().or(t["name"].as_str()))
+        .filter_map(|t| function_of(t)["name"].as_str())
         .collect()
 }
 
