@@ -1,7 +1,9 @@
 //! Distinctive terms per task by class-based TF-IDF (c-TF-IDF, as BERTopic names topics): all
 //! variable texts of a task form one document; a term scores `tf(t, c) · log(1 + A / f(t))`
 //! with `tf` normalised per class, `f(t)` its frequency over all classes and `A` the average
-//! number of words per class.
+//! number of words per class. A term must recur: it occurs in at least [`MIN_DOC_SHARE`] of
+//! its class's texts (and in two of them), so a value that comes with one call — a name, a
+//! place — never names a task.
 
 use std::collections::HashMap;
 
@@ -26,17 +28,31 @@ pub fn terms(text: &str) -> impl Iterator<Item = String> + '_ {
         .filter(|w| !STOPWORDS.contains(&w.as_str()))
 }
 
+/// Share of a class's texts a term must occur in.
+pub const MIN_DOC_SHARE: f64 = 0.2;
+
 /// For each class (a list of its texts), its `top` most distinctive terms, best first.
 pub fn ctfidf_terms(classes: &[Vec<&str>], top: usize) -> Vec<Vec<String>> {
     let counts: Vec<HashMap<String, f64>> = classes
         .iter()
         .map(|texts| {
             let mut m = HashMap::new();
+            let mut docs: HashMap<String, usize> = HashMap::new();
             for t in texts {
+                let mut seen: Vec<String> = Vec::new();
                 for w in terms(t) {
+                    if !seen.contains(&w) {
+                        seen.push(w.clone());
+                    }
                     *m.entry(w).or_insert(0.0) += 1.0;
                 }
+                for w in seen {
+                    *docs.entry(w).or_default() += 1;
+                }
             }
+            let need =
+                ((texts.len() as f64 * MIN_DOC_SHARE).ceil() as usize).max(2.min(texts.len()));
+            m.retain(|w, _| docs.get(w).copied().unwrap_or(0) >= need);
             m
         })
         .collect();
@@ -89,6 +105,17 @@ mod tests {
         let t = ctfidf_terms(&[weather, orders], 2);
         assert_eq!(t[0][0], "forecast");
         assert_eq!(t[1], ["extract", "order"]);
+        // A name in one text of five is not a term.
+        let names = vec![
+            "cancel order for Rossi",
+            "cancel order",
+            "cancel the order",
+            "cancel my order",
+            "cancel order now",
+            "cancel order today",
+        ];
+        let t = ctfidf_terms(&[names], 5);
+        assert!(!t[0].contains(&"rossi".to_owned()), "{t:?}");
         assert_eq!(
             terms("I'm 42 the GET_weather x1").collect::<Vec<_>>(),
             ["get_weather"]

@@ -8,6 +8,8 @@
 //!   [`hashed`]: a hashed n-gram embedding for tiny deployments;
 //! * [`hdbscan`]: HDBSCAN density clustering — no `k`, noise stays unassigned;
 //! * [`pipeline`]: structural groups, semantic split, statistics and SLM suitability;
+//! * [`mask`]: the masked view (entities → their type, values normalised) that discovery
+//!   embeds and labels with; [`placement`]: a split stands only where the router can place it;
 //! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
 
 pub mod config;
@@ -16,7 +18,9 @@ pub mod features;
 pub mod hashed;
 pub mod hdbscan;
 pub mod labels;
+pub mod mask;
 pub mod pipeline;
+pub mod placement;
 pub mod stable;
 pub mod template;
 

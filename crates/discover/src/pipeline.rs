@@ -42,6 +42,8 @@ use crate::features::{CallFeatures, CallInput, OutputKind, ToolRef, extract, fnv
 use crate::hashed::HashedEmbedder;
 use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
 use crate::labels::ctfidf_terms;
+use crate::mask::{Masker, instruction_part, strip_masks};
+use crate::placement::{held_back, merge_until_placed};
 use crate::stable::{NewCluster, PriorTask, assign_ids};
 use crate::template::TemplateMiner;
 
@@ -54,6 +56,8 @@ pub enum DiscoverError {
     Hdbscan(#[from] crate::hdbscan::HdbscanError),
     #[error("invalid discovery parameters: {0}")]
     Params(String),
+    #[error("cannot build the PII detector that masks task metadata: {0}")]
+    Mask(String),
 }
 
 /// Something that turns texts into L2-normalised vectors.
@@ -267,6 +271,10 @@ pub struct RunStats {
     pub templates: usize,
     pub texts_embedded: usize,
     pub noise: usize,
+    /// Held-back calls of split groups (see [`crate::placement`]) and how many of them the
+    /// router's view placed in their own part.
+    pub placement_held: usize,
+    pub placement_placed: usize,
     /// Tasks were aligned to request keys (`align_to_requests`).
     pub aligned: bool,
     pub embedder: String,
@@ -295,8 +303,25 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Structural signature of every call (see the module docs).
+/// Structural signature of every call (see the module docs) and the number of templates.
 pub fn signatures(feats: &[&CallFeatures]) -> (Vec<String>, usize) {
+    let s = structure(feats);
+    let n = s.templates.len();
+    (s.sigs, n)
+}
+
+/// The structure of a log: every call's signature and system-prompt template.
+#[derive(Debug, Clone)]
+pub struct Structure {
+    pub sigs: Vec<String>,
+    /// Per call: index into `templates`.
+    pub template_of: Vec<usize>,
+    /// The mined templates (`<*>` where the prompts differ).
+    pub templates: Vec<String>,
+}
+
+/// Signatures and templates of every call (see the module docs).
+pub fn structure(feats: &[&CallFeatures]) -> Structure {
     // System-prompt templates over the distinct prompts, in order of first appearance.
     let mut miner = TemplateMiner::new();
     let mut system_tid: HashMap<&str, usize> = HashMap::new();
@@ -364,7 +389,28 @@ pub fn signatures(feats: &[&CallFeatures]) -> (Vec<String>, usize) {
             )
         })
         .collect();
-    (sigs, miner.len())
+    Structure {
+        sigs,
+        template_of: feats
+            .iter()
+            .map(|f| system_tid[f.system.as_str()])
+            .collect(),
+        templates: (0..miner.len()).map(|id| miner.template(id)).collect(),
+    }
+}
+
+/// A system prompt of at most this many words is generic ("You are a helpful assistant."):
+/// the job's instruction is in the user turn.
+pub const GENERIC_PROMPT_WORDS: usize = 10;
+
+/// Whether a system-prompt template is generic (see [`GENERIC_PROMPT_WORDS`]); words are runs
+/// of letters without digits, slots and masks left out.
+pub fn is_generic(template: &str) -> bool {
+    strip_masks(template)
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphabetic) && !w.chars().any(|c| c.is_ascii_digit()))
+        .count()
+        <= GENERIC_PROMPT_WORDS
 }
 
 /// Mean silhouette (cosine distance, weighted) a split must reach to be taken when HDBSCAN
@@ -511,8 +557,20 @@ pub fn discover_extracted(
         ..RunStats::default()
     };
     let feats: Vec<&CallFeatures> = calls.iter().map(|c| &c.features).collect();
-    let (sigs, templates) = signatures(&feats);
-    stats.templates = templates;
+    let Structure {
+        sigs,
+        template_of,
+        templates,
+    } = structure(&feats);
+    stats.templates = templates.len();
+    let masker = Masker::new().map_err(|e| DiscoverError::Mask(e.to_string()))?;
+    let generic_template: Vec<bool> = templates.iter().map(|t| is_generic(t)).collect();
+    let generic = |i: usize| generic_template[template_of[i]];
+    // What the router sees of a request: hashed n-grams of its newest turns.
+    let router_hash = HashedEmbedder::new(256);
+    let router_vec =
+        |i: usize| router_hash.embed_one(truncate(&feats[i].variable, params.max_text_chars));
+    let held = |i: usize| held_back(&calls[i].id);
 
     let mut by_sig: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in sigs.iter().enumerate() {
@@ -521,7 +579,9 @@ pub fn discover_extracted(
     stats.structural_groups = by_sig.len();
     stats.seconds_features = t0.elapsed().as_secs_f64();
 
-    // Groups that may split: distinct texts and a deterministic sample of them.
+    // Groups that may split: generic-prompt text/JSON groups (their distinct masked
+    // instructions and a deterministic sample of them) and tool-call groups of one tool list
+    // (by the tool called).
     let mut groups: Vec<Group> = Vec::new();
     // (members, signature, split?, centroid) of the final clusters.
     let mut clusters: Vec<(Vec<usize>, String, bool, Vec<f32>)> = Vec::new();
@@ -529,34 +589,91 @@ pub fn discover_extracted(
         if members.len() < mcs {
             continue;
         }
-        // A tool call names its job: a tool-call group splits only into parts of at least
-        // 2 · min_cluster_size calls, so smaller groups are not embedded at all.
-        let tool = feats[members[0]].kind == OutputKind::Tool;
-        if members.len() < 2 * part_min(mcs, tool, members.len(), params.min_split_share) {
+        if feats[members[0]].kind == OutputKind::Tool {
+            // One tool list's own tools (not an API shared by several lists): its calls may be
+            // several jobs, one per tool called, if the router can tell their requests apart.
+            let own = sig.contains("|private:") && !sig.contains("shared:");
+            let mut by_called: BTreeMap<&[String], Vec<usize>> = BTreeMap::new();
+            if own {
+                for &i in &members {
+                    by_called
+                        .entry(feats[i].called.as_slice())
+                        .or_default()
+                        .push(i);
+                }
+            }
+            let (parts, small): (Vec<Vec<usize>>, Vec<Vec<usize>>) =
+                by_called.into_values().partition(|p| p.len() >= mcs);
+            if parts.len() < 2 {
+                clusters.push((members, sig.to_owned(), false, Vec::new()));
+                continue;
+            }
+            let placed = merge_until_placed(parts, &router_vec, &held);
+            stats.placement_held += placed.held;
+            stats.placement_placed += placed.placed;
+            let mut parts = placed.parts;
+            // Calls of a tool too rare to be a job go where the router would send them.
+            if parts.len() > 1 {
+                let centroids: Vec<Vec<f32>> = parts
+                    .iter()
+                    .map(|p| {
+                        let mut c = vec![0f32; router_hash.dim()];
+                        for &i in p {
+                            c.iter_mut().zip(router_vec(i)).for_each(|(a, b)| *a += b);
+                        }
+                        normalise(&mut c);
+                        c
+                    })
+                    .collect();
+                for i in small.into_iter().flatten() {
+                    if let Some(c) = nearest(&router_vec(i), &centroids) {
+                        parts[c].push(i);
+                    }
+                }
+            } else if let Some(p) = parts.first_mut() {
+                p.extend(small.into_iter().flatten());
+            }
+            let split = parts.len() > 1;
+            if split {
+                stats.groups_split += 1;
+            }
+            for mut p in parts {
+                p.sort_unstable();
+                clusters.push((p, sig.to_owned(), split, Vec::new()));
+            }
+            continue;
+        }
+        // A specific system prompt is the job's instruction: the user turns are its material
+        // and never split it. A generic prompt may carry several jobs.
+        if !generic(members[0])
+            || members.len() < 2 * part_min(mcs, false, members.len(), params.min_split_share)
+        {
             clusters.push((members, sig.to_owned(), false, Vec::new()));
             continue;
         }
+        let masked: Vec<String> = members
+            .par_iter()
+            .map(|&i| {
+                masker.mask(instruction_part(truncate(
+                    &feats[i].variable,
+                    params.max_text_chars,
+                )))
+            })
+            .collect();
         let mut index: HashMap<&str, usize> = HashMap::new();
         let mut texts: Vec<(String, Vec<usize>)> = Vec::new();
-        for &i in &members {
-            let t = truncate(&feats[i].variable, params.max_text_chars);
-            match index.get(t) {
+        for (&i, t) in members.iter().zip(&masked) {
+            match index.get(t.as_str()) {
                 Some(&k) => texts[k].1.push(i),
                 None => {
                     index.insert(t, texts.len());
-                    texts.push((t.to_owned(), vec![i]));
+                    texts.push((t.clone(), vec![i]));
                 }
             }
         }
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&k| (fnv64(texts[k].0.as_bytes()), k));
-        // A tool call already names its job: tool-call groups are checked with half the sample.
-        let cap = if feats[members[0]].kind == OutputKind::Tool {
-            (params.sample_per_group / 2).max(2 * mcs)
-        } else {
-            params.sample_per_group
-        };
-        order.truncate(cap);
+        order.truncate(params.sample_per_group);
         order.sort_unstable();
         groups.push(Group {
             signature: sig.to_owned(),
@@ -566,12 +683,9 @@ pub fn discover_extracted(
         });
     }
 
-    // The embedding budget: text/JSON groups first, then the largest groups.
+    // The embedding budget: the largest groups first.
     let mut priority: Vec<usize> = (0..groups.len()).collect();
-    priority.sort_by_key(|&g| {
-        let tool = feats[groups[g].members[0]].kind == OutputKind::Tool;
-        (tool, std::cmp::Reverse(groups[g].members.len()), g)
-    });
+    priority.sort_by_key(|&g| (std::cmp::Reverse(groups[g].members.len()), g));
     let mut budget = params.embed_budget;
     for g in priority {
         let want = groups[g].sample.len();
@@ -629,8 +743,7 @@ pub fn discover_extracted(
             .iter()
             .map(|&k| g.texts[k].1.len() as f32 * scale)
             .collect();
-        let tool = feats[g.members[0]].kind == OutputKind::Tool;
-        let split_min = part_min(mcs, tool, g.members.len(), params.min_split_share);
+        let split_min = part_min(mcs, false, g.members.len(), params.min_split_share);
         let run = |allow_single_cluster| {
             hdbscan(
                 &data,
@@ -646,11 +759,11 @@ pub fn discover_extracted(
                 },
             )
         };
-        // HDBSCAN allowed to keep the group whole decides first. When it keeps a text/JSON
-        // group whole, the best split it can find is still taken if it is clearly separated
-        // (silhouette); a tool-call group's job is named by its tool, so it is not forced.
+        // HDBSCAN allowed to keep the group whole decides first. When it keeps the group
+        // whole, the best split it can find is still taken if it is clearly separated
+        // (silhouette).
         let mut result = run(true)?;
-        if result.n_clusters() <= 1 && !tool {
+        if result.n_clusters() <= 1 {
             let forced = run(false)?;
             if forced.n_clusters() >= 2
                 && silhouette(vecs, &forced.labels, &weights) >= MIN_SPLIT_SILHOUETTE
@@ -667,7 +780,6 @@ pub fn discover_extracted(
             ));
             continue;
         }
-        stats.groups_split += 1;
         let k = result.n_clusters();
         let mut centroids = vec![vec![0f32; dim]; k];
         for (s, label) in result.labels.iter().enumerate() {
@@ -732,16 +844,29 @@ pub fn discover_extracted(
                 parts[*c].extend(&g.texts[t].1);
             }
         }
-        for (c, mut members) in parts.into_iter().enumerate() {
-            if members.len() >= mcs {
-                members.sort_unstable();
-                clusters.push((
-                    members,
-                    g.signature.clone(),
-                    true,
-                    std::mem::take(&mut centroids[c]),
-                ));
+        // Parts too small to be a job are noise; the rest must be placeable by the router.
+        let (kept, kept_centroids): (Vec<Vec<usize>>, Vec<Vec<f32>>) = parts
+            .into_iter()
+            .zip(centroids)
+            .filter(|(m, _)| m.len() >= mcs)
+            .unzip();
+        let placed = merge_until_placed(kept, &router_vec, &held);
+        stats.placement_held += placed.held;
+        stats.placement_placed += placed.placed;
+        let split = placed.parts.len() > 1;
+        if split {
+            stats.groups_split += 1;
+        }
+        for (members, from) in placed.parts.into_iter().zip(placed.merged_from) {
+            let mut c = vec![0f32; dim];
+            for &p in &from {
+                let w = from.len() as f32;
+                c.iter_mut()
+                    .zip(&kept_centroids[p])
+                    .for_each(|(a, b)| *a += b / w);
             }
+            normalise(&mut c);
+            clusters.push((members, g.signature.clone(), split, c));
         }
     }
 
@@ -775,14 +900,33 @@ pub fn discover_extracted(
     };
     let total_cost: f64 = (0..calls.len()).map(cost_of).sum();
     let hashed = HashedEmbedder::new(256);
-    let label_texts: Vec<Vec<&str>> = clusters
+    // Labels from masked text only: a generic prompt's calls by the instruction in their user
+    // turn, the others by their system-prompt template.
+    let masked_templates: Vec<String> = templates
         .iter()
+        .map(|t| strip_masks(&masker.mask(t)))
+        .collect();
+    let label_owned: Vec<Vec<String>> = clusters
+        .par_iter()
         .map(|(m, ..)| {
             m.iter()
                 .take(400)
-                .map(|&i| truncate(&feats[i].variable, params.max_text_chars))
+                .map(|&i| {
+                    if generic(i) {
+                        strip_masks(&masker.mask(instruction_part(truncate(
+                            &feats[i].variable,
+                            params.max_text_chars,
+                        ))))
+                    } else {
+                        masked_templates[template_of[i]].clone()
+                    }
+                })
                 .collect()
         })
+        .collect();
+    let label_texts: Vec<Vec<&str>> = label_owned
+        .iter()
+        .map(|v| v.iter().map(String::as_str).collect())
         .collect();
     let terms = ctfidf_terms(&label_texts, 3);
 
