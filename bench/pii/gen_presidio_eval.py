@@ -37,11 +37,12 @@ def byte_off(text, i):
 def convert(sample):
     text = sample.full_text
     spans = sorted(((s.entity_type, s.start_position, s.end_position) for s in sample.spans), key=lambda x: x[1])
-    # Merge runs of address parts separated only by spaces, commas, newlines or '>' quoting.
+    # Merge runs of address parts separated only by spaces, commas, newlines (also the templates'
+    # literal "\\n"), '?' or '>' quoting.
     merged = []
     for typ, s, e in spans:
         if merged and typ in ADDRESS_GLUE and merged[-1][0] in ADDRESS_GLUE and (typ == "STREET_ADDRESS" or merged[-1][0] == "STREET_ADDRESS") \
-                and text[merged[-1][2]:s].strip(" ,\n>\t") == "":
+                and text[merged[-1][2]:s].replace("\\n", " ").replace("?", " ").strip(" ,\n>\t") == "":
             merged[-1] = ("STREET_ADDRESS", merged[-1][1], e)
         else:
             merged.append((typ, s, e))

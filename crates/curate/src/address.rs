@@ -11,7 +11,7 @@ pub(crate) struct Addresses {
 }
 
 const EN_TYPES: &str = "Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|Close|Crescent|Cres|Square|Sq|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Row|Mews|Grove|Gardens|Gdns|Walk|Hill|Plaza|Alley|Path|Pike|Loop|Expressway|Freeway|Crossing|Point|Ridge|View|Green|Rise|Parade|Embankment|Wharf|Quay";
-const DE_NL_SUFFIX: &str = "straße|strasse|str\\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|graben|kai|straat|gracht|laan|plein|kade|singel|dijk|steeg|wal|kanaal|park";
+const DE_NL_SUFFIX: &str = "straße|strasse|str\\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|steig|pfad|markt|graben|kai|straat|gracht|laan|plein|kade|singel|dijk|steeg|wal|kanaal|park|vej|vejen|veien|vegen|gade|gaden|gata|gatan|vägen|stræde|plads|torget|torg|tie|katu|polku|kuja|utca|gasse";
 const DE_NL_WORD: &str =
     "Straße|Strasse|Str\\.|Weg|Allee|Platz|Gasse|Ring|Damm|Ufer|Chaussee|Steig|Markt|Graben";
 const FR_TYPES: &str = "rue|avenue|av\\.|boulevard|bd|bld|place|chemin|allée|allee|impasse|quai|cours|route|square|passage|rond-point|faubourg|esplanade|voie|promenade|parvis|sentier|montée|traverse";
@@ -51,6 +51,24 @@ impl Addresses {
         let it = format!(
             r"(?:{IT_TYPES})[ ]+(?:{particle_it}[ ]*)?{cap}(?:[ ]+(?:{particle_it}|{cap}|[IVX]+)){{0,5}},?[ ]*(?:n\.?[ ]*)?\d{{1,4}}(?:[ ]?/[ ]?[A-Za-z]|[A-Za-z](?-u:\b))?{tail_eu}"
         );
+        let particle_pt = r"(?:da|das|do|dos|de|d['’])";
+        let pt = format!(
+            r"(?:Rua|Avenida|Av\.|Travessa|Trav\.|Largo|Praça|Pç\.|Estrada|Alameda|Calçada|Rotunda|Beco|Praceta)[ ]+(?:{particle_pt}[ ]+)?{cap}(?:[ ]+(?:{particle_pt}|e|{cap})){{0,5}},?[ ]*(?:n\.?[º°][ ]*)?\d{{1,4}}[A-Za-z]?(?:,?[ ]*\d{{1,2}}\.?[º°ª](?:[ ]*(?:Esq\.?|Dto\.?|Dt\.?|Frente|andar|[A-Z](?-u:\b)))?)?(?:,?[ ]+\d{{4}}-\d{{3}}[ ]+{city})?"
+        );
+        // German prepositional street names: "Am Rosengarten 3a", "An der Alster 12", "Im Winkel 4".
+        let de_prep = format!(
+            r"(?:Am|An[ ]der|An[ ]den|Auf[ ]dem|Auf[ ]der|Im|In[ ]der|In[ ]den|Zum|Zur|Unter[ ]den|Hinter[ ]der|Vor[ ]dem)[ ]+[\p{{Lu}}][\p{{L}}\-]+(?:[ ]+[\p{{Lu}}][\p{{L}}\-]+)?[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}})*(?:,?[ ]+(?:(?:D|A|CH)-)?\d{{4,5}}[ ]+{city})"
+        );
+        // A house number and a street without a street-type word, anchored by what follows: a
+        // unit ("659 Broadway, Suite 842"), or a city with a US state and ZIP code.
+        let unit = r"(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|\#)\.?[ ]*\#?[ ]*[A-Za-z0-9\-]{1,6}";
+        let anchored = format!(
+            r"\d{{1,5}}[A-Za-z]?[ ]+(?:[\p{{Lu}}][\p{{L}}'’.\-]*[ ]+){{0,3}}?[\p{{Lu}}][\p{{L}}'’.\-]*(?:[ ]+\d{{1,5}}[A-Za-z]?)?(?:,?[ ]*\n?[ ]*{unit}(?:,?[ ]*\n?[ ]*{city}(?:,?[ ]+[A-Z]{{2}}[ ]+\d{{5}}(?:-\d{{4}})?)?)?|,[ ]*{city},[ ]*[A-Z]{{2}}[ ]+\d{{5}}(?:-\d{{4}})?)"
+        );
+        // Central and eastern European: "ul. Zagórna 55", "Rákóczi út 13", "Na Příkopě 12".
+        let ce = format!(
+            r"(?:(?:ul\.|ulica|al\.|aleja|pl\.|os\.)[ ]+{cap}(?:[ ]+{cap}){{0,3}}|{cap}(?:[ ]+{cap}){{0,2}}[ ]+(?:út|utca|tér|körút))[ ]+\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}})?\.?{tail_eu}"
+        );
         let mut patterns = Vec::new();
         for (name, p) in [
             ("address_en", en),
@@ -60,6 +78,10 @@ impl Addresses {
             ("address_fr", fr),
             ("address_es", es),
             ("address_it", it),
+            ("address_pt", pt),
+            ("address_de_prep", de_prep),
+            ("address_anchored", anchored),
+            ("address_ce", ce),
         ] {
             patterns.push(Regex::new(&p).map_err(|e| CurateError::pattern(name, e))?);
         }

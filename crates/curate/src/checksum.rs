@@ -55,6 +55,8 @@ pub(crate) fn card_issuer_ok(d: &[u8]) -> bool {
     let p3 = prefix_num(d, 3);
     let p4 = prefix_num(d, 4);
     match p1 {
+        1 if p4 == 1800 => len == 15,              // JCB (legacy 15-digit)
+        2 if p4 == 2131 => len == 15,              // JCB (legacy 15-digit)
         4 => matches!(len, 13 | 16 | 19),          // Visa
         5 if (51..=55).contains(&p2) => len == 16, // Mastercard
         5 if p2 == 50 || (56..=59).contains(&p2) => (12..=19).contains(&len), // Maestro

@@ -52,7 +52,9 @@ const CUES: &[(CueKind, &[&str])] = &[
         "mobiel", "bel", "bellen", "bel me", "gsm", "phone_number", "phonenumber", "mobile_number",
         "contact_phone", "tel:", "rappeler", "rappelez", "rappel", "call back", "callback", "zurückrufen",
         "rückruf", "richiamare", "richiamami", "terugbellen", "devolver la llamada", "number", "numéro", "número", "numero", "nummer", "nr", "reachable on",
-        "reachable at",
+        "reachable at", "telemóvel", "telemovel", "telefone", "ligar", "ligue", "ligar-me", "ligue-me",
+        "contacto", "desk", "cellphone", "cell phone", "answering at", "my line", "line number", "tlf",
+        "mobile number", "direct line", "landline",
     ]),
     (CueKind::Card, &[
         "card", "credit card", "card number", "card no", "cc", "visa", "mastercard", "amex", "karte",
@@ -70,7 +72,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "date_naissance", "naissance", "nacido", "nacida", "nacido el", "nacida el",
         "fecha de nacimiento", "fecha_nacimiento", "nacimiento", "nato", "nata", "nato il", "nata il",
         "data di nascita", "data_nascita", "nascita", "geboren op", "geboortedatum",
-        "geboorte", "verjaardag",
+        "geboorte", "verjaardag", "data de nascimento", "nascido", "nascida", "nascido a", "nascida a",
+        "nasci", "nasci a", "nasceu", "geb.-datum", "geb.datum", "geburtsdatum:", "born:",
     ]),
     (CueKind::Secret, &[
         "api key", "api_key", "api-key", "apikey", "x-api-key", "access key", "access_key",
@@ -95,6 +98,11 @@ const CUES: &[(CueKind, &[&str])] = &[
         "numéro patient", "n° patient", "ipp", "historia clínica", "historia clinica", "nhc",
         "número de historia", "numero de historia", "cartella clinica", "numero paziente",
         "id paziente", "patiëntnummer", "patientnummer", "dossiernummer", "medical_record_number",
+        "hospital number", "hospital no", "hospital no.", "hospital #", "hospital id", "record no",
+        "record no.", "record #", "aktenzahl", "aktennummer", "krankenakte", "processo clínico",
+        "processo clinico", "n.º processo", "nº processo", "n.º de processo", "número de processo",
+        "numero de processo", "número de utente", "cartella", "cartella n.", "record_no", "mrn_number",
+        "chart", "case file", "numéro de patient", "número de paciente", "numero cartella",
     ]),
     (CueKind::HealthPlan, &[
         "member id", "member_id", "memberid", "member number", "member no", "policy number",
@@ -121,14 +129,15 @@ const CUES: &[(CueKind, &[&str])] = &[
         "Mademoiselle", "Sr.", "Sra.", "Srta.", "Señor", "Señora", "Don", "Doña", "Sig.", "Sig.ra",
         "Sig.na", "Signor", "Signora", "Dott.", "Dott.ssa", "Avv.", "Ing.", "Dhr.", "Mevr.", "Mw.",
         "Meneer", "Mevrouw", "Sir", "Lady", "Dra.", "Herr Dr.", "Frau Dr.", "Herr Prof.", "Frau Prof.",
-        "de heer", "heer", "Mister", "Madam",
+        "de heer", "heer", "Mister", "Madam", "Senhor", "Senhora", "Sr.ª", "Dona", "Eng.", "Mag.",
     ]),
     (CueKind::Greeting, &[
         "hi", "hello", "hey", "dear", "good morning", "good afternoon", "hallo", "hallo zusammen",
         "liebe", "lieber", "sehr geehrte", "sehr geehrter", "guten tag", "moin", "servus", "bonjour",
         "bonsoir", "salut", "cher", "chère", "hola", "buenos días", "buenas tardes", "estimado",
         "estimada", "querido", "querida", "ciao", "salve", "buongiorno", "gentile", "caro", "cara",
-        "egregio", "beste", "geachte", "hoi", "goedemorgen", "thanks", "thank you", "thx", "merci",
+        "egregio", "beste", "geachte", "hoi", "goedemorgen", "olá", "ola", "cheers", "bom dia", "boa tarde", "caro",
+        "prezado", "prezada", "grüß gott", "servus", "moin moin", "thanks", "thank you", "thx", "merci",
         "danke", "gracias", "grazie", "bedankt",
     ]),
     (CueKind::IntroStrong, &[
@@ -139,13 +148,17 @@ const CUES: &[(CueKind, &[&str])] = &[
         "contact person", "ansprechpartner", "ansprechpartnerin", "signed by", "approved by",
         "written by", "reported by", "requested by", "attn", "attn:", "z. hd.", "z.hd.",
         "à l'attention de", "a la atención de", "all'attenzione di", "t.a.v.",
+        "chamo-me", "o meu nome é", "meu nome é", "ao cuidado de", "a/c", "alla c.a. di", "c.a.",
+        "a la atención", "t.n.v.", "z. hd. von", "kontoinhaber", "titular", "intestato a",
+        "au nom de", "a nombre de", "ten name van", "im namen von", "falei com", "hablé con",
+        "ho sentito", "j'ai eu", "ik heb", "habe mit", "telefoniert mit", "spoke to", "talked to",
     ]),
     (CueKind::Role, &[
         "destinataire", "destinatario", "empfänger", "empfängerin", "ontvanger", "recipient", "addressee",
         "patient", "patientin", "patiente", "paciente", "paziente", "patiënt", "customer", "client",
         "kunde", "kundin", "cliente", "klant", "employee", "mitarbeiter", "mitarbeiterin", "cc",
         "attention", "colleague", "kollege", "kollegin", "collègue", "compañero", "compañera",
-        "collega", "user", "member", "guest", "driver", "doctor", "nurse", "manager", "agent",
+        "collega", "utente", "user", "member", "guest", "driver", "doctor", "nurse", "manager", "agent",
         "technician", "tenant", "landlord", "applicant", "candidate", "student", "teacher",
     ]),
     (CueKind::Preposition, &[
@@ -184,9 +197,12 @@ const CUES: &[(CueKind, &[&str])] = &[
         "bien cordialement", "amicalement", "bises", "salutations", "saludos", "un saludo",
         "atentamente", "saludos cordiales", "un abrazo", "cordiali saluti", "distinti saluti",
         "saluti", "un saluto", "a presto", "met vriendelijke groet", "met vriendelijke groeten",
-        "vriendelijke groet", "groeten", "groetjes", "hartelijke groet", "—", "--",
+        "vriendelijke groet", "groeten", "groetjes", "hartelijke groet", "com os melhores cumprimentos",
+        "melhores cumprimentos", "cumprimentos", "atenciosamente", "um abraço", "beijinhos", "—", "--",
     ]),
     (CueKind::Label, &[
+        "nome -", "name -", "nom -", "nombre -", "naam -", "nominativo:", "nominativo -",
+        "versicherter:", "versicherte:", "full name -", "utente:", "paciente:", "paziente:",
         "name:", "name :", "full name:", "patient:", "patient name", "patient name:",
         "customer:", "customer name", "customer name:", "client:", "contact:", "from:", "to:",
         "sender:", "recipient:", "author:", "assignee:", "owner:", "signed:", "driver:",
@@ -237,6 +253,8 @@ const LOWERCASE_TITLES: &[&str] = &[
     "heer",
     "mister",
     "madam",
+    "senhor",
+    "senhora",
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -341,18 +359,17 @@ impl Cues {
         &self.list[lo..hi.max(lo)]
     }
 
-    /// The kind of the closest cue among `kinds` ending in `[pos - window, pos]`.
-    pub(crate) fn nearest_before(
+    /// The closest cue among `kinds` ending in `[pos - window, pos]`, with its position.
+    pub(crate) fn nearest_cue_before(
         &self,
         kinds: &[CueKind],
         pos: usize,
         window: usize,
-    ) -> Option<CueKind> {
+    ) -> Option<&Cue> {
         self.ending_near(pos, window)
             .iter()
             .rev()
             .find(|c| kinds.contains(&c.kind))
-            .map(|c| c.kind)
     }
 
     /// Is there a cue of `kind` ending at most `window` bytes before `pos` (and not after it)?

@@ -10,6 +10,7 @@ use crate::network::Network;
 use crate::person::{Persons, name_value};
 use crate::phone::PhoneFinder;
 use crate::secrets::Secrets;
+use crate::tagger::{Tag, Tagger};
 use crate::{CurateError, Entity, EntityType, PiiConfig};
 use regex::Regex;
 use std::collections::HashSet;
@@ -40,9 +41,11 @@ pub(crate) mod score {
     pub const PHONE: u16 = 60;
     pub const URL_BLOCK: u16 = 52;
     pub const ADDRESS: u16 = 50;
+    pub const ADDRESS_TAGGED: u16 = 49;
     pub const PERSON_JSON: u16 = 48;
     pub const PERSON_CUE: u16 = 45;
     pub const PERSON: u16 = 42;
+    pub const PERSON_TAGGED: u16 = 40;
     pub const PERSON_WEAK: u16 = 38;
 }
 
@@ -76,6 +79,81 @@ impl Candidate {
     }
 }
 
+/// The learned name/address tagger's weights (`bench/pii/train_tagger.sh`); empty: rules only.
+const TAGGER_WEIGHTS: &[u8] = include_bytes!("../data/tagger.bin");
+/// The smallest score margin at which a tagged token run is taken. Measured on the dev corpora:
+/// raising it trades recall for almost no precision (the false positives are confident ones,
+/// which the shape filters below remove instead), so any positive margin is taken.
+const TAGGER_MIN_MARGIN: f32 = 0.0;
+
+/// Words that make a capitalised run an organisation, a date or a place rather than a person.
+const NOT_PERSON_WORDS: &[&str] = &[
+    "inc",
+    "plc",
+    "ltd",
+    "llc",
+    "limited",
+    "corporation",
+    "corp",
+    "company",
+    "co",
+    "group",
+    "holdings",
+    "trust",
+    "bank",
+    "fund",
+    "funds",
+    "partners",
+    "solutions",
+    "systems",
+    "technologies",
+    "technology",
+    "pharmaceuticals",
+    "pharma",
+    "laboratories",
+    "labs",
+    "manufacturing",
+    "therapeutics",
+    "energy",
+    "capital",
+    "acquisition",
+    "brands",
+    "industries",
+    "international",
+    "gmbh",
+    "ag",
+    "sa",
+    "spa",
+    "srl",
+    "bv",
+    "nv",
+    "ab",
+    "oy",
+    "asa",
+    "kk",
+    "etf",
+    "index",
+    "day",
+    "eve",
+    "street",
+    "road",
+    "avenue",
+    "lane",
+    "trail",
+    "gateway",
+    "wall",
+    "way",
+    "square",
+    "university",
+    "college",
+    "hospital",
+    "school",
+    "museum",
+    "church",
+    "airport",
+    "station",
+];
+
 struct Lookalikes {
     uuid: Regex,
     hash: Regex,
@@ -93,6 +171,7 @@ struct Inner {
     dates: Dates,
     addresses: Addresses,
     persons: Persons,
+    tagger: Option<Tagger>,
     lookalikes: Lookalikes,
     custom: Vec<(EntityType, Regex)>,
     allow: HashSet<String>,
@@ -144,6 +223,11 @@ impl Detector {
                 dates: Dates::new()?,
                 addresses: Addresses::new()?,
                 persons: Persons::new()?,
+                tagger: if TAGGER_WEIGHTS.is_empty() {
+                    None
+                } else {
+                    Some(Tagger::from_bytes(TAGGER_WEIGHTS)?)
+                },
                 lookalikes,
                 custom,
                 allow: config
@@ -168,7 +252,10 @@ impl Detector {
     /// Detect entities in `text`: sorted, non-overlapping, UTF-8 byte offsets.
     pub fn detect(&self, text: &str) -> Vec<Entity> {
         let mut cands = Vec::new();
-        self.candidates(text, &mut cands);
+        match unescape_breaks(text) {
+            Some(plain) => self.candidates(&plain, &mut cands),
+            None => self.candidates(text, &mut cands),
+        }
         self.finish(text, cands)
     }
 
@@ -185,7 +272,10 @@ impl Detector {
         joined.push_str(": ");
         joined.push_str(value);
         let mut cands = Vec::new();
-        self.candidates(&joined, &mut cands);
+        match unescape_breaks(&joined) {
+            Some(plain) => self.candidates(&plain, &mut cands),
+            None => self.candidates(&joined, &mut cands),
+        }
         if let Some((s, e)) = self.inner.persons.key_kind(key).and_then(|specific| {
             name_value(
                 &joined,
@@ -230,6 +320,70 @@ impl Detector {
         }
         inner.ids.find_cued(text, &cues, out);
         inner.persons.find(text, &cues, &inner.lexicon, out);
+        if let Some(tagger) = &inner.tagger {
+            self.tagged(tagger, text, has_digit, out);
+        }
+    }
+
+    /// Persons and addresses from the learned tagger, kept when their shape is plausible.
+    fn tagged(&self, tagger: &Tagger, text: &str, has_digit: bool, out: &mut Vec<Candidate>) {
+        let lex = &self.inner.lexicon;
+        for sp in tagger.find(text, lex) {
+            let Some(t) = text.get(sp.start..sp.end) else {
+                continue;
+            };
+            match sp.tag {
+                Tag::Person => {
+                    let words: Vec<&str> = t.split_whitespace().collect();
+                    let org = org_like(text, sp.start, sp.end);
+                    let lone = words.len() == 1;
+                    let known = words.iter().any(|w| {
+                        let l = w.to_lowercase();
+                        lex.is_given(&l) || lex.is_surname(&l)
+                    });
+                    if org || sp.margin < TAGGER_MIN_MARGIN || (lone && !known) {
+                        continue;
+                    }
+                    let capitalised = words
+                        .iter()
+                        .any(|w| w.chars().next().is_some_and(char::is_uppercase));
+                    let all_stop = words.iter().all(|w| lex.is_stop(&w.to_lowercase()));
+                    if t.len() <= 60
+                        && words.len() <= 5
+                        && capitalised
+                        && !all_stop
+                        && !lex.is_place(t)
+                        && !t.contains(|c: char| {
+                            c.is_ascii_digit()
+                                || matches!(c, '@' | '_' | '/' | '\\' | '{' | '}' | '"')
+                        })
+                    {
+                        out.push(Candidate::new(
+                            EntityType::Person,
+                            sp.start,
+                            sp.end,
+                            score::PERSON_TAGGED,
+                        ));
+                    }
+                }
+                Tag::Address => {
+                    if sp.margin >= TAGGER_MIN_MARGIN
+                        && has_digit
+                        && t.len() >= 8
+                        && t.bytes().any(|b| b.is_ascii_digit())
+                        && t.contains(char::is_alphabetic)
+                    {
+                        out.push(Candidate::new(
+                            EntityType::StreetAddress,
+                            sp.start,
+                            sp.end,
+                            score::ADDRESS_TAGGED,
+                        ));
+                    }
+                }
+                Tag::Outside => {}
+            }
+        }
     }
 
     fn lookalikes(&self, text: &str, out: &mut Vec<Candidate>) {
@@ -253,8 +407,15 @@ impl Detector {
         }
     }
 
-    fn finish(&self, text: &str, cands: Vec<Candidate>) -> Vec<Entity> {
+    fn finish(&self, text: &str, mut cands: Vec<Candidate>) -> Vec<Entity> {
         let inner = &*self.inner;
+        // Lexicon-only persons ("Labor Day", "Acme Partners") give way to organisation, date and
+        // place words inside or right after them; cue- and key-based ones are kept.
+        cands.retain(|c| {
+            !(c.kind == Some(EntityType::Person)
+                && c.score <= score::PERSON
+                && org_like(text, c.start, c.end))
+        });
         resolve(cands)
             .into_iter()
             .filter_map(|c| {
@@ -275,6 +436,50 @@ impl Detector {
             })
             .collect()
     }
+}
+
+/// Text logged with its line breaks escaped ("Phone:\\n417 4336", JSON inside JSON) reads as
+/// one glued word ("nMobile") to every recogniser. A copy with each `\\n`, `\\r`, `\\t` made a
+/// space plus the real character keeps every byte offset; `None` when there is none.
+fn unescape_breaks(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let has = b
+        .windows(2)
+        .any(|w| w[0] == b'\\' && matches!(w[1], b'n' | b'r' | b't'));
+    if !has {
+        return None;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 1 < b.len() && matches!(b[i + 1], b'n' | b'r' | b't') {
+            out.push(b' ');
+            out.push(match b[i + 1] {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                _ => b'\t',
+            });
+            i += 2;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    // Only ASCII bytes were replaced by ASCII bytes, so the copy is valid UTF-8.
+    String::from_utf8(out).ok()
+}
+
+/// Does `text[s..e]`, or the word right after it, hold an organisation, date or place word?
+fn org_like(text: &str, s: usize, e: usize) -> bool {
+    let next_word = text[e..].split_whitespace().next().unwrap_or("");
+    text[s..e]
+        .split_whitespace()
+        .chain(std::iter::once(next_word))
+        .map(|w| {
+            w.trim_matches(|c: char| !c.is_alphanumeric())
+                .to_lowercase()
+        })
+        .any(|w| NOT_PERSON_WORDS.contains(&w.as_str()))
 }
 
 /// Greedy overlap resolution: highest score first, then longest, then leftmost.
@@ -302,6 +507,22 @@ pub(crate) fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_line_breaks_keep_offsets() {
+        let t = r"Personal Info:\nPhone:\n417 4336\nMobile: 95 676902";
+        let plain = unescape_breaks(t).unwrap();
+        assert_eq!(plain.len(), t.len());
+        assert!(plain.contains(" \nPhone:"));
+        assert!(unescape_breaks("no escapes here").is_none());
+        let found = super::test_support::found(t);
+        assert!(
+            found
+                .iter()
+                .any(|(k, v)| *k == EntityType::Phone && v == "417 4336"),
+            "{found:?}"
+        );
+    }
 
     #[test]
     fn resolution_prefers_score_then_length() {

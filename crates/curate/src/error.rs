@@ -19,6 +19,9 @@ pub enum CurateError {
     /// Reading or writing a stream failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A shipped model file (the name/address tagger's weights) is unusable.
+    #[error("invalid model: {0}")]
+    Model(String),
     /// Serialising JSON failed.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),

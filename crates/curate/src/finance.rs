@@ -71,7 +71,10 @@ impl Finance {
                         .filter(u8::is_ascii_digit)
                         .map(|x| x - b'0')
                         .collect();
-                    if luhn(&digits) && card_issuer_ok(&digits) {
+                    // Behind a card cue ("card 3503…", "Karte Nr."), any Luhn-valid number of a
+                    // card's length counts: issuer tables are never complete.
+                    let cued = cues.before_same_line(text, CueKind::Card, gs, 40);
+                    if luhn(&digits) && (card_issuer_ok(&digits) || cued) {
                         let negative = cues.before_same_line(text, CueKind::Negative, gs, 24)
                             && !cues.before(CueKind::Card, gs, 40);
                         if !negative {

@@ -25,6 +25,7 @@ mod scrub;
 mod secrets;
 mod snapshot;
 mod surrogate;
+pub mod tagger;
 mod text;
 
 pub use config::{Action, CustomRecognizer, PiiConfig, SurrogateMode};

@@ -89,6 +89,28 @@ const GENERIC_KEYS: &[&str] = &[
     "user",
 ];
 
+/// Roles whose `<role>_name` key holds a person's name (`applicant_name`, `traveler_name` …).
+const PERSON_ROLES: &[&str] = &[
+    "patient",
+    "applicant",
+    "customer",
+    "holder",
+    "traveler",
+    "traveller",
+    "passenger",
+    "recipient",
+    "contact",
+    "guest",
+    "member",
+    "employee",
+    "account_holder",
+    "beneficiary",
+    "insured",
+    "subscriber",
+    "driver",
+    "tenant",
+];
+
 fn normalise_key(k: &str) -> String {
     k.chars()
         .filter(|c| *c != '_' && *c != '-')
@@ -183,7 +205,7 @@ fn tokenize(text: &str) -> Vec<Tok> {
     toks
 }
 
-fn sentence_start(text: &str, s: usize) -> bool {
+pub(crate) fn sentence_start(text: &str, s: usize) -> bool {
     for c in text[..s].chars().rev() {
         if c == '\n' {
             return true;
@@ -224,8 +246,9 @@ impl Persons {
             .map(|k| regex::escape(k).replace('_', "_?"))
             .collect();
         let pat = format!(
-            r#"(?i)\\?"({})\\?"\s*:\s*\\?"([^"\\]{{1,80}})\\?""#,
-            alts.join("|")
+            r#"(?i)\\?"({}|[a-z_\-]{{0,24}}(?:full_?name|first_?name|last_?name|sur_?name|given_?name|family_?name)|(?:{})_?name|holder|applicant|traveler|traveller)\\?"\s*:\s*\\?"([^"\\]{{1,80}})\\?""#,
+            alts.join("|"),
+            PERSON_ROLES.join("|")
         );
         Ok(Persons {
             json_key: Regex::new(&pat).map_err(|e| CurateError::pattern("person_json", e))?,
@@ -473,7 +496,27 @@ impl Persons {
             return None;
         }
         let k = normalise_key(key);
-        if self.specific.contains(&k) {
+        let role_name = k
+            .strip_suffix("name")
+            .is_some_and(|r| PERSON_ROLES.iter().any(|p| normalise_key(p) == r));
+        let name_suffix = [
+            "fullname",
+            "firstname",
+            "lastname",
+            "surname",
+            "givenname",
+            "familyname",
+        ]
+        .iter()
+        .any(|x| k.ends_with(x));
+        if self.specific.contains(&k)
+            || role_name
+            || name_suffix
+            || matches!(
+                k.as_str(),
+                "holder" | "applicant" | "traveler" | "traveller"
+            )
+        {
             Some(true)
         } else if self.generic.contains(&k) {
             Some(false)
@@ -658,6 +701,10 @@ mod tests {
         assert_eq!(p.key_kind("cardholder_name"), Some(true));
         assert_eq!(p.key_kind("name"), Some(false));
         assert_eq!(p.key_kind("order_id"), None);
+        assert_eq!(p.key_kind("patient_full_name"), Some(true));
+        assert_eq!(p.key_kind("applicantName"), Some(true));
+        assert_eq!(p.key_kind("holder"), Some(true));
+        assert_eq!(p.key_kind("file_name"), None);
     }
 }
 

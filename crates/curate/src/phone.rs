@@ -91,6 +91,10 @@ pub(crate) fn national_ok(d: &[u8], groups: &[usize], cue: bool) -> bool {
         }
         return cue && groups.len() == 1;
     }
+    // Portugal landlines: 2x xxx xxxx.
+    if n == 9 && d[0] == 2 && groups == [2, 3, 4] {
+        return true;
+    }
     // Italy mobiles: 3xx xxx xxxx.
     if n == 10 && d[0] == 3 {
         let it = [[3, 3, 4].as_slice(), &[3, 7], &[3, 4, 3], &[3, 3, 2, 2]];
@@ -236,10 +240,31 @@ mod finder {
             }
             let intl = plus || text[groups[0].s..].starts_with("00");
             // The closest cue decides: `"phone": "…", "tracking": "…"` is a tracking number.
-            let nearest = cues.nearest_before(&[CueKind::Phone, CueKind::Negative], s, 32);
-            let line_cue = nearest == Some(CueKind::Phone)
-                && cues.before_same_line(text, CueKind::Phone, s, 32);
-            let negative = nearest == Some(CueKind::Negative);
+            let nearest = cues.nearest_cue_before(&[CueKind::Phone, CueKind::Negative], s, 32);
+            // "Phone: 417 4336", or a label on its own line: "Phone:\n417 4336".
+            let phone_on_line = cues.before_same_line(text, CueKind::Phone, s, 32)
+                || cues
+                    .nearest_cue_before(&[CueKind::Phone], s, 32)
+                    .is_some_and(|c| {
+                        text[c.end..s]
+                            .trim_matches([' ', ':', '\n', '\r', '\t', '-'])
+                            .is_empty()
+                    });
+            // A negative cue counts when it labels the number ("account 1234…", "order: …"), not
+            // when words stand between them ("the phone on the account is 555-…").
+            let negative = nearest.is_some_and(|c| {
+                c.kind == CueKind::Negative
+                    && !(phone_on_line && {
+                        let gap = text[c.end..s]
+                            .trim_matches([' ', ':', '#', '.', '\t', '"', '\'', '=', ',']);
+                        !gap.is_empty()
+                            && !matches!(
+                                gap.to_ascii_lowercase().as_str(),
+                                "no" | "nr" | "number" | "num" | "id"
+                            )
+                    })
+            });
+            let line_cue = phone_on_line && !negative;
             let mut n = groups.len();
             while n >= 1 {
                 let gl = &groups[..n];

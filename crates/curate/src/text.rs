@@ -53,6 +53,15 @@ pub(crate) fn skip_separator(text: &str, mut i: usize, max: usize) -> Option<usi
             saw_any = true;
             continue;
         }
+        // "MRN - 12345", "Tel. – 0612…": a dash between spaces separates a label from its value.
+        if saw_any && (rest.starts_with("- ") || rest.starts_with("– ")) {
+            i += if rest.starts_with('-') {
+                1
+            } else {
+                '–'.len_utf8()
+            };
+            continue;
+        }
         let lower_starts = |w: &str| {
             rest.len() >= w.len()
                 && rest.as_bytes()[..w.len()].eq_ignore_ascii_case(w.as_bytes())
