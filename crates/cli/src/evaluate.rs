@@ -7,16 +7,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_curate::CurateConfig;
 use downshift_evaluate::{OutputKind, Report, Score, kind_of_many, score};
-use downshift_slm::{AdapterSel, GenerateOptions, LocalModel, assistant_message};
+use downshift_slm::{AdapterSel, GenerateOptions, LocalModel, Specialist, assistant_message};
 use downshift_store::DataDir;
-use downshift_train::{
-    ChatRecord, ExampleBuilder, SpecialistMeta, Split, SplitConfig, load_adapter,
-};
+use downshift_train::{ChatRecord, SpecialistMeta, Split, SplitConfig};
 use serde_json::{Value, json};
 
 use crate::local::{ModelArgs, load_model};
 use crate::output::table;
-use crate::train::{DataArgs, specialist_template};
+use crate::train::DataArgs;
 
 /// Fewest validation answers a calibrated threshold must serve: two right answers out of two
 /// (the old floor) promoted a specialist that was right on none of its test split.
@@ -53,9 +51,9 @@ pub struct EvalArgs {
     #[arg(long, value_name = "PRECISION")]
     calibrate: Option<f64>,
     /// Also write the specialist's answers on the scored split to FILE, one JSON object per
-    /// line: `{"id", "messages", "exact", "confidence", "expected", "got", "tokens"}`
-    /// (confidence: the answer's mean token log-probability; tokens: `[text,
-    /// log-probability]` pairs).
+    /// line: `{"id", "messages", "tools", "prompt", "prompt_tokens", "exact", "confidence",
+    /// "expected", "got", "tokens"}` (prompt: the exact text the specialist saw; confidence:
+    /// the answer's mean token log-probability; tokens: `[text, log-probability]` pairs).
     #[arg(long, value_name = "FILE")]
     predictions: Option<PathBuf>,
     /// Print `{"task", "examples", "exact_match", "base_exact_match", "schema_valid", …}`.
@@ -77,6 +75,8 @@ pub struct Run {
     pub confidence: Vec<(f64, bool)>,
     /// Each answer's tokens with their log-probabilities.
     pub tokens: Vec<Vec<(String, f32)>>,
+    /// Each prompt, as rendered, and its length in tokens.
+    pub prompts: Vec<(String, usize)>,
 }
 
 /// The prompt a model answers zero-shot: the request as logged, tool schemas included.
@@ -97,11 +97,13 @@ pub fn run_model(
     let mut answers = Vec::with_capacity(tests.len());
     let mut confidence = Vec::with_capacity(tests.len());
     let mut tokens = Vec::with_capacity(tests.len());
+    let mut prompts = Vec::with_capacity(tests.len());
     for r in tests {
         let text = prompt(r)?;
+        let ids = lm.tokenize(&text);
         let t0 = Instant::now();
         let g = lm
-            .generate_ids(&lm.tokenize(&text), opts, None)
+            .generate_ids(&ids, opts, None)
             .with_context(|| format!("generation failed on call {}", r.id))?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         let pred = assistant_message(&g.text);
@@ -114,6 +116,7 @@ pub fn run_model(
             g.logprobs.iter().map(|&l| f64::from(l)).sum::<f64>() / g.logprobs.len() as f64
         };
         confidence.push((mean, s.exact));
+        prompts.push((text, ids.len()));
         tokens.push(
             g.token_ids
                 .iter()
@@ -127,19 +130,14 @@ pub fn run_model(
         answers,
         confidence,
         tokens,
+        prompts,
     })
 }
 
 pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
-    let meta = SpecialistMeta::read(&a.adapter)
-        .with_context(|| format!("cannot read the specialist in {}", a.adapter.display()))?
-        .ok_or_else(|| {
-            anyhow!(
-                "{} has no {} (not an adapter written by `downshift train`)",
-                a.adapter.display(),
-                SpecialistMeta::FILE
-            )
-        })?;
+    let spec = Specialist::open(&a.adapter)
+        .with_context(|| format!("cannot read the specialist in {}", a.adapter.display()))?;
+    let meta = spec.trained_meta()?.clone();
     if meta.format_version < SpecialistMeta::FORMAT_VERSION {
         bail!(
             "{} was written by an older downshift (specialist format {}) whose train / test split \
@@ -195,14 +193,14 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         model: base.clone(),
         threads: a.threads,
     })?;
-    let (adapter_id, _) = load_adapter(&mut lm.model, &a.adapter)
+    let adapter_id = lm
+        .attach_specialist(&spec)
         .with_context(|| format!("cannot load the adapter {}", a.adapter.display()))?;
-    let (canonical, _) = specialist_template(&lm)?;
-    let template = canonical.as_ref().unwrap_or(&lm.template);
-    let builder = ExampleBuilder {
-        transform: meta.transform.clone(),
-        ..ExampleBuilder::new(template, &lm.tokenizer)
-    };
+    // The specialist's own recipe (its transform and template), as every path serving it.
+    let recipe = lm
+        .prompt_recipe(adapter_id)
+        .cloned()
+        .ok_or_else(|| anyhow!("{} has no prompt recipe", a.adapter.display()))?;
     let greedy = GenerateOptions {
         max_tokens: a.max_tokens,
         temperature: 0.0,
@@ -221,7 +219,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         );
     }
     let spec = run_model(&lm, &tests, kind, &spec_opts, &|r| {
-        Ok(builder.render_prompt(&r.messages, r.tools.as_deref())?)
+        Ok(recipe.render(&r.messages, r.tools.as_deref())?)
     })?;
     if let Some(p) = &a.predictions {
         write_predictions(p, &tests, &spec)?;
@@ -249,7 +247,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
                 vals.truncate(n);
             }
             let run = run_model(&lm, &vals, kind, &spec_opts, &|r| {
-                Ok(builder.render_prompt(&r.messages, r.tools.as_deref())?)
+                Ok(recipe.render(&r.messages, r.tools.as_deref())?)
             })?;
             let c = downshift_evaluate::calibrate(&run.confidence, p, MIN_SERVED);
             // How the threshold does on the test split.
@@ -362,11 +360,15 @@ fn write_predictions(path: &Path, tests: &[&ChatRecord], run: &Run) -> Result<()
         .iter()
         .zip(&run.answers)
         .zip(&run.confidence)
-        .zip(&run.tokens);
-    for (((r, got), (confidence, exact)), tokens) in rows {
+        .zip(&run.tokens)
+        .zip(&run.prompts);
+    for ((((r, got), (confidence, exact)), tokens), (prompt, prompt_tokens)) in rows {
         let line = json!({
             "id": r.id,
             "messages": r.messages,
+            "tools": r.tools,
+            "prompt": prompt,
+            "prompt_tokens": prompt_tokens,
             "exact": exact,
             "confidence": confidence.is_finite().then_some(*confidence),
             "expected": r.answer,

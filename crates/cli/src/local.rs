@@ -190,7 +190,9 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
                 }
             }
             let tools_json = t.as_ref().map(Value::to_string);
-            m.render_prompt(&messages.to_string(), tools_json.as_deref())
+            // With an adapter, its own recipe (transform and template), as every path that
+            // serves it renders.
+            m.render_prompt_for(opts.adapter, &messages.to_string(), tools_json.as_deref())
                 .context("cannot apply the chat template")?
         }
         (None, None) => bail!("pass --prompt TEXT or --messages FILE"),
@@ -224,6 +226,7 @@ pub fn generate(a: GenerateArgs) -> Result<()> {
     .context("generation failed")?;
     if a.json {
         let mut o = json!({
+            "prompt": prompt,
             "text": g.text,
             "token_ids": g.token_ids,
             "prompt_tokens": g.prompt_tokens,

@@ -6,13 +6,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_curate::{CurateConfig, SnapshotRequest, create_snapshot};
-use downshift_slm::ChatTemplate;
+use downshift_slm::SpecialistTemplate;
 use downshift_store::{CallFilter, DataDir, Store};
 use downshift_train::adapter::prune_checkpoints;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     ChatRecord, Dataset, ExampleBuilder, Progress, PromptTransform, SpecialistMeta, SplitConfig,
-    TrainConfig, Trainer, merge_to_hf_dir,
+    TrainConfig, Trainer, infer_transform, merge_to_hf_dir,
 };
 use serde_json::{Value, json};
 
@@ -309,38 +309,27 @@ pub fn records(data: &DataDir, name: &str) -> Result<Vec<ChatRecord>> {
     Ok(out)
 }
 
-/// The template a specialist of `lm` is trained and served with: the model's own when it can
-/// render tool calls (`None` here), else downshift's canonical ChatML; and its name for the
-/// specialist's metadata.
-pub fn specialist_template(
-    lm: &downshift_slm::LocalModel,
-) -> Result<(Option<ChatTemplate>, &'static str)> {
-    Ok(if lm.template.supports_tools() {
-        (None, "model")
-    } else {
-        (Some(ChatTemplate::canonical()?), "canonical")
-    })
-}
-
 pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
     let (dataset, recs) = a.data.load(data, curate)?;
     let lm = load_model(&ModelArgs {
         model: a.base.clone(),
         threads: a.threads,
     })?;
-    let (canonical, template_name) = specialist_template(&lm)?;
-    let template = canonical.as_ref().unwrap_or(&lm.template);
+    // The base's own template when it renders tool calls, else the canonical one; stored in
+    // the specialist's metadata, so every path that serves it renders the same way.
+    let template_choice = SpecialistTemplate::for_base(&lm.template);
+    let template = template_choice.template(&lm.template)?;
     let transform = if a.keep_tools {
         PromptTransform::identity()
     } else {
-        PromptTransform::infer(&recs)
+        infer_transform(&recs)
     }
     .with_keep_turns(a.keep_turns)
     .with_tool_names(a.tool_names);
     let builder = ExampleBuilder {
         transform: transform.clone(),
         max_len: Some(a.max_len),
-        ..ExampleBuilder::new(template, &lm.tokenizer)
+        ..ExampleBuilder::new(&template, &lm.tokenizer)
     };
     let cfg = TrainConfig {
         rank: a.rank,
@@ -429,10 +418,10 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
         .display()
         .to_string();
     let meta = SpecialistMeta {
-        chat_template: template_name.into(),
+        chat_template: template_choice,
         task: a.data.task.clone(),
         dataset: Some(dataset.clone()),
-        ..SpecialistMeta::new(&base_name, trainer.model(), transform, trainer.config())
+        ..SpecialistMeta::new(&base_name, trainer.model(), transform, trainer.config())?
     };
     let quiet = a.json;
     let mut last = Instant::now();

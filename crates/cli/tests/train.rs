@@ -45,6 +45,28 @@ fn generates_two_tokens(model: &str, adapter: &std::path::Path) {
     assert!(g.contains("\"completion_tokens\":2"), "{g}");
 }
 
+/// `generate --adapter --messages --json` for a request (its messages and tools), one greedy
+/// token: the output holds the prompt as rendered and its length.
+fn generate_with_adapter(model: &str, adapter: &std::path::Path, request: &Value) -> Value {
+    let file = adapter.with_extension("request.json");
+    std::fs::write(&file, request.to_string()).unwrap();
+    let g = ok(&[
+        "generate",
+        "--model",
+        model,
+        "--adapter",
+        adapter.to_str().unwrap(),
+        "--messages",
+        file.to_str().unwrap(),
+        "--max-tokens",
+        "1",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    serde_json::from_str(g.trim()).unwrap()
+}
+
 /// The safetensors header of an adapter folder (its tensor names and shapes).
 fn tensor_names(adapter: &std::path::Path) -> String {
     let tensors = std::fs::read(adapter.join("adapter_model.safetensors")).unwrap();
@@ -491,6 +513,19 @@ fn select_train_and_eval_a_discovered_task() {
             "{l}"
         );
     }
+    // One adapter folder, one prompt: the exact text `eval` gave the specialist (its transform
+    // applied: schemas dropped, their names kept) is what `generate --adapter` renders for the
+    // same request; the gateway's `local/<name>:<adapter>` and the router (below) run on as
+    // many tokens (and the gateway's unit test checks the router's tokens one by one).
+    let first = &lines[0];
+    let prompt = first["prompt"].as_str().unwrap().to_owned();
+    let prompt_tokens = first["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt.contains("Tools: "), "{prompt}");
+    assert!(!prompt.contains("\"parameters\""), "{prompt}");
+    let request = serde_json::json!({"messages": first["messages"], "tools": first["tools"]});
+    let g = generate_with_adapter(model, &out, &request);
+    assert_eq!(g["prompt"].as_str(), Some(prompt.as_str()));
+    assert_eq!(g["prompt_tokens"].as_u64(), Some(prompt_tokens), "{g}");
     // The validation split can be scored too, but a threshold picked on it cannot be tested
     // on it.
     let adapter = out.to_str().unwrap();
@@ -556,11 +591,46 @@ fn select_train_and_eval_a_discovered_task() {
         d,
     ]);
     let teacher = mock(&["--replay", dir.path().join("calls.jsonl").to_str().unwrap()]);
-    let gw = serve(dir.path(), &teacher.addr, &["--no-auth"]);
+    // The same folder is also served as `local/smol:spec`.
+    let cfg = dir.path().join("downshift.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[local_models]]\nname = \"smol\"\npath = {model:?}\n\n[local_models.adapters]\nspec = {:?}\n",
+            out.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let gw = serve(
+        dir.path(),
+        &teacher.addr,
+        &["--no-auth", "--config", cfg.to_str().unwrap()],
+    );
+    let mut local = request.clone();
+    local["model"] = serde_json::json!("local/smol:spec");
+    local["max_tokens"] = serde_json::json!(1);
+    local["temperature"] = serde_json::json!(0);
+    let r = post_json(
+        &gw.addr,
+        "/v1/chat/completions",
+        None,
+        &local.to_string(),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["usage"]["prompt_tokens"].as_u64(),
+        Some(prompt_tokens),
+        "{}",
+        r.text()
+    );
+    // Routed: a logged request, as the agent sent it; served by the specialist, it runs on the
+    // prompt `generate --adapter` renders for it.
     let line = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
     let mut request: Value =
         serde_json::from_str::<Value>(line.lines().next().unwrap()).unwrap()["request"].clone();
     request["max_tokens"] = serde_json::json!(48);
+    let routed_tokens = generate_with_adapter(model, &out, &request)["prompt_tokens"].as_u64();
     let r = post_json(
         &gw.addr,
         "/v1/chat/completions",
@@ -572,7 +642,15 @@ fn select_train_and_eval_a_discovered_task() {
     let route = r.header("x-downshift-route").unwrap().to_owned();
     let fallback = r.header("x-downshift-fallback").map(str::to_owned);
     match &fallback {
-        None => assert_eq!(route, format!("specialist:{task}")),
+        None => {
+            assert_eq!(route, format!("specialist:{task}"));
+            assert_eq!(
+                r.json()["usage"]["prompt_tokens"].as_u64(),
+                routed_tokens,
+                "{}",
+                r.text()
+            );
+        }
         Some(reason) => {
             assert_eq!(route, "llm:default");
             assert!(

@@ -369,7 +369,7 @@ impl LocalSlot {
         };
         let text = self
             .model
-            .render_prompt(messages.get(), tools_json.as_deref())
+            .render_prompt_for(adapter, messages.get(), tools_json.as_deref())
             .map_err(|e| bad(format!("cannot build the prompt: {e}")))?;
         let prompt = self.model.tokenize(&text);
         let max_tokens = r
@@ -441,6 +441,12 @@ impl LocalSlot {
 }
 
 impl Plan {
+    /// The prompt's token ids.
+    #[cfg(test)]
+    pub(crate) fn prompt_ids(&self) -> &[u32] {
+        &self.prompt
+    }
+
     /// Parses tool calls out of the answer even though no tools reach the prompt (a
     /// specialist that internalised the tool schemas still answers with tool calls).
     pub fn parse_tool_calls(&mut self) {

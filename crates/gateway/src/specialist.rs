@@ -1,9 +1,11 @@
 //! Specialists: the small models a task policy routes to. A policy's `specialist` names either
 //! a configured remote endpoint (`[[specialists]]`: vLLM with LoRA modules, a llama.cpp
 //! server, Ollama …) or an adapter folder written by `downshift train`, served by the built-in
-//! engine on its own copy of the base. Either way the request first goes through the
-//! specialist's versioned prompt transform (the one it was trained with), and the answer comes
-//! back as an OpenAI `chat.completion` with tool calls parsed.
+//! engine on its own copy of the base. Either way the request goes through the specialist's
+//! versioned prompt transform (the one it was trained with) — on the built-in engine as part of
+//! the specialist's prompt recipe (`downshift_slm::Specialist`, the one contract every path
+//! that serves an adapter folder shares) — and the answer comes back as an OpenAI
+//! `chat.completion` with tool calls parsed.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use downshift_route::FallbackReason;
-use downshift_slm::{AdapterSel, ChatTemplate, LocalModel};
-use downshift_train::{PromptTransform, SpecialistMeta};
+use downshift_slm::{AdapterSel, LocalModel, PromptTransform};
 use http::{HeaderValue, Method, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::{Map, Value, json};
@@ -137,16 +138,12 @@ impl Specialists {
     }
 }
 
-fn read_meta(dir: &Path) -> Result<SpecialistMeta, String> {
-    SpecialistMeta::read(dir)
-        .map_err(|e| format!("cannot read the specialist in {}: {e}", dir.display()))?
-        .ok_or_else(|| {
-            format!(
-                "{} has no {} (not an adapter written by `downshift train`)",
-                dir.display(),
-                SpecialistMeta::FILE
-            )
-        })
+/// Opens an adapter folder written by `downshift train` (its metadata required).
+fn open(dir: &Path) -> Result<downshift_slm::Specialist, String> {
+    let s = downshift_slm::Specialist::open(dir)
+        .map_err(|e| format!("cannot read the specialist in {}: {e}", dir.display()))?;
+    s.trained_meta().map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 fn remote(e: &SpecialistEndpointConfig, cfg: &RouteConfig) -> Result<Specialist, String> {
@@ -159,7 +156,7 @@ fn remote(e: &SpecialistEndpointConfig, cfg: &RouteConfig) -> Result<Specialist,
         ..Default::default()
     })?;
     let transform = match &e.adapter {
-        Some(dir) => read_meta(dir)?.transform,
+        Some(dir) => open(dir)?.transform(),
         None => PromptTransform::identity(),
     };
     Ok(Specialist {
@@ -179,18 +176,17 @@ fn built_in(id: &str, cfg: &RouteConfig) -> Result<Specialist, String> {
             "specialist '{id}' is neither a configured [[specialists]] endpoint nor an adapter folder"
         ));
     }
-    let meta = read_meta(&dir)?;
+    let folder = open(&dir)?;
+    let meta = folder.trained_meta().map_err(|e| e.to_string())?.clone();
     let mut lm = LocalModel::load(&meta.base_model).map_err(|e| {
         format!(
             "specialist {id}: cannot load its base {}: {e}",
             meta.base_model
         )
     })?;
-    if meta.chat_template == "canonical" {
-        lm.template = ChatTemplate::canonical()
-            .map_err(|e| format!("specialist {id}: canonical template: {e}"))?;
-    }
-    let (adapter, _) = downshift_train::load_adapter(&mut lm.model, &dir)
+    // The model keeps the specialist's prompt recipe (transform and template) for its adapter.
+    let adapter = lm
+        .attach_specialist(&folder)
         .map_err(|e| format!("specialist {id}: cannot load the adapter: {e}"))?;
     // Named for what it learned: its task, else its dataset (a specialist shared by several
     // tasks), else its folder.
@@ -221,25 +217,33 @@ fn offers_tools(request: &Value) -> bool {
 }
 
 impl Specialist {
-    /// The request the specialist sees: the transform applied to the messages and tools; the
-    /// answer-shaping fields kept; decoding greedy and unstreamed.
+    /// The request the specialist is sent: for a remote endpoint, the transform applied to the
+    /// messages and tools; for the built-in engine, the messages and tools as sent (its prompt
+    /// recipe applies the same transform when it renders). Either way `tool_choice` only when
+    /// the transform keeps the tools; the answer-shaping fields kept; decoding greedy and
+    /// unstreamed.
     fn request(&self, request: &Value) -> Result<Value, FallbackReason> {
         let messages = request
             .get("messages")
             .and_then(Value::as_array)
             .ok_or_else(|| FallbackReason::Error("the request has no messages".into()))?;
         let tools = request.get("tools").and_then(Value::as_array);
-        let (messages, tools) = self
+        let (seen_messages, seen_tools) = self
             .transform
             .apply(messages, tools.map(Vec::as_slice))
             .map_err(|e| FallbackReason::Error(e.to_string()))?;
+        let keeps_tools = seen_tools.is_some();
+        let (messages, tools) = match &self.engine {
+            Engine::BuiltIn { .. } => (messages.clone(), tools.cloned()),
+            Engine::Remote { .. } => (seen_messages, seen_tools),
+        };
         let mut out = Map::new();
         out.insert("messages".into(), Value::Array(messages));
         if let Some(t) = tools {
             out.insert("tools".into(), Value::Array(t));
-            if let Some(c) = request.get("tool_choice") {
-                out.insert("tool_choice".into(), c.clone());
-            }
+        }
+        if keeps_tools && let Some(c) = request.get("tool_choice") {
+            out.insert("tool_choice".into(), c.clone());
         }
         for f in [
             "response_format",
@@ -468,6 +472,60 @@ mod tests {
         assert_eq!(m["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
         assert_eq!(back["choices"][0]["finish_reason"], "tool_calls");
         assert_eq!(back["usage"]["completion_tokens"], 4);
+    }
+
+    /// The routed path of a built-in specialist (the request it is sent, then the slot's
+    /// plan) runs on exactly the prompt its recipe renders for the original request — the
+    /// one `local/…`, `generate --adapter` and `eval` render for the same folder.
+    #[test]
+    fn a_built_in_specialist_runs_on_its_recipe_prompt() {
+        let model = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert!(
+            model.exists(),
+            "{} missing: run scripts/fetch.sh",
+            model.display()
+        );
+        let lm = LocalModel::load(&model).unwrap();
+        let system = "You are the trading bot of the desk, answering with tools only.";
+        let transform = PromptTransform::pruning(Some(system.into())).with_tool_names(true);
+        let dir = tempfile::tempdir().unwrap();
+        downshift_slm::testing::write_specialist(
+            dir.path(),
+            model.to_str().unwrap(),
+            &lm.model,
+            transform,
+            downshift_slm::SpecialistTemplate::for_base(&lm.template),
+        )
+        .unwrap();
+        let id = dir.path().to_str().unwrap();
+        let s = built_in(id, &RouteConfig::default()).unwrap();
+        let messages = vec![
+            json!({"role": "system", "content": format!("{system} Today is Monday.")}),
+            json!({"role": "user", "content": "buy 10 NVDA"}),
+        ];
+        let tools = vec![json!({"type": "function", "function": {"name": "buy",
+            "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}}}})];
+        let req = json!({"model": "gpt", "messages": messages, "tools": tools,
+            "tool_choice": "auto", "max_tokens": 4});
+        let sent = s.request(&req).unwrap();
+        // the schemas are dropped, so tool_choice is not sent
+        assert!(sent.get("tool_choice").is_none(), "{sent}");
+        let Engine::BuiltIn { slot, adapter } = &s.engine else {
+            panic!("not built in")
+        };
+        let plan = slot
+            .plan(&serde_json::to_vec(&sent).unwrap(), *adapter)
+            .unwrap();
+        let recipe = downshift_slm::Specialist::open(dir.path())
+            .unwrap()
+            .recipe(&lm.template)
+            .unwrap()
+            .unwrap();
+        let prompt = recipe.render(&messages, Some(&tools)).unwrap();
+        assert!(prompt.contains("Tools: buy") && prompt.contains("Today is Monday."));
+        assert!(!prompt.contains(system), "{prompt}");
+        assert_eq!(plan.prompt_ids(), lm.tokenize(&prompt).as_slice());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A loaded local model: weights, tokenizer and chat template together — what the CLI's
 //! `generate`/`tokenize` and the gateway's `local/<name>` models use.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,6 +14,8 @@ use crate::generate::{
 use crate::gguf::Gguf;
 use crate::llama::{KvDtype, Llama};
 use crate::lora::LoraAdapter;
+use crate::nn::AdapterSel;
+use crate::specialist::{PromptRecipe, Specialist};
 use crate::tokenizer::Tokenizer;
 
 /// A model ready to generate.
@@ -25,6 +28,8 @@ pub struct LocalModel {
     pub template: ChatTemplate,
     /// Precision of the KV cache (f16 by default, like llama.cpp).
     pub kv_dtype: KvDtype,
+    /// How the prompts of each attached specialist are made, by adapter id.
+    recipes: HashMap<usize, PromptRecipe>,
     #[cfg(feature = "constrained")]
     guidance: std::sync::OnceLock<crate::constrain::Guidance>,
 }
@@ -91,6 +96,7 @@ impl LocalModel {
             tokenizer: Arc::new(tokenizer),
             template,
             kv_dtype: KvDtype::F16,
+            recipes: HashMap::new(),
             #[cfg(feature = "constrained")]
             guidance: Default::default(),
         })
@@ -134,16 +140,37 @@ impl LocalModel {
             tokenizer: Arc::new(tokenizer),
             template,
             kv_dtype: KvDtype::F16,
+            recipes: HashMap::new(),
             #[cfg(feature = "constrained")]
             guidance: Default::default(),
         })
     }
 
-    /// Attaches a PEFT LoRA adapter (unmerged); generate with it by setting
-    /// `GenerateOptions::adapter = AdapterSel::One(id)`. Several can be attached at once.
+    /// Opens the adapter folder `dir` ([`Specialist::open`]) and attaches it
+    /// ([`LocalModel::attach_specialist`]); generate with it by setting
+    /// `GenerateOptions::adapter = AdapterSel::One(id)` and render its prompts with
+    /// [`LocalModel::render_prompt_for`]. Several can be attached at once.
     pub fn load_adapter(&mut self, dir: impl AsRef<Path>) -> Result<usize> {
-        let a = LoraAdapter::load(dir)?;
-        self.model.attach_adapter(&a)
+        let s = Specialist::open(dir)?;
+        self.attach_specialist(&s)
+    }
+
+    /// Attaches an opened specialist (unmerged) after checking it was trained on this base,
+    /// and keeps its [`PromptRecipe`] (transform and template) for its prompts. Returns its
+    /// adapter id.
+    pub fn attach_specialist(&mut self, s: &Specialist) -> Result<usize> {
+        let recipe = s.recipe(&self.template)?;
+        let id = s.attach_to(&mut self.model)?;
+        if let Some(r) = recipe {
+            self.recipes.insert(id, r);
+        }
+        Ok(id)
+    }
+
+    /// How the prompts of the attached specialist `id` are made; `None` for a plain PEFT
+    /// adapter, which renders like the base.
+    pub fn prompt_recipe(&self, id: usize) -> Option<&PromptRecipe> {
+        self.recipes.get(&id)
     }
 
     /// Merges a PEFT LoRA adapter into the base weights.
@@ -297,23 +324,52 @@ impl LocalModel {
     /// the reply format [`crate::parse_tool_calls`] reads — as llama.cpp's server does for
     /// such models — rather than silently dropping them.
     pub fn render_prompt(&self, messages_json: &str, tools_json: Option<&str>) -> Result<String> {
-        let tools_json = tools_json.filter(|t| {
-            serde_json::from_str::<serde_json::Value>(t)
-                .ok()
-                .and_then(|v| v.as_array().map(|a| !a.is_empty()))
-                .unwrap_or(false)
-        });
-        if self.template.supports_tools() {
-            return self.template.render_json(messages_json, tools_json, true);
-        }
-        let mut messages: Vec<serde_json::Value> = serde_json::from_str(messages_json)?;
-        calls_as_text(&mut messages);
-        if let Some(tools) = tools_json {
-            describe_tools(&mut messages, tools)?;
-        }
-        self.template
-            .render_json(&serde_json::to_string(&messages)?, None, true)
+        render_with(&self.template, messages_json, tools_json)
     }
+
+    /// The prompt for a request answered with `adapter`: a specialist's own
+    /// [`PromptRecipe`] when `adapter` is one with a recipe, else the base's
+    /// [`LocalModel::render_prompt`].
+    pub fn render_prompt_for(
+        &self,
+        adapter: AdapterSel,
+        messages_json: &str,
+        tools_json: Option<&str>,
+    ) -> Result<String> {
+        let recipe = match adapter {
+            AdapterSel::One(id) => self.recipes.get(&id),
+            AdapterSel::None | AdapterSel::All => None,
+        };
+        match recipe {
+            Some(r) => r.render_json(messages_json, tools_json),
+            None => self.render_prompt(messages_json, tools_json),
+        }
+    }
+}
+
+/// The prompt `template` renders for messages and tools given as JSON text (an empty tool
+/// list counts as none); tools described in the system message when the template has no place
+/// for them.
+pub(crate) fn render_with(
+    template: &ChatTemplate,
+    messages_json: &str,
+    tools_json: Option<&str>,
+) -> Result<String> {
+    let tools_json = tools_json.filter(|t| {
+        serde_json::from_str::<serde_json::Value>(t)
+            .ok()
+            .and_then(|v| v.as_array().map(|a| !a.is_empty()))
+            .unwrap_or(false)
+    });
+    if template.supports_tools() {
+        return template.render_json(messages_json, tools_json, true);
+    }
+    let mut messages: Vec<serde_json::Value> = serde_json::from_str(messages_json)?;
+    calls_as_text(&mut messages);
+    if let Some(tools) = tools_json {
+        describe_tools(&mut messages, tools)?;
+    }
+    template.render_json(&serde_json::to_string(&messages)?, None, true)
 }
 
 /// The tools described in the system message (added when there is none), with the reply

@@ -58,6 +58,12 @@ pub enum Error {
     Request(String),
     #[error("LoRA adapter: {0}")]
     Adapter(String),
+    #[error("adapter for another base: {0}")]
+    OtherBase(String),
+    #[error(
+        "unsupported prompt transform version {0} (this build applies versions 1 to 3; keep_turns needs 2, tool_names 3)"
+    )]
+    TransformVersion(u32),
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("tensor: {0}")]

@@ -1,5 +1,5 @@
 //! downshift-slm: the model runtime (S5/S6): GGUF weights, architectures, tokenizer, chat
-//! templates and generation.
+//! templates, generation, and the specialist contract ([`Specialist::open`]).
 
 pub mod amx;
 pub mod chat;
@@ -14,11 +14,13 @@ pub mod llama;
 pub mod lora;
 pub mod nn;
 pub mod quant;
+pub mod specialist;
 #[doc(hidden)]
 pub mod testing;
 pub mod threads;
 pub mod tokenizer;
 pub mod train_ops;
+pub mod transform;
 
 pub use chat::{ChatTemplate, Message, ToolCall, assistant_message, function_of, parse_tool_calls};
 #[cfg(feature = "constrained")]
@@ -34,4 +36,8 @@ pub use llama::{
 };
 pub use lora::{AdapterConfig, LoraAdapter};
 pub use nn::{AdapterSel, FfnAct, Linear, Lora, Weight};
+pub use specialist::{
+    PromptRecipe, Specialist, SpecialistMeta, SpecialistTemplate, base_fingerprint,
+};
 pub use tokenizer::{StreamDecoder, TokenType, Tokenizer};
+pub use transform::{PromptTransform, common_system_text};

@@ -112,3 +112,46 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         .and_then(|d| d.to_scalar::<f32>())
         .expect("difference of two f32 tensors")
 }
+
+/// Writes a specialist folder for `model` into `dir`: a rank-4 PEFT adapter on every layer's
+/// `q_proj` and `v_proj` with small portable-random weights, and `downshift_specialist.json`
+/// naming `base_model` with `transform` and `template` — what `downshift train` writes,
+/// without the training.
+pub fn write_specialist(
+    dir: &Path,
+    base_model: &str,
+    model: &crate::Llama,
+    transform: crate::PromptTransform,
+    template: crate::SpecialistTemplate,
+) -> Result<()> {
+    let c = &model.config;
+    let r = 4;
+    let mut t = HashMap::new();
+    for layer in 0..c.num_layers {
+        for (module, out) in [
+            ("q_proj", c.num_heads * c.head_dim),
+            ("v_proj", c.num_kv_heads * c.head_dim),
+        ] {
+            let p = format!("base_model.model.model.layers.{layer}.self_attn.{module}");
+            for (ab, shape) in [("lora_A", (r, c.hidden_size)), ("lora_B", (out, r))] {
+                let name = format!("{p}.{ab}.weight");
+                let v = portable_values(&name, shape.0 * shape.1, 0.02, 0.0);
+                t.insert(name, Tensor::from_vec(v, shape, &Device::Cpu)?);
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    candle_core::safetensors::save(&t, dir.join("adapter_model.safetensors"))?;
+    let config = serde_json::json!({
+        "peft_type": "LORA", "r": r, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"],
+        "base_model_name_or_path": base_model,
+    });
+    let p = dir.join("adapter_config.json");
+    std::fs::write(&p, config.to_string()).map_err(|e| Error::io(&p, e))?;
+    let meta = crate::SpecialistMeta {
+        chat_template: template,
+        ..crate::SpecialistMeta::new(base_model, model, transform, &serde_json::json!({}))?
+    };
+    let p = dir.join(crate::SpecialistMeta::FILE);
+    std::fs::write(&p, serde_json::to_string_pretty(&meta)?).map_err(|e| Error::io(&p, e))
+}

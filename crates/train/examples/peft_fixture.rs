@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         tr.model(),
         PromptTransform::identity(),
         tr.config(),
-    );
+    )?;
     tr.save_adapter(out, &meta)?;
     let ids: Vec<u32> = data[0].ids.clone();
     let n = ids.len();

@@ -353,7 +353,7 @@ fn adapter(a: &Args, threads: usize) -> Res<()> {
         tr.model(),
         PromptTransform::identity(),
         tr.config(),
-    );
+    )?;
     tr.save_adapter(out, &meta)?;
     drop(tr);
 

@@ -3,7 +3,8 @@
 //!
 //! A PEFT folder holds `adapter_config.json` and `adapter_model.safetensors` with PEFT's tensor
 //! names (`base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight`, A `[r, in]`,
-//! B `[out, r]`), plus `downshift_specialist.json` ([`SpecialistMeta`]).
+//! B `[out, r]`), plus `downshift_specialist.json` ([`SpecialistMeta`], the specialist
+//! contract of `downshift-slm`).
 //!
 //! A checkpoint is a folder `step-NNNNNNNN` under a root, written as a hidden temporary
 //! folder and renamed into place; `latest` (itself replaced atomically) names the newest. A
@@ -13,83 +14,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use downshift_slm::{Llama, LlamaConfig, LoraAdapter, RopeStyle};
+use downshift_slm::{Llama, LoraAdapter, RopeStyle, Specialist, SpecialistMeta, base_fingerprint};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::example::PromptTransform;
 use crate::trainer::{TrainConfig, TrainState, Trainer};
-
-/// Stored beside the adapter as `downshift_specialist.json`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SpecialistMeta {
-    pub format_version: u32,
-    /// Hub id or path of the base model.
-    pub base_model: String,
-    /// The base's architecture and shapes ([`base_fingerprint`]).
-    pub base_fingerprint: String,
-    /// The prompt transformation the router applies before rendering.
-    pub transform: PromptTransform,
-    /// `canonical` (downshift's ChatML) or `model` (the base's own template).
-    pub chat_template: String,
-    pub train_config: TrainConfig,
-    /// The discovered task it was trained for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task: Option<String>,
-    /// The curated dataset it was trained on (its test split is held out by call id).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dataset: Option<String>,
-}
-
-impl SpecialistMeta {
-    pub const FILE: &'static str = "downshift_specialist.json";
-    /// 2: the splits are keyed by the request's content ([`crate::ChatRecord::split_key`]);
-    /// 1 keyed them by call id, so a version-1 specialist's test split is not this one's.
-    pub const FORMAT_VERSION: u32 = 2;
-
-    pub fn new(
-        base_model: &str,
-        model: &Llama,
-        transform: PromptTransform,
-        cfg: &TrainConfig,
-    ) -> Self {
-        Self {
-            format_version: Self::FORMAT_VERSION,
-            base_model: base_model.into(),
-            base_fingerprint: base_fingerprint(&model.config),
-            transform,
-            chat_template: "canonical".into(),
-            train_config: cfg.clone(),
-            task: None,
-            dataset: None,
-        }
-    }
-
-    pub fn read(dir: &Path) -> Result<Option<Self>> {
-        let p = dir.join(Self::FILE);
-        if !p.exists() {
-            return Ok(None);
-        }
-        let text = std::fs::read_to_string(&p).map_err(|e| TrainError::io(&p, e))?;
-        Ok(Some(serde_json::from_str(&text)?))
-    }
-}
-
-/// Architecture and shapes of a base: an adapter trained on one base only fits bases with
-/// the same fingerprint.
-pub fn base_fingerprint(c: &LlamaConfig) -> String {
-    format!(
-        "{}:vocab{}:hidden{}:ff{}:layers{}:heads{}/{}:head_dim{}",
-        c.architecture,
-        c.vocab_size,
-        c.hidden_size,
-        c.intermediate_size,
-        c.num_layers,
-        c.num_heads,
-        c.num_kv_heads,
-        c.head_dim
-    )
-}
 
 fn peft_prefix(layer: usize, module: &str) -> String {
     let kind = if matches!(module, "gate_proj" | "up_proj" | "down_proj") {
@@ -348,28 +277,13 @@ struct CheckpointState {
     base_fingerprint: String,
 }
 
-/// Loads a PEFT adapter folder onto `model` (unmerged) and returns its id and metadata.
-/// An adapter whose `downshift_specialist.json` names another base, or whose shapes do not
-/// fit the model, is refused with [`TrainError::OtherBase`].
+/// Opens the adapter folder ([`Specialist::open`]) and attaches it to `model` (unmerged);
+/// returns its id and metadata. An adapter whose `downshift_specialist.json` names another
+/// base, or whose shapes do not fit the model, is refused with [`TrainError::OtherBase`].
 pub fn load_adapter(model: &mut Llama, dir: &Path) -> Result<(usize, Option<SpecialistMeta>)> {
-    let meta = SpecialistMeta::read(dir)?;
-    let fp = base_fingerprint(&model.config);
-    if let Some(m) = &meta
-        && m.base_fingerprint != fp
-    {
-        return Err(TrainError::OtherBase(format!(
-            "{} was trained on {} ({}) but the model is {fp}",
-            dir.display(),
-            m.base_model,
-            m.base_fingerprint
-        )));
-    }
-    let a = LoraAdapter::load(dir)?;
-    let id = model.attach_adapter(&a).map_err(|e| match e {
-        downshift_slm::Error::Adapter(msg) => TrainError::OtherBase(msg),
-        e => TrainError::Model(e),
-    })?;
-    Ok((id, meta))
+    let s = Specialist::open(dir)?;
+    let id = s.attach_to(model)?;
+    Ok((id, s.meta().cloned()))
 }
 
 /// Writes a merged model: the Hugging Face folder `base_dir` (`config.json` +

@@ -27,7 +27,7 @@ pub enum TrainError {
     #[error("training diverged: loss is {0}")]
     Diverged(f32),
     #[error(transparent)]
-    Model(#[from] downshift_slm::Error),
+    Model(downshift_slm::Error),
     #[error("tensor: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("json: {0}")]
@@ -39,6 +39,18 @@ impl TrainError {
         TrainError::Io {
             path: path.display().to_string(),
             source,
+        }
+    }
+}
+
+impl From<downshift_slm::Error> for TrainError {
+    /// The contract's refusals keep their own variants: a transform this build cannot apply,
+    /// an adapter for another base.
+    fn from(e: downshift_slm::Error) -> Self {
+        match e {
+            downshift_slm::Error::TransformVersion(v) => TrainError::TransformVersion(v),
+            downshift_slm::Error::OtherBase(m) => TrainError::OtherBase(m),
+            e => TrainError::Model(e),
         }
     }
 }

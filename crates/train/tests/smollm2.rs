@@ -65,7 +65,8 @@ fn qlora_on_the_gguf_base_exports_a_peft_adapter_with_the_same_logits() {
         tr.model(),
         PromptTransform::identity(),
         tr.config(),
-    );
+    )
+    .expect("meta");
     tr.save_adapter(dir.path(), &meta).expect("save");
     let mut fresh = lm.model.clone();
     let (id, _) = load_adapter(&mut fresh, dir.path()).expect("load");

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use candle_core::Tensor;
 use downshift_slm::quant::PackedMatrix;
 use downshift_slm::{ChatTemplate, KvDtype, Llama, Logits, Tokenizer, Weight};
-use downshift_train::adapter::{base_fingerprint, prune_checkpoints};
+use downshift_train::adapter::prune_checkpoints;
+use downshift_train::base_fingerprint;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     ChatRecord, Dataset, Example, ExampleBuilder, PromptTransform, SpecialistMeta, SplitConfig,
@@ -159,6 +160,7 @@ fn meta(tr: &Trainer) -> SpecialistMeta {
         PromptTransform::pruning(Some("You answer with a capital.".into())),
         tr.config(),
     )
+    .expect("meta")
 }
 
 #[test]
