@@ -2,13 +2,16 @@
 //! templates, generation, and the specialist contract ([`Specialist::open`]).
 
 pub mod amx;
+pub mod attention;
 pub mod chat;
+pub mod config;
 #[cfg(feature = "constrained")]
 pub mod constrain;
 mod engine;
 mod error;
 pub mod generate;
 pub mod gguf;
+pub mod kv_cache;
 mod linear_op;
 pub mod llama;
 pub mod lora;
