@@ -1,4 +1,5 @@
-//! Canonical JSON for comparison: object keys sorted, numbers normalised, no whitespace.
+//! Normalised JSON for comparison ([`normalized_json`]): object keys sorted, numbers
+//! normalised, no whitespace.
 //!
 //! Unlike `downshift_api::canonical_json` (which keeps numbers as written, for replay matching),
 //! this form is about *meaning*: `1`, `1.0` and `1e0` are the same number here, so a model that
@@ -7,11 +8,11 @@
 
 use serde_json::{Number, Value};
 
-/// Serialises `value` canonically: keys sorted (by bytes) at every level, no insignificant
+/// Serialises `value` in normal form: keys sorted (by bytes) at every level, no insignificant
 /// whitespace, and every number written in one normal form — an integral value that fits in
 /// `i64`/`u64` is written as an integer (`1.0` → `1`, `-0.0` → `0`), any other value as the
 /// shortest decimal that round-trips (`0.5`; exponent form outside 1e-6 ≤ |x| < 1e21).
-pub fn canonical_json(value: &Value) -> String {
+pub fn normalized_json(value: &Value) -> String {
     let mut out = String::with_capacity(64);
     write_canonical(value, &mut out);
     out
@@ -129,7 +130,7 @@ mod tests {
     fn keys_sorted_recursively_without_whitespace() {
         let v = parse(r#"{ "b": [ {"z": 1, "a": 2} ], "a": {"y": null, "x": true} }"#);
         assert_eq!(
-            canonical_json(&v),
+            normalized_json(&v),
             r#"{"a":{"x":true,"y":null},"b":[{"a":2,"z":1}]}"#
         );
     }
@@ -137,37 +138,37 @@ mod tests {
     #[test]
     fn one_spelled_three_ways_is_one_number() {
         for s in ["1", "1.0", "1e0", "10e-1", "1.000"] {
-            assert_eq!(canonical_json(&parse(s)), "1", "{s}");
+            assert_eq!(normalized_json(&parse(s)), "1", "{s}");
         }
         assert!(json_equal(&parse(r#"{"n":1}"#), &parse(r#"{"n":1.0}"#)));
         assert!(json_equal(&parse("-0.0"), &parse("0")));
-        assert_eq!(canonical_json(&parse("-3.0")), "-3");
+        assert_eq!(normalized_json(&parse("-3.0")), "-3");
     }
 
     #[test]
     fn string_one_is_not_number_one() {
-        assert_ne!(canonical_json(&json!("1")), canonical_json(&json!(1)));
+        assert_ne!(normalized_json(&json!("1")), normalized_json(&json!(1)));
         assert!(!json_equal(&json!({"n": "1"}), &json!({"n": 1})));
     }
 
     #[test]
     fn non_integral_and_huge_numbers() {
-        assert_eq!(canonical_json(&parse("0.50")), "0.5");
-        assert_eq!(canonical_json(&parse("2.5e-1")), "0.25");
-        assert_eq!(canonical_json(&parse("1e-7")), "1e-7");
-        assert_eq!(canonical_json(&parse("1e300")), "1e300");
+        assert_eq!(normalized_json(&parse("0.50")), "0.5");
+        assert_eq!(normalized_json(&parse("2.5e-1")), "0.25");
+        assert_eq!(normalized_json(&parse("1e-7")), "1e-7");
+        assert_eq!(normalized_json(&parse("1e300")), "1e300");
         // Integral floats beyond i64 still print as integers while u64 holds them.
-        assert_eq!(canonical_json(&parse("1e19")), "10000000000000000000");
-        assert_eq!(canonical_json(&json!(u64::MAX)), u64::MAX.to_string());
-        assert_eq!(canonical_json(&json!(i64::MIN)), i64::MIN.to_string());
+        assert_eq!(normalized_json(&parse("1e19")), "10000000000000000000");
+        assert_eq!(normalized_json(&json!(u64::MAX)), u64::MAX.to_string());
+        assert_eq!(normalized_json(&json!(i64::MIN)), i64::MIN.to_string());
         assert!(!json_equal(&parse("0.1"), &parse("0.10000001")));
     }
 
     #[test]
     fn strings_are_escaped() {
-        assert_eq!(canonical_json(&json!("a\"b\n")), r#""a\"b\n""#);
+        assert_eq!(normalized_json(&json!("a\"b\n")), r#""a\"b\n""#);
         assert_eq!(
-            canonical_json(&json!({"k\"": 1})),
+            normalized_json(&json!({"k\"": 1})),
             r#"{"k\"":1}"#.to_string()
         );
     }
@@ -186,7 +187,7 @@ mod tests {
             let (a, b) = (parse(a), parse(b));
             assert_eq!(
                 json_equal(&a, &b),
-                canonical_json(&a) == canonical_json(&b),
+                normalized_json(&a) == normalized_json(&b),
                 "{a} vs {b}"
             );
         }

@@ -7,7 +7,7 @@
 //! - tool calls: the same multiset of calls with canonically equal arguments
 //!   ([`tool_calls_match`]), and schema validity against the offered tools
 //!   ([`validate_tool_call`], built on the general [`validate_json`]);
-//! - JSON: canonical equality ([`canonical_json`]) and per-field accuracy
+//! - JSON: equality in normal form ([`normalized_json`]) and per-field accuracy
 //!   ([`json_field_accuracy`]);
 //! - labels: forgiving exact match ([`label_match`]);
 //! - text: ROUGE-L F1 ([`rouge_l_f1`]) and chrF ([`chrf`]).
@@ -29,7 +29,7 @@ mod text;
 mod tool_call;
 
 pub use calibrate::{Calibration, calibrate};
-pub use canonical::{canonical_json, json_equal};
+pub use canonical::{json_equal, normalized_json};
 pub use error::EvalError;
 pub use fields::{field_accuracy, json_field_accuracy};
 pub use label::{label_match, normalise_label};

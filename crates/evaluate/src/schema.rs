@@ -24,7 +24,7 @@
 //! Errors are readable paths into the value: `$.location: expected string, got 3`,
 //! `$.stops[1].city: missing required property`.
 
-use crate::canonical::{canonical_json, json_equal};
+use crate::canonical::{json_equal, normalized_json};
 use serde_json::{Map, Value};
 
 /// Deeper than this, a schema is taken to be a `$ref` cycle and validation stops there.
@@ -145,7 +145,7 @@ impl Validator<'_> {
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
             let mut seen = std::collections::HashSet::new();
             for (i, item) in items.iter().enumerate() {
-                if !seen.insert(canonical_json(item)) {
+                if !seen.insert(normalized_json(item)) {
                     errors.push(format!("{path}[{i}]: duplicate item {}", quote(item)));
                 }
             }

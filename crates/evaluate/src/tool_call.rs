@@ -1,7 +1,7 @@
 //! Tool calls: reading them from a message, comparing them, and checking them against the
 //! offered tool definitions.
 
-use crate::canonical::canonical_json;
+use crate::canonical::normalized_json;
 use crate::error::EvalError;
 use crate::schema::validate_json;
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,7 @@ fn parse_function(index: usize, function: &Value) -> Result<ToolCall, EvalError>
 }
 
 /// Whether two lists hold the same multiset of calls: equal names and canonically equal
-/// arguments ([`canonical_json`]), in any order (parallel calls have no meaningful order).
+/// arguments ([`normalized_json`]), in any order (parallel calls have no meaningful order).
 pub fn same_tool_calls(pred: &[ToolCall], reference: &[ToolCall]) -> bool {
     if pred.len() != reference.len() {
         return false;
@@ -87,7 +87,7 @@ pub fn same_tool_calls(pred: &[ToolCall], reference: &[ToolCall]) -> bool {
     let keys = |calls: &[ToolCall]| {
         let mut keys: Vec<(String, String)> = calls
             .iter()
-            .map(|c| (c.name.clone(), canonical_json(&c.arguments)))
+            .map(|c| (c.name.clone(), normalized_json(&c.arguments)))
             .collect();
         keys.sort();
         keys
