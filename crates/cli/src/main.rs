@@ -15,9 +15,10 @@ mod select;
 mod serve;
 mod train;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// The gateway and the curation pipeline allocate many small JSON values; mimalloc serves them
 /// markedly faster than the system allocator.
@@ -35,16 +36,51 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 #[command(name = "downshift", version, propagate_version = true)]
 struct Cli {
     /// Config file (default: ./downshift.toml when it exists).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL_OPTIONS)]
     config: Option<PathBuf>,
     /// Data directory: database, key file, spill files.
-    #[arg(long, global = true, env = "DOWNSHIFT_DATA_DIR", value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        env = "DOWNSHIFT_DATA_DIR",
+        value_name = "DIR",
+        help_heading = GLOBAL_OPTIONS
+    )]
     data_dir: Option<PathBuf>,
     /// Log filter for stderr (e.g. info, debug, downshift_gateway=debug).
-    #[arg(long, global = true, env = "DOWNSHIFT_LOG", default_value = "info")]
+    #[arg(
+        long,
+        global = true,
+        env = "DOWNSHIFT_LOG",
+        default_value = "info",
+        help_heading = GLOBAL_OPTIONS
+    )]
     log: String,
+    /// Log format on stderr: `text` (coloured only on a terminal) or `json` (one object a line,
+    /// for log collectors).
+    #[arg(
+        long,
+        global = true,
+        env = "DOWNSHIFT_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        help_heading = GLOBAL_OPTIONS
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Where clap lists the options every command takes, apart from each command's own.
+const GLOBAL_OPTIONS: &str = "Global options";
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; ANSI colours only when stderr is a terminal (and `NO_COLOR` unset).
+    Text,
+    /// One JSON object per line: timestamp, level, message and fields.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,11 +183,20 @@ fn main() {
     }
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_current_span(false)
+            .init(),
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
