@@ -25,7 +25,8 @@ For each domain the converter reads, from the wheel:
 Every agent step is one call: the request holds the policy, the tools, the opening message and
 the earlier steps (assistant tool call + tool result, computed from the database: reads return
 the database record, writes an acknowledgement of the change); the response is the step's tool
-call. Identical calls are written once. Tags: `source` (`tau2`), `domain`, `tau2_task`, `step`
+call. Identical calls are written once; calls carry increasing timestamps (one a second from
+2026-01-01) so an import keeps the file's order. Tags: `source` (`tau2`), `domain`, `tau2_task`, `step`
 (0 = the first call of the conversation), `tool`, and `job` = `<domain>:<tool>`, the gold label
 of the call's (first) action.
 """
@@ -45,6 +46,7 @@ DOMAINS = ("airline", "telecom")
 POLICY = {"airline": "policy.md", "telecom": "main_policy.md"}
 RESERVED = {"retail"}
 MODEL = "gpt-4o-2024-08-06"
+BASE_TS = 1767225600  # 2026-01-01T00:00:00Z
 
 SIMPLE_TYPES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean",
                 "dict": "object", "Dict": "object", "Any": "object", "list": "array", "List": "array"}
@@ -355,10 +357,12 @@ def main():
         for d in domains:
             recs = convert_domain(a.root, d, a.max_tasks)
             for r in recs:
+                # one call a second from 2026-01-01: import keeps the file's order
+                r["timestamp"] = BASE_TS + n
+                n += 1
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
             first = sum(1 for r in recs if r["metadata"]["step"] == "0")
             print(f"tau2 {d}: {len(recs)} calls ({first} first actions)")
-            n += len(recs)
     print(f"wrote {n} calls to {a.out}")
 
 

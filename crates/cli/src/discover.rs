@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use downshift_discover::embed::Embedder;
+use downshift_discover::features::content_text;
+use downshift_discover::mask::Masker;
 use downshift_discover::{
     CallInput, DiscoverConfig, EmbedderKind, ExtractedCall, HashedEmbedder, PriorTask,
     TextEmbedder, discover_extracted,
@@ -38,6 +40,11 @@ pub struct DiscoverArgs {
     /// Print the result without storing tasks and assignments.
     #[arg(long)]
     dry_run: bool,
+    /// Also measure the router's placement: train the request → task classifier on the calls
+    /// not held back (four in five, by id) and report how many held-back calls of each task
+    /// it places in that task (reads the call log a second time).
+    #[arg(long)]
+    placement: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -211,6 +218,9 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
                 .unwrap_or_else(|| " the call log (import or capture some first)".into())
         );
     }
+    if a.placement && a.dataset.is_some() {
+        bail!("--placement measures the router on the call log; leave out --dataset");
+    }
     let prior = prior_tasks(&store)?;
     let now = now_ms();
     let result = discover_extracted(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
@@ -238,6 +248,17 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
         store.replace_tasks(&records, &assignments)?;
     }
 
+    let placement = if a.placement {
+        let by_call: HashMap<&str, &str> = calls
+            .iter()
+            .zip(&result.assignments)
+            .filter_map(|(c, t)| t.map(|t| (c.id.as_str(), result.tasks[t].id.as_str())))
+            .collect();
+        Some(router_placement(&store, &keyring, &by_call)?)
+    } else {
+        None
+    };
+
     if a.json {
         let assignments: Vec<Value> = calls
             .iter()
@@ -248,11 +269,22 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
                        "tags": tags})
             })
             .collect();
-        println!(
-            "{}",
-            json!({"tasks": result.tasks, "assignments": assignments, "stats": result.stats})
-        );
+        let mut out =
+            json!({"tasks": result.tasks, "assignments": assignments, "stats": result.stats});
+        if let Some(p) = &placement {
+            out["placement"] = p.clone();
+        }
+        println!("{out}");
         return Ok(());
+    }
+    if let Some(p) = &placement {
+        println!(
+            "router placement on held-back calls: {:.1}% ({} of {}), lowest task {:.1}%",
+            100.0 * p["share"].as_f64().unwrap_or(0.0),
+            p["placed"],
+            p["held_back"],
+            100.0 * p["min_task_share"].as_f64().unwrap_or(0.0)
+        );
     }
     let rows: Vec<Vec<String>> = result.tasks.iter().map(task_row).collect();
     table(
@@ -280,6 +312,78 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
         }
     );
     Ok(())
+}
+
+/// The router (route crate classifier, default settings) trained on the calls not held back,
+/// asked to place the held-back calls of every task (see `downshift_discover::placement`).
+fn router_placement(
+    store: &dyn Store,
+    keyring: &Keyring,
+    task_of: &HashMap<&str, &str>,
+) -> Result<Value> {
+    use downshift_discover::placement::held_back;
+    use downshift_route::{ClassifierBuilder, ClassifierConfig};
+    const PAGE: usize = 5000;
+    let mut builder = ClassifierBuilder::new(ClassifierConfig::default());
+    let mut held: Vec<(Value, String)> = Vec::new();
+    let mut page = CallFilter {
+        limit: Some(PAGE),
+        ..CallFilter::default()
+    };
+    loop {
+        let sealed = store.scan_calls(&page)?;
+        let Some(last) = sealed.last() else { break };
+        page.after = Some((last.meta.ts_ms, last.meta.id.clone()));
+        let full = sealed.len() == PAGE;
+        for s in sealed {
+            if s.meta.endpoint != "chat/completions" {
+                continue;
+            }
+            let request = parse(&keyring.open(&s)?.request);
+            let task = task_of.get(s.meta.id.as_str()).copied();
+            if held_back(&s.meta.id) {
+                if let Some(t) = task {
+                    held.push((request, t.to_owned()));
+                }
+            } else {
+                builder.add_value(&request, task)?;
+            }
+        }
+        if !full {
+            break;
+        }
+    }
+    let router = builder.build();
+    // Per task: (held back, placed in it, placed elsewhere).
+    let mut per_task: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    for (request, task) in &held {
+        let e = per_task.entry(task.clone()).or_default();
+        e.0 += 1;
+        match router.classify_value(request) {
+            Some(c) if &*c.task == task.as_str() => e.1 += 1,
+            Some(_) => e.2 += 1,
+            None => {}
+        }
+    }
+    let total: usize = per_task.values().map(|v| v.0).sum();
+    let placed: usize = per_task.values().map(|v| v.1).sum();
+    let wrong: usize = per_task.values().map(|v| v.2).sum();
+    let share = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    let min_task = per_task
+        .values()
+        .map(|v| share(v.1, v.0))
+        .fold(1.0, f64::min);
+    Ok(json!({
+        "held_back": total,
+        "placed": placed,
+        "placed_elsewhere": wrong,
+        "not_placed": total - placed - wrong,
+        "share": share(placed, total),
+        "min_task_share": min_task,
+        "per_task": per_task.iter().map(|(t, v)| (t.clone(), json!({
+            "held_back": v.0, "placed": v.1, "placed_elsewhere": v.2, "share": share(v.1, v.0)})))
+            .collect::<serde_json::Map<String, Value>>(),
+    }))
 }
 
 fn pct(v: &Value) -> String {
@@ -336,6 +440,7 @@ pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
                 format!("no task '{id}' (see `downshift tasks list`; tasks come from `downshift discover`)")
             })?;
             let (keyring, _) = data.keyring(false)?;
+            let masker = Masker::new().context("cannot build the PII detector")?;
             let metas = store.list_calls(&CallFilter {
                 task: Some(id.clone()),
                 limit: Some(samples),
@@ -363,12 +468,32 @@ pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
                     prompt_tokens: m.prompt_tokens,
                     completion_tokens: m.completion_tokens,
                 });
+                // Samples are shown masked, like every other text of a task: names, e-mails,
+                // numbers and quoted material become their type.
                 let message = response
                     .pointer("/choices/0/message")
                     .cloned()
                     .unwrap_or(Value::Null);
-                sample_calls.push(json!({"call_id": m.id, "input": f.variable,
-                    "output_shape": f.output_shape(), "output": message}));
+                let mut output = content_text(message.get("content").unwrap_or(&Value::Null));
+                if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
+                    for c in calls {
+                        // A call by its tool and argument names: the values are material.
+                        let f = c.get("function").unwrap_or(&Value::Null);
+                        let args: Vec<String> = f
+                            .get("arguments")
+                            .and_then(Value::as_str)
+                            .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                            .and_then(|a| a.as_object().map(|o| o.keys().cloned().collect()))
+                            .unwrap_or_default();
+                        output.push_str(&format!(
+                            "{}({}) ",
+                            f.get("name").and_then(Value::as_str).unwrap_or(""),
+                            args.join(", ")
+                        ));
+                    }
+                }
+                sample_calls.push(json!({"call_id": m.id, "input": masker.mask(&f.variable),
+                    "output_shape": f.output_shape(), "output": masker.mask(&output)}));
             }
             let mut out = task_json(&task);
             out["samples"] = Value::Array(sample_calls);

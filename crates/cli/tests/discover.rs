@@ -282,3 +282,193 @@ fn a_missing_model_is_a_clear_error() {
     let (okay, _, err) = run(&["discover", "--embedder", "hashed", "--data-dir", d], &[]);
     assert!(!okay && err.contains("no calls"), "{err}");
 }
+
+/// Names and e-mails of the customers in [`job_traffic`]: none may appear in task metadata.
+const PEOPLE: &[(&str, &str)] = &[
+    ("Carla Rossi", "carla.rossi@example.com"),
+    ("Bob Schneider", "bob.schneider@mail.test"),
+    ("Amina Dubois", "amina.dubois@example.org"),
+    ("Hiroshi Tanaka", "h.tanaka@inbox.example"),
+    ("Lucia Garcia", "lucia.garcia@example.com"),
+    ("Pierre Moreau", "pierre.moreau@corp.test"),
+    ("Ingrid Johansson", "ingrid.j@example.net"),
+    ("Mateo Silva", "mateo.silva@post.example"),
+];
+
+/// Four jobs, every user turn carrying a customer's name, e-mail, city and order number:
+/// a weather tool job and a JSON extractor (each with its own system prompt, the user turns
+/// phrased three ways), and a generic assistant asked to translate or to summarise. `salt`
+/// varies the values.
+fn job_traffic(n_per_job: usize, salt: usize) -> Vec<Value> {
+    let cities = ["Cairo", "Tokyo", "Lima", "Perth", "Austin", "Lyon", "Oslo"];
+    let weather_tool = serde_json::json!([{"type": "function", "function": {"name": "get_weather",
+        "description": "Weather for a city", "parameters": {"type": "object",
+        "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let weather_sys = "You are SkyCast, the weather assistant of a travel app. When the user asks \
+        about the weather in a place, call get_weather with the city; never guess the weather.";
+    let extract_sys = "You are a data-entry assistant for ACME orders. Extract the customer's \
+        name, email, order number and city and reply with a JSON object with keys name, email, \
+        order_id and city. Reply with JSON only.";
+    let mut out = Vec::new();
+    for k in 0..n_per_job {
+        let i = k + salt;
+        let (name, email) = PEOPLE[i % PEOPLE.len()];
+        let city = cities[(i * 3) % cities.len()];
+        let order = 40_000 + 37 * i;
+        let rec = |system: &str, user: String, tools: Option<&Value>, answer: Value, job: &str| {
+            let mut request = serde_json::json!({"model": "gpt-4o",
+                "messages": [{"role": "system", "content": system},
+                             {"role": "user", "content": user}]});
+            if let Some(t) = tools {
+                request["tools"] = t.clone();
+            }
+            serde_json::json!({"request": request,
+                "response": {"choices": [{"index": 0, "message": answer}]},
+                "metadata": {"job": job}})
+        };
+        let weather_q = [
+            format!("What's the weather in {city} today? I'm {name}."),
+            format!("Hi, {name} here ({email}), will it rain in {city} tomorrow?"),
+            format!("Forecast for {city} please, order #{order} ships there."),
+        ];
+        out.push(rec(
+            weather_sys,
+            weather_q[i % 3].clone(),
+            Some(&weather_tool),
+            serde_json::json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("c{i}"),
+                "type": "function", "function": {"name": "get_weather",
+                "arguments": format!("{{\"city\": \"{city}\"}}")}}]}),
+            "weather",
+        ));
+        let extract_q = [
+            format!("Hello, this is {name} from {city}, email {email}. Where is order #{order}?"),
+            format!("From: {email}\nName: {name}\nPlease cancel order {order}, I moved to {city}."),
+            format!("{name} ({email}) wants order {order} delivered to {city} instead."),
+        ];
+        out.push(rec(
+            extract_sys,
+            extract_q[i % 3].clone(),
+            None,
+            serde_json::json!({"role": "assistant", "content": format!(
+                "{{\"name\": \"{name}\", \"email\": \"{email}\", \"order_id\": \"{order}\", \"city\": \"{city}\"}}")}),
+            "extract",
+        ));
+        let material = format!(
+            "Dear {name}, thank you for your order {order}. Your parcel leaves our {city} \
+             warehouse today; questions to {email}."
+        );
+        // One phrasing per instruction: differently worded instructions of one job are a
+        // known limit (bench/discover/README.md), values are what this test varies.
+        out.push(rec(
+            "You are a helpful assistant.",
+            format!("Translate into French: {material}"),
+            None,
+            serde_json::json!({"role": "assistant", "content": "Cher client, merci pour votre commande."}),
+            "translate",
+        ));
+        out.push(rec(
+            "You are a helpful assistant.",
+            format!("Summarise this in one sentence:\n{material}"),
+            None,
+            serde_json::json!({"role": "assistant", "content": "The parcel ships today."}),
+            "summarise",
+        ));
+    }
+    out
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn jobs_not_values_no_pii_in_task_metadata_stable_ids_and_router_placement() {
+    let dir = tempdir();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let first = dir.path().join("first.jsonl");
+    let records = job_traffic(30, 0);
+    write_jsonl(&first, &records);
+    ok(&["import", first.to_str().unwrap(), "--data-dir", d]);
+    let models = model_dir();
+
+    let out = discover_json(d, &["--model-dir", &models, "--placement"]);
+    let tasks = out["tasks"].as_array().unwrap();
+    // One task per job, whatever the names, cities and numbers in the calls.
+    let mut job_tasks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in out["assignments"].as_array().unwrap() {
+        let task = a["task_id"].as_str().unwrap_or("noise").to_owned();
+        job_tasks
+            .entry(a["tags"]["job"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(task);
+    }
+    assert_eq!(tasks.len(), 4, "{job_tasks:?}\n{tasks:#?}");
+    let distinct: BTreeSet<&String> = job_tasks.values().flatten().collect();
+    assert_eq!(distinct.len(), 4, "{job_tasks:?}");
+    assert!(job_tasks.values().all(|t| t.len() == 1), "{job_tasks:?}");
+    assert!(!distinct.iter().any(|t| t.as_str() == "noise"));
+    // The router places every held-back call in its task.
+    let p = &out["placement"];
+    assert!(p["held_back"].as_u64().unwrap() >= 10, "{p}");
+    assert!(p["min_task_share"].as_f64().unwrap() >= 0.98, "{p}");
+
+    // No name or e-mail in `discover --json`, `tasks list`, `tasks show`, or any file of the
+    // data directory.
+    let mut texts = vec![out.to_string()];
+    texts.push(ok(&["tasks", "list", "--json", "--data-dir", d]));
+    texts.push(ok(&["tasks", "list", "--data-dir", d]));
+    for t in tasks {
+        let id = t["id"].as_str().unwrap();
+        let shown = ok(&["tasks", "show", id, "--samples", "10", "--data-dir", d]);
+        assert!(shown.contains("samples"), "{shown}");
+        texts.push(shown);
+    }
+    let mut files = Vec::new();
+    files_under(std::path::Path::new(d), &mut files);
+    assert!(!files.is_empty());
+    for f in &files {
+        texts.push(String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned());
+    }
+    for (name, email) in PEOPLE {
+        let (first, last) = name.split_once(' ').unwrap();
+        for (t, text) in texts.iter().enumerate() {
+            for needle in [*email, *name, last] {
+                assert!(
+                    !text.contains(needle),
+                    "{needle} ({first}) found in output/file {t}: {}",
+                    files
+                        .get(t.saturating_sub(texts.len() - files.len()))
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    // Stability: the same log again keeps every id; more calls of the same jobs too.
+    let ids = |v: &Value| -> BTreeSet<String> {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let again = discover_json(d, &["--model-dir", &models]);
+    assert_eq!(ids(&out), ids(&again));
+    let more = dir.path().join("more.jsonl");
+    write_jsonl(&more, &job_traffic(10, 1000));
+    ok(&["import", more.to_str().unwrap(), "--data-dir", d]);
+    let grown = discover_json(d, &["--model-dir", &models]);
+    assert_eq!(ids(&out), ids(&grown));
+    assert_eq!(grown["assignments"].as_array().unwrap().len(), 160);
+}

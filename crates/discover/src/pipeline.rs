@@ -566,10 +566,23 @@ pub fn discover_extracted(
     let masker = Masker::new().map_err(|e| DiscoverError::Mask(e.to_string()))?;
     let generic_template: Vec<bool> = templates.iter().map(|t| is_generic(t)).collect();
     let generic = |i: usize| generic_template[template_of[i]];
-    // What the router sees of a request: hashed n-grams of its newest turns.
+    // What the router should see of a request: hashed n-grams of the masked view of its
+    // newest turns (of their instruction head under a generic prompt).
     let router_hash = HashedEmbedder::new(256);
-    let router_vec =
-        |i: usize| router_hash.embed_one(truncate(&feats[i].variable, params.max_text_chars));
+    let router_text = |i: usize| {
+        let t = truncate(&feats[i].variable, params.max_text_chars);
+        if generic(i) {
+            masker.mask(instruction_part(t))
+        } else {
+            masker.mask(t)
+        }
+    };
+    let router_vecs = |members: &[usize]| -> HashMap<usize, Vec<f32>> {
+        members
+            .par_iter()
+            .map(|&i| (i, router_hash.embed_one(&router_text(i))))
+            .collect()
+    };
     let held = |i: usize| held_back(&calls[i].id);
 
     let mut by_sig: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
@@ -608,6 +621,8 @@ pub fn discover_extracted(
                 clusters.push((members, sig.to_owned(), false, Vec::new()));
                 continue;
             }
+            let vecs = router_vecs(&members);
+            let router_vec = |i: usize| vecs.get(&i).cloned().unwrap_or_default();
             let placed = merge_until_placed(parts, &router_vec, &held);
             stats.placement_held += placed.held;
             stats.placement_placed += placed.placed;
@@ -850,6 +865,8 @@ pub fn discover_extracted(
             .zip(centroids)
             .filter(|(m, _)| m.len() >= mcs)
             .unzip();
+        let vecs = router_vecs(&g.members);
+        let router_vec = |i: usize| vecs.get(&i).cloned().unwrap_or_default();
         let placed = merge_until_placed(kept, &router_vec, &held);
         stats.placement_held += placed.held;
         stats.placement_placed += placed.placed;
