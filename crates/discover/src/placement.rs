@@ -16,7 +16,7 @@ pub const MIN_PLACEMENT: f64 = 0.98;
 
 /// Whether a call is held back from training the check (about one in five, by id).
 pub fn held_back(id: &str) -> bool {
-    fnv64(id.as_bytes()) % 5 == 0
+    fnv64(id.as_bytes()).is_multiple_of(5)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -115,15 +115,16 @@ pub fn merge_until_placed(
             };
         }
         // The most confused pair (ties: the lowest indices) becomes one part.
-        let mut best: Option<(usize, usize, usize)> = None;
-        for a in 0..k {
-            for b in a + 1..k {
-                let c = confusion[a][b] + confusion[b][a];
-                if best.is_none_or(|(bc, ..)| c > bc) {
-                    best = Some((c, a, b));
+        let best = (0..k)
+            .flat_map(|a| (a + 1..k).map(move |b| (a, b)))
+            .map(|(a, b)| (confusion[a][b] + confusion[b][a], a, b))
+            .fold(None, |best: Option<(usize, usize, usize)>, c| {
+                if best.is_none_or(|(bc, ..)| c.0 > bc) {
+                    Some(c)
+                } else {
+                    best
                 }
-            }
-        }
+            });
         let Some((_, a, b)) = best else {
             continue;
         };
