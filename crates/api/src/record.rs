@@ -41,17 +41,15 @@ pub fn parse_import_line(line: &str, format: ImportFormat) -> Result<ImportRecor
         ImportFormat::Flywheel => true,
     };
     let request = obj.remove("request").ok_or("missing \"request\"")?;
-    match request.get("messages") {
-        Some(Value::Array(_)) => {}
-        Some(_) => return Err("\"request.messages\" must be an array".into()),
-        None if request.is_object() => return Err("\"request\" has no \"messages\"".into()),
-        None => return Err("\"request\" must be a JSON object".into()),
-    }
+    check_request(&request)?;
     let response = match obj.remove("response") {
         None | Some(Value::Null) => None,
         Some(r @ Value::Object(_)) => Some(r),
         Some(_) => return Err("\"response\" must be a JSON object".into()),
     };
+    if let Some(r) = &response {
+        check_response(r)?;
+    }
     let timestamp = match obj.remove("timestamp") {
         None | Some(Value::Null) => None,
         Some(t) => Some(parse_timestamp(&t)?),
@@ -83,6 +81,51 @@ pub fn parse_import_line(line: &str, format: ImportFormat) -> Result<ImportRecor
         tags,
         agent,
     })
+}
+
+/// A chat request's shape: `messages` an array of message objects with a string `role`, and
+/// `model`, when present, a non-empty string. (A record may leave the model out: Flywheel
+/// records often do, and `export` writes them back that way.)
+fn check_request(request: &Value) -> Result<(), String> {
+    let Value::Object(req) = request else {
+        return Err("\"request\" must be a JSON object".into());
+    };
+    match req.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => {}
+        Some(Value::String(_)) => return Err("\"request.model\" is empty".into()),
+        Some(_) => return Err("\"request.model\" must be a string".into()),
+        None => {}
+    }
+    let messages = match req.get("messages") {
+        Some(Value::Array(m)) => m,
+        Some(_) => return Err("\"request.messages\" must be an array".into()),
+        None => return Err("\"request\" has no \"messages\"".into()),
+    };
+    for (i, m) in messages.iter().enumerate() {
+        let Value::Object(m) = m else {
+            return Err(format!(
+                "\"request.messages[{i}]\" must be a message object"
+            ));
+        };
+        match m.get("role") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(format!("\"request.messages[{i}].role\" must be a string")),
+            None => return Err(format!("\"request.messages[{i}]\" has no \"role\"")),
+        }
+    }
+    Ok(())
+}
+
+/// A chat response's shape: `choices`, when present, an array of objects.
+fn check_response(response: &Value) -> Result<(), String> {
+    match response.get("choices") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(c)) => match c.iter().position(|x| !x.is_object()) {
+            Some(i) => Err(format!("\"response.choices[{i}]\" must be an object")),
+            None => Ok(()),
+        },
+        Some(_) => Err("\"response.choices\" must be an array".into()),
+    }
 }
 
 fn tag_value(key: &str, v: &Value) -> Result<String, String> {
@@ -167,5 +210,43 @@ mod tests {
             let err = parse_import_line(line, ImportFormat::Auto).unwrap_err();
             assert!(err.contains(want), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn wrongly_shaped_records_are_refused_with_a_reason() {
+        let cases = [
+            (
+                r#"{"request":{"model":"m","messages":[1,"x",null]}}"#,
+                "messages[0]",
+            ),
+            (
+                r#"{"request":{"model":"m","messages":[{"content":"x"}]}}"#,
+                "role",
+            ),
+            (
+                r#"{"request":{"model":"m","messages":[{"role":"user"}]},"response":{"choices":"nope"}}"#,
+                "choices",
+            ),
+            (
+                r#"{"request":{"model":"m","messages":[]},"response":{"choices":[3]}}"#,
+                "choices[0]",
+            ),
+            (r#"{"request":{"model":"","messages":[]}}"#, "model"),
+            (r#"{"request":{"model":7,"messages":[]}}"#, "model"),
+            (r#"{"request":{"model":"m"}}"#, "messages"),
+            (r#"{"request":[1]}"#, "JSON object"),
+        ];
+        for (line, want) in cases {
+            let err = parse_import_line(line, ImportFormat::Auto).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+        // A record may leave the model out.
+        assert!(
+            parse_import_line(
+                r#"{"client_id":"c","request":{"messages":[{"role":"user","content":"x"}]}}"#,
+                ImportFormat::Auto
+            )
+            .is_ok()
+        );
     }
 }

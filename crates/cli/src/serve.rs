@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use downshift_gateway::mock::{MockOptions, MockState, Replay, run_mock};
 use downshift_gateway::{AppState, LocalModelConfig, LocalModels, ServeOptions, UpstreamConfig};
-use downshift_store::{DataDir, bootstrap_admin_key, ingest_spill_files};
+use downshift_store::{DataDir, bootstrap_admin_key};
 
 use crate::config::Config;
 
@@ -59,26 +59,39 @@ fn runtime(workers: usize) -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent right after the "listening" line is not missed.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (int, term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => {},
+                _ = wait(term) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
 }
 
 /// Prints a line to stdout at once (tests and scripts read it).
@@ -129,6 +142,7 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
     }
     let local = LocalModels::load(&cfg.local_models).map_err(anyhow::Error::msg)?;
 
+    data.make_private()?;
     let (keyring, created) = data.keyring(true)?;
     if created {
         eprintln!(
@@ -137,14 +151,14 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         );
     }
     let store = Arc::new(data.open_store()?);
-    let report = ingest_spill_files(&data.spill_dir, store.as_ref())?;
+    let report = data.replay_unstored(store.as_ref())?;
     if report.files > 0 {
         tracing::info!(
             files = report.files,
             records = report.records,
             inserted = report.inserted,
             bad_lines = report.bad_lines,
-            "ingested spilled call records"
+            "replayed call records left in the journal or spill files"
         );
     }
     let preset = std::env::var("DOWNSHIFT_ADMIN_KEY")
@@ -161,7 +175,8 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         upstreams: cfg.upstreams.clone(),
         routing: cfg.routing.clone(),
         local,
-        store: store.clone(),
+        store: Arc::new(data.open_admin_store(&cfg.store)?),
+        auth_store: Some(Arc::new(data.open_admin_store(&cfg.store)?)),
         writer_store: Box::new(data.open_store()?),
         keyring: Arc::new(RwLock::new(keyring)),
         writer,
@@ -169,16 +184,56 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         specialists: cfg.specialists.clone(),
     })
     .map_err(anyhow::Error::msg)?;
+    if cfg.server.max_connections == 0 {
+        cfg.server.max_connections = auto_max_connections();
+    }
+    let limits = downshift_gateway::conn_limits(&cfg.server);
     let grace = Duration::from_secs(cfg.server.shutdown_grace_secs);
     runtime(cfg.server.worker_threads)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
         let addr = listener.local_addr()?;
+        let shutdown = shutdown_signal();
         announce(&format!("downshift listening on http://{addr}"));
-        downshift_gateway::run(listener, state, shutdown_signal(), grace).await?;
+        downshift_gateway::run(listener, state, limits, shutdown, grace).await?;
         Ok(())
     })
+}
+
+/// The connection cap when the config leaves it at 0: raises the soft descriptor limit to the
+/// hard one, then keeps half of it for client connections (each proxied request may hold an
+/// upstream connection too), less a reserve for the database, journal and logs.
+fn auto_max_connections() -> usize {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
+        let soft = unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return 1024;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim.rlim_cur = lim.rlim_max;
+                }
+            }
+            lim.rlim_cur
+        };
+        let soft = usize::try_from(soft).unwrap_or(usize::MAX);
+        (soft.saturating_sub(64) / 2).clamp(16, 16_384)
+    }
+    #[cfg(not(unix))]
+    {
+        1024
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -237,11 +292,12 @@ pub fn mock(a: MockArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(&a.listen)
             .await
             .with_context(|| format!("cannot listen on {}", a.listen))?;
+        let shutdown = shutdown_signal();
         announce(&format!(
             "mock-llm listening on http://{}",
             listener.local_addr()?
         ));
-        run_mock(listener, state, shutdown_signal()).await?;
+        run_mock(listener, state, shutdown).await?;
         Ok(())
     })
 }

@@ -294,7 +294,13 @@ fn upstream_down_is_a_502_and_logged() {
     let e = resp.json();
     assert_eq!(e["error"]["code"], "upstream_unreachable");
     assert!(e["error"]["message"].as_str().unwrap().contains("default"));
+    // The gateway-made answer names the logged call.
+    let id = resp
+        .header("x-downshift-call-id")
+        .expect("a 502 carries the call id")
+        .to_owned();
     let calls = wait_calls(dir.path(), 1);
+    assert_eq!(calls[0]["id"], id.as_str());
     assert_eq!(calls[0]["status"], "unreachable");
     assert_eq!(calls[0]["http_status"], 502);
 }
@@ -503,7 +509,12 @@ fn spilled_records_survive_a_restart() {
     let dir = tempdir();
     let mock = mock(&[]);
     let cfg = dir.path().join("downshift.toml");
-    std::fs::write(&cfg, "[store]\nqueue_capacity = 1\nbatch_max = 1\n").unwrap();
+    // The journal off: the spill file is then what keeps records the queue cannot take.
+    std::fs::write(
+        &cfg,
+        "[store]\nqueue_capacity = 1\nbatch_max = 1\njournal = false\n",
+    )
+    .unwrap();
     let data = dir.path().join("d");
     let url = format!("http://{}", mock.addr);
     let args = [
@@ -732,4 +743,390 @@ fn mock_fault_injection_is_seeded() {
     let fails = first.iter().filter(|s| **s == 500).count();
     assert!((5..=25).contains(&fails), "{fails} of 30 failed");
     assert!(first.iter().all(|s| *s == 200 || *s == 500));
+}
+
+/// One request on its own connection; `None` when the gateway is gone (killed mid-burst).
+/// Returns the status and the call id the gateway answered with.
+fn try_post(addr: &str, body: &str) -> Option<(u16, Option<String>)> {
+    use std::io::Write;
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "POST {CHAT} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+    let id = head.split("\r\n").find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-downshift-call-id")
+            .then(|| v.trim().to_owned())
+    });
+    Some((status, id))
+}
+
+/// The durability contract: a call whose response left the gateway is in the log even when
+/// the gateway is killed with SIGKILL right after. Several clients send a bounded burst; the
+/// gateway is killed part way; after a restart every call id answered with a 200 is stored.
+#[test]
+fn answered_calls_survive_kill_9_mid_burst() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let mock = mock(&[]);
+    for trial in 0..2 {
+        let dir = tempdir();
+        let data = dir.path().join("d");
+        let gw = serve(&data, &mock.addr, &["--no-auth"]);
+        let addr = gw.addr.clone();
+        let answered = Arc::new(Mutex::new(Vec::<String>::new()));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..8)
+            .map(|c| {
+                let (addr, answered, ok, stop) =
+                    (addr.clone(), answered.clone(), ok.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    for i in 0..400 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let body = format!(
+                            r#"{{"model":"m","messages":[{{"role":"user","content":"trial {trial} client {c} call {i}"}}]}}"#
+                        );
+                        match try_post(&addr, &body) {
+                            Some((200, Some(id))) => {
+                                answered.lock().unwrap().push(id);
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Some((status, _)) => panic!("status {status} before the kill"),
+                            None => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Kill once a few hundred calls are answered, while requests are in flight.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ok.load(Ordering::Relaxed) < 300 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut gw = gw;
+        gw.child.kill().unwrap();
+        gw.child.wait().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            c.join().unwrap();
+        }
+        let answered = answered.lock().unwrap().clone();
+        assert!(answered.len() >= 300, "only {} answered", answered.len());
+        // The restart replays the journal; a clean stop lets the writer finish.
+        let again = serve(&data, &mock.addr, &["--no-auth"]);
+        again.stop();
+        let stored: std::collections::HashSet<String> = calls(&data, &[])
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        let missing: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
+        assert!(
+            missing.is_empty(),
+            "trial {trial}: {} of {} answered calls missing after kill -9: {:?}",
+            missing.len(),
+            answered.len(),
+            &missing[..missing.len().min(5)]
+        );
+        let journal = std::fs::read_dir(data.join("journal"))
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
+                })
+                .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(journal, 0, "journal segments left after a clean stop");
+    }
+}
+
+/// Starts `serve --no-auth` with `toml` as its config file.
+fn serve_with(dir: &std::path::Path, upstream: &str, toml: &str) -> (Proc, std::path::PathBuf) {
+    let cfg = dir.join("downshift.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let data = dir.join("d");
+    let url = format!("http://{upstream}");
+    let gw = Proc::start(
+        &[
+            "serve",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--upstream",
+            &url,
+            "--no-auth",
+        ],
+        &[],
+    );
+    (gw, data)
+}
+
+/// Waits until the server closes `s` (EOF or reset); how long that took.
+fn closed_after(s: &mut std::net::TcpStream, limit: Duration) -> Option<Duration> {
+    let t = Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(t.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            Err(_) => return Some(t.elapsed()),
+        }
+    }
+}
+
+const SMALL: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+#[test]
+fn idle_and_half_sent_connections_are_closed_and_the_cap_makes_room() {
+    use std::io::Write;
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let (gw, _) = serve_with(
+        dir.path(),
+        &mock.addr,
+        "[server]\nheader_read_timeout_ms = 400\nidle_timeout_ms = 700\nbody_read_timeout_ms = 500\nmax_connections = 60\n",
+    );
+    let t0 = Instant::now();
+    // 30 connections that send nothing, 20 that stop in the middle of the head.
+    let mut idle: Vec<std::net::TcpStream> = (0..30)
+        .map(|_| std::net::TcpStream::connect(&gw.addr).unwrap())
+        .collect();
+    let mut half: Vec<std::net::TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&gw.addr).unwrap();
+            s.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    for s in half.iter_mut() {
+        let took = closed_after(s, Duration::from_secs(5)).expect("half-sent head left open");
+        assert!(
+            t0.elapsed() < Duration::from_millis(2500),
+            "closed after {took:?}"
+        );
+    }
+    for s in idle.iter_mut() {
+        closed_after(s, Duration::from_secs(5)).expect("idle connection left open");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    // A kept-alive connection is closed once idle past the limit, not before.
+    let mut ka = std::net::TcpStream::connect(&gw.addr).unwrap();
+    write!(
+        ka,
+        "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{SMALL}",
+        SMALL.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 4096];
+    ka.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let n = ka.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let took = closed_after(&mut ka, Duration::from_secs(5)).expect("kept-alive left open");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    // A body that stops arriving gets a 408 with an OpenAI-style body.
+    let mut slow = std::net::TcpStream::connect(&gw.addr).unwrap();
+    write!(
+        slow,
+        "POST {CHAT} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"model\""
+    )
+    .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut raw = Vec::new();
+    let _ = slow.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    // The cap is full of idle connections: a real request is still answered at once.
+    let _fill: Vec<std::net::TcpStream> = (0..60)
+        .map(|_| std::net::TcpStream::connect(&gw.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let resp = post_json(&gw.addr, CHAT, None, SMALL, &[]);
+    assert_eq!(resp.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        t.elapsed()
+    );
+    gw.stop();
+}
+
+#[test]
+fn a_held_write_lock_does_not_stall_the_proxy_and_fails_only_the_audited_read() {
+    let dir = tempdir();
+    let mock = mock(&[]);
+    let (gw, data) = serve_with(
+        dir.path(),
+        &mock.addr,
+        "[store]\nrequest_busy_timeout_ms = 300\n",
+    );
+    let first = post_json(&gw.addr, CHAT, None, SMALL, &[]);
+    assert_eq!(first.status, 200);
+    let id = first.header("x-downshift-call-id").unwrap().to_owned();
+    wait_calls(&data, 1);
+    // Another process takes the database's write lock and keeps it for 3 s.
+    let db = rusqlite::Connection::open(data.join("downshift.sqlite")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let held = Instant::now();
+    let admin = {
+        let addr = gw.addr.clone();
+        let id = id.clone();
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while held.elapsed() < Duration::from_millis(2500) {
+                let r = get(&addr, &format!("/admin/calls/{id}"), None);
+                if r.status != 200 {
+                    assert_eq!(
+                        r.json()["error"]["code"],
+                        "store_unavailable",
+                        "{}",
+                        r.text()
+                    );
+                }
+                statuses.push(r.status);
+            }
+            statuses
+        })
+    };
+    let mut worst = Duration::ZERO;
+    let mut n = 0;
+    while held.elapsed() < Duration::from_secs(3) {
+        let t = Instant::now();
+        let r = post_json(&gw.addr, CHAT, None, SMALL, &[]);
+        assert_eq!(r.status, 200);
+        worst = worst.max(t.elapsed());
+        n += 1;
+    }
+    let statuses = admin.join().unwrap();
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    assert!(n > 20, "only {n} requests in 3 s");
+    assert!(
+        worst < Duration::from_millis(500),
+        "max /v1 latency {worst:?}"
+    );
+    assert!(statuses.contains(&503), "{statuses:?}");
+    // Everything answered during the lock is stored once it is released.
+    gw.stop();
+    assert_eq!(calls(&data, &[]).len(), n + 1);
+}
+
+#[test]
+fn readiness_follows_the_upstream_and_files_are_private() {
+    let dir = tempdir();
+    let mut mock = mock(&[]);
+    let (gw, data) = serve_with(dir.path(), &mock.addr, "");
+    assert_eq!(post_json(&gw.addr, CHAT, None, SMALL, &[]).status, 200);
+    let r = get(&gw.addr, "/readyz", None);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // A non-ASCII agent header is refused clearly, like non-ASCII tags.
+    {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&gw.addr).unwrap();
+        let mut req = format!(
+            "POST {CHAT} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nx-downshift-agent: caf",
+            SMALL.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(b"\xe9\r\n\r\n");
+        req.extend_from_slice(SMALL.as_bytes());
+        s.write_all(&req).unwrap();
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+        assert!(text.contains("x-downshift-agent must be ASCII"), "{text}");
+    }
+    // Heads hyper refuses by itself get OpenAI-style bodies too.
+    for (head, status, code) in [
+        ("GARBAGE\r\n\r\n".to_owned(), "400", "invalid_request"),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                (0..150)
+                    .map(|i| format!("x-h{i}: v\r\n"))
+                    .collect::<String>()
+            ),
+            "431",
+            "request_header_fields_too_large",
+        ),
+    ] {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(&gw.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(head.as_bytes()).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+        let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or(""))
+            .unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(body["error"]["code"], code);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        for f in [
+            "downshift.sqlite",
+            "downshift.sqlite-wal",
+            "downshift.sqlite-shm",
+            "keys.json",
+        ] {
+            let p = data.join(f);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{f}");
+            }
+        }
+        assert!(data.join("downshift.sqlite-wal").exists());
+        let journal = data.join("journal");
+        if journal.exists() {
+            assert_eq!(mode(&journal), 0o700);
+        }
+    }
+    // The upstream goes away: not ready (within the probe's cache), yet still alive.
+    mock.child.kill().unwrap();
+    mock.child.wait().unwrap();
+    let t = Instant::now();
+    let mut r = get(&gw.addr, "/readyz", None);
+    while r.status == 200 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+        r = get(&gw.addr, "/readyz", None);
+    }
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "not_ready");
+    assert!(r.text().contains("default"), "{}", r.text());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert_eq!(get(&gw.addr, "/healthz", None).status, 200);
+    gw.stop();
 }

@@ -146,6 +146,61 @@ fn bad_lines_are_reported_by_number_and_the_rest_is_stored() {
 }
 
 #[test]
+fn an_invalid_utf8_line_and_wrongly_shaped_lines_are_skipped_and_the_rest_stored() {
+    let dir = tempdir();
+    let file = dir.path().join("bytes.jsonl");
+    let mut bytes = Vec::new();
+    for i in 0..400 {
+        match i {
+            100 => bytes.extend_from_slice(b"{\"request\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}}\n"),
+            200 => bytes.extend_from_slice(br#"{"request":{"model":"m","messages":[1,"x",null]}}"#),
+            300 => bytes.extend_from_slice(br#"{"request":{"model":"m","messages":[]},"response":{"choices":"nope"}}"#),
+            _ => {}
+        }
+        if i == 200 || i == 300 {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(
+            format!(r#"{{"request":{{"model":"m","messages":[{{"role":"user","content":"q{i}"}}]}},"response":{{"choices":[]}}}}"#)
+                .as_bytes(),
+        );
+        bytes.push(b'\n');
+    }
+    std::fs::write(&file, &bytes).unwrap();
+    let d = dir.path().join("d");
+    let args = [
+        "import",
+        file.to_str().unwrap(),
+        "--data-dir",
+        d.to_str().unwrap(),
+    ];
+    let (success, out, err) = run(&args, &[]);
+    assert!(success, "{err}");
+    assert!(err.contains("bytes.jsonl:101: not valid UTF-8"), "{err}");
+    assert!(
+        err.contains("bytes.jsonl:202: \"request.messages[0]\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("bytes.jsonl:303: \"response.choices\""),
+        "{err}"
+    );
+    assert!(out.contains("imported 400 calls"), "{out}");
+    assert!(out.contains("skipped 3 bad lines"), "{out}");
+    assert_eq!(calls(&d, &[]).len(), 400);
+    // --strict still fails the run on the same file.
+    let strict = [
+        "import",
+        file.to_str().unwrap(),
+        "--strict",
+        "--data-dir",
+        d.to_str().unwrap(),
+    ];
+    let (success, _, err) = run(&strict, &[]);
+    assert!(!success && err.contains("3 bad lines"), "{err}");
+}
+
+#[test]
 fn the_mock_replays_bfcl_through_the_gateway() {
     let path = bfcl();
     let dir = tempdir();

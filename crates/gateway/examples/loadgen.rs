@@ -7,6 +7,8 @@
 //!   answers do; latency is measured per request.
 //!
 //! Prints one JSON object: requests, errors, elapsed, rps, and latency percentiles in µs.
+//! With `--ids FILE`, also writes the `x-downshift-call-id` of every successful answer to FILE
+//! (one a line): the fault suite checks each of them is in the log after a `kill -9`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +27,7 @@ struct Args {
     rate: Option<u64>,
     duration: Duration,
     warmup: Duration,
+    ids: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +39,7 @@ fn parse_args() -> Result<Args, String> {
         rate: None,
         duration: Duration::from_secs(10),
         warmup: Duration::from_secs(1),
+        ids: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
             "--warmup" => {
                 a.warmup = Duration::from_secs_f64(val()?.parse().map_err(|e| format!("{e}"))?)
             }
+            "--ids" => a.ids = Some(val()?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -72,7 +77,7 @@ fn parse_args() -> Result<Args, String> {
 
 type C = Client<HttpConnector, Full<Bytes>>;
 
-async fn one(client: &C, a: &Args) -> Result<(), String> {
+async fn one(client: &C, a: &Args) -> Result<Option<String>, String> {
     let mut req = hyper::Request::post(&a.url).header("content-type", "application/json");
     for (k, v) in &a.headers {
         req = req.header(k, v);
@@ -82,13 +87,18 @@ async fn one(client: &C, a: &Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let resp = client.request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
+    let id = resp
+        .headers()
+        .get("x-downshift-call-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let _ = resp
         .into_body()
         .collect()
         .await
         .map_err(|e| e.to_string())?;
     if status.is_success() {
-        Ok(())
+        Ok(id)
     } else {
         Err(format!("status {status}"))
     }
@@ -105,14 +115,18 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[derive(Default)]
 struct Tally {
     latencies: Vec<u64>,
+    ids: Vec<String>,
     errors: u64,
     first_error: Option<String>,
 }
 
 impl Tally {
-    fn add(&mut self, r: Result<u64, String>) {
+    fn add(&mut self, r: Result<(u64, Option<String>), String>) {
         match r {
-            Ok(l) => self.latencies.push(l),
+            Ok((l, id)) => {
+                self.latencies.push(l);
+                self.ids.extend(id);
+            }
             Err(e) => {
                 self.errors += 1;
                 self.first_error.get_or_insert(e);
@@ -122,6 +136,7 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) {
         self.latencies.extend(other.latencies);
+        self.ids.extend(other.ids);
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error = other.first_error;
@@ -129,11 +144,11 @@ impl Tally {
     }
 }
 
-async fn timed(client: &C, a: &Args) -> Result<u64, String> {
+async fn timed(client: &C, a: &Args) -> Result<(u64, Option<String>), String> {
     let t = Instant::now();
     one(client, a)
         .await
-        .map(|()| t.elapsed().as_micros() as u64)
+        .map(|id| (t.elapsed().as_micros() as u64, id))
 }
 
 fn main() {
@@ -206,6 +221,12 @@ fn main() {
             tally.merge(done.unwrap_or_default());
         }
         let elapsed = start.elapsed().as_secs_f64();
+        if let Some(path) = &args.ids {
+            let text: String = tally.ids.iter().map(|id| format!("{id}\n")).collect();
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("loadgen: {path}: {e}");
+            }
+        }
         let mut l = tally.latencies;
         l.sort_unstable();
         let out = serde_json::json!({

@@ -23,6 +23,43 @@ pub struct ListQuery {
     until_ms: Option<i64>,
 }
 
+/// Authenticates and checks one permission (the key lookup, on a cache miss, runs on a
+/// blocking thread).
+async fn authorize(
+    s: &AppState,
+    headers: &axum::http::HeaderMap,
+    permission: Permission,
+    action: &str,
+) -> Result<crate::Principal, GatewayError> {
+    let p = s.auth.authenticate(headers).await?;
+    p.require(permission, action)?;
+    Ok(p)
+}
+
+/// Runs `f` (database work) on a blocking thread, never on the event loop that proxies.
+async fn blocking<F>(s: &Arc<AppState>, f: F) -> Response
+where
+    F: FnOnce(&AppState) -> Result<Response, GatewayError> + Send + 'static,
+{
+    let s = s.clone();
+    match tokio::task::spawn_blocking(move || f(&s)).await {
+        Ok(r) => r.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => GatewayError::Internal(format!("admin request failed: {e}")).into_response(),
+    }
+}
+
+/// An audit entry that cannot be written refuses the read: 503 when another writer holds the
+/// database past the busy timeout (retry later), 500 otherwise.
+fn audit_failed(e: downshift_store::StoreError) -> GatewayError {
+    if e.is_busy() {
+        GatewayError::Unavailable(format!(
+            "the audit trail is busy (database locked), refusing to read; retry: {e}"
+        ))
+    } else {
+        GatewayError::Internal(format!("audit write failed, refusing to read: {e}"))
+    }
+}
+
 fn json_response(v: &Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
@@ -32,9 +69,17 @@ pub async fn list_calls(
     Query(q): Query<ListQuery>,
     req: Request,
 ) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ReadMetadata, "read call metadata")?;
+    if let Err(e) = authorize(
+        &s,
+        req.headers(),
+        Permission::ReadMetadata,
+        "read call metadata",
+    )
+    .await
+    {
+        return e.into_response();
+    }
+    blocking(&s, move |s| {
         let status = match q.status.as_deref() {
             None => None,
             Some(t) => Some(
@@ -67,8 +112,8 @@ pub async fn list_calls(
             .list_calls(&filter)
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": calls})))
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// The request/response bytes as JSON when they are JSON, else as a string.
@@ -82,9 +127,18 @@ pub async fn show_call(
     Path(id): Path<String>,
     req: Request,
 ) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ReadRaw, "read raw call payloads")?;
+    let p = match authorize(
+        &s,
+        req.headers(),
+        Permission::ReadRaw,
+        "read raw call payloads",
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    blocking(&s, move |s| {
         let sealed = s
             .store
             .get_call(&id)
@@ -97,9 +151,7 @@ pub async fn show_call(
                 Some(&id),
                 Some("admin api"),
             ))
-            .map_err(|e| {
-                GatewayError::Internal(format!("audit write failed, refusing to read: {e}"))
-            })?;
+            .map_err(audit_failed)?;
         let payload = {
             let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
             keyring
@@ -111,8 +163,8 @@ pub async fn show_call(
             "request": payload_value(&payload.request),
             "response": payload_value(&payload.response),
         })))
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,29 +177,38 @@ pub async fn audit(
     Query(q): Query<AuditQuery>,
     req: Request,
 ) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ManageKeys, "read the audit trail")?;
+    if let Err(e) = authorize(
+        &s,
+        req.headers(),
+        Permission::ManageKeys,
+        "read the audit trail",
+    )
+    .await
+    {
+        return e.into_response();
+    }
+    blocking(&s, move |s| {
         let entries = s
             .store
             .list_audit(q.limit.unwrap_or(100).min(10_000))
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": entries})))
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 pub async fn list_datasets(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ReadMetadata, "list datasets")?;
+    if let Err(e) = authorize(&s, req.headers(), Permission::ReadMetadata, "list datasets").await {
+        return e.into_response();
+    }
+    blocking(&s, move |s| {
         let all = s
             .store
             .list_datasets()
             .map_err(|e| GatewayError::Internal(e.to_string()))?;
         Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": all})))
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// A curated (scrubbed) dataset as chat-format JSON Lines: analysts may read these.
@@ -156,9 +217,18 @@ pub async fn export_dataset(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ReadMetadata, "read curated datasets")?;
+    let p = match authorize(
+        &s,
+        req.headers(),
+        Permission::ReadMetadata,
+        "read curated datasets",
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    blocking(&s, move |s| {
         let d = s
             .store
             .get_dataset(&name)
@@ -171,9 +241,7 @@ pub async fn export_dataset(
                 Some(&d.id),
                 Some("admin api"),
             ))
-            .map_err(|e| {
-                GatewayError::Internal(format!("audit write failed, refusing to read: {e}"))
-            })?;
+            .map_err(audit_failed)?;
         let mut body = Vec::new();
         {
             let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
@@ -181,15 +249,23 @@ pub async fn export_dataset(
                 .map_err(|e| GatewayError::Internal(e.to_string()))?;
         }
         Ok::<_, GatewayError>(([(header::CONTENT_TYPE, "application/jsonl")], body).into_response())
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `GET /admin/policies`: every task's routing policy, with the newest route events.
 pub async fn list_policies(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ReadMetadata, "read routing policies")?;
+    if let Err(e) = authorize(
+        &s,
+        req.headers(),
+        Permission::ReadMetadata,
+        "read routing policies",
+    )
+    .await
+    {
+        return e.into_response();
+    }
+    blocking(&s, move |s| {
         let policies = s
             .store
             .list_policies()
@@ -201,8 +277,8 @@ pub async fn list_policies(State(s): State<Arc<AppState>>, req: Request) -> Resp
         Ok::<_, GatewayError>(json_response(
             &json!({"object": "list", "data": policies, "events": events}),
         ))
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 /// `GET /admin/policies/{task}`.
@@ -211,17 +287,25 @@ pub async fn get_policy(
     Path(task): Path<String>,
     req: Request,
 ) -> Response {
-    let r = (|| {
-        let p = s.auth.authenticate(req.headers())?;
-        p.require(Permission::ReadMetadata, "read routing policies")?;
+    if let Err(e) = authorize(
+        &s,
+        req.headers(),
+        Permission::ReadMetadata,
+        "read routing policies",
+    )
+    .await
+    {
+        return e.into_response();
+    }
+    blocking(&s, move |s| {
         let policy = s
             .store
             .get_policy(&task)
             .map_err(|e| GatewayError::Internal(e.to_string()))?
             .ok_or_else(|| GatewayError::NotFound(format!("task '{task}' has no policy")))?;
         Ok::<_, GatewayError>(json_response(&json!(policy)))
-    })();
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }
 
 pub async fn set_policy(
@@ -230,10 +314,23 @@ pub async fn set_policy(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let r = async {
-        let p = s.auth.authenticate(&parts.headers)?;
-        p.require(Permission::ManageRoutes, "change routing policies")?;
-        let bytes = crate::proxy::read_body(body, &parts.headers, 64 * 1024).await?;
+    let p = match authorize(
+        &s,
+        &parts.headers,
+        Permission::ManageRoutes,
+        "change routing policies",
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let bytes = match crate::proxy::read_body(body, &parts.headers, 64 * 1024, s.body_timeout).await
+    {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    blocking(&s, move |s| {
         let change: downshift_route::PolicyChange = serde_json::from_slice(&bytes)
             .map_err(|e| GatewayError::BadRequest(format!("invalid policy change: {e}")))?;
         let (policy, _) =
@@ -249,7 +346,6 @@ pub async fn set_policy(
                 },
             )?;
         Ok::<_, GatewayError>(json_response(&json!(policy)))
-    }
-    .await;
-    r.unwrap_or_else(IntoResponse::into_response)
+    })
+    .await
 }

@@ -81,7 +81,9 @@ impl Auth {
         }
     }
 
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+    /// Who sent `headers`. A cache miss looks the key up on a blocking thread (the store has
+    /// its own connection), so the event loop never waits on the database.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
         let key = match presented_key(headers) {
             Some(k) if !k.is_empty() => k,
             _ if !self.required => {
@@ -103,9 +105,11 @@ impl Auth {
         {
             return hit.principal.clone().ok_or(GatewayError::InvalidKey);
         }
-        let principal = self
-            .store
-            .find_api_key(&hash)
+        let store = self.store.clone();
+        let lookup = hash.clone();
+        let principal = tokio::task::spawn_blocking(move || store.find_api_key(&lookup))
+            .await
+            .map_err(|e| GatewayError::Internal(format!("key lookup failed: {e}")))?
             .map_err(|e| GatewayError::Internal(format!("key lookup failed: {e}")))?
             .filter(|k| k.revoked_ms.is_none())
             .map(|k| Principal {

@@ -26,6 +26,17 @@ pub struct ServerConfig {
     pub worker_threads: usize,
     /// Compute threads for local models; 0 means `DOWNSHIFT_THREADS`, else one per core.
     pub local_threads: usize,
+    /// Longest a client may take to send a request's head (request line and headers), from
+    /// its first byte, in milliseconds; slower connections are closed.
+    pub header_read_timeout_ms: u64,
+    /// Longest a client may take to send a request's body, in milliseconds (408 after).
+    pub body_read_timeout_ms: u64,
+    /// Longest a kept-alive connection may sit idle between requests, in milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Most client connections open at once; 0: derived from the process's descriptor limit
+    /// (half of it, less a reserve, for upstream connections and files). At the cap the
+    /// connection idle the longest is closed to make room; when all are busy, new ones wait.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +49,10 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 10,
             worker_threads: 1,
             local_threads: 0,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 60_000,
+            idle_timeout_ms: 20_000,
+            max_connections: 0,
         }
     }
 }

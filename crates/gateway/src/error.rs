@@ -28,6 +28,10 @@ pub enum GatewayError {
     Unreachable { upstream: String, reason: String },
     #[error("upstream '{upstream}' did not answer within {ms} ms")]
     Timeout { upstream: String, ms: u64 },
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -44,6 +48,8 @@ impl GatewayError {
             | GatewayError::NotFound(_) => StatusCode::NOT_FOUND,
             GatewayError::Unreachable { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -62,6 +68,8 @@ impl GatewayError {
             GatewayError::ContextLength(_) => ("invalid_request_error", "context_length_exceeded"),
             GatewayError::Unreachable { .. } => ("upstream_error", "upstream_unreachable"),
             GatewayError::Timeout { .. } => ("upstream_error", "upstream_timeout"),
+            GatewayError::BodyTimeout(_) => ("invalid_request_error", "request_timeout"),
+            GatewayError::Unavailable(_) => ("server_error", "store_unavailable"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),
         };
         ErrorBody::new(kind, code, self.to_string())

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod call;
 pub mod config;
+mod conn;
 mod error;
 mod local;
 mod metrics;
@@ -22,7 +23,8 @@ pub use config::{
     LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig,
     UpstreamConfig,
 };
+pub use conn::ConnLimits;
 pub use error::GatewayError;
 pub use local::LocalModels;
-pub use server::{AppState, ServeOptions, router, run};
+pub use server::{AppState, ServeOptions, conn_limits, router, run};
 pub use specialist::completion_sse;

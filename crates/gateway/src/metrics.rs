@@ -224,6 +224,18 @@ impl Metrics {
                 "Failed call-log transactions.",
                 &writer.write_errors,
             ),
+            (
+                "downshift_log_journal_errors_total",
+                "counter",
+                "Call records that could not be appended to the journal.",
+                &writer.journal_errors,
+            ),
+            (
+                "downshift_log_journal_replays_total",
+                "counter",
+                "Journal segments replayed into the store because some records were not queued or not committed.",
+                &writer.journal_replays,
+            ),
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(

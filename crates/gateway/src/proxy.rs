@@ -97,8 +97,22 @@ fn forward_request_header(name: &HeaderName) -> bool {
         && !name.as_str().starts_with("x-downshift-")
 }
 
-/// Reads the body, refusing more than `limit` bytes.
+/// Reads the body within `timeout`, refusing more than `limit` bytes.
 pub async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, GatewayError> {
+    match tokio::time::timeout(timeout, read_body_unbounded(body, headers, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(GatewayError::BodyTimeout(
+            timeout.as_millis().min(u128::from(u64::MAX)) as u64,
+        )),
+    }
+}
+
+async fn read_body_unbounded(
     body: Body,
     headers: &HeaderMap,
     limit: usize,
@@ -140,12 +154,21 @@ fn parse_tags(
     Ok(())
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
+/// An `x-downshift-*` header's trimmed text; a value that is not ASCII is refused (as for
+/// `x-downshift-tags`) rather than silently dropped.
+fn downshift_header<'a>(
+    headers: &'a HeaderMap,
+    name: &str,
+) -> Result<Option<&'a str>, GatewayError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| GatewayError::BadRequest(format!("{name} must be ASCII")))?;
+            Ok(Some(text.trim()).filter(|t| !t.is_empty()))
+        }
+    }
 }
 
 /// Where a request goes.
@@ -161,9 +184,9 @@ async fn proxy(
 ) -> Result<Response, GatewayError> {
     let t0 = Instant::now();
     let (parts, body) = req.into_parts();
-    let principal = s.auth.authenticate(&parts.headers)?;
+    let principal = s.auth.authenticate(&parts.headers).await?;
     principal.require(Permission::CallModels, "call the /v1 API")?;
-    let bytes = read_body(body, &parts.headers, s.max_body).await?;
+    let bytes = read_body(body, &parts.headers, s.max_body, s.body_timeout).await?;
     let view = RequestView::parse(&bytes).map_err(GatewayError::BadRequest)?;
     if endpoint == Endpoint::Embeddings && view.stream {
         return Err(GatewayError::BadRequest(
@@ -207,10 +230,10 @@ async fn proxy(
     let (agent, episode) = {
         let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
         (
-            header_str(&parts.headers, "x-downshift-agent")
+            downshift_header(&parts.headers, "x-downshift-agent")?
                 .map(|a| keyring.pseudonym("agent", a))
                 .or(principal.agent.clone()),
-            header_str(&parts.headers, "x-downshift-episode")
+            downshift_header(&parts.headers, "x-downshift-episode")?
                 .map(|e| keyring.pseudonym("episode", e)),
         )
     };
@@ -298,8 +321,13 @@ async fn proxy(
     let pre = t_sent.duration_since(t0);
     let answer = tokio::time::timeout(upstream.timeout, upstream.client.request(up_req)).await;
     let resp = match answer {
-        Err(_) => return Err(fail_timeout(&s, &mut guard, &upstream)),
-        Ok(Err(e)) => return Err(fail_unreachable(&s, &mut guard, &upstream, &e)),
+        Err(_) => return Ok(with_call_id(fail_timeout(&s, &mut guard, &upstream), &id)),
+        Ok(Err(e)) => {
+            return Ok(with_call_id(
+                fail_unreachable(&s, &mut guard, &upstream, &e),
+                &id,
+            ));
+        }
         Ok(Ok(r)) => r,
     };
     let t_headers = Instant::now();
@@ -354,8 +382,13 @@ async fn proxy(
     // Non-streaming: take the whole answer within what is left of the time limit.
     let left = upstream.timeout.saturating_sub(t_sent.elapsed());
     let collected = match tokio::time::timeout(left, up_body.collect()).await {
-        Err(_) => return Err(fail_timeout(&s, &mut guard, &upstream)),
-        Ok(Err(e)) => return Err(fail_unreachable(&s, &mut guard, &upstream, &e)),
+        Err(_) => return Ok(with_call_id(fail_timeout(&s, &mut guard, &upstream), &id)),
+        Ok(Err(e)) => {
+            return Ok(with_call_id(
+                fail_unreachable(&s, &mut guard, &upstream, &e),
+                &id,
+            ));
+        }
         Ok(Ok(c)) => c.to_bytes(),
     };
     let t_done = Instant::now();
@@ -627,6 +660,15 @@ fn copy_request_headers(from: &HeaderMap, to: &mut HeaderMap, upstream: &Upstrea
     }
 }
 
+/// A gateway-made error answer for a logged call, carrying the call's id.
+fn with_call_id(e: GatewayError, id: &str) -> Response {
+    let mut resp = e.into_response();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-downshift-call-id", v);
+    }
+    resp
+}
+
 fn fail_timeout(s: &AppState, guard: &mut CallGuard, upstream: &Upstream) -> GatewayError {
     s.metrics.upstream_error(&upstream.name, "timeout");
     let err = GatewayError::Timeout {
@@ -782,7 +824,7 @@ pub async fn models(State(s): State<Arc<AppState>>, req: Request) -> Response {
 }
 
 async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, GatewayError> {
-    let principal = s.auth.authenticate(req.headers())?;
+    let principal = s.auth.authenticate(req.headers()).await?;
     principal.require(Permission::CallModels, "call the /v1 API")?;
     let declared = s.upstreams.declared_models();
     if !declared.is_empty() || s.upstreams.default_upstream().is_none() {

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use downshift_store::{Keyring, LogWriter, Permission, Store, WriterConfig};
 use tokio::net::TcpListener;
 
@@ -32,8 +31,12 @@ pub struct AppState {
     pub auth: Auth,
     pub metrics: Metrics,
     pub max_body: usize,
+    /// Longest a client may take to send a request body.
+    pub body_timeout: Duration,
     pub metrics_public: bool,
     pub router: Arc<TaskRouter>,
+    /// The last readiness probe and when it ran.
+    ready: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 /// Everything the gateway needs to start.
@@ -43,8 +46,12 @@ pub struct ServeOptions {
     pub routing: RoutingConfig,
     /// Models served natively (`local/<name>`), already loaded.
     pub local: LocalModels,
-    /// Store for reads (auth, admin API).
+    /// Store for the admin API, audit writes and policy reads (its own connection, with a
+    /// short busy timeout: a locked database fails that request, not the proxy).
     pub store: Arc<dyn Store>,
+    /// Store for API-key lookups on a cache miss (its own connection, so a slow admin request
+    /// never delays authentication); `None`: use `store`.
+    pub auth_store: Option<Arc<dyn Store>>,
     /// A second handle on the same store, owned by the log writer thread.
     pub writer_store: Box<dyn Store>,
     pub keyring: Arc<RwLock<Keyring>>,
@@ -53,6 +60,15 @@ pub struct ServeOptions {
     pub route: RouteConfig,
     /// Specialists served by remote OpenAI-compatible endpoints.
     pub specialists: Vec<SpecialistEndpointConfig>,
+}
+
+/// The connection limits of `[server]`; `max_connections` must already be resolved (not 0).
+pub fn conn_limits(server: &ServerConfig) -> crate::conn::ConnLimits {
+    crate::conn::ConnLimits {
+        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms.max(1)),
+        idle_timeout: Duration::from_millis(server.idle_timeout_ms.max(1)),
+        max_connections: server.max_connections.max(1),
+    }
 }
 
 impl AppState {
@@ -78,12 +94,17 @@ impl AppState {
             local: o.local,
             writer,
             keyring: o.keyring,
-            auth: Auth::new(o.store.clone(), o.server.require_auth),
+            auth: Auth::new(
+                o.auth_store.unwrap_or_else(|| o.store.clone()),
+                o.server.require_auth,
+            ),
             store: o.store,
             metrics: Metrics::default(),
             max_body: o.server.max_body_bytes,
+            body_timeout: Duration::from_millis(o.server.body_read_timeout_ms.max(1)),
             metrics_public: o.server.metrics_public,
             router: Arc::new(router),
+            ready: tokio::sync::Mutex::new(None),
         }))
     }
 }
@@ -105,6 +126,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -118,11 +140,82 @@ async fn healthz() -> Response {
         .into_response()
 }
 
+/// How long a readiness answer is reused: probes stay cheap under frequent polling.
+const READY_TTL: Duration = Duration::from_secs(1);
+/// Longest each readiness check may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+
+/// `/readyz`: 200 when the store takes writes and every upstream answers HTTP (any status);
+/// 503 with the reasons otherwise. `/healthz` only says the process is up.
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    let result = {
+        let mut cached = s.ready.lock().await;
+        match cached.as_ref() {
+            Some((at, r)) if at.elapsed() < READY_TTL => r.clone(),
+            _ => {
+                let r = probe(&s).await;
+                *cached = Some((std::time::Instant::now(), r.clone()));
+                r
+            }
+        }
+    };
+    match result {
+        Ok(()) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"status\":\"ready\"}",
+        )
+            .into_response(),
+        Err(reason) => {
+            let body = downshift_api::ErrorBody::new("server_error", "not_ready", reason);
+            crate::error::error_response(StatusCode::SERVICE_UNAVAILABLE, &body)
+        }
+    }
+}
+
+async fn probe(s: &Arc<AppState>) -> Result<(), String> {
+    let mut problems = Vec::new();
+    let store = s.store.clone();
+    let write = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        tokio::task::spawn_blocking(move || store.probe_write()),
+    )
+    .await;
+    match write {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => problems.push(format!("store not writable: {e}")),
+        Ok(Err(e)) => problems.push(format!("store probe failed: {e}")),
+        Err(_) => problems.push("store not writable: probe timed out".into()),
+    }
+    for u in s.upstreams.all() {
+        let Ok(uri) = u.url("models") else { continue };
+        let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::new()));
+        *req.uri_mut() = uri;
+        if let Some(a) = &u.authorization {
+            req.headers_mut().insert(header::AUTHORIZATION, a.clone());
+        }
+        match tokio::time::timeout(PROBE_TIMEOUT, u.client.request(req)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => problems.push(format!("upstream '{}' unreachable: {e}", u.name)),
+            Err(_) => problems.push(format!(
+                "upstream '{}' did not answer within {} ms",
+                u.name,
+                PROBE_TIMEOUT.as_millis()
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
 async fn metrics(State(s): State<Arc<AppState>>, req: Request) -> Response {
     if !s.metrics_public {
         let allowed = s
             .auth
             .authenticate(req.headers())
+            .await
             .and_then(|p| p.require(Permission::ReadMetadata, "read metrics"));
         if let Err(e) = allowed {
             return e.into_response();
@@ -162,6 +255,7 @@ async fn method_not_allowed(req: Request) -> Response {
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
+    limits: crate::conn::ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
@@ -171,24 +265,7 @@ pub async fn run(
         state.keyring.clone(),
     );
     let app = router(state.clone());
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let result = tokio::select! {
-        r = server => r,
-        _ = async {
-            let _ = rx.await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("in-flight requests did not finish within the grace period");
-            Ok(())
-        }
-    };
+    let result = crate::conn::serve(listener, app, limits, shutdown, grace).await;
     let writer = state.writer.clone();
     let _ = tokio::task::spawn_blocking(move || writer.shutdown()).await;
     result

@@ -188,6 +188,11 @@ impl Upstreams {
         self.list.get(i)
     }
 
+    /// Every configured upstream.
+    pub fn all(&self) -> &[Arc<Upstream>] {
+        &self.list
+    }
+
     pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
         self.default.and_then(|i| self.list.get(i))
     }

@@ -21,6 +21,17 @@ pub struct StoreConfig {
     pub batch_max: usize,
     /// How long the writer waits to fill a batch, in milliseconds (group commit).
     pub batch_delay_ms: u64,
+    /// How long a gateway request that writes (an audit entry, a policy change) waits for
+    /// another process's write lock, in milliseconds, before failing with 503.
+    pub request_busy_timeout_ms: u64,
+    /// Append every call record to a journal file (`<data-dir>/journal`, mode 0600) before its
+    /// response is released, so an answered call survives a crash (`kill -9`) of the gateway.
+    /// Off: records are only queued, and a crash loses those not yet committed.
+    pub journal: bool,
+    /// Flush the journal to disk (`fsync`) this often, in milliseconds, so answered calls also
+    /// survive a power loss (within this window); 0: never (a crash of the process is covered
+    /// either way).
+    pub journal_sync_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -31,6 +42,9 @@ impl Default for StoreConfig {
             queue_capacity: 8192,
             batch_max: 512,
             batch_delay_ms: 2,
+            request_busy_timeout_ms: 1_000,
+            journal: true,
+            journal_sync_ms: 0,
         }
     }
 }
@@ -42,6 +56,7 @@ pub struct DataDir {
     pub database: PathBuf,
     pub key_file: PathBuf,
     pub spill_dir: PathBuf,
+    pub journal_dir: PathBuf,
 }
 
 impl DataDir {
@@ -57,7 +72,41 @@ impl DataDir {
                 .clone()
                 .unwrap_or_else(|| root.join("keys.json")),
             spill_dir: root.join("spill"),
+            journal_dir: root.join("journal"),
         }
+    }
+
+    /// Creates the data directory if missing and makes it private (mode 0700 on Unix): it
+    /// holds the call log's metadata, tags, audit trail and key prefixes.
+    pub fn make_private(&self) -> Result<()> {
+        crate::journal::create_private_dir(&self.root)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&self.root, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| crate::StoreError::io(&self.root, e))?;
+        }
+        Ok(())
+    }
+
+    /// Moves the records a previous run left on disk (journal segments, spill files) into the
+    /// store; idempotent by call id.
+    pub fn replay_unstored(&self, store: &dyn crate::Store) -> Result<crate::IngestReport> {
+        let mut report = crate::ingest_spill_files(&self.journal_dir, store)?;
+        let spill = crate::ingest_spill_files(&self.spill_dir, store)?;
+        report.files += spill.files;
+        report.records += spill.records;
+        report.inserted += spill.inserted;
+        report.bad_lines += spill.bad_lines;
+        Ok(report)
+    }
+
+    /// A connection for the gateway's requests (admin API, key lookups): bounded busy timeout.
+    pub fn open_admin_store(&self, cfg: &StoreConfig) -> Result<SqliteStore> {
+        SqliteStore::open_with_busy_timeout(
+            &self.database,
+            Duration::from_millis(cfg.request_busy_timeout_ms),
+        )
     }
 
     pub fn open_store(&self) -> Result<SqliteStore> {
@@ -80,6 +129,9 @@ impl DataDir {
             batch_max: cfg.batch_max.max(1),
             batch_delay: Duration::from_millis(cfg.batch_delay_ms),
             spill_dir: self.spill_dir.clone(),
+            journal_dir: cfg.journal.then(|| self.journal_dir.clone()),
+            journal_sync: Duration::from_millis(cfg.journal_sync_ms),
+            journal_rotate: Duration::from_secs(1),
         }
     }
 }

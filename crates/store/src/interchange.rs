@@ -45,12 +45,27 @@ pub fn import_jsonl(
     let mut report = ImportReport::default();
     let mut batch = Vec::with_capacity(500);
     let now = crate::now_ms();
-    for (i, line) in input.lines().enumerate() {
-        let line = line.map_err(|e| StoreError::Invalid(format!("line {}: {e}", i + 1)))?;
+    for (i, raw) in input.split(b'\n').enumerate() {
+        let raw = raw.map_err(|e| StoreError::Invalid(format!("line {}: {e}", i + 1)))?;
+        // A bad byte spoils its line only: it is reported and skipped like any bad line.
+        let line = match String::from_utf8(raw) {
+            Ok(l) => l,
+            Err(e) => {
+                report.errors.push(LineError {
+                    line: i + 1,
+                    error: format!(
+                        "not valid UTF-8 (byte {})",
+                        e.utf8_error().valid_up_to() + 1
+                    ),
+                });
+                continue;
+            }
+        };
+        let line = line.strip_suffix('\r').unwrap_or(&line);
         if line.trim().is_empty() {
             continue;
         }
-        let rec = match parse_import_line(&line, format) {
+        let rec = match parse_import_line(line, format) {
             Ok(r) => r,
             Err(error) => {
                 report.errors.push(LineError { line: i + 1, error });
@@ -246,5 +261,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r2.imported, r2.errors.len()), (2, 0));
+    }
+
+    #[test]
+    fn an_invalid_utf8_line_is_skipped_and_every_good_line_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let mut input = Vec::new();
+        for i in 0..400 {
+            if i == 200 {
+                input.extend_from_slice(b"{\"request\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}}\n");
+            }
+            input.extend_from_slice(
+                format!(r#"{{"request":{{"model":"m","messages":[{{"role":"user","content":"q{i}"}}]}},"response":{{"choices":[]}}}}"#)
+                    .as_bytes(),
+            );
+            input.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"\r\n" });
+        }
+        let r = import_jsonl(
+            &input[..],
+            ImportFormat::Auto,
+            &BTreeMap::new(),
+            &ring,
+            &store,
+        )
+        .unwrap();
+        assert_eq!((r.records, r.imported), (400, 400));
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].line, 201);
+        assert!(r.errors[0].error.contains("UTF-8"), "{}", r.errors[0].error);
+        assert_eq!(store.count_calls().unwrap(), 400);
     }
 }

@@ -15,6 +15,7 @@ mod bootstrap;
 mod data;
 mod error;
 mod interchange;
+mod journal;
 mod keyring;
 mod model;
 mod policy;
@@ -27,6 +28,7 @@ pub use bootstrap::{bootstrap_admin_key, create_api_key};
 pub use data::{DataDir, StoreConfig};
 pub use error::StoreError;
 pub use interchange::{ImportReport, LineError, export_dataset_jsonl, export_jsonl, import_jsonl};
+pub use journal::Journal;
 pub use keyring::{Keyring, KeyringInfo};
 pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
@@ -112,4 +114,9 @@ pub trait Store: Send + Sync {
     fn record_route_event(&self, event: &RouteEvent) -> Result<()>;
     /// Route events, newest first, of one task or of all.
     fn list_route_events(&self, task: Option<&str>, limit: usize) -> Result<Vec<RouteEvent>>;
+
+    /// Checks that the store can take a write now (readiness probes); writes nothing.
+    fn probe_write(&self) -> Result<()> {
+        Ok(())
+    }
 }

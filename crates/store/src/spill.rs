@@ -1,7 +1,7 @@
 //! The spill file: where sealed records go when the write queue is full or the database
 //! refuses a write. Append-only JSON Lines; ingested (idempotently) on the next start.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,22 +24,14 @@ impl SpillFile {
 
     /// Appends one sealed record (a single write of one line).
     pub fn append(&self, call: &SealedCall) -> Result<()> {
-        let mut line = serde_json::to_vec(call).map_err(|e| StoreError::Corrupt {
-            id: call.meta.id.clone(),
-            reason: e.to_string(),
-        })?;
-        line.push(b'\n');
+        let line = crate::journal::line_of(call)?;
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            fs::create_dir_all(&self.dir).map_err(|e| StoreError::io(&self.dir, e))?;
+            crate::journal::create_private_dir(&self.dir)?;
             let path = self
                 .dir
                 .join(format!("spill-{}.jsonl", uuid::Uuid::now_v7()));
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| StoreError::io(&path, e))?;
+            let file = crate::journal::open_private_append(&path)?;
             *guard = Some((path, file));
         }
         if let Some((path, file)) = guard.as_mut() {
@@ -70,6 +62,40 @@ pub struct IngestReport {
     pub bad_lines: usize,
 }
 
+/// Moves one spill or journal file into the store, then removes it (or, when some lines could
+/// not be read, keeps it renamed to `*.bad`). Safe to repeat: records already in the store are
+/// skipped. Invalid UTF-8 counts as an unreadable line, not as a failure of the whole file.
+pub(crate) fn ingest_file(path: &Path, store: &dyn Store) -> Result<IngestReport> {
+    let mut report = IngestReport::default();
+    let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+    let mut batch = Vec::new();
+    let mut bad = 0;
+    for line in BufReader::new(file).split(b'\n') {
+        let line = line.map_err(|e| StoreError::io(path, e))?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<SealedCall>(&line) {
+            Ok(c) => batch.push(c),
+            Err(_) => bad += 1,
+        }
+    }
+    for chunk in batch.chunks(1000) {
+        report.inserted += store.insert_calls(chunk)?;
+    }
+    report.records = batch.len();
+    report.bad_lines = bad;
+    report.files = 1;
+    if bad > 0 {
+        let kept = path.with_extension("bad");
+        fs::rename(path, &kept).map_err(|e| StoreError::io(path, e))?;
+        tracing::warn!(file = %kept.display(), bad, "spill file had unreadable lines; kept for inspection");
+    } else {
+        fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+    }
+    Ok(report)
+}
+
 /// Moves every spill file in `dir` into the store, then removes it. Safe to repeat: records
 /// already in the store are skipped.
 pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport> {
@@ -85,32 +111,11 @@ pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport>
         .collect();
     paths.sort();
     for path in paths {
-        let file = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-        let mut batch = Vec::new();
-        let mut bad = 0;
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|e| StoreError::io(&path, e))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<SealedCall>(&line) {
-                Ok(c) => batch.push(c),
-                Err(_) => bad += 1,
-            }
-        }
-        for chunk in batch.chunks(1000) {
-            report.inserted += store.insert_calls(chunk)?;
-        }
-        report.records += batch.len();
-        report.bad_lines += bad;
+        let r = ingest_file(&path, store)?;
         report.files += 1;
-        if bad > 0 {
-            let kept = path.with_extension("bad");
-            fs::rename(&path, &kept).map_err(|e| StoreError::io(&path, e))?;
-            tracing::warn!(file = %kept.display(), bad, "spill file had unreadable lines; kept for inspection");
-        } else {
-            fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-        }
+        report.records += r.records;
+        report.inserted += r.inserted;
+        report.bad_lines += r.bad_lines;
     }
     Ok(report)
 }
@@ -119,6 +124,7 @@ pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport>
 mod tests {
     use super::*;
     use crate::{Keyring, SqliteStore};
+    use std::fs::OpenOptions;
 
     #[test]
     fn spilled_records_are_ingested_once() {

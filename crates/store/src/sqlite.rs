@@ -141,11 +141,18 @@ const CALL_COLUMNS: &str = "id, ts_ms, endpoint, model, upstream, status, http_s
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_with_busy_timeout(path, std::time::Duration::from_secs(10))
+    }
+
+    /// Like [`SqliteStore::open`], waiting at most `busy` for another writer's lock before a
+    /// write fails with "database is locked" (see [`crate::StoreError::is_busy`]).
+    pub fn open_with_busy_timeout(path: &Path, busy: std::time::Duration) -> Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
+        make_private(path)?;
         let conn = Connection::open(path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.busy_timeout(busy)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -187,6 +194,47 @@ impl SqliteStore {
             .lock()
             .pragma_query_value(None, "user_version", |r| r.get(0))?)
     }
+}
+
+/// Creates the database file with mode 0600 if it is missing, and tightens an existing one
+/// (and its WAL and shared-memory files, which SQLite creates with the database's mode) to 0600.
+fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if path.as_os_str() == ":memory:" {
+            return Ok(());
+        }
+        // Only a missing file is opened here: closing a descriptor of a database this process
+        // already has open would drop SQLite's POSIX locks on it (a silent loss of locking).
+        // An existing file is tightened by path (chmod), which opens nothing.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(StoreError::io(path, e)),
+        }
+        let name = path.as_os_str().to_owned();
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = name.clone();
+            p.push(suffix);
+            let p = std::path::PathBuf::from(p);
+            match std::fs::metadata(&p) {
+                Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| StoreError::io(&p, e))?;
+                }
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn opt_u64(v: Option<i64>) -> Option<u64> {
@@ -290,6 +338,12 @@ fn where_clause(f: &CallFilter) -> (String, Vec<Sql>) {
 }
 
 impl Store for SqliteStore {
+    fn probe_write(&self) -> Result<()> {
+        let conn = self.lock();
+        conn.execute_batch("BEGIN IMMEDIATE; ROLLBACK;")?;
+        Ok(())
+    }
+
     fn insert_calls(&self, calls: &[SealedCall]) -> Result<usize> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;

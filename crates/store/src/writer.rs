@@ -1,15 +1,26 @@
 //! The asynchronous write path: a bounded queue in front of the store, drained in batches by
-//! one thread. Serving only ever does a non-blocking `try_send`; when the queue is full the
-//! record is sealed and appended to the spill file instead. Nothing is dropped silently: a
-//! record that can be neither stored nor spilled is counted in `lost` and logged as an error.
+//! one thread. Serving only ever does a non-blocking `try_send`.
+//!
+//! With the journal on (the default), [`LogWriter::log`] first seals the record and appends it
+//! to the journal (one `write`), so that by the time the caller releases the response the call
+//! survives a crash of the process; the writer then commits it to the store and deletes each
+//! journal segment once all its records are committed. When the queue is full the record
+//! simply stays in the journal, which the writer replays into the store when it closes the
+//! segment (and the next start replays whatever a crash left behind).
+//!
+//! With the journal off, a full queue spills the sealed record to the spill file instead.
+//! Nothing is dropped silently: a record that can be neither stored nor put on disk is counted
+//! in `lost` and logged as an error.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::journal::{Closed, Journal, line_of};
 use crate::{CallRecord, Keyring, SealedCall, SpillFile, Store};
 
 /// Tuning of the write path.
@@ -23,6 +34,30 @@ pub struct WriterConfig {
     pub batch_delay: Duration,
     /// Directory of the spill files.
     pub spill_dir: PathBuf,
+    /// Directory of the journal; `None` turns the journal off (records are only queued, and a
+    /// crash loses those not yet committed).
+    pub journal_dir: Option<PathBuf>,
+    /// How often the writer flushes the journal to disk (`fsync`); zero: never (the journal
+    /// then survives a crash of the process but not a power loss).
+    pub journal_sync: Duration,
+    /// Age after which the journal moves on to a new segment (the old one is deleted once all
+    /// its records are committed).
+    pub journal_rotate: Duration,
+}
+
+impl WriterConfig {
+    /// Defaults for everything but the directories.
+    pub fn new(spill_dir: &Path, journal_dir: Option<&Path>) -> WriterConfig {
+        WriterConfig {
+            queue_capacity: 8192,
+            batch_max: 512,
+            batch_delay: Duration::from_millis(2),
+            spill_dir: spill_dir.to_owned(),
+            journal_dir: journal_dir.map(Path::to_owned),
+            journal_sync: Duration::ZERO,
+            journal_rotate: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Counters exported as metrics.
@@ -32,16 +67,24 @@ pub struct WriterStats {
     pub depth: AtomicU64,
     /// Records committed to the store.
     pub written: AtomicU64,
-    /// Records appended to the spill file.
+    /// Records that went to disk (spill file, or only the journal) instead of the queue or the
+    /// store; they are stored when the file is replayed.
     pub spilled: AtomicU64,
-    /// Records neither stored nor spilled (disk full, …). Each is also logged as an error.
+    /// Records neither stored nor put on disk (disk full, …). Each is also logged as an error.
     pub lost: AtomicU64,
-    /// Failed store transactions (their records went to the spill file).
+    /// Failed store transactions (their records went to disk).
     pub write_errors: AtomicU64,
+    /// Records that could not be appended to the journal (each is logged as an error).
+    pub journal_errors: AtomicU64,
+    /// Journal segments replayed into the store because some of their records were not queued
+    /// or not committed.
+    pub journal_replays: AtomicU64,
 }
 
 enum Msg {
     Record(Box<CallRecord>),
+    /// Sealed by the caller; in journal segment `seg` when `Some`.
+    Sealed(Box<SealedCall>, Option<u64>),
     Shutdown,
 }
 
@@ -50,6 +93,7 @@ pub struct LogWriter {
     stats: Arc<WriterStats>,
     keyring: Arc<RwLock<Keyring>>,
     spill: Arc<SpillFile>,
+    journal: Option<Arc<Journal>>,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -63,12 +107,19 @@ impl LogWriter {
         let (tx, rx) = std::sync::mpsc::sync_channel(config.queue_capacity.max(1));
         let stats = Arc::new(WriterStats::default());
         let spill = Arc::new(SpillFile::new(&config.spill_dir));
+        let journal = config
+            .journal_dir
+            .as_deref()
+            .map(|d| Arc::new(Journal::new(d)));
         let worker = Worker {
             store,
             keyring: keyring.clone(),
             spill: spill.clone(),
+            journal: journal.clone(),
             stats: stats.clone(),
             config,
+            committed: HashMap::new(),
+            pending: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("downshift-log-writer".into())
@@ -79,24 +130,78 @@ impl LogWriter {
             stats,
             keyring,
             spill,
+            journal,
             handle: Mutex::new(handle),
         }
     }
 
-    /// Queues a record without blocking; spills it when the queue is full.
+    /// Logs a record without waiting for the database. With the journal on, the record is on
+    /// disk (in the page cache) when this returns; otherwise it is queued, or spilled when the
+    /// queue is full.
     pub fn log(&self, record: CallRecord) {
-        self.stats.depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Msg::Record(Box::new(record))) {
-            Ok(()) => {}
-            Err(
-                TrySendError::Full(Msg::Record(r)) | TrySendError::Disconnected(Msg::Record(r)),
-            ) => {
-                self.stats.depth.fetch_sub(1, Ordering::Relaxed);
-                self.spill_one(&r);
+        let Some(journal) = &self.journal else {
+            self.stats.depth.fetch_add(1, Ordering::Relaxed);
+            match self.tx.try_send(Msg::Record(Box::new(record))) {
+                Ok(()) => {}
+                Err(
+                    TrySendError::Full(Msg::Record(r)) | TrySendError::Disconnected(Msg::Record(r)),
+                ) => {
+                    self.stats.depth.fetch_sub(1, Ordering::Relaxed);
+                    self.spill_one(&r);
+                }
+                Err(_) => {
+                    self.stats.depth.fetch_sub(1, Ordering::Relaxed);
+                }
             }
-            Err(_) => {
-                self.stats.depth.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        let sealed = {
+            let keyring = self.keyring.read().unwrap_or_else(|p| p.into_inner());
+            keyring.seal(&record)
+        };
+        let sealed = match sealed {
+            Ok(s) => s,
+            Err(e) => {
+                count_spill(&self.stats, &record.meta.id, Err(e));
+                return;
             }
+        };
+        let line = match line_of(&sealed) {
+            Ok(l) => l,
+            Err(e) => {
+                count_spill(&self.stats, &record.meta.id, Err(e));
+                return;
+            }
+        };
+        let id = sealed.meta.id.clone();
+        let mut sealed = Some(sealed);
+        let mut unsent: Option<SealedCall> = None;
+        let appended = journal.append_then(&line, |seg| {
+            let Some(s) = sealed.take() else { return false };
+            self.stats.depth.fetch_add(1, Ordering::Relaxed);
+            match self.tx.try_send(Msg::Sealed(Box::new(s), seg)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
+                    self.stats.depth.fetch_sub(1, Ordering::Relaxed);
+                    if let Msg::Sealed(s, _) = m {
+                        if seg.is_some() {
+                            // Already on disk: replayed when the segment closes.
+                            self.stats.spilled.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            unsent = Some(*s);
+                        }
+                    }
+                    false
+                }
+            }
+        });
+        if let Err(e) = appended {
+            self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(call = %id, error = %e, "could not append a call record to the journal");
+        }
+        if let Some(s) = unsent {
+            // Neither journaled nor queued: the spill file is the last resort.
+            count_spill(&self.stats, &s.meta.id, self.spill.append(&s));
         }
     }
 
@@ -120,6 +225,11 @@ impl LogWriter {
         if let Err(e) = self.spill.sync() {
             tracing::error!(error = %e, "could not sync the spill file");
         }
+        if let Some(j) = &self.journal
+            && let Err(e) = j.sync()
+        {
+            tracing::error!(error = %e, "could not sync the journal");
+        }
     }
 }
 
@@ -141,85 +251,178 @@ fn count_spill(stats: &WriterStats, id: &str, result: crate::Result<()>) {
     }
 }
 
+enum Item {
+    Plain(CallRecord),
+    Sealed(SealedCall, Option<u64>),
+}
+
+/// What became of the records of one journal segment.
+#[derive(Default)]
+struct SegmentCount {
+    /// Committed to the store by the writer.
+    committed: u64,
+    /// Failed to commit (still in the segment, which must be replayed).
+    failed: u64,
+}
+
 struct Worker {
     store: Box<dyn Store>,
     keyring: Arc<RwLock<Keyring>>,
     spill: Arc<SpillFile>,
+    journal: Option<Arc<Journal>>,
     stats: Arc<WriterStats>,
     config: WriterConfig,
+    committed: HashMap<u64, SegmentCount>,
+    pending: Vec<Closed>,
 }
 
 impl Worker {
-    fn run(self, rx: Receiver<Msg>) {
+    fn run(mut self, rx: Receiver<Msg>) {
         let mut key_mtime = self.key_mtime();
         let mut last_key_check = Instant::now();
-        let mut batch: Vec<CallRecord> = Vec::with_capacity(self.config.batch_max);
+        let mut last_sync = Instant::now();
+        let mut batch: Vec<Item> = Vec::with_capacity(self.config.batch_max);
         let mut stop = false;
+        let wait = if self.config.journal_sync.is_zero() {
+            Duration::from_millis(500)
+        } else {
+            self.config.journal_sync.min(Duration::from_millis(500))
+        };
         while !stop {
             if last_key_check.elapsed() > Duration::from_secs(2) {
                 self.reload_keys_if_changed(&mut key_mtime);
                 last_key_check = Instant::now();
             }
-            match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(Msg::Record(r)) => batch.push(*r),
-                Ok(Msg::Shutdown) => stop = true,
-                Err(RecvTimeoutError::Timeout) => continue,
+            match rx.recv_timeout(wait) {
+                Ok(m) => stop = push(&mut batch, m),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => stop = true,
             }
             // Group commit: let more records arrive, then take them without blocking. Sleeping
             // instead of waiting on the channel means senders never have to wake this thread
             // while it is busy, which keeps a futex wake-up off every request under load.
-            if !stop && !self.config.batch_delay.is_zero() {
+            if !stop && !batch.is_empty() && !self.config.batch_delay.is_zero() {
                 std::thread::sleep(self.config.batch_delay);
             }
             while !stop && batch.len() < self.config.batch_max {
                 match rx.try_recv() {
-                    Ok(Msg::Record(r)) => batch.push(*r),
-                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => stop = true,
+                    Ok(m) => stop = push(&mut batch, m),
+                    Err(TryRecvError::Disconnected) => stop = true,
                     Err(TryRecvError::Empty) => break,
                 }
             }
             if stop {
                 // Take whatever is still queued.
-                while let Ok(Msg::Record(r)) = rx.try_recv() {
-                    batch.push(*r);
+                while let Ok(m) = rx.try_recv() {
+                    push(&mut batch, m);
                 }
             }
             self.flush(&mut batch);
+            if let Some(j) = self.journal.clone() {
+                if !self.config.journal_sync.is_zero()
+                    && last_sync.elapsed() >= self.config.journal_sync
+                {
+                    if let Err(e) = j.sync() {
+                        tracing::error!(error = %e, "could not sync the journal");
+                    }
+                    last_sync = Instant::now();
+                }
+                let age = if stop {
+                    Duration::ZERO
+                } else {
+                    self.config.journal_rotate
+                };
+                if let Some(closed) = j.rotate_if(age, 64 << 20) {
+                    self.pending.push(closed);
+                }
+                self.settle_segments();
+            }
         }
     }
 
-    fn flush(&self, batch: &mut Vec<CallRecord>) {
+    /// Deletes each closed segment whose records are all committed; replays into the store
+    /// (idempotently) one that holds records the writer never committed, then deletes it.
+    fn settle_segments(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        for closed in pending {
+            let count = self.committed.get(&closed.seq);
+            let (committed, failed) = count.map(|c| (c.committed, c.failed)).unwrap_or((0, 0));
+            if committed + failed + closed.unqueued < closed.appended {
+                // Some of its records are still queued.
+                self.pending.push(closed);
+                continue;
+            }
+            self.committed.remove(&closed.seq);
+            if failed + closed.unqueued > 0 {
+                self.stats.journal_replays.fetch_add(1, Ordering::Relaxed);
+                match crate::spill::ingest_file(&closed.path, self.store.as_ref()) {
+                    Ok(r) => {
+                        self.stats
+                            .written
+                            .fetch_add(r.inserted as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        // Left on disk: the next start replays it.
+                        tracing::error!(file = %closed.path.display(), error = %e,
+                            "could not replay a journal segment; it is kept for the next start");
+                    }
+                }
+            } else if let Err(e) = std::fs::remove_file(&closed.path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(file = %closed.path.display(), error = %e, "could not delete a committed journal segment");
+            }
+        }
+    }
+
+    fn flush(&mut self, batch: &mut Vec<Item>) {
         if batch.is_empty() {
             return;
         }
         let n = batch.len() as u64;
-        let sealed: Vec<(String, crate::Result<SealedCall>)> = {
+        let mut calls: Vec<SealedCall> = Vec::with_capacity(batch.len());
+        let mut segs: Vec<Option<u64>> = Vec::with_capacity(batch.len());
+        {
             let keyring = self.keyring.read().unwrap_or_else(|p| p.into_inner());
-            batch
-                .drain(..)
-                .map(|r| (r.meta.id.clone(), keyring.seal(&r)))
-                .collect()
-        };
-        let mut ok = Vec::with_capacity(sealed.len());
-        for (id, s) in sealed {
-            match s {
-                Ok(s) => ok.push(s),
-                Err(e) => count_spill(&self.stats, &id, Err(e)),
+            for item in batch.drain(..) {
+                match item {
+                    Item::Sealed(s, seg) => {
+                        calls.push(s);
+                        segs.push(seg);
+                    }
+                    Item::Plain(r) => match keyring.seal(&r) {
+                        Ok(s) => {
+                            calls.push(s);
+                            segs.push(None);
+                        }
+                        Err(e) => count_spill(&self.stats, &r.meta.id, Err(e)),
+                    },
+                }
             }
         }
-        for chunk in ok.chunks(self.config.batch_max.max(1)) {
+        let size = self.config.batch_max.max(1);
+        for (chunk, chunk_segs) in calls.chunks(size).zip(segs.chunks(size)) {
             match self.store.insert_calls(chunk) {
                 Ok(_) => {
                     self.stats
                         .written
                         .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    for seg in chunk_segs.iter().flatten() {
+                        self.committed.entry(*seg).or_default().committed += 1;
+                    }
                 }
                 Err(e) => {
                     self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(error = %e, records = chunk.len(), "call log write failed; spilling");
-                    for s in chunk {
-                        count_spill(&self.stats, &s.meta.id, self.spill.append(s));
+                    tracing::error!(error = %e, records = chunk.len(), "call log write failed; records stay on disk");
+                    for (s, seg) in chunk.iter().zip(chunk_segs) {
+                        match seg {
+                            Some(seg) => {
+                                // Still in its journal segment, replayed when it closes.
+                                self.committed.entry(*seg).or_default().failed += 1;
+                                self.stats.spilled.fetch_add(1, Ordering::Relaxed);
+                            }
+                            None => count_spill(&self.stats, &s.meta.id, self.spill.append(s)),
+                        }
                     }
                 }
             }
@@ -255,6 +458,16 @@ impl Worker {
     }
 }
 
+/// Adds a message to the batch; says whether it asks the writer to stop.
+fn push(batch: &mut Vec<Item>, m: Msg) -> bool {
+    match m {
+        Msg::Record(r) => batch.push(Item::Plain(*r)),
+        Msg::Sealed(s, seg) => batch.push(Item::Sealed(*s, seg)),
+        Msg::Shutdown => return true,
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,7 +488,7 @@ mod tests {
                 queue_capacity: capacity,
                 batch_max: 64,
                 batch_delay: Duration::from_millis(delay_ms),
-                spill_dir: dir.path().join("spill"),
+                ..WriterConfig::new(&dir.path().join("spill"), None)
             },
         );
         (dir, w, ring)
@@ -315,6 +528,148 @@ mod tests {
         let report = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
         assert_eq!(report.inserted as u64, spilled);
         assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 50);
+    }
+}
+
+#[cfg(test)]
+mod journal_tests {
+    use super::*;
+    use crate::{SqliteStore, ingest_spill_files};
+
+    fn journal_writer(
+        dir: &std::path::Path,
+        capacity: usize,
+        delay_ms: u64,
+    ) -> (LogWriter, Arc<RwLock<Keyring>>) {
+        let (ring, _) = Keyring::load_or_create(&dir.join("k.json")).unwrap();
+        let ring = Arc::new(RwLock::new(ring));
+        let store = SqliteStore::open(&dir.join("db")).unwrap();
+        let w = LogWriter::start(
+            Box::new(store),
+            ring.clone(),
+            WriterConfig {
+                queue_capacity: capacity,
+                batch_max: 64,
+                batch_delay: Duration::from_millis(delay_ms),
+                journal_rotate: Duration::from_millis(50),
+                ..WriterConfig::new(&dir.join("spill"), Some(&dir.join("journal")))
+            },
+        );
+        (w, ring)
+    }
+
+    fn journal_ids(dir: &std::path::Path) -> Vec<String> {
+        let mut ids = Vec::new();
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return ids;
+        };
+        for e in entries {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            for line in text.lines() {
+                let c: SealedCall = serde_json::from_str(line).unwrap();
+                ids.push(c.meta.id);
+            }
+        }
+        ids
+    }
+
+    #[test]
+    fn a_logged_record_is_in_the_journal_when_log_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        // A slow group commit: nothing reaches the database during the checks.
+        let (w, _) = journal_writer(dir.path(), 1024, 400);
+        for i in 0..20 {
+            let id = format!("r{i:04}");
+            w.log(crate::keyring::tests::record(&id, "hello"));
+            assert!(
+                journal_ids(&dir.path().join("journal")).contains(&id),
+                "{id} not journaled"
+            );
+        }
+        // What a crash would leave is enough to recover every record.
+        let fresh = SqliteStore::open(&dir.path().join("recovered")).unwrap();
+        let copy = dir.path().join("copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        for e in std::fs::read_dir(dir.path().join("journal")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+        let report = ingest_spill_files(&copy, &fresh).unwrap();
+        assert_eq!(report.inserted, 20);
+        w.shutdown();
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn committed_segments_are_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = journal_writer(dir.path(), 1024, 1);
+        for i in 0..300 {
+            w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
+            if i % 100 == 99 {
+                std::thread::sleep(Duration::from_millis(120));
+            }
+        }
+        w.shutdown();
+        let s = w.stats();
+        assert_eq!(s.written.load(Ordering::Relaxed), 300);
+        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+        assert_eq!(s.journal_replays.load(Ordering::Relaxed), 0);
+        assert!(journal_ids(&dir.path().join("journal")).is_empty());
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.count_calls().unwrap(), 300);
+    }
+
+    #[test]
+    fn records_the_full_queue_refused_are_replayed_from_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = journal_writer(dir.path(), 2, 300);
+        for i in 0..50 {
+            w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
+        }
+        w.shutdown();
+        let s = w.stats();
+        assert!(s.spilled.load(Ordering::Relaxed) > 0, "nothing overflowed");
+        assert!(s.journal_replays.load(Ordering::Relaxed) > 0);
+        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.count_calls().unwrap(), 50);
+        assert!(journal_ids(&dir.path().join("journal")).is_empty());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn journal_spill_and_database_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = journal_writer(dir.path(), 1024, 400);
+        w.log(crate::keyring::tests::record("r1", "hello"));
+        let spill = SpillFile::new(&dir.path().join("spill"));
+        let ring = Keyring::load(&dir.path().join("k.json")).unwrap();
+        spill
+            .append(
+                &ring
+                    .seal(&crate::keyring::tests::record("r2", "x"))
+                    .unwrap(),
+            )
+            .unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for sub in ["journal", "spill"] {
+            let d = dir.path().join(sub);
+            assert_eq!(mode(&d), 0o700, "{sub}");
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+            }
+        }
+        w.shutdown();
+        for name in ["db", "db-wal", "db-shm"] {
+            let p = dir.path().join(name);
+            if p.exists() {
+                assert_eq!(mode(&p), 0o600, "{name}");
+            }
+        }
+        assert!(dir.path().join("db").exists());
     }
 }
 
@@ -447,7 +802,7 @@ mod failure_tests {
                 queue_capacity: 64,
                 batch_max: 8,
                 batch_delay: Duration::ZERO,
-                spill_dir,
+                ..WriterConfig::new(&spill_dir, None)
             },
         )
     }
@@ -467,6 +822,35 @@ mod failure_tests {
         let store = crate::SqliteStore::open(&dir.path().join("db")).unwrap();
         let report = crate::ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
         assert_eq!(report.inserted, 20);
+    }
+
+    #[test]
+    fn with_a_failing_database_records_stay_in_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let w = LogWriter::start(
+            Box::new(FullDisk),
+            Arc::new(RwLock::new(ring)),
+            WriterConfig {
+                queue_capacity: 64,
+                batch_max: 8,
+                batch_delay: Duration::ZERO,
+                journal_rotate: Duration::from_millis(10),
+                ..WriterConfig::new(&dir.path().join("spill"), Some(&dir.path().join("journal")))
+            },
+        );
+        for i in 0..20 {
+            w.log(crate::keyring::tests::record(&format!("r{i}"), "p"));
+        }
+        w.shutdown();
+        let s = w.stats();
+        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+        assert!(s.write_errors.load(Ordering::Relaxed) > 0);
+        // The replay at the segment's close failed too; the next start recovers everything.
+        let store = crate::SqliteStore::open(&dir.path().join("db")).unwrap();
+        let report = crate::ingest_spill_files(&dir.path().join("journal"), &store).unwrap();
+        assert_eq!(report.inserted, 20);
+        assert_eq!(store.count_calls().unwrap(), 20);
     }
 
     #[test]
