@@ -69,6 +69,8 @@ impl Addresses {
         let ce = format!(
             r"(?:(?:ul\.|ulica|al\.|aleja|pl\.|os\.)[ ]+{cap}(?:[ ]+{cap}){{0,3}}|{cap}(?:[ ]+{cap}){{0,2}}[ ]+(?:út|utca|tér|körút))[ ]+\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}})?\.?{tail_eu}"
         );
+        // US military and diplomatic post: "USS Labrie\nFPO AP 27625", "PSC 5439, Box 0299 APO AE 48831".
+        let military = r"(?:(?:USS|USNS|USNV|USCGC)[ ]+[\p{L}'’\-]+(?:[ ]+[\p{L}'’\-]+)?|(?:PSC|CMR|Unit)[ ]+\d{1,5},?[ ]+Box[ ]+\d{1,5})[ ,]*\n?[ ]*(?:FPO|APO|DPO)[ ]+(?:AA|AE|AP)[ ]+\d{5}".to_string();
         let mut patterns = Vec::new();
         for (name, p) in [
             ("address_en", en),
@@ -82,6 +84,7 @@ impl Addresses {
             ("address_de_prep", de_prep),
             ("address_anchored", anchored),
             ("address_ce", ce),
+            ("address_military", military),
         ] {
             patterns.push(Regex::new(&p).map_err(|e| CurateError::pattern(name, e))?);
         }
@@ -168,6 +171,10 @@ mod tests {
             (
                 "abito in Via Giuseppe Garibaldi 25, 00184 Roma",
                 "Via Giuseppe Garibaldi 25, 00184 Roma",
+            ),
+            (
+                "Please return to USS Labrie\nFPO AP 27625 in case of an issue",
+                "USS Labrie\nFPO AP 27625",
             ),
             (
                 "ik woon op Keizersgracht 123, 1015 CJ Amsterdam",

@@ -133,6 +133,22 @@ const NOT_PERSON_WORDS: &[&str] = &[
     "kk",
     "etf",
     "index",
+    "airlines",
+    "airline",
+    "airways",
+    "league",
+    "association",
+    "federation",
+    "council",
+    "agency",
+    "club",
+    "units",
+    "area",
+    "years",
+    "district",
+    "apartments",
+    "hotel",
+    "restaurant",
     "day",
     "eve",
     "street",
@@ -321,14 +337,44 @@ impl Detector {
         inner.ids.find_cued(text, &cues, out);
         inner.persons.find(text, &cues, &inner.lexicon, out);
         if let Some(tagger) = &inner.tagger {
-            self.tagged(tagger, text, has_digit, out);
+            self.tagged(tagger, text, &cues, has_digit, out);
         }
     }
 
     /// Persons and addresses from the learned tagger, kept when their shape is plausible.
-    fn tagged(&self, tagger: &Tagger, text: &str, has_digit: bool, out: &mut Vec<Candidate>) {
+    fn tagged(
+        &self,
+        tagger: &Tagger,
+        text: &str,
+        cues: &Cues,
+        has_digit: bool,
+        out: &mut Vec<Candidate>,
+    ) {
         let lex = &self.inner.lexicon;
-        for sp in tagger.find(text, lex) {
+        // Where a name may be: after person cues, before verbs of saying, at colons and brackets.
+        let mut anchors: Vec<usize> = Vec::new();
+        for c in &cues.list {
+            use crate::cues::CueKind as K;
+            match c.kind {
+                K::PostVerb => anchors.push(c.start),
+                K::Title
+                | K::Greeting
+                | K::IntroStrong
+                | K::IntroWeak
+                | K::Role
+                | K::Preposition
+                | K::Signoff
+                | K::Label => anchors.push(c.end),
+                _ => {}
+            }
+        }
+        anchors.extend(
+            text.bytes()
+                .enumerate()
+                .filter(|(_, b)| matches!(b, b':' | b'(' | b'<'))
+                .map(|(i, _)| i),
+        );
+        for sp in tagger.find(text, lex, Some(&anchors)) {
             let Some(t) = text.get(sp.start..sp.end) else {
                 continue;
             };
@@ -337,11 +383,29 @@ impl Detector {
                     let words: Vec<&str> = t.split_whitespace().collect();
                     let org = org_like(text, sp.start, sp.end);
                     let lone = words.len() == 1;
-                    let known = words.iter().any(|w| {
-                        let l = w.to_lowercase();
-                        lex.is_given(&l) || lex.is_surname(&l)
-                    });
-                    if org || sp.margin < TAGGER_MIN_MARGIN || (lone && !known) {
+                    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+                    let any_known = lower.iter().any(|l| lex.is_given(l) || lex.is_surname(l));
+                    // A full name the lexicons vouch for: a known given name first, then more.
+                    let full_known = !lone && lex.is_given(&lower[0]);
+                    if org || sp.margin < TAGGER_MIN_MARGIN || (lone && !any_known) {
+                        continue;
+                    }
+                    // Anything else needs context: a person cue right before ("sung by", "Laut",
+                    // "Dear"), a verb of saying or an e-mail right after, or a dialogue colon.
+                    // Title-case words on their own ("Theme Park", "Paris" in a tool schema) are
+                    // not names.
+                    if !full_known && !person_context(text, cues, sp.start, sp.end) {
+                        continue;
+                    }
+                    // "San Francisco", "New Paris": a place prefix makes it a place.
+                    let prev_word = text[..sp.start]
+                        .split_whitespace()
+                        .next_back()
+                        .unwrap_or("")
+                        .to_lowercase();
+                    if crate::person::PLACE_PREFIXES.contains(&prev_word.as_str())
+                        || lex.is_place(&format!("{prev_word} {t}"))
+                    {
                         continue;
                     }
                     let capitalised = words
@@ -467,6 +531,36 @@ fn unescape_breaks(text: &str) -> Option<String> {
     }
     // Only ASCII bytes were replaced by ASCII bytes, so the copy is valid UTF-8.
     String::from_utf8(out).ok()
+}
+
+/// Is the span `s..e` in a person's context: a person cue ending just before it, a verb of
+/// saying or an e-mail right after it, or a colon after it at the start of a line (dialogue)?
+fn person_context(text: &str, cues: &Cues, s: usize, e: usize) -> bool {
+    use crate::cues::CueKind as K;
+    let kinds = [
+        K::Title,
+        K::Greeting,
+        K::IntroStrong,
+        K::IntroWeak,
+        K::Role,
+        K::Preposition,
+        K::Signoff,
+        K::Label,
+    ];
+    let before = cues.nearest_cue_before(&kinds, s, 4).is_some_and(|c| {
+        text[c.end..s]
+            .trim_matches([' ', ',', ':', '\n', '\t', '"', '\''])
+            .is_empty()
+    });
+    let after = text[e..].starts_with(' ') && cues.starts_at(K::PostVerb, e + 1);
+    let rest = text[e..].trim_start_matches(' ');
+    let email = (rest.starts_with('(') || rest.starts_with('<'))
+        && rest
+            .split([')', '>'])
+            .next()
+            .is_some_and(|x| x.contains('@'));
+    let dialogue = text[e..].starts_with(':') && crate::person::sentence_start(text, s);
+    before || after || email || dialogue
 }
 
 /// Does `text[s..e]`, or the word right after it, hold an organisation, date or place word?

@@ -119,7 +119,7 @@ fn normalise_key(k: &str) -> String {
 }
 
 /// Words that start place names ("San Diego", "Bad Homburg", "Puerto Rico").
-const PLACE_PREFIXES: &[&str] = &[
+pub(crate) const PLACE_PREFIXES: &[&str] = &[
     "san", "santa", "santo", "são", "new", "los", "las", "saint", "st", "fort", "port", "mount",
     "lake", "bad", "sankt", "porto", "puerto", "costa", "monte", "cape", "rio", "isla", "villa",
     "el", "la", "le", "north", "south", "east", "west", "upper", "lower", "great", "little", "old",

@@ -141,7 +141,7 @@ mod tests {
 }
 
 mod finder {
-    use super::{international_ok, national_ok};
+    use super::{extension_len, international_ok, national_ok};
     use crate::cues::{CueKind, Cues};
     use crate::detector::{Candidate, score};
     use crate::text::{next_char, prev_char};
@@ -281,6 +281,9 @@ mod finder {
                     .collect();
                 let mixed = kinds.windows(2).any(|w| w[0] != w[1]);
                 let dotted = kinds.first() == Some(&".") && n == 3 && lens_of(gl) != [3, 3, 4];
+                // An extension glued to the number ("955-1033x315", "… ext. 12") belongs to it.
+                let ext_len = extension_len(&text[end..]);
+                let end = end + ext_len;
                 let bad_next = next_char(text, end)
                     .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '@')
                     || (text[end..].starts_with(['.', '-', '/'])
@@ -318,6 +321,22 @@ mod finder {
     }
 }
 
+/// Length of a phone extension at the start of `rest`: "x315", " ext. 12", " x 7"; 0 if none.
+fn extension_len(rest: &str) -> usize {
+    for p in [
+        "x", " x", " x ", " ext. ", " ext ", " ext.", "ext.", " Ext. ",
+    ] {
+        if let Some(r) = rest.strip_prefix(p) {
+            let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+            let after = r[digits..].chars().next();
+            if (1..=5).contains(&digits) && !after.is_some_and(char::is_alphanumeric) {
+                return p.len() + digits;
+            }
+        }
+    }
+    0
+}
+
 pub(crate) use finder::PhoneFinder;
 
 #[cfg(test)]
@@ -340,6 +359,7 @@ mod detect_tests {
             ("cell 333 123 4567", "333 123 4567"),
             ("bel 06-12345678", "06-12345678"),
             ("0049 89 1234567 ist erreichbar", "0049 89 1234567"),
+            ("Desk: (082)955-1033x315", "(082)955-1033x315"),
         ] {
             finds(t, Phone, v);
         }

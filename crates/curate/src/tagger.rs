@@ -173,12 +173,19 @@ const LEX_GIVEN: u8 = 1;
 const LEX_SUR: u8 = 2;
 const LEX_STOP: u8 = 4;
 
-fn prepare(text: &str, lexicon: &Lexicon) -> Prepared {
+/// Per-token strings, computed only for the tokens the features will read. `anchors`: byte
+/// positions where a name may start or end (the ends of person cues, the starts of verbs of
+/// saying, colons, brackets); capitalised words away from them and from known given names are
+/// not scored. `None` scores every capitalised word (training).
+fn prepare(text: &str, lexicon: &Lexicon, anchors: Option<&[usize]>) -> Prepared {
     let toks = tokenize(text);
-    let mut lower = Vec::with_capacity(toks.len());
-    let mut shapes = Vec::with_capacity(toks.len());
-    let mut lex = Vec::with_capacity(toks.len());
-    for t in &toks {
+    let n = toks.len();
+    let mut lower = vec![String::new(); n];
+    let mut shapes = vec![Vec::new(); n];
+    let mut lex = vec![0u8; n];
+    let mut done = vec![false; n];
+    let fill = |i: usize, lower: &mut Vec<String>, shapes: &mut Vec<Vec<u8>>, lex: &mut Vec<u8>| {
+        let t = toks[i];
         let w = &text[t.s..t.e];
         let l = w.to_lowercase();
         let mut flags = 0;
@@ -193,17 +200,35 @@ fn prepare(text: &str, lexicon: &Lexicon) -> Prepared {
                 flags |= LEX_STOP;
             }
         }
-        let mut sh = Vec::new();
-        shape(w, &mut sh);
-        lower.push(l);
-        shapes.push(sh);
-        lex.push(flags);
-    }
-    let n = toks.len();
+        shape(w, &mut shapes[i]);
+        lower[i] = l;
+        lex[i] = flags;
+    };
+    let near_anchor = |t: &Tok| {
+        anchors.is_none_or(|a| {
+            a.iter()
+                .any(|&p| (p <= t.s && t.s - p <= 3) || (p >= t.e && p - t.e <= 3))
+        })
+    };
     let mut active = vec![false; n];
     for (i, t) in toks.iter().enumerate() {
-        if (t.cap && !(t.sent_start && lex[i] & LEX_STOP != 0)) || t.kind == Kind::Num {
-            let (lo, hi) = if t.kind == Kind::Num { (4, 6) } else { (2, 2) };
+        // A house number: 1–5 digits with a capitalised word within three tokens (a street).
+        let house_number = t.kind == Kind::Num
+            && t.e - t.s <= 5
+            && toks[i.saturating_sub(3)..(i + 4).min(n)]
+                .iter()
+                .any(|x| x.cap);
+        let window = if house_number {
+            Some((4, 6))
+        } else if t.cap {
+            fill(i, &mut lower, &mut shapes, &mut lex);
+            done[i] = true;
+            let stop_start = t.sent_start && lex[i] & LEX_STOP != 0;
+            (!stop_start && (near_anchor(t) || lex[i] & LEX_GIVEN != 0)).then_some((2, 2))
+        } else {
+            None
+        };
+        if let Some((lo, hi)) = window {
             for a in active
                 .iter_mut()
                 .take((i + hi + 1).min(n))
@@ -211,6 +236,16 @@ fn prepare(text: &str, lexicon: &Lexicon) -> Prepared {
             {
                 *a = true;
             }
+        }
+    }
+    // The features of an active token read its neighbours up to two away.
+    for i in 0..n {
+        if !done[i]
+            && active[i.saturating_sub(2)..(i + 3).min(n)]
+                .iter()
+                .any(|&a| a)
+        {
+            fill(i, &mut lower, &mut shapes, &mut lex);
         }
     }
     Prepared {
@@ -389,8 +424,18 @@ impl Tagger {
         (tags, margins)
     }
 
-    pub(crate) fn find(&self, text: &str, lexicon: &Lexicon) -> Vec<TaggedSpan> {
-        let p = prepare(text, lexicon);
+    /// Tagged spans of `text`, unfiltered (the detector filters them by shape and context).
+    pub fn spans(&self, text: &str) -> Vec<TaggedSpan> {
+        self.find(text, &Lexicon::new(), None)
+    }
+
+    pub(crate) fn find(
+        &self,
+        text: &str,
+        lexicon: &Lexicon,
+        anchors: Option<&[usize]>,
+    ) -> Vec<TaggedSpan> {
+        let p = prepare(text, lexicon, anchors);
         if !p.active.iter().any(|&a| a) {
             return Vec::new();
         }
@@ -459,7 +504,7 @@ pub fn train(data: &[Labelled], epochs: usize, seed: u64) -> (Tagger, Vec<f64>) 
     let prepared: Vec<(Prepared, Vec<usize>)> = data
         .iter()
         .map(|d| {
-            let p = prepare(&d.text, &lexicon);
+            let p = prepare(&d.text, &lexicon, None);
             let gold = p
                 .toks
                 .iter()
@@ -591,7 +636,11 @@ mod tests {
         assert!(hist[hist.len() - 1] > 0.95, "{hist:?}");
         let lex = Lexicon::new();
         // An unseen name after the learned cue.
-        let found = model.find("The song was sung by Zdravko Petrosyan in 2001.", &lex);
+        let found = model.find(
+            "The song was sung by Zdravko Petrosyan in 2001.",
+            &lex,
+            None,
+        );
         assert!(
             found.iter().any(|s| s.tag == Tag::Person
                 && &"The song was sung by Zdravko Petrosyan in 2001."[s.start..s.end]
@@ -599,7 +648,11 @@ mod tests {
             "{found:?}"
         );
         let back = Tagger::from_bytes(&model.to_bytes()).unwrap();
-        let again = back.find("The song was sung by Zdravko Petrosyan in 2001.", &lex);
+        let again = back.find(
+            "The song was sung by Zdravko Petrosyan in 2001.",
+            &lex,
+            None,
+        );
         assert_eq!(found.len(), again.len());
         assert!(Tagger::from_bytes(b"garbage").is_err());
     }
