@@ -624,21 +624,28 @@ fn select_train_and_eval_a_discovered_task() {
         "{}",
         r.text()
     );
-    // Routed: a logged request, as the agent sent it; served by the specialist, it runs on the
-    // prompt `generate --adapter` renders for it.
-    let line = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
-    let mut request: Value =
-        serde_json::from_str::<Value>(line.lines().next().unwrap()).unwrap()["request"].clone();
-    request["max_tokens"] = serde_json::json!(48);
+    // Routed: a logged call of the task, as the agent sent it (discovery may have put the
+    // first calls into other tasks); served by the specialist, it runs on the prompt
+    // `generate --adapter` renders for it.
+    let calls = std::fs::read_to_string(dir.path().join("calls.jsonl")).unwrap();
+    let (request, r) = calls
+        .lines()
+        .take(30)
+        .find_map(|line| {
+            let mut request = serde_json::from_str::<Value>(line).unwrap()["request"].clone();
+            request["max_tokens"] = serde_json::json!(48);
+            let r = post_json(
+                &gw.addr,
+                "/v1/chat/completions",
+                None,
+                &request.to_string(),
+                &[],
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            (r.header("x-downshift-task") == Some(task.as_str())).then_some((request, r))
+        })
+        .unwrap_or_else(|| panic!("none of the first 30 logged calls is routed to {task}"));
     let routed_tokens = generate_with_adapter(model, &out, &request)["prompt_tokens"].as_u64();
-    let r = post_json(
-        &gw.addr,
-        "/v1/chat/completions",
-        None,
-        &request.to_string(),
-        &[],
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
     let route = r.header("x-downshift-route").unwrap().to_owned();
     let fallback = r.header("x-downshift-fallback").map(str::to_owned);
     match &fallback {
