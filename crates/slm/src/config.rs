@@ -388,7 +388,7 @@ fn rope_scaling_of(s: &serde_json::Value) -> Result<RopeScaling> {
 }
 
 impl LlamaConfig {
-    /// Reads `{arch}.*` metadata of a GGUF file (into the same [`ConfigFile`] a
+    /// Reads `{arch}.*` metadata of a GGUF file (into the same `ConfigFile` a
     /// `config.json` gives, so both sources are resolved by one function).
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         ConfigFile::from_gguf(g)?.resolve()

@@ -13,7 +13,6 @@ use crate::generate::{
 };
 use crate::gguf::Gguf;
 use crate::llama::{KvDtype, Llama};
-use crate::lora::LoraAdapter;
 use crate::nn::AdapterSel;
 use crate::specialist::{PromptRecipe, Specialist};
 use crate::tokenizer::Tokenizer;
@@ -173,10 +172,12 @@ impl LocalModel {
         self.recipes.get(&id)
     }
 
-    /// Merges a PEFT LoRA adapter into the base weights.
+    /// Merges the adapter folder `dir` ([`Specialist::open`], refused for another base) into
+    /// the base weights.
     pub fn merge_adapter(&mut self, dir: impl AsRef<Path>) -> Result<()> {
-        let a = LoraAdapter::load(dir)?;
-        self.model.merge_adapter(&a)
+        let s = Specialist::open(dir)?;
+        s.check_base(&self.model)?;
+        self.model.merge_adapter(s.adapter())
     }
 
     /// Token ids of raw text (BOS added as the model asks; special-token texts parsed).

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use downshift_slm::{Llama, LoraAdapter, RopeStyle, Specialist, SpecialistMeta, base_fingerprint};
+use downshift_slm::{Llama, RopeStyle, Specialist, SpecialistMeta, base_fingerprint};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -292,7 +292,8 @@ pub fn load_adapter(model: &mut Llama, dir: &Path) -> Result<(usize, Option<Spec
 /// the base's other files (config, tokenizer). The weights keep the base's dtype. A GGUF
 /// base has no Hugging Face tensor names to write back to; merge onto its original folder.
 pub fn merge_to_hf_dir(base_dir: &Path, adapter_dir: &Path, out_dir: &Path) -> Result<()> {
-    let adapter = LoraAdapter::load(adapter_dir)?;
+    let folder = Specialist::open(adapter_dir)?;
+    let adapter = folder.adapter();
     let scale = adapter.config.scale();
     let idx = base_dir.join("model.safetensors.index.json");
     let mut files = Vec::new();
