@@ -102,10 +102,17 @@ pub struct FilterArgs {
     /// Only calls with this tag (repeatable; all must match).
     #[arg(long = "tag", value_name = "K=V", value_parser = parse_tag)]
     tags: Vec<(String, String)>,
+    /// Only calls of this agent: its id as the agent sent it (pseudonymised with the key file
+    /// before the lookup) or its stored pseudonym (`agt_…`).
+    #[arg(long, value_name = "ID")]
+    agent: Option<String>,
+    /// Only calls discovery assigned to this task (see `downshift tasks list`).
+    #[arg(long, value_name = "TASK_ID")]
+    task: Option<String>,
 }
 
 impl FilterArgs {
-    fn filter(&self, limit: Option<usize>) -> Result<CallFilter> {
+    fn filter(&self, limit: Option<usize>, data: &DataDir) -> Result<CallFilter> {
         let status = match self.status.as_deref() {
             None => None,
             Some(s) => Some(CallStatus::parse(s).with_context(|| {
@@ -119,13 +126,26 @@ impl FilterArgs {
             until_ms: self.until.as_deref().map(parse_time).transpose()?,
             model: self.model.clone(),
             status,
-            agent: None,
+            agent: match self.agent.as_deref() {
+                None => None,
+                Some(a) if is_agent_pseudonym(a) => Some(a.to_owned()),
+                Some(a) => Some(data.keyring(false)?.0.pseudonym("agent", a)),
+            },
             tags: self.tags.clone(),
             limit,
-            task: None,
+            task: self.task.clone(),
             after: None,
         })
     }
+}
+
+/// A stored agent pseudonym: `agt_` and 24 lower-case hex digits.
+fn is_agent_pseudonym(s: &str) -> bool {
+    s.strip_prefix("agt_").is_some_and(|h| {
+        h.len() == 24
+            && h.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +163,7 @@ pub struct ExportArgs {
 pub fn export(a: ExportArgs, data: &DataDir) -> Result<()> {
     let (keyring, _) = data.keyring(false)?;
     let store = data.open_store()?;
-    let filter = a.filter.filter(a.limit)?;
+    let filter = a.filter.filter(a.limit, data)?;
     store.audit(&AuditEntry::new(
         &cli_actor(),
         "export_raw",
@@ -196,7 +216,7 @@ pub fn calls(c: CallsCommand, data: &DataDir) -> Result<()> {
             limit,
             json,
         } => {
-            let calls = store.list_calls(&filter.filter(Some(limit))?)?;
+            let calls = store.list_calls(&filter.filter(Some(limit), data)?)?;
             if json {
                 let mut out = std::io::stdout().lock();
                 for m in &calls {

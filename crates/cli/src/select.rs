@@ -5,7 +5,7 @@
 use anyhow::{Context, Result, anyhow};
 use downshift_curate::CurateConfig;
 use downshift_evaluate::{OutputKind, kind_of_many};
-use downshift_select::{Candidate, Catalog, Constraints, TaskKind, TaskProfile, select};
+use downshift_select::{Candidate, Catalog, Constraints, TaskKind, TaskProfile, select_located};
 use downshift_slm::GenerateOptions;
 use downshift_store::{DataDir, Store};
 use downshift_train::{ChatRecord, Split, SplitConfig};
@@ -92,7 +92,8 @@ fn bakeoff_one(
 }
 
 /// The accepted candidate with the best bake-off exact match (ties and no bake-off: the
-/// catalog ranking's order).
+/// catalog ranking's order, which puts what can be had without a hub download first); never a
+/// model that must first be downloaded from the hub while another can run.
 fn recommended(ranked: &[Candidate], bake: &[(String, Value)]) -> Option<String> {
     let em = |id: &str| {
         bake.iter()
@@ -101,7 +102,13 @@ fn recommended(ranked: &[Candidate], bake: &[(String, Value)]) -> Option<String>
             .unwrap_or(-1.0)
     };
     let mut best: Option<&Candidate> = None;
-    for c in ranked.iter().filter(|c| c.rejected.is_empty()) {
+    let obtainable = ranked
+        .iter()
+        .any(|c| c.accepted() && c.availability.obtainable());
+    for c in ranked
+        .iter()
+        .filter(|c| c.accepted() && (c.availability.obtainable() || !obtainable))
+    {
         if best.is_none_or(|b| em(&c.id) > em(&b.id)) {
             best = Some(c);
         }
@@ -137,7 +144,9 @@ pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Resul
         ..Default::default()
     };
     let catalog = Catalog::embedded().context("the embedded model catalog is invalid")?;
-    let ranked: Vec<Candidate> = select(&catalog, &profile, &constraints);
+    let ranked: Vec<Candidate> = select_located(&catalog, &profile, &constraints, |m| {
+        resolve_model(&m.id).ok().map(|p| p.display().to_string())
+    });
 
     let mut bake: Vec<(String, Value)> = Vec::new();
     if a.bakeoff {
@@ -218,9 +227,16 @@ pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Resul
                 "-".into()
             },
             em,
+            c.get.clone(),
             why,
         ]);
     }
-    table(&["MODEL", "PARAMS", "SCORE", "BAKE-OFF", "WHY"], &rows);
+    table(
+        &["MODEL", "PARAMS", "SCORE", "BAKE-OFF", "GET", "WHY"],
+        &rows,
+    );
+    if let Some(best) = recommended(&ranked, &bake) {
+        println!("recommended: {best}");
+    }
     Ok(())
 }

@@ -73,3 +73,85 @@ fn shared_options_are_listed_apart_from_each_commands_own() {
         );
     }
 }
+
+/// Twelve calls of two agents (Data Flywheel records: `client_id` is the agent), two jobs.
+fn two_agents(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut lines = Vec::new();
+    for i in 0..12 {
+        let (agent, system) = if i % 2 == 0 {
+            (
+                "billing-bot",
+                "Classify the billing question into one of: refund, invoice, other.",
+            )
+        } else {
+            (
+                "travel-bot",
+                "Extract the city the traveller asks about, as JSON {\"city\": …}.",
+            )
+        };
+        let rec = serde_json::json!({
+            "timestamp": 1_767_225_600 + i,
+            "workload_id": "w",
+            "client_id": agent,
+            "request": {"model": "gpt-4o", "messages": [
+                {"role": "system", "content": system},
+                {"role": "user", "content": format!("question number {i}")}]},
+            "response": {"object": "chat.completion", "choices": [{"index": 0,
+                "message": {"role": "assistant", "content": format!("answer {i}")},
+                "finish_reason": "stop"}]}
+        });
+        lines.push(rec.to_string());
+    }
+    let file = dir.join("calls.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    file
+}
+
+#[test]
+fn calls_list_filters_by_agent_and_task() {
+    let dir = tempdir();
+    let d = dir.path().join("data");
+    let file = two_agents(dir.path());
+    let ds = d.to_str().unwrap();
+    support::ok(&["import", file.to_str().unwrap(), "--data-dir", ds]);
+    assert_eq!(support::calls(&d, &[]).len(), 12);
+
+    let billing = support::calls(&d, &["--agent", "billing-bot"]);
+    assert_eq!(billing.len(), 6, "{billing:?}");
+    let pseudonym = billing[0]["agent"].as_str().unwrap().to_owned();
+    assert!(pseudonym.starts_with("agt_"), "{pseudonym}");
+    assert!(billing.iter().all(|c| c["agent"] == pseudonym.as_str()));
+    // The stored pseudonym selects the same calls; an unknown agent none.
+    assert_eq!(support::calls(&d, &["--agent", &pseudonym]).len(), 6);
+    assert!(support::calls(&d, &["--agent", "nobody"]).is_empty());
+
+    // --task: the calls discovery assigned to a task.
+    let out: serde_json::Value = serde_json::from_str(&support::ok(&[
+        "discover",
+        "--embedder",
+        "hashed",
+        "--json",
+        "--data-dir",
+        ds,
+    ]))
+    .unwrap();
+    let tasks = out["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2, "{out}");
+    for t in tasks {
+        let id = t["id"].as_str().unwrap();
+        let of_task = support::calls(&d, &["--task", id]);
+        assert_eq!(of_task.len() as u64, t["calls"].as_u64().unwrap(), "{t}");
+        let agents: std::collections::BTreeSet<&str> = of_task
+            .iter()
+            .map(|c| c["agent"].as_str().unwrap())
+            .collect();
+        assert_eq!(agents.len(), 1, "a task of one agent's job: {of_task:?}");
+    }
+    // Filters combine: one agent's calls in the other agent's task are none.
+    let other = tasks
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .find(|id| support::calls(&d, &["--task", id])[0]["agent"] != pseudonym.as_str())
+        .unwrap();
+    assert!(support::calls(&d, &["--agent", "billing-bot", "--task", other]).is_empty());
+}

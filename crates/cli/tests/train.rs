@@ -439,7 +439,25 @@ fn select_train_and_eval_a_discovered_task() {
             .any(|r| r.as_str().unwrap().contains("param")),
         "{big}"
     );
-    assert!(v["recommended"].is_string(), "{v}");
+    // The recommendation is one the engine can start on here (found locally or packaged),
+    // never a hub-only model; every candidate says how to get it.
+    let rec = v["recommended"].as_str().unwrap();
+    let rec_c = cands.iter().find(|c| c["id"] == rec).unwrap();
+    assert!(
+        ["local", "packaged"].contains(&rec_c["availability"]["kind"].as_str().unwrap()),
+        "{rec_c}"
+    );
+    assert!(
+        cands.iter().all(|c| !c["get"].as_str().unwrap().is_empty()),
+        "{v}"
+    );
+    assert!(
+        cands
+            .iter()
+            .any(|c| c["availability"]["kind"] == "hub"
+                && c["get"].as_str().unwrap().contains("hub")),
+        "{v}"
+    );
 
     // train --task curates the task's calls into task-<id> and trains on them.
     let out = dir.path().join("spec");
