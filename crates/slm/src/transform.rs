@@ -16,6 +16,8 @@ use crate::error::{Error, Result};
 /// `tool_names`; a transform is written with the lowest version that holds what it uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PromptTransform {
+    /// The format version (1 to [`PromptTransform::VERSION`]); a build refuses versions it
+    /// does not know rather than misapply them.
     pub version: u32,
     /// Drop the `tools` list (the specialist has internalised the schemas).
     #[serde(default)]
