@@ -122,7 +122,9 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
     }
     if a.no_auth {
         cfg.server.require_auth = false;
-        tracing::warn!("--no-auth: every request is accepted without an API key");
+        tracing::warn!(
+            "--no-auth: every request is accepted, with any API key or none (local development only)"
+        );
     }
 
     for (name, path) in a.local {

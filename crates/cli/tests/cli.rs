@@ -155,3 +155,38 @@ fn calls_list_filters_by_agent_and_task() {
         .unwrap();
     assert!(support::calls(&d, &["--agent", "billing-bot", "--task", other]).is_empty());
 }
+
+#[test]
+fn no_auth_accepts_any_key_or_none_and_a_known_key_still_names_its_agent() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let ds = data.to_str().unwrap();
+    // A key bound to an agent, created before the gateway starts.
+    let key_out: serde_json::Value = serde_json::from_str(&support::ok(&[
+        "keys", "create", "--role", "agent", "--name", "bot", "--agent", "billing-bot", "--json",
+        "--data-dir", ds,
+    ]))
+    .unwrap();
+    let agent_key = key_out["key"].as_str().unwrap().to_owned();
+    let mock = support::mock(&[]);
+    let gw = support::serve(&data, &mock.addr, &["--no-auth"]);
+    let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    // What an OpenAI SDK sends (a key downshift never issued), no key at all, a downshift key.
+    for key in [Some("sk-anything-the-sdk-sends"), None, Some(agent_key.as_str())] {
+        let r = support::post_json(&gw.addr, "/v1/chat/completions", key, body, &[]);
+        assert_eq!(r.status, 200, "{key:?}: {}", r.text());
+    }
+    // Admin reads work without a key too.
+    assert_eq!(support::get(&gw.addr, "/admin/calls", None).status, 200);
+    let calls = support::wait_calls(&data, 3);
+    assert_eq!(calls.len(), 3);
+    // Only the downshift key binds its agent.
+    let agents: Vec<&serde_json::Value> = calls.iter().map(|c| &c["agent"]).collect();
+    assert_eq!(
+        agents.iter().filter(|a| a.is_string()).count(),
+        1,
+        "{calls:?}"
+    );
+    gw.stop();
+    mock.stop();
+}

@@ -83,18 +83,29 @@ impl Auth {
 
     /// Who sent `headers`. A cache miss looks the key up on a blocking thread (the store has
     /// its own connection), so the event loop never waits on the database.
+    ///
+    /// Without required authentication (`serve --no-auth`) every request is accepted: a known
+    /// key still counts as itself (its role and bound agent), while no key, or one downshift does
+    /// not know — OpenAI SDKs always send one — is the anonymous administrator.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, GatewayError> {
+        let anonymous = || Principal {
+            key_id: None,
+            role: Role::Admin,
+            agent: None,
+        };
         let key = match presented_key(headers) {
             Some(k) if !k.is_empty() => k,
-            _ if !self.required => {
-                return Ok(Principal {
-                    key_id: None,
-                    role: Role::Admin,
-                    agent: None,
-                });
-            }
+            _ if !self.required => return Ok(anonymous()),
             _ => return Err(GatewayError::MissingKey),
         };
+        match self.lookup(key).await {
+            Err(GatewayError::InvalidKey) if !self.required => Ok(anonymous()),
+            other => other,
+        }
+    }
+
+    /// The principal of a presented key (cached for a short while, revocation included).
+    async fn lookup(&self, key: &str) -> Result<Principal, GatewayError> {
         let hash = hash_api_key(key);
         if let Some(hit) = self
             .cache
