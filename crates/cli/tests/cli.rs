@@ -163,8 +163,17 @@ fn no_auth_accepts_any_key_or_none_and_a_known_key_still_names_its_agent() {
     let ds = data.to_str().unwrap();
     // A key bound to an agent, created before the gateway starts.
     let key_out: serde_json::Value = serde_json::from_str(&support::ok(&[
-        "keys", "create", "--role", "agent", "--name", "bot", "--agent", "billing-bot", "--json",
-        "--data-dir", ds,
+        "keys",
+        "create",
+        "--role",
+        "agent",
+        "--name",
+        "bot",
+        "--agent",
+        "billing-bot",
+        "--json",
+        "--data-dir",
+        ds,
     ]))
     .unwrap();
     let agent_key = key_out["key"].as_str().unwrap().to_owned();
@@ -172,7 +181,11 @@ fn no_auth_accepts_any_key_or_none_and_a_known_key_still_names_its_agent() {
     let gw = support::serve(&data, &mock.addr, &["--no-auth"]);
     let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
     // What an OpenAI SDK sends (a key downshift never issued), no key at all, a downshift key.
-    for key in [Some("sk-anything-the-sdk-sends"), None, Some(agent_key.as_str())] {
+    for key in [
+        Some("sk-anything-the-sdk-sends"),
+        None,
+        Some(agent_key.as_str()),
+    ] {
         let r = support::post_json(&gw.addr, "/v1/chat/completions", key, body, &[]);
         assert_eq!(r.status, 200, "{key:?}: {}", r.text());
     }
