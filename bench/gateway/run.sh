@@ -5,6 +5,8 @@
 #   bench/gateway/run.sh                      # 10 s per phase, 1000 req/s open loop, 32 connections
 #   DURATION=5 RATE=1000 CONNS=32 bench/gateway/run.sh
 #   WITH_LITELLM=1 bench/gateway/run.sh       # also install (first time) and measure LiteLLM's proxy
+#   JOURNAL=0 bench/gateway/run.sh            # the gateway without its crash journal ([store] journal = false)
+#   SKIP_BUILD=1 bench/gateway/run.sh         # use the release binaries already built
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -13,9 +15,11 @@ CONNS=${CONNS:-32}
 LITELLM_RATE=${LITELLM_RATE:-50}   # LiteLLM saturates near 100 req/s per worker
 VENV=bench/gateway/.venv
 
-echo "building (release)…" >&2
-cargo build --release -q -p downshift-cli
-cargo build --release -q -p downshift-gateway --example loadgen
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  echo "building (release)…" >&2
+  cargo build --release -q -p downshift-cli
+  cargo build --release -q -p downshift-gateway --example loadgen
+fi
 BIN=target/release/downshift
 LG=target/release/examples/loadgen
 BODY=bench/gateway/request.json
@@ -40,8 +44,13 @@ export DOWNSHIFT_LOG=warn
 MOCK_PID=$!; pids+=($MOCK_PID)
 MOCK=$(wait_addr "$work/mock.out")
 KEY=dsk_benchmark_admin_key_0123456789
+GW_ARGS=()
+if [ "${JOURNAL:-1}" = 0 ]; then
+  printf '[store]\njournal = false\n' >"$work/gw.toml"
+  GW_ARGS=(--config "$work/gw.toml")
+fi
 DOWNSHIFT_ADMIN_KEY=$KEY "$BIN" serve --listen 127.0.0.1:0 --upstream "http://$MOCK" \
-  --data-dir "$work/data" >"$work/gw.out" 2>"$work/gw.err" &
+  --data-dir "$work/data" "${GW_ARGS[@]}" >"$work/gw.out" 2>"$work/gw.err" &
 GW_PID=$!; pids+=($GW_PID)
 GW=$(wait_addr "$work/gw.out")
 
@@ -93,7 +102,7 @@ YAML
   run ll_rate "http://127.0.0.1:$LPORT/v1/chat/completions" "$LL_PID" "$LLKEY" --rate "$LITELLM_RATE"
   run direct_llrate "http://$MOCK/v1/chat/completions" - "$KEY" --rate "$LITELLM_RATE"
 fi
-sleep 0.5
+sleep 2   # the writer folds the journal into the store within about a second
 LOGGED=$("$BIN" calls list --json --limit 100000000 --data-dir "$work/data" | wc -l)
 
 python3 - "$work" "$LOGGED" "$RATE" "$CONNS" "$DURATION" "$LITELLM_RATE" <<'PY'
