@@ -85,6 +85,10 @@ const TAGGER_WEIGHTS: &[u8] = include_bytes!("../data/tagger.bin");
 /// raising it trades recall for almost no precision (the false positives are confident ones,
 /// which the shape filters below remove instead), so any positive margin is taken.
 const TAGGER_MIN_MARGIN: f32 = 0.0;
+/// A multi-word span the tagger is this sure of needs no context cue. Measured on the dev parts
+/// (presidio-evaluator's): from margin 20 on, 214 of 220 such spans were names; on BFCL tool
+/// schemas and prompts, 17 spans in 7,259 strings reach it.
+const TAGGER_SURE_MARGIN: f32 = 20.0;
 
 /// Words that make a capitalised run an organisation, a date or a place rather than a person.
 const NOT_PERSON_WORDS: &[&str] = &[
@@ -351,30 +355,7 @@ impl Detector {
         out: &mut Vec<Candidate>,
     ) {
         let lex = &self.inner.lexicon;
-        // Where a name may be: after person cues, before verbs of saying, at colons and brackets.
-        let mut anchors: Vec<usize> = Vec::new();
-        for c in &cues.list {
-            use crate::cues::CueKind as K;
-            match c.kind {
-                K::PostVerb => anchors.push(c.start),
-                K::Title
-                | K::Greeting
-                | K::IntroStrong
-                | K::IntroWeak
-                | K::Role
-                | K::Preposition
-                | K::Signoff
-                | K::Label => anchors.push(c.end),
-                _ => {}
-            }
-        }
-        anchors.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| matches!(b, b':' | b'(' | b'<'))
-                .map(|(i, _)| i),
-        );
-        for sp in tagger.find(text, lex, Some(&anchors)) {
+        for sp in tagger.find(text, lex, None) {
             let Some(t) = text.get(sp.start..sp.end) else {
                 continue;
             };
@@ -394,7 +375,8 @@ impl Detector {
                     // "Dear"), a verb of saying or an e-mail right after, or a dialogue colon.
                     // Title-case words on their own ("Theme Park", "Paris" in a tool schema) are
                     // not names.
-                    if !full_known && !person_context(text, cues, sp.start, sp.end) {
+                    let sure = !lone && sp.margin >= TAGGER_SURE_MARGIN;
+                    if !full_known && !sure && !person_context(text, cues, sp.start, sp.end) {
                         continue;
                     }
                     // "San Francisco", "New Paris": a place prefix makes it a place.
