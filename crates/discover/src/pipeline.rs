@@ -10,26 +10,35 @@
 //! identified by the list's tool names. Text and JSON answers are grouped by the tool names
 //! offered. A group smaller than `min_cluster_size` is not a recurring job: its calls are noise.
 //!
-//! **Semantic split.** In a group large enough to hold two clusters (≥ 2 · `min_cluster_size`
-//! calls) the distinct variable texts (newest user/tool turns, truncated) are embedded — at
-//! most `sample_per_group` of them (tool-call groups, whose job the called tool already names,
-//! half of that), a deterministic hash sample weighted up to the group's size — and clustered
-//! with HDBSCAN (cosine, excess of mass, the whole group allowed as one cluster,
-//! `min_cluster_size` raised to `min_split_share` of the group so that a split is a second job
-//! rather than a few near-paraphrases, and for tool-call groups to at least
-//! 2 · `min_cluster_size`). When HDBSCAN keeps a text/JSON group whole, its best
-//! forced split is still taken if it is clearly separated (weighted silhouette ≥ 0.15); a
-//! tool-call group, whose job its tool names, splits only when HDBSCAN itself splits it. One cluster:
-//! the group is one task. Several: the group was used for several jobs, and every call of it
-//! (HDBSCAN's noise inside the group included: the group is a recurring job) takes the nearest
-//! cluster centroid, as `approximate_predict` would.
+//! **A job is its instruction, not its values.** A *specific* system prompt (more than
+//! [`GENERIC_PROMPT_WORDS`] words) is the job's instruction: the user turns under it are the
+//! material it works on, and never split it. Under a *generic* prompt ("You are a helpful
+//! assistant.") the instruction is the imperative head of the user turn
+//! ([`crate::mask::instruction_part`]); its masked view ([`crate::mask::Masker`]: entities →
+//! their type, quoted spans and any token with a digit normalised) is what gets embedded.
+//!
+//! **Semantic split.** In a generic-prompt group large enough to hold two clusters
+//! (≥ 2 · `min_cluster_size` calls) the distinct masked instruction heads — at most
+//! `sample_per_group` of them, a deterministic hash sample weighted up to the group's size —
+//! are embedded and clustered with HDBSCAN (cosine, excess of mass, the whole group allowed as
+//! one cluster, `min_cluster_size` raised to `min_split_share` of the group). When HDBSCAN keeps
+//! the group whole, its best forced split is still taken if it is clearly separated (weighted
+//! silhouette ≥ 0.15). Every call of a split group takes the nearest cluster centroid, as
+//! `approximate_predict` would. A tool-call group of one tool list's own tools (no shared API)
+//! splits by the tool called.
+//!
+//! **Placement.** A split stands only where the router can place requests before the answer
+//! exists ([`crate::placement`]): parts the router's view cannot tell apart on held-back calls
+//! (≥ 98% each) are merged — one task per agent step.
 //!
 //! **Embedding budget.** Embedding dominates the run time (all-MiniLM-L6-v2 on two CPU cores
-//! embeds roughly 50–100 short texts a second), so a run embeds at most `embed_budget` texts.
-//! Groups whose answers are text or JSON come first (their structure does not pin the job),
-//! then tool-call groups from the largest down; groups left without budget are kept whole and
-//! counted as `groups_unchecked`. In a group that splits, texts beyond the budget take the
-//! cluster of their nearest sampled text under the hashed n-gram embedding.
+//! embeds roughly 50–100 short texts a second), so a run embeds at most `embed_budget` texts,
+//! the largest groups first; groups left without budget are kept whole and counted as
+//! `groups_unchecked`. In a group that splits, texts beyond the budget take the cluster of
+//! their nearest sampled text under the hashed n-gram embedding.
+//!
+//! **Labels** come from masked text only: the masked system-prompt template, or under a
+//! generic prompt the masked instruction heads ([`crate::labels`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
