@@ -161,8 +161,8 @@ pub struct ExportArgs {
 }
 
 pub fn export(a: ExportArgs, data: &DataDir) -> Result<()> {
+    let store = data.open_existing_store()?;
     let (keyring, _) = data.keyring(false)?;
-    let store = data.open_store()?;
     let filter = a.filter.filter(a.limit, data)?;
     store.audit(&AuditEntry::new(
         &cli_actor(),
@@ -209,7 +209,7 @@ fn meta_json(m: &downshift_store::CallMeta) -> Value {
 }
 
 pub fn calls(c: CallsCommand, data: &DataDir) -> Result<()> {
-    let store = data.open_store()?;
+    let store = data.open_existing_store()?;
     match c {
         CallsCommand::List {
             filter,

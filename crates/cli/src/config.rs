@@ -98,8 +98,45 @@ mod tests {
             serde_json::to_value(&cfg.prices).unwrap(),
             serde_json::to_value(&defaults.prices).unwrap()
         );
+        // As shipped it starts: one upstream (the mock's address) that needs no key, no local
+        // model files, no specialists.
         assert!(cfg.specialists.is_empty());
-        assert_eq!(cfg.upstreams.len(), 2);
+        assert_eq!(cfg.upstreams.len(), 1);
+        assert!(cfg.upstreams[0].api_key_env.is_none() && cfg.upstreams[0].api_key.is_none());
+        assert!(cfg.local_models.is_empty());
+        assert_eq!(
+            cfg.upstreams[0].timeout_ms,
+            UpstreamConfig::default().timeout_ms
+        );
+    }
+
+    /// The example with every commented-out setting (`# key = value`, `# [table]`) switched on.
+    fn uncommented(text: &str) -> String {
+        let setting = |rest: &str| {
+            if rest.starts_with('[') {
+                return rest.trim_end().ends_with(']');
+            }
+            let Some((key, _)) = rest.split_once(" = ") else {
+                return false;
+            };
+            let quoted = key.len() > 1 && key.starts_with('"') && key.ends_with('"');
+            quoted || key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        text.lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if setting(rest) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn every_commented_example_in_the_example_config_is_valid() {
+        let text = uncommented(include_str!("../../../downshift.example.toml"));
+        let cfg: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(cfg.upstreams.len(), 3);
+        assert_eq!(cfg.upstreams[0].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
         assert_eq!(cfg.local_models.len(), 1);
         let lm = &cfg.local_models[0];
         assert_eq!(
@@ -110,10 +147,9 @@ mod tests {
             lm.default_max_tokens,
             LocalModelConfig::default().default_max_tokens
         );
-        assert_eq!(
-            cfg.upstreams[0].timeout_ms,
-            UpstreamConfig::default().timeout_ms
-        );
+        assert_eq!(cfg.specialists.len(), 1);
+        assert_eq!(cfg.curate.pii.custom.len(), 1);
+        assert!(cfg.data_dir.is_some());
     }
 
     #[test]

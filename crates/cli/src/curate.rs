@@ -164,7 +164,7 @@ pub enum DatasetsCommand {
 }
 
 pub fn datasets(c: DatasetsCommand, data: &DataDir) -> Result<()> {
-    let store = data.open_store()?;
+    let store = data.open_existing_store()?;
     let find = |name: &str| -> Result<downshift_store::DatasetMeta> {
         store
             .get_dataset(name)?

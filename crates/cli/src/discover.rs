@@ -409,7 +409,7 @@ fn stats_row(id: &str, label: &str, v: &Value) -> Vec<String> {
 }
 
 pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
-    let store = data.open_store()?;
+    let store = data.open_existing_store()?;
     match c {
         TasksCommand::List { json } => {
             let tasks = store.list_tasks()?;

@@ -79,7 +79,7 @@ pub fn keys(c: KeysCommand, data: &DataDir) -> Result<()> {
             }
         }
         KeysCommand::List { json } => {
-            let store = data.open_store()?;
+            let store = data.open_existing_store()?;
             let keys = store.list_api_keys()?;
             if json {
                 for k in &keys {

@@ -139,7 +139,7 @@ pub struct PoliciesArgs {
 }
 
 pub fn policies(a: PoliciesArgs, data: &DataDir) -> Result<()> {
-    let store = data.open_store()?;
+    let store = data.open_existing_store()?;
     let policies = store.list_policies()?;
     let events = store.list_route_events(None, a.events)?;
     let mut agreement = serde_json::Map::new();

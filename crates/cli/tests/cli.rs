@@ -203,3 +203,78 @@ fn no_auth_accepts_any_key_or_none_and_a_known_key_still_names_its_agent() {
     gw.stop();
     mock.stop();
 }
+
+/// Copying `downshift.example.toml` to `./downshift.toml` and running `serve` starts, with no
+/// model files and no API key in the environment.
+#[test]
+fn the_example_config_starts_as_shipped() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempdir();
+    std::fs::copy(
+        support::repo_root().join("downshift.example.toml"),
+        dir.path().join("downshift.toml"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_downshift"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("DOWNSHIFT_LOG", "warn")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("DOWNSHIFT_DATA_DIR")
+        .env_remove("DOWNSHIFT_KEY_FILE")
+        .env_remove("DOWNSHIFT_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut addr = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(a) = line.split("listening on http://").nth(1) {
+            addr = Some(a.trim().to_owned());
+            break;
+        }
+    }
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "serve did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    assert_eq!(support::get(&addr, "/healthz", None).status, 200);
+    // The data directory of the config (./.downshift) was created where the config is.
+    assert!(dir.path().join(".downshift").is_dir());
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn read_only_commands_in_an_empty_directory_say_there_is_no_store() {
+    let dir = tempdir();
+    let d = dir.path().join("nothing-here");
+    let ds = d.to_str().unwrap();
+    for args in [
+        &["calls", "list"][..],
+        &["calls", "show", "0190"][..],
+        &["export"][..],
+        &["tasks", "list"][..],
+        &["datasets", "list"][..],
+        &["policies"][..],
+        &["keys", "list"][..],
+    ] {
+        let mut a = args.to_vec();
+        a.extend_from_slice(&["--data-dir", ds]);
+        let (ok, _, err) = run(&a, &[]);
+        assert!(!ok, "{args:?} succeeded on an empty directory");
+        assert!(
+            err.contains("no call log at") && err.contains("nothing-here"),
+            "{args:?}: {err}"
+        );
+        assert!(!d.exists(), "{args:?} created {}", d.display());
+    }
+}

@@ -113,6 +113,15 @@ impl DataDir {
         SqliteStore::open(&self.database)
     }
 
+    /// The store, for a command that only reads: a data directory without a database is an
+    /// error that says where it looked ([`crate::StoreError::NoStore`]), not a new empty store.
+    pub fn open_existing_store(&self) -> Result<SqliteStore> {
+        if !self.database.exists() {
+            return Err(crate::StoreError::NoStore(self.database.clone()));
+        }
+        SqliteStore::open(&self.database)
+    }
+
     /// The keyring; with `create`, a missing key file is created (mode 0600). The flag says
     /// whether it was.
     pub fn keyring(&self, create: bool) -> Result<(Keyring, bool)> {

@@ -27,6 +27,10 @@ pub enum StoreError {
     SchemaTooNew { found: i64, known: i64 },
     #[error("corrupt record {id}: {reason}")]
     Corrupt { id: String, reason: String },
+    #[error(
+        "no call log at {0}: nothing has been logged or imported into this data directory (pass --data-dir or set DOWNSHIFT_DATA_DIR; `downshift serve` or `downshift import` creates one)"
+    )]
+    NoStore(PathBuf),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
