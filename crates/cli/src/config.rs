@@ -136,7 +136,10 @@ mod tests {
         let text = uncommented(include_str!("../../../downshift.example.toml"));
         let cfg: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(cfg.upstreams.len(), 3);
-        assert_eq!(cfg.upstreams[0].api_key_env.as_deref(), Some("OPENAI_API_KEY"));
+        assert_eq!(
+            cfg.upstreams[0].api_key_env.as_deref(),
+            Some("OPENAI_API_KEY")
+        );
         assert_eq!(cfg.local_models.len(), 1);
         let lm = &cfg.local_models[0];
         assert_eq!(
