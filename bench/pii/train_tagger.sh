@@ -16,5 +16,5 @@ python3 "$here/gen_tagger_train.py" --seed 21 --n 4000 --out "$out/train_extra.j
 [ -f "$out/real_dev.jsonl" ] || { echo "run bench/pii/run.sh first (it makes out/real_dev.jsonl)" >&2; exit 1; }
 target="${CARGO_TARGET_DIR:-$root/target}"
 (cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release -p downshift-curate --example train_tagger)
-"$target/release/examples/train_tagger" "$root/crates/curate/data/tagger.bin" "${EPOCHS:-8}" \
+"$target/release/examples/train_tagger" "$root/crates/curate/data/tagger.bin" "${EPOCHS:-6}" \
     "$out"/train_own_1?.jsonl "$out/train_extra.jsonl" "$out/varied_dev.jsonl" "$out/real_dev.jsonl"
