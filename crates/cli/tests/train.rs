@@ -28,43 +28,36 @@ fn curated(n: usize) -> tempfile::TempDir {
     dir
 }
 
-/// The adapter loads over its base and generates.
-fn generates_two_tokens(model: &str, adapter: &std::path::Path) {
-    let g = ok(&[
-        "generate",
-        "--model",
-        model,
-        "--adapter",
-        adapter.to_str().unwrap(),
-        "--prompt",
-        "hi",
-        "--max-tokens",
-        "2",
-        "--json",
-    ]);
-    assert!(g.contains("\"completion_tokens\":2"), "{g}");
+/// `generate --model MODEL --adapter DIR ARGS.. --json`, parsed.
+fn generate_with(model: &str, adapter: &std::path::Path, args: &[&str]) -> Value {
+    let mut all = vec!["generate", "--model", model, "--adapter"];
+    all.push(adapter.to_str().unwrap());
+    all.extend_from_slice(args);
+    all.push("--json");
+    serde_json::from_str(ok(&all).trim()).unwrap()
 }
 
-/// `generate --adapter --messages --json` for a request (its messages and tools), one greedy
-/// token: the output holds the prompt as rendered and its length.
+/// The adapter loads over its base and generates.
+fn generates_two_tokens(model: &str, adapter: &std::path::Path) {
+    let g = generate_with(model, adapter, &["--prompt", "hi", "--max-tokens", "2"]);
+    assert_eq!(g["completion_tokens"], 2, "{g}");
+}
+
+/// `generate --adapter --messages` for a request (its messages and tools), one greedy token:
+/// the output holds the prompt as rendered and its length.
 fn generate_with_adapter(model: &str, adapter: &std::path::Path, request: &Value) -> Value {
     let file = adapter.with_extension("request.json");
     std::fs::write(&file, request.to_string()).unwrap();
-    let g = ok(&[
-        "generate",
-        "--model",
-        model,
-        "--adapter",
-        adapter.to_str().unwrap(),
+    let file = file.to_str().unwrap();
+    let args = [
         "--messages",
-        file.to_str().unwrap(),
+        file,
         "--max-tokens",
         "1",
         "--temperature",
         "0",
-        "--json",
-    ]);
-    serde_json::from_str(g.trim()).unwrap()
+    ];
+    generate_with(model, adapter, &args)
 }
 
 /// The safetensors header of an adapter folder (its tensor names and shapes).
