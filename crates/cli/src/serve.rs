@@ -145,6 +145,8 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
     let local = LocalModels::load(&cfg.local_models).map_err(anyhow::Error::msg)?;
 
     data.make_private()?;
+    // Held until serve returns: no second gateway journals into this directory meanwhile.
+    let _serving = data.lock_for_serving()?;
     let (keyring, created) = data.keyring(true)?;
     if created {
         eprintln!(

@@ -278,3 +278,37 @@ fn read_only_commands_in_an_empty_directory_say_there_is_no_store() {
         assert!(!d.exists(), "{args:?} created {}", d.display());
     }
 }
+
+#[test]
+fn a_second_gateway_on_the_same_data_directory_is_refused() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let mock = support::mock(&[]);
+    let first = support::serve(&data, &mock.addr, &["--no-auth"]);
+    let url = format!("http://{}", mock.addr);
+    let (ok, _, err) = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--no-auth",
+            "--upstream",
+            &url,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok, "a second gateway started on the same data directory");
+    assert!(
+        err.contains("another `downshift serve` is running on the data directory"),
+        "{err}"
+    );
+    // The first one still serves; once it stops, the directory can be served again.
+    assert_eq!(support::get(&first.addr, "/healthz", None).status, 200);
+    first.stop();
+    let again = support::serve(&data, &mock.addr, &["--no-auth"]);
+    assert_eq!(support::get(&again.addr, "/healthz", None).status, 200);
+    again.stop();
+    mock.stop();
+}

@@ -89,6 +89,33 @@ impl DataDir {
         Ok(())
     }
 
+    /// Claims the data directory for one gateway: an exclusive lock on `<data-dir>/serve.lock`,
+    /// held while the returned file is open (the kernel drops it when the process ends, `kill -9`
+    /// included). The journal is the gateway's own: a second gateway on the same directory would
+    /// replay and delete the first one's live segments, so it is refused with the reason.
+    pub fn lock_for_serving(&self) -> Result<std::fs::File> {
+        let path = self.root.join("serve.lock");
+        let mut open = std::fs::OpenOptions::new();
+        open.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            open.mode(0o600);
+        }
+        let file = open
+            .open(&path)
+            .map_err(|e| crate::StoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(crate::StoreError::Invalid(format!(
+                "another `downshift serve` is running on the data directory {} (it holds {}): one gateway per data directory, since each journals its answered calls there",
+                self.root.display(),
+                path.display()
+            ))),
+            Err(std::fs::TryLockError::Error(e)) => Err(crate::StoreError::io(&path, e)),
+        }
+    }
+
     /// Moves the records a previous run left on disk (journal segments, spill files) into the
     /// store; idempotent by call id.
     pub fn replay_unstored(&self, store: &dyn crate::Store) -> Result<crate::IngestReport> {
