@@ -592,7 +592,13 @@ pub fn discover_extracted(
             .map(|&i| (i, router_hash.embed_one(&router_text(i))))
             .collect()
     };
-    let held = |i: usize| held_back(&calls[i].id);
+    // Held back by content, not by call id: an import mints new ids, and the same traffic must
+    // give the same tasks whatever ids it was logged under.
+    let held_flags: Vec<bool> = feats
+        .iter()
+        .map(|f| held_back(&format!("{}\u{1f}{}", f.system, f.variable)))
+        .collect();
+    let held = |i: usize| held_flags[i];
 
     let mut by_sig: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in sigs.iter().enumerate() {

@@ -14,9 +14,10 @@ use crate::features::fnv64;
 /// Share of a part's held-back calls the router must place in it for the split to stand.
 pub const MIN_PLACEMENT: f64 = 0.98;
 
-/// Whether a call is held back from training the check (about one in five, by id).
-pub fn held_back(id: &str) -> bool {
-    fnv64(id.as_bytes()).is_multiple_of(5)
+/// Whether a call is held back from training the check (about one in five), by a stable key of
+/// it (its content in discovery, its id in `discover --placement`).
+pub fn held_back(key: &str) -> bool {
+    fnv64(key.as_bytes()).is_multiple_of(5)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
