@@ -12,7 +12,7 @@ use downshift_discover::{
     TextEmbedder, discover_extracted,
 };
 use downshift_store::{
-    AuditEntry, CallFilter, CallMeta, DataDir, Keyring, Store, TaskRecord, now_ms,
+    AuditEntry, CallFilter, CallMeta, CallPayload, DataDir, Keyring, Store, TaskRecord, now_ms,
 };
 use rayon::prelude::*;
 use serde_json::{Value, json};
@@ -82,12 +82,14 @@ fn parse(bytes: &[u8]) -> Value {
     }
 }
 
-/// Calls of the log (chat completions only), oldest first, with their tags.
-fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
+/// Pages through the log's chat completions, oldest first, decrypting each page and handing it
+/// to `on_page` (so a large log is never all in memory).
+fn scan_chat_calls(
+    store: &dyn Store,
+    keyring: &Keyring,
+    mut on_page: impl FnMut(Vec<(CallMeta, CallPayload)>) -> Result<()>,
+) -> Result<()> {
     const PAGE: usize = 5000;
-    let mut out: Vec<ExtractedCall> = Vec::new();
-    let mut calls = Vec::new();
-    let mut tags = Vec::new();
     let mut page = CallFilter {
         limit: Some(PAGE),
         ..CallFilter::default()
@@ -97,12 +99,29 @@ fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
         let Some(last) = sealed.last() else { break };
         page.after = Some((last.meta.ts_ms, last.meta.id.clone()));
         let full = sealed.len() == PAGE;
+        let mut calls = Vec::with_capacity(sealed.len());
         for s in sealed {
             if s.meta.endpoint != "chat/completions" {
                 continue;
             }
             let payload = keyring.open(&s)?;
-            let m = s.meta;
+            calls.push((s.meta, payload));
+        }
+        on_page(calls)?;
+        if !full {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Calls of the log (chat completions only), oldest first, with their tags.
+fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
+    let mut out: Vec<ExtractedCall> = Vec::new();
+    let mut tags = Vec::new();
+    scan_chat_calls(store, keyring, |page| {
+        let mut calls = Vec::with_capacity(page.len());
+        for (m, payload) in page {
             calls.push(CallInput {
                 id: m.id,
                 model: m.model,
@@ -115,10 +134,8 @@ fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
         }
         // Keep only the features: the raw payloads of a large log need not all be in memory.
         out.par_extend(calls.par_drain(..).map(|c| ExtractedCall::new(&c)));
-        if !full {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     Ok((out, tags))
 }
 
@@ -323,25 +340,13 @@ fn router_placement(
 ) -> Result<Value> {
     use downshift_discover::placement::held_back;
     use downshift_route::{ClassifierBuilder, ClassifierConfig};
-    const PAGE: usize = 5000;
     let mut builder = ClassifierBuilder::new(ClassifierConfig::default());
     let mut held: Vec<(Value, String)> = Vec::new();
-    let mut page = CallFilter {
-        limit: Some(PAGE),
-        ..CallFilter::default()
-    };
-    loop {
-        let sealed = store.scan_calls(&page)?;
-        let Some(last) = sealed.last() else { break };
-        page.after = Some((last.meta.ts_ms, last.meta.id.clone()));
-        let full = sealed.len() == PAGE;
-        for s in sealed {
-            if s.meta.endpoint != "chat/completions" {
-                continue;
-            }
-            let request = parse(&keyring.open(&s)?.request);
-            let task = task_of.get(s.meta.id.as_str()).copied();
-            if held_back(&s.meta.id) {
+    scan_chat_calls(store, keyring, |page| {
+        for (m, payload) in page {
+            let request = parse(&payload.request);
+            let task = task_of.get(m.id.as_str()).copied();
+            if held_back(&m.id) {
                 if let Some(t) = task {
                     held.push((request, t.to_owned()));
                 }
@@ -349,10 +354,8 @@ fn router_placement(
                 builder.add_value(&request, task)?;
             }
         }
-        if !full {
-            break;
-        }
-    }
+        Ok(())
+    })?;
     let router = builder.build();
     // Per task: (held back, placed in it, placed elsewhere).
     let mut per_task: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
