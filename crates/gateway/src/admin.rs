@@ -107,10 +107,7 @@ pub async fn list_calls(
             task: None,
             after: None,
         };
-        let calls = s
-            .store
-            .list_calls(&filter)
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let calls = s.store.list_calls(&filter)?;
         Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": calls})))
     })
     .await
@@ -141,8 +138,7 @@ pub async fn show_call(
     blocking(&s, move |s| {
         let sealed = s
             .store
-            .get_call(&id)
-            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .get_call(&id)?
             .ok_or_else(|| GatewayError::NotFound(format!("no call '{id}'")))?;
         s.store
             .audit(&AuditEntry::new(
@@ -154,9 +150,7 @@ pub async fn show_call(
             .map_err(audit_failed)?;
         let payload = {
             let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
-            keyring
-                .open(&sealed)
-                .map_err(|e| GatewayError::Internal(e.to_string()))?
+            keyring.open(&sealed)?
         };
         Ok::<_, GatewayError>(json_response(&json!({
             "call": sealed.meta,
@@ -188,10 +182,7 @@ pub async fn audit(
         return e.into_response();
     }
     blocking(&s, move |s| {
-        let entries = s
-            .store
-            .list_audit(q.limit.unwrap_or(100).min(10_000))
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let entries = s.store.list_audit(q.limit.unwrap_or(100).min(10_000))?;
         Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": entries})))
     })
     .await
@@ -202,10 +193,7 @@ pub async fn list_datasets(State(s): State<Arc<AppState>>, req: Request) -> Resp
         return e.into_response();
     }
     blocking(&s, move |s| {
-        let all = s
-            .store
-            .list_datasets()
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let all = s.store.list_datasets()?;
         Ok::<_, GatewayError>(json_response(&json!({"object": "list", "data": all})))
     })
     .await
@@ -231,8 +219,7 @@ pub async fn export_dataset(
     blocking(&s, move |s| {
         let d = s
             .store
-            .get_dataset(&name)
-            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .get_dataset(&name)?
             .ok_or_else(|| GatewayError::NotFound(format!("no dataset '{name}'")))?;
         s.store
             .audit(&AuditEntry::new(
@@ -245,8 +232,7 @@ pub async fn export_dataset(
         let mut body = Vec::new();
         {
             let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
-            downshift_store::export_dataset_jsonl(&d, &keyring, s.store.as_ref(), &mut body)
-                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            downshift_store::export_dataset_jsonl(&d, &keyring, s.store.as_ref(), &mut body)?;
         }
         Ok::<_, GatewayError>(([(header::CONTENT_TYPE, "application/jsonl")], body).into_response())
     })
@@ -266,14 +252,8 @@ pub async fn list_policies(State(s): State<Arc<AppState>>, req: Request) -> Resp
         return e.into_response();
     }
     blocking(&s, move |s| {
-        let policies = s
-            .store
-            .list_policies()
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
-        let events = s
-            .store
-            .list_route_events(None, 100)
-            .map_err(|e| GatewayError::Internal(e.to_string()))?;
+        let policies = s.store.list_policies()?;
+        let events = s.store.list_route_events(None, 100)?;
         Ok::<_, GatewayError>(json_response(
             &json!({"object": "list", "data": policies, "events": events}),
         ))
@@ -300,8 +280,7 @@ pub async fn get_policy(
     blocking(&s, move |s| {
         let policy = s
             .store
-            .get_policy(&task)
-            .map_err(|e| GatewayError::Internal(e.to_string()))?
+            .get_policy(&task)?
             .ok_or_else(|| GatewayError::NotFound(format!("task '{task}' has no policy")))?;
         Ok::<_, GatewayError>(json_response(&json!(policy)))
     })

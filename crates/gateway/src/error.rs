@@ -36,6 +36,13 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// A store failure the request cannot recover from: a 500 with the store's message.
+impl From<downshift_store::StoreError> for GatewayError {
+    fn from(e: downshift_store::StoreError) -> Self {
+        GatewayError::Internal(e.to_string())
+    }
+}
+
 impl GatewayError {
     pub fn status(&self) -> StatusCode {
         match self {
