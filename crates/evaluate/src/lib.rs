@@ -14,7 +14,8 @@
 //!
 //! [`calibrate`] picks the confidence threshold below which a specialist's answer goes to the
 //! LLM instead. [`score`] computes all that apply for one example, [`agreement`] folds a [`Score`] into one
-//! number in [0, 1] for a router, and [`Report`] aggregates scores and latencies over a data set.
+//! number in [0, 1] for a router, [`quality`] into the kind's own metric (partial credit for
+//! JSON fields), and [`Report`] aggregates scores and latencies over a data set.
 
 mod calibrate;
 mod canonical;
@@ -39,7 +40,7 @@ pub use message::{
 };
 pub use report::{Report, Summary};
 pub use schema::validate_json;
-pub use score::{Score, agreement, score};
+pub use score::{Score, agreement, quality, score};
 pub use text::{chrf, normalise_whitespace, rouge_l_f1, word_tokens};
 pub use tool_call::{
     ToolCall, parse_tool_calls, same_tool_calls, tool_calls_match, validate_tool_call,

@@ -102,6 +102,18 @@ pub fn agreement(score: &Score, kind: OutputKind) -> f64 {
     }
 }
 
+/// The task's own quality metric for one answer, in [0, 1]: exact match for tool calls and
+/// labels, [`json_field_accuracy`](crate::json_field_accuracy) for JSON (partial credit per
+/// field; 1 when exact), and for free text 1 when exact, else ROUGE-L F1. Averaged over a
+/// task's answers it is the quality a person compares with the LLM's.
+pub fn quality(score: &Score, kind: OutputKind) -> f64 {
+    match kind {
+        OutputKind::Json if score.exact => 1.0,
+        OutputKind::Json => score.field_accuracy.unwrap_or(0.0),
+        _ => agreement(score, kind),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +311,48 @@ mod tests {
                 ..Score::default()
             }
         );
+    }
+
+    #[test]
+    fn quality_is_the_kinds_own_metric() {
+        let reference = text(r#"{"name": "Ada", "city": "Oslo", "order": 7, "email": null}"#);
+        let two_of_four = score(
+            &text(r#"{"name": "Ada", "city": "Bergen", "order": 7, "email": "a@b"}"#),
+            &reference,
+            None,
+            OutputKind::Json,
+        );
+        assert!(!two_of_four.exact);
+        assert_eq!(quality(&two_of_four, OutputKind::Json), 0.5);
+        // the exact-match agreement gives no partial credit
+        assert_eq!(agreement(&two_of_four, OutputKind::Json), 0.0);
+        let same = score(&reference, &reference, None, OutputKind::Json);
+        assert_eq!(quality(&same, OutputKind::Json), 1.0);
+        let prose = score(&text("sorry"), &reference, None, OutputKind::Json);
+        assert_eq!(quality(&prose, OutputKind::Json), 0.0);
+        // a reference that is not JSON after all: text equality, no partial credit
+        let odd = score(&text("n/a"), &text("n/a"), None, OutputKind::Json);
+        assert_eq!(quality(&odd, OutputKind::Json), 1.0);
+        for (pred, want) in [("Billing.", 1.0), ("shipping", 0.0)] {
+            let s = score(&text(pred), &text("billing"), None, OutputKind::Label);
+            assert_eq!(quality(&s, OutputKind::Label), want, "{pred}");
+        }
+        let call = calls(&[("lookup", r#"{"id": 1}"#)]);
+        let other = calls(&[("lookup", r#"{"id": 2}"#)]);
+        assert_eq!(
+            quality(
+                &score(&other, &call, None, OutputKind::ToolCall),
+                OutputKind::ToolCall
+            ),
+            0.0
+        );
+        let near = score(
+            &text("the cat sat"),
+            &text("the cat sat down"),
+            None,
+            OutputKind::Text,
+        );
+        assert_eq!(quality(&near, OutputKind::Text), near.rouge_l.unwrap());
     }
 
     #[test]
