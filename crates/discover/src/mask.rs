@@ -131,34 +131,9 @@ fn normalise_values(text: &str) -> String {
     out
 }
 
-/// Longest instruction head, in characters.
-const MAX_INSTRUCTION_CHARS: usize = 160;
-
-/// The imperative head of a user turn: up to the first `:` (that ends a clause), newline, or
-/// sentence end, at most [`MAX_INSTRUCTION_CHARS`]. The whole turn when it has none of these.
-pub fn instruction_part(text: &str) -> &str {
-    let t = text.trim_start();
-    let mut end = t.len();
-    let mut chars = t.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
-        let next = chars.peek().map(|(_, n)| *n);
-        let boundary = match c {
-            '\n' => true,
-            ':' | '：' => next.is_none_or(char::is_whitespace),
-            '.' | '?' | '!' => next.is_none_or(char::is_whitespace) && i > 0,
-            _ => false,
-        };
-        if boundary {
-            end = i + c.len_utf8();
-            break;
-        }
-    }
-    let mut cut = end.min(MAX_INSTRUCTION_CHARS);
-    while !t.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    t[..cut].trim_end()
-}
+/// The imperative head of a user turn — the router's own rule, so that discovery splits by what
+/// the router reads (see [`downshift_route::instruction_head`]).
+pub use downshift_route::instruction_head as instruction_part;
 
 /// Text with the mask tokens (`<…>` in capitals) removed, for term extraction.
 pub fn strip_masks(text: &str) -> String {
@@ -211,18 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn instruction_heads() {
-        assert_eq!(
-            instruction_part("Translate into French: the museum opens"),
-            "Translate into French:"
-        );
-        assert_eq!(
-            instruction_part("Please translate this to German:\nHallo"),
-            "Please translate this to German:"
-        );
-        assert_eq!(instruction_part("  TL;DR please:\ntext"), "TL;DR please:");
-        assert_eq!(instruction_part("at 10:30 the bus"), "at 10:30 the bus");
-        assert_eq!(instruction_part("Fix it. Now"), "Fix it.");
+    fn strip_masks_removes_mask_tokens_only() {
         assert_eq!(strip_masks("call <PERSON> at <NUM> <b>"), "call   at   <b>");
     }
 }

@@ -410,16 +410,12 @@ pub fn structure(feats: &[&CallFeatures]) -> Structure {
 
 /// A system prompt of at most this many words is generic ("You are a helpful assistant."):
 /// the job's instruction is in the user turn.
-pub const GENERIC_PROMPT_WORDS: usize = 10;
+pub use downshift_route::GENERIC_PROMPT_WORDS;
 
 /// Whether a system-prompt template is generic (see [`GENERIC_PROMPT_WORDS`]); words are runs
 /// of letters without digits, slots and masks left out.
 pub fn is_generic(template: &str) -> bool {
-    strip_masks(template)
-        .split_whitespace()
-        .filter(|w| w.chars().any(char::is_alphabetic) && !w.chars().any(|c| c.is_ascii_digit()))
-        .count()
-        <= GENERIC_PROMPT_WORDS
+    downshift_route::is_generic_prompt(downshift_route::prompt_words(&strip_masks(template)))
 }
 
 /// Mean silhouette (cosine distance, weighted) a split must reach to be taken when HDBSCAN

@@ -8,7 +8,8 @@
 //!    [`ClassifierConfig::min_share`] of the key's training calls (noise counts against it);
 //!    the confidence is that share. One light parse and one hash-map lookup.
 //! 2. **centroid**: otherwise, the nearest task centroid of a hashed n-gram vector of the newest
-//!    user message, by cosine, at least [`ClassifierConfig::min_cosine`]. The candidates are the
+//!    turns (user and tool messages after the last assistant message; under a generic system
+//!    prompt, their instruction head — see [`crate::instruction_head`]), by cosine, at least [`ClassifierConfig::min_cosine`]. The candidates are the
 //!    tasks seen with the same key (when it was ambiguous) or else with the same tool set; a
 //!    request offering a tool set never seen in training is not placed (a specialist trained on
 //!    other tools could only call tools that were not offered).
@@ -30,7 +31,7 @@ use crate::request::{Parsed, ToolAliases, parse_bytes, parse_value};
 
 /// The saved format; bump when the features or hashes change (an old file is then refused and
 /// the classifier rebuilt from the store).
-pub const CLASSIFIER_FORMAT: u32 = 1;
+pub const CLASSIFIER_FORMAT: u32 = 2;
 
 /// Thresholds of the [`Classifier`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,7 +53,7 @@ impl Default for ClassifierConfig {
         ClassifierConfig {
             min_share: 0.9,
             min_support: 1,
-            min_cosine: 0.4,
+            min_cosine: 0.25,
             min_margin: 0.05,
         }
     }
@@ -201,7 +202,7 @@ impl Classifier {
         if candidates.is_empty() {
             return None;
         }
-        let q = vectorize(&p.user.text());
+        let q = vectorize(&p.routing_text());
         if q.is_empty() {
             return None;
         }
@@ -442,7 +443,7 @@ impl ClassifierBuilder {
         };
         *entry.1.entry(t).or_default() += 1;
         self.tool_sets.entry(p.key.tools).or_default().insert(t);
-        let v = vectorize(&p.user.text());
+        let v = vectorize(&p.routing_text());
         if v.is_empty() {
             return;
         }
@@ -593,6 +594,47 @@ mod tests {
 
     fn bytes(v: &Value) -> Vec<u8> {
         serde_json::to_vec(v).unwrap()
+    }
+
+    #[test]
+    fn agent_steps_are_placed_by_what_the_tools_answered() {
+        // One agent prompt and tool set, two jobs: the step after a user lookup and the step
+        // after a reservation lookup. The opening message is the same kind for both; what the
+        // last tool answered tells the steps apart.
+        let step = |who: &str, result: Value| {
+            let mut r = request(
+                Some(
+                    "You are the airline agent. Use the tools to help the customer with their reservations and follow the policy.",
+                ),
+                &format!("Hi, I am {who} and I want to change my flight."),
+                &["get_user_details", "get_reservation_details"],
+            );
+            let m = r["messages"].as_array_mut().unwrap();
+            m.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "x", "arguments": "{}"}}]}));
+            m.push(json!({"role": "tool", "tool_call_id": "1", "content": result.to_string()}));
+            r
+        };
+        let user = |i: u32| json!({"user_id": format!("u{i}"), "name": {"first": "Mia", "last": "Li"}, "reservations": [format!("R{i}")], "payment_methods": {"card": i}});
+        let reservation = |i: u32| json!({"reservation_id": format!("R{i}"), "origin": "JFK", "destination": "SFO", "flights": [{"flight_number": format!("HAT{i}"), "date": "2024-05-01"}], "cabin": "economy"});
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        for i in 0..20 {
+            b.add_value(&step(&format!("user u{i}"), user(i)), Some("after-user"))
+                .unwrap();
+            b.add_value(
+                &step(&format!("user u{i}"), reservation(i)),
+                Some("after-reservation"),
+            )
+            .unwrap();
+        }
+        let c = b.build();
+        for i in 100..105 {
+            let got = c.classify_value(&step("someone else", user(i))).unwrap();
+            assert_eq!((&*got.task, got.method), ("after-user", Method::Centroid));
+            let got = c
+                .classify_value(&step("someone else", reservation(i)))
+                .unwrap();
+            assert_eq!(&*got.task, "after-reservation");
+        }
     }
 
     #[test]

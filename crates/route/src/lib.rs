@@ -18,7 +18,7 @@
 //! (key order and whitespace do not matter; nothing is allocated for them), message contents
 //! stay borrowed raw slices, and only the system messages are decoded (to their template). The
 //! [`RequestKey`] (tool set + system-prompt template + response format) is then one lookup in a
-//! hash map keyed by the precomputed 64-bit hash. The newest user message is decoded and
+//! hash map keyed by the precomputed 64-bit hash. The newest turns are decoded and
 //! vectorised only when that lookup is not conclusive. A request already parsed into a
 //! [`serde_json::Value`] can be classified with [`Classifier::classify_value`], which gives the
 //! same answer. Policies are read from an in-memory [`PolicyTable`], not from the store, and
@@ -32,7 +32,7 @@
 //!   discovery assigned to tasks (noise included), serialisable so the gateway loads it at start
 //!   and swaps in a rebuilt one after `discover`. Structural key first (a key maps to a task
 //!   holding ≥ [`ClassifierConfig::min_share`] of its calls; confidence = that share), then the
-//!   nearest centroid of a hashed word n-gram vector of the newest user message among the tasks
+//!   nearest centroid of a hashed word n-gram vector of the newest turns among the tasks
 //!   seen with the same key or tool set (cosine ≥ [`ClassifierConfig::min_cosine`]); an unseen
 //!   tool set is never placed. [`request_key`] and [`template_text`] expose the features.
 //! - [`Policy`] / [`Mode`] (`off | shadow | canary:P | on`, stored by `downshift-store`) and
@@ -70,7 +70,10 @@ pub use downshift_store::{
 pub use error::RouteError;
 pub use hash::stable_hash;
 pub use policy::{Decision, PolicyChange, PolicyTable, change_policy, decide};
-pub use request::{RequestKey, request_key, request_key_of_value};
+pub use request::{
+    GENERIC_PROMPT_WORDS, RequestKey, instruction_head, is_generic_prompt, prompt_words,
+    request_key, request_key_of_value, routing_text_of_value,
+};
 pub use template::template_text;
 pub use tracker::{Tracker, Transition, rolling_mean, should_demote, should_promote};
 pub use validate::{FallbackReason, validate_answer};

@@ -1,5 +1,5 @@
 //! A cheap text vector for the classifier's fallback: word unigrams and bigrams (lower-cased,
-//! any word with a digit read as one "number" word) hashed into [`DIM`] buckets, L2-normalised.
+//! any word with a digit read as one "number" word, any token with an `@` as one "e-mail" word) hashed into [`DIM`] buckets, L2-normalised.
 //! No model and no vocabulary: one pass over at most [`MAX_WORDS`] words.
 
 use crate::hash::{combine, fmix};
@@ -10,6 +10,7 @@ pub const DIM: usize = 4096;
 pub const MAX_WORDS: usize = 256;
 
 const NUMBER: u64 = 0x4E55_4D42;
+const EMAIL: u64 = 0x454D_4149;
 
 /// A sparse unit vector: bucket indices ascending, each once.
 pub(crate) type Sparse = Vec<(u32, f32)>;
@@ -23,33 +24,37 @@ pub(crate) fn vectorize(text: &str) -> Sparse {
     let mut buckets: Vec<u32> = Vec::with_capacity(64);
     let mut prev: Option<u64> = None;
     let mut words = 0usize;
-    let mut word: Option<(u64, bool)> = None;
-    fn finish(w: (u64, bool), prev: &mut Option<u64>, buckets: &mut Vec<u32>) {
-        let h = if w.1 { NUMBER } else { w.0 };
+    let mut push = |h: u64, prev: &mut Option<u64>| {
         buckets.push(bucket(h));
         if let Some(p) = *prev {
             buckets.push(bucket(combine(p, h)));
         }
         *prev = Some(h);
-    }
-    for &b in text.as_bytes() {
-        let is_word = b.is_ascii_alphanumeric() || b >= 0x80;
-        if is_word {
-            let (h, digit) = word.get_or_insert((0xCBF2_9CE4_8422_2325, false));
-            *h = (*h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01B3);
-            *digit |= b.is_ascii_digit();
-        } else if let Some(w) = word.take() {
-            finish(w, &mut prev, &mut buckets);
+    };
+    'tokens: for token in text.split_ascii_whitespace() {
+        if token.contains('@') {
+            // An e-mail address (or a handle): one word, whatever the address.
+            push(EMAIL, &mut prev);
             words += 1;
             if words >= MAX_WORDS {
                 break;
             }
+            continue;
         }
-    }
-    if let Some(w) = word.take()
-        && words < MAX_WORDS
-    {
-        finish(w, &mut prev, &mut buckets);
+        let mut word: Option<(u64, bool)> = None;
+        for &b in token.as_bytes().iter().chain(std::iter::once(&b' ')) {
+            if b.is_ascii_alphanumeric() || b >= 0x80 {
+                let (h, digit) = word.get_or_insert((0xCBF2_9CE4_8422_2325, false));
+                *h = (*h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01B3);
+                *digit |= b.is_ascii_digit();
+            } else if let Some((h, digit)) = word.take() {
+                push(if digit { NUMBER } else { h }, &mut prev);
+                words += 1;
+                if words >= MAX_WORDS {
+                    break 'tokens;
+                }
+            }
+        }
     }
     buckets.sort_unstable();
     let mut out: Sparse = Vec::with_capacity(buckets.len());
@@ -203,5 +208,15 @@ mod tests {
         );
         assert!(cosine("what is the weather in Paris", "translate this into German") < 0.2);
         assert!(vectorize("  ,;  ").is_empty());
+        // An e-mail address is one word whatever the address (and its parts are not words).
+        assert!(
+            (cosine(
+                "please write to carla.rossi@example.com today",
+                "please write to b_o@mail.test today"
+            ) - 1.0)
+                .abs()
+                < 1e-5
+        );
+        assert!(cosine("mail carla@example.com", "mail carla example com") < 0.5);
     }
 }

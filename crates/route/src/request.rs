@@ -1,8 +1,9 @@
-//! What the classifier reads from a request: its structural [`RequestKey`] and the newest user
-//! message. Two inputs give the same result: the raw body bytes (one light parse that builds no
-//! JSON tree: tool definitions are hashed while they are scanned, message contents are kept as
-//! borrowed raw slices and only the system and newest user ones are decoded) and an already
-//! parsed [`Value`].
+//! What the classifier reads from a request: its structural [`RequestKey`] and its newest
+//! turns (the user and tool messages after the last assistant message — what the request asks
+//! now). Two inputs give the same result: the raw body bytes (one light parse that builds no JSON
+//! tree: tool definitions are hashed while they are scanned, message contents are kept as
+//! borrowed raw slices and only the system messages and the newest turns are decoded) and an
+//! already parsed [`Value`].
 
 use std::borrow::Cow;
 use std::fmt;
@@ -50,6 +51,9 @@ impl RequestKey {
 enum Role {
     System,
     User,
+    Assistant,
+    /// A tool (or legacy function) result.
+    Tool,
     Other,
 }
 
@@ -58,6 +62,8 @@ impl Role {
         match s {
             "system" | "developer" => Role::System,
             "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
             _ => Role::Other,
         }
     }
@@ -109,21 +115,59 @@ struct Part<'a> {
     text: Option<Text<'a>>,
 }
 
-/// The newest user message's content, not yet decoded.
-pub(crate) enum UserContent<'a> {
-    None,
+/// A message's content, not yet decoded.
+#[derive(Clone, Copy)]
+pub(crate) enum Content<'a> {
     Raw(&'a RawValue),
     Value(&'a Value),
 }
 
-impl UserContent<'_> {
-    /// The text: a string content, or the text parts joined by newlines.
+impl Content<'_> {
+    /// Appends the text (a string content, or the text parts) as lines of `out`.
+    fn push_text(&self, out: &mut String) {
+        match self {
+            Content::Raw(raw) => raw_texts(raw, |t| push_line(out, t)),
+            Content::Value(v) => value_texts(v, |t| push_line(out, t)),
+        }
+    }
+}
+
+/// The newest turns of a conversation, collected message by message: the user and tool
+/// messages after the last assistant message, or else the newest user message.
+#[derive(Default)]
+pub(crate) struct Turns<'a> {
+    since_assistant: Vec<Content<'a>>,
+    last_user: Option<Content<'a>>,
+}
+
+impl<'a> Turns<'a> {
+    fn see(&mut self, role: Option<Role>, content: Option<Content<'a>>) {
+        match (role, content) {
+            (Some(Role::Assistant), _) => self.since_assistant.clear(),
+            (Some(Role::User), Some(c)) => {
+                self.last_user = Some(c);
+                self.since_assistant.push(c);
+            }
+            (Some(Role::Tool), Some(c)) => self.since_assistant.push(c),
+            _ => {}
+        }
+    }
+
+    /// The newest turns' text, one line per text part (as discovery reads them): the user and
+    /// tool messages after the last assistant message, or else the newest user message.
     pub(crate) fn text(&self) -> String {
         let mut out = String::new();
-        match self {
-            UserContent::None => {}
-            UserContent::Raw(raw) => raw_texts(raw, |t| push_line(&mut out, t)),
-            UserContent::Value(v) => value_texts(v, |t| push_line(&mut out, t)),
+        for c in &self.since_assistant {
+            let mut t = String::new();
+            c.push_text(&mut t);
+            if !t.trim().is_empty() {
+                push_line(&mut out, &t);
+            }
+        }
+        if out.is_empty()
+            && let Some(c) = self.last_user
+        {
+            c.push_text(&mut out);
         }
         out
     }
@@ -191,7 +235,9 @@ fn value_texts(v: &Value, mut f: impl FnMut(&str)) {
 /// A request as the classifier reads it.
 pub(crate) struct Parsed<'a> {
     pub(crate) key: RequestKey,
-    pub(crate) user: UserContent<'a>,
+    pub(crate) turns: Turns<'a>,
+    /// Words of the system messages (see [`is_generic_prompt`]).
+    pub(crate) system_words: usize,
     /// (hash of the raw bytes of the tool list used, its canonical [`RequestKey::tools`]):
     /// what a [`ToolAliases`] map learns.
     pub(crate) raw_tools: Option<(u64, u64)>,
@@ -263,12 +309,16 @@ pub(crate) fn parse_bytes<'a>(
         None => raw_tools_hash(req.functions, aliases)?,
     };
     let mut template = TemplateHasher::new();
-    let mut user = UserContent::None;
+    let mut turns = Turns::default();
+    let mut system_words = 0;
     for m in req.messages.iter().flatten() {
-        match (m.role, m.content) {
-            (Some(Role::System), Some(c)) => raw_texts(c, |t| template.add(t)),
-            (Some(Role::User), Some(c)) => user = UserContent::Raw(c),
-            _ => {}
+        let content = m.content.filter(|c| c.get() != "null");
+        match (m.role, content) {
+            (Some(Role::System), Some(c)) => raw_texts(c, |t| {
+                system_words += prompt_words(t);
+                template.add(t);
+            }),
+            (role, c) => turns.see(role, c.map(Content::Raw)),
         }
     }
     Ok(Parsed {
@@ -277,7 +327,8 @@ pub(crate) fn parse_bytes<'a>(
             template: template.finish(),
             format: format_hash(req.response_format.map(|h| h.0)),
         },
-        user,
+        turns,
+        system_words,
         raw_tools,
     })
 }
@@ -298,7 +349,8 @@ pub(crate) fn parse_value(request: &Value) -> Result<Parsed<'_>, RouteError> {
     let functions = list("functions")?;
     let tools = tools.or(functions);
     let mut template = TemplateHasher::new();
-    let mut user = UserContent::None;
+    let mut turns = Turns::default();
+    let mut system_words = 0;
     for m in list("messages")?.into_iter().flatten() {
         let Value::Object(m) = m else {
             return Err(RouteError::Request("a message is not an object".into()));
@@ -309,9 +361,11 @@ pub(crate) fn parse_value(request: &Value) -> Result<Parsed<'_>, RouteError> {
             Some(_) => return Err(RouteError::Request("a role is not a string".into())),
         };
         match (role, m.get("content").filter(|c| !c.is_null())) {
-            (Some(Role::System), Some(c)) => value_texts(c, |t| template.add(t)),
-            (Some(Role::User), Some(c)) => user = UserContent::Value(c),
-            _ => {}
+            (Some(Role::System), Some(c)) => value_texts(c, |t| {
+                system_words += prompt_words(t);
+                template.add(t);
+            }),
+            (role, c) => turns.see(role, c.map(Content::Value)),
         }
     }
     let format = match map.get("response_format") {
@@ -324,9 +378,80 @@ pub(crate) fn parse_value(request: &Value) -> Result<Parsed<'_>, RouteError> {
             template: template.finish(),
             format: format_hash(format),
         },
-        user,
+        turns,
+        system_words,
         raw_tools: None,
     })
+}
+
+/// A system prompt of at most this many words is generic ("You are a helpful assistant."): the
+/// job is then said by the user turn's instruction, not by the prompt.
+pub const GENERIC_PROMPT_WORDS: usize = 10;
+
+/// Words of a prompt that can carry an instruction: alphabetic and without digits (dates, ids
+/// and amounts change per call).
+pub fn prompt_words(text: &str) -> usize {
+    text.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphabetic) && !w.chars().any(|c| c.is_ascii_digit()))
+        .count()
+}
+
+/// Whether a system prompt of `words` [`prompt_words`] is generic (see [`GENERIC_PROMPT_WORDS`]).
+pub fn is_generic_prompt(words: usize) -> bool {
+    words <= GENERIC_PROMPT_WORDS
+}
+
+/// Longest instruction head kept, in bytes.
+const MAX_INSTRUCTION_CHARS: usize = 160;
+
+/// The imperative head of a user turn: up to the first newline, clause-ending colon (one
+/// followed by a space or the end, so "10:30" is not one) or sentence end, at most 160 bytes.
+/// Under a generic system prompt this head says the job ("Translate into French:") and the rest
+/// is the material it works on.
+pub fn instruction_head(text: &str) -> &str {
+    let t = text.trim_start();
+    let mut end = t.len();
+    let mut chars = t.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let next = chars.peek().map(|(_, n)| *n);
+        let boundary = match c {
+            '\n' => true,
+            ':' | '：' => next.is_none_or(char::is_whitespace),
+            '.' | '?' | '!' => next.is_none_or(char::is_whitespace) && i > 0,
+            _ => false,
+        };
+        if boundary {
+            end = i + c.len_utf8();
+            break;
+        }
+    }
+    let mut cut = end.min(MAX_INSTRUCTION_CHARS);
+    while !t.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    t[..cut].trim_end()
+}
+
+impl Parsed<'_> {
+    /// What the centroid layer reads: the newest turns, or under a generic system prompt their
+    /// instruction head.
+    pub(crate) fn routing_text(&self) -> String {
+        let text = self.turns.text();
+        if is_generic_prompt(self.system_words) {
+            instruction_head(&text).to_owned()
+        } else {
+            text
+        }
+    }
+}
+
+/// The text the router's centroid layer reads of a request (see [`instruction_head`]): its
+/// newest turns, or under a generic system prompt their instruction head.
+///
+/// # Errors
+/// As [`request_key_of_value`].
+pub fn routing_text_of_value(request: &Value) -> Result<String, RouteError> {
+    parse_value(request).map(|p| p.routing_text())
 }
 
 /// The structural key of a raw request body.
@@ -355,8 +480,9 @@ mod tests {
         let a = parse_bytes(text.as_bytes(), &ToolAliases::default()).unwrap();
         let b = parse_value(v).unwrap();
         assert_eq!(a.key, b.key, "{text}");
-        assert_eq!(a.user.text(), b.user.text());
-        (a.key, a.user.text())
+        assert_eq!(a.turns.text(), b.turns.text());
+        assert_eq!(a.routing_text(), b.routing_text());
+        (a.key, a.turns.text())
     }
 
     fn tool(name: &str) -> Value {
@@ -439,6 +565,80 @@ mod tests {
         let (_, user) =
             both(&json!({"messages": [{"role": "user", "content": "a \"b\"\n\u{e9}"}]}));
         assert_eq!(user, "a \"b\"\n\u{e9}");
+    }
+
+    #[test]
+    fn the_router_reads_the_newest_turns() {
+        // After a tool answered, the newest turns are its results (the opening message is the
+        // same for every step of the conversation).
+        let step = json!({"messages": [
+            {"role": "system", "content": "You are the airline's agent. Follow the policy below and use the tools to help the customer with their reservation."},
+            {"role": "user", "content": "Hi, I am user mia_li_3668 and I want to cancel."},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "1", "type": "function", "function": {"name": "get_user_details", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "1", "content": "{\"reservations\": [\"NO6JO3\"]}"}
+        ]});
+        let (_, turns) = both(&step);
+        assert_eq!(turns, "{\"reservations\": [\"NO6JO3\"]}");
+        // A user turn after the assistant: that turn, not older ones.
+        let mut next = step.clone();
+        next["messages"].as_array_mut().unwrap().push(
+            json!({"role": "user", "content": [{"type": "text", "text": "and the other one"}]}),
+        );
+        assert_eq!(
+            both(&next).1,
+            "{\"reservations\": [\"NO6JO3\"]}\nand the other one"
+        );
+        // Nothing after the last assistant message: the newest user message.
+        let mut done = step.clone();
+        done["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"role": "assistant", "content": "Done."}));
+        assert_eq!(
+            both(&done).1,
+            "Hi, I am user mia_li_3668 and I want to cancel."
+        );
+
+        // Under a specific system prompt the whole turn is read; under a generic one (or none)
+        // its instruction head.
+        let turn = "Translate into French: the museum opens at 10:30.\nThanks";
+        let specific =
+            json!({"messages": [step["messages"][0].clone(), {"role": "user", "content": turn}]});
+        let parsed = parse_value(&specific).unwrap();
+        assert_eq!(parsed.routing_text(), turn);
+        for system in [json!("You are a helpful assistant."), Value::Null] {
+            let generic = json!({"messages": [{"role": "system", "content": system}, {"role": "user", "content": turn}]});
+            assert_eq!(both(&generic).1, turn);
+            let parsed = parse_value(&generic).unwrap();
+            assert_eq!(parsed.routing_text(), "Translate into French:");
+            assert_eq!(
+                routing_text_of_value(&generic).unwrap(),
+                "Translate into French:"
+            );
+        }
+    }
+
+    #[test]
+    fn instruction_heads() {
+        assert_eq!(
+            instruction_head("Translate into French: the museum opens"),
+            "Translate into French:"
+        );
+        assert_eq!(
+            instruction_head("Please translate this to German:\nHallo"),
+            "Please translate this to German:"
+        );
+        assert_eq!(instruction_head("  TL;DR please:\ntext"), "TL;DR please:");
+        assert_eq!(instruction_head("at 10:30 the bus"), "at 10:30 the bus");
+        assert_eq!(instruction_head("Fix it. Now"), "Fix it.");
+        let long = "é".repeat(200);
+        assert!(instruction_head(&long).len() <= MAX_INSTRUCTION_CHARS);
+        assert!(is_generic_prompt(prompt_words(
+            "You are a helpful assistant. Today is 2026-01-02."
+        )));
+        assert!(!is_generic_prompt(prompt_words(
+            "You are the support agent of ACME; classify each message into one of the labels below and answer with the label only."
+        )));
     }
 
     #[test]
