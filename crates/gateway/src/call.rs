@@ -132,7 +132,11 @@ impl CallGuard {
                 response: outcome.response,
             },
         };
-        self.state.writer.log(record);
+        // The record is in the journal before this returns, so before the response (or, for a
+        // stream, its end) is released.
+        let w = &self.state.writer;
+        let ticket = w.log(record);
+        w.journal_through(ticket);
     }
 }
 

@@ -8,16 +8,18 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::{CallPayload, CallRecord, Result, SealedCall, SealedExample, StoreError};
+use crate::{CallMeta, CallPayload, CallRecord, Result, SealedCall, SealedExample, StoreError};
 
 const PAYLOAD_VERSION: u8 = 1;
+/// Bytes the AES-GCM tag adds to a ciphertext.
+pub(crate) const TAG_LEN: usize = 16;
 
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
@@ -212,6 +214,15 @@ impl Keyring {
     /// Encrypts `plain` under the active data key with `aad` bound in as associated data.
     /// Returns (key id, nonce, ciphertext).
     pub fn seal_blob(&self, aad: &str, plain: &[u8]) -> Result<(String, Vec<u8>, Vec<u8>)> {
+        let mut buf = Vec::with_capacity(plain.len() + TAG_LEN);
+        buf.extend_from_slice(plain);
+        let (key_id, nonce) = self.seal_in_place(aad, &mut buf)?;
+        Ok((key_id, nonce, buf))
+    }
+
+    /// Encrypts `buf` in place (the tag is appended: leave [`TAG_LEN`] bytes of spare
+    /// capacity to avoid a reallocation). Returns (key id, nonce).
+    fn seal_in_place(&self, aad: &str, buf: &mut Vec<u8>) -> Result<(String, Vec<u8>)> {
         let cipher = self
             .ciphers
             .get(&self.active)
@@ -220,19 +231,13 @@ impl Keyring {
         // which avoids a system call per record on the write path.
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: aad.as_bytes(),
-                },
-            )
+        cipher
+            .encrypt_in_place(Nonce::from_slice(&nonce), aad.as_bytes(), buf)
             .map_err(|_| StoreError::Corrupt {
                 id: aad.to_owned(),
                 reason: "encryption failed".into(),
             })?;
-        Ok((self.active.clone(), nonce.to_vec(), ciphertext))
+        Ok((self.active.clone(), nonce.to_vec()))
     }
 
     /// Decrypts one example of the dataset `dataset_id` (its JSON record).
@@ -273,20 +278,40 @@ impl Keyring {
     /// Encrypts a call's payload under the active data key. The call id is bound in as
     /// associated data, so a payload moved to another row does not decrypt.
     pub fn seal(&self, record: &CallRecord) -> Result<SealedCall> {
-        let p = &record.payload;
-        let mut plain = Vec::with_capacity(p.request.len() + p.response.len() + 9);
-        plain.push(PAYLOAD_VERSION);
-        plain.extend_from_slice(&(p.request.len() as u32).to_le_bytes());
-        plain.extend_from_slice(&p.request);
-        plain.extend_from_slice(&(p.response.len() as u32).to_le_bytes());
-        plain.extend_from_slice(&p.response);
-        let (key_id, nonce, ciphertext) = self.seal_blob(&record.meta.id, &plain)?;
-        Ok(SealedCall {
-            meta: record.meta.clone(),
-            key_id,
-            nonce,
-            ciphertext,
-        })
+        self.seal_payload(record.meta.clone(), &record.payload)
+            .map_err(|(_, e)| e)
+    }
+
+    /// [`Keyring::seal`], taking the record: its metadata moves into the sealed call. The
+    /// error comes with the call's id.
+    pub fn seal_owned(
+        &self,
+        record: CallRecord,
+    ) -> std::result::Result<SealedCall, (String, StoreError)> {
+        self.seal_payload(record.meta, &record.payload)
+    }
+
+    fn seal_payload(
+        &self,
+        meta: CallMeta,
+        p: &CallPayload,
+    ) -> std::result::Result<SealedCall, (String, StoreError)> {
+        // One buffer: the plain payload, then encrypted in place with room for the tag.
+        let mut buf = Vec::with_capacity(9 + p.request.len() + p.response.len() + TAG_LEN);
+        buf.push(PAYLOAD_VERSION);
+        buf.extend_from_slice(&(p.request.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&p.request);
+        buf.extend_from_slice(&(p.response.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&p.response);
+        match self.seal_in_place(&meta.id, &mut buf) {
+            Ok((key_id, nonce)) => Ok(SealedCall {
+                meta,
+                key_id,
+                nonce,
+                ciphertext: buf,
+            }),
+            Err(e) => Err((meta.id, e)),
+        }
     }
 
     /// Decrypts a sealed call's payload.

@@ -57,16 +57,45 @@ pub struct IngestReport {
     pub files: usize,
     pub records: usize,
     pub inserted: usize,
-    /// Lines that could not be read (a torn last line after a crash); their file is kept,
-    /// renamed to `*.bad`, for inspection.
+    /// Lines or journal frames that could not be read (a torn last record after a crash);
+    /// their file is kept, renamed to `*.bad`, for inspection.
     pub bad_lines: usize,
 }
 
-/// Moves one spill or journal file into the store, then removes it (or, when some lines could
-/// not be read, keeps it renamed to `*.bad`). Safe to repeat: records already in the store are
-/// skipped. Invalid UTF-8 counts as an unreadable line, not as a failure of the whole file.
+/// Moves one spill file or journal segment (JSON lines, or binary frames for `.dsj`) into the
+/// store, then removes it (or, when some records could not be read, keeps it renamed to
+/// `*.bad`). Safe to repeat: records already in the store are skipped. Invalid UTF-8 counts as
+/// an unreadable line, not as a failure of the whole file.
 pub(crate) fn ingest_file(path: &Path, store: &dyn Store) -> Result<IngestReport> {
     let mut report = IngestReport::default();
+    let (batch, bad) = if path
+        .extension()
+        .is_some_and(|x| x == crate::journal::SEGMENT_EXT)
+    {
+        let bytes = fs::read(path).map_err(|e| StoreError::io(path, e))?;
+        let read = crate::journal::decode_segment(&bytes);
+        (read.calls, read.bad)
+    } else {
+        read_lines(path)?
+    };
+    for chunk in batch.chunks(1000) {
+        report.inserted += store.insert_calls(chunk)?;
+    }
+    report.records = batch.len();
+    report.bad_lines = bad;
+    report.files = 1;
+    if bad > 0 {
+        let kept = path.with_extension("bad");
+        fs::rename(path, &kept).map_err(|e| StoreError::io(path, e))?;
+        tracing::warn!(file = %kept.display(), bad, "spill or journal file had unreadable records; kept for inspection");
+    } else {
+        fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+    }
+    Ok(report)
+}
+
+/// The records of a JSON Lines file, and how many of its lines could not be read.
+fn read_lines(path: &Path) -> Result<(Vec<SealedCall>, usize)> {
     let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
     let mut batch = Vec::new();
     let mut bad = 0;
@@ -80,24 +109,11 @@ pub(crate) fn ingest_file(path: &Path, store: &dyn Store) -> Result<IngestReport
             Err(_) => bad += 1,
         }
     }
-    for chunk in batch.chunks(1000) {
-        report.inserted += store.insert_calls(chunk)?;
-    }
-    report.records = batch.len();
-    report.bad_lines = bad;
-    report.files = 1;
-    if bad > 0 {
-        let kept = path.with_extension("bad");
-        fs::rename(path, &kept).map_err(|e| StoreError::io(path, e))?;
-        tracing::warn!(file = %kept.display(), bad, "spill file had unreadable lines; kept for inspection");
-    } else {
-        fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
-    }
-    Ok(report)
+    Ok((batch, bad))
 }
 
-/// Moves every spill file in `dir` into the store, then removes it. Safe to repeat: records
-/// already in the store are skipped.
+/// Moves every spill file or journal segment in `dir` into the store (in name order, which is
+/// time order), then removes it. Safe to repeat: records already in the store are skipped.
 pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport> {
     let mut report = IngestReport::default();
     let entries = match fs::read_dir(dir) {
@@ -107,7 +123,10 @@ pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport>
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x == "jsonl" || x == crate::journal::SEGMENT_EXT)
+        })
         .collect();
     paths.sort();
     for path in paths {
@@ -159,5 +178,55 @@ mod tests {
         assert!(path.with_extension("bad").exists());
         let again = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
         assert_eq!(again.records, 0);
+    }
+
+    /// A journal directory as a crash leaves it: one segment in the line format of earlier
+    /// versions, one in binary frames whose last frame was cut short.
+    fn mixed_journal(dir: &Path, ring: &Keyring) -> PathBuf {
+        let journal = dir.join("journal");
+        fs::create_dir_all(&journal).unwrap();
+        let seal = |id: String| ring.seal(&crate::keyring::tests::record(&id, "p")).unwrap();
+        let mut old = Vec::new();
+        for i in 0..4 {
+            old.extend(crate::journal::line_of(&seal(format!("old{i}"))).unwrap());
+        }
+        fs::write(journal.join("journal-0001.jsonl"), old).unwrap();
+        let mut new = crate::journal::SEGMENT_MAGIC.to_vec();
+        for i in 0..6 {
+            crate::journal::encode_frame(&seal(format!("new{i}")), &mut new).unwrap();
+        }
+        let mut torn = Vec::new();
+        crate::journal::encode_frame(&seal("torn".into()), &mut torn).unwrap();
+        new.extend_from_slice(&torn[..torn.len() / 2]);
+        fs::write(journal.join("journal-0002.dsj"), new).unwrap();
+        journal
+    }
+
+    #[test]
+    fn old_line_segments_and_binary_segments_replay_together_and_a_torn_frame_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let journal = mixed_journal(dir.path(), &ring);
+        let report = ingest_spill_files(&journal, &store).unwrap();
+        assert_eq!(
+            (
+                report.files,
+                report.records,
+                report.inserted,
+                report.bad_lines
+            ),
+            (2, 10, 10, 1)
+        );
+        assert_eq!(store.count_calls().unwrap(), 10);
+        // Every record decrypts: frames carry the ciphertext byte for byte.
+        for c in store.scan_calls(&crate::CallFilter::default()).unwrap() {
+            assert_eq!(ring.open(&c).unwrap().request, b"p");
+        }
+        // The old segment is gone; the one with the torn frame is kept for inspection.
+        assert!(!journal.join("journal-0001.jsonl").exists());
+        assert!(journal.join("journal-0002.bad").exists());
+        let again = ingest_spill_files(&journal, &store).unwrap();
+        assert_eq!(again, IngestReport::default());
     }
 }

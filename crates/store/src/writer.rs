@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::journal::{Closed, Journal, line_of};
+use crate::journal::{Closed, Journal};
 use crate::{CallRecord, Keyring, SealedCall, SpillFile, Store};
 
 /// Tuning of the write path.
@@ -83,10 +83,16 @@ pub struct WriterStats {
 
 enum Msg {
     Record(Box<CallRecord>),
-    /// Sealed by the caller; in journal segment `seg` when `Some`.
-    Sealed(Box<SealedCall>, Option<u64>),
+    /// Sealed on the serving side, in journal segment `seg` when `Some`.
+    Sealed(Vec<SealedCall>, Option<u64>),
     Shutdown,
 }
+
+/// A logged record's place in the journal. The response of its call may leave once
+/// [`LogWriter::is_journaled`] says the record is written; [`LogWriter::journal_through`]
+/// writes it (with every record staged before it) if it is not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
 
 pub struct LogWriter {
     tx: SyncSender<Msg>,
@@ -94,6 +100,7 @@ pub struct LogWriter {
     keyring: Arc<RwLock<Keyring>>,
     spill: Arc<SpillFile>,
     journal: Option<Arc<Journal>>,
+    queue_capacity: u64,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -111,6 +118,7 @@ impl LogWriter {
             .journal_dir
             .as_deref()
             .map(|d| Arc::new(Journal::new(d)));
+        let queue_capacity = config.queue_capacity.max(1) as u64;
         let worker = Worker {
             store,
             keyring: keyring.clone(),
@@ -131,14 +139,18 @@ impl LogWriter {
             keyring,
             spill,
             journal,
+            queue_capacity,
             handle: Mutex::new(handle),
         }
     }
 
-    /// Logs a record without waiting for the database. With the journal on, the record is on
-    /// disk (in the page cache) when this returns; otherwise it is queued, or spilled when the
-    /// queue is full.
-    pub fn log(&self, record: CallRecord) {
+    /// Logs a record without waiting for the database. With the journal on, the record is
+    /// sealed and staged for the journal, and the returned ticket says when it is on disk (in
+    /// the page cache): the caller releases the call's response only after
+    /// [`LogWriter::journal_through`] (or once [`LogWriter::is_journaled`]). With the journal
+    /// off, the record is queued, or spilled when the queue is full, and the ticket is
+    /// already satisfied.
+    pub fn log(&self, record: CallRecord) -> Ticket {
         let Some(journal) = &self.journal else {
             self.stats.depth.fetch_add(1, Ordering::Relaxed);
             match self.tx.try_send(Msg::Record(Box::new(record))) {
@@ -153,56 +165,82 @@ impl LogWriter {
                     self.stats.depth.fetch_sub(1, Ordering::Relaxed);
                 }
             }
-            return;
+            return Ticket::default();
         };
         let sealed = {
             let keyring = self.keyring.read().unwrap_or_else(|p| p.into_inner());
-            keyring.seal(&record)
+            keyring.seal_owned(record)
         };
         let sealed = match sealed {
             Ok(s) => s,
-            Err(e) => {
-                count_spill(&self.stats, &record.meta.id, Err(e));
-                return;
+            Err((id, e)) => {
+                count_spill(&self.stats, &id, Err(e));
+                return Ticket::default();
             }
         };
-        let line = match line_of(&sealed) {
-            Ok(l) => l,
-            Err(e) => {
-                count_spill(&self.stats, &record.meta.id, Err(e));
-                return;
+        match journal.stage(sealed) {
+            Ok(t) => Ticket(t),
+            Err(failed) => {
+                let (s, e) = *failed;
+                self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(call = %s.meta.id, error = %e, "could not frame a call record for the journal");
+                self.deliver(vec![s], None);
+                Ticket::default()
             }
-        };
-        let id = sealed.meta.id.clone();
-        let mut sealed = Some(sealed);
-        let mut unsent: Option<SealedCall> = None;
-        let appended = journal.append_then(&line, |seg| {
-            let Some(s) = sealed.take() else { return false };
-            self.stats.depth.fetch_add(1, Ordering::Relaxed);
-            match self.tx.try_send(Msg::Sealed(Box::new(s), seg)) {
-                Ok(()) => true,
-                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => {
-                    self.stats.depth.fetch_sub(1, Ordering::Relaxed);
-                    if let Msg::Sealed(s, _) = m {
-                        if seg.is_some() {
-                            // Already on disk: replayed when the segment closes.
-                            self.stats.spilled.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            unsent = Some(*s);
-                        }
-                    }
-                    false
-                }
-            }
-        });
-        if let Err(e) = appended {
+        }
+    }
+
+    /// The ticket of the newest record logged: once it is journaled, so is every record
+    /// logged before it.
+    pub fn last_ticket(&self) -> Ticket {
+        Ticket(self.journal.as_ref().map_or(0, |j| j.last_ticket()))
+    }
+
+    /// Whether the record with ticket `t` is in the journal (always, with the journal off).
+    pub fn is_journaled(&self, t: Ticket) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.is_written(t.0))
+    }
+
+    /// Makes sure the record with ticket `t` is in the journal: unless it already is, writes
+    /// every staged record with one `write`. A record that cannot be written to the journal is
+    /// queued or spilled instead, counted in `journal_errors` and logged as an error.
+    pub fn journal_through(&self, t: Ticket) {
+        let Some(journal) = &self.journal else { return };
+        if let Err(e) = journal.write_staged(t.0, |calls, seg| self.deliver(calls, seg)) {
             self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(call = %id, error = %e, "could not append a call record to the journal");
+            tracing::error!(error = %e, "could not append call records to the journal");
         }
-        if let Some(s) = unsent {
+    }
+
+    /// Hands sealed records to the writer thread; says whether they were queued. Records the
+    /// full queue refuses stay in their journal segment (replayed when it closes), or, when
+    /// they are in none, go to the spill file.
+    fn deliver(&self, calls: Vec<SealedCall>, seg: Option<u64>) -> bool {
+        let n = calls.len() as u64;
+        let depth = self.stats.depth.fetch_add(n, Ordering::Relaxed);
+        let refused = if depth + n > self.queue_capacity {
+            Some(calls)
+        } else {
+            match self.tx.try_send(Msg::Sealed(calls, seg)) {
+                Ok(()) => None,
+                Err(TrySendError::Full(m) | TrySendError::Disconnected(m)) => match m {
+                    Msg::Sealed(calls, _) => Some(calls),
+                    _ => Some(Vec::new()),
+                },
+            }
+        };
+        let Some(calls) = refused else { return true };
+        self.stats.depth.fetch_sub(n, Ordering::Relaxed);
+        if seg.is_some() {
+            // Already on disk: replayed when the segment closes.
+            self.stats.spilled.fetch_add(n, Ordering::Relaxed);
+        } else {
             // Neither journaled nor queued: the spill file is the last resort.
-            count_spill(&self.stats, &s.meta.id, self.spill.append(&s));
+            for s in &calls {
+                count_spill(&self.stats, &s.meta.id, self.spill.append(s));
+            }
         }
+        false
     }
 
     fn spill_one(&self, record: &CallRecord) {
@@ -215,8 +253,9 @@ impl LogWriter {
         &self.stats
     }
 
-    /// Writes everything queued, stops the thread and syncs the spill file.
+    /// Writes everything staged and queued, stops the thread and syncs the spill file.
     pub fn shutdown(&self) {
+        self.journal_through(self.last_ticket());
         let handle = self.handle.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(h) = handle {
             let _ = self.tx.send(Msg::Shutdown);
@@ -250,6 +289,9 @@ fn count_spill(stats: &WriterStats, id: &str, result: crate::Result<()>) {
         }
     }
 }
+
+/// How long a staged record may wait for a caller to write it before the writer does.
+const STAGED_MAX_AGE: Duration = Duration::from_millis(50);
 
 enum Item {
     Plain(CallRecord),
@@ -317,6 +359,9 @@ impl Worker {
                     push(&mut batch, m);
                 }
             }
+            if let Some(j) = &self.journal {
+                self.write_stale_staged(j, &mut batch, stop);
+            }
             self.flush(&mut batch);
             if let Some(j) = self.journal.clone() {
                 if !self.config.journal_sync.is_zero()
@@ -332,11 +377,31 @@ impl Worker {
                 } else {
                     self.config.journal_rotate
                 };
-                if let Some(closed) = j.rotate_if(age, 64 << 20) {
-                    self.pending.push(closed);
-                }
+                self.pending.extend(j.rotate_if(age, 64 << 20));
                 self.settle_segments();
             }
+        }
+    }
+
+    /// Writes records staged for the journal that no caller has written for a while (a
+    /// backstop: serving writes them before it releases a response), adding them to `batch`.
+    fn write_stale_staged(&self, j: &Journal, batch: &mut Vec<Item>, stop: bool) {
+        let stale = j
+            .staged_since()
+            .is_some_and(|t| stop || t.elapsed() >= STAGED_MAX_AGE);
+        if !stale {
+            return;
+        }
+        let written = j.write_staged(j.last_ticket(), |calls, seg| {
+            self.stats
+                .depth
+                .fetch_add(calls.len() as u64, Ordering::Relaxed);
+            batch.extend(calls.into_iter().map(|s| Item::Sealed(s, seg)));
+            true
+        });
+        if let Err(e) = written {
+            self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "could not append call records to the journal");
         }
     }
 
@@ -462,7 +527,7 @@ impl Worker {
 fn push(batch: &mut Vec<Item>, m: Msg) -> bool {
     match m {
         Msg::Record(r) => batch.push(Item::Plain(*r)),
-        Msg::Sealed(s, seg) => batch.push(Item::Sealed(*s, seg)),
+        Msg::Sealed(calls, seg) => batch.extend(calls.into_iter().map(|s| Item::Sealed(s, seg))),
         Msg::Shutdown => return true,
     }
     false
@@ -564,40 +629,88 @@ mod journal_tests {
             return ids;
         };
         for e in entries {
-            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-            for line in text.lines() {
-                let c: SealedCall = serde_json::from_str(line).unwrap();
-                ids.push(c.meta.id);
-            }
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            let read = crate::journal::decode_segment(&bytes);
+            assert_eq!(read.bad, 0);
+            ids.extend(read.calls.into_iter().map(|c| c.meta.id));
         }
         ids
     }
 
+    /// Logs a record the way the gateway does: its response would leave after this returns.
+    fn log_journaled(w: &LogWriter, id: &str) {
+        let t = w.log(crate::keyring::tests::record(id, "hello"));
+        w.journal_through(t);
+        assert!(w.is_journaled(t));
+    }
+
+    /// Copies the journal as a crash would leave it, and recovers it into a fresh store.
+    fn recover_copy(dir: &std::path::Path) -> SqliteStore {
+        let fresh = SqliteStore::open(&dir.join("recovered")).unwrap();
+        let copy = dir.join("copy");
+        std::fs::create_dir_all(&copy).unwrap();
+        for e in std::fs::read_dir(dir.join("journal")).unwrap() {
+            let p = e.unwrap().path();
+            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
+        }
+        ingest_spill_files(&copy, &fresh).unwrap();
+        fresh
+    }
+
     #[test]
-    fn a_logged_record_is_in_the_journal_when_log_returns() {
+    fn a_record_is_in_the_journal_once_journal_through_returns() {
         let dir = tempfile::tempdir().unwrap();
         // A slow group commit: nothing reaches the database during the checks.
         let (w, _) = journal_writer(dir.path(), 1024, 400);
         for i in 0..20 {
             let id = format!("r{i:04}");
-            w.log(crate::keyring::tests::record(&id, "hello"));
+            log_journaled(&w, &id);
             assert!(
                 journal_ids(&dir.path().join("journal")).contains(&id),
                 "{id} not journaled"
             );
         }
         // What a crash would leave is enough to recover every record.
-        let fresh = SqliteStore::open(&dir.path().join("recovered")).unwrap();
-        let copy = dir.path().join("copy");
-        std::fs::create_dir_all(&copy).unwrap();
-        for e in std::fs::read_dir(dir.path().join("journal")).unwrap() {
-            let p = e.unwrap().path();
-            std::fs::copy(&p, copy.join(p.file_name().unwrap())).unwrap();
-        }
-        let report = ingest_spill_files(&copy, &fresh).unwrap();
-        assert_eq!(report.inserted, 20);
+        assert_eq!(recover_copy(dir.path()).count_calls().unwrap(), 20);
         w.shutdown();
         assert_eq!(w.stats().written.load(Ordering::Relaxed), 20);
+    }
+
+    #[test]
+    fn records_staged_together_go_to_the_journal_in_one_write_and_all_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = journal_writer(dir.path(), 1024, 400);
+        // As in one turn of the event loop: 50 calls answered, then their responses released.
+        let tickets: Vec<Ticket> = (0..50)
+            .map(|i| w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello")))
+            .collect();
+        assert_eq!(w.last_ticket(), tickets[49]);
+        w.journal_through(tickets[0]);
+        assert!(tickets.iter().all(|t| w.is_journaled(*t)));
+        let segments = std::fs::read_dir(dir.path().join("journal"))
+            .unwrap()
+            .count();
+        assert_eq!(segments, 1);
+        assert_eq!(journal_ids(&dir.path().join("journal")).len(), 50);
+        assert_eq!(recover_copy(dir.path()).count_calls().unwrap(), 50);
+        w.shutdown();
+        assert_eq!(w.stats().written.load(Ordering::Relaxed), 50);
+    }
+
+    #[test]
+    fn records_no_caller_writes_reach_the_journal_and_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = journal_writer(dir.path(), 1024, 1);
+        let t = w.log(crate::keyring::tests::record("r1", "hello"));
+        // Nobody calls journal_through: the writer's backstop writes it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !w.is_journaled(t) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(w.is_journaled(t));
+        w.shutdown();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        assert_eq!(store.count_calls().unwrap(), 1);
     }
 
     #[test]
@@ -605,7 +718,7 @@ mod journal_tests {
         let dir = tempfile::tempdir().unwrap();
         let (w, _) = journal_writer(dir.path(), 1024, 1);
         for i in 0..300 {
-            w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
+            log_journaled(&w, &format!("r{i:04}"));
             if i % 100 == 99 {
                 std::thread::sleep(Duration::from_millis(120));
             }
@@ -625,7 +738,7 @@ mod journal_tests {
         let dir = tempfile::tempdir().unwrap();
         let (w, _) = journal_writer(dir.path(), 2, 300);
         for i in 0..50 {
-            w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
+            log_journaled(&w, &format!("r{i:04}"));
         }
         w.shutdown();
         let s = w.stats();
@@ -643,7 +756,7 @@ mod journal_tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let (w, _) = journal_writer(dir.path(), 1024, 400);
-        w.log(crate::keyring::tests::record("r1", "hello"));
+        log_journaled(&w, "r1");
         let spill = SpillFile::new(&dir.path().join("spill"));
         let ring = Keyring::load(&dir.path().join("k.json")).unwrap();
         spill
@@ -840,7 +953,8 @@ mod failure_tests {
             },
         );
         for i in 0..20 {
-            w.log(crate::keyring::tests::record(&format!("r{i}"), "p"));
+            let t = w.log(crate::keyring::tests::record(&format!("r{i}"), "p"));
+            w.journal_through(t);
         }
         w.shutdown();
         let s = w.stats();
