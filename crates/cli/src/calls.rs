@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use downshift_api::ImportFormat;
+use downshift_gateway::ATTEMPTS_TAG;
 use downshift_store::{
     AuditEntry, CallFilter, CallStatus, DataDir, Store, export_jsonl, import_jsonl,
 };
@@ -200,6 +201,11 @@ pub enum CallsCommand {
     },
 }
 
+/// The attempts of a call the gateway tried more than once (upstream, status, latency, error).
+fn attempts_of(m: &downshift_store::CallMeta) -> Option<Vec<Value>> {
+    serde_json::from_str(m.tags.get(ATTEMPTS_TAG)?).ok()
+}
+
 fn meta_json(m: &downshift_store::CallMeta) -> Value {
     let mut v = serde_json::to_value(m).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
@@ -249,7 +255,10 @@ pub fn calls(c: CallsCommand, data: &DataDir) -> Result<()> {
                         ),
                         m.tags
                             .iter()
-                            .map(|(k, v)| format!("{k}={v}"))
+                            .map(|(k, v)| match attempts_of(m) {
+                                Some(a) if k == ATTEMPTS_TAG => format!("attempts={}", a.len()),
+                                _ => format!("{k}={v}"),
+                            })
                             .collect::<Vec<_>>()
                             .join(","),
                     ]
@@ -282,11 +291,14 @@ pub fn calls(c: CallsCommand, data: &DataDir) -> Result<()> {
                 Some("calls show"),
             ))?;
             let payload = keyring.open(&sealed)?;
-            let out = json!({
+            let mut out = json!({
                 "call": meta_json(&sealed.meta),
                 "request": downshift_gateway::payload_value(&payload.request),
                 "response": downshift_gateway::payload_value(&payload.response),
             });
+            if let Some(attempts) = attempts_of(&sealed.meta) {
+                out["attempts"] = Value::Array(attempts);
+            }
             if json {
                 println!("{out}");
             } else {

@@ -98,6 +98,10 @@ mod tests {
             serde_json::to_value(&cfg.prices).unwrap(),
             serde_json::to_value(&defaults.prices).unwrap()
         );
+        assert_eq!(
+            serde_json::to_value(&cfg.routing).unwrap(),
+            serde_json::to_value(&defaults.routing).unwrap()
+        );
         // As shipped it starts: one upstream (the mock's address) that needs no key, no local
         // model files, no specialists.
         assert!(cfg.specialists.is_empty());
@@ -151,6 +155,9 @@ mod tests {
             LocalModelConfig::default().default_max_tokens
         );
         assert_eq!(cfg.specialists.len(), 1);
+        assert_eq!(cfg.routing.models["gpt-4o"].names(), ["openai", "local"]);
+        assert_eq!(cfg.routing.models["qwen2.5-*"].names(), ["local"]);
+        assert_eq!(cfg.routing.fallbacks["gpt-4o"], ["llama-3.1-8b-instruct"]);
         assert_eq!(cfg.curate.pii.custom.len(), 1);
         assert!(cfg.data_dir.is_some());
     }

@@ -254,9 +254,15 @@ pub struct MockArgs {
     /// Wait this long between two chunks of a stream.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     chunk_delay_ms: u64,
-    /// Share of requests (0 to 1) answered with a 500 error.
+    /// Share of requests (0 to 1) answered with an error (--fail-status).
     #[arg(long, default_value_t = 0.0, value_name = "P")]
     fail_rate: f64,
+    /// Answer the first N requests with an error (--fail-status), then normally.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    fail_first: u64,
+    /// The HTTP status of injected failures (4xx or 5xx).
+    #[arg(long, default_value_t = 500, value_name = "CODE")]
+    fail_status: u16,
     /// Seed for --fail-rate.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -265,6 +271,12 @@ pub struct MockArgs {
 pub fn mock(a: MockArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.fail_rate) {
         bail!("--fail-rate must be between 0 and 1, got {}", a.fail_rate);
+    }
+    if !(400..=599).contains(&a.fail_status) {
+        bail!(
+            "--fail-status must be a 4xx or 5xx status, got {}",
+            a.fail_status
+        );
     }
     let replay = match &a.replay {
         None => Replay::default(),
@@ -289,6 +301,8 @@ pub fn mock(a: MockArgs) -> Result<()> {
             delay: Duration::from_millis(a.delay_ms),
             chunk_delay: Duration::from_millis(a.chunk_delay_ms),
             fail_rate: a.fail_rate,
+            fail_first: a.fail_first,
+            fail_status: a.fail_status,
             seed: a.seed,
         },
     );

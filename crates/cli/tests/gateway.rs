@@ -44,18 +44,6 @@ fn replay_file(dir: &std::path::Path) -> (std::path::PathBuf, Value, Value) {
     (path, request, response)
 }
 
-fn show(data: &std::path::Path, id: &str) -> Value {
-    let out = ok(&[
-        "calls",
-        "show",
-        id,
-        "--json",
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
-    serde_json::from_str(&out).unwrap()
-}
-
 fn sse_events(body: &[u8]) -> StreamAssembler {
     let mut asm = StreamAssembler::new();
     asm.feed(body);

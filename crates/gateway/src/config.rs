@@ -96,15 +96,82 @@ impl Default for UpstreamConfig {
     }
 }
 
-/// Where each model goes.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Where each model goes, what is tried when an upstream fails, and how often.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Upstream for models the map does not name. Default: with an empty model map, the first
     /// upstream; with a map, none (unmapped models get a 404 `model_not_found`).
     pub default_upstream: Option<String>,
-    /// Model name → upstream name. A trailing `*` matches a prefix (`"claude-*" = "anthropic"`).
-    pub models: BTreeMap<String, String>,
+    /// Model name → upstream name, or a list of upstream names (deployments of the same model,
+    /// shared by `balance`; a failed one passes the request to the next). A trailing `*`
+    /// matches a prefix (`"claude-*" = "anthropic"`).
+    pub models: BTreeMap<String, Deployments>,
+    /// How a model's deployments share its requests: `round_robin`, `least_busy` (fewest
+    /// requests in flight) or `ordered` (always the first that answers: primary and backups).
+    pub balance: Balance,
+    /// Model → models tried, in order, once every deployment of the model has failed (the
+    /// request's `model` is replaced by the fallback's name).
+    pub fallbacks: BTreeMap<String, Vec<String>>,
+    /// Further rounds over the model's deployments and fallbacks after all of them failed with
+    /// a connection error, a 429 or a 5xx (never once a byte has reached the client).
+    pub retries: u32,
+    /// Wait before the first further round, in milliseconds; it doubles every round (with full
+    /// jitter), up to `retry_max_backoff_ms`. A 429's `Retry-After` is honoured up to that cap.
+    pub retry_backoff_ms: u64,
+    /// Longest wait between two rounds, in milliseconds.
+    pub retry_max_backoff_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            default_upstream: None,
+            models: BTreeMap::new(),
+            balance: Balance::RoundRobin,
+            fallbacks: BTreeMap::new(),
+            retries: 0,
+            retry_backoff_ms: 200,
+            retry_max_backoff_ms: 5_000,
+        }
+    }
+}
+
+/// The upstream(s) serving one model: a name, or a list of deployments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Deployments {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Deployments {
+    /// The upstream names, in the configured order.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Deployments::One(n) => std::slice::from_ref(n),
+            Deployments::Many(v) => v,
+        }
+    }
+}
+
+impl From<&str> for Deployments {
+    fn from(name: &str) -> Self {
+        Deployments::One(name.to_owned())
+    }
+}
+
+/// How the deployments of one model share its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each request starts at the next deployment in turn.
+    #[default]
+    RoundRobin,
+    /// Each request starts at the deployment with the fewest requests in flight.
+    LeastBusy,
+    /// Each request starts at the first deployment; the others are backups.
+    Ordered,
 }
 
 /// A small model served natively as `model: "local/<name>"` (adapters as

@@ -8,6 +8,7 @@ mod call;
 pub mod config;
 mod conn;
 mod error;
+mod events;
 mod local;
 mod metrics;
 pub mod mock;
@@ -20,11 +21,12 @@ mod upstream;
 pub use admin::payload_value;
 pub use auth::Principal;
 pub use config::{
-    LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig,
-    UpstreamConfig,
+    Balance, Deployments, LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig,
+    SpecialistEndpointConfig, UpstreamConfig,
 };
 pub use conn::ConnLimits;
 pub use error::GatewayError;
 pub use local::LocalModels;
+pub use proxy::ATTEMPTS_TAG;
 pub use server::{AppState, ServeOptions, conn_limits, router, run};
 pub use specialist::completion_sse;

@@ -1,8 +1,10 @@
 //! `downshift mock-llm`: an OpenAI-compatible upstream for tests, demos and benchmarks. It
 //! answers from recorded request → response pairs (the `import` format), matched on the
 //! canonicalised messages + tools, and otherwise with a deterministic echo. It streams, returns
-//! tool calls, and injects faults on demand (`--delay-ms`, `--fail-rate`, and per request the
-//! headers `x-mock-status`, `x-mock-delay-ms`, `x-mock-chunk-delay-ms`).
+//! tool calls, and injects faults on demand (`--delay-ms`, `--fail-rate`, `--fail-first`,
+//! `--fail-status`, and per request the headers `x-mock-status`, `x-mock-delay-ms`,
+//! `x-mock-chunk-delay-ms`). Besides chat completions it answers the Responses API
+//! (`/v1/responses`), legacy completions (`/v1/completions`), embeddings and the model list.
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -35,8 +37,12 @@ pub struct MockOptions {
     pub delay: Duration,
     /// Wait between two chunks of a stream.
     pub chunk_delay: Duration,
-    /// Share of requests (0–1) answered with a 500.
+    /// Share of requests (0–1) answered with an error (`fail_status`).
     pub fail_rate: f64,
+    /// The first this many requests are answered with an error (`fail_status`).
+    pub fail_first: u64,
+    /// The status of injected failures (0: 500).
+    pub fail_status: u16,
     /// Seed of the fault-injection generator.
     pub seed: u64,
 }
@@ -106,6 +112,8 @@ pub struct MockState {
     last_request: Mutex<Bytes>,
     pub requests: AtomicU64,
     pub replayed: AtomicU64,
+    /// Requests counted against `fail_first`.
+    failed_first: AtomicU64,
 }
 
 impl MockState {
@@ -117,6 +125,7 @@ impl MockState {
             last_request: Mutex::new(Bytes::new()),
             requests: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
+            failed_first: AtomicU64::new(0),
         })
     }
 }
@@ -125,7 +134,10 @@ pub fn mock_router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(responses))
+        .route("/v1/completions", post(completions))
         .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
         .route("/mock/last-request", get(last_request))
         .route("/mock/stats", get(stats))
         .route("/healthz", get(|| async { "ok" }))
@@ -175,16 +187,31 @@ async fn inject_faults(s: &MockState, headers: &HeaderMap) -> Option<Response> {
         );
         return Some(error_response(status, &body));
     }
-    if s.options.fail_rate > 0.0 {
-        let roll: f64 = s.rng.lock().unwrap_or_else(|p| p.into_inner()).r#gen();
-        if roll < s.options.fail_rate {
-            let body = ErrorBody::new(
-                "server_error",
-                "mock_failure",
-                "mock upstream failure (--fail-rate)",
-            );
-            return Some(error_response(StatusCode::INTERNAL_SERVER_ERROR, &body));
-        }
+    let first = s.options.fail_first > 0
+        && s.failed_first.fetch_add(1, Ordering::Relaxed) < s.options.fail_first;
+    let rolled = !first
+        && s.options.fail_rate > 0.0
+        && s.rng
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .r#gen::<f64>()
+            < s.options.fail_rate;
+    if first || rolled {
+        let status = StatusCode::from_u16(s.options.fail_status)
+            .ok()
+            .filter(|c| c.is_client_error() || c.is_server_error())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let why = if first { "--fail-first" } else { "--fail-rate" };
+        let body = ErrorBody::new(
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                "rate_limit_exceeded"
+            } else {
+                "server_error"
+            },
+            "mock_failure",
+            format!("mock upstream failure {} ({why})", status.as_u16()),
+        );
+        return Some(error_response(status, &body));
     }
     None
 }
@@ -231,11 +258,7 @@ async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
     {
         m.insert("usage".into(), estimate_usage(&key, m.get("choices")));
     }
-    let stream = request
-        .get("stream")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    if !stream {
+    if !wants_stream(&request) {
         return (
             [(header::CONTENT_TYPE, "application/json")],
             response.to_string(),
@@ -251,27 +274,7 @@ async fn chat(State(s): State<Arc<MockState>>, req: Request) -> Response {
         .map(|c| Bytes::from(format!("data: {c}\n\n")))
         .collect();
     events.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let gap = header_u64(&headers, "x-mock-chunk-delay-ms")
-        .map(Duration::from_millis)
-        .unwrap_or(s.options.chunk_delay);
-    let stream = futures_util::stream::unfold(
-        (events.into_iter(), true),
-        move |(mut it, first)| async move {
-            let next = it.next()?;
-            if !first && !gap.is_zero() {
-                tokio::time::sleep(gap).await;
-            }
-            Some((Ok::<Bytes, std::io::Error>(next), (it, false)))
-        },
-    );
-    (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response()
+    sse(events, chunk_gap(&s, &headers))
 }
 
 /// A deterministic answer: the same request always gets the same bytes.
@@ -387,6 +390,202 @@ async fn models(State(s): State<Arc<MockState>>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+async fn model(State(s): State<Arc<MockState>>, UrlPath(id): UrlPath<String>) -> Response {
+    if id != "mock" && !s.replay.models.contains(&id) {
+        let body = ErrorBody::new(
+            "invalid_request_error",
+            "model_not_found",
+            format!("The model '{id}' does not exist"),
+        );
+        return error_response(StatusCode::NOT_FOUND, &body);
+    }
+    let body = json!({"id": id, "object": "model", "created": 0, "owned_by": "downshift-mock"});
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A stream of server-sent events, `gap` apart (the first at once).
+fn sse(events: Vec<Bytes>, gap: Duration) -> Response {
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), true),
+        move |(mut it, first)| async move {
+            let next = it.next()?;
+            if !first && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+            Some((Ok::<Bytes, std::io::Error>(next), (it, false)))
+        },
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn chunk_gap(s: &MockState, headers: &HeaderMap) -> Duration {
+    header_u64(headers, "x-mock-chunk-delay-ms")
+        .map(Duration::from_millis)
+        .unwrap_or(s.options.chunk_delay)
+}
+
+fn wants_stream(request: &Value) -> bool {
+    request
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// The text of a Responses API `input`: a string, or the last user item's text.
+fn responses_input_text(input: &Value) -> String {
+    match input {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .map(|m| match m.get("content") {
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                _ => content_text(m),
+            })
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// `POST /v1/responses`: a deterministic echo as a Responses API object, or its event stream
+/// (`response.created`, text deltas word by word, `response.completed`).
+async fn responses(State(s): State<Arc<MockState>>, req: Request) -> Response {
+    let (headers, request) = match accept(&s, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(input) = request.get("input") else {
+        return bad_request("'input' is required".into());
+    };
+    let key = canonical_json(&json!({"input": input, "instructions": request.get("instructions")}));
+    let h = fnv1a64(key.as_bytes());
+    let text = format!("echo: {}", responses_input_text(input));
+    let model = request.get("model").cloned().unwrap_or(json!("mock"));
+    let (p, c) = ((key.len() / 4).max(1), (text.len() / 4).max(1));
+    let message = |status: &str, text: &str| {
+        json!({"type": "message", "id": format!("msg_echo_{h:016x}"), "status": status,
+            "role": "assistant", "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    };
+    let object = |status: &str, output: Value, usage: Value| {
+        json!({"id": format!("resp_echo_{h:016x}"), "object": "response", "created_at": 1735689600,
+            "status": status, "model": model, "output": output, "usage": usage})
+    };
+    let done = object(
+        "completed",
+        json!([message("completed", &text)]),
+        json!({"input_tokens": p, "output_tokens": c, "total_tokens": p + c}),
+    );
+    if !wants_stream(&request) {
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            done.to_string(),
+        )
+            .into_response();
+    }
+    let mut seq = 0u64;
+    let mut events = Vec::new();
+    let mut event = |kind: &str, mut v: Value| {
+        v["type"] = json!(kind);
+        v["sequence_number"] = json!(seq);
+        seq += 1;
+        events.push(Bytes::from(format!("event: {kind}\ndata: {v}\n\n")));
+    };
+    event(
+        "response.created",
+        json!({"response": object("in_progress", json!([]), Value::Null)}),
+    );
+    event(
+        "response.output_item.added",
+        json!({"output_index": 0, "item": message("in_progress", "")}),
+    );
+    for word in text.split_inclusive(' ') {
+        event(
+            "response.output_text.delta",
+            json!({"item_id": format!("msg_echo_{h:016x}"), "output_index": 0, "content_index": 0, "delta": word}),
+        );
+    }
+    event(
+        "response.output_text.done",
+        json!({"item_id": format!("msg_echo_{h:016x}"), "output_index": 0, "content_index": 0, "text": text}),
+    );
+    event(
+        "response.output_item.done",
+        json!({"output_index": 0, "item": message("completed", &text)}),
+    );
+    event("response.completed", json!({"response": done}));
+    sse(events, chunk_gap(&s, &headers))
+}
+
+/// `POST /v1/completions`: the legacy text completion, an echo of the prompt, plain or streamed.
+async fn completions(State(s): State<Arc<MockState>>, req: Request) -> Response {
+    let (headers, request) = match accept(&s, req).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let prompt = match request.get("prompt") {
+        Some(Value::String(p)) => p.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => return bad_request("'prompt' is required".into()),
+    };
+    let h = fnv1a64(prompt.as_bytes());
+    let text = format!(" echo: {prompt}");
+    let model = request.get("model").cloned().unwrap_or(json!("mock"));
+    let (p, c) = ((prompt.len() / 4).max(1), (text.len() / 4).max(1));
+    let id = format!("cmpl-echo-{h:016x}");
+    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    if !wants_stream(&request) {
+        let body = json!({"id": id, "object": "text_completion", "created": 1735689600, "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "stop"}],
+            "usage": usage});
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+    }
+    let chunk = |text: &str, finish: Value| {
+        let v = json!({"id": id, "object": "text_completion", "created": 1735689600, "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]});
+        Bytes::from(format!("data: {v}\n\n"))
+    };
+    let mut events: Vec<Bytes> = text
+        .split_inclusive(' ')
+        .map(|w| chunk(w, Value::Null))
+        .collect();
+    events.push(chunk("", json!("stop")));
+    if request
+        .pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        let v = json!({"id": id, "object": "text_completion", "created": 1735689600, "model": model,
+            "choices": [], "usage": usage});
+        events.push(Bytes::from(format!("data: {v}\n\n")));
+    }
+    events.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    sse(events, chunk_gap(&s, &headers))
 }
 
 /// The exact bytes of the last request body (for byte-faithfulness tests).

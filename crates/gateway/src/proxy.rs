@@ -12,6 +12,8 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use downshift_api::{RequestView, StreamAssembler, Usage};
+
+use crate::events::Collector;
 use downshift_store::{CallStatus, FALLBACK_TAG, Permission, ROUTE_TAG, TASK_TAG};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use http_body::{Body as HttpBody, Frame};
@@ -32,6 +34,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum Endpoint {
     ChatCompletions,
     Embeddings,
+    /// The Responses API (`/v1/responses`).
+    Responses,
+    /// Legacy text completions (`/v1/completions`).
+    Completions,
 }
 
 impl Endpoint {
@@ -39,6 +45,8 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat/completions",
             Endpoint::Embeddings => "embeddings",
+            Endpoint::Responses => "responses",
+            Endpoint::Completions => "completions",
         }
     }
 }
@@ -56,6 +64,22 @@ pub async fn embeddings(State(s): State<Arc<AppState>>, req: Request) -> Respons
         &s,
         Endpoint::Embeddings.path(),
         proxy(s.clone(), req, Endpoint::Embeddings).await,
+    )
+}
+
+pub async fn responses(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    respond(
+        &s,
+        Endpoint::Responses.path(),
+        proxy(s.clone(), req, Endpoint::Responses).await,
+    )
+}
+
+pub async fn completions(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    respond(
+        &s,
+        Endpoint::Completions.path(),
+        proxy(s.clone(), req, Endpoint::Completions).await,
     )
 }
 
@@ -312,14 +336,65 @@ async fn proxy(
         }
     }
 
-    let up_req = upstream_request(&upstream, endpoint, &parts.headers, bytes)?;
-
     let t_sent = Instant::now();
     if let Some(ctx) = guard.ctx_mut() {
         ctx.t_sent = Some(t_sent);
     }
     let pre = t_sent.duration_since(t0);
-    let answer = tokio::time::timeout(upstream.timeout, upstream.client.request(up_req)).await;
+    // Attempts: a call answered first time only passes the `failure` branch; a failed attempt
+    // (connection error, 429, 5xx: before any byte reached the client) moves to the next
+    // deployment or fallback model, and every attempt is recorded on the call.
+    let mut upstream = upstream;
+    let mut body = bytes.clone();
+    let mut retrying: Option<Retrying> = None;
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let (answer, busy, t_try) = loop {
+        let busy = s.upstreams.busy(&upstream);
+        let up_req = upstream_request(&upstream, endpoint, &parts.headers, body.clone())?;
+        let t_try = Instant::now();
+        let answer = tokio::time::timeout(upstream.timeout, upstream.client.request(up_req)).await;
+        let failure = match &answer {
+            Ok(Err(_)) => Some(None),
+            Ok(Ok(r)) if retryable(r.status()) => Some(retry_after(r.headers())),
+            _ => None,
+        };
+        let Some(retry_after) = failure else {
+            break (answer, busy, t_try);
+        };
+        if retrying.is_none() {
+            if !s.upstreams.can_retry(&view.model) {
+                break (answer, busy, t_try);
+            }
+            retrying = Some(Retrying::new(s.upstreams.plan(&view.model, &upstream), &s));
+        }
+        let Some((next, wait)) = retrying.as_mut().and_then(|r| r.next(retry_after)) else {
+            break (answer, busy, t_try);
+        };
+        let attempt_model = retrying.as_ref().and_then(|r| r.model.clone());
+        attempts.push(failed_attempt(&s, &upstream, attempt_model, t_try, answer).await);
+        drop(busy);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        body = match &next.model {
+            Some(m) => with_model(&bytes, m)?,
+            None => bytes.clone(),
+        };
+        if let Some(r) = retrying.as_mut() {
+            r.model = next.model;
+        }
+        upstream = next.upstream;
+    };
+    if let Some(r) = &retrying {
+        attempts.push(Attempt::of(&upstream, r.model.clone(), t_try, &answer));
+        if let Some(ctx) = guard.ctx_mut() {
+            ctx.upstream = Some(upstream.name.clone());
+            ctx.tags.insert(
+                ATTEMPTS_TAG.into(),
+                serde_json::to_string(&attempts).unwrap_or_default(),
+            );
+        }
+    }
     let resp = match answer {
         Err(_) => return Ok(with_call_id(fail_timeout(&s, &mut guard, &upstream), &id)),
         Ok(Err(e)) => {
@@ -365,7 +440,7 @@ async fn proxy(
         let overhead = pre + t_headers.elapsed();
         let body = TeeBody {
             inner: up_body,
-            asm: StreamAssembler::new(),
+            asm: Collector::for_endpoint(endpoint),
             idle: Box::pin(tokio::time::sleep(upstream.stream_idle_timeout)),
             idle_for: upstream.stream_idle_timeout,
             guard,
@@ -373,6 +448,7 @@ async fn proxy(
             t_sent,
             ttft: None,
             overhead,
+            _busy: busy,
         };
         return builder
             .body(Body::new(body))
@@ -623,6 +699,219 @@ fn start_llm_comparison(
     });
 }
 
+/// The call tag holding every attempt of a call that was tried more than once (a JSON list of
+/// `{upstream, model?, status?, latency_ms, error?}`); a call answered first time has none.
+pub const ATTEMPTS_TAG: &str = "downshift_attempts";
+
+/// One try of a call on one upstream.
+#[derive(Debug, serde::Serialize)]
+struct Attempt {
+    upstream: String,
+    /// The fallback model sent instead of the requested one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// The upstream's HTTP status; none when no response came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    /// Time to the response head (or the failure).
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+type Answer = Result<
+    Result<http::Response<Incoming>, hyper_util::client::legacy::Error>,
+    tokio::time::error::Elapsed,
+>;
+
+impl Attempt {
+    /// The last attempt, whose answer goes on to the client.
+    fn of(upstream: &Upstream, model: Option<String>, since: Instant, answer: &Answer) -> Attempt {
+        let (status, error) = match answer {
+            Ok(Ok(r)) => (Some(r.status().as_u16()), None),
+            Ok(Err(e)) => (None, Some(error_chain(e))),
+            Err(_) => (None, Some("timeout".to_owned())),
+        };
+        Attempt {
+            upstream: upstream.name.clone(),
+            model,
+            status,
+            latency_ms: since.elapsed().as_secs_f64() * 1000.0,
+            error,
+        }
+    }
+}
+
+/// Records an attempt that failed and will be tried elsewhere; reads (and drops) an error
+/// answer's body for its message.
+async fn failed_attempt(
+    s: &AppState,
+    upstream: &Upstream,
+    model: Option<String>,
+    t_try: Instant,
+    answer: Answer,
+) -> Attempt {
+    let latency_ms = t_try.elapsed().as_secs_f64() * 1000.0;
+    let (status, error) = match answer {
+        Ok(Ok(r)) => {
+            s.metrics.upstream_error(&upstream.name, "status");
+            let status = r.status().as_u16();
+            let body = tokio::time::timeout(ERROR_BODY_WAIT, r.into_body().collect()).await;
+            let message = match body {
+                Ok(Ok(b)) => error_message(&b.to_bytes()),
+                _ => String::new(),
+            };
+            (Some(status), Some(message).filter(|m| !m.is_empty()))
+        }
+        Ok(Err(e)) => {
+            s.metrics.upstream_error(&upstream.name, "unreachable");
+            (None, Some(error_chain(&e)))
+        }
+        Err(_) => (None, Some("timeout".to_owned())),
+    };
+    Attempt {
+        upstream: upstream.name.clone(),
+        model,
+        status,
+        latency_ms,
+        error,
+    }
+}
+
+/// How long a failed attempt's error body is waited for before the next attempt.
+const ERROR_BODY_WAIT: Duration = Duration::from_secs(2);
+
+/// The message of an OpenAI-style error body, else the start of the body's text.
+fn error_message(body: &[u8]) -> String {
+    let parsed = serde_json::from_slice::<serde_json::Value>(body).ok();
+    let message = parsed
+        .as_ref()
+        .and_then(|v| v.pointer("/error/message"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    message.chars().take(300).collect()
+}
+
+/// Statuses worth trying again elsewhere: rate limited, or the upstream's own failure.
+fn retryable(status: http::StatusCode) -> bool {
+    status == http::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+/// A `Retry-After` given in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// Where a failed call goes next: the plan of deployments and fallbacks, walked round by round
+/// with a growing wait between rounds.
+struct Retrying {
+    plan: Vec<crate::upstream::Candidate>,
+    at: usize,
+    round: u32,
+    policy: crate::upstream::RetryPolicy,
+    /// The fallback model the current attempt sends (`None`: the requested one).
+    model: Option<String>,
+}
+
+impl Retrying {
+    fn new(plan: Vec<crate::upstream::Candidate>, s: &AppState) -> Retrying {
+        Retrying {
+            plan,
+            at: 0,
+            round: 0,
+            policy: s.upstreams.retry_policy(),
+            model: None,
+        }
+    }
+
+    /// The next place to try and how long to wait first; `None` when everything was tried.
+    fn next(
+        &mut self,
+        retry_after: Option<Duration>,
+    ) -> Option<(crate::upstream::Candidate, Duration)> {
+        self.at += 1;
+        let mut wait = Duration::ZERO;
+        if self.at >= self.plan.len() {
+            if self.round >= self.policy.retries {
+                return None;
+            }
+            self.round += 1;
+            self.at = 0;
+            wait = self.policy.wait(self.round, retry_after);
+        }
+        self.plan.get(self.at).cloned().map(|c| (c, wait))
+    }
+}
+
+/// The request with its top-level `model` replaced (a fallback model); every other member keeps
+/// its bytes and its place.
+fn with_model(body: &[u8], model: &str) -> Result<Bytes, GatewayError> {
+    struct Members<'a>(Vec<(String, &'a serde_json::value::RawValue)>);
+    impl<'de> Deserialize<'de> for Members<'de> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Members<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Members<'de>, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some(entry) = map.next_entry()? {
+                        v.push(entry);
+                    }
+                    Ok(Members(v))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    let members: Members = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::BadRequest(format!("the request body is not valid JSON: {e}"))
+    })?;
+    let model = serde_json::to_string(model).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    let mut out = Vec::with_capacity(body.len() + model.len());
+    out.push(b'{');
+    for (i, (k, v)) in members.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let key = serde_json::to_string(k).map_err(|e| GatewayError::Internal(e.to_string()))?;
+        out.extend_from_slice(key.as_bytes());
+        out.push(b':');
+        if k == "model" {
+            out.extend_from_slice(model.as_bytes());
+        } else {
+            out.extend_from_slice(v.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+/// An error and its sources, joined.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    reason
+}
+
 /// The POST of the agent's bytes to `upstream`, with the headers that are forwarded.
 fn upstream_request(
     upstream: &Upstream,
@@ -690,16 +979,9 @@ fn fail_unreachable(
     e: &(dyn std::error::Error + 'static),
 ) -> GatewayError {
     s.metrics.upstream_error(&upstream.name, "unreachable");
-    let mut reason = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        reason.push_str(": ");
-        reason.push_str(&inner.to_string());
-        source = inner.source();
-    }
     let err = GatewayError::Unreachable {
         upstream: upstream.name.clone(),
-        reason,
+        reason: error_chain(e),
     };
     guard.finish(Outcome::failed(
         CallStatus::Unreachable,
@@ -717,9 +999,9 @@ fn usage_from_body(body: &[u8]) -> Option<Usage> {
     }
     #[derive(Deserialize)]
     struct RawUsage {
-        #[serde(default)]
+        #[serde(default, alias = "input_tokens")]
         prompt_tokens: u64,
-        #[serde(default)]
+        #[serde(default, alias = "output_tokens")]
         completion_tokens: u64,
     }
     let u = serde_json::from_slice::<OnlyUsage>(body).ok()?.usage?;
@@ -733,7 +1015,7 @@ fn usage_from_body(body: &[u8]) -> Option<Usage> {
 /// the stream with an error when the upstream goes silent for longer than the idle limit.
 struct TeeBody {
     inner: Incoming,
-    asm: StreamAssembler,
+    asm: Collector,
     idle: Pin<Box<tokio::time::Sleep>>,
     idle_for: Duration,
     guard: CallGuard,
@@ -741,6 +1023,8 @@ struct TeeBody {
     t_sent: Instant,
     ttft: Option<Duration>,
     overhead: Duration,
+    /// Counts the stream in flight on its upstream until it ends (`least_busy`).
+    _busy: Option<crate::upstream::Busy>,
 }
 
 impl TeeBody {
@@ -749,7 +1033,7 @@ impl TeeBody {
             return;
         }
         let assembled = self.asm.finish();
-        let usage = downshift_api::usage_of(&assembled);
+        let usage = crate::events::usage_of(&assembled);
         let response = serde_json::to_vec(&assembled).unwrap_or_default();
         self.guard.finish(Outcome {
             status,
@@ -818,65 +1102,111 @@ impl Drop for TeeBody {
     }
 }
 
-/// `GET /v1/models`: the models the map declares, or the default upstream's own list.
+/// `GET /v1/models`: without a model map, the default upstream's own list; with one, the models
+/// it names, the upstream models its patterns (and a catch-all default) match, and the local
+/// models.
 pub async fn models(State(s): State<Arc<AppState>>, req: Request) -> Response {
     respond(&s, "models", list_models(&s, req).await)
 }
 
-async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, GatewayError> {
+/// `GET /v1/models/{id}`: a model the map names or a local model is described by downshift; one
+/// that only a pattern or the default route reaches is looked up at its upstream.
+pub async fn model(
+    State(s): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    respond(&s, "models", retrieve_model(&s, &id, req).await)
+}
+
+fn model_object(id: &str, owner: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": owner})
+}
+
+fn json_response(v: &serde_json::Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+async fn retrieve_model(
+    s: &Arc<AppState>,
+    id: &str,
+    req: Request,
+) -> Result<Response, GatewayError> {
     let principal = s.auth.authenticate(req.headers()).await?;
     principal.require(Permission::CallModels, "call the /v1 API")?;
-    let declared = s.upstreams.declared_models();
-    if !declared.is_empty() || s.upstreams.default_upstream().is_none() {
-        let mut data: Vec<serde_json::Value> = declared
-            .iter()
-            .map(|(m, up)| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": up}))
-            .collect();
-        data.extend(s.local.model_ids().into_iter().map(
-            |m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "downshift"}),
-        ));
-        let body = serde_json::json!({"object": "list", "data": data}).to_string();
-        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    if s.local.model_ids().iter().any(|m| m == id) {
+        return Ok(json_response(&model_object(id, "downshift")));
+    }
+    if let Some((_, owners)) = s
+        .upstreams
+        .declared_models()
+        .into_iter()
+        .find(|(m, _)| *m == id)
+    {
+        return Ok(json_response(&model_object(id, &owners)));
     }
     let upstream = s
         .upstreams
-        .default_upstream()
-        .ok_or_else(|| GatewayError::NotFound("no upstream is configured".into()))?;
+        .resolve(id)
+        .cloned()
+        .ok_or_else(|| GatewayError::UnknownModel(id.to_owned()))?;
+    let path = format!("models/{}", percent_encode_segment(id));
+    let (parts, bytes) = upstream_get(&upstream, &path, req.headers()).await?;
+    passthrough(parts, bytes)
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn percent_encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A GET to the upstream (the client's forwardable headers, the upstream's key), its whole
+/// answer within the upstream's time limit.
+async fn upstream_get(
+    upstream: &Upstream,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(http::response::Parts, Bytes), GatewayError> {
     let uri = upstream
-        .url("models")
+        .url(path)
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
     let mut up_req = http::Request::new(Full::new(Bytes::new()));
     *up_req.uri_mut() = uri;
-    copy_request_headers(req.headers(), up_req.headers_mut(), upstream);
+    copy_request_headers(headers, up_req.headers_mut(), upstream);
     up_req.headers_mut().remove(header::CONTENT_TYPE);
     let unreachable = |e: String| GatewayError::Unreachable {
         upstream: upstream.name.clone(),
         reason: e,
     };
+    let timeout = || GatewayError::Timeout {
+        upstream: upstream.name.clone(),
+        ms: upstream.timeout.as_millis() as u64,
+    };
+    let t = Instant::now();
     let resp = tokio::time::timeout(upstream.timeout, upstream.client.request(up_req))
         .await
-        .map_err(|_| GatewayError::Timeout {
-            upstream: upstream.name.clone(),
-            ms: upstream.timeout.as_millis() as u64,
-        })?
-        .map_err(|e| unreachable(e.to_string()))?;
+        .map_err(|_| timeout())?
+        .map_err(|e| unreachable(error_chain(&e)))?;
     let (parts, body) = resp.into_parts();
-    let mut bytes = body
-        .collect()
+    let left = upstream.timeout.saturating_sub(t.elapsed());
+    let bytes = tokio::time::timeout(left, body.collect())
         .await
+        .map_err(|_| timeout())?
         .map_err(|e| unreachable(e.to_string()))?
         .to_bytes();
-    // The upstream's list, plus the local models.
-    if parts.status.is_success()
-        && !s.local.is_empty()
-        && let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(&bytes)
-        && let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut())
-    {
-        data.extend(s.local.model_ids().into_iter().map(
-            |m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "downshift"}),
-        ));
-        bytes = Bytes::from(list.to_string());
-    }
+    Ok((parts, bytes))
+}
+
+/// The upstream's answer as it came (less hop-by-hop headers).
+fn passthrough(parts: http::response::Parts, bytes: Bytes) -> Result<Response, GatewayError> {
     let mut out = Response::builder().status(parts.status);
     if let Some(h) = out.headers_mut() {
         for (name, value) in parts.headers.iter() {
@@ -887,6 +1217,88 @@ async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, Gatewa
     }
     out.body(Body::from(bytes))
         .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// The model ids in an upstream's `/models` answer.
+async fn upstream_model_ids(upstream: &Upstream, headers: &HeaderMap) -> Vec<String> {
+    let Ok((parts, bytes)) = upstream_get(upstream, "models", headers).await else {
+        return Vec::new();
+    };
+    if !parts.status.is_success() {
+        return Vec::new();
+    }
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("data")?.as_array().map(|d| {
+                d.iter()
+                    .filter_map(|m| m.get("id")?.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+async fn list_models(s: &Arc<AppState>, req: Request) -> Result<Response, GatewayError> {
+    let principal = s.auth.authenticate(req.headers()).await?;
+    principal.require(Permission::CallModels, "call the /v1 API")?;
+    let declared = s.upstreams.declared_models();
+    let patterns = s.upstreams.patterns();
+    let local = s.local.model_ids();
+    let mapless = declared.is_empty() && patterns.is_empty();
+    if mapless && let Some(upstream) = s.upstreams.default_upstream() {
+        // No map: the default upstream's own list as it sent it, plus the local models.
+        let (parts, mut bytes) = upstream_get(upstream, "models", req.headers()).await?;
+        if parts.status.is_success()
+            && !local.is_empty()
+            && let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut())
+        {
+            data.extend(local.iter().map(|m| model_object(m, "downshift")));
+            bytes = Bytes::from(list.to_string());
+        }
+        return passthrough(parts, bytes);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut data = Vec::new();
+    for (m, owners) in &declared {
+        seen.insert(m.to_string());
+        data.push(model_object(m, owners));
+    }
+    // What the patterns and a catch-all default reach: the upstream's models that route back to
+    // that same upstream through the map (asked once per upstream, all at once).
+    let mut reach: Vec<Arc<Upstream>> = Vec::new();
+    for u in patterns
+        .iter()
+        .flat_map(|(_, ups)| ups.iter())
+        .chain(s.upstreams.default_upstream())
+    {
+        if !reach.iter().any(|r| Arc::ptr_eq(r, u)) {
+            reach.push(u.clone());
+        }
+    }
+    let lists =
+        futures_util::future::join_all(reach.iter().map(|u| upstream_model_ids(u, req.headers())))
+            .await;
+    for (u, ids) in reach.iter().zip(lists) {
+        for id in ids {
+            let routed_here = s.upstreams.is_mapped(&id)
+                && patterns
+                    .iter()
+                    .any(|(p, ups)| id.starts_with(p) && ups.iter().any(|x| Arc::ptr_eq(x, u)));
+            let by_default = !s.upstreams.is_mapped(&id)
+                && s.upstreams
+                    .default_upstream()
+                    .is_some_and(|d| Arc::ptr_eq(d, u));
+            if (routed_here || by_default) && seen.insert(id.clone()) {
+                data.push(model_object(&id, &u.name));
+            }
+        }
+    }
+    data.extend(local.iter().map(|m| model_object(m, "downshift")));
+    Ok(json_response(
+        &serde_json::json!({"object": "list", "data": data}),
+    ))
 }
 
 #[cfg(test)]
@@ -927,6 +1339,38 @@ mod tests {
         ] {
             assert!(forward_request_header(&HeaderName::from_static(h)), "{h}");
         }
+    }
+
+    #[test]
+    fn a_fallback_model_replaces_only_the_model() {
+        let body = br#"{"z":1, "model" : "gpt-4o","messages":[{"model":"keep"}],"x":"\u00e9"}"#;
+        let out = with_model(body, "mini \"2\"").unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"z":1,"model":"mini \"2\"","messages":[{"model":"keep"}],"x":"\u00e9"}"#
+        );
+        assert!(with_model(b"[1]", "m").is_err());
+    }
+
+    #[test]
+    fn retryable_statuses_and_retry_after() {
+        assert!(retryable(http::StatusCode::TOO_MANY_REQUESTS));
+        assert!(retryable(http::StatusCode::BAD_GATEWAY));
+        assert!(!retryable(http::StatusCode::BAD_REQUEST));
+        assert!(!retryable(http::StatusCode::OK));
+        let mut h = HeaderMap::new();
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1.5"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(1500)));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2015"),
+        );
+        assert_eq!(retry_after(&h), None);
+        assert_eq!(
+            error_message(br#"{"error":{"message":"slow down"}}"#),
+            "slow down"
+        );
+        assert_eq!(error_message(b"plain"), "plain");
     }
 
     #[test]

@@ -113,7 +113,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/v1/embeddings", post(proxy::embeddings))
+        .route("/v1/responses", post(proxy::responses))
+        .route("/v1/completions", post(proxy::completions))
         .route("/v1/models", get(proxy::models))
+        .route("/v1/models/{*id}", get(proxy::model))
         .route("/admin/calls", get(admin::list_calls))
         .route("/admin/calls/{id}", get(admin::show_call))
         .route("/admin/audit", get(admin::audit))
@@ -129,6 +132,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Responses leave only once their calls' records are in the journal.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::call::release_after_journal,
+        ))
         .with_state(state)
 }
 

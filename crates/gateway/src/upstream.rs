@@ -1,7 +1,9 @@
-//! The configured upstreams (any OpenAI-compatible base URL) and the model → upstream map.
+//! The configured upstreams (any OpenAI-compatible base URL), the model → deployments map, and
+//! the order in which deployments and fallback models are tried when one fails.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::{RoutingConfig, UpstreamConfig};
+use crate::config::{Balance, RoutingConfig, UpstreamConfig};
 
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -23,6 +25,8 @@ pub struct Upstream {
     pub timeout: Duration,
     pub stream_idle_timeout: Duration,
     pub client: HttpClient,
+    /// Requests in flight (counted only for `least_busy` balancing).
+    in_flight: AtomicUsize,
 }
 
 impl Upstream {
@@ -84,6 +88,7 @@ impl Upstream {
             timeout: Duration::from_millis(u.timeout_ms.max(1)),
             stream_idle_timeout: Duration::from_millis(u.stream_idle_timeout_ms.max(1)),
             client: client(Duration::from_millis(u.connect_timeout_ms.max(1)))?,
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -103,12 +108,70 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
+/// The deployments of one model (indices into the upstream list) and the turn counter that
+/// shares requests between them.
+#[derive(Debug)]
+struct Group {
+    members: Vec<usize>,
+    next: AtomicUsize,
+}
+
+/// When a failed attempt is tried again.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Further rounds over the deployments and fallbacks after all failed.
+    pub retries: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait before round `round` (1 = the first further round): the backoff doubled each
+    /// round, capped, with jitter (half of it fixed, half random), or the upstream's
+    /// `Retry-After` when it names a longer wait (still capped).
+    pub fn wait(&self, round: u32, retry_after: Option<Duration>) -> Duration {
+        let doubled = self
+            .backoff
+            .saturating_mul(1u32 << (round.saturating_sub(1)).min(20));
+        let cap = doubled.min(self.max_backoff);
+        let half = cap / 2;
+        let jitter = half.mul_f64(rand::random::<f64>());
+        let wait = half + jitter;
+        match retry_after {
+            Some(r) if r > wait => r.min(self.max_backoff),
+            _ => wait,
+        }
+    }
+}
+
+/// One place a request can be sent: the upstream, and the model name to put in the request
+/// when it is a fallback model (`None`: the model the client asked for).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub model: Option<String>,
+    pub upstream: Arc<Upstream>,
+}
+
+/// Counts a request in flight on an upstream until dropped (`least_busy` balancing).
+#[derive(Debug)]
+pub struct Busy(Arc<Upstream>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub struct Upstreams {
     list: Vec<Arc<Upstream>>,
+    groups: Vec<Group>,
     exact: HashMap<String, usize>,
     prefixes: Vec<(String, usize)>,
     default: Option<usize>,
+    fallbacks: HashMap<String, Vec<String>>,
+    balance: Balance,
+    retry: RetryPolicy,
 }
 
 fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
@@ -148,14 +211,35 @@ impl Upstreams {
                 format!("the model map names upstream '{name}', which is not defined")
             })
         };
+        let mut groups: Vec<Group> = Vec::new();
+        // One group per distinct list of deployments, so that a single upstream named by many
+        // models (or by the default) shares one turn counter.
+        let mut group_of = |members: Vec<usize>| -> usize {
+            if let Some(i) = groups.iter().position(|g| g.members == members) {
+                return i;
+            }
+            groups.push(Group {
+                members,
+                next: AtomicUsize::new(0),
+            });
+            groups.len() - 1
+        };
         let mut exact = HashMap::new();
         let mut prefixes = Vec::new();
-        for (model, up) in &routing.models {
-            let i = find(up)?;
+        for (model, deployments) in &routing.models {
+            let names = deployments.names();
+            if names.is_empty() {
+                return Err(format!("model '{model}' names no upstream"));
+            }
+            let members = names
+                .iter()
+                .map(|n| find(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let g = group_of(members);
             match model.strip_suffix('*') {
-                Some(prefix) => prefixes.push((prefix.to_owned(), i)),
+                Some(prefix) => prefixes.push((prefix.to_owned(), g)),
                 None => {
-                    exact.insert(model.clone(), i);
+                    exact.insert(model.clone(), g);
                 }
             }
         }
@@ -164,20 +248,41 @@ impl Upstreams {
         // Without a model map everything goes to the first upstream (the quick start). With a
         // map, unmapped models are refused unless a default upstream is named explicitly.
         let default = match &routing.default_upstream {
-            Some(name) => Some(find(name)?),
+            Some(name) => Some(group_of(vec![find(name)?])),
             None if list.is_empty() || !routing.models.is_empty() => None,
-            None => Some(0),
+            None => Some(group_of(vec![0])),
         };
-        Ok(Upstreams {
+        let upstreams = Upstreams {
             list,
+            groups,
             exact,
             prefixes,
             default,
-        })
+            fallbacks: routing
+                .fallbacks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            balance: routing.balance,
+            retry: RetryPolicy {
+                retries: routing.retries,
+                backoff: Duration::from_millis(routing.retry_backoff_ms),
+                max_backoff: Duration::from_millis(routing.retry_max_backoff_ms),
+            },
+        };
+        for (model, fallbacks) in &upstreams.fallbacks {
+            for f in fallbacks {
+                if upstreams.group(f).is_none() {
+                    return Err(format!(
+                        "routing.fallbacks: '{f}' (a fallback of '{model}') is served by no upstream"
+                    ));
+                }
+            }
+        }
+        Ok(upstreams)
     }
 
-    /// The upstream serving `model`, if any.
-    pub fn resolve(&self, model: &str) -> Option<&Arc<Upstream>> {
+    fn group(&self, model: &str) -> Option<&Group> {
         let i = self.exact.get(model).copied().or_else(|| {
             self.prefixes
                 .iter()
@@ -185,7 +290,96 @@ impl Upstreams {
                 .map(|(_, i)| *i)
                 .or(self.default)
         })?;
-        self.list.get(i)
+        self.groups.get(i)
+    }
+
+    /// Where a request starts among the group's deployments (a position in `members`).
+    fn start(&self, g: &Group) -> usize {
+        let n = g.members.len();
+        if n == 1 || self.balance == Balance::Ordered {
+            return 0;
+        }
+        let turn = g.next.fetch_add(1, Ordering::Relaxed) % n;
+        if self.balance == Balance::RoundRobin {
+            return turn;
+        }
+        // Least busy: the fewest in flight, ties broken by turn.
+        (0..n)
+            .map(|k| (turn + k) % n)
+            .min_by_key(|&p| {
+                self.list
+                    .get(g.members[p])
+                    .map_or(usize::MAX, |u| u.in_flight.load(Ordering::Relaxed))
+            })
+            .unwrap_or(turn)
+    }
+
+    /// The upstream a request for `model` is sent to first, if any.
+    pub fn resolve(&self, model: &str) -> Option<&Arc<Upstream>> {
+        let g = self.group(model)?;
+        self.list.get(g.members[self.start(g)])
+    }
+
+    /// Every place a request for `model` can go, in the order they are tried once `first` (where
+    /// it was sent) failed: `first`, the model's other deployments in turn, then each fallback
+    /// model's deployments. Built only after a failure.
+    pub fn plan(&self, model: &str, first: &Arc<Upstream>) -> Vec<Candidate> {
+        let mut out = vec![Candidate {
+            model: None,
+            upstream: first.clone(),
+        }];
+        let rotation = |g: &Group, from: usize| -> Vec<Arc<Upstream>> {
+            let n = g.members.len();
+            (0..n)
+                .filter_map(|k| self.list.get(g.members[(from + k) % n]).cloned())
+                .collect()
+        };
+        if let Some(g) = self.group(model) {
+            let at = g
+                .members
+                .iter()
+                .position(|&i| self.list.get(i).is_some_and(|u| Arc::ptr_eq(u, first)))
+                .unwrap_or(0);
+            out.extend(
+                rotation(g, at + 1)
+                    .into_iter()
+                    .filter(|u| !Arc::ptr_eq(u, first))
+                    .map(|upstream| Candidate {
+                        model: None,
+                        upstream,
+                    }),
+            );
+        }
+        for f in self.fallbacks.get(model).into_iter().flatten() {
+            if let Some(g) = self.group(f) {
+                let from = self.start(g);
+                out.extend(rotation(g, from).into_iter().map(|upstream| Candidate {
+                    model: Some(f.clone()),
+                    upstream,
+                }));
+            }
+        }
+        out
+    }
+
+    /// Whether a failed request for `model` has anywhere else to go (or is retried at all).
+    pub fn can_retry(&self, model: &str) -> bool {
+        self.retry.retries > 0
+            || self.fallbacks.contains_key(model)
+            || self.group(model).is_some_and(|g| g.members.len() > 1)
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    /// Counts a request in flight on `u` while the result lives (only when balancing by load).
+    pub fn busy(&self, u: &Arc<Upstream>) -> Option<Busy> {
+        if self.balance != Balance::LeastBusy {
+            return None;
+        }
+        u.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some(Busy(u.clone()))
     }
 
     /// Every configured upstream.
@@ -194,18 +388,54 @@ impl Upstreams {
     }
 
     pub fn default_upstream(&self) -> Option<&Arc<Upstream>> {
-        self.default.and_then(|i| self.list.get(i))
+        self.default
+            .and_then(|i| self.groups.get(i))
+            .and_then(|g| self.list.get(g.members[0]))
     }
 
-    /// Model names the map declares explicitly (for `/v1/models`).
-    pub fn declared_models(&self) -> Vec<(&str, &str)> {
-        let mut v: Vec<(&str, &str)> = self
+    /// Whether `model` is named by the map (exactly or by a pattern), not only by the default.
+    pub fn is_mapped(&self, model: &str) -> bool {
+        self.exact.contains_key(model)
+            || self
+                .prefixes
+                .iter()
+                .any(|(p, _)| model.starts_with(p.as_str()))
+    }
+
+    /// Model names the map declares explicitly, with their deployments' names (for
+    /// `/v1/models`).
+    pub fn declared_models(&self) -> Vec<(&str, String)> {
+        let mut v: Vec<(&str, String)> = self
             .exact
             .iter()
-            .filter_map(|(m, i)| self.list.get(*i).map(|u| (m.as_str(), u.name.as_str())))
+            .filter_map(|(m, g)| Some((m.as_str(), self.owners(self.groups.get(*g)?))))
             .collect();
         v.sort();
         v
+    }
+
+    /// The map's prefix patterns (without the `*`) with the upstreams serving them.
+    pub fn patterns(&self) -> Vec<(&str, Vec<Arc<Upstream>>)> {
+        self.prefixes
+            .iter()
+            .filter_map(|(p, g)| {
+                let g = self.groups.get(*g)?;
+                let ups = g
+                    .members
+                    .iter()
+                    .filter_map(|&i| self.list.get(i).cloned())
+                    .collect();
+                Some((p.as_str(), ups))
+            })
+            .collect()
+    }
+
+    fn owners(&self, g: &Group) -> String {
+        g.members
+            .iter()
+            .filter_map(|&i| self.list.get(i).map(|u| u.name.as_str()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -220,6 +450,8 @@ mod tests {
             ..Default::default()
         }
     }
+
+    use crate::config::Deployments;
 
     #[tokio::test]
     async fn resolves_exact_prefix_and_default() {
@@ -272,6 +504,82 @@ mod tests {
         let open =
             Upstreams::from_config(&[up("a", "http://x")], &RoutingConfig::default()).unwrap();
         assert_eq!(open.resolve("anything").unwrap().name, "a");
+    }
+
+    fn names(plan: &[Candidate]) -> Vec<(Option<&str>, &str)> {
+        plan.iter()
+            .map(|c| (c.model.as_deref(), c.upstream.name.as_str()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn deployments_take_turns_and_a_failure_walks_the_rest_then_the_fallbacks() {
+        let mut routing = RoutingConfig::default();
+        routing.models.insert(
+            "gpt-4o".into(),
+            Deployments::Many(vec!["a".into(), "b".into(), "c".into()]),
+        );
+        routing.models.insert("mini".into(), "c".into());
+        routing
+            .fallbacks
+            .insert("gpt-4o".into(), vec!["mini".into()]);
+        let ups = [
+            up("a", "http://x"),
+            up("b", "http://y"),
+            up("c", "http://z"),
+        ];
+        let u = Upstreams::from_config(&ups, &routing).unwrap();
+        let turns: Vec<&str> = (0..4)
+            .map(|_| u.resolve("gpt-4o").unwrap().name.as_str())
+            .collect();
+        assert_eq!(turns, ["a", "b", "c", "a"]);
+        let first = u.resolve("gpt-4o").unwrap().clone();
+        assert_eq!(first.name, "b");
+        assert_eq!(
+            names(&u.plan("gpt-4o", &first)),
+            [(None, "b"), (None, "c"), (None, "a"), (Some("mini"), "c")]
+        );
+        assert!(u.can_retry("gpt-4o"));
+        assert!(!u.can_retry("mini"));
+
+        routing.balance = Balance::Ordered;
+        let u = Upstreams::from_config(&ups, &routing).unwrap();
+        assert!((0..3).all(|_| u.resolve("gpt-4o").unwrap().name == "a"));
+
+        // Least busy: the deployment with fewer requests in flight goes first.
+        routing.balance = Balance::LeastBusy;
+        let u = Upstreams::from_config(&ups, &routing).unwrap();
+        let a = u.resolve("gpt-4o").unwrap().clone();
+        let _held = u.busy(&a);
+        let b = u.resolve("gpt-4o").unwrap().clone();
+        let _held_b = u.busy(&b);
+        let c = u.resolve("gpt-4o").unwrap().clone();
+        let mut all = [a.name.clone(), b.name.clone(), c.name.clone()];
+        all.sort();
+        assert_eq!(all, ["a", "b", "c"]);
+        drop(_held);
+        assert_eq!(u.resolve("gpt-4o").unwrap().name, a.name);
+    }
+
+    #[test]
+    fn retry_waits_double_with_jitter_up_to_the_cap() {
+        let p = RetryPolicy {
+            retries: 5,
+            backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(300),
+        };
+        for _ in 0..20 {
+            let w1 = p.wait(1, None);
+            assert!(w1 >= Duration::from_millis(50) && w1 <= Duration::from_millis(100));
+            let w2 = p.wait(2, None);
+            assert!(w2 >= Duration::from_millis(100) && w2 <= Duration::from_millis(200));
+            assert!(p.wait(9, None) <= Duration::from_millis(300));
+        }
+        // Retry-After wins when longer, within the cap.
+        assert_eq!(
+            p.wait(1, Some(Duration::from_secs(60))),
+            Duration::from_millis(300)
+        );
     }
 
     #[tokio::test]

@@ -288,6 +288,19 @@ pub fn calls(data: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `calls show ID --json`: the call's metadata, decrypted request and response (and attempts).
+pub fn show(data: &Path, id: &str) -> serde_json::Value {
+    let out = ok(&[
+        "calls",
+        "show",
+        id,
+        "--json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
 /// Waits until `calls list` shows at least `n` calls (the write path is asynchronous).
 pub fn wait_calls(data: &Path, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
