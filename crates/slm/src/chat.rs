@@ -347,7 +347,9 @@ pub fn assistant_message(text: &str) -> serde_json::Value {
 
 /// Splits generated text into plain content and tool calls: `<tool_call>{...}</tool_call>`
 /// blocks (Qwen/Hermes/canonical template), or a whole reply that is one
-/// `{"name": ..., "arguments": ...}` object or a list of them.
+/// `{"name": ..., "arguments": ...}` object or a list of them. A whole reply counts as a call
+/// only when it has the call's shape (`arguments` or `parameters`, or a `function` object):
+/// a JSON answer that merely has a `name` field (`{"name": "Ada", "email": …}`) stays content.
 pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
     let mut calls = Vec::new();
     let mut content = String::new();
@@ -374,14 +376,23 @@ pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
             .and_then(|s| s.strip_suffix("```"))
             .map(str::trim)
             .unwrap_or(t);
-        if let Ok(serde_json::Value::Array(items)) = serde_json::from_str::<serde_json::Value>(t) {
-            let parsed: Option<Vec<ToolCall>> =
-                items.iter().map(|i| call_from_value(i.clone())).collect();
-            if let Some(p) = parsed.filter(|p| !p.is_empty()) {
-                return (String::new(), p);
+        match serde_json::from_str::<serde_json::Value>(t) {
+            Ok(serde_json::Value::Array(items)) => {
+                let parsed: Option<Vec<ToolCall>> = items
+                    .iter()
+                    .filter(|i| call_shaped(i))
+                    .map(|i| call_from_value(i.clone()))
+                    .collect();
+                if let Some(p) = parsed.filter(|p| !p.is_empty() && p.len() == items.len()) {
+                    return (String::new(), p);
+                }
             }
-        } else if let Some(c) = call_from_json(t) {
-            return (String::new(), vec![c]);
+            Ok(v) if call_shaped(&v) => {
+                if let Some(c) = call_from_value(v) {
+                    return (String::new(), vec![c]);
+                }
+            }
+            _ => {}
         }
     }
     (content.trim().to_string(), calls)
@@ -392,6 +403,15 @@ pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
 /// `{"name", …}` (BFCL's tool lists, legacy calls) is it.
 pub fn function_of(v: &serde_json::Value) -> &serde_json::Value {
     v.get("function").unwrap_or(v)
+}
+
+/// Whether a bare JSON value looks like a tool call rather than a JSON answer.
+fn call_shaped(v: &serde_json::Value) -> bool {
+    v.as_object().is_some_and(|o| {
+        o.get("function").is_some_and(|f| f.is_object())
+            || (o.contains_key("name")
+                && (o.contains_key("arguments") || o.contains_key("parameters")))
+    })
 }
 
 fn call_from_json(s: &str) -> Option<ToolCall> {
@@ -517,5 +537,21 @@ mod tests {
         let (c, calls) = parse_tool_calls("no calls here");
         assert!(calls.is_empty());
         assert_eq!(c, "no calls here");
+        let (_, calls) = parse_tool_calls("[{\"name\": \"a\", \"parameters\": {}}]");
+        assert_eq!(calls[0].name, "a");
+    }
+
+    #[test]
+    fn a_json_answer_with_a_name_field_is_content_not_a_call() {
+        for answer in [
+            r##"{"name":"Ada Rossi","email":"ada@example.com","order_id":"#12","city":"Oslo"}"##,
+            r#"[{"name":"Ada"},{"name":"Bob"}]"#,
+            r#"{"name":"only a name"}"#,
+        ] {
+            let (c, calls) = parse_tool_calls(answer);
+            assert!(calls.is_empty(), "{answer}");
+            assert_eq!(c, answer);
+            assert_eq!(assistant_message(answer)["content"], answer);
+        }
     }
 }
