@@ -5,6 +5,7 @@
 #   bench/faults/run.sh
 #   TRIALS=3 RATE=800 bench/faults/run.sh
 #   SKIP_BUILD=1 bench/faults/run.sh          # use the release binaries already built
+#   BIN=/path/to/downshift LG=/path/to/loadgen SKIP_BUILD=1 bench/faults/run.sh   # another build
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TRIALS=${TRIALS:-3}
@@ -15,8 +16,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p downshift-cli
   cargo build --release -q -p downshift-gateway --example loadgen
 fi
-BIN=$PWD/target/release/downshift
-LG=$PWD/target/release/examples/loadgen
+BIN=${BIN:-$PWD/target/release/downshift}
+LG=${LG:-$PWD/target/release/examples/loadgen}
 BODY=$PWD/bench/gateway/request.json
 HELP=$PWD/bench/faults/faults.py
 

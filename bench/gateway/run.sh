@@ -7,6 +7,7 @@
 #   WITH_LITELLM=1 bench/gateway/run.sh       # also install (first time) and measure LiteLLM's proxy
 #   JOURNAL=0 bench/gateway/run.sh            # the gateway without its crash journal ([store] journal = false)
 #   SKIP_BUILD=1 bench/gateway/run.sh         # use the release binaries already built
+#   BIN=/path/to/downshift SKIP_BUILD=1 bench/gateway/run.sh   # measure another build (LG: the load generator)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10}
@@ -20,8 +21,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p downshift-cli
   cargo build --release -q -p downshift-gateway --example loadgen
 fi
-BIN=target/release/downshift
-LG=target/release/examples/loadgen
+BIN=${BIN:-target/release/downshift}
+LG=${LG:-target/release/examples/loadgen}
 BODY=bench/gateway/request.json
 
 if [ "${WITH_LITELLM:-0}" = 1 ] && [ ! -x "$VENV/bin/litellm" ]; then

@@ -7,6 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use bytes::Bytes;
 use downshift_store::{CallMeta, CallPayload, CallRecord, CallStatus, Source};
 
@@ -52,6 +55,31 @@ impl Outcome {
             overhead: None,
         }
     }
+}
+
+tokio::task_local! {
+    /// Set while a handler runs under [`release_after_journal`].
+    static HELD: ();
+}
+
+/// Middleware that holds each response until every call record logged so far is in the
+/// journal (the durability contract: an answered call survives `kill -9`). The records of all
+/// the calls answered in one turn of the event loop go to the journal with one `write`: the
+/// first held response yields once, so the other calls ready in this turn stage theirs, then
+/// it writes them all; the others find theirs written.
+pub async fn release_after_journal(
+    State(s): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = HELD.scope((), next.run(req)).await;
+    let w = &s.writer;
+    let last = w.last_ticket();
+    if !w.is_journaled(last) {
+        tokio::task::yield_now().await;
+        w.journal_through(last);
+    }
+    response
 }
 
 pub struct CallGuard {
@@ -132,11 +160,15 @@ impl CallGuard {
                 response: outcome.response,
             },
         };
-        // The record is in the journal before this returns, so before the response (or, for a
-        // stream, its end) is released.
         let w = &self.state.writer;
         let ticket = w.log(record);
-        w.journal_through(ticket);
+        // Inside a handler run by `release_after_journal`, the record is written before the
+        // response leaves, together with the others of this turn of the event loop. Anywhere
+        // else (the end of a stream, a client that went away) it is written now, before the
+        // stream's end is released.
+        if HELD.try_with(|_| ()).is_err() {
+            w.journal_through(ticket);
+        }
     }
 }
 

@@ -236,6 +236,18 @@ impl Metrics {
                 "Journal segments replayed into the store because some records were not queued or not committed.",
                 &writer.journal_replays,
             ),
+            (
+                "downshift_log_journal_writes_total",
+                "counter",
+                "Writes to the journal (each appends the records of all the calls answered since the last one).",
+                &writer.journal_writes,
+            ),
+            (
+                "downshift_log_journal_records_total",
+                "counter",
+                "Call records appended to the journal.",
+                &writer.journal_records,
+            ),
         ];
         for (name, kind, help, v) in gauges {
             let _ = writeln!(

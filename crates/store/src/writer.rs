@@ -79,6 +79,10 @@ pub struct WriterStats {
     /// Journal segments replayed into the store because some of their records were not queued
     /// or not committed.
     pub journal_replays: AtomicU64,
+    /// Writes to the journal; each appends every record staged since the previous one.
+    pub journal_writes: AtomicU64,
+    /// Records appended to the journal (divided by `journal_writes`: records per write).
+    pub journal_records: AtomicU64,
 }
 
 enum Msg {
@@ -206,7 +210,11 @@ impl LogWriter {
     /// queued or spilled instead, counted in `journal_errors` and logged as an error.
     pub fn journal_through(&self, t: Ticket) {
         let Some(journal) = &self.journal else { return };
-        if let Err(e) = journal.write_staged(t.0, |calls, seg| self.deliver(calls, seg)) {
+        let written = journal.write_staged(t.0, |calls, seg| {
+            count_journaled(&self.stats, calls.len(), seg);
+            self.deliver(calls, seg)
+        });
+        if let Err(e) = written {
             self.stats.journal_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!(error = %e, "could not append call records to the journal");
         }
@@ -275,6 +283,14 @@ impl LogWriter {
 impl Drop for LogWriter {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Counts one write of `n` records to the journal (`seg` is `None` when it failed).
+fn count_journaled(stats: &WriterStats, n: usize, seg: Option<u64>) {
+    if seg.is_some() {
+        stats.journal_writes.fetch_add(1, Ordering::Relaxed);
+        stats.journal_records.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 
@@ -393,6 +409,7 @@ impl Worker {
             return;
         }
         let written = j.write_staged(j.last_ticket(), |calls, seg| {
+            count_journaled(&self.stats, calls.len(), seg);
             self.stats
                 .depth
                 .fetch_add(calls.len() as u64, Ordering::Relaxed);
@@ -687,6 +704,9 @@ mod journal_tests {
         assert_eq!(w.last_ticket(), tickets[49]);
         w.journal_through(tickets[0]);
         assert!(tickets.iter().all(|t| w.is_journaled(*t)));
+        let s = w.stats();
+        assert_eq!(s.journal_writes.load(Ordering::Relaxed), 1);
+        assert_eq!(s.journal_records.load(Ordering::Relaxed), 50);
         let segments = std::fs::read_dir(dir.path().join("journal"))
             .unwrap()
             .count();
