@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use downshift_curate::CurateConfig;
 use downshift_discover::DiscoverConfig;
 use downshift_gateway::{
-    LocalModelConfig, RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig,
-    UpstreamConfig,
+    LimitsConfig, LocalModelConfig, PriceTable, RouteConfig, RoutingConfig, ServerConfig,
+    SpecialistEndpointConfig, UpstreamConfig,
 };
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ pub struct Config {
     pub discover: DiscoverConfig,
     /// The price and latency assumptions of `downshift demo`'s cost estimate.
     pub prices: crate::demo::Prices,
+    /// Per-key and per-agent limits and budgets the gateway enforces.
+    pub limits: LimitsConfig,
     /// What `downshift loop` trains, and its gates.
     #[serde(rename = "loop")]
     pub loop_: crate::lifecycle::LoopConfig,
@@ -52,6 +54,25 @@ impl Config {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    /// The prices budgets and spend are counted in: `discover.prices` per model, and the
+    /// `[prices]` LLM prices for every model it does not name.
+    pub fn price_table(&self) -> PriceTable {
+        let mut entries: Vec<(String, f64, f64)> = self
+            .discover
+            .prices
+            .iter()
+            .map(|(m, p)| (m.clone(), p.prompt, p.completion))
+            .collect();
+        if !self.discover.prices.contains_key("*") {
+            entries.push((
+                "*".into(),
+                self.prices.llm_input_usd_per_mtok,
+                self.prices.llm_output_usd_per_mtok,
+            ));
+        }
+        PriceTable::new(entries)
     }
 
     /// The data directory: flag or env (clap merges both), then the config, then `./.downshift`.

@@ -13,6 +13,7 @@ mod output;
 mod route;
 mod select;
 mod serve;
+mod spend;
 mod train;
 
 use std::io::IsTerminal;
@@ -100,6 +101,9 @@ enum Command {
     /// List and inspect logged calls.
     #[command(subcommand)]
     Calls(calls::CallsCommand),
+    /// Tokens and USD spent by the logged calls, by API key, agent, model or task (priced from
+    /// `discover.prices`, else `[prices]`).
+    Spend(spend::SpendArgs),
     /// Curate logged calls into a named, immutable training dataset: PII scrubbed, duplicates
     /// and bad examples removed (S2).
     Curate(curate::CurateArgs),
@@ -213,6 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(a) => calls::import(a, &data),
         Command::Export(a) => calls::export(a, &data),
         Command::Calls(c) => calls::calls(c, &data),
+        Command::Spend(a) => spend::spend(a, &cfg, &data),
         Command::Keys(c) => keys::keys(c, &data),
         Command::Curate(a) => curate::curate(a, &data, &cfg.curate),
         Command::Datasets(c) => curate::datasets(c, &data),

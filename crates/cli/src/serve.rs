@@ -186,6 +186,8 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         writer,
         route: cfg.route.clone(),
         specialists: cfg.specialists.clone(),
+        limits: cfg.limits.clone(),
+        prices: cfg.price_table(),
     })
     .map_err(anyhow::Error::msg)?;
     if cfg.server.max_connections == 0 {

@@ -413,23 +413,7 @@ fn api_keys_and_roles_are_enforced() {
     let gw = serve(dir.path(), &mock.addr, &[]);
     let admin = gw.admin_key();
     let d = dir.path().to_str().unwrap();
-    let mk = |role: &str, name: &str| -> String {
-        let out = ok(&[
-            "keys",
-            "create",
-            "--role",
-            role,
-            "--name",
-            name,
-            "--json",
-            "--data-dir",
-            d,
-        ]);
-        serde_json::from_str::<Value>(&out).unwrap()["key"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let mk = |role: &str, name: &str| create_key(dir.path(), role, name);
     let agent = mk("agent", "bot");
     let analyst = mk("analyst", "ana");
     let body = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;

@@ -16,23 +16,26 @@ const HELLO: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"h
 
 /// `serve --config FILE --no-auth` with `config` written to the data directory.
 fn serve_config(data: &Path, config: &str) -> Proc {
+    serve_with(data, config, &["--no-auth"])
+}
+
+/// `serve --config FILE EXTRA…` with `config` written to the data directory.
+fn serve_with(data: &Path, config: &str, extra: &[&str]) -> Proc {
     let file = data.join("downshift.toml");
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(&file, config).unwrap();
-    let d = data.to_str().unwrap();
-    Proc::start(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--no-auth",
-            "--config",
-            file.to_str().unwrap(),
-            "--data-dir",
-            d,
-        ],
-        &[],
-    )
+    let (file, d) = (file.to_str().unwrap(), data.to_str().unwrap());
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        file,
+        "--data-dir",
+        d,
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args, &[])
 }
 
 fn upstreams(list: &[(&str, &str)]) -> String {
@@ -477,4 +480,82 @@ print(json.dumps(out))
     endpoints.sort();
     assert_eq!(endpoints, ["chat/completions", "responses", "responses"]);
     gw.stop();
+}
+
+#[test]
+fn a_key_over_its_budget_gets_429_and_spend_is_reported() {
+    let dir = tempdir();
+    let data = dir.path();
+    let up = mock(&[]);
+    let ci = create_key(data, "agent", "ci");
+    // One echo call costs about 1e-4 USD at the gpt-4o price (2.5 / 10 USD per million
+    // tokens): the first call is admitted, and spends the day's budget.
+    let config = format!(
+        "{}[limits.keys.ci]\nusd_per_day = 0.00005\n[limits.agents.capped]\nrequests_per_minute = 2\n",
+        upstreams(&[("a", &up.addr)])
+    );
+    let gw = serve_with(data, &config, &[]);
+    let admin = gw.admin_key();
+    let r = post_json(&gw.addr, CHAT, Some(&ci), HELLO, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = post_json(&gw.addr, CHAT, Some(&ci), HELLO, &[]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    let e = r.json();
+    assert_eq!(e["error"]["type"], "insufficient_quota");
+    assert_eq!(e["error"]["code"], "insufficient_quota");
+    assert!(e["error"]["message"].as_str().unwrap().contains("budget"));
+    // An agent's own limit holds whichever key it uses; other callers are not held back.
+    let agent = [("x-downshift-agent", "capped")];
+    for _ in 0..2 {
+        let r = post_json(&gw.addr, CHAT, Some(&admin), HELLO, &agent);
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let r = post_json(&gw.addr, CHAT, Some(&admin), HELLO, &agent);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(
+        post_json(&gw.addr, CHAT, Some(&admin), HELLO, &[]).status,
+        200
+    );
+
+    // The admin API reports spend (analysts and admins only), once the log has the calls.
+    assert_eq!(wait_calls(data, 4).len(), 4);
+    let spend = get(&gw.addr, "/admin/spend?by=key", Some(&admin));
+    assert_eq!(spend.status, 200, "{}", spend.text());
+    let rows = spend.json()["data"].as_array().unwrap().clone();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.iter().all(|r| r["usd"].as_f64().unwrap() > 0.0));
+    assert_eq!(get(&gw.addr, "/admin/spend", Some(&ci)).status, 403);
+    assert_eq!(
+        get(&gw.addr, "/admin/spend?by=colour", Some(&admin)).status,
+        400
+    );
+    gw.stop();
+
+    // After a restart the day's spend is read back from the log: still over budget.
+    let gw = serve_with(data, &config, &[]);
+    let r = post_json(&gw.addr, CHAT, Some(&ci), HELLO, &[]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    gw.stop();
+
+    // `downshift spend`: per key, per model.
+    let d = data.to_str().unwrap();
+    let by_model: Vec<Value> = ok(&["spend", "--by", "model", "--json", "--data-dir", d])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(by_model.len(), 1);
+    assert_eq!(by_model[0]["group"], "gpt-4o");
+    assert_eq!(by_model[0]["calls"], 4);
+    let by_key: Vec<Value> = ok(&["spend", "--json", "--data-dir", d])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(by_key.len(), 2);
+    let total: f64 = by_key.iter().map(|r| r["usd"].as_f64().unwrap()).sum();
+    assert!((by_model[0]["usd"].as_f64().unwrap() - total).abs() < 1e-12);
+    let table = ok(&["spend", "--data-dir", d]);
+    assert!(table.contains("KEY") && table.contains("USD"), "{table}");
+    let (success, _, err) = run(&["spend", "--by", "colour", "--data-dir", d], &[]);
+    assert!(!success && err.contains("colour"), "{err}");
 }

@@ -64,6 +64,39 @@ fn json_response(v: &Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }
 
+#[derive(Debug, Deserialize)]
+pub struct SpendQuery {
+    /// `key`, `agent`, `model` or `task` (default `key`).
+    by: Option<String>,
+    /// Calls since this time, in milliseconds (default: the start of this UTC month).
+    since_ms: Option<i64>,
+}
+
+/// `GET /admin/spend`: tokens and USD of the logged calls, grouped by key, agent, model or task.
+pub async fn spend(
+    State(s): State<Arc<AppState>>,
+    Query(q): Query<SpendQuery>,
+    req: Request,
+) -> Response {
+    if let Err(e) = authorize(&s, req.headers(), Permission::ReadMetadata, "read spend").await {
+        return e.into_response();
+    }
+    let by = match q.by.as_deref().unwrap_or("key").parse::<crate::SpendBy>() {
+        Ok(b) => b,
+        Err(e) => return GatewayError::BadRequest(e).into_response(),
+    };
+    let since = q
+        .since_ms
+        .unwrap_or_else(|| crate::month_start_ms(downshift_store::now_ms()));
+    blocking(&s, move |s| {
+        let rows = crate::spend_report(s.store.as_ref(), since, by, s.limits.prices())?;
+        Ok(json_response(
+            &json!({"by": by, "since_ms": since, "data": rows}),
+        ))
+    })
+    .await
+}
+
 pub async fn list_calls(
     State(s): State<Arc<AppState>>,
     Query(q): Query<ListQuery>,

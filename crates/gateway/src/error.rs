@@ -32,6 +32,12 @@ pub enum GatewayError {
     BodyTimeout(u64),
     #[error("{0}")]
     Unavailable(String),
+    /// A requests- or tokens-per-minute limit (429 `rate_limit_exceeded`).
+    #[error("{0}")]
+    RateLimited(String),
+    /// A USD budget is spent (429 `insufficient_quota`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -57,6 +63,9 @@ impl GatewayError {
             GatewayError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::RateLimited(_) | GatewayError::QuotaExceeded(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             GatewayError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -77,6 +86,8 @@ impl GatewayError {
             GatewayError::Timeout { .. } => ("upstream_error", "upstream_timeout"),
             GatewayError::BodyTimeout(_) => ("invalid_request_error", "request_timeout"),
             GatewayError::Unavailable(_) => ("server_error", "store_unavailable"),
+            GatewayError::RateLimited(_) => ("rate_limit_exceeded", "rate_limit_exceeded"),
+            GatewayError::QuotaExceeded(_) => ("insufficient_quota", "insufficient_quota"),
             GatewayError::Internal(_) => ("server_error", "internal_error"),
         };
         ErrorBody::new(kind, code, self.to_string())

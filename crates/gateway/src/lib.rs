@@ -9,6 +9,7 @@ pub mod config;
 mod conn;
 mod error;
 mod events;
+mod limits;
 mod local;
 mod metrics;
 pub mod mock;
@@ -26,6 +27,9 @@ pub use config::{
 };
 pub use conn::ConnLimits;
 pub use error::GatewayError;
+pub use limits::{
+    Limit, Limiter, LimitsConfig, PriceTable, SpendBy, SpendRow, month_start_ms, spend_report,
+};
 pub use local::LocalModels;
 pub use proxy::ATTEMPTS_TAG;
 pub use server::{AppState, ServeOptions, conn_limits, router, run};

@@ -261,6 +261,13 @@ async fn proxy(
                 .map(|e| keyring.pseudonym("episode", e)),
         )
     };
+    if s.limits.enabled() {
+        s.limits.admit(
+            principal.key_id.as_deref(),
+            agent.as_deref(),
+            downshift_store::now_ms(),
+        )?;
+    }
     let id = uuid::Uuid::now_v7().to_string();
     let mut guard = CallGuard::new(
         CallContext {
@@ -449,6 +456,7 @@ async fn proxy(
             ttft: None,
             overhead,
             _busy: busy,
+            limits: s.limits.enabled().then(|| s.limits.clone()),
         };
         return builder
             .body(Body::new(body))
@@ -480,6 +488,9 @@ async fn proxy(
     let response = builder
         .body(Body::from(collected.clone()))
         .map_err(|e| GatewayError::Internal(e.to_string()))?;
+    if s.limits.enabled() {
+        account(&s.limits, &guard, usage);
+    }
     guard.finish(Outcome {
         status: if ok {
             CallStatus::Ok
@@ -697,6 +708,20 @@ fn start_llm_comparison(
             value,
         );
     });
+}
+
+/// Counts an answered call's tokens and cost against its key's and agent's limits.
+fn account(limits: &crate::limits::Limiter, guard: &CallGuard, usage: Option<Usage>) {
+    if let (Some(u), Some(ctx)) = (usage, guard.ctx()) {
+        limits.record(
+            ctx.api_key_id.as_deref(),
+            ctx.agent.as_deref(),
+            &ctx.model,
+            u,
+            ctx.ts_ms,
+            downshift_store::now_ms(),
+        );
+    }
 }
 
 /// The call tag holding every attempt of a call that was tried more than once (a JSON list of
@@ -1025,6 +1050,8 @@ struct TeeBody {
     overhead: Duration,
     /// Counts the stream in flight on its upstream until it ends (`least_busy`).
     _busy: Option<crate::upstream::Busy>,
+    /// Where the stream's tokens and cost are counted, when limits are set.
+    limits: Option<Arc<crate::limits::Limiter>>,
 }
 
 impl TeeBody {
@@ -1034,6 +1061,9 @@ impl TeeBody {
         }
         let assembled = self.asm.finish();
         let usage = crate::events::usage_of(&assembled);
+        if let Some(l) = &self.limits {
+            account(l, &self.guard, usage);
+        }
         let response = serde_json::to_vec(&assembled).unwrap_or_default();
         self.guard.finish(Outcome {
             status,

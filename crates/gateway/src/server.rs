@@ -16,6 +16,7 @@ use crate::auth::Auth;
 use crate::config::{
     RouteConfig, RoutingConfig, ServerConfig, SpecialistEndpointConfig, UpstreamConfig,
 };
+use crate::limits::{Limiter, LimitsConfig, PriceTable};
 use crate::local::LocalModels;
 use crate::metrics::Metrics;
 use crate::routing::TaskRouter;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub metrics_public: bool,
     pub router: Arc<TaskRouter>,
+    /// Per-key and per-agent limits and budgets, counted in memory.
+    pub limits: Arc<Limiter>,
     /// The last readiness probe and when it ran.
     ready: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -60,6 +63,10 @@ pub struct ServeOptions {
     pub route: RouteConfig,
     /// Specialists served by remote OpenAI-compatible endpoints.
     pub specialists: Vec<SpecialistEndpointConfig>,
+    /// Per-key and per-agent limits and budgets.
+    pub limits: LimitsConfig,
+    /// Prices the budgets and spend are counted in.
+    pub prices: PriceTable,
 }
 
 /// The connection limits of `[server]`; `max_connections` must already be resolved (not 0).
@@ -84,6 +91,28 @@ impl AppState {
             let keyring = o.keyring.read().unwrap_or_else(|p| p.into_inner());
             TaskRouter::new(o.route, &o.specialists, o.store.as_ref(), &keyring)?
         };
+        // Limits: key names resolved to ids, agents to their pseudonyms, and this month's spend
+        // read from the log once, before serving.
+        let limits = if o.limits.keys.is_empty()
+            && o.limits.agents.is_empty()
+            && o.limits.per_key == crate::limits::Limit::default()
+        {
+            Limiter::none().with_prices(o.prices)
+        } else {
+            let keys: Vec<(String, String)> = o
+                .store
+                .list_api_keys()
+                .map_err(|e| format!("cannot read the API keys for [limits]: {e}"))?
+                .into_iter()
+                .map(|k| (k.name, k.id))
+                .collect();
+            let keyring = o.keyring.read().unwrap_or_else(|p| p.into_inner());
+            let l = Limiter::new(&o.limits, o.prices, &keys, |a| {
+                keyring.pseudonym("agent", a)
+            })?;
+            l.load(o.store.as_ref(), downshift_store::now_ms())?;
+            l
+        };
         let writer = Arc::new(LogWriter::start(
             o.writer_store,
             o.keyring.clone(),
@@ -104,6 +133,7 @@ impl AppState {
             body_timeout: Duration::from_millis(o.server.body_read_timeout_ms.max(1)),
             metrics_public: o.server.metrics_public,
             router: Arc::new(router),
+            limits: Arc::new(limits),
             ready: tokio::sync::Mutex::new(None),
         }))
     }
@@ -120,6 +150,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/calls", get(admin::list_calls))
         .route("/admin/calls/{id}", get(admin::show_call))
         .route("/admin/audit", get(admin::audit))
+        .route("/admin/spend", get(admin::spend))
         .route("/admin/datasets", get(admin::list_datasets))
         .route("/admin/datasets/{name}/export", get(admin::export_dataset))
         .route("/admin/policies", get(admin::list_policies))

@@ -301,6 +301,26 @@ pub fn show(data: &Path, id: &str) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// `keys create --role ROLE --name NAME`: the new key's secret.
+pub fn create_key(data: &Path, role: &str, name: &str) -> String {
+    let d = data.to_str().unwrap();
+    let out = ok(&[
+        "keys",
+        "create",
+        "--role",
+        role,
+        "--name",
+        name,
+        "--json",
+        "--data-dir",
+        d,
+    ]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Waits until `calls list` shows at least `n` calls (the write path is asynchronous).
 pub fn wait_calls(data: &Path, n: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
