@@ -89,6 +89,7 @@ fn a_failing_first_upstream_falls_back_to_the_second_and_the_call_records_both_a
     let resp = post_json(&gw.addr, CHAT, Some("sk-anything"), HELLO, &[]);
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("x-downshift-route"), Some("llm:good"));
+    assert_eq!(resp.header("x-downshift-attempts"), Some("2"));
     assert_eq!(
         resp.body,
         post_json(&good.addr, CHAT, None, HELLO, &[]).body
@@ -236,6 +237,7 @@ fn retries_wait_and_try_again_and_without_retries_a_429_passes_through() {
     let resp = post_json(&gw.addr, CHAT, None, HELLO, &[]);
     assert_eq!(resp.status, 429);
     assert_eq!(resp.json()["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(resp.header("x-downshift-attempts"), None);
     let call = logged(dir.path(), resp.header("x-downshift-call-id").unwrap());
     assert!(call.get("attempts").is_none(), "{call}");
     assert_eq!(mock_requests(&flaky), 1);

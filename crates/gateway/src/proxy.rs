@@ -436,6 +436,9 @@ async fn proxy(
         if let Some(code) = fallback {
             h.insert("x-downshift-fallback", HeaderValue::from_static(code));
         }
+        if !attempts.is_empty() {
+            h.insert("x-downshift-attempts", HeaderValue::from(attempts.len()));
+        }
         if let Some(r) = &routed
             && let Ok(v) = HeaderValue::from_str(&r.task)
         {
