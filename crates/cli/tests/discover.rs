@@ -521,3 +521,27 @@ fn the_same_traffic_gives_the_same_tasks_whatever_ids_it_was_logged_under() {
     }
     assert!(!first.is_empty());
 }
+
+/// τ²-bench airline and telecom agent steps (`scripts/fetch.sh tau2`): every step of a
+/// conversation repeats the customer's opening message, so the router must read what the tools
+/// answered since the agent's last step — as discovery does — to place a step in its task.
+#[test]
+fn the_router_places_agent_steps_by_the_newest_turns() {
+    let path = repo_root().join("data/tau2/tau2.jsonl");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/fetch.sh tau2",
+        path.display()
+    );
+    let dir = tempdir();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    ok(&["import", path.to_str().unwrap(), "--data-dir", d]);
+    let out = discover_json(d, &["--model-dir", &model_dir(), "--placement"]);
+    let tasks = out["tasks"].as_array().unwrap();
+    assert!(tasks.len() >= 2, "{out:#}");
+    let p = &out["placement"];
+    assert!(p["held_back"].as_u64().unwrap() >= 20, "{p}");
+    assert_eq!(p["placed_elsewhere"].as_u64(), Some(0), "{p}");
+    assert!(p["min_task_share"].as_f64().unwrap() >= 0.98, "{p}");
+}

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::{DiscoverParams, Price};
+use crate::pipeline::DiscoverParams;
+use crate::task::Price;
 
 /// Which embedding the semantic split uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

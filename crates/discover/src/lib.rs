@@ -7,11 +7,13 @@
 //!   packaged weights (mean pooling, L2-normalised), matching sentence-transformers;
 //!   [`hashed`]: a hashed n-gram embedding for tiny deployments;
 //! * [`hdbscan`]: HDBSCAN density clustering — no `k`, noise stays unassigned;
-//! * [`pipeline`]: structural groups, semantic split, statistics and SLM suitability;
+//! * [`pipeline`]: structural groups, semantic split and statistics; [`task`]: what a task is,
+//!   model prices and SLM suitability;
 //! * [`mask`]: the masked view (entities → their type, values normalised) that discovery
 //!   embeds and labels with; [`placement`]: a split stands only where the router can place it;
 //! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
 
+mod align;
 pub mod config;
 pub mod embed;
 pub mod features;
@@ -22,13 +24,15 @@ pub mod mask;
 pub mod pipeline;
 pub mod placement;
 pub mod stable;
+pub mod task;
 pub mod template;
 
 pub use config::{DiscoverConfig, EmbedderKind};
 pub use features::{CallInput, OutputKind};
 pub use hashed::HashedEmbedder;
 pub use pipeline::{
-    DiscoverError, DiscoverParams, Discovery, ExtractedCall, Percentiles, Price, RunStats, Task,
-    TextEmbedder, discover, discover_extracted, price_of,
+    DiscoverError, DiscoverParams, Discovery, ExtractedCall, TextEmbedder, discover,
+    discover_extracted,
 };
 pub use stable::PriorTask;
+pub use task::{Percentiles, Price, RunStats, Task, price_of, suitability};

@@ -44,8 +44,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
 
+use crate::align::{align_to_requests, tool_list_hash};
 use crate::embed::Embedder;
 use crate::features::{CallFeatures, CallInput, OutputKind, ToolRef, extract, fnv64};
 use crate::hashed::HashedEmbedder;
@@ -54,6 +54,7 @@ use crate::labels::ctfidf_terms;
 use crate::mask::{Masker, instruction_part, strip_masks};
 use crate::placement::{held_back, merge_until_placed};
 use crate::stable::{NewCluster, PriorTask, assign_ids};
+use crate::task::{Price, RunStats, Task, percentiles, price_of, suitability};
 use crate::template::TemplateMiner;
 
 /// What can go wrong in discovery.
@@ -94,78 +95,6 @@ impl TextEmbedder for HashedEmbedder {
     }
 }
 
-/// Price of a model in USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub prompt: f64,
-    pub completion: f64,
-}
-
-/// The clusters, reshaped so that each holds whole *request keys* — what the router can see
-/// of a request before it is answered: the offered tools (by definition) and the system-prompt
-/// template. Every call of a key goes to the cluster that holds most of the key's calls (its
-/// noise calls too: the router will send them there); a cluster left with fewer than `mcs`
-/// calls dissolves into noise.
-///
-/// Discovery's groups also look at the answer (which tool family was called), which the
-/// router cannot: an agent offering two APIs sends requests that look alike whichever API
-/// its next step calls, so the router either abstains on them or sends them to a specialist
-/// that never saw the other API's steps. Aligned, a task is exactly the traffic its
-/// specialist will serve, and its specialist learns from all of it.
-fn align_to_requests(
-    clusters: Vec<(Vec<usize>, String, bool, Vec<f32>)>,
-    feats: &[&CallFeatures],
-    sigs: &[String],
-    mcs: usize,
-) -> Vec<(Vec<usize>, String, bool, Vec<f32>)> {
-    let key_of = |i: usize| -> (&str, u64) {
-        // The signature starts with the system template's hash (`sys:<16 hex>|`).
-        let template = sigs[i].split('|').next().unwrap_or_default();
-        (template, tool_list_hash(&feats[i].tools))
-    };
-    let mut owner: Vec<Option<usize>> = vec![None; feats.len()];
-    for (c, (members, ..)) in clusters.iter().enumerate() {
-        for &i in members {
-            owner[i] = Some(c);
-        }
-    }
-    // Per key: its calls and how many of them each cluster holds.
-    let mut keys: HashMap<_, (Vec<usize>, BTreeMap<usize, usize>)> = HashMap::new();
-    for (i, cluster) in owner.iter().enumerate() {
-        let e = keys.entry(key_of(i)).or_default();
-        e.0.push(i);
-        if let Some(c) = *cluster {
-            *e.1.entry(c).or_default() += 1;
-        }
-    }
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); clusters.len()];
-    for (calls, counts) in keys.into_values() {
-        // Most calls; on a tie the earlier cluster (deterministic).
-        if let Some((&c, _)) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))) {
-            members[c].extend(calls);
-        }
-    }
-    clusters
-        .into_iter()
-        .zip(members)
-        .filter(|(_, m)| m.len() >= mcs)
-        .map(|((_, sig, split, centroid), mut m)| {
-            m.sort_unstable();
-            (m, sig, split, centroid)
-        })
-        .collect()
-}
-
-/// A tool list by its tools' names and whole definitions.
-fn tool_list_hash(tools: &[ToolRef]) -> u64 {
-    let mut h = String::new();
-    for t in tools {
-        h.push_str(&format!("{}#{:x};", t.name, t.def_hash));
-    }
-    fnv64(h.as_bytes())
-}
-
 /// Parameters of a discovery run.
 #[derive(Debug, Clone)]
 pub struct DiscoverParams {
@@ -198,99 +127,6 @@ impl Default for DiscoverParams {
             align_to_requests: false,
         }
     }
-}
-
-/// Price of `model`: an exact entry, else the longest matching `prefix*`, else `*`.
-pub fn price_of(prices: &BTreeMap<String, Price>, model: &str) -> Option<Price> {
-    if let Some(p) = prices.get(model) {
-        return Some(*p);
-    }
-    prices
-        .iter()
-        .filter_map(|(k, p)| {
-            let prefix = k.strip_suffix('*')?;
-            model.starts_with(prefix).then_some((prefix.len(), *p))
-        })
-        .max_by_key(|(len, _)| *len)
-        .map(|(_, p)| p)
-}
-
-/// p50 and p95 of a token count.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Percentiles {
-    pub p50: u64,
-    pub p95: u64,
-}
-
-fn percentiles(mut v: Vec<u64>) -> Percentiles {
-    if v.is_empty() {
-        return Percentiles { p50: 0, p95: 0 };
-    }
-    v.sort_unstable();
-    let at = |q: f64| v[((q * (v.len() - 1) as f64).round() as usize).min(v.len() - 1)];
-    Percentiles {
-        p50: at(0.5),
-        p95: at(0.95),
-    }
-}
-
-/// A discovered task.
-#[derive(Debug, Clone, Serialize)]
-pub struct Task {
-    pub id: String,
-    pub label: String,
-    pub calls: usize,
-    pub share_calls: f64,
-    pub share_tokens: f64,
-    /// Share of the LLM cost (0 when no price is known for any call).
-    pub share_cost: f64,
-    pub cost_usd: f64,
-    pub prompt_tokens: Percentiles,
-    pub completion_tokens: Percentiles,
-    /// `text`, `json`, `tool` or `none`.
-    pub output_kind: String,
-    pub dominant_tool: Option<String>,
-    /// Share of calls whose output has the task's most common shape (tool names / JSON keys).
-    pub output_consistency: f64,
-    /// Mean cosine of the variable texts to their centroid (hashed n-grams): high = repetitive.
-    pub similarity: f64,
-    pub suitability: f64,
-    pub reasons: Vec<String>,
-    pub terms: Vec<String>,
-    pub signature: String,
-    /// True when its structural group held several jobs and was split semantically.
-    pub split: bool,
-    pub created_ms: i64,
-    /// Indices (into the input) of its calls.
-    #[serde(skip)]
-    pub members: Vec<usize>,
-    /// Mean embedding of its sampled variable texts (empty when its group was not embedded).
-    #[serde(skip)]
-    pub centroid: Vec<f32>,
-}
-
-/// Counts and timings of a run.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct RunStats {
-    pub calls: usize,
-    pub structural_groups: usize,
-    pub groups_split: usize,
-    /// Groups large enough to split that the embedding budget did not reach.
-    pub groups_unchecked: usize,
-    pub templates: usize,
-    pub texts_embedded: usize,
-    pub noise: usize,
-    /// Held-back calls of split groups (see [`crate::placement`]) and how many of them the
-    /// router's view placed in their own part.
-    pub placement_held: usize,
-    pub placement_placed: usize,
-    /// Tasks were aligned to request keys (`align_to_requests`).
-    pub aligned: bool,
-    pub embedder: String,
-    pub seconds_features: f64,
-    pub seconds_embed: f64,
-    pub seconds_cluster: f64,
-    pub seconds_total: f64,
 }
 
 /// The result: tasks (largest first) and each input call's task index (`None`: noise).
@@ -1084,67 +920,11 @@ pub fn discover_extracted(
     })
 }
 
-/// SLM suitability in `[0, 1]` and the reasons for it: structured output, consistent output,
-/// short completions, low diversity of inputs, volume.
-pub fn suitability(
-    kind: OutputKind,
-    consistency: f64,
-    completion_p95: u64,
-    similarity: f64,
-    calls: usize,
-    share: f64,
-) -> (f64, Vec<String>) {
-    let mut reasons = Vec::new();
-    let structured = match kind {
-        OutputKind::Tool => {
-            reasons.push("+ structured output (tool calls)".to_owned());
-            1.0
-        }
-        OutputKind::Json => {
-            reasons.push("+ structured output (JSON)".to_owned());
-            1.0
-        }
-        OutputKind::Text => {
-            reasons.push("- free-text output".to_owned());
-            0.4
-        }
-        OutputKind::None => {
-            reasons.push("- no usable output".to_owned());
-            0.0
-        }
-    };
-    reasons.push(format!(
-        "{} output format consistent in {:.0}% of calls",
-        if consistency >= 0.8 { "+" } else { "-" },
-        consistency * 100.0
-    ));
-    // 64 tokens or fewer: 1; 1024 or more: 0; log-linear between.
-    let p95 = completion_p95.max(1) as f64;
-    let short = (1.0 - (p95.log2() - 6.0) / 4.0).clamp(0.0, 1.0);
-    reasons.push(format!(
-        "{} completions p95 {completion_p95} tokens",
-        if short >= 0.5 { "+ short" } else { "- long" }
-    ));
-    let low_div = ((similarity - 0.2) / 0.6).clamp(0.0, 1.0);
-    reasons.push(format!(
-        "{} input diversity (mean similarity {similarity:.2})",
-        if low_div >= 0.5 { "+ low" } else { "- high" }
-    ));
-    let volume = ((calls.max(1) as f64).log10() / 3.0).clamp(0.0, 1.0);
-    reasons.push(format!(
-        "{} volume: {calls} calls ({:.1}% of all)",
-        if volume >= 0.5 { "+" } else { "-" },
-        share * 100.0
-    ));
-    let score =
-        0.25 * structured + 0.25 * consistency + 0.2 * short + 0.15 * low_div + 0.15 * volume;
-    ((score * 1000.0).round() / 1000.0, reasons)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+    use crate::task::Percentiles;
 
     fn call(id: usize, system: &str, user: &str, response: Value, tools: Value) -> CallInput {
         CallInput {
