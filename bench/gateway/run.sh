@@ -154,6 +154,9 @@ sent = sum(r[k]["requests"] + r[k]["errors"] for k in ["gw_sat", "gw_rate"])
 print(f"\nLogging on in downshift: {logged} calls in its log (the {sent} measured plus warm-up), "
       f"{metric('downshift_log_records_spilled_total'):.0f} spilled, {metric('downshift_log_records_lost_total'):.0f} lost"
       + ("; LiteLLM ran without a database or logging callbacks." if ll else "."))
+jw, jr = metric('downshift_log_journal_writes_total'), metric('downshift_log_journal_records_total')
+if jw > 0:
+    print(f"Journal: {jr:.0f} records in {jw:.0f} writes ({jr/jw:.1f} records per write).")
 print(f"Targets: added p99 ≤ 1 ms at {rate} req/s → {'met' if add99 <= 1000 else 'NOT met'} ({sms(add99)} ms); "
       f"saturation ≥ 0.5× direct → {'met' if sat_ratio >= 0.5 else 'NOT met'} ({sat_ratio:.2f}×).")
 PY
