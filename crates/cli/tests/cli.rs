@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{run, tempdir};
+use support::{Proc, mock, post_json, run, tempdir};
 
 /// `serve --no-auth` without an upstream logs a warning and then stops with an error: a quick way
 /// to make the binary write one log line.
@@ -311,4 +311,64 @@ fn a_second_gateway_on_the_same_data_directory_is_refused() {
     assert_eq!(support::get(&again.addr, "/healthz", None).status, 200);
     again.stop();
     mock.stop();
+}
+
+/// Every request writes one `info` line (id, agent, model, route, status, latency) that a log
+/// collector can follow; `downshift::access=off` silences those lines alone.
+#[test]
+fn each_request_writes_one_access_log_line() {
+    let up = mock(&[]);
+    let url = format!("http://{}", up.addr);
+    for (filter, expect) in [("info", true), ("info,downshift::access=off", false)] {
+        let dir = tempdir();
+        let data = dir.path().join("data");
+        let log = dir.path().join("serve.log");
+        let args = [
+            "serve",
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--upstream",
+            &url,
+            "--log",
+            filter,
+        ];
+        let gw = Proc::start_logging(&args, &[], std::fs::File::create(&log).unwrap().into());
+        let body = r#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#;
+        let r = post_json(
+            &gw.addr,
+            "/v1/chat/completions",
+            None,
+            body,
+            &[("x-downshift-agent", "support")],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.header("x-downshift-call-id").unwrap().to_owned();
+        drop(gw);
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(&id)).collect();
+        if !expect {
+            assert!(lines.is_empty(), "{text}");
+            continue;
+        }
+        assert_eq!(lines.len(), 1, "{text}");
+        let line = lines[0];
+        for field in [
+            "INFO",
+            "request",
+            "endpoint=chat/completions",
+            "model=gpt-4o-mini",
+            "route=default",
+            "status=200",
+            "outcome=ok",
+            "agent=agt_",
+            "ms=",
+        ] {
+            assert!(line.contains(field), "{field} missing: {line}");
+        }
+        // The agent is logged by its pseudonym, as stored.
+        assert!(!line.contains("agent=support"), "{line}");
+    }
 }

@@ -23,9 +23,14 @@ pub struct Proc {
 impl Proc {
     /// Starts `downshift ARGS` and waits for its "listening on http://ADDR" line.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+        Proc::start_logging(args, env, Stdio::inherit())
+    }
+
+    /// [`Proc::start`] with its stderr (the logs) sent to `stderr`.
+    pub fn start_logging(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Proc {
         let mut child = command(args, env)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn downshift");
         let stdout = child.stdout.take().unwrap();
