@@ -195,6 +195,10 @@ impl Drop for CallGuard {
     fn drop(&mut self) {
         if self.ctx.is_some() {
             self.finish(Outcome::failed(CallStatus::Interrupted, 499, Vec::new()));
+            // Written now even inside a handler: when the client went away the handler is
+            // dropped with it, and no response is left to hold until the record is written.
+            let w = &self.state.writer;
+            w.journal_through(w.last_ticket());
         }
     }
 }
