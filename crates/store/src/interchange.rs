@@ -88,23 +88,19 @@ pub fn import_jsonl(
             .get("stream")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        // A UUIDv7 from the record's own time keeps imported calls in time order. With a
-        // timestamp, the rest of the id comes from the line's content, so importing the same
-        // file twice stores each call once.
+        // A UUIDv7 from the record's own time keeps imported calls in time order. The rest of
+        // the id comes from the line's content, so importing the same file twice stores each
+        // call once; a record without a timestamp (stored at the import's time) gets an id from
+        // its content alone (UUIDv8), for the same reason.
+        let digest = Sha256::digest(line.trim().as_bytes());
         let id = match rec.timestamp {
-            Some(_) => {
-                let digest = Sha256::digest(line.trim().as_bytes());
-                uuid::Builder::from_unix_timestamp_millis(
-                    ts_ms.max(0) as u64,
-                    &digest[..10].try_into().unwrap_or([0; 10]),
-                )
-                .into_uuid()
-            }
-            None => uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
-                uuid::NoContext,
-                (ts_ms.max(0) / 1000) as u64,
-                ((ts_ms.max(0) % 1000) * 1_000_000) as u32,
-            )),
+            Some(_) => uuid::Builder::from_unix_timestamp_millis(
+                ts_ms.max(0) as u64,
+                &digest[..10].try_into().unwrap_or([0; 10]),
+            )
+            .into_uuid(),
+            None => uuid::Builder::from_custom_bytes(digest[..16].try_into().unwrap_or([0; 16]))
+                .into_uuid(),
         }
         .to_string();
         let record = CallRecord {
@@ -261,6 +257,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r2.imported, r2.errors.len()), (2, 0));
+    }
+
+    #[test]
+    fn importing_the_same_file_twice_stores_each_call_once_with_or_without_timestamps() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let input = concat!(
+            r#"{"request":{"model":"m","messages":[{"role":"user","content":"no time a"}]}}"#,
+            "\n",
+            r#"{"request":{"model":"m","messages":[{"role":"user","content":"no time b"}]}}"#,
+            "\n",
+            r#"{"timestamp":"2025-01-01T00:00:00Z","request":{"model":"m","messages":[{"role":"user","content":"timed"}]}}"#,
+            "\n"
+        );
+        let import = || {
+            import_jsonl(
+                input.as_bytes(),
+                ImportFormat::Auto,
+                &BTreeMap::new(),
+                &ring,
+                &store,
+            )
+            .unwrap()
+        };
+        let first = import();
+        assert_eq!((first.imported, first.duplicates), (3, 0));
+        // Later (another import time), the same lines: nothing new.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = import();
+        assert_eq!((second.imported, second.duplicates), (0, 3));
+        assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 3);
     }
 
     #[test]
