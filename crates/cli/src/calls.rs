@@ -202,6 +202,27 @@ pub enum CallsCommand {
 }
 
 /// The attempts of a call the gateway tried more than once (upstream, status, latency, error).
+/// The call a person meant by `id`: the exact id, or the one call whose id starts with it.
+fn resolve_call_id(store: &dyn downshift_store::Store, id: &str) -> Result<String> {
+    let id = id.trim();
+    if id.is_empty() {
+        bail!("an empty call id");
+    }
+    let found = store.call_ids_with_prefix(id, 4)?;
+    if found.iter().any(|f| f == id) {
+        return Ok(id.to_owned());
+    }
+    match found.as_slice() {
+        [] => bail!("no call with id or id prefix '{id}' (see `downshift calls list`)"),
+        [one] => Ok(one.clone()),
+        many => bail!(
+            "the id prefix '{id}' matches several calls ({}{}); give more of the id",
+            many[..many.len().min(3)].join(", "),
+            if many.len() > 3 { ", …" } else { "" }
+        ),
+    }
+}
+
 fn attempts_of(m: &downshift_store::CallMeta) -> Option<Vec<Value>> {
     serde_json::from_str(m.tags.get(ATTEMPTS_TAG)?).ok()
 }
@@ -281,6 +302,7 @@ pub fn calls(c: CallsCommand, data: &DataDir) -> Result<()> {
         }
         CallsCommand::Show { id, json } => {
             let (keyring, _) = data.keyring(false)?;
+            let id = resolve_call_id(&store, &id)?;
             let sealed = store
                 .get_call(&id)?
                 .with_context(|| format!("no call with id '{id}'"))?;

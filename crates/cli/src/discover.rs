@@ -411,6 +411,33 @@ fn stats_row(id: &str, label: &str, v: &Value) -> Vec<String> {
     ]
 }
 
+/// The task a person meant by `id`: the exact id, or the one task whose id starts with it
+/// (with or without the `task_` of every id).
+fn resolve_task_id(tasks: &[downshift_store::TaskRecord], id: &str) -> Result<String> {
+    let id = id.trim();
+    if tasks.iter().any(|t| t.id == id) {
+        return Ok(id.to_owned());
+    }
+    let matching: Vec<&str> = tasks
+        .iter()
+        .map(|t| t.id.as_str())
+        .filter(|t| {
+            !id.is_empty()
+                && (t.starts_with(id) || t.strip_prefix("task_").is_some_and(|h| h.starts_with(id)))
+        })
+        .collect();
+    match matching.as_slice() {
+        [] => bail!(
+            "no task '{id}' (see `downshift tasks list`; tasks come from `downshift discover`)"
+        ),
+        [one] => Ok((*one).to_owned()),
+        many => bail!(
+            "the id prefix '{id}' matches several tasks ({}); give more of the id",
+            many.join(", ")
+        ),
+    }
+}
+
 pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
     let store = data.open_existing_store()?;
     match c {
@@ -439,6 +466,7 @@ pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
             Ok(())
         }
         TasksCommand::Show { id, samples, json } => {
+            let id = resolve_task_id(&store.list_tasks()?, &id)?;
             let task = store.get_task(&id)?.with_context(|| {
                 format!("no task '{id}' (see `downshift tasks list`; tasks come from `downshift discover`)")
             })?;

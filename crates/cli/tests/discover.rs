@@ -544,4 +544,15 @@ fn the_router_places_agent_steps_by_the_newest_turns() {
     assert!(p["held_back"].as_u64().unwrap() >= 20, "{p}");
     assert_eq!(p["placed_elsewhere"].as_u64(), Some(0), "{p}");
     assert!(p["min_task_share"].as_f64().unwrap() >= 0.98, "{p}");
+
+    // `tasks show` takes the id, or enough of its hash to name one task.
+    let id = tasks[0]["id"].as_str().unwrap();
+    let hash = id.strip_prefix("task_").unwrap();
+    for given in [id, hash, &hash[..8]] {
+        let shown = ok(&["tasks", "show", given, "--data-dir", d]);
+        assert!(shown.contains(id), "{given}: {shown}");
+    }
+    let (okay, _, err) = run(&["tasks", "show", "zz", "--data-dir", d], &[]);
+    assert!(!okay);
+    assert!(err.contains("no task 'zz'"), "{err}");
 }

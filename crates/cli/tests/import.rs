@@ -227,3 +227,63 @@ fn the_mock_replays_bfcl_through_the_gateway() {
     let stats = get(&mock.addr, "/mock/stats", None).json();
     assert_eq!(stats["replayed"], 25);
 }
+
+/// `calls show` takes an id prefix when it names one call, and says when it names several.
+#[test]
+fn calls_show_takes_an_unambiguous_id_prefix() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let file = dir.path().join("calls.jsonl");
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"timestamp":"2026-01-01T00:00:0{i}Z","request":{{"model":"m","messages":[{{"role":"user","content":"q{i}"}}]}},"response":{{"choices":[]}}}}"#
+            )
+        })
+        .collect();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ok(&[
+        "import",
+        file.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let ids: Vec<String> = calls(&data, &[])
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    // The ids start with the same time, so a short prefix is ambiguous ...
+    let (okay, _, err) = run(
+        &[
+            "calls",
+            "show",
+            &ids[0][..6],
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!okay);
+    assert!(err.contains("matches several calls"), "{err}");
+    // ... and enough of one id names it.
+    for id in &ids {
+        let shown = show(&data, &id[..24]);
+        assert_eq!(shown["call"]["id"].as_str(), Some(id.as_str()));
+    }
+    let (okay, _, err) = run(
+        &[
+            "calls",
+            "show",
+            "ffffffff",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!okay);
+    assert!(
+        err.contains("no call with id or id prefix 'ffffffff'"),
+        "{err}"
+    );
+}

@@ -54,6 +54,12 @@ pub trait Store: Send + Sync {
     fn list_calls(&self, filter: &CallFilter) -> Result<Vec<CallMeta>>;
     /// One call with its sealed payload.
     fn get_call(&self, id: &str) -> Result<Option<SealedCall>>;
+    /// Ids of the calls whose id starts with `prefix`, ascending, at most `limit` (what a person
+    /// types for an id). The default answers an exact id only.
+    fn call_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let exact = self.get_call(prefix)?.map(|c| c.meta.id);
+        Ok(exact.into_iter().take(limit).collect())
+    }
     /// Sealed calls (metadata and payload), oldest first, filtered: the export path.
     fn scan_calls(&self, filter: &CallFilter) -> Result<Vec<SealedCall>>;
     fn count_calls(&self) -> Result<u64>;

@@ -409,6 +409,16 @@ impl Store for SqliteStore {
         Ok(stmt.query_row([id], sealed_from_row).optional()?)
     }
 
+    fn call_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM calls WHERE substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(rusqlite::params![prefix, limit], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+    }
+
     fn scan_calls(&self, filter: &CallFilter) -> Result<Vec<SealedCall>> {
         let (clause, mut args) = where_clause(filter);
         let mut sql = format!(
