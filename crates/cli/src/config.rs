@@ -75,12 +75,13 @@ impl Config {
         PriceTable::new(entries)
     }
 
-    /// The data directory: flag or env (clap merges both), then the config, then `./.downshift`.
+    /// The data directory: flag or env (clap merges both), then the config, then
+    /// [`default_data_dir`].
     pub fn data_dir(&self, flag: Option<&Path>) -> DataDir {
         let root = flag
             .map(Path::to_owned)
             .or_else(|| self.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(".downshift"));
+            .unwrap_or_else(default_data_dir);
         let mut store = self.store.clone();
         if let Ok(k) = std::env::var("DOWNSHIFT_KEY_FILE")
             && !k.is_empty()
@@ -89,6 +90,18 @@ impl Config {
         }
         DataDir::new(&root, &store)
     }
+}
+
+/// Where the call log lives when nothing names a place: `./.downshift` when it already exists
+/// (a directory used before), else the platform's data directory (`$XDG_DATA_HOME/downshift`
+/// or `~/.local/share/downshift` on Linux, `~/Library/Application Support/downshift` on macOS),
+/// so that every command finds the same log whatever directory it runs from.
+pub fn default_data_dir() -> PathBuf {
+    let local = PathBuf::from(".downshift");
+    if local.is_dir() {
+        return local;
+    }
+    dirs::data_dir().map_or(local, |d| d.join("downshift"))
 }
 
 #[cfg(test)]

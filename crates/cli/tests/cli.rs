@@ -217,9 +217,12 @@ fn the_example_config_starts_as_shipped() {
         dir.path().join("downshift.toml"),
     )
     .unwrap();
+    let home = tempdir();
     let mut child = Command::new(env!("CARGO_BIN_EXE_downshift"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .current_dir(dir.path())
+        .env("HOME", home.path())
+        .env("XDG_DATA_HOME", home.path().join("data"))
         .env("DOWNSHIFT_LOG", "warn")
         .env_remove("OPENAI_API_KEY")
         .env_remove("DOWNSHIFT_DATA_DIR")
@@ -247,8 +250,10 @@ fn the_example_config_starts_as_shipped() {
         );
     };
     assert_eq!(support::get(&addr, "/healthz", None).status, 200);
-    // The data directory of the config (./.downshift) was created where the config is.
-    assert!(dir.path().join(".downshift").is_dir());
+    // No data directory named anywhere and no ./.downshift: the platform's data directory
+    // (here $XDG_DATA_HOME/downshift), not the working directory.
+    assert!(home.path().join("data/downshift").is_dir());
+    assert!(!dir.path().join(".downshift").exists());
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -1,4 +1,5 @@
-//! The data directory (`--data-dir`, default `./.downshift`): database, key file, spill files.
+//! The data directory (`--data-dir`; the CLI's default is `./.downshift` when it exists, else the
+//! platform data directory): database, key file, spill files.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
