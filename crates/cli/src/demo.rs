@@ -1,5 +1,6 @@
 //! `downshift demo`: the whole LLM-to-SLM conversion on the embedded default, end to end, on
-//! loopback. The mock teacher LLM answers the BFCL development traffic; the gateway captures
+//! loopback. The mock teacher LLM answers recorded traffic (by default the demo's deployment
+//! mix, `data/demo/traffic.jsonl`, built by `scripts/fetch.sh demo`); the gateway captures
 //! the training part; the calls are discovered into tasks; for the most suitable tasks a small
 //! model is selected, fine-tuned and evaluated; the ones that pass the gate are promoted; then
 //! the held-out part is replayed through the gateway and every answer is scored against the
@@ -16,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use downshift_evaluate::{kind_of, score};
+use downshift_evaluate::{OutputKind, kind_of, kind_of_many, quality, score};
 use downshift_store::{DataDir, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -26,27 +27,28 @@ use crate::output::table;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// A short run (< 5 min on 2 cores): one task, a short fine-tune.
+    /// A short run (< 5 min on 2 cores): the most learnable task (consistent, shortest
+    /// answers), one short fine-tune.
     #[arg(long)]
     quick: bool,
     /// Print the result as one JSON object.
     #[arg(long)]
     json: bool,
-    /// The traffic: recorded calls in the import format (default: the BFCL agent transcripts
-    /// fetched by `scripts/fetch.sh bfcl`, `data/bfcl/agent.jsonl`).
+    /// The traffic: recorded calls in the import format (default: the demo's deployment mix —
+    /// BFCL agent steps, τ² airline and telecom calls, support jobs — built by `scripts/fetch.sh
+    /// demo` as `data/demo/traffic.jsonl`; the hard BFCL-only run: `data/bfcl/agent.jsonl`).
     #[arg(long, value_name = "FILE")]
     traffic: Option<PathBuf>,
-    /// Keep only these BFCL categories (comma-separated; `all` keeps everything). The default
-    /// is the agent traffic: every tool call of BFCL's multi-turn sessions as the agent sends
-    /// it, with the conversation so far and the tools' results.
-    #[arg(long, default_value = "multi_turn_agent", value_name = "LIST")]
+    /// Keep only the records tagged with one of these values (comma-separated): any string
+    /// value of a record's `metadata` — a source (`tau2`), an agent (`support`), a BFCL
+    /// category (`multi_turn_agent`). `all` keeps everything.
+    #[arg(long, default_value = "all", value_name = "LIST")]
     categories: String,
     /// The small base model (default: the packaged SmolLM2-135M-Instruct).
     #[arg(long, value_name = "PATH|ID")]
     base: Option<String>,
-    /// How many tasks get a specialist (default: 4 — the agent traffic's four tasks, aligned to
-    /// the router, hold 99% of its calls; 1 with --quick; every task with enough calls with
-    /// --shared).
+    /// How many tasks get a specialist (default: every suitable one — at least 40 calls whose
+    /// answers are tool calls, JSON or short labels, largest first; 1 with --quick).
     #[arg(long, value_name = "N")]
     tasks: Option<usize>,
     /// One specialist for all the tasks: a single adapter trained on all the replayed traffic,
@@ -55,12 +57,12 @@ pub struct DemoArgs {
     /// once instead of once per task.
     #[arg(long)]
     shared: bool,
-    /// Passes over each task's training split (default: 3; 1 with --quick, and with --shared,
+    /// Passes over each task's training split (default: 3; 2 with --quick; 1 with --shared,
     /// whose one pass covers all the traffic).
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
-    /// Cap on optimizer updates per task (default: none; 12 with --quick, which keeps that run
-    /// within its time budget on 2 cores).
+    /// Cap on optimizer updates per task (default: none; 150 with --quick, which keeps that run
+    /// within its time budget on 2 cores whatever task it picks).
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
     /// Peak learning rate.
@@ -310,10 +312,79 @@ fn est_tokens(v: &Value) -> f64 {
     v.to_string().len() as f64 / 4.0
 }
 
+/// The demo's traffic when no --traffic is given (`scripts/fetch.sh demo` builds it).
+const DEFAULT_TRAFFIC: &str = "data/demo/traffic.jsonl";
+
+/// Whether a record carries one of `cats` among its metadata's string values (`all`: every
+/// record does).
+fn tagged(record: &Value, cats: &[&str]) -> bool {
+    cats.contains(&"all")
+        || record["metadata"].as_object().is_some_and(|m| {
+            m.values()
+                .any(|v| v.as_str().is_some_and(|s| cats.contains(&s)))
+        })
+}
+
+/// Which agent sent a recorded call, for the per-agent figures: its `metadata.agent` tag, else
+/// its `metadata.source`, else `-` (tags are never read by discovery or routing).
+fn agent_of(record: &Value) -> String {
+    let m = &record["metadata"];
+    m["agent"]
+        .as_str()
+        .or(m["source"].as_str())
+        .unwrap_or("-")
+        .to_owned()
+}
+
+/// A task's ranking weight: its calls times discovery's suitability.
+fn weight(t: &Value) -> f64 {
+    t["calls"].as_f64().unwrap_or(0.0) * t["suitability"].as_f64().unwrap_or(0.0)
+}
+
+/// The metric a task's answers are scored by.
+fn metric_name(kind: OutputKind) -> &'static str {
+    match kind {
+        OutputKind::ToolCall => "tool call exact",
+        OutputKind::Json => "JSON fields",
+        OutputKind::Label => "label exact",
+        OutputKind::Text => "text",
+    }
+}
+
+/// The kind of a task's answers, read from (up to 200 of) its logged calls: discovery tells
+/// tool calls and JSON from text, and this tells short labels from free text.
+fn answers_kind(runner: &Runner, task: &str) -> Result<Option<OutputKind>> {
+    let out = runner.run(&["export", "--task", task, "--limit", "200"])?;
+    let answers: Vec<Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["response"]["choices"][0]["message"].clone())
+        .collect();
+    Ok(kind_of_many(&answers))
+}
+
+#[derive(Default, Serialize)]
+struct AgentResult {
+    heldout_calls: usize,
+    served: usize,
+    share_served: f64,
+    /// Mean quality of its held-out answers, each by its task's metric (LLM-only: 1).
+    quality_vs_llm: f64,
+    cost_saving: f64,
+    #[serde(skip)]
+    quality_sum: f64,
+    #[serde(skip)]
+    llm_cost: f64,
+    #[serde(skip)]
+    routed_cost: f64,
+}
+
 #[derive(Default, Serialize)]
 struct TaskResult {
     task: String,
     label: String,
+    /// How its answers are scored: `tool call exact`, `label exact` or `JSON fields`.
+    metric: String,
     heldout_calls: usize,
     mode: String,
     /// On the task's own test split (`eval`).
@@ -322,6 +393,14 @@ struct TaskResult {
     served: usize,
     /// Of those, answers identical to the LLM's (tool name + arguments).
     served_exact: usize,
+    /// Mean quality of the served answers by the task's metric (JSON: field accuracy).
+    served_quality: Option<f64>,
+    /// Mean quality of all its held-out answers, the LLM's included.
+    quality: Option<f64>,
+    #[serde(skip)]
+    served_quality_sum: f64,
+    #[serde(skip)]
+    quality_sum: f64,
     fallbacks: usize,
     train_seconds: Option<f64>,
     specialist_p50_ms: Option<f64>,
@@ -356,29 +435,32 @@ fn train_plan<'a>(
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     let t_start = Instant::now();
     let quick = a.quick;
-    let n_tasks = a.tasks.unwrap_or(if quick {
-        1
-    } else if a.shared {
-        usize::MAX
-    } else {
-        4
+    let n_tasks = a.tasks.unwrap_or(if quick { 1 } else { usize::MAX });
+    let epochs = a.epochs.unwrap_or(match (quick, a.shared) {
+        (true, _) => 2,
+        (false, true) => 1,
+        (false, false) => 3,
     });
-    let epochs = a.epochs.unwrap_or(if quick || a.shared { 1 } else { 3 });
-    let max_steps = a.max_steps.or(quick.then_some(12));
+    let max_steps = a.max_steps.or(quick.then_some(150));
     let traffic = a
         .traffic
         .clone()
-        .unwrap_or_else(|| PathBuf::from("data/bfcl/agent.jsonl"));
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_TRAFFIC));
     if !(0.0..1.0).contains(&a.holdout) || a.holdout == 0.0 {
         bail!("--holdout must be between 0 and 1, got {}", a.holdout);
     }
 
     // The traffic, split into the part the gateway sees first and the held-out part.
     let text = std::fs::read_to_string(&traffic).with_context(|| {
-        format!(
-            "cannot read the traffic {} (run scripts/fetch.sh bfcl)",
-            traffic.display()
-        )
+        if a.traffic.is_none() {
+            format!(
+                "cannot read the traffic {}: build the demo's traffic first with `scripts/fetch.sh demo` \
+                 (or pass --traffic FILE, e.g. data/bfcl/agent.jsonl after `scripts/fetch.sh bfcl`)",
+                traffic.display()
+            )
+        } else {
+            format!("cannot read the traffic {}", traffic.display())
+        }
     })?;
     let cats: Vec<&str> = a.categories.split(',').map(str::trim).collect();
     let records: Vec<Value> = text
@@ -389,17 +471,12 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         .with_context(|| format!("{} is not JSON Lines", traffic.display()))?;
     let records: Vec<Value> = records
         .into_iter()
-        .filter(|r| {
-            cats.contains(&"all")
-                || r["metadata"]["bfcl_category"]
-                    .as_str()
-                    .is_some_and(|c| cats.contains(&c))
-        })
+        .filter(|r| tagged(r, &cats))
         .filter(|r| r["request"].is_object() && r["response"].is_object())
         .collect();
     if records.len() < 50 {
         bail!(
-            "only {} calls of categories {} in {}",
+            "only {} calls tagged {} in {} (the demo needs at least 50)",
             records.len(),
             a.categories,
             traffic.display()
@@ -436,7 +513,11 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         &config,
         "# written by `downshift demo`\n[route]\nreload_ms = 300\n\n\
          # one task per tool family (no semantic split), each holding whole agents' requests\n\
-         [discover]\nmin_split_share = 1.0\nalign_to_requests = true\n",
+         [discover]\nmin_split_share = 1.0\nalign_to_requests = true\n\n\
+         # personal data in the training sets as realistic surrogates, not <PERSON_1>: a\n\
+         # specialist that copies a name or an e-mail into its answer learns to copy, and\n\
+         # does the same with the real values it is served\n\
+         [curate.pii]\nsurrogate = \"surrogate\"\n",
     )?;
     let runner = Runner {
         exe: std::env::current_exe()?,
@@ -513,28 +594,52 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         .filter(|l| !l.trim().is_empty())
         .map(serde_json::from_str)
         .collect::<std::result::Result<_, _>>()?;
-    // The most suitable tasks with enough calls to train, evaluate and test on.
-    let mut candidates: Vec<&Value> = tasks
+    // The tasks with enough calls to train, evaluate and test on, whose answers a metric can
+    // score: tool calls, JSON, or short labels (free text stays on the LLM).
+    let mut candidates: Vec<(&Value, OutputKind)> = Vec::new();
+    for t in tasks
         .iter()
         .filter(|t| t["calls"].as_u64().unwrap_or(0) >= 40)
-        .filter(|t| matches!(t["output_kind"].as_str(), Some("tool" | "json" | "label")))
-        .collect();
-    candidates.sort_by(|x, y| {
-        let k = |t: &Value| {
-            t["calls"].as_f64().unwrap_or(0.0) * t["suitability"].as_f64().unwrap_or(0.0)
+    {
+        let kind = match t["output_kind"].as_str() {
+            Some("tool") => Some(OutputKind::ToolCall),
+            Some("json") => Some(OutputKind::Json),
+            Some("text") => answers_kind(&runner, t["id"].as_str().unwrap_or_default())?
+                .filter(|k| *k == OutputKind::Label),
+            _ => None,
         };
-        k(y).total_cmp(&k(x))
-    });
+        if let Some(kind) = kind {
+            candidates.push((t, kind));
+        }
+    }
+    if quick {
+        // The most learnable: consistent answers first, then the shortest, then the largest.
+        candidates.sort_by_key(|(t, _)| {
+            (
+                t["output_consistency"].as_f64().unwrap_or(0.0) < 0.9,
+                t["completion_tokens"]["p95"].as_u64().unwrap_or(u64::MAX),
+                std::cmp::Reverse(t["calls"].as_u64().unwrap_or(0)),
+            )
+        });
+    } else {
+        candidates.sort_by(|(x, _), (y, _)| weight(y).total_cmp(&weight(x)));
+    }
     candidates.truncate(n_tasks);
     if candidates.is_empty() {
-        bail!("discovery found no task with at least 40 calls of a structured kind");
+        bail!(
+            "discovery found no task with at least 40 calls whose answers are tool calls, JSON or short labels"
+        );
     }
     runner.say(&format!(
         "{} tasks found; specialists for {}",
         tasks.len(),
         candidates
             .iter()
-            .map(|t| t["label"].as_str().unwrap_or_default())
+            .map(|(t, k)| format!(
+                "{} ({})",
+                t["label"].as_str().unwrap_or_default(),
+                metric_name(*k)
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     ));
@@ -602,6 +707,14 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             }
         }
     };
+    // Each task's dataset is curated first, one at a time: `train --task` curates it when
+    // missing, and two curations writing the database at once can fail on its lock.
+    if shared.is_none() {
+        for (t, _) in &candidates {
+            let id = t["id"].as_str().unwrap_or_default();
+            runner.run(&["curate", "--task", id, "--name", &format!("task-{id}")])?;
+        }
+    }
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done = std::sync::Mutex::new(BTreeMap::new());
     std::thread::scope(|s| {
@@ -609,7 +722,9 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(t) = candidates.get(i) else { break };
+                    let Some((t, _)) = candidates.get(i) else {
+                        break;
+                    };
                     let r = specialize(t);
                     done.lock().unwrap_or_else(|e| e.into_inner()).insert(i, r);
                 }
@@ -617,12 +732,13 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         }
     });
     let mut done = done.into_inner().unwrap_or_else(|e| e.into_inner());
-    for (i, t) in candidates.iter().enumerate() {
+    for (i, (t, kind)) in candidates.iter().enumerate() {
         let id = t["id"].as_str().unwrap_or_default().to_owned();
         let label = t["label"].as_str().unwrap_or_default().to_owned();
         let mut res = TaskResult {
             task: id.clone(),
             label: label.clone(),
+            metric: metric_name(*kind).into(),
             mode: "off".into(),
             ..Default::default()
         };
@@ -672,9 +788,12 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
     ));
     let p = &cfg.prices;
     let t0 = Instant::now();
-    let (mut served, mut exact, mut llm_cost, mut routed_cost, mut llm_ms, mut routed_ms) =
-        (0usize, 0usize, 0.0, 0.0, 0.0, 0.0);
+    let (mut served, mut exact, mut qual, mut llm_cost, mut routed_cost, mut llm_ms, mut routed_ms) =
+        (0usize, 0usize, 0.0, 0.0, 0.0, 0.0, 0.0);
     let mut spec_lat: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut agents: BTreeMap<String, AgentResult> = BTreeMap::new();
+    // The first call a specialist served: its route header and answer, shown at the end.
+    let mut first_served: Option<(String, String)> = None;
     for r in &heldout {
         let reference = &r["response"]["choices"][0]["message"];
         let t_req = Instant::now();
@@ -692,9 +811,11 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         }
         let answer: Value = serde_json::from_slice(&body)?;
         let message = &answer["choices"][0]["message"];
+        // Each answer by its own metric, decided from the shape of the LLM's answer.
         let kind = kind_of(reference);
         let tools = r["request"]["tools"].as_array().map(Vec::as_slice);
-        let ok = score(message, reference, tools, kind).exact;
+        let sc = score(message, reference, tools, kind);
+        let (ok, q) = (sc.exact, quality(&sc, kind));
         let route = header(&headers, "x-downshift-route").unwrap_or("");
         let task = header(&headers, "x-downshift-task").map(str::to_owned);
         let tin = est_tokens(&r["request"]["messages"]) + est_tokens(&r["request"]["tools"]);
@@ -705,21 +826,51 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         llm_cost += llm_call_cost;
         llm_ms += llm_call_ms;
         let by_specialist = route.starts_with("specialist:");
+        let call_cost = if by_specialist {
+            (tin + tout) * p.specialist_usd_per_mtok / 1e6
+        } else {
+            llm_call_cost
+        };
+        routed_cost += call_cost;
         if by_specialist {
             served += 1;
-            routed_cost += (tin + tout) * p.specialist_usd_per_mtok / 1e6;
             routed_ms += ms;
+            if first_served.is_none() {
+                let said = match message["tool_calls"].as_array() {
+                    Some(calls) => calls
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}({})",
+                                c["function"]["name"].as_str().unwrap_or("?"),
+                                c["function"]["arguments"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    None => message["content"].as_str().unwrap_or_default().to_owned(),
+                };
+                first_served = Some((route.to_owned(), said.chars().take(120).collect()));
+            }
         } else {
-            routed_cost += llm_call_cost;
             routed_ms += llm_call_ms;
         }
         exact += usize::from(ok);
+        qual += q;
+        let ag = agents.entry(agent_of(r)).or_default();
+        ag.heldout_calls += 1;
+        ag.served += usize::from(by_specialist);
+        ag.quality_sum += q;
+        ag.llm_cost += llm_call_cost;
+        ag.routed_cost += call_cost;
         if let Some(t) = task.filter(|t| results.contains_key(t)) {
             let res = results.get_mut(&t).expect("checked");
             res.heldout_calls += 1;
+            res.quality_sum += q;
             if by_specialist {
                 res.served += 1;
                 res.served_exact += usize::from(ok);
+                res.served_quality_sum += q;
                 spec_lat.entry(t.clone()).or_default().push(ms);
             }
             if header(&headers, "x-downshift-fallback").is_some() {
@@ -739,10 +890,32 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
 
     let n = heldout.len().max(1) as f64;
     let served_share = served as f64 / n;
-    // The LLM-only baseline answers every held-out call with the LLM's own answer.
+    // The LLM-only baseline answers every held-out call with the LLM's own answer: quality 1
+    // by every metric.
     let llm_only_exact = 1.0;
-    let quality = exact as f64 / n / llm_only_exact;
+    let quality = qual / n / llm_only_exact;
+    for r in results.values_mut() {
+        r.quality = (r.heldout_calls > 0).then(|| r.quality_sum / r.heldout_calls as f64);
+        r.served_quality = (r.served > 0).then(|| r.served_quality_sum / r.served as f64);
+    }
+    for a in agents.values_mut() {
+        a.share_served = a.served as f64 / a.heldout_calls.max(1) as f64;
+        a.quality_vs_llm = a.quality_sum / a.heldout_calls.max(1) as f64;
+        a.cost_saving = if a.llm_cost > 0.0 {
+            1.0 - a.routed_cost / a.llm_cost
+        } else {
+            0.0
+        };
+    }
     let tasks_json: Vec<Value> = results.values().map(|r| json!(r)).collect();
+    let agents_json: Vec<Value> = agents
+        .iter()
+        .map(|(name, a)| {
+            let mut v = json!(a);
+            v["agent"] = json!(name);
+            v
+        })
+        .collect();
     let out = json!({
         "heldout_calls": heldout.len(),
         "served_by_specialists": served_share,
@@ -750,6 +923,8 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         "exact_match": exact as f64 / n,
         "llm_only_exact_match": llm_only_exact,
         "tasks": tasks_json,
+        "agents": agents_json,
+        "first_served": first_served.as_ref().map(|(route, answer)| json!({"route": route, "answer": answer})),
         "traffic_calls": records.len(),
         "replayed_calls": training.len(),
         "tasks_discovered": tasks.len(),
@@ -778,15 +953,17 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         .map(|r| {
             vec![
                 r.task.clone(),
-                r.label.chars().take(40).collect(),
+                r.label.chars().take(36).collect(),
+                r.metric.clone(),
                 r.heldout_calls.to_string(),
                 r.mode.clone(),
                 r.eval_exact_match.map_or("-".into(), pct),
                 if r.served > 0 {
-                    format!("{}/{}", r.served_exact, r.served)
+                    format!("{} ({}/{} exact)", r.served, r.served_exact, r.served)
                 } else {
                     "-".into()
                 },
+                r.served_quality.map_or("-".into(), pct),
                 r.fallbacks.to_string(),
                 r.specialist_p50_ms
                     .map_or("-".into(), |m| format!("{m:.0} ms")),
@@ -797,18 +974,46 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         &[
             "TASK",
             "LABEL",
+            "METRIC",
             "HELD-OUT",
             "ROUTE",
             "EVAL EXACT",
-            "SERVED EXACT",
+            "SERVED",
+            "SERVED QUALITY",
             "FALLBACKS",
             "SLM P50",
         ],
         &rows,
     );
     println!();
+    let rows: Vec<Vec<String>> = agents
+        .iter()
+        .map(|(name, a)| {
+            vec![
+                name.clone(),
+                a.heldout_calls.to_string(),
+                format!("{} ({})", a.served, pct(a.share_served)),
+                pct(a.quality_vs_llm),
+                pct(a.cost_saving),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "AGENT",
+            "HELD-OUT",
+            "SERVED",
+            "QUALITY VS LLM",
+            "COST SAVED",
+        ],
+        &rows,
+    );
+    println!();
+    if let Some((route, said)) = &first_served {
+        println!("first held-out call a specialist served: x-downshift-route: {route} → {said}");
+    }
     println!(
-        "held-out calls: {}   served by specialists: {}   exact match vs the LLM: {} (LLM-only: 100%)",
+        "held-out calls: {}   served by specialists: {}   quality vs the LLM: {} (each call by its task's metric; LLM-only: 100%)",
         heldout.len(),
         pct(served_share),
         pct(quality)

@@ -1,7 +1,7 @@
 //! End-to-end: `downshift demo` drives the real commands (mock teacher, gateway, discover,
-//! select, train, eval, promote) on the BFCL multi-turn traffic and reports the held-out
-//! result as one JSON object. Kept short here (one task, two updates): the numbers are checked
-//! for consistency, not for quality.
+//! select, train, eval, promote) on the BFCL multi-turn traffic and on the demo's deployment
+//! mix, and reports the held-out result as one JSON object. Kept short here (one task, two
+//! updates): the numbers are checked for consistency, not for quality.
 
 mod support;
 
@@ -18,9 +18,19 @@ fn base_model() -> std::path::PathBuf {
     base
 }
 
-/// `demo --json` on the agent traffic, one task, two updates, plus `extra`.
+/// `demo --json` on the BFCL agent traffic, one task, two updates, plus `extra`.
 fn short_demo(work: &std::path::Path, extra: &[&str]) -> Value {
-    let traffic = repo_root().join("data/bfcl/agent.jsonl");
+    short_demo_on("data/bfcl/agent.jsonl", work, extra)
+}
+
+/// `demo --json` on `traffic` (relative to the repository), one task, two updates, plus `extra`.
+fn short_demo_on(traffic: &str, work: &std::path::Path, extra: &[&str]) -> Value {
+    let traffic = repo_root().join(traffic);
+    assert!(
+        traffic.exists(),
+        "{} missing: run scripts/fetch.sh",
+        traffic.display()
+    );
     let base = base_model();
     let mut args = vec![
         "demo",
@@ -116,4 +126,60 @@ fn a_shared_specialist_is_trained_once_and_gated_per_task() {
     assert!(t["train_seconds"].is_null(), "{t}");
     assert!(matches!(t["mode"].as_str(), Some("on" | "shadow")), "{t}");
     assert!(adapter.join("eval.json").exists());
+}
+
+#[test]
+fn quick_picks_the_most_learnable_task_of_the_mix_and_reports_per_agent() {
+    let dir = tempdir();
+    let work = dir.path().join("work");
+    // The support agent's part of the demo's traffic (chosen by a metadata tag): intent
+    // routing (labels), field extraction (JSON) and free chat (text).
+    let v = short_demo_on(
+        "data/demo/traffic.jsonl",
+        &work,
+        &["--quick", "--categories", "support"],
+    );
+    let held = v["heldout_calls"].as_u64().unwrap();
+    assert_eq!(
+        held + v["replayed_calls"].as_u64().unwrap(),
+        v["traffic_calls"].as_u64().unwrap()
+    );
+    // Only the support agent's calls were kept, and the figures are given per agent.
+    let agents = v["agents"].as_array().unwrap();
+    assert_eq!(agents.len(), 1, "{v}");
+    assert_eq!(agents[0]["agent"], "support");
+    assert_eq!(agents[0]["heldout_calls"].as_u64(), Some(held));
+    // --quick trains the most learnable task: the one with the shortest consistent answers,
+    // the intent labels, scored by label exact match (read from the answers' shape).
+    let tasks = v["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{v}");
+    let t = &tasks[0];
+    assert_eq!(t["metric"], "label exact", "{t}");
+    assert!(t["heldout_calls"].as_u64().unwrap() > 0, "{t}");
+    let q = v["quality_vs_llm"].as_f64().unwrap();
+    let served = v["served_by_specialists"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&q) && q + 1e-9 >= 1.0 - served, "{v}");
+    // Bad input: no traffic given and the default one not built: the error says how to build it.
+    let (okay, _, err) = run(&["demo", "--work", work.to_str().unwrap()], &[]);
+    assert!(!okay && err.contains("scripts/fetch.sh demo"), "{err}");
+    // A tag no record carries.
+    let (okay, _, err) = run(
+        &[
+            "demo",
+            "--traffic",
+            repo_root()
+                .join("data/demo/traffic.jsonl")
+                .to_str()
+                .unwrap(),
+            "--categories",
+            "no-such-agent",
+            "--work",
+            work.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !okay && err.contains("only 0 calls tagged no-such-agent"),
+        "{err}"
+    );
 }
