@@ -65,6 +65,8 @@ pub fn curate(a: CurateArgs, data: &DataDir, cfg: &CurateConfig) -> Result<()> {
             .unwrap_or(2)
     });
     let started = std::time::Instant::now();
+    let spinner = crate::progress::spinner("curate");
+    spinner.set_message("reading, scrubbing and filtering the calls");
     let (meta, report) = create_snapshot(
         &store,
         &keyring,
@@ -75,6 +77,7 @@ pub fn curate(a: CurateArgs, data: &DataDir, cfg: &CurateConfig) -> Result<()> {
         },
         cfg,
     )?;
+    spinner.finish_and_clear();
     if a.json {
         println!(
             "{}",

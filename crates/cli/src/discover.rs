@@ -222,6 +222,8 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
     };
     let (keyring, _) = data.keyring(false)?;
     let store = data.open_store()?;
+    let spinner = crate::progress::spinner("discover");
+    spinner.set_message("reading the calls");
     let (calls, tags) = match &a.dataset {
         Some(name) => load_dataset(&store, &keyring, name)?,
         None => load_log(&store, &keyring)?,
@@ -240,7 +242,9 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
     }
     let prior = prior_tasks(&store)?;
     let now = now_ms();
+    spinner.set_message(format!("finding the tasks in {} calls", calls.len()));
     let result = discover_extracted(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
+    spinner.finish_and_clear();
 
     if !a.dry_run {
         let records: Vec<TaskRecord> = result

@@ -98,7 +98,9 @@ pub fn run_model(
     let mut confidence = Vec::with_capacity(tests.len());
     let mut tokens = Vec::with_capacity(tests.len());
     let mut prompts = Vec::with_capacity(tests.len());
+    let pb = crate::progress::bar(tests.len() as u64, "generating");
     for r in tests {
+        pb.inc(1);
         let text = prompt(r)?;
         let ids = lm.tokenize(&text);
         let t0 = Instant::now();
@@ -125,6 +127,7 @@ pub fn run_model(
                 .collect(),
         );
     }
+    pb.finish_and_clear();
     Ok(Run {
         report,
         answers,

@@ -10,6 +10,7 @@ mod keys;
 mod lifecycle;
 mod local;
 mod output;
+mod progress;
 mod route;
 mod select;
 mod serve;

@@ -425,7 +425,22 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
     };
     let quiet = a.json;
     let mut last = Instant::now();
+    // On a terminal a bar (with --json too); otherwise a line a second unless --json.
+    let bar = crate::progress::visible().then(|| crate::progress::bar(0, "training"));
     let mut progress = |p: &Progress| {
+        if let Some(pb) = &bar {
+            pb.set_length(p.total_steps as u64);
+            pb.set_position(p.step as u64);
+            let val = p
+                .val_loss
+                .map(|v| format!(" val {v:.3}"))
+                .unwrap_or_default();
+            pb.set_message(format!(
+                "loss {:.3}{val}  {:.0} tok/s",
+                p.loss, p.tokens_per_s
+            ));
+            return;
+        }
         if quiet || (last.elapsed().as_secs_f64() < 1.0 && p.step < p.total_steps) {
             return;
         }
@@ -479,6 +494,9 @@ pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> 
             break s;
         }
     };
+    if let Some(pb) = &bar {
+        pb.finish_and_clear();
+    }
     let seconds = started.elapsed().as_secs_f64();
     trainer.save_adapter(&out, &meta)?;
     if a.merge {
