@@ -3,7 +3,10 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value as Sql};
+use rusqlite::{
+    Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
+    types::Value as Sql,
+};
 
 use crate::{
     AgreementRecord, AgreementSource, ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus,
@@ -180,7 +183,7 @@ impl SqliteStore {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit()?;
@@ -346,7 +349,7 @@ impl Store for SqliteStore {
 
     fn insert_calls(&self, calls: &[SealedCall]) -> Result<usize> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut inserted = 0;
         {
             let mut stmt = tx.prepare_cached(
@@ -539,7 +542,7 @@ impl Store for SqliteStore {
     }
     fn create_dataset(&self, meta: &DatasetMeta, examples: &[SealedExample]) -> Result<()> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let taken: bool = tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM datasets WHERE name = ?1)",
             [&meta.name],
@@ -616,7 +619,7 @@ impl Store for SqliteStore {
     }
     fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         put_assignments(&tx, assignments)?;
         tx.commit()?;
         Ok(())
@@ -628,7 +631,7 @@ impl Store for SqliteStore {
         assignments: &[(String, Option<String>)],
     ) -> Result<()> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM tasks", [])?;
         tx.execute("DELETE FROM task_assignments", [])?;
         {
@@ -1099,6 +1102,45 @@ mod tests {
             .audit(&AuditEntry::new("cli", "read_raw", Some("a"), None))
             .unwrap();
         assert_eq!(store.list_audit(10).unwrap()[0].action, "read_raw");
+    }
+
+    /// Two processes curating at once (two `train --task` runs) write datasets into one
+    /// database: every write transaction takes the write lock up front, so the other waits its
+    /// busy timeout instead of failing with "database is locked" when its read snapshot went
+    /// stale (a deferred transaction that read first cannot wait for the lock in WAL mode).
+    #[test]
+    fn concurrent_writers_wait_for_each_other_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        SqliteStore::open(&path).unwrap();
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let store = SqliteStore::open(&path).unwrap();
+                    for i in 0..40 {
+                        let id = format!("ds{w}-{i}");
+                        let meta = DatasetMeta {
+                            id: id.clone(),
+                            name: id.clone(),
+                            created_ms: i,
+                            examples: 0,
+                            params: serde_json::Value::Null,
+                            report: serde_json::Value::Null,
+                        };
+                        store.create_dataset(&meta, &[]).unwrap();
+                        store
+                            .assign_tasks(&[(format!("c{w}-{i}"), Some(format!("t{w}")))])
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list_datasets().unwrap().len(), 160);
     }
 
     #[test]
