@@ -13,10 +13,12 @@ mod limits;
 mod local;
 mod metrics;
 pub mod mock;
+mod models;
 mod proxy;
 mod routing;
 mod server;
 mod specialist;
+mod tee;
 mod upstream;
 
 pub use admin::payload_value;
