@@ -698,7 +698,10 @@ fn bad_configs_and_arguments_are_clear_errors() {
         &["calls", "show", "nope", "--data-dir", d.to_str().unwrap()],
         &[],
     );
-    assert!(!success && err.contains("no call with id or id prefix 'nope'"), "{err}");
+    assert!(
+        !success && err.contains("no call with id or id prefix 'nope'"),
+        "{err}"
+    );
 }
 
 #[test]

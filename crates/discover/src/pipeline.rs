@@ -923,8 +923,8 @@ pub fn discover_extracted(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
     use crate::task::Percentiles;
+    use serde_json::{Value, json};
 
     fn call(id: usize, system: &str, user: &str, response: Value, tools: Value) -> CallInput {
         CallInput {
