@@ -746,6 +746,13 @@ pub fn discover_extracted(
             signature: sig,
             calls: members.iter().map(|&i| calls[i].id.as_str()).collect(),
             centroid,
+            anchor: members
+                .iter()
+                .map(|&i| {
+                    fnv64(format!("{}\u{1f}{}", feats[i].system, feats[i].variable).as_bytes())
+                })
+                .min()
+                .unwrap_or(0),
         })
         .collect();
     let ids = assign_ids(&new, prior);

@@ -8,7 +8,8 @@
 //!    the id of a left-over old task with the same structural signature when their centroids
 //!    agree (cosine ≥ [`CENTROID_MATCH`]) or either has none and the signature is unique.
 //! 3. Otherwise a new id is minted: `task_` + 10 hex digits of a hash of the signature and the
-//!    cluster's smallest call id.
+//!    cluster's [`NewCluster::anchor`] (its content, not its call ids: the same traffic logged
+//!    again under other ids gets the same ids).
 
 use std::collections::{HashMap, HashSet};
 
@@ -34,6 +35,10 @@ pub struct NewCluster<'a> {
     pub signature: &'a str,
     pub calls: Vec<&'a str>,
     pub centroid: &'a [f32],
+    /// A key of the cluster's content that does not depend on the ids its calls were logged
+    /// under (the pipeline takes the smallest hash of a member's request text): a new task's id
+    /// comes from it, so the same traffic imported or replayed again gets the same ids.
+    pub anchor: u64,
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> Option<f32> {
@@ -114,10 +119,11 @@ pub fn assign_ids(new: &[NewCluster<'_>], prior: &[PriorTask]) -> Vec<(String, O
         .map(|(n, m)| match m {
             Some(k) => (prior[k].id.clone(), Some(k)),
             None => {
-                let first = n.calls.iter().min().copied().unwrap_or("");
                 let mut salt = 0u32;
                 loop {
-                    let h = fnv64(format!("{}\u{1f}{first}\u{1f}{salt}", n.signature).as_bytes());
+                    let h = fnv64(
+                        format!("{}\u{1f}{:016x}\u{1f}{salt}", n.signature, n.anchor).as_bytes(),
+                    );
                     let id = format!("task_{:010x}", h & 0xff_ffff_ffff);
                     if used.insert(id.clone()) {
                         break (id, None);
@@ -156,17 +162,20 @@ mod tests {
                 signature: "s2",
                 calls: vec!["5", "6", "7", "10", "11"],
                 centroid: &[],
+                anchor: 1,
             },
             NewCluster {
                 signature: "s1",
                 calls: vec!["1", "2", "3", "12"],
                 centroid: &[],
+                anchor: 2,
             },
             // Brand new.
             NewCluster {
                 signature: "s4",
                 calls: vec!["13", "14"],
                 centroid: &[],
+                anchor: 3,
             },
         ];
         let ids = assign_ids(&new, &old);
@@ -185,11 +194,13 @@ mod tests {
                 signature: "s1",
                 calls: vec!["1", "2"],
                 centroid: &[],
+                anchor: 4,
             },
             NewCluster {
                 signature: "s1",
                 calls: vec!["3", "4", "5"],
                 centroid: &[],
+                anchor: 5,
             },
         ];
         let ids = assign_ids(&new, &old);
@@ -202,13 +213,33 @@ mod tests {
             signature: "s9",
             calls: vec!["b"],
             centroid: &[0.99, 0.05],
+            anchor: 6,
         }];
         assert_eq!(assign_ids(&n, &[o.clone()])[0].0, "task_x");
         let far = [NewCluster {
             signature: "s9",
             calls: vec!["b"],
             centroid: &[0.0, 1.0],
+            anchor: 7,
         }];
         assert_ne!(assign_ids(&far, &[o])[0].0, "task_x");
+    }
+
+    #[test]
+    fn a_new_task_id_comes_from_content_not_from_call_ids() {
+        let cluster = |calls: Vec<&'static str>| NewCluster {
+            signature: "s1",
+            calls,
+            centroid: &[],
+            anchor: 42,
+        };
+        // The same traffic logged under other ids (a fresh import, a replay through the
+        // gateway) gets the same new id; other content, another one.
+        let a = assign_ids(&[cluster(vec!["1", "2"])], &[]);
+        let b = assign_ids(&[cluster(vec!["x", "y"])], &[]);
+        assert_eq!(a, b);
+        let mut other = cluster(vec!["1", "2"]);
+        other.anchor = 43;
+        assert_ne!(assign_ids(&[other], &[])[0].0, a[0].0);
     }
 }
