@@ -52,7 +52,7 @@ use crate::hashed::HashedEmbedder;
 use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
 use crate::labels::ctfidf_terms;
 use crate::mask::{Masker, instruction_part, strip_masks};
-use crate::placement::{held_back, merge_until_placed};
+use crate::placement::{held_back_hash, merge_until_placed};
 use crate::stable::{NewCluster, PriorTask, assign_ids};
 use crate::task::{Price, RunStats, Task, percentiles, price_of, suitability};
 use crate::template::TemplateMiner;
@@ -424,13 +424,14 @@ pub fn discover_extracted(
             .map(|&i| (i, router_hash.embed_one(&router_text(i))))
             .collect()
     };
-    // Held back by content, not by call id: an import mints new ids, and the same traffic must
-    // give the same tasks whatever ids it was logged under.
-    let held_flags: Vec<bool> = feats
+    // Each call's content key (its system and newest turns, hashed): calls are held back by it,
+    // not by call id, and new task ids come from it — an import mints new ids, and the same
+    // traffic must give the same tasks whatever ids it was logged under.
+    let content_key: Vec<u64> = feats
         .iter()
-        .map(|f| held_back(&format!("{}\u{1f}{}", f.system, f.variable)))
+        .map(|f| fnv64(format!("{}\u{1f}{}", f.system, f.variable).as_bytes()))
         .collect();
-    let held = |i: usize| held_flags[i];
+    let held = |i: usize| held_back_hash(content_key[i]);
 
     let mut by_sig: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, s) in sigs.iter().enumerate() {
@@ -746,13 +747,7 @@ pub fn discover_extracted(
             signature: sig,
             calls: members.iter().map(|&i| calls[i].id.as_str()).collect(),
             centroid,
-            anchor: members
-                .iter()
-                .map(|&i| {
-                    fnv64(format!("{}\u{1f}{}", feats[i].system, feats[i].variable).as_bytes())
-                })
-                .min()
-                .unwrap_or(0),
+            anchor: members.iter().map(|&i| content_key[i]).min().unwrap_or(0),
         })
         .collect();
     let ids = assign_ids(&new, prior);

@@ -17,7 +17,12 @@ pub const MIN_PLACEMENT: f64 = 0.98;
 /// Whether a call is held back from training the check (about one in five), by a stable key of
 /// it (its content in discovery, its id in `discover --placement`).
 pub fn held_back(key: &str) -> bool {
-    fnv64(key.as_bytes()).is_multiple_of(5)
+    held_back_hash(fnv64(key.as_bytes()))
+}
+
+/// [`held_back`] for a key already hashed with [`fnv64`].
+pub fn held_back_hash(hash: u64) -> bool {
+    hash.is_multiple_of(5)
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -139,20 +139,18 @@ impl CallGuard {
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         // One access line per request (target `downshift::access`, so that
         // `DOWNSHIFT_LOG=info,downshift::access=off` silences it alone).
-        if tracing::enabled!(target: ACCESS_LOG, tracing::Level::INFO) {
-            tracing::info!(
-                target: ACCESS_LOG,
-                id = %ctx.id,
-                endpoint = %ctx.endpoint,
-                model = %ctx.model,
-                agent = %ctx.agent.as_deref().unwrap_or("-"),
-                route = %ctx.upstream.as_deref().unwrap_or("-"),
-                status = outcome.http_status.unwrap_or(0),
-                outcome = %outcome.status.as_str(),
-                ms = now.duration_since(ctx.t0).as_secs_f64() * 1000.0,
-                "request"
-            );
-        }
+        tracing::info!(
+            target: ACCESS_LOG,
+            id = %ctx.id,
+            endpoint = %ctx.endpoint,
+            model = %ctx.model,
+            agent = %ctx.agent.as_deref().unwrap_or("-"),
+            route = %ctx.upstream.as_deref().unwrap_or("-"),
+            status = outcome.http_status.unwrap_or(0),
+            outcome = %outcome.status.as_str(),
+            ms = now.duration_since(ctx.t0).as_secs_f64() * 1000.0,
+            "request"
+        );
         let record = CallRecord {
             meta: CallMeta {
                 id: ctx.id,
