@@ -10,6 +10,7 @@ mod chunked;
 mod error;
 mod record;
 mod request;
+mod responses;
 mod sse;
 mod stream;
 
@@ -18,5 +19,6 @@ pub use chunked::dechunk;
 pub use error::{ApiError, ErrorBody};
 pub use record::{ImportFormat, ImportRecord, parse_import_line};
 pub use request::{RequestView, Usage, usage_of};
+pub use responses::responses_as_chat;
 pub use sse::SseParser;
 pub use stream::{StreamAssembler, response_to_chunks};

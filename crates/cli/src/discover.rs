@@ -82,7 +82,7 @@ fn parse(bytes: &[u8]) -> Value {
     }
 }
 
-/// Pages through the log's chat completions, oldest first, decrypting each page and handing it
+/// Pages through the log's chat completions (Responses-API calls restated as chat), oldest first, decrypting each page and handing it
 /// to `on_page` (so a large log is never all in memory).
 fn scan_chat_calls(
     store: &dyn Store,
@@ -101,10 +101,11 @@ fn scan_chat_calls(
         let full = sealed.len() == PAGE;
         let mut calls = Vec::with_capacity(sealed.len());
         for s in sealed {
-            if s.meta.endpoint != "chat/completions" {
-                continue;
-            }
-            let payload = keyring.open(&s)?;
+            let payload = match s.meta.endpoint.as_str() {
+                "chat/completions" => keyring.open(&s)?,
+                "responses" => responses_as_chat_payload(keyring.open(&s)?),
+                _ => continue,
+            };
             calls.push((s.meta, payload));
         }
         on_page(calls)?;
@@ -115,7 +116,23 @@ fn scan_chat_calls(
     Ok(())
 }
 
-/// Calls of the log (chat completions only), oldest first, with their tags.
+/// A Responses-API call's payload restated as a chat completion (request and answer), so
+/// discovery reads it like the chat calls of the same job. A request that is not JSON or has no
+/// `input` is kept as it was (discovery then finds no messages in it).
+fn responses_as_chat_payload(payload: CallPayload) -> CallPayload {
+    let request = parse(&payload.request);
+    let response = parse(&payload.response);
+    match downshift_api::responses_as_chat(&request, Some(&response).filter(|r| !r.is_null())) {
+        Some((request, response)) => CallPayload {
+            request: serde_json::to_vec(&request).unwrap_or_default(),
+            response: serde_json::to_vec(&response).unwrap_or_default(),
+        },
+        None => payload,
+    }
+}
+
+/// Calls of the log (chat completions, and Responses-API calls restated as such), oldest first,
+/// with their tags.
 fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
     let mut out: Vec<ExtractedCall> = Vec::new();
     let mut tags = Vec::new();

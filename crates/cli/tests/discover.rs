@@ -579,3 +579,118 @@ fn the_router_places_agent_steps_by_the_newest_turns() {
     assert!(!okay);
     assert!(err.contains("no task 'zz'"), "{err}");
 }
+
+/// Calls made through the Responses API are discovered and curated with the chat calls of the
+/// same job: one instruction sent as a chat system prompt or as Responses `instructions` is one
+/// task, and the curated dataset holds both, scrubbed.
+#[test]
+fn responses_api_calls_are_discovered_and_curated_with_the_chat_calls_of_their_job() {
+    let dir = tempdir();
+    let d = dir.path().join("data");
+    let up = mock(&[]);
+    let gw = serve(&d, &up.addr, &["--no-auth"]);
+    let translate = "You are the translation engine of ACME's support desk. Translate the \
+        customer's message into French, keeping order numbers unchanged.";
+    let triage = "You triage ACME support tickets. Answer with one word: billing, shipping, \
+        returns or other.";
+    let mut sent = BTreeMap::new();
+    for i in 0..24 {
+        let (name, email) = PEOPLE[i % PEOPLE.len()];
+        let text = format!(
+            "Hello, {name} here ({email}). Where is my order {}?",
+            5000 + 7 * i
+        );
+        let (path, body, job) = match i % 3 {
+            0 => (
+                "/v1/chat/completions",
+                serde_json::json!({"model": "gpt-4.1", "messages": [
+                    {"role": "system", "content": translate}, {"role": "user", "content": text}]}),
+                "translate",
+            ),
+            1 => (
+                "/v1/responses",
+                serde_json::json!({"model": "gpt-4.1", "instructions": translate,
+                    "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}]}),
+                "translate",
+            ),
+            _ => (
+                "/v1/responses",
+                serde_json::json!({"model": "gpt-4.1", "instructions": triage, "input": text}),
+                "triage",
+            ),
+        };
+        let resp = post_json(&gw.addr, path, None, &body.to_string(), &[]);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        sent.insert(
+            resp.header("x-downshift-call-id").unwrap().to_owned(),
+            (job, path),
+        );
+    }
+    gw.stop();
+    let d = d.to_str().unwrap();
+    let out = discover_json(d, &["--model-dir", &model_dir()]);
+    let mut job_tasks: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for a in out["assignments"].as_array().unwrap() {
+        let (job, _) = sent[a["call_id"].as_str().unwrap()];
+        let task = a["task_id"].as_str().unwrap_or("noise").to_owned();
+        job_tasks.entry(job).or_default().insert(task);
+    }
+    assert_eq!(
+        job_tasks.values().map(BTreeSet::len).sum::<usize>(),
+        2,
+        "one task per job, chat and Responses calls together: {job_tasks:?}\n{out:#}"
+    );
+    assert!(
+        !job_tasks.values().flatten().any(|t| t == "noise"),
+        "{job_tasks:?}"
+    );
+
+    let cur: Value = serde_json::from_str(&ok(&[
+        "curate",
+        "--name",
+        "both",
+        "--json",
+        "--data-dir",
+        d,
+    ]))
+    .unwrap();
+    // Scrubbed, the messages of a job differ only in their order numbers, so near-duplicates
+    // go (the newest survives); every call is either an example or a counted duplicate.
+    let report = &cur["report"];
+    let out = report["examples_out"].as_u64().unwrap();
+    assert_eq!(
+        out + report["near_duplicates"].as_u64().unwrap()
+            + report["exact_duplicates"].as_u64().unwrap(),
+        24,
+        "{cur}"
+    );
+    assert!(report["filtered"].as_object().unwrap().is_empty(), "{cur}");
+    let examples = ok(&["datasets", "export", "both", "--data-dir", d]);
+    let records: Vec<Value> = examples
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len() as u64, out);
+    let systems: Vec<&str> = records
+        .iter()
+        .filter_map(|r| r["messages"][0]["content"].as_str())
+        .collect();
+    // Triage went through the Responses API only.
+    assert!(systems.contains(&triage), "{systems:?}");
+    assert!(systems.contains(&translate), "{systems:?}");
+    assert_eq!(systems.len(), records.len());
+    for r in &records {
+        let answer = r["messages"].as_array().unwrap().last().unwrap();
+        assert_eq!(answer["role"], "assistant", "{r}");
+        assert!(
+            answer["content"].as_str().unwrap().starts_with("echo"),
+            "{r}"
+        );
+    }
+    for (name, email) in PEOPLE {
+        assert!(
+            !examples.contains(email) && !examples.contains(name),
+            "{name} / {email} in the curated data"
+        );
+    }
+}

@@ -282,8 +282,19 @@ impl<'a> Curator<'a> {
     }
 
     /// Applies the quality filters to one call and keeps what the later steps need.
-    pub fn add(&mut self, c: CallInput) {
+    pub fn add(&mut self, mut c: CallInput) {
         self.report.calls_in += 1;
+        // A Responses-API call is curated as the chat completion it restates.
+        if c.endpoint == "responses"
+            && let Some((request, response)) = c
+                .request
+                .as_ref()
+                .and_then(|r| downshift_api::responses_as_chat(r, c.response.as_ref()))
+        {
+            c.endpoint = "chat/completions".into();
+            c.request = Some(request);
+            c.response = Some(response).filter(|r| !r.is_null());
+        }
         let verdict = match &c.request {
             None => Err(FilterReason::Unparseable),
             Some(request) => self.config.filters.check(&FilterInput {
@@ -483,6 +494,54 @@ mod tests {
 
     fn tool_answer(args: &str) -> Value {
         json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "lookup_customer", "arguments": args}}]})
+    }
+
+    #[test]
+    fn a_responses_api_call_is_curated_like_the_chat_call_it_restates() {
+        let chat = call(
+            "a",
+            1,
+            None,
+            "Customer jane.doe@example.com wants her order.",
+            tool_answer(r#"{"email":"jane.doe@example.com"}"#),
+        );
+        let responses = CallInput {
+            call_id: "b".into(),
+            ts_ms: 2,
+            endpoint: "responses".into(),
+            request: Some(json!({
+                "model": "m",
+                "instructions": "You are a support agent.",
+                "input": [{"role": "user", "content": [{"type": "input_text", "text": "Customer jane.doe@example.com wants her invoice."}]}],
+                "tools": [{"type": "function", "name": "lookup_customer", "parameters": {"type": "object"}}],
+            })),
+            response: Some(
+                json!({"status": "completed", "output": [{"type": "function_call",
+                "call_id": "c9", "name": "lookup_customer", "arguments": "{\"email\":\"jane.doe@example.com\"}"}]}),
+            ),
+            ..chat.clone()
+        };
+        let failed = CallInput {
+            call_id: "c".into(),
+            response: Some(json!({"status": "failed", "error": {"code": "server_error"}})),
+            ..responses.clone()
+        };
+        let (examples, report) = curate(
+            vec![chat, responses, failed],
+            &CurateConfig::default(),
+            b"s",
+            1,
+        )
+        .unwrap();
+        assert_eq!(examples.len(), 2, "{report:?}");
+        assert_eq!(report.filtered.get("upstream_error"), Some(&1));
+        let r = &examples[1].record;
+        assert_eq!(examples[1].call_id, "b");
+        assert_eq!(r["messages"][0]["content"], "You are a support agent.");
+        assert_eq!(r["tools"][0]["function"]["name"], "lookup_customer");
+        let last = r["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["tool_calls"][0]["function"]["name"], "lookup_customer");
+        assert!(!r.to_string().contains("jane.doe@example.com"), "{r}");
     }
 
     #[test]
