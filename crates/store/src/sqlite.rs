@@ -156,6 +156,12 @@ impl SqliteStore {
         make_private(path)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(busy)?;
+        // A new database gets 16 KiB pages. A sealed call (2-3 KB) took most of a 4 KiB page to
+        // itself; in 16 KiB pages about six share one, so the WAL, the checkpoints and the file
+        // carry about a third fewer bytes per call and the log writer spends less CPU in SQLite
+        // and in write(2) (bench/gateway/README.md). An existing database keeps its page size:
+        // the pragma changes nothing once the file has pages.
+        conn.pragma_update(None, "page_size", 16384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;

@@ -444,3 +444,37 @@ fn newer_schema_is_refused() {
     let err = SqliteStore::open(&path).err().unwrap().to_string();
     assert!(err.contains("newer"), "{err}");
 }
+
+#[test]
+fn new_databases_use_16k_pages_and_old_ones_keep_theirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let page_size = |p: &Path| -> i64 {
+        Connection::open(p)
+            .unwrap()
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .unwrap()
+    };
+    let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+    let fresh = dir.path().join("new.sqlite");
+    let store = SqliteStore::open(&fresh).unwrap();
+    store
+        .insert_calls(&[ring.seal(&rec("a", 1, "m", ("k", "v"))).unwrap()])
+        .unwrap();
+    drop(store);
+    assert_eq!(page_size(&fresh), 16384);
+    // A database made with SQLite's default 4 KiB pages opens, works and keeps them.
+    let old = dir.path().join("old.sqlite");
+    let conn = Connection::open(&old).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.execute_batch("CREATE TABLE t (x INTEGER); DROP TABLE t;")
+        .unwrap();
+    drop(conn);
+    assert_eq!(page_size(&old), 4096);
+    let store = SqliteStore::open(&old).unwrap();
+    store
+        .insert_calls(&[ring.seal(&rec("b", 2, "m", ("k", "v"))).unwrap()])
+        .unwrap();
+    assert_eq!(store.count_calls().unwrap(), 1);
+    drop(store);
+    assert_eq!(page_size(&old), 4096);
+}
