@@ -226,8 +226,7 @@ fn usage(resp: &Resp) -> (i64, i64) {
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
             .filter_map(|d| serde_json::from_str::<Value>(d).ok())
-            .filter(|v| v["usage"].is_object())
-            .last()
+            .rfind(|v| v["usage"].is_object())
             .expect("a chunk with usage")
     } else {
         resp.json()
@@ -534,8 +533,11 @@ fn metrics(addr: &str) -> Exposition {
 /// values use only the three escapes, no series repeats, values are numbers, and histogram
 /// buckets are cumulative and end at `_count`.
 struct Exposition {
-    samples: BTreeMap<(String, Vec<(String, String)>), f64>,
+    samples: BTreeMap<Series, f64>,
 }
+
+/// A sample's name and its labels, sorted.
+type Series = (String, Vec<(String, String)>);
 
 impl Exposition {
     fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
@@ -557,8 +559,7 @@ impl Exposition {
         let mut types: HashMap<String, String> = HashMap::new();
         let mut samples = BTreeMap::new();
         // Histogram buckets: (family, other labels) → [(le, count)] in order.
-        let mut buckets: BTreeMap<(String, Vec<(String, String)>), Vec<(f64, f64)>> =
-            BTreeMap::new();
+        let mut buckets: BTreeMap<Series, Vec<(f64, f64)>> = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let err = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -593,8 +594,7 @@ impl Exposition {
             if let Some(r) = rest.strip_prefix('{') {
                 let mut chars = r.char_indices().peekable();
                 let mut end = None;
-                loop {
-                    let Some(&(i, c)) = chars.peek() else { break };
+                while let Some(&(i, c)) = chars.peek() {
                     if c == '}' {
                         end = Some(i);
                         break;

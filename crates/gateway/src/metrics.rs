@@ -135,6 +135,12 @@ struct CallSeries {
 /// (model, upstream, task, route) as label ids.
 type SeriesKey = (u32, u32, u32, &'static str);
 
+/// (model, upstream, task, route) as label values.
+type SeriesNames<'a> = (&'a str, &'a str, &'a str, &'a str);
+
+/// A counter family of the per-call series: name, help, and its value in a series.
+type Family = (&'static str, &'static str, fn(&CallSeries) -> f64);
+
 /// Agreement measurements of one task.
 #[derive(Default)]
 struct Agreement {
@@ -306,7 +312,7 @@ impl Metrics {
     }
 
     fn render_calls(&self, m: &Labelled, out: &mut String) {
-        let mut rows: Vec<((&str, &str, &str, &str), &CallSeries)> = m
+        let mut rows: Vec<(SeriesNames, &CallSeries)> = m
             .calls
             .iter()
             .map(|(&(model, up, task, route), s)| {
@@ -320,7 +326,7 @@ impl Metrics {
             })
             .collect();
         rows.sort_by(|a, b| a.0.cmp(&b.0));
-        let labels = |(model, up, task, route): (&str, &str, &str, &str)| {
+        let labels = |(model, up, task, route): SeriesNames| {
             format!(
                 "model=\"{}\",upstream=\"{}\",task=\"{}\",route=\"{route}\"",
                 escape(model),
@@ -342,7 +348,7 @@ impl Metrics {
                 }
             }
         }
-        let families: [(&str, &str, fn(&CallSeries) -> f64); 3] = [
+        let families: [Family; 3] = [
             (
                 "downshift_input_tokens_total",
                 "Prompt tokens of answered calls (the usage the upstream or specialist reported).",
