@@ -7,7 +7,7 @@ use downshift_curate::CurateConfig;
 use downshift_discover::DiscoverConfig;
 use downshift_gateway::{
     LimitsConfig, LocalModelConfig, PriceTable, RouteConfig, RoutingConfig, ServerConfig,
-    SpecialistEndpointConfig, UpstreamConfig,
+    SpecialistEndpointConfig, TelemetryConfig, UpstreamConfig,
 };
 use downshift_store::{DataDir, StoreConfig};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,8 @@ pub struct Config {
     /// What `downshift loop` trains, and its gates.
     #[serde(rename = "loop")]
     pub loop_: crate::lifecycle::LoopConfig,
+    /// OpenTelemetry trace export and the metrics' label bounds.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Config {

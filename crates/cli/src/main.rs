@@ -186,30 +186,68 @@ fn main() {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
     }
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_target(false)
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_current_span(false)
-            .init(),
-    }
-    if let Err(e) = run(cli) {
+    let cfg = match config::Config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
+    // Held until the command returns: dropping it flushes the spans still queued.
+    let _trace_export = match init_logging(&cli, &cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = run(cli, cfg) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = config::Config::load(cli.config.as_deref())?;
+/// Logs to stderr as `--log`/`--log-format` say; `serve` also exports its call spans when
+/// `[telemetry] otlp_endpoint` is set (they never reach the log).
+fn init_logging(
+    cli: &Cli,
+    cfg: &config::Config,
+) -> Result<Option<downshift_gateway::telemetry::TraceExport>, String> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if let Ok(d) = format!("{}=off", downshift_gateway::telemetry::TARGET).parse() {
+        filter = filter.add_directive(d);
+    }
+    let fmt = match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_current_span(false)
+            .boxed(),
+    };
+    let (otel, export) = match &cli.command {
+        Command::Serve(_) => match downshift_gateway::telemetry::layer(&cfg.telemetry)? {
+            Some((layer, export)) => (Some(layer), Some(export)),
+            None => (None, None),
+        },
+        _ => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .init();
+    Ok(export)
+}
+
+fn run(cli: Cli, cfg: config::Config) -> anyhow::Result<()> {
     let data = cfg.data_dir(cli.data_dir.as_deref());
     match cli.command {
         Command::Demo(a) => demo::demo(a, &cfg),

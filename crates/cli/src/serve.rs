@@ -188,6 +188,7 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         specialists: cfg.specialists.clone(),
         limits: cfg.limits.clone(),
         prices: cfg.price_table(),
+        telemetry: cfg.telemetry.clone(),
     })
     .map_err(anyhow::Error::msg)?;
     if cfg.server.max_connections == 0 {

@@ -11,7 +11,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
-use downshift_store::{CallMeta, CallPayload, CallRecord, CallStatus, Source};
+use downshift_store::{CallMeta, CallPayload, CallRecord, CallStatus, Source, TASK_TAG};
 
 use crate::server::AppState;
 
@@ -35,6 +35,8 @@ pub struct CallContext {
     pub t0: Instant,
     /// When the request left for the upstream.
     pub t_sent: Option<Instant>,
+    /// The call's trace span (disabled when no trace export is set up).
+    pub span: tracing::Span,
 }
 
 /// How the call ended.
@@ -126,7 +128,34 @@ impl CallGuard {
         let now = Instant::now();
         let latency = ctx.t_sent.map(|t| now.duration_since(t));
         let m = &self.state.metrics;
-        m.duration.observe(now.duration_since(ctx.t0));
+        let total = now.duration_since(ctx.t0);
+        m.duration.observe(total);
+        let route = crate::telemetry::route_of(&ctx);
+        // Only an upstream LLM's tokens are priced; a specialist or local model costs nothing.
+        let cost = match (route, outcome.usage) {
+            ("llm" | "fallback", Some(u)) => {
+                self.state
+                    .limits
+                    .prices()
+                    .cost(&ctx.model, u.prompt_tokens, u.completion_tokens)
+            }
+            _ => 0.0,
+        };
+        m.call(
+            crate::metrics::CallLabels {
+                model: &ctx.model,
+                upstream: ctx.upstream.as_deref().unwrap_or("none"),
+                task: ctx.tags.get(TASK_TAG).map_or("none", String::as_str),
+                route,
+            },
+            crate::metrics::CallSample {
+                status: outcome.status,
+                usage: outcome.usage,
+                cost_usd: cost,
+                duration: total,
+            },
+        );
+        crate::telemetry::finish_span(&ctx, &outcome, route, cost);
         if let Some(o) = outcome.overhead {
             m.overhead.observe(o);
         }
@@ -148,7 +177,7 @@ impl CallGuard {
             route = %ctx.upstream.as_deref().unwrap_or("-"),
             status = outcome.http_status.unwrap_or(0),
             outcome = %outcome.status.as_str(),
-            ms = now.duration_since(ctx.t0).as_secs_f64() * 1000.0,
+            ms = total.as_secs_f64() * 1000.0,
             "request"
         );
         let record = CallRecord {

@@ -283,6 +283,13 @@ async fn proxy(
             request: bytes.clone(),
             t0,
             t_sent: None,
+            span: crate::telemetry::call_span(
+                endpoint.path(),
+                &view.model,
+                &id,
+                view.stream,
+                &parts.headers,
+            ),
         },
         s.clone(),
     );
@@ -374,7 +381,9 @@ async fn proxy(
             break (answer, busy, t_try);
         };
         let attempt_model = retrying.as_ref().and_then(|r| r.model.clone());
-        attempts.push(failed_attempt(&s, &upstream, attempt_model, t_try, answer).await);
+        let attempt = failed_attempt(&s, &upstream, attempt_model, t_try, answer).await;
+        attempt.trace(&guard);
+        attempts.push(attempt);
         drop(busy);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
@@ -389,8 +398,12 @@ async fn proxy(
         upstream = next.upstream;
     };
     if let Some(r) = &retrying {
-        attempts.push(Attempt::of(&upstream, r.model.clone(), t_try, &answer));
+        let last = Attempt::of(&upstream, r.model.clone(), t_try, &answer);
+        last.trace(&guard);
+        attempts.push(last);
         if let Some(ctx) = guard.ctx_mut() {
+            ctx.span
+                .record("downshift.attempts", crate::telemetry::int(attempts.len()));
             ctx.upstream = Some(upstream.name.clone());
             ctx.tags.insert(
                 ATTEMPTS_TAG.into(),
@@ -749,6 +762,20 @@ type Answer = Result<
 >;
 
 impl Attempt {
+    /// The attempt as an event on the call's span.
+    fn trace(&self, guard: &CallGuard) {
+        if let Some(ctx) = guard.ctx() {
+            crate::telemetry::attempt_event(
+                &ctx.span,
+                &self.upstream,
+                self.model.as_deref(),
+                self.status,
+                self.latency_ms,
+                self.error.as_deref(),
+            );
+        }
+    }
+
     /// The last attempt, whose answer goes on to the client.
     fn of(upstream: &Upstream, model: Option<String>, since: Instant, answer: &Answer) -> Attempt {
         let (status, error) = match answer {

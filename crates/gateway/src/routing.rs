@@ -260,7 +260,12 @@ pub fn record_agreement(
     call_id: String,
     value: f64,
 ) {
-    metrics.agreement(&routed.task, value);
+    metrics.agreement(
+        &routed.task,
+        value,
+        routed.policy.window as usize,
+        routed.policy.agreement_threshold,
+    );
     let record = AgreementRecord {
         task: routed.task.to_string(),
         ts_ms: downshift_store::now_ms(),

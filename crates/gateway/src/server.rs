@@ -67,6 +67,8 @@ pub struct ServeOptions {
     pub limits: LimitsConfig,
     /// Prices the budgets and spend are counted in.
     pub prices: PriceTable,
+    /// `[telemetry]`: the metrics' label bounds (trace export is set up by the binary).
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 /// The connection limits of `[server]`; `max_connections` must already be resolved (not 0).
@@ -128,7 +130,7 @@ impl AppState {
                 o.server.require_auth,
             ),
             store: o.store,
-            metrics: Metrics::default(),
+            metrics: Metrics::new(o.telemetry.max_label_values, o.telemetry.max_series),
             max_body: o.server.max_body_bytes,
             body_timeout: Duration::from_millis(o.server.body_read_timeout_ms.max(1)),
             metrics_public: o.server.metrics_public,
