@@ -19,6 +19,7 @@ mod routing;
 mod server;
 mod specialist;
 mod tee;
+mod ui;
 mod upstream;
 
 pub use admin::payload_value;
@@ -36,3 +37,4 @@ pub use local::LocalModels;
 pub use proxy::ATTEMPTS_TAG;
 pub use server::{AppState, ServeOptions, conn_limits, router, run};
 pub use specialist::completion_sse;
+pub use ui::UiOptions;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub router: Arc<TaskRouter>,
     /// Per-key and per-agent limits and budgets, counted in memory.
     pub limits: Arc<Limiter>,
+    /// The web UI's options and cached call summary.
+    pub ui: crate::ui::UiState,
     /// The last readiness probe and when it ran.
     ready: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -67,6 +69,8 @@ pub struct ServeOptions {
     pub limits: LimitsConfig,
     /// Prices the budgets and spend are counted in.
     pub prices: PriceTable,
+    /// The web UI (`/ui`).
+    pub ui: crate::ui::UiOptions,
 }
 
 /// The connection limits of `[server]`; `max_connections` must already be resolved (not 0).
@@ -134,6 +138,7 @@ impl AppState {
             metrics_public: o.server.metrics_public,
             router: Arc::new(router),
             limits: Arc::new(limits),
+            ui: crate::ui::UiState::new(o.ui),
             ready: tokio::sync::Mutex::new(None),
         }))
     }
@@ -158,6 +163,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/policies/{task}",
             get(admin::get_policy).put(admin::set_policy),
         )
+        .merge(crate::ui::routes())
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
