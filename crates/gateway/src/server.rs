@@ -309,6 +309,7 @@ pub async fn run(
         state.store.clone(),
         state.keyring.clone(),
     );
+    crate::ui::warm(&state);
     let app = router(state.clone());
     let result = crate::conn::serve(listener, app, limits, shutdown, grace).await;
     let writer = state.writer.clone();

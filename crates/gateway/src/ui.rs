@@ -65,6 +65,23 @@ impl UiState {
     }
 }
 
+/// Loads what the first page views would otherwise wait for — the overview's reduced call log
+/// and the PII detector of the task examples — on a blocking thread, in the background.
+pub fn warm(state: &Arc<AppState>) {
+    let s = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let t0 = std::time::Instant::now();
+        match s.ui.calls.refresh(s.store.as_ref(), s.limits.prices()) {
+            Ok(_) => tracing::debug!(
+                ms = t0.elapsed().as_millis() as u64,
+                "web UI call summary loaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "web UI call summary not loaded"),
+        }
+        let _ = tasks::masker();
+    });
+}
+
 /// The `/ui` routes.
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()

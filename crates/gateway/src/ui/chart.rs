@@ -30,6 +30,8 @@ pub struct Line<'a> {
     pub threshold: Option<(f64, String)>,
     pub x_fmt: fn(f64) -> String,
     pub y_fmt: fn(f64) -> String,
+    /// The least distance between x ticks (1 for counts such as updates).
+    pub x_min_step: f64,
 }
 
 /// About five round tick values covering `[lo, hi]`, at least `min_step` apart.
@@ -139,7 +141,7 @@ pub fn line(c: &Line<'_>) -> Markup {
         (x0 - 0.5, x0 + 0.5)
     };
     let f = Frame { x0, x1, y0, y1 };
-    let xt = ticks(x0, x1, 0.0);
+    let xt = ticks(x0, x1, c.x_min_step);
     let yt = ticks(y0, y1, 0.0);
     html! {
         figure.chart id=(c.id) style="margin:0" {
@@ -270,6 +272,7 @@ mod tests {
             threshold: Some((0.9, "demote below 0.9".into())),
             x_fmt: |x| format!("{x}"),
             y_fmt: |y| format!("{y}"),
+            x_min_step: 0.0,
         })
         .into_string();
         assert!(svg.contains("<polyline"), "{svg}");
@@ -288,6 +291,7 @@ mod tests {
                 threshold: None,
                 x_fmt: |x| format!("{x}"),
                 y_fmt: |y| format!("{y}"),
+                x_min_step: 0.0,
             }
         })
         .into_string();

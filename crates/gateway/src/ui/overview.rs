@@ -126,7 +126,8 @@ fn render(days: u32, hourly: &Overview, daily: &Overview, spec_price: f64) -> Ma
                     y_range: None,
                     threshold: None,
                     x_fmt: count,
-                    y_fmt: |y| if y.abs() < 10.0 { format!("{y:.1}") } else { format!("{y:.0}") },
+                    y_fmt: |y| format!("{}", (y * 100.0).round() / 100.0),
+                    x_min_step: 1.0,
                 }))
             }
             div.card {

@@ -151,13 +151,18 @@ pub async fn list(
     .await
 }
 
-/// The masked examples of a task (decrypted here, never shown raw).
-fn samples(s: &AppState, task: &str) -> Result<Vec<Value>, GatewayError> {
+/// The PII detector that masks examples, built once.
+pub(super) fn masker() -> Result<&'static Masker, GatewayError> {
     static MASKER: std::sync::OnceLock<Result<Masker, String>> = std::sync::OnceLock::new();
-    let masker = MASKER
+    MASKER
         .get_or_init(|| Masker::new().map_err(|e| e.to_string()))
         .as_ref()
-        .map_err(|e| GatewayError::Internal(format!("cannot build the PII detector: {e}")))?;
+        .map_err(|e| GatewayError::Internal(format!("cannot build the PII detector: {e}")))
+}
+
+/// The masked examples of a task (decrypted here, never shown raw).
+fn samples(s: &AppState, task: &str) -> Result<Vec<Value>, GatewayError> {
+    let masker = masker()?;
     let metas = s.store.list_calls(&CallFilter {
         task: Some(task.to_owned()),
         limit: Some(SAMPLES),
@@ -274,6 +279,7 @@ fn evals(runs: &[Run]) -> Markup {
                                 threshold: None,
                                 x_fmt: |x| format!("{:.0}%", x * 100.0),
                                 y_fmt: |y| format!("{:.0}%", y * 100.0),
+                                x_min_step: 0.0,
                             }))
                         }
                     }
@@ -295,7 +301,9 @@ fn agreement(s: &AppState, task: &str, p: Option<&Policy>) -> Result<Markup, Gat
     let secs = |ts: i64| (ts - t0) as f64 / 1000.0;
     // The x axis in seconds, labelled in the unit that suits the span.
     let span = recs.last().map_or(0.0, |r| secs(r.ts_ms));
-    let x_fmt: fn(f64) -> String = if span < 120.0 {
+    let x_fmt: fn(f64) -> String = if span < 10.0 {
+        |x| format!("{x:.1}s")
+    } else if span < 120.0 {
         |x| format!("{x:.0}s")
     } else if span < 7200.0 {
         |x| format!("{:.0}m", x / 60.0)
@@ -335,6 +343,7 @@ fn agreement(s: &AppState, task: &str, p: Option<&Policy>) -> Result<Markup, Gat
             threshold: Some((threshold, format!("demotion threshold {threshold:.2}"))),
             x_fmt,
             y_fmt: |y| format!("{y:.1}"),
+            x_min_step: 0.0,
         }))
     })
 }

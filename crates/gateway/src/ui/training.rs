@@ -150,6 +150,7 @@ fn curves(id: &str, run: &Run) -> Markup {
         threshold: None,
         x_fmt: |x| format!("{x:.0}"),
         y_fmt: |y| format!("{y:.2}"),
+        x_min_step: 1.0,
     })
 }
 
