@@ -53,14 +53,14 @@ impl Default for UiOptions {
 pub struct UiState {
     pub(crate) options: UiOptions,
     /// The call metadata the overview aggregates, kept between requests.
-    pub(crate) calls: stats::CallCache,
+    pub(crate) calls: Arc<stats::CallCache>,
 }
 
 impl UiState {
     pub fn new(options: UiOptions) -> UiState {
         UiState {
             options,
-            calls: stats::CallCache::default(),
+            calls: Arc::new(stats::CallCache::default()),
         }
     }
 }
@@ -71,7 +71,7 @@ pub fn warm(state: &Arc<AppState>) {
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
-        match s.ui.calls.refresh(s.store.as_ref(), s.limits.prices()) {
+        match s.ui.calls.refresh(&s.store, s.limits.prices()) {
             Ok(_) => tracing::debug!(
                 ms = t0.elapsed().as_millis() as u64,
                 "web UI call summary loaded"

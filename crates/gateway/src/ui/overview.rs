@@ -56,7 +56,7 @@ fn kpi(id: &str, value: String, what: &str) -> Markup {
     html! { div.kpi { div.v id=(id) { (value) } div.l { (what) } } }
 }
 
-fn render(days: u32, hourly: &Overview, daily: &Overview, spec_price: f64) -> Markup {
+fn render(days: u32, hourly: &Overview, daily: &Overview, spec_price: f64, missing: u64) -> Markup {
     let routes = |o: &Overview, r: Route| o.by_route.get(&r).copied().unwrap_or(0);
     let saving = if daily.usd_without > 0.0 {
         1.0 - daily.usd_with / daily.usd_without
@@ -78,6 +78,10 @@ fn render(days: u32, hourly: &Overview, daily: &Overview, spec_price: f64) -> Ma
             .collect(),
     };
     html! {
+        @if missing > 0 {
+            p.warn #reloading { "Calls older than the newest were added (an import): the summary is being read again; "
+                (missing) " calls are not counted yet. Reload the page in a few seconds." }
+        }
         p.mut { "The last " (days) " days, every call the gateway logged or imported. Cost is estimated at the configured "
             code { "[prices]" } ": every call at the LLM's price, against specialist-served calls at "
             (usd(spec_price)) " per million tokens." }
@@ -159,9 +163,9 @@ pub async fn page(
         let now = downshift_store::now_ms();
         let until = (now.div_euclid(HOUR) + 1) * HOUR;
         let price = s.ui.options.specialist_usd_per_mtok;
-        let loaded =
+        let (loaded, missing) =
             s.ui.calls
-                .refresh(s.store.as_ref(), s.limits.prices())
+                .refresh(&s.store, s.limits.prices())
                 .map_err(GatewayError::from)?;
         let hourly = stats::overview(&loaded, price, until - 48 * HOUR, until, HOUR);
         let day_end = (now.div_euclid(DAY) + 1) * DAY;
@@ -176,7 +180,7 @@ pub async fn page(
             "Overview",
             "overview",
             &viewer,
-            render(days, &hourly, &daily, price),
+            render(days, &hourly, &daily, price, missing),
         ))
     })
     .await

@@ -1,9 +1,10 @@
 //! The overview's numbers: every logged call's metadata, reduced to what the charts need and
 //! kept in memory between requests. A request reads only the calls logged since the last one
-//! (calls are never changed or deleted once stored), and reloads everything when the count
-//! says it missed some (an import with older timestamps).
+//! (calls are never changed or deleted once stored); when the count says it missed some (an
+//! import with older timestamps), everything is read again in the background.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use downshift_store::{CallFilter, CallMeta, FALLBACK_TAG, ROUTE_TAG, Store};
@@ -65,6 +66,8 @@ pub struct Loaded {
 #[derive(Default)]
 pub struct CallCache {
     inner: Mutex<Arc<Loaded>>,
+    /// A full reload runs in the background.
+    reloading: AtomicBool,
 }
 
 fn row(m: &CallMeta, prices: &PriceTable) -> Row {
@@ -85,46 +88,63 @@ fn newer(m: &CallMeta, last: &(i64, String)) -> bool {
     (m.ts_ms, m.id.as_str()) > (last.0, last.1.as_str())
 }
 
+/// Every call, reduced.
+fn load_all(store: &dyn Store, prices: &PriceTable) -> downshift_store::Result<Loaded> {
+    let all = store.list_calls(&CallFilter::default())?;
+    Ok(Loaded {
+        last: all.first().map(|m| (m.ts_ms, m.id.clone())),
+        rows: all.iter().rev().map(|m| row(m, prices)).collect(),
+    })
+}
+
 impl CallCache {
-    /// The calls as stored now (blocking: database reads).
+    /// The calls as stored now, and how many calls of the log it does not hold yet (blocking:
+    /// database reads). The first call reads the whole log; later ones read only the calls
+    /// newer than the newest held. When the count says others were added (an import of older
+    /// calls), the whole log is read again on a thread of its own and, until it is, the summary
+    /// held so far is returned with the number of calls it lacks.
     pub fn refresh(
-        &self,
-        store: &dyn Store,
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
         prices: &PriceTable,
-    ) -> downshift_store::Result<Arc<Loaded>> {
+    ) -> downshift_store::Result<(Arc<Loaded>, u64)> {
         let mut cached = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(last) = cached.last.clone() {
-            let fresh = store.list_calls(&CallFilter {
-                since_ms: Some(last.0),
-                ..CallFilter::default()
-            })?;
-            let fresh: Vec<&CallMeta> = fresh.iter().filter(|m| newer(m, &last)).collect();
-            // Counted after the read: any call it did not see (older than the newest loaded,
-            // or logged since) makes the count larger than what is held.
-            let count = store.count_calls()?;
-            if cached.rows.len() as u64 + fresh.len() as u64 == count {
-                if !fresh.is_empty() {
-                    let mut next = Loaded {
-                        rows: Vec::with_capacity(cached.rows.len() + fresh.len()),
-                        last: cached.last.clone(),
-                    };
-                    next.rows.extend_from_slice(&cached.rows);
-                    for m in fresh.iter().rev() {
-                        next.rows.push(row(m, prices));
-                    }
-                    next.last = fresh.first().map(|m| (m.ts_ms, m.id.clone()));
-                    *cached = Arc::new(next);
-                }
-                return Ok(cached.clone());
-            }
-        }
-        let all = store.list_calls(&CallFilter::default())?;
-        let next = Loaded {
-            last: all.first().map(|m| (m.ts_ms, m.id.clone())),
-            rows: all.iter().rev().map(|m| row(m, prices)).collect(),
+        let Some(last) = cached.last.clone() else {
+            let loaded = Arc::new(load_all(store.as_ref(), prices)?);
+            *cached = loaded.clone();
+            return Ok((loaded, 0));
         };
-        *cached = Arc::new(next);
-        Ok(cached.clone())
+        let fresh = store.list_calls(&CallFilter {
+            since_ms: Some(last.0),
+            ..CallFilter::default()
+        })?;
+        let fresh: Vec<&CallMeta> = fresh.iter().filter(|m| newer(m, &last)).collect();
+        // Counted after the read: any call it did not see (older than the newest loaded, or
+        // logged since) makes the count larger than what is held.
+        let count = store.count_calls()?;
+        if !fresh.is_empty() {
+            let mut next = Loaded {
+                rows: Vec::with_capacity(cached.rows.len() + fresh.len()),
+                last: fresh.first().map(|m| (m.ts_ms, m.id.clone())),
+            };
+            next.rows.extend_from_slice(&cached.rows);
+            next.rows.extend(fresh.iter().rev().map(|m| row(m, prices)));
+            *cached = Arc::new(next);
+        }
+        let missing = count.saturating_sub(cached.rows.len() as u64);
+        if missing > 0 && !self.reloading.swap(true, Ordering::SeqCst) {
+            let (cache, store, prices) = (self.clone(), store.clone(), prices.clone());
+            std::thread::spawn(move || {
+                match load_all(store.as_ref(), &prices) {
+                    Ok(l) => *cache.inner.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(l),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "web UI: reloading the call summary failed")
+                    }
+                }
+                cache.reloading.store(false, Ordering::SeqCst);
+            });
+        }
+        Ok((cached.clone(), missing))
     }
 }
 
@@ -280,9 +300,16 @@ mod tests {
             (4, "d", Some("specialist")),
         ]);
         let prices = PriceTable::new([("*".to_owned(), 2.0, 10.0)]);
-        let cache = CallCache::default();
-        let o = overview(&cache.refresh(&store, &prices).unwrap(), 0.1, 0, 10, 5);
-        assert_eq!(o.calls, 4);
+        // The cache reads through its own handle, as the gateway's admin store.
+        let reader: Arc<dyn Store> =
+            Arc::new(SqliteStore::open(&_d.path().join("db.sqlite")).unwrap());
+        let cache = Arc::new(CallCache::default());
+        let view = |since, until, bucket| {
+            let (l, missing) = cache.refresh(&reader, &prices).unwrap();
+            (overview(&l, 0.1, since, until, bucket), missing)
+        };
+        let (o, missing) = view(0, 10, 5);
+        assert_eq!((o.calls, missing), (4, 0));
         assert_eq!(o.by_route[&Route::Specialist], 2);
         assert_eq!(o.by_route[&Route::Fallback], 1);
         assert_eq!(o.specialist_share, 0.5);
@@ -292,18 +319,33 @@ mod tests {
         assert_eq!(o.latency_ms, Some([2.0, 4.0, 4.0]));
         assert_eq!(o.buckets, vec![(0, [1, 2, 1]), (5, [0, 0, 0])]);
         assert_eq!(o.bucket_latency, vec![Some([2.0, 4.0]), None]);
-        // A newer call is read incrementally, an older one (an import) by a reload.
+        // A newer call is read incrementally…
         add(&store, &keyring, &[(6, "e", None)]);
-        assert_eq!(
-            overview(&cache.refresh(&store, &prices).unwrap(), 0.1, 0, 10, 5).calls,
-            5
-        );
+        let (o, missing) = view(0, 10, 5);
+        assert_eq!((o.calls, missing), (5, 0));
+        // …an older one (an import) by a reload in the background; until it is done the page
+        // is told how many calls the summary lacks.
         add(&store, &keyring, &[(0, "0", None)]);
-        let o = overview(&cache.refresh(&store, &prices).unwrap(), 0.1, 0, 10, 5);
-        assert_eq!(o.calls, 6);
-        assert_eq!(o.buckets[0].1, [2, 2, 1]);
+        let (o, missing) = view(0, 10, 5);
+        assert!(
+            (o.calls, missing) == (5, 1) || (o.calls, missing) == (6, 0),
+            "{missing}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (o, missing) = view(0, 10, 5);
+            if (o.calls, missing) == (6, 0) {
+                assert_eq!(o.buckets[0].1, [2, 2, 1]);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reload never finished"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         // The window: only calls in [since, until).
-        let o = overview(&cache.refresh(&store, &prices).unwrap(), 0.1, 2, 4, 1);
+        let (o, _) = view(2, 4, 1);
         assert_eq!(o.calls, 2);
         assert_eq!(o.buckets.len(), 2);
     }
