@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use downshift_discover::embed::Embedder;
-use downshift_discover::features::content_text;
 use downshift_discover::mask::Masker;
 use downshift_discover::{
     CallInput, DiscoverConfig, EmbedderKind, ExtractedCall, HashedEmbedder, PriorTask,
@@ -512,40 +511,19 @@ pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
                 let payload = keyring.open(&sealed)?;
                 let request = parse(&payload.request);
                 let response = parse(&payload.response);
-                let f = downshift_discover::features::extract(&CallInput {
-                    id: m.id.clone(),
-                    model: m.model.clone(),
-                    request,
-                    response: response.clone(),
-                    prompt_tokens: m.prompt_tokens,
-                    completion_tokens: m.completion_tokens,
-                });
                 // Samples are shown masked, like every other text of a task: names, e-mails,
                 // numbers and quoted material become their type.
-                let message = response
-                    .pointer("/choices/0/message")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let mut output = content_text(message.get("content").unwrap_or(&Value::Null));
-                if let Some(calls) = message.get("tool_calls").and_then(Value::as_array) {
-                    for c in calls {
-                        // A call by its tool and argument names: the values are material.
-                        let f = c.get("function").unwrap_or(&Value::Null);
-                        let args: Vec<String> = f
-                            .get("arguments")
-                            .and_then(Value::as_str)
-                            .and_then(|a| serde_json::from_str::<Value>(a).ok())
-                            .and_then(|a| a.as_object().map(|o| o.keys().cloned().collect()))
-                            .unwrap_or_default();
-                        output.push_str(&format!(
-                            "{}({}) ",
-                            f.get("name").and_then(Value::as_str).unwrap_or(""),
-                            args.join(", ")
-                        ));
-                    }
-                }
-                sample_calls.push(json!({"call_id": m.id, "input": masker.mask(&f.variable),
-                    "output_shape": f.output_shape(), "output": masker.mask(&output)}));
+                sample_calls.push(downshift_discover::mask::masked_sample(
+                    &masker,
+                    &CallInput {
+                        id: m.id.clone(),
+                        model: m.model.clone(),
+                        request,
+                        response,
+                        prompt_tokens: m.prompt_tokens,
+                        completion_tokens: m.completion_tokens,
+                    },
+                ));
             }
             let mut out = task_json(&task);
             out["samples"] = Value::Array(sample_calls);

@@ -295,6 +295,8 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         "specialist": s,
         "base_model": b,
         "calibration": calibration,
+        // Precision against share served by confidence threshold, on the test split.
+        "calibration_curve": downshift_evaluate::calibration_curve(&spec.confidence),
     });
     write_result(&a.adapter, &out)?;
     if a.json {

@@ -145,23 +145,17 @@ pub fn policies(a: PoliciesArgs, data: &DataDir) -> Result<()> {
     let mut agreement = serde_json::Map::new();
     let mut rows = Vec::new();
     for p in &policies {
-        let recent = store.recent_agreement(&p.task, p.window.max(1) as usize)?;
-        let values: Vec<f64> = recent
-            .iter()
-            .filter(|r| r.specialist.is_none() || r.specialist == p.specialist)
-            .map(|r| r.value)
-            .collect();
-        let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+        let (measurements, mean) = downshift_route::window_agreement(&store, p)?;
         agreement.insert(
             p.task.clone(),
-            json!({"measurements": values.len(), "mean": mean}),
+            json!({"measurements": measurements, "mean": mean}),
         );
         rows.push(vec![
             p.task.clone(),
             p.mode.to_string(),
             p.specialist.clone().unwrap_or_else(|| "-".into()),
             mean.map_or("-".into(), |m| {
-                format!("{:.1}% of {}", m * 100.0, values.len())
+                format!("{:.1}% of {measurements}", m * 100.0)
             }),
             format!("{:.0}% / {}", p.agreement_threshold * 100.0, p.window),
             p.updated_by.clone(),

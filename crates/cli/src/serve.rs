@@ -189,6 +189,10 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         limits: cfg.limits.clone(),
         prices: cfg.price_table(),
         telemetry: cfg.telemetry.clone(),
+        ui: downshift_gateway::UiOptions {
+            adapters_dir: cfg.loop_.adapters_dir.clone(),
+            specialist_usd_per_mtok: cfg.prices.specialist_usd_per_mtok,
+        },
     })
     .map_err(anyhow::Error::msg)?;
     if cfg.server.max_connections == 0 {

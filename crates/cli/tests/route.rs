@@ -22,11 +22,6 @@ fn trading(dir: &Path) -> (String, Vec<Value>) {
     (task, records)
 }
 
-fn write_lines(path: &Path, records: &[Value]) {
-    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
-    std::fs::write(path, text).unwrap();
-}
-
 /// Calls whose recorded answer is a tool call.
 fn tool_call_records(records: &[Value]) -> Vec<&Value> {
     records
@@ -333,19 +328,7 @@ fn invalid_answers_fall_back_and_a_disagreeing_specialist_is_demoted() {
     let replay = dir.path().join("calls.jsonl");
     let teacher = mock(&["--replay", replay.to_str().unwrap()]);
     // A specialist that calls a tool the request never offered.
-    let lies: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if let Some(calls) = r["response"]["choices"][0]["message"]["tool_calls"].as_array_mut()
-            {
-                for c in calls {
-                    c["function"]["name"] = json!("wire_all_funds");
-                }
-            }
-            r
-        })
-        .collect();
+    let lies = unoffered_tool_answers(&records);
     let lies_file = dir.path().join("lies.jsonl");
     write_lines(&lies_file, &lies);
     let liar = mock(&["--replay", lies_file.to_str().unwrap()]);

@@ -51,9 +51,69 @@ pub fn calibrate(
     best
 }
 
+/// One threshold of a calibration curve: serving the answers at or above `min_confidence`
+/// serves `coverage` of the examples, `precision` of them right.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub min_confidence: f64,
+    pub coverage: f64,
+    pub precision: f64,
+}
+
+/// Precision against the share served at every threshold, most confident first: one point per
+/// distinct confidence (ties are served together, as [`calibrate`] cuts). NaN confidences are
+/// never served but count in the share.
+pub fn calibration_curve(points: &[(f64, bool)]) -> Vec<CurvePoint> {
+    let mut pts: Vec<(f64, bool)> = points.iter().copied().filter(|p| !p.0.is_nan()).collect();
+    pts.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut curve = Vec::new();
+    let mut right = 0usize;
+    for (i, &(conf, ok)) in pts.iter().enumerate() {
+        right += usize::from(ok);
+        if pts.get(i + 1).is_some_and(|next| next.0 == conf) {
+            continue;
+        }
+        curve.push(CurvePoint {
+            min_confidence: conf,
+            coverage: (i + 1) as f64 / points.len() as f64,
+            precision: right as f64 / (i + 1) as f64,
+        });
+    }
+    curve
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_curve_has_a_point_per_distinct_confidence() {
+        let pts = [
+            (-0.1, true),
+            (-0.5, false),
+            (-0.1, false),
+            (f64::NAN, true),
+            (-0.2, true),
+        ];
+        let c = calibration_curve(&pts);
+        assert_eq!(c.len(), 3);
+        // -0.1 twice (one right), then -0.2, then -0.5; the NaN counts in the share only.
+        assert_eq!(
+            (c[0].min_confidence, c[0].coverage, c[0].precision),
+            (-0.1, 0.4, 0.5)
+        );
+        assert_eq!((c[1].coverage, c[1].precision), (0.6, 2.0 / 3.0));
+        assert_eq!(
+            (c[2].min_confidence, c[2].coverage, c[2].precision),
+            (-0.5, 0.8, 0.5)
+        );
+        // The threshold calibrate picks is a point of the curve.
+        let pick = calibrate(&pts, 0.6, 1).unwrap();
+        assert!(c.iter().any(|p| p.min_confidence == pick.min_confidence
+            && p.coverage == pick.coverage
+            && p.precision == pick.precision));
+        assert!(calibration_curve(&[]).is_empty());
+    }
 
     #[test]
     fn picks_the_lowest_threshold_that_keeps_precision() {

@@ -29,7 +29,7 @@ mod score;
 mod text;
 mod tool_call;
 
-pub use calibrate::{Calibration, calibrate};
+pub use calibrate::{Calibration, CurvePoint, calibrate, calibration_curve};
 pub use canonical::{json_equal, normalized_json};
 pub use error::EvalError;
 pub use fields::{field_accuracy, json_field_accuracy};

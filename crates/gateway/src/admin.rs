@@ -50,7 +50,7 @@ where
 
 /// An audit entry that cannot be written refuses the read: 503 when another writer holds the
 /// database past the busy timeout (retry later), 500 otherwise.
-fn audit_failed(e: downshift_store::StoreError) -> GatewayError {
+pub(crate) fn audit_failed(e: downshift_store::StoreError) -> GatewayError {
     if e.is_busy() {
         GatewayError::Unavailable(format!(
             "the audit trail is busy (database locked), refusing to read; retry: {e}"
@@ -152,6 +152,28 @@ pub fn payload_value(bytes: &[u8]) -> Value {
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
+/// One call and its decrypted payload; the read is written to the audit trail first (as
+/// `actor`, detail `via`), and refused when it cannot be. Blocking.
+pub(crate) fn read_raw_call(
+    s: &AppState,
+    id: &str,
+    actor: &str,
+    via: &str,
+) -> Result<(downshift_store::CallMeta, downshift_store::CallPayload), GatewayError> {
+    let sealed = s
+        .store
+        .get_call(id)?
+        .ok_or_else(|| GatewayError::NotFound(format!("no call '{id}'")))?;
+    s.store
+        .audit(&AuditEntry::new(actor, "read_raw", Some(id), Some(via)))
+        .map_err(audit_failed)?;
+    let payload = {
+        let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
+        keyring.open(&sealed)?
+    };
+    Ok((sealed.meta, payload))
+}
+
 pub async fn show_call(
     State(s): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -169,24 +191,9 @@ pub async fn show_call(
         Err(e) => return e.into_response(),
     };
     blocking(&s, move |s| {
-        let sealed = s
-            .store
-            .get_call(&id)?
-            .ok_or_else(|| GatewayError::NotFound(format!("no call '{id}'")))?;
-        s.store
-            .audit(&AuditEntry::new(
-                &p.actor(),
-                "read_raw",
-                Some(&id),
-                Some("admin api"),
-            ))
-            .map_err(audit_failed)?;
-        let payload = {
-            let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
-            keyring.open(&sealed)?
-        };
+        let (meta, payload) = read_raw_call(s, &id, &p.actor(), "admin api")?;
         Ok::<_, GatewayError>(json_response(&json!({
-            "call": sealed.meta,
+            "call": meta,
             "request": payload_value(&payload.request),
             "response": payload_value(&payload.response),
         })))
@@ -346,18 +353,18 @@ pub async fn set_policy(
         let change: downshift_route::PolicyChange = serde_json::from_slice(&bytes)
             .map_err(|e| GatewayError::BadRequest(format!("invalid policy change: {e}")))?;
         let (policy, _) =
-            downshift_route::change_policy(s.store.as_ref(), &task, &change, &p.actor()).map_err(
-                |e| match e {
-                    downshift_route::RouteError::UnknownTask(_) => {
-                        GatewayError::NotFound(e.to_string())
-                    }
-                    downshift_route::RouteError::InvalidPolicy(_) => {
-                        GatewayError::BadRequest(e.to_string())
-                    }
-                    other => GatewayError::Internal(other.to_string()),
-                },
-            )?;
+            downshift_route::change_policy(s.store.as_ref(), &task, &change, &p.actor())
+                .map_err(policy_error)?;
         Ok::<_, GatewayError>(json_response(&json!(policy)))
     })
     .await
+}
+
+/// A refused policy change: 404 for an unknown task, 400 for an invalid change.
+pub(crate) fn policy_error(e: downshift_route::RouteError) -> GatewayError {
+    match e {
+        downshift_route::RouteError::UnknownTask(_) => GatewayError::NotFound(e.to_string()),
+        downshift_route::RouteError::InvalidPolicy(_) => GatewayError::BadRequest(e.to_string()),
+        other => GatewayError::Internal(other.to_string()),
+    }
 }

@@ -20,6 +20,7 @@ mod server;
 mod specialist;
 mod tee;
 pub mod telemetry;
+mod ui;
 mod upstream;
 
 pub use admin::payload_value;
@@ -38,3 +39,4 @@ pub use proxy::ATTEMPTS_TAG;
 pub use server::{AppState, ServeOptions, conn_limits, router, run};
 pub use specialist::completion_sse;
 pub use telemetry::TelemetryConfig;
+pub use ui::UiOptions;

@@ -38,6 +38,8 @@ pub struct AppState {
     pub router: Arc<TaskRouter>,
     /// Per-key and per-agent limits and budgets, counted in memory.
     pub limits: Arc<Limiter>,
+    /// The web UI's options and cached call summary.
+    pub ui: crate::ui::UiState,
     /// The last readiness probe and when it ran.
     ready: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -69,6 +71,8 @@ pub struct ServeOptions {
     pub prices: PriceTable,
     /// `[telemetry]`: the metrics' label bounds (trace export is set up by the binary).
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// The web UI (`/ui`).
+    pub ui: crate::ui::UiOptions,
 }
 
 /// The connection limits of `[server]`; `max_connections` must already be resolved (not 0).
@@ -136,6 +140,7 @@ impl AppState {
             metrics_public: o.server.metrics_public,
             router: Arc::new(router),
             limits: Arc::new(limits),
+            ui: crate::ui::UiState::new(o.ui),
             ready: tokio::sync::Mutex::new(None),
         }))
     }
@@ -160,6 +165,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/policies/{task}",
             get(admin::get_policy).put(admin::set_policy),
         )
+        .merge(crate::ui::routes())
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -305,6 +311,7 @@ pub async fn run(
         state.store.clone(),
         state.keyring.clone(),
     );
+    crate::ui::warm(&state);
     let app = router(state.clone());
     let result = crate::conn::serve(listener, app, limits, shutdown, grace).await;
     let writer = state.writer.clone();

@@ -75,5 +75,7 @@ pub use request::{
     request_key, request_key_of_value, routing_text_of_value,
 };
 pub use template::template_text;
-pub use tracker::{Tracker, Transition, rolling_mean, should_demote, should_promote};
+pub use tracker::{
+    Tracker, Transition, rolling_mean, should_demote, should_promote, window_agreement,
+};
 pub use validate::{FallbackReason, validate_answer};

@@ -18,6 +18,23 @@ pub fn rolling_mean(recent: &[f64], window: u32) -> Option<f64> {
     Some(values.iter().sum::<f64>() / window as f64)
 }
 
+/// The agreement of a task's current specialist over its policy's window: how many of the
+/// newest `window` measurements are that specialist's (or unattributed), and their mean — what
+/// `downshift policies` and the web UI report.
+///
+/// # Errors
+/// [`RouteError::Store`] when the measurements cannot be read.
+pub fn window_agreement(store: &dyn Store, p: &Policy) -> Result<(usize, Option<f64>), RouteError> {
+    let recent = store.recent_agreement(&p.task, p.window.max(1) as usize)?;
+    let values: Vec<f64> = recent
+        .iter()
+        .filter(|r| r.specialist.is_none() || r.specialist == p.specialist)
+        .map(|r| r.value)
+        .collect();
+    let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+    Ok((values.len(), mean))
+}
+
 /// Whether a task serving with its specialist (`on` or `canary`) must go back to `shadow`:
 /// the window is full and the rolling agreement is below the threshold. `recent` is newest
 /// first. The reason says by how much.

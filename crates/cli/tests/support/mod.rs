@@ -384,3 +384,27 @@ pub fn trading_task_in(dir: &Path) -> String {
         .unwrap_or_else(|| panic!("no tasks: {tasks:?}"));
     top["id"].as_str().unwrap().to_string()
 }
+
+/// Writes records as JSON Lines.
+pub fn write_lines(path: &Path, records: &[serde_json::Value]) {
+    let text: String = records.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The records with every answered tool call renamed to a tool no request offers
+/// (`wire_all_funds`): a specialist replaying them is refused with `unoffered_tool`.
+pub fn unoffered_tool_answers(records: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(calls) = r["response"]["choices"][0]["message"]["tool_calls"].as_array_mut()
+            {
+                for c in calls {
+                    c["function"]["name"] = serde_json::json!("wire_all_funds");
+                }
+            }
+            r
+        })
+        .collect()
+}
