@@ -502,6 +502,18 @@ fn the_web_ui_shows_the_cli_numbers_and_keeps_roles_apart() {
     ]);
     let fallbacks = drive(3, &|r: &Resp| r.header("x-downshift-fallback").is_some());
     assert!(fallbacks >= 3, "no fallbacks");
+    // Two calls from a named agent (its id is pseudonymised before it is stored).
+    for r in &tool_calls[..2] {
+        let resp = post_json(
+            &gw.addr,
+            "/v1/chat/completions",
+            Some(&admin),
+            &r["request"].to_string(),
+            &[("x-downshift-agent", "trader-7")],
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        sent += 1;
+    }
     // Everything the gateway answered is stored before the pages are compared with the CLI.
     assert_eq!(wait_calls(dir.path(), before + sent).len(), before + sent);
     // …and so are the agreement measurements and route events (written in the background).
@@ -788,6 +800,14 @@ fn the_web_ui_shows_the_cli_numbers_and_keeps_roles_apart() {
     assert_eq!(
         num(&b.attr("#call-count", "data-count").unwrap()) as usize,
         fb_calls.len()
+    );
+    // An agent by the id it sent, as `calls list --agent` takes it.
+    b.goto(&format!("{base}/ui/calls?agent=trader-7&limit=1000"));
+    let agent_calls = calls(dir.path(), &["--agent", "trader-7"]);
+    assert_eq!(agent_calls.len(), 2);
+    assert_eq!(
+        num(&b.attr("#call-count", "data-count").unwrap()) as usize,
+        agent_calls.len()
     );
     b.goto(&format!("{base}/ui/calls"));
     assert_eq!(b.count("#calls tr.call"), 50.min(all.len()));
