@@ -468,24 +468,28 @@ fn the_web_ui_shows_the_cli_numbers_and_keeps_roles_apart() {
         "--window",
         "20",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut specialist_answers = 0;
-    for r in tool_calls.iter().cycle() {
-        let resp = chat(r);
-        sent += 1;
-        assert_eq!(resp.status, 200, "{}", resp.text());
-        if resp
-            .header("x-downshift-route")
+    // Sends the tool-call requests round and round until `n` answers satisfy `hit` (a minute at
+    // most); counts what it sent.
+    let mut drive = |n: usize, hit: &dyn Fn(&Resp) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut hits = 0;
+        for r in tool_calls.iter().cycle() {
+            let resp = chat(r);
+            sent += 1;
+            assert_eq!(resp.status, 200, "{}", resp.text());
+            hits += usize::from(hit(&resp));
+            if hits >= n || Instant::now() > deadline {
+                break;
+            }
+        }
+        hits
+    };
+    let by_specialist = drive(8, &|r: &Resp| {
+        r.header("x-downshift-route")
             .is_some_and(|x| x.starts_with("specialist:"))
-        {
-            specialist_answers += 1;
-        }
-        if specialist_answers >= 8 || Instant::now() > deadline {
-            break;
-        }
-    }
+    });
     assert!(
-        specialist_answers >= 8,
+        by_specialist >= 8,
         "the canary never reached the specialist"
     );
     promote(&[
@@ -496,18 +500,20 @@ fn the_web_ui_shows_the_cli_numbers_and_keeps_roles_apart() {
         "--shadow-sample",
         "0",
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut fallbacks = 0;
-    for r in tool_calls.iter().cycle() {
-        sent += 1;
-        if chat(r).header("x-downshift-fallback").is_some() {
-            fallbacks += 1;
-        }
-        if fallbacks >= 3 || Instant::now() > deadline {
-            break;
-        }
-    }
+    let fallbacks = drive(3, &|r: &Resp| r.header("x-downshift-fallback").is_some());
     assert!(fallbacks >= 3, "no fallbacks");
+    // Two calls from a named agent (its id is pseudonymised before it is stored).
+    for r in &tool_calls[..2] {
+        let resp = post_json(
+            &gw.addr,
+            "/v1/chat/completions",
+            Some(&admin),
+            &r["request"].to_string(),
+            &[("x-downshift-agent", "trader-7")],
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        sent += 1;
+    }
     // Everything the gateway answered is stored before the pages are compared with the CLI.
     assert_eq!(wait_calls(dir.path(), before + sent).len(), before + sent);
     // …and so are the agreement measurements and route events (written in the background).
@@ -794,6 +800,14 @@ fn the_web_ui_shows_the_cli_numbers_and_keeps_roles_apart() {
     assert_eq!(
         num(&b.attr("#call-count", "data-count").unwrap()) as usize,
         fb_calls.len()
+    );
+    // An agent by the id it sent, as `calls list --agent` takes it.
+    b.goto(&format!("{base}/ui/calls?agent=trader-7&limit=1000"));
+    let agent_calls = calls(dir.path(), &["--agent", "trader-7"]);
+    assert_eq!(agent_calls.len(), 2);
+    assert_eq!(
+        num(&b.attr("#call-count", "data-count").unwrap()) as usize,
+        agent_calls.len()
     );
     b.goto(&format!("{base}/ui/calls"));
     assert_eq!(b.count("#calls tr.call"), 50.min(all.len()));

@@ -56,7 +56,9 @@ fn nonempty(v: &Option<String>) -> Option<String> {
 }
 
 impl CallsQuery {
-    fn filter(&self) -> Result<CallFilter, GatewayError> {
+    /// The store filter; `pseudonym` turns an agent id as the agent sent it into its stored
+    /// pseudonym (an `agt_…` value is taken as one already), as `calls list --agent` does.
+    fn filter(&self, pseudonym: impl Fn(&str) -> String) -> Result<CallFilter, GatewayError> {
         let status = match nonempty(&self.status) {
             None => None,
             Some(t) => Some(
@@ -81,7 +83,13 @@ impl CallsQuery {
             until_ms: nonempty(&self.until).map(|t| parse_time(&t)).transpose()?,
             model: nonempty(&self.model),
             status,
-            agent: nonempty(&self.agent),
+            agent: nonempty(&self.agent).map(|a| {
+                if a.starts_with("agt_") {
+                    a
+                } else {
+                    pseudonym(&a)
+                }
+            }),
             tags,
             limit: Some(self.limit.unwrap_or(50).clamp(1, 10_000)),
             task: nonempty(&self.task),
@@ -94,7 +102,7 @@ fn filters(q: &CallsQuery) -> Markup {
     let v = |x: &Option<String>| x.clone().unwrap_or_default();
     html! {
         form.filters #call-filters method="get" action="/ui/calls" {
-            label { "agent (pseudonym)" input name="agent" value=(v(&q.agent)) size="28"; }
+            label { "agent (id or agt_ pseudonym)" input name="agent" value=(v(&q.agent)) size="28"; }
             label { "task" input name="task" value=(v(&q.task)) size="24"; }
             label { "model" input name="model" value=(v(&q.model)) size="14"; }
             label { "status"
@@ -144,7 +152,10 @@ pub async fn list(
     viewer: Viewer,
 ) -> Response {
     blocking(&s, move |s| {
-        let filter = q.filter()?;
+        let filter = q.filter(|a| {
+            let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
+            keyring.pseudonym("agent", a)
+        })?;
         let calls = s.store.list_calls(&filter)?;
         let body = html! {
             p.mut { "Metadata only, as " code { "downshift calls list" } " prints it; payloads stay encrypted"
