@@ -4,6 +4,9 @@
 //! completions whose answers are BFCL's gold calls) and `data/bfcl/raw/` (BFCL's own files, with
 //! its bare function docs using the `dict`/`float`/`tuple`/`any` type names). Without it the test
 //! fails and says how to fetch it.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_evaluate::{
     Report, TaskKind, ToolCall, kind_of, kind_of_many, score, tool_calls_match, validate_tool_call,

@@ -1,6 +1,9 @@
 //! The in-process gateway and mock teacher the demo runs: a call sent through the gateway is
 //! answered by the mock from its recorded traffic, logged in the data directory, and the
 //! gateway's lock on that directory is released when it stops.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::time::{Duration, Instant};
 
