@@ -5,19 +5,26 @@ use serde::Serialize;
 /// `{"error": {"message", "type", "param", "code"}}`, as OpenAI clients expect it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ErrorBody {
+    /// The error.
     pub error: ApiError,
 }
 
+/// The error inside an [`ErrorBody`].
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiError {
+    /// What went wrong, for a person.
     pub message: String,
+    /// The error class (`invalid_request_error`, `authentication_error`, …), as `type`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The request parameter at fault, if one is.
     pub param: Option<String>,
+    /// A machine-readable code.
     pub code: Option<String>,
 }
 
 impl ErrorBody {
+    /// An error of class `kind` with `code` and `message`.
     pub fn new(kind: &str, code: &str, message: impl Into<String>) -> Self {
         ErrorBody {
             error: ApiError {
@@ -29,6 +36,7 @@ impl ErrorBody {
         }
     }
 
+    /// The body as JSON text.
     pub fn to_json(&self) -> String {
         // Serialising a struct of strings cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"error\":{}}"))

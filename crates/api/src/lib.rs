@@ -8,6 +8,7 @@
 mod canonical;
 mod chunked;
 mod error;
+mod kind;
 mod record;
 mod request;
 mod responses;
@@ -17,6 +18,7 @@ mod stream;
 pub use canonical::{canonical_json, fnv1a64};
 pub use chunked::dechunk;
 pub use error::{ApiError, ErrorBody};
+pub use kind::{TaskKind, UnknownTaskKind, kind_or_none};
 pub use record::{ImportFormat, ImportRecord, parse_import_line};
 pub use request::{RequestView, Usage, usage_of};
 pub use responses::responses_as_chat;

@@ -10,20 +10,27 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+/// The format of an import file's lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
     /// Decide per line: a line with `workload_id` or `client_id` is a Flywheel record.
     Auto,
+    /// `{"request", "response", "timestamp"?, "metadata"?}`: an OpenAI request/response pair.
     OpenAi,
+    /// A NVIDIA Data Flywheel log record.
     Flywheel,
 }
 
 /// One call read from an import file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportRecord {
+    /// When the call was made, if the record says.
     pub timestamp: Option<DateTime<Utc>>,
+    /// The request body.
     pub request: Value,
+    /// The response body, if the record has one.
     pub response: Option<Value>,
+    /// The record's string metadata, as tags.
     pub tags: BTreeMap<String, String>,
     /// The raw agent identifier; the store pseudonymises it before writing.
     pub agent: Option<String>,

@@ -7,8 +7,11 @@ use serde_json::Value;
 /// else stays in the raw bytes, which are forwarded untouched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestView {
+    /// The `model` asked for.
     pub model: String,
+    /// Whether the answer is streamed.
     pub stream: bool,
+    /// Whether a streamed answer ends with a usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
 }
 
@@ -64,7 +67,9 @@ impl RequestView {
 /// Token usage as reported by the upstream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Tokens of the prompt.
     pub prompt_tokens: u64,
+    /// Tokens of the completion.
     pub completion_tokens: u64,
 }
 

@@ -30,6 +30,7 @@ struct ChoiceAcc {
 }
 
 impl StreamAssembler {
+    /// An assembler that has seen no chunk.
     pub fn new() -> Self {
         Self::default()
     }
@@ -126,6 +127,7 @@ impl StreamAssembler {
         (self.chunks, self.malformed)
     }
 
+    /// The usage the stream reported, if it did.
     pub fn usage(&self) -> Option<&Value> {
         self.usage.as_ref()
     }

@@ -1,19 +1,13 @@
 //! `discover` and `tasks list|show` (step S3).
 
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use downshift_discover::embed::Embedder;
+use downshift_discover::CallInput;
 use downshift_discover::mask::Masker;
-use downshift_discover::{
-    CallInput, DiscoverConfig, EmbedderKind, ExtractedCall, HashedEmbedder, PriorTask,
-    TextEmbedder, discover_extracted,
-};
-use downshift_store::{
-    AuditEntry, CallFilter, CallMeta, CallPayload, DataDir, Keyring, Store, TaskRecord, now_ms,
-};
-use rayon::prelude::*;
+use downshift_discover::{DiscoverConfig, EmbedderKind};
+use downshift_lifecycle::discover::{DiscoverRequest, Discovered, discover, payload_json};
+use downshift_store::{AuditEntry, CallFilter, DataDir, Store, TaskRecord};
 use serde_json::{Value, json};
 
 use crate::calls::cli_actor;
@@ -70,151 +64,6 @@ pub enum TasksCommand {
     },
 }
 
-/// Calls to discover over, with their tags (for evaluation output only).
-type Loaded = (Vec<ExtractedCall>, Vec<BTreeMap<String, String>>);
-
-fn parse(bytes: &[u8]) -> Value {
-    if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(bytes).unwrap_or(Value::Null)
-    }
-}
-
-/// Pages through the log's chat completions (Responses-API calls restated as chat), oldest first, decrypting each page and handing it
-/// to `on_page` (so a large log is never all in memory).
-fn scan_chat_calls(
-    store: &dyn Store,
-    keyring: &Keyring,
-    mut on_page: impl FnMut(Vec<(CallMeta, CallPayload)>) -> Result<()>,
-) -> Result<()> {
-    const PAGE: usize = 5000;
-    let mut page = CallFilter {
-        limit: Some(PAGE),
-        ..CallFilter::default()
-    };
-    loop {
-        let sealed = store.scan_calls(&page)?;
-        let Some(last) = sealed.last() else { break };
-        page.after = Some((last.meta.ts_ms, last.meta.id.clone()));
-        let full = sealed.len() == PAGE;
-        let mut calls = Vec::with_capacity(sealed.len());
-        for s in sealed {
-            let payload = match s.meta.endpoint.as_str() {
-                "chat/completions" => keyring.open(&s)?,
-                "responses" => responses_as_chat_payload(keyring.open(&s)?),
-                _ => continue,
-            };
-            calls.push((s.meta, payload));
-        }
-        on_page(calls)?;
-        if !full {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// A Responses-API call's payload restated as a chat completion (request and answer), so
-/// discovery reads it like the chat calls of the same job. A request that is not JSON or has no
-/// `input` is kept as it was (discovery then finds no messages in it).
-fn responses_as_chat_payload(payload: CallPayload) -> CallPayload {
-    let request = parse(&payload.request);
-    let response = parse(&payload.response);
-    match downshift_api::responses_as_chat(&request, Some(&response).filter(|r| !r.is_null())) {
-        Some((request, response)) => CallPayload {
-            request: serde_json::to_vec(&request).unwrap_or_default(),
-            response: serde_json::to_vec(&response).unwrap_or_default(),
-        },
-        None => payload,
-    }
-}
-
-/// Calls of the log (chat completions, and Responses-API calls restated as such), oldest first,
-/// with their tags.
-fn load_log(store: &dyn Store, keyring: &Keyring) -> Result<Loaded> {
-    let mut out: Vec<ExtractedCall> = Vec::new();
-    let mut tags = Vec::new();
-    scan_chat_calls(store, keyring, |page| {
-        let mut calls = Vec::with_capacity(page.len());
-        for (m, payload) in page {
-            calls.push(CallInput {
-                id: m.id,
-                model: m.model,
-                request: parse(&payload.request),
-                response: parse(&payload.response),
-                prompt_tokens: m.prompt_tokens,
-                completion_tokens: m.completion_tokens,
-            });
-            tags.push(m.tags);
-        }
-        // Keep only the features: the raw payloads of a large log need not all be in memory.
-        out.par_extend(calls.par_drain(..).map(|c| ExtractedCall::new(&c)));
-        Ok(())
-    })?;
-    Ok((out, tags))
-}
-
-/// Examples of a curated dataset, turned back into request/response pairs; model, usage and
-/// tags come from the calls they were made from.
-fn load_dataset(store: &dyn Store, keyring: &Keyring, name: &str) -> Result<Loaded> {
-    let meta = store.get_dataset(name)?.with_context(|| {
-        format!("no dataset '{name}' (see `downshift datasets list`; `downshift curate` makes one)")
-    })?;
-    let metas: HashMap<String, CallMeta> = store
-        .list_calls(&CallFilter::default())?
-        .into_iter()
-        .map(|m| (m.id.clone(), m))
-        .collect();
-    let mut calls = Vec::new();
-    let mut tags = Vec::new();
-    for e in store.dataset_examples(&meta.id)? {
-        let plain = keyring.open_example(&meta.id, &e)?;
-        let record: Value = serde_json::from_slice(&plain)
-            .with_context(|| format!("dataset '{name}' example {} is not JSON", e.seq))?;
-        let mut messages = record["messages"].as_array().cloned().unwrap_or_default();
-        let answer = match messages.last() {
-            Some(m) if m["role"] == "assistant" => messages.pop(),
-            _ => None,
-        };
-        let mut request = json!({ "messages": messages });
-        if let Some(t) = record.get("tools") {
-            request["tools"] = t.clone();
-        }
-        let response = answer.map_or(Value::Null, |m| json!({"choices": [{"message": m}]}));
-        let m = metas.get(&e.call_id);
-        calls.push(CallInput {
-            id: e.call_id.clone(),
-            model: m.map(|m| m.model.clone()).unwrap_or_default(),
-            request,
-            response,
-            prompt_tokens: m.and_then(|m| m.prompt_tokens),
-            completion_tokens: m.and_then(|m| m.completion_tokens),
-        });
-        tags.push(m.map(|m| m.tags.clone()).unwrap_or_default());
-    }
-    Ok((calls.par_iter().map(ExtractedCall::new).collect(), tags))
-}
-
-fn prior_tasks(store: &dyn Store) -> Result<Vec<PriorTask>> {
-    let mut by_task: HashMap<String, Vec<String>> = HashMap::new();
-    for (call, task) in store.task_assignments()? {
-        let Some(task) = task else { continue };
-        by_task.entry(task).or_default().push(call);
-    }
-    Ok(store
-        .list_tasks()?
-        .into_iter()
-        .map(|t| PriorTask {
-            calls: by_task.remove(&t.id).unwrap_or_default(),
-            id: t.id,
-            created_ms: t.created_ms,
-            signature: t.signature,
-            centroid: t.centroid,
-        })
-        .collect())
-}
-
 pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Result<()> {
     let mut cfg = cfg.clone();
     if let Some(n) = a.min_cluster_size {
@@ -229,72 +78,21 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
     if let Some(d) = a.model_dir {
         cfg.model_dir = d;
     }
-    // Load the model first: a missing model file is an error before any work is done.
-    let embedder: Box<dyn TextEmbedder> = match cfg.embedder {
-        EmbedderKind::Minilm => Box::new(Embedder::load(&cfg.model_dir).with_context(|| {
-            "cannot load the embedding model (or choose `--embedder hashed` / discover.embedder = \"hashed\")"
-        })?),
-        EmbedderKind::Hashed => Box::new(HashedEmbedder::new(cfg.hashed_dim)),
-    };
-    let (keyring, _) = data.keyring(false)?;
-    let store = data.open_store()?;
-    let spinner = crate::progress::spinner("discover");
-    spinner.set_message("reading the calls");
-    let (calls, tags) = match &a.dataset {
-        Some(name) => load_dataset(&store, &keyring, name)?,
-        None => load_log(&store, &keyring)?,
-    };
-    if calls.is_empty() {
-        bail!(
-            "no calls to discover tasks in{}",
-            a.dataset
-                .as_deref()
-                .map(|d| format!(" dataset '{d}'"))
-                .unwrap_or_else(|| " the call log (import or capture some first)".into())
-        );
-    }
-    if a.placement && a.dataset.is_some() {
-        bail!("--placement measures the router on the call log; leave out --dataset");
-    }
-    let prior = prior_tasks(&store)?;
-    let now = now_ms();
-    spinner.set_message(format!("finding the tasks in {} calls", calls.len()));
-    let result = discover_extracted(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
-    spinner.finish_and_clear();
-
-    if !a.dry_run {
-        let records: Vec<TaskRecord> = result
-            .tasks
-            .iter()
-            .map(|t| TaskRecord {
-                id: t.id.clone(),
-                label: t.label.clone(),
-                created_ms: t.created_ms,
-                updated_ms: now,
-                calls: t.calls as u64,
-                signature: t.signature.clone(),
-                stats: serde_json::to_value(t).unwrap_or(Value::Null),
-                centroid: t.centroid.clone(),
-            })
-            .collect();
-        let assignments: Vec<(String, Option<String>)> = calls
-            .iter()
-            .zip(&result.assignments)
-            .map(|(c, t)| (c.id.clone(), t.map(|t| result.tasks[t].id.clone())))
-            .collect();
-        store.replace_tasks(&records, &assignments)?;
-    }
-
-    let placement = if a.placement {
-        let by_call: HashMap<&str, &str> = calls
-            .iter()
-            .zip(&result.assignments)
-            .filter_map(|(c, t)| t.map(|t| (c.id.as_str(), result.tasks[t].id.as_str())))
-            .collect();
-        Some(router_placement(&store, &keyring, &by_call)?)
-    } else {
-        None
-    };
+    let Discovered {
+        calls,
+        tags,
+        result,
+        placement,
+    } = discover(
+        &DiscoverRequest {
+            dataset: a.dataset.clone(),
+            dry_run: a.dry_run,
+            placement: a.placement,
+            spinner: true,
+        },
+        data,
+        &cfg,
+    )?;
 
     if a.json {
         let assignments: Vec<Value> = calls
@@ -349,64 +147,6 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
         }
     );
     Ok(())
-}
-
-/// The router (route crate classifier, default settings) trained on the calls not held back,
-/// asked to place the held-back calls of every task (see `downshift_discover::placement`).
-fn router_placement(
-    store: &dyn Store,
-    keyring: &Keyring,
-    task_of: &HashMap<&str, &str>,
-) -> Result<Value> {
-    use downshift_discover::placement::held_back;
-    use downshift_route::{ClassifierBuilder, ClassifierConfig};
-    let mut builder = ClassifierBuilder::new(ClassifierConfig::default());
-    let mut held: Vec<(Value, String)> = Vec::new();
-    scan_chat_calls(store, keyring, |page| {
-        for (m, payload) in page {
-            let request = parse(&payload.request);
-            let task = task_of.get(m.id.as_str()).copied();
-            if held_back(&m.id) {
-                if let Some(t) = task {
-                    held.push((request, t.to_owned()));
-                }
-            } else {
-                builder.add_value(&request, task)?;
-            }
-        }
-        Ok(())
-    })?;
-    let router = builder.build();
-    // Per task: (held back, placed in it, placed elsewhere).
-    let mut per_task: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    for (request, task) in &held {
-        let e = per_task.entry(task.clone()).or_default();
-        e.0 += 1;
-        match router.classify_value(request) {
-            Some(c) if &*c.task == task.as_str() => e.1 += 1,
-            Some(_) => e.2 += 1,
-            None => {}
-        }
-    }
-    let total: usize = per_task.values().map(|v| v.0).sum();
-    let placed: usize = per_task.values().map(|v| v.1).sum();
-    let wrong: usize = per_task.values().map(|v| v.2).sum();
-    let share = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
-    let min_task = per_task
-        .values()
-        .map(|v| share(v.1, v.0))
-        .fold(1.0, f64::min);
-    Ok(json!({
-        "held_back": total,
-        "placed": placed,
-        "placed_elsewhere": wrong,
-        "not_placed": total - placed - wrong,
-        "share": share(placed, total),
-        "min_task_share": min_task,
-        "per_task": per_task.iter().map(|(t, v)| (t.clone(), json!({
-            "held_back": v.0, "placed": v.1, "placed_elsewhere": v.2, "share": share(v.1, v.0)})))
-            .collect::<serde_json::Map<String, Value>>(),
-    }))
 }
 
 fn pct(v: &Value) -> String {
@@ -509,8 +249,8 @@ pub fn tasks(c: TasksCommand, data: &DataDir) -> Result<()> {
                     Some("tasks show"),
                 ))?;
                 let payload = keyring.open(&sealed)?;
-                let request = parse(&payload.request);
-                let response = parse(&payload.response);
+                let request = payload_json(&payload.request);
+                let response = payload_json(&payload.response);
                 // Samples are shown masked, like every other text of a task: names, e-mails,
                 // numbers and quoted material become their type.
                 sample_calls.push(downshift_discover::mask::masked_sample(

@@ -83,56 +83,9 @@ pub struct TokenizeArgs {
     raw: bool,
 }
 
-/// Finds a model named by path or by hub id.
-pub fn resolve_model(spec: &str) -> Result<PathBuf> {
-    let p = Path::new(spec);
-    if p.exists() {
-        return Ok(p.to_path_buf());
-    }
-    let mut tried = vec![p.display().to_string()];
-    if let Some((org, name)) = spec.split_once('/')
-        && !org.is_empty()
-        && !name.is_empty()
-        && !name.contains('/')
-    {
-        let models = std::env::var_os("DOWNSHIFT_MODELS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("models"));
-        let local = models.join(name.to_lowercase());
-        if local.exists() {
-            return Ok(local);
-        }
-        tried.push(local.display().to_string());
-        let hub = std::env::var_os("HF_HUB_CACHE")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
-            });
-        if let Some(hub) = hub {
-            let snapshots = hub.join(format!("models--{org}--{name}")).join("snapshots");
-            if let Ok(rd) = std::fs::read_dir(&snapshots) {
-                let mut dirs: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
-                dirs.sort();
-                if let Some(d) = dirs.pop() {
-                    return Ok(d);
-                }
-            }
-            tried.push(snapshots.display().to_string());
-        }
-    }
-    bail!(
-        "model '{spec}' not found (looked at: {}); pass a GGUF file or model folder, or run scripts/fetch.sh",
-        tried.join(", ")
-    )
-}
-
+/// Loads the model the arguments name, with their thread count.
 pub fn load_model(args: &ModelArgs) -> Result<LocalModel> {
-    if let Some(n) = args.threads {
-        downshift_slm::threads::set_num_threads(n);
-    }
-    let path = resolve_model(&args.model)?;
-    LocalModel::load(&path).with_context(|| format!("cannot load model {}", path.display()))
+    downshift_lifecycle::model::load_model(&args.model, args.threads)
 }
 
 fn read_json(path: &Path, what: &str) -> Result<Value> {

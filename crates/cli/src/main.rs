@@ -10,7 +10,6 @@ mod keys;
 mod lifecycle;
 mod local;
 mod output;
-mod progress;
 mod route;
 mod select;
 mod serve;
@@ -21,6 +20,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use downshift_lifecycle::progress;
 
 /// The gateway and the curation pipeline allocate many small JSON values; mimalloc serves them
 /// markedly faster than the system allocator.
@@ -156,7 +156,12 @@ fn main() {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    if matches!(cli.command, Command::Train(_) | Command::Eval(_)) {
+    // The demo and the loop train and evaluate in this process too.
+    let trains = matches!(
+        cli.command,
+        Command::Train(_) | Command::Eval(_) | Command::Demo(_) | Command::Loop(_)
+    );
+    if trains {
         // Training allocates and frees the same large activation buffers every step; with
         // mimalloc's default purge they go back to the OS and return as fresh pages the kernel
         // must zero (about a tenth of a training step). A batch job keeps them.
@@ -166,6 +171,7 @@ fn main() {
         // instead of dequantizing every weight on every product.
         downshift_slm::amx::set_keep_tiles(true);
     }
+    // Not for the demo and the loop: their discovery embeds with candle's own matmuls.
     if matches!(cli.command, Command::Train(_)) && std::env::var_os("CANDLE_NUM_THREADS").is_none()
     {
         // Training runs its heavy kernels (packed matmuls and their backward, the fused ops)
@@ -216,7 +222,13 @@ fn init_logging(
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let mut filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    // The demo runs the gateway in this process: its per-request lines stay out of the
+    // demo's output unless a log level is asked for.
+    let log = match cli.command {
+        Command::Demo(_) if cli.log == "info" => "warn",
+        _ => cli.log.as_str(),
+    };
+    let mut filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if let Ok(d) = format!("{}=off", downshift_gateway::telemetry::TARGET).parse() {
         filter = filter.add_directive(d);
@@ -268,7 +280,7 @@ fn run(cli: Cli, cfg: config::Config) -> anyhow::Result<()> {
         Command::Eval(a) => evaluate::eval(a, &data, &cfg.curate),
         Command::Promote(a) => route::promote(a, &cfg, &data),
         Command::Policies(a) => route::policies(a, &data),
-        Command::Loop(a) => lifecycle::loop_cmd(a, &cfg, &data, cli.config.as_deref()),
+        Command::Loop(a) => lifecycle::loop_cmd(a, &cfg, &data),
         Command::Discover(a) => discover::discover_cmd(a, &data, &cfg.discover),
         Command::Tasks(c) => discover::tasks(c, &data),
     }

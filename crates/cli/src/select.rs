@@ -2,22 +2,13 @@
 //! hard constraints and ranking, and with `--bakeoff` the locally available candidates run
 //! zero-shot on the task's validation split.
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::Result;
 use downshift_curate::CurateConfig;
-use downshift_evaluate::{OutputKind, kind_of_many};
-use downshift_select::{Candidate, Catalog, Constraints, TaskKind, TaskProfile, select_located};
-use downshift_slm::GenerateOptions;
-use downshift_store::{DataDir, Store};
-use downshift_train::{ChatRecord, Split, SplitConfig};
+use downshift_lifecycle::select::{SelectRequest, select};
+use downshift_store::DataDir;
 use serde_json::{Value, json};
 
-use crate::evaluate::{run_model, zero_shot_prompt};
-use crate::local::{ModelArgs, load_model, resolve_model};
 use crate::output::table;
-use crate::train::DataArgs;
-
-/// The architectures the built-in engine runs (see `downshift_slm::llama`).
-const RUNTIME_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "gemma3_text"];
 
 #[derive(Debug, clap::Args)]
 pub struct SelectArgs {
@@ -49,137 +40,23 @@ pub struct SelectArgs {
     json: bool,
 }
 
-fn task_kind(output_kind: &str) -> TaskKind {
-    match output_kind {
-        "tool" => TaskKind::ToolCall,
-        "json" => TaskKind::Json,
-        "label" => TaskKind::Label,
-        _ => TaskKind::Text,
-    }
-}
-
-fn eval_kind(k: TaskKind) -> OutputKind {
-    match k {
-        TaskKind::ToolCall => OutputKind::ToolCall,
-        TaskKind::Json => OutputKind::Json,
-        TaskKind::Label => OutputKind::Label,
-        TaskKind::Text => OutputKind::Text,
-    }
-}
-
-/// Zero-shot exact match of one local candidate on validation records.
-fn bakeoff_one(
-    id: &str,
-    val: &[&ChatRecord],
-    kind: OutputKind,
-    threads: Option<usize>,
-) -> Result<Value> {
-    let lm = load_model(&ModelArgs {
-        model: id.to_string(),
-        threads,
-    })?;
-    let opts = GenerateOptions {
-        max_tokens: 256,
-        temperature: 0.0,
-        ..Default::default()
-    };
-    let run = run_model(&lm, val, kind, &opts, &|r| zero_shot_prompt(&lm, r))?;
-    let s = run.report.summary();
-    Ok(
-        json!({"exact_match": s.exact_match, "schema_valid": s.schema_valid,
-              "latency_p50_ms": s.latency_p50_ms, "examples": val.len()}),
-    )
-}
-
-/// The accepted candidate with the best bake-off exact match (ties and no bake-off: the
-/// catalog ranking's order, which puts what can be had without a hub download first); never a
-/// model that must first be downloaded from the hub while another can run.
-fn recommended(ranked: &[Candidate], bake: &[(String, Value)]) -> Option<String> {
-    let em = |id: &str| {
-        bake.iter()
-            .find(|(b, _)| b == id)
-            .and_then(|(_, v)| v["exact_match"].as_f64())
-            .unwrap_or(-1.0)
-    };
-    let mut best: Option<&Candidate> = None;
-    let obtainable = ranked
-        .iter()
-        .any(|c| c.accepted() && c.availability.obtainable());
-    for c in ranked
-        .iter()
-        .filter(|c| c.accepted() && (c.availability.obtainable() || !obtainable))
-    {
-        if best.is_none_or(|b| em(&c.id) > em(&b.id)) {
-            best = Some(c);
-        }
-    }
-    best.map(|c| c.id.clone())
-}
-
 pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
-    let store = data.open_store()?;
-    let task = store.get_task(&a.task)?.ok_or_else(|| {
-        anyhow!(
-            "no task '{}' (see `downshift tasks list`; tasks come from `downshift discover`)",
-            a.task
-        )
-    })?;
-    let st = &task.stats;
-    let p95 = st["prompt_tokens"]["p95"].as_u64().unwrap_or(0)
-        + st["completion_tokens"]["p95"].as_u64().unwrap_or(0);
-    let kind = task_kind(st["output_kind"].as_str().unwrap_or("text"));
-    let profile = TaskProfile {
-        kind,
-        p95_tokens: p95.min(u32::MAX as u64) as u32,
-        needs_tools: kind == TaskKind::ToolCall,
-    };
-    let constraints = Constraints {
-        memory_gb: a.memory_gb,
-        license_allow: a.license_allow.clone(),
-        max_params_b: a.max_params,
-        supported_architectures: RUNTIME_ARCHITECTURES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        ..Default::default()
-    };
-    let catalog = Catalog::embedded().context("the embedded model catalog is invalid")?;
-    let ranked: Vec<Candidate> = select_located(&catalog, &profile, &constraints, |m| {
-        resolve_model(&m.id).ok().map(|p| p.display().to_string())
-    });
-
-    let mut bake: Vec<(String, Value)> = Vec::new();
-    if a.bakeoff {
-        let (dataset, recs) = DataArgs {
-            task: Some(a.task.clone()),
-            dataset: None,
-        }
-        .load(data, curate)?;
-        let split = SplitConfig::default();
-        let val: Vec<&ChatRecord> = recs
-            .iter()
-            .filter(|r| split.split_of_record(r) == Split::Validation)
-            .take(a.bakeoff_limit)
-            .collect();
-        let kind = kind_of_many(recs.iter().map(|r| &r.answer)).unwrap_or(eval_kind(kind));
-        for c in ranked.iter().filter(|c| c.rejected.is_empty()) {
-            if resolve_model(&c.id).is_err() {
-                continue;
-            }
-            if !a.json {
-                eprintln!(
-                    "bake-off: {} on {} validation calls of '{dataset}'",
-                    c.id,
-                    val.len()
-                );
-            }
-            let r = bakeoff_one(&c.id, &val, kind, a.threads)
-                .unwrap_or_else(|e| json!({"error": format!("{e:#}")}));
-            bake.push((c.id.clone(), r));
-        }
-    }
-    let bake_of = |id: &str| bake.iter().find(|(b, _)| b == id).map(|(_, v)| v.clone());
-
+    let sel = select(
+        &SelectRequest {
+            task: a.task.clone(),
+            memory_gb: a.memory_gb,
+            license_allow: a.license_allow.clone(),
+            max_params: a.max_params,
+            bakeoff: a.bakeoff,
+            bakeoff_limit: a.bakeoff_limit,
+            threads: a.threads,
+            quiet: a.json,
+        },
+        data,
+        curate,
+    )?;
+    let (task, p95, ranked) = (&sel.task, sel.p95_tokens, &sel.ranked);
+    let bake_of = |id: &str| sel.bakeoff_of(id).cloned();
     if a.json {
         let cands: Vec<Value> = ranked
             .iter()
@@ -191,22 +68,20 @@ pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Resul
                 v
             })
             .collect();
-        let best = recommended(&ranked, &bake);
+        let best = &sel.recommended;
         println!(
             "{}",
-            json!({"task": a.task, "kind": st["output_kind"], "p95_tokens": p95,
+            json!({"task": a.task, "kind": sel.kind, "p95_tokens": p95,
                    "recommended": best, "candidates": cands})
         );
         return Ok(());
     }
     println!(
         "task {} ({}, p95 {} tokens per call)",
-        task.id,
-        st["output_kind"].as_str().unwrap_or("text"),
-        p95
+        task.id, sel.kind, p95
     );
     let mut rows = Vec::new();
-    for c in &ranked {
+    for c in ranked {
         let b = bake_of(&c.id);
         let em = b
             .as_ref()
@@ -235,7 +110,7 @@ pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Resul
         &["MODEL", "PARAMS", "SCORE", "BAKE-OFF", "GET", "WHY"],
         &rows,
     );
-    if let Some(best) = recommended(&ranked, &bake) {
+    if let Some(best) = &sel.recommended {
         println!("recommended: {best}");
     }
     Ok(())

@@ -1,4 +1,7 @@
 //! End-to-end: `curate`, `datasets` and `pii detect` through the real binary.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

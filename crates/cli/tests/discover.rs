@@ -1,4 +1,7 @@
 //! End-to-end: `discover` and `tasks list|show` through the real binary, on BFCL calls.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

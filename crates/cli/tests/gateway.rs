@@ -1,5 +1,8 @@
 //! End-to-end: the real `downshift serve` in front of the real `downshift mock-llm`, on
 //! loopback ports chosen by the OS.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

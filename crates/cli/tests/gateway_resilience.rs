@@ -2,6 +2,9 @@
 //! the rest of the OpenAI surface (Responses API, legacy completions, model lookup, the OpenAI
 //! Python SDK), with the real `downshift serve` in front of real `downshift mock-llm`s on
 //! loopback.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

@@ -1,4 +1,7 @@
 //! End-to-end: `import`, `export` and the mock's replay on the BFCL development data.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

@@ -1,5 +1,8 @@
 //! End-to-end: `downshift generate`, `downshift tokenize` and the gateway's `local/<name>`
 //! models, on the packaged SmolLM2-135M-Instruct (Q4_1 GGUF from `scripts/fetch.sh`).
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

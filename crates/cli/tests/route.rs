@@ -3,6 +3,9 @@
 //! OpenAI-compatible endpoints played by the real mock upstream: one replaying the LLM's own
 //! answers (a good specialist), one calling a tool the request never offered, one answering
 //! with text where the LLM called tools (a bad specialist that must be demoted).
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

@@ -1,5 +1,8 @@
 //! End-to-end: `downshift train` on a curated dataset of real BFCL calls, with the packaged
 //! SmolLM2-135M-Instruct (QLoRA through its Q4_1 weights); the adapter it writes is served.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

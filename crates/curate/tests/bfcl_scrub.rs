@@ -3,6 +3,9 @@
 //!
 //! The data is not in git: `scripts/fetch.sh bfcl` writes `data/bfcl/bfcl.jsonl` (OpenAI chat
 //! completions with tool calls). Without it the test fails and says how to fetch it.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_curate::{Detector, PiiConfig, Scrubber, SurrogateMode};
 use serde_json::Value;

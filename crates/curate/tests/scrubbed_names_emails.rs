@@ -3,6 +3,9 @@
 //! message, in the assistant's tool-call arguments (JSON) and in the assistant's reply; after the
 //! curate pipeline, no given name, surname or e-mail address of any of them is left anywhere in
 //! the examples, in either replacement mode.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_curate::{CallInput, CurateConfig, PiiConfig, SurrogateMode, curate};
 use serde_json::{Value, json};

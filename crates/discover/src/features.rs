@@ -3,6 +3,7 @@
 //!
 //! Tags are never read here: they exist only to evaluate the clustering.
 
+use downshift_api::TaskKind;
 use serde_json::Value;
 
 /// One call as discovery sees it: the decrypted request and response of a chat completion.
@@ -18,27 +19,26 @@ pub struct CallInput {
     pub completion_tokens: Option<u64>,
 }
 
-/// What the model answered with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum OutputKind {
-    /// Free text.
-    Text,
-    /// A JSON object or array as the message content.
-    Json,
-    /// One or more tool calls.
-    Tool,
-    /// No answer (error, empty response).
-    None,
+/// The name discovery gives an answer's kind in signatures, shapes and labels: `tool`,
+/// `json`, `label`, `text`, or `none` for no usable answer (kept as first written, so the
+/// signatures, and with them the task ids, of a database stay what they were).
+pub fn kind_tag(kind: Option<TaskKind>) -> &'static str {
+    match kind {
+        Some(TaskKind::ToolCall) => "tool",
+        Some(k) => k.as_str(),
+        None => "none",
+    }
 }
 
-impl OutputKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputKind::Text => "text",
-            OutputKind::Json => "json",
-            OutputKind::Tool => "tool",
-            OutputKind::None => "none",
-        }
+/// The order ties between kinds are broken in (free text first, no answer last), as before
+/// the kinds were shared.
+pub(crate) fn kind_rank(kind: Option<TaskKind>) -> u8 {
+    match kind {
+        Some(TaskKind::Text) => 0,
+        Some(TaskKind::Label) => 1,
+        Some(TaskKind::Json) => 2,
+        Some(TaskKind::ToolCall) => 3,
+        None => 4,
     }
 }
 
@@ -58,7 +58,8 @@ pub struct CallFeatures {
     pub tools: Vec<ToolRef>,
     /// Names of the tools called in the answer, sorted, deduplicated.
     pub called: Vec<String>,
-    pub kind: OutputKind,
+    /// What the model answered with (none: no usable answer).
+    pub kind: Option<TaskKind>,
     /// Top-level keys of a JSON answer, sorted.
     pub json_keys: Vec<String>,
     /// The newest user/tool turns: the part of the prompt that varies from call to call.
@@ -71,9 +72,9 @@ impl CallFeatures {
     /// The shape of the answer, for output-format consistency: tool names, JSON keys, or kind.
     pub fn output_shape(&self) -> String {
         match self.kind {
-            OutputKind::Tool => format!("tool:{}", self.called.join("+")),
-            OutputKind::Json => format!("json:{{{}}}", self.json_keys.join(",")),
-            k => k.as_str().to_owned(),
+            Some(TaskKind::ToolCall) => format!("tool:{}", self.called.join("+")),
+            Some(TaskKind::Json) => format!("json:{{{}}}", self.json_keys.join(",")),
+            k => kind_tag(k).to_owned(),
         }
     }
 }
@@ -239,17 +240,17 @@ pub fn extract(call: &CallInput) -> CallFeatures {
         .unwrap_or_default();
     let mut json_keys = Vec::new();
     let kind = if !called.is_empty() {
-        OutputKind::Tool
+        Some(TaskKind::ToolCall)
     } else if let Some(v) = parse_json_content(&content) {
         if let Value::Object(m) = &v {
             json_keys = m.keys().cloned().collect();
             json_keys.sort();
         }
-        OutputKind::Json
+        Some(TaskKind::Json)
     } else if !content.trim().is_empty() {
-        OutputKind::Text
+        Some(TaskKind::Text)
     } else {
-        OutputKind::None
+        None
     };
 
     let prompt_tokens = call.prompt_tokens.unwrap_or_else(|| {
@@ -307,7 +308,7 @@ mod tests {
         let f = extract(&call(req.clone(), tool));
         assert_eq!(f.system, "You route requests.");
         assert_eq!(f.variable, "weather in Paris");
-        assert_eq!(f.kind, OutputKind::Tool);
+        assert_eq!(f.kind, Some(TaskKind::ToolCall));
         assert_eq!(f.called, ["get_weather"]);
         assert_eq!(f.tools.len(), 1);
         assert_eq!(f.output_shape(), "tool:get_weather");
@@ -315,12 +316,12 @@ mod tests {
         let js =
             json!({"choices": [{"message": {"content": "```json\n{\"b\": 1, \"a\": 2}\n```"}}]});
         let f = extract(&call(req.clone(), js));
-        assert_eq!(f.kind, OutputKind::Json);
+        assert_eq!(f.kind, Some(TaskKind::Json));
         assert_eq!(f.json_keys, ["a", "b"]);
 
         let text = json!({"choices": [{"message": {"content": "It is sunny."}}]});
-        assert_eq!(extract(&call(req.clone(), text)).kind, OutputKind::Text);
-        assert_eq!(extract(&call(req, Value::Null)).kind, OutputKind::None);
+        assert_eq!(extract(&call(req.clone(), text)).kind, Some(TaskKind::Text));
+        assert_eq!(extract(&call(req, Value::Null)).kind, None);
     }
 
     #[test]

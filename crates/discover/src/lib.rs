@@ -12,6 +12,10 @@
 //! * [`mask`]: the masked view (entities → their type, values normalised) that discovery
 //!   embeds and labels with; [`placement`]: a split stands only where the router can place it;
 //! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
+#![allow(
+    missing_docs,
+    reason = "documented item by item as the crate is next worked on (issue 29); the workspace lint keeps new crates documented"
+)]
 
 mod align;
 pub mod config;
@@ -28,7 +32,8 @@ pub mod task;
 pub mod template;
 
 pub use config::{DiscoverConfig, EmbedderKind};
-pub use features::{CallInput, OutputKind};
+pub use downshift_api::TaskKind;
+pub use features::{CallInput, kind_tag};
 pub use hashed::HashedEmbedder;
 pub use pipeline::{
     DiscoverError, DiscoverParams, Discovery, ExtractedCall, TextEmbedder, discover,

@@ -47,7 +47,7 @@ use rayon::prelude::*;
 
 use crate::align::{align_to_requests, tool_list_hash};
 use crate::embed::Embedder;
-use crate::features::{CallFeatures, CallInput, OutputKind, ToolRef, extract, fnv64};
+use crate::features::{CallFeatures, CallInput, ToolRef, extract, fnv64, kind_rank, kind_tag};
 use crate::hashed::HashedEmbedder;
 use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
 use crate::labels::ctfidf_terms;
@@ -56,6 +56,7 @@ use crate::placement::{held_back_hash, merge_until_placed};
 use crate::stable::{NewCluster, PriorTask, assign_ids};
 use crate::task::{Price, RunStats, Task, percentiles, price_of, suitability};
 use crate::template::TemplateMiner;
+use downshift_api::TaskKind;
 
 /// What can go wrong in discovery.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +209,7 @@ pub fn structure(feats: &[&CallFeatures]) -> Structure {
             let names: String = f.tools.iter().map(|t| format!("{};", t.name)).collect();
             let names_hash = fnv64(names.as_bytes());
             let mut parts: Vec<String> = Vec::new();
-            if f.kind == OutputKind::Tool {
+            if f.kind == Some(TaskKind::ToolCall) {
                 for c in &f.called {
                     let part = match f.tools.iter().find(|t| &t.name == c) {
                         Some(t) => match family[t] {
@@ -229,7 +230,7 @@ pub fn structure(feats: &[&CallFeatures]) -> Structure {
             format!(
                 "sys:{:016x}|{}|{}",
                 template_hash[system_tid[f.system.as_str()]],
-                f.kind.as_str(),
+                kind_tag(f.kind),
                 parts.join("+")
             )
         })
@@ -450,7 +451,7 @@ pub fn discover_extracted(
         if members.len() < mcs {
             continue;
         }
-        if feats[members[0]].kind == OutputKind::Tool {
+        if feats[members[0]].kind == Some(TaskKind::ToolCall) {
             // One tool list's own tools (not an API shared by several lists): its calls may be
             // several jobs, one per tool called, if the router can tell their requests apart.
             let own = sig.contains("|private:") && !sig.contains("shared:");
@@ -808,7 +809,7 @@ pub fn discover_extracted(
                     .map(|&i| feats[i].prompt_tokens + feats[i].completion_tokens)
                     .sum();
                 let cost: f64 = members.iter().map(|&i| cost_of(i)).sum();
-                let mut kinds: HashMap<OutputKind, usize> = HashMap::new();
+                let mut kinds: HashMap<Option<TaskKind>, usize> = HashMap::new();
                 let mut shapes: HashMap<String, usize> = HashMap::new();
                 let mut tools: HashMap<&str, usize> = HashMap::new();
                 for &i in &members {
@@ -820,8 +821,8 @@ pub fn discover_extracted(
                 }
                 let kind = kinds
                     .iter()
-                    .max_by_key(|(k, c)| (**c, std::cmp::Reverse(**k)))
-                    .map_or(OutputKind::None, |(k, _)| *k);
+                    .max_by_key(|(k, c)| (**c, std::cmp::Reverse(kind_rank(**k))))
+                    .and_then(|(k, _)| *k);
                 let consistency = shapes.values().max().copied().unwrap_or(0) as f64 / n as f64;
                 let dominant_tool = tools
                     .iter()
@@ -862,8 +863,8 @@ pub fn discover_extracted(
                     n as f64 / calls.len().max(1) as f64,
                 );
                 let head = match (kind, &dominant_tool) {
-                    (OutputKind::Tool, Some(t)) => format!("tool:{t}"),
-                    (k, _) => k.as_str().to_owned(),
+                    (Some(TaskKind::ToolCall), Some(t)) => format!("tool:{t}"),
+                    (k, _) => kind_tag(k).to_owned(),
                 };
                 let label = if terms.is_empty() {
                     head
@@ -889,7 +890,7 @@ pub fn discover_extracted(
                     cost_usd: cost,
                     prompt_tokens: prompt,
                     completion_tokens: completion,
-                    output_kind: kind.as_str().to_owned(),
+                    output_kind: kind,
                     dominant_tool,
                     output_consistency: consistency,
                     similarity,

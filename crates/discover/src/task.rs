@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::features::OutputKind;
+use downshift_api::TaskKind;
 
 /// Price of a model in USD per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -62,8 +62,10 @@ pub struct Task {
     pub cost_usd: f64,
     pub prompt_tokens: Percentiles,
     pub completion_tokens: Percentiles,
-    /// `text`, `json`, `tool` or `none`.
-    pub output_kind: String,
+    /// What its answers are (none: no usable answer); stored as `tool_call`, `json`, `text`
+    /// or `none` (`tool` in databases written before the kinds were shared).
+    #[serde(with = "downshift_api::kind_or_none")]
+    pub output_kind: Option<TaskKind>,
     pub dominant_tool: Option<String>,
     /// Share of calls whose output has the task's most common shape (tool names / JSON keys).
     pub output_consistency: f64,
@@ -111,7 +113,7 @@ pub struct RunStats {
 /// SLM suitability in `[0, 1]` and the reasons for it: structured output, consistent output,
 /// short completions, low diversity of inputs, volume.
 pub fn suitability(
-    kind: OutputKind,
+    kind: Option<TaskKind>,
     consistency: f64,
     completion_p95: u64,
     similarity: f64,
@@ -120,19 +122,19 @@ pub fn suitability(
 ) -> (f64, Vec<String>) {
     let mut reasons = Vec::new();
     let structured = match kind {
-        OutputKind::Tool => {
+        Some(TaskKind::ToolCall) => {
             reasons.push("+ structured output (tool calls)".to_owned());
             1.0
         }
-        OutputKind::Json => {
+        Some(TaskKind::Json) => {
             reasons.push("+ structured output (JSON)".to_owned());
             1.0
         }
-        OutputKind::Text => {
+        Some(TaskKind::Text | TaskKind::Label) => {
             reasons.push("- free-text output".to_owned());
             0.4
         }
-        OutputKind::None => {
+        None => {
             reasons.push("- no usable output".to_owned());
             0.0
         }

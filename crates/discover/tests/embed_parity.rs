@@ -1,6 +1,9 @@
 //! Native all-MiniLM-L6-v2 embeddings against sentence-transformers' (fixture written by
 //! `bench/discover/make_embedding_fixture.py`): identical token ids, cosine ≥ 0.999.
 //! The model must be present (`scripts/fetch.sh minilm`); a missing model fails, never skips.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

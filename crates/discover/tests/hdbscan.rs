@@ -1,4 +1,7 @@
 //! HDBSCAN behaviour on synthetic data generated deterministically here.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_discover::hdbscan::{
     ClusterSelection, HdbscanParams, Metric, adjusted_rand_index, hdbscan, hdbscan_rows,

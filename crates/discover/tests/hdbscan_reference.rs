@@ -1,5 +1,8 @@
 //! Parity with scikit-learn's HDBSCAN on the fixture written by
 //! `bench/discover/hdbscan_reference.py`.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_discover::hdbscan::{ClusterSelection, HdbscanParams, adjusted_rand_index, hdbscan};
 use serde_json::Value;

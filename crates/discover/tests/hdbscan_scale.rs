@@ -1,5 +1,8 @@
 //! Timing at scale (ignored by default; run optimised):
 //! `cargo test --release -p downshift-discover --test hdbscan_scale -- --ignored --nocapture`
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_discover::hdbscan::{HdbscanParams, Metric, hdbscan};
 use std::time::Instant;

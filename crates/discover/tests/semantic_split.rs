@@ -1,5 +1,8 @@
 //! One system prompt used for two jobs is split by the MiniLM embeddings; the same prompt used
 //! for one job is not. The model must be present (`scripts/fetch.sh minilm`).
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::path::Path;
 

@@ -12,12 +12,20 @@ pub enum EvalError {
     ToolCallsNotArray,
     /// A tool call lacks its function name, or its arguments are neither a string nor an object.
     #[error("tool call {index}: {reason}")]
-    MalformedToolCall { index: usize, reason: String },
+    MalformedToolCall {
+        /// Its position in `tool_calls`.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A tool call's `arguments` string is not valid JSON.
     #[error("tool call {index} (`{name}`): arguments are not valid JSON: {source}")]
     InvalidArguments {
+        /// Its position in `tool_calls`.
         index: usize,
+        /// The function called.
         name: String,
+        /// The JSON error.
         #[source]
         source: serde_json::Error,
     },

@@ -2,7 +2,7 @@
 //! answer (the reference), for step S5's evaluation and S6's agreement tracking.
 //!
 //! Answers are OpenAI chat assistant messages as [`serde_json::Value`]. What is compared depends
-//! on the [`OutputKind`] of the task ([`kind_of`], [`kind_of_many`]):
+//! on the [`TaskKind`] of the task ([`kind_of`], [`kind_of_many`]):
 //!
 //! - tool calls: the same multiset of calls with canonically equal arguments
 //!   ([`tool_calls_match`]), and schema validity against the offered tools
@@ -35,7 +35,7 @@ pub use error::EvalError;
 pub use fields::{field_accuracy, json_field_accuracy};
 pub use label::{label_match, normalise_label};
 pub use message::{
-    LABEL_MAX_CHARS, LABEL_MAX_WORDS, OutputKind, kind_of, kind_of_many, message_text,
+    LABEL_MAX_CHARS, LABEL_MAX_WORDS, TaskKind, kind_of, kind_of_many, message_text,
     parse_json_text,
 };
 pub use report::{Report, Summary};

@@ -1,67 +1,36 @@
 //! Reading an assistant message: its text, a JSON answer inside it, and what kind of output it is.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// At most this many whitespace-separated words make a [`OutputKind::Label`].
+/// At most this many whitespace-separated words make a [`TaskKind::Label`].
 pub const LABEL_MAX_WORDS: usize = 4;
-/// At most this many characters (after trimming) make a [`OutputKind::Label`].
+/// At most this many characters (after trimming) make a [`TaskKind::Label`].
 pub const LABEL_MAX_CHARS: usize = 40;
 
-/// The shape of an answer, which decides how a prediction is compared with it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputKind {
-    /// The answer calls one or more tools.
-    ToolCall,
-    /// The answer's content is a JSON object or array.
-    Json,
-    /// The answer's content is a short, single-line label (a class name, yes/no, a short entity).
-    Label,
-    /// Anything else: free text.
-    Text,
-}
-
-impl OutputKind {
-    /// Every kind, most structured first (the order ties are broken in by [`kind_of_many`]).
-    pub const ALL: [OutputKind; 4] = [
-        OutputKind::ToolCall,
-        OutputKind::Json,
-        OutputKind::Label,
-        OutputKind::Text,
-    ];
-
-    /// The kind's name as serialised (`tool_call`, `json`, `label`, `text`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutputKind::ToolCall => "tool_call",
-            OutputKind::Json => "json",
-            OutputKind::Label => "label",
-            OutputKind::Text => "text",
-        }
-    }
-}
+/// The shape of an answer, which decides how a prediction is compared with it: the task kind
+/// every stage shares.
+pub use downshift_api::TaskKind;
 
 /// Classifies one reference answer (an OpenAI assistant message):
 ///
-/// 1. a non-empty `tool_calls` array (or the legacy `function_call`) → [`OutputKind::ToolCall`];
+/// 1. a non-empty `tool_calls` array (or the legacy `function_call`) → [`TaskKind::ToolCall`];
 /// 2. content that parses as a JSON object or array ([`parse_json_text`], so a Markdown
-///    ```` ```json ```` fence is allowed) → [`OutputKind::Json`];
+///    ```` ```json ```` fence is allowed) → [`TaskKind::Json`];
 /// 3. non-empty, single-line content of at most [`LABEL_MAX_WORDS`] words and
 ///    [`LABEL_MAX_CHARS`] characters after trimming, not starting like JSON (`{`, `[`) →
-///    [`OutputKind::Label`] (so `positive`, `billing`, `Paris, France` and `42` are labels; a
+///    [`TaskKind::Label`] (so `positive`, `billing`, `Paris, France` and `42` are labels; a
 ///    scalar JSON like `true` is too; a broken `{"a": ` is not);
-/// 4. everything else, including empty content → [`OutputKind::Text`].
-pub fn kind_of(reference: &Value) -> OutputKind {
+/// 4. everything else, including empty content → [`TaskKind::Text`].
+pub fn kind_of(reference: &Value) -> TaskKind {
     if has_tool_calls(reference) {
-        return OutputKind::ToolCall;
+        return TaskKind::ToolCall;
     }
     let text = message_text(reference);
     if matches!(
         parse_json_text(&text),
         Some(Value::Object(_) | Value::Array(_))
     ) {
-        return OutputKind::Json;
+        return TaskKind::Json;
     }
     let trimmed = text.trim();
     if !trimmed.is_empty()
@@ -70,28 +39,28 @@ pub fn kind_of(reference: &Value) -> OutputKind {
         && trimmed.chars().count() <= LABEL_MAX_CHARS
         && trimmed.split_whitespace().count() <= LABEL_MAX_WORDS
     {
-        return OutputKind::Label;
+        return TaskKind::Label;
     }
-    OutputKind::Text
+    TaskKind::Text
 }
 
 /// The kind of a task: the majority of [`kind_of`] over its reference answers. Ties go to the
 /// more structured kind (ToolCall, then Json, Label, Text). `None` when there are no answers.
-pub fn kind_of_many<'a, I>(references: I) -> Option<OutputKind>
+pub fn kind_of_many<'a, I>(references: I) -> Option<TaskKind>
 where
     I: IntoIterator<Item = &'a Value>,
 {
     let mut counts = [0usize; 4];
     for reference in references {
         let kind = kind_of(reference);
-        if let Some(i) = OutputKind::ALL.iter().position(|k| *k == kind) {
+        if let Some(i) = TaskKind::ALL.iter().position(|k| *k == kind) {
             counts[i] += 1;
         }
     }
     let best = counts.iter().copied().max().filter(|n| *n > 0)?;
     // `position` finds the first, i.e. the most structured, of the tied kinds.
     let i = counts.iter().position(|n| *n == best)?;
-    Some(OutputKind::ALL[i])
+    Some(TaskKind::ALL[i])
 }
 
 /// Whether the message calls at least one tool (`tool_calls` non-empty, or `function_call`).
@@ -159,46 +128,46 @@ mod tests {
         let m = json!({"role": "assistant", "content": "{\"a\":1}", "tool_calls": [
             {"type": "function", "function": {"name": "f", "arguments": "{}"}}
         ]});
-        assert_eq!(kind_of(&m), OutputKind::ToolCall);
+        assert_eq!(kind_of(&m), TaskKind::ToolCall);
         let legacy = json!({"role": "assistant", "content": null,
             "function_call": {"name": "f", "arguments": "{}"}});
-        assert_eq!(kind_of(&legacy), OutputKind::ToolCall);
+        assert_eq!(kind_of(&legacy), TaskKind::ToolCall);
         // An empty tool_calls array is no call.
         let empty = json!({"role": "assistant", "content": "yes", "tool_calls": []});
-        assert_eq!(kind_of(&empty), OutputKind::Label);
+        assert_eq!(kind_of(&empty), TaskKind::Label);
     }
 
     #[test]
     fn json_objects_and_arrays() {
-        assert_eq!(kind_of(&msg(r#"{"city": "Paris"}"#)), OutputKind::Json);
-        assert_eq!(kind_of(&msg("  [1, 2, 3]\n")), OutputKind::Json);
+        assert_eq!(kind_of(&msg(r#"{"city": "Paris"}"#)), TaskKind::Json);
+        assert_eq!(kind_of(&msg("  [1, 2, 3]\n")), TaskKind::Json);
         assert_eq!(
             kind_of(&msg("```json\n{\"city\": \"Paris\"}\n```")),
-            OutputKind::Json
+            TaskKind::Json
         );
         // Scalars are not JSON outputs; short ones are labels.
-        assert_eq!(kind_of(&msg("true")), OutputKind::Label);
-        assert_eq!(kind_of(&msg("42")), OutputKind::Label);
+        assert_eq!(kind_of(&msg("true")), TaskKind::Label);
+        assert_eq!(kind_of(&msg("42")), TaskKind::Label);
         // Broken JSON is text, even when short.
-        assert_eq!(kind_of(&msg(r#"{"city": "Paris", "#)), OutputKind::Text);
-        assert_eq!(kind_of(&msg("[1, 2")), OutputKind::Text);
+        assert_eq!(kind_of(&msg(r#"{"city": "Paris", "#)), TaskKind::Text);
+        assert_eq!(kind_of(&msg("[1, 2")), TaskKind::Text);
     }
 
     #[test]
     fn labels_versus_text() {
-        assert_eq!(kind_of(&msg("positive")), OutputKind::Label);
-        assert_eq!(kind_of(&msg(" Paris, France. ")), OutputKind::Label);
-        assert_eq!(kind_of(&msg("one two three four")), OutputKind::Label);
-        assert_eq!(kind_of(&msg("one two three four five")), OutputKind::Text);
-        assert_eq!(kind_of(&msg("yes\nno")), OutputKind::Text);
+        assert_eq!(kind_of(&msg("positive")), TaskKind::Label);
+        assert_eq!(kind_of(&msg(" Paris, France. ")), TaskKind::Label);
+        assert_eq!(kind_of(&msg("one two three four")), TaskKind::Label);
+        assert_eq!(kind_of(&msg("one two three four five")), TaskKind::Text);
+        assert_eq!(kind_of(&msg("yes\nno")), TaskKind::Text);
         assert_eq!(
             kind_of(&msg("Supercalifragilisticexpialidocious-and-then-some")),
-            OutputKind::Text
+            TaskKind::Text
         );
-        assert_eq!(kind_of(&msg("")), OutputKind::Text);
+        assert_eq!(kind_of(&msg("")), TaskKind::Text);
         assert_eq!(
             kind_of(&json!({"role": "assistant", "content": null})),
-            OutputKind::Text
+            TaskKind::Text
         );
     }
 
@@ -209,9 +178,9 @@ mod tests {
             msg("no"),
             msg("a much longer answer in prose here"),
         ];
-        assert_eq!(kind_of_many(&refs), Some(OutputKind::Label));
+        assert_eq!(kind_of_many(&refs), Some(TaskKind::Label));
         let tie = [msg("yes"), msg("a much longer answer in prose here")];
-        assert_eq!(kind_of_many(&tie), Some(OutputKind::Label));
+        assert_eq!(kind_of_many(&tie), Some(TaskKind::Label));
         assert_eq!(kind_of_many(&[]), None);
     }
 

@@ -69,6 +69,7 @@ pub struct Summary {
 }
 
 impl Report {
+    /// An empty report.
     pub fn new() -> Self {
         Self::default()
     }
@@ -104,10 +105,12 @@ impl Report {
         self.examples
     }
 
+    /// Whether no example was added.
     pub fn is_empty(&self) -> bool {
         self.examples == 0
     }
 
+    /// The aggregates over the examples added so far.
     pub fn summary(&self) -> Summary {
         let mut latencies = self.latencies_ms.clone();
         latencies.sort_by(f64::total_cmp);

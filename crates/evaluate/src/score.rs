@@ -3,7 +3,7 @@
 use crate::canonical::json_equal;
 use crate::fields::field_accuracy;
 use crate::label::label_match;
-use crate::message::{OutputKind, has_tool_calls, message_text, parse_json_text};
+use crate::message::{TaskKind, has_tool_calls, message_text, parse_json_text};
 use crate::text::{chrf, normalise_whitespace, rouge_l_f1};
 use crate::tool_call::{parse_tool_calls, same_tool_calls, validate_tool_call};
 use serde::{Deserialize, Serialize};
@@ -47,7 +47,7 @@ pub struct Score {
 /// `schema_valid` (ToolCall with `tools` given): `false` when the prediction's calls cannot be
 /// read, or any fails [`validate_tool_call`], or it makes no call where the reference made one;
 /// `None` when neither side calls a tool.
-pub fn score(pred: &Value, reference: &Value, tools: Option<&[Value]>, kind: OutputKind) -> Score {
+pub fn score(pred: &Value, reference: &Value, tools: Option<&[Value]>, kind: TaskKind) -> Score {
     let pred_calls = parse_tool_calls(pred);
     let ref_calls = parse_tool_calls(reference);
     let calls_agree = match (&pred_calls, &ref_calls) {
@@ -59,7 +59,7 @@ pub fn score(pred: &Value, reference: &Value, tools: Option<&[Value]>, kind: Out
     let text_equal = || normalise_whitespace(&pred_text) == normalise_whitespace(&ref_text);
     let mut out = Score::default();
     match kind {
-        OutputKind::ToolCall => {
+        TaskKind::ToolCall => {
             let reference_calls = has_tool_calls(reference);
             out.exact = calls_agree && (reference_calls || text_equal());
             out.schema_valid = tools.and_then(|tools| match &pred_calls {
@@ -68,7 +68,7 @@ pub fn score(pred: &Value, reference: &Value, tools: Option<&[Value]>, kind: Out
                 Err(_) => Some(false),
             });
         }
-        OutputKind::Json => match parse_json_text(&ref_text) {
+        TaskKind::Json => match parse_json_text(&ref_text) {
             Some(ref_json) => {
                 let pred_json = parse_json_text(&pred_text);
                 out.exact =
@@ -81,8 +81,8 @@ pub fn score(pred: &Value, reference: &Value, tools: Option<&[Value]>, kind: Out
             }
             None => out.exact = calls_agree && text_equal(),
         },
-        OutputKind::Label => out.exact = calls_agree && label_match(&pred_text, &ref_text),
-        OutputKind::Text => {
+        TaskKind::Label => out.exact = calls_agree && label_match(&pred_text, &ref_text),
+        TaskKind::Text => {
             out.exact = calls_agree && text_equal();
             out.rouge_l = Some(rouge_l_f1(&pred_text, &ref_text));
             out.chrf = Some(chrf(&pred_text, &ref_text));
@@ -93,12 +93,12 @@ pub fn score(pred: &Value, reference: &Value, tools: Option<&[Value]>, kind: Out
 
 /// How far a prediction agrees with the reference, in [0, 1], for a router to track: `exact` as
 /// 1 or 0 for ToolCall, Json and Label; for Text, 1 when exact and ROUGE-L F1 otherwise.
-pub fn agreement(score: &Score, kind: OutputKind) -> f64 {
+pub fn agreement(score: &Score, kind: TaskKind) -> f64 {
     let exact = if score.exact { 1.0 } else { 0.0 };
     match kind {
-        OutputKind::ToolCall | OutputKind::Json | OutputKind::Label => exact,
-        OutputKind::Text if score.exact => 1.0,
-        OutputKind::Text => score.rouge_l.unwrap_or(0.0),
+        TaskKind::ToolCall | TaskKind::Json | TaskKind::Label => exact,
+        TaskKind::Text if score.exact => 1.0,
+        TaskKind::Text => score.rouge_l.unwrap_or(0.0),
     }
 }
 
@@ -106,10 +106,10 @@ pub fn agreement(score: &Score, kind: OutputKind) -> f64 {
 /// labels, [`json_field_accuracy`](crate::json_field_accuracy) for JSON (partial credit per
 /// field; 1 when exact), and for free text 1 when exact, else ROUGE-L F1. Averaged over a
 /// task's answers it is the quality a person compares with the LLM's.
-pub fn quality(score: &Score, kind: OutputKind) -> f64 {
+pub fn quality(score: &Score, kind: TaskKind) -> f64 {
     match kind {
-        OutputKind::Json if score.exact => 1.0,
-        OutputKind::Json => score.field_accuracy.unwrap_or(0.0),
+        TaskKind::Json if score.exact => 1.0,
+        TaskKind::Json => score.field_accuracy.unwrap_or(0.0),
         _ => agreement(score, kind),
     }
 }
@@ -147,7 +147,7 @@ mod tests {
             &calls(&[("lookup", r#"{"id": 2.0}"#), ("lookup", r#"{"id": 1}"#)]),
             &reference,
             Some(&tools),
-            OutputKind::ToolCall,
+            TaskKind::ToolCall,
         );
         assert_eq!(
             good,
@@ -157,13 +157,13 @@ mod tests {
                 ..Score::default()
             }
         );
-        assert_eq!(agreement(&good, OutputKind::ToolCall), 1.0);
+        assert_eq!(agreement(&good, TaskKind::ToolCall), 1.0);
 
         let wrong = score(
             &calls(&[("lookup", r#"{"id": "1"}"#), ("lookup", r#"{"id": 2}"#)]),
             &reference,
             Some(&tools),
-            OutputKind::ToolCall,
+            TaskKind::ToolCall,
         );
         assert_eq!(
             wrong,
@@ -173,13 +173,13 @@ mod tests {
                 ..Score::default()
             }
         );
-        assert_eq!(agreement(&wrong, OutputKind::ToolCall), 0.0);
+        assert_eq!(agreement(&wrong, TaskKind::ToolCall), 0.0);
 
         let broken = score(
             &calls(&[("lookup", "{")]),
             &reference,
             Some(&tools),
-            OutputKind::ToolCall,
+            TaskKind::ToolCall,
         );
         assert_eq!(
             broken,
@@ -194,7 +194,7 @@ mod tests {
             &text("I'll look it up."),
             &reference,
             Some(&tools),
-            OutputKind::ToolCall,
+            TaskKind::ToolCall,
         );
         assert_eq!(
             silent,
@@ -205,7 +205,7 @@ mod tests {
             }
         );
 
-        let unchecked = score(&reference, &reference, None, OutputKind::ToolCall);
+        let unchecked = score(&reference, &reference, None, TaskKind::ToolCall);
         assert_eq!(
             unchecked,
             Score {
@@ -223,7 +223,7 @@ mod tests {
             &text("Which order  do you mean?"),
             &reference,
             Some(&tools),
-            OutputKind::ToolCall,
+            TaskKind::ToolCall,
         );
         assert_eq!(
             same,
@@ -233,18 +233,13 @@ mod tests {
                 ..Score::default()
             }
         );
-        let other = score(
-            &text("Sure."),
-            &reference,
-            Some(&tools),
-            OutputKind::ToolCall,
-        );
+        let other = score(&text("Sure."), &reference, Some(&tools), TaskKind::ToolCall);
         assert!(!other.exact);
         let called = score(
             &calls(&[("lookup", r#"{"id": 1}"#)]),
             &reference,
             Some(&tools),
-            OutputKind::ToolCall,
+            TaskKind::ToolCall,
         );
         assert_eq!(
             called,
@@ -263,7 +258,7 @@ mod tests {
             &text("```json\n{\"tags\": [\"a\", \"b\"], \"temp\": 21.0, \"city\": \"Paris\"}\n```"),
             &reference,
             None,
-            OutputKind::Json,
+            TaskKind::Json,
         );
         assert_eq!(
             same,
@@ -277,7 +272,7 @@ mod tests {
             &text(r#"{"city": "Paris", "temp": "21", "tags": ["a"]}"#),
             &reference,
             None,
-            OutputKind::Json,
+            TaskKind::Json,
         );
         assert_eq!(
             partial,
@@ -291,7 +286,7 @@ mod tests {
             &text("It is 21 degrees in Paris."),
             &reference,
             None,
-            OutputKind::Json,
+            TaskKind::Json,
         );
         assert_eq!(
             prose,
@@ -301,9 +296,9 @@ mod tests {
                 ..Score::default()
             }
         );
-        assert_eq!(agreement(&partial, OutputKind::Json), 0.0);
+        assert_eq!(agreement(&partial, TaskKind::Json), 0.0);
         // A reference that is not JSON falls back to text equality, with no field accuracy.
-        let odd = score(&text("n/a"), &text("n/a"), None, OutputKind::Json);
+        let odd = score(&text("n/a"), &text("n/a"), None, TaskKind::Json);
         assert_eq!(
             odd,
             Score {
@@ -320,29 +315,29 @@ mod tests {
             &text(r#"{"name": "Ada", "city": "Bergen", "order": 7, "email": "a@b"}"#),
             &reference,
             None,
-            OutputKind::Json,
+            TaskKind::Json,
         );
         assert!(!two_of_four.exact);
-        assert_eq!(quality(&two_of_four, OutputKind::Json), 0.5);
+        assert_eq!(quality(&two_of_four, TaskKind::Json), 0.5);
         // the exact-match agreement gives no partial credit
-        assert_eq!(agreement(&two_of_four, OutputKind::Json), 0.0);
-        let same = score(&reference, &reference, None, OutputKind::Json);
-        assert_eq!(quality(&same, OutputKind::Json), 1.0);
-        let prose = score(&text("sorry"), &reference, None, OutputKind::Json);
-        assert_eq!(quality(&prose, OutputKind::Json), 0.0);
+        assert_eq!(agreement(&two_of_four, TaskKind::Json), 0.0);
+        let same = score(&reference, &reference, None, TaskKind::Json);
+        assert_eq!(quality(&same, TaskKind::Json), 1.0);
+        let prose = score(&text("sorry"), &reference, None, TaskKind::Json);
+        assert_eq!(quality(&prose, TaskKind::Json), 0.0);
         // a reference that is not JSON after all: text equality, no partial credit
-        let odd = score(&text("n/a"), &text("n/a"), None, OutputKind::Json);
-        assert_eq!(quality(&odd, OutputKind::Json), 1.0);
+        let odd = score(&text("n/a"), &text("n/a"), None, TaskKind::Json);
+        assert_eq!(quality(&odd, TaskKind::Json), 1.0);
         for (pred, want) in [("Billing.", 1.0), ("shipping", 0.0)] {
-            let s = score(&text(pred), &text("billing"), None, OutputKind::Label);
-            assert_eq!(quality(&s, OutputKind::Label), want, "{pred}");
+            let s = score(&text(pred), &text("billing"), None, TaskKind::Label);
+            assert_eq!(quality(&s, TaskKind::Label), want, "{pred}");
         }
         let call = calls(&[("lookup", r#"{"id": 1}"#)]);
         let other = calls(&[("lookup", r#"{"id": 2}"#)]);
         assert_eq!(
             quality(
-                &score(&other, &call, None, OutputKind::ToolCall),
-                OutputKind::ToolCall
+                &score(&other, &call, None, TaskKind::ToolCall),
+                TaskKind::ToolCall
             ),
             0.0
         );
@@ -350,19 +345,14 @@ mod tests {
             &text("the cat sat"),
             &text("the cat sat down"),
             None,
-            OutputKind::Text,
+            TaskKind::Text,
         );
-        assert_eq!(quality(&near, OutputKind::Text), near.rouge_l.unwrap());
+        assert_eq!(quality(&near, TaskKind::Text), near.rouge_l.unwrap());
     }
 
     #[test]
     fn label_kind() {
-        let s = score(
-            &text("Positive."),
-            &text("positive"),
-            None,
-            OutputKind::Label,
-        );
+        let s = score(&text("Positive."), &text("positive"), None, TaskKind::Label);
         assert_eq!(
             s,
             Score {
@@ -370,17 +360,12 @@ mod tests {
                 ..Score::default()
             }
         );
-        let bare = score(
-            &json!("negative"),
-            &text("positive"),
-            None,
-            OutputKind::Label,
-        );
+        let bare = score(&json!("negative"), &text("positive"), None, TaskKind::Label);
         assert!(!bare.exact);
         // A prediction that calls a tool is never a label match, even with the same content.
         let mut calling = calls(&[("lookup", "{}")]);
         calling["content"] = json!("positive");
-        assert!(!score(&calling, &text("positive"), None, OutputKind::Label).exact);
+        assert!(!score(&calling, &text("positive"), None, TaskKind::Label).exact);
     }
 
     #[test]
@@ -390,26 +375,26 @@ mod tests {
             &text("  the cat is\non the mat "),
             &reference,
             None,
-            OutputKind::Text,
+            TaskKind::Text,
         );
         assert!(same.exact);
-        assert_eq!(agreement(&same, OutputKind::Text), 1.0);
+        assert_eq!(agreement(&same, TaskKind::Text), 1.0);
         let near = score(
             &text("the cat sat on the mat"),
             &reference,
             None,
-            OutputKind::Text,
+            TaskKind::Text,
         );
         assert!(!near.exact);
         let rouge = near.rouge_l.unwrap();
         assert!((rouge - 5.0 / 6.0).abs() < 1e-12);
-        assert_eq!(agreement(&near, OutputKind::Text), rouge);
+        assert_eq!(agreement(&near, TaskKind::Text), rouge);
         assert!(near.chrf.unwrap() > 0.0 && near.chrf.unwrap() < 1.0);
         assert_eq!(near.schema_valid, None);
         assert_eq!(near.field_accuracy, None);
         // Empty against empty is exact even though both similarity scores are 0.
-        let empty = score(&text(""), &text(" "), None, OutputKind::Text);
-        assert_eq!(agreement(&empty, OutputKind::Text), 1.0);
+        let empty = score(&text(""), &text(" "), None, TaskKind::Text);
+        assert_eq!(agreement(&empty, TaskKind::Text), 1.0);
         assert_eq!(empty.rouge_l, Some(0.0));
     }
 }

@@ -10,7 +10,9 @@ use serde_json::Value;
 /// One function call, its arguments parsed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The function called.
     pub name: String,
+    /// Its arguments, parsed from the JSON text the model wrote.
     pub arguments: Value,
 }
 

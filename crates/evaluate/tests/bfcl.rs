@@ -4,10 +4,12 @@
 //! completions whose answers are BFCL's gold calls) and `data/bfcl/raw/` (BFCL's own files, with
 //! its bare function docs using the `dict`/`float`/`tuple`/`any` type names). Without it the test
 //! fails and says how to fetch it.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_evaluate::{
-    OutputKind, Report, ToolCall, kind_of, kind_of_many, score, tool_calls_match,
-    validate_tool_call,
+    Report, TaskKind, ToolCall, kind_of, kind_of_many, score, tool_calls_match, validate_tool_call,
 };
 use serde_json::{Value, json};
 use std::path::PathBuf;
@@ -59,12 +61,12 @@ fn gold_calls_match_themselves_and_mostly_satisfy_their_schemas() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        if kind_of(&reference) != OutputKind::ToolCall {
+        if kind_of(&reference) != TaskKind::ToolCall {
             references.push(reference);
             continue;
         }
         with_calls += 1;
-        let s = score(&reference, &reference, Some(&tools), OutputKind::ToolCall);
+        let s = score(&reference, &reference, Some(&tools), TaskKind::ToolCall);
         assert!(s.exact, "{reference}");
         report.add(&s, None);
 
@@ -72,14 +74,14 @@ fn gold_calls_match_themselves_and_mostly_satisfy_their_schemas() {
         assert!(tool_calls_match(&reversed, &reference), "{reference}");
         if let Some(changed) = changed {
             perturbed += 1;
-            let s = score(&changed, &reference, Some(&tools), OutputKind::ToolCall);
+            let s = score(&changed, &reference, Some(&tools), TaskKind::ToolCall);
             assert!(!s.exact, "{changed}");
         }
         references.push(reference);
     }
     assert!(with_calls > 2000, "only {with_calls} answers with calls");
     assert!(perturbed > 2000);
-    assert_eq!(kind_of_many(&references), Some(OutputKind::ToolCall));
+    assert_eq!(kind_of_many(&references), Some(TaskKind::ToolCall));
     let summary = report.summary();
     assert_eq!(summary.exact_match, Some(1.0));
     assert_eq!(summary.schema_checked, with_calls);

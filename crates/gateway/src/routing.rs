@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use downshift_evaluate::{OutputKind, agreement, kind_of, score};
+use downshift_evaluate::{TaskKind, agreement, kind_of, score};
 use downshift_route::{
     AgreementRecord, AgreementSource, Classifier, ClassifierConfig, Decision, FallbackReason,
     Policy, PolicyTable, RouteEvent, RouteEventKind, Tracker, stable_hash, train_from_store,
@@ -243,7 +243,7 @@ pub fn measure(request: &Value, llm_message: &Value, specialist: Option<&Value>)
     let Some(answer) = specialist else {
         return 0.0;
     };
-    let kind: OutputKind = kind_of(llm_message);
+    let kind: TaskKind = kind_of(llm_message);
     let tools = request.get("tools").and_then(Value::as_array);
     let s = score(answer, llm_message, tools.map(Vec::as_slice), kind);
     agreement(&s, kind)

@@ -3,6 +3,9 @@
 //! `[store]` configuration. Inputs are random bytes, random JSON, and random mutations of valid
 //! inputs (seeded: a failure reproduces). Properties: no panic; the SSE parser and the stream
 //! assembler give the same result however the bytes are split into chunks.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use downshift_api::{ImportFormat, RequestView, SseParser, StreamAssembler, parse_import_line};
 use rand::rngs::StdRng;

@@ -70,6 +70,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method's name in logs and headers.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Structural => "structural",
@@ -81,9 +82,11 @@ impl Method {
 /// A request placed in a task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Classification {
+    /// The task.
     pub task: Arc<str>,
     /// In [0, 1]; see [`Method`].
     pub confidence: f64,
+    /// How it was placed.
     pub method: Method,
 }
 
@@ -114,11 +117,13 @@ pub struct Classifier {
 /// Sizes of a classifier, for logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ClassifierStats {
+    /// Tasks it knows.
     pub tasks: usize,
     /// Structural keys seen in training.
     pub keys: usize,
     /// Keys that map to one task by themselves.
     pub confident_keys: usize,
+    /// Distinct sets of offered tools seen in training.
     pub tool_sets: usize,
 }
 
@@ -141,6 +146,7 @@ impl Classifier {
         }
     }
 
+    /// Its thresholds.
     pub fn config(&self) -> &ClassifierConfig {
         &self.config
     }
@@ -155,6 +161,7 @@ impl Classifier {
         self.tasks.iter().map(|t| &**t)
     }
 
+    /// Its sizes.
     pub fn stats(&self) -> ClassifierStats {
         ClassifierStats {
             tasks: self.tasks.len(),
@@ -392,6 +399,7 @@ pub struct ClassifierBuilder {
 }
 
 impl ClassifierBuilder {
+    /// A builder with no examples yet.
     pub fn new(config: ClassifierConfig) -> Self {
         ClassifierBuilder {
             config,

@@ -11,7 +11,12 @@ pub enum RouteError {
     Request(String),
     /// A saved classifier could not be read or written.
     #[error("classifier file {path}: {reason}")]
-    ClassifierFile { path: PathBuf, reason: String },
+    ClassifierFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// A saved classifier is inconsistent or of another format version.
     #[error("invalid classifier: {0}")]
     Classifier(String),
@@ -21,6 +26,7 @@ pub enum RouteError {
     /// A policy change that cannot be applied (out-of-range numbers, no specialist to route to).
     #[error("{0}")]
     InvalidPolicy(String),
+    /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -21,7 +21,10 @@ pub enum Decision {
     /// The specialist answers (the LLM is called only on fallback). With `shadow`, the LLM also
     /// runs in the background and the agreement is recorded (source `canary` in canary mode,
     /// `on_sample` in on mode).
-    Specialist { shadow: bool },
+    Specialist {
+        /// Whether the LLM also runs, to measure agreement.
+        shadow: bool,
+    },
 }
 
 impl Decision {
@@ -95,6 +98,7 @@ impl PolicyTable {
         Ok(PolicyTable::from_policies(store.list_policies()?))
     }
 
+    /// A table of these policies.
     pub fn from_policies(policies: impl IntoIterator<Item = Policy>) -> PolicyTable {
         PolicyTable {
             policies: policies
@@ -104,6 +108,7 @@ impl PolicyTable {
         }
     }
 
+    /// The task's policy.
     pub fn get(&self, task: &str) -> Option<&Policy> {
         self.policies.get(task).map(Arc::as_ref)
     }
@@ -118,10 +123,12 @@ impl PolicyTable {
         self.policies.insert(policy.task.clone(), Arc::new(policy));
     }
 
+    /// How many tasks have a policy.
     pub fn len(&self) -> usize {
         self.policies.len()
     }
 
+    /// Whether no task has a policy.
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
     }
@@ -152,11 +159,17 @@ impl PolicyTable {
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyChange {
+    /// off | shadow | canary:P | on.
     pub mode: Option<Mode>,
+    /// The specialist: an adapter folder or a configured endpoint's name.
     pub specialist: Option<String>,
+    /// Least mean token log-probability a specialist answer must have.
     pub min_confidence: Option<f64>,
+    /// Rolling agreement below which `on` is demoted to `shadow`.
     pub agreement_threshold: Option<f64>,
+    /// Measurements the rolling agreement is taken over.
     pub window: Option<u32>,
+    /// In `on` mode, the share of requests also sent to the LLM.
     pub shadow_sample: Option<f64>,
 }
 

@@ -69,9 +69,13 @@ pub fn should_promote(policy: &Policy, recent: &[f64]) -> Option<String> {
 /// A policy change the tracker made (or, for a promotion without `auto_promote`, proposes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transition {
+    /// The task.
     pub task: String,
+    /// Its mode before.
     pub from: Mode,
+    /// Its mode after.
     pub to: Mode,
+    /// Why, in words.
     pub reason: String,
     /// Whether the policy was changed in the store.
     pub applied: bool,
@@ -86,6 +90,7 @@ impl<'a> Tracker<'a> {
     /// Who the tracker's policy changes are attributed to.
     pub const ACTOR: &'static str = "tracker";
 
+    /// A tracker over the policies in `store`.
     pub fn new(store: &'a dyn Store) -> Self {
         Tracker { store }
     }

@@ -22,7 +22,12 @@ pub enum FallbackReason {
     /// The request asked for JSON (`response_format`) and the answer is not.
     NotJson,
     /// The answer's mean token log-probability is below the task's threshold.
-    LowConfidence { got: f64, threshold: f64 },
+    LowConfidence {
+        /// The answer's mean token log-probability.
+        got: f64,
+        /// The task's threshold.
+        threshold: f64,
+    },
     /// The specialist did not answer in time.
     Timeout,
     /// The specialist failed (engine error, endpoint error, …).

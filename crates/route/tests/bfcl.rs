@@ -8,6 +8,9 @@
 //! label known for every call. Calls of tool sets seen at least [`MIN_GROUP`] times are split
 //! deterministically (every fourth held out). BFCL also has tool sets with the same names but
 //! edited definitions (118 of 718 name sets); grouping by names only is reported too.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -25,9 +25,6 @@ pub enum SelectError {
     /// A precision name this crate has no bytes-per-parameter rule for.
     #[error("unknown precision {0:?} (known: f32, f16, bf16, q8_0, q6_k, q4_1, q4_k_m, q4_0)")]
     UnknownPrecision(String),
-    /// A task kind name that is not one of `tool_call`, `json`, `label`, `text`.
-    #[error("unknown task kind {0:?} (known: tool_call, json, label, text)")]
-    UnknownTaskKind(String),
 }
 
 /// `Result` with [`SelectError`].

@@ -66,5 +66,5 @@ pub use error::{Result, SelectError};
 pub use precision::Precision;
 pub use select::{
     Availability, Candidate, Capability, Constraints, Evidence, NATIVE_TOOLS_BONUS,
-    SIZE_PENALTY_PER_DOUBLING, TaskKind, TaskProfile, select, select_located,
+    SIZE_PENALTY_PER_DOUBLING, TaskKind, TaskProfile, kind_weights, select, select_located,
 };

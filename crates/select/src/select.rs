@@ -1,13 +1,10 @@
 //! Hard constraints and the ranking formula (see the crate documentation for the formula).
 
 use std::cmp::Ordering;
-use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Benchmark, Catalog, Model, runtime_architecture};
-use crate::error::SelectError;
 use crate::precision::Precision;
 
 /// Points a model loses per doubling of its parameter count above 1B.
@@ -16,78 +13,27 @@ pub const SIZE_PENALTY_PER_DOUBLING: f64 = 5.0;
 /// Points for a chat template with native tool calling, when the task involves tools.
 pub const NATIVE_TOOLS_BONUS: f64 = 10.0;
 
-/// What the specialist's output looks like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskKind {
-    /// The output is a call to one of the offered tools.
-    ToolCall,
-    /// The output is a JSON document of a given shape.
-    Json,
-    /// The output is one label out of a closed set.
-    Label,
-    /// Free text.
-    Text,
-}
+pub use downshift_api::TaskKind;
 
-impl TaskKind {
-    /// Every kind.
-    pub const ALL: [TaskKind; 4] = [
-        TaskKind::ToolCall,
-        TaskKind::Json,
-        TaskKind::Label,
-        TaskKind::Text,
-    ];
-
-    /// The snake_case name.
-    pub fn name(self) -> &'static str {
-        match self {
-            TaskKind::ToolCall => "tool_call",
-            TaskKind::Json => "json",
-            TaskKind::Label => "label",
-            TaskKind::Text => "text",
-        }
-    }
-
-    /// How much each capability counts for this kind; the weights sum to 1.
-    pub fn weights(self) -> &'static [(Capability, f64)] {
-        match self {
-            TaskKind::ToolCall => &[
-                (Capability::ToolUse, 0.7),
-                (Capability::InstructionFollowing, 0.3),
-            ],
-            TaskKind::Json => &[
-                (Capability::InstructionFollowing, 0.7),
-                (Capability::Knowledge, 0.3),
-            ],
-            TaskKind::Label => &[
-                (Capability::InstructionFollowing, 0.6),
-                (Capability::Knowledge, 0.4),
-            ],
-            TaskKind::Text => &[
-                (Capability::Knowledge, 0.7),
-                (Capability::InstructionFollowing, 0.3),
-            ],
-        }
-    }
-}
-
-impl fmt::Display for TaskKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for TaskKind {
-    type Err = SelectError;
-
-    /// Case-insensitive; `-` and `_` are interchangeable (`tool-call`).
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        TaskKind::ALL
-            .into_iter()
-            .find(|k| k.name() == norm)
-            .ok_or_else(|| SelectError::UnknownTaskKind(s.to_string()))
+/// How much each capability counts for a task of `kind`; the weights sum to 1.
+pub fn kind_weights(kind: TaskKind) -> &'static [(Capability, f64)] {
+    match kind {
+        TaskKind::ToolCall => &[
+            (Capability::ToolUse, 0.7),
+            (Capability::InstructionFollowing, 0.3),
+        ],
+        TaskKind::Json => &[
+            (Capability::InstructionFollowing, 0.7),
+            (Capability::Knowledge, 0.3),
+        ],
+        TaskKind::Label => &[
+            (Capability::InstructionFollowing, 0.6),
+            (Capability::Knowledge, 0.4),
+        ],
+        TaskKind::Text => &[
+            (Capability::Knowledge, 0.7),
+            (Capability::InstructionFollowing, 0.3),
+        ],
     }
 }
 
@@ -399,7 +345,7 @@ fn rank(
     let mut score = 0.0;
     let mut formula = Vec::new();
 
-    for &(cap, weight) in task.kind.weights() {
+    for &(cap, weight) in kind_weights(task.kind) {
         let value = match cap.evidence(model) {
             Some(ev) => {
                 reasons.push(describe(cap, &ev));
@@ -963,8 +909,8 @@ mod tests {
     #[test]
     fn task_kinds_parse_and_weights_sum_to_one() {
         for kind in TaskKind::ALL {
-            assert_eq!(kind.name().parse::<TaskKind>().unwrap(), kind);
-            let sum: f64 = kind.weights().iter().map(|(_, w)| w).sum();
+            assert_eq!(kind.as_str().parse::<TaskKind>().unwrap(), kind);
+            let sum: f64 = kind_weights(kind).iter().map(|(_, w)| w).sum();
             assert!((sum - 1.0).abs() < 1e-12, "{kind}");
         }
         assert_eq!("Tool-Call".parse::<TaskKind>().unwrap(), TaskKind::ToolCall);

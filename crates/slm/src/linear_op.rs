@@ -361,11 +361,12 @@ pub(crate) fn lora_matmul(
         b_parts.push(b.flatten_all()?);
     }
     let cat = |parts: Vec<Tensor>| -> crate::Result<Tensor> {
-        Ok(match parts.len() {
-            1 => parts.into_iter().next().expect("one part"),
+        // One part needs no copy (a tensor clone shares its storage).
+        let joined = match parts.as_slice() {
+            [one] => one.clone(),
             _ => Tensor::cat(&parts, 0)?,
-        }
-        .contiguous()?)
+        };
+        Ok(joined.contiguous()?)
     };
     let (a, b) = (cat(a_parts)?, cat(b_parts)?);
     Ok(x.contiguous()?.apply_op3(

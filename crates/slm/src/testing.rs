@@ -104,6 +104,10 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 /// The largest absolute element difference of two tensors of the same shape (panics on a shape
 /// mismatch: a test helper).
+#[allow(
+    clippy::expect_used,
+    reason = "a test helper: a failure is the test failing"
+)]
 pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shapes differ");
     (a - b)

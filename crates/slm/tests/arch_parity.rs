@@ -11,6 +11,9 @@
 //! permuted for Llama's interleaved rotary layout, `rope_freqs` for Llama-3 scaling, Gemma's
 //! norms stored as 1 + w, `qwen2` / `qwen3` / `gemma3` names and metadata) must match
 //! transformers too.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

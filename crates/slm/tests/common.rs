@@ -1,4 +1,7 @@
 //! Shared helpers of the integration tests.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -19,6 +22,7 @@ pub fn smollm2_path() -> PathBuf {
     p
 }
 
+/// The folder of the architecture-parity fixture `name`.
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")

@@ -1,5 +1,8 @@
 //! Constrained decoding (feature `constrained`): tool calls sampled from SmolLM2-135M are
 //! schema-valid every time with the grammar, and not without it.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 #![cfg(feature = "constrained")]
 
 mod common;

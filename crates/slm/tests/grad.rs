@@ -1,6 +1,9 @@
 //! The training path is differentiable: LoRA gradients through `forward_train` match finite
 //! differences (a tiny Llama, and the Qwen3 and Gemma 3 parity fixtures), and the packed
 //! quantized matmul passes gradients to its input.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

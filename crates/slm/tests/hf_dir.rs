@@ -1,5 +1,8 @@
 //! Hugging Face folders: `tokenizer.json` parity with the GGUF tokenizer (on the llama.cpp
 //! fixture) and a tiny random Llama loaded from `config.json` + safetensors.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

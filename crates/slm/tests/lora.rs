@@ -1,5 +1,8 @@
 //! PEFT LoRA adapters: unmerged (several over one base), merged, Hugging Face layout parity,
 //! and adapters for another base.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

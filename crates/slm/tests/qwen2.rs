@@ -1,5 +1,8 @@
 //! Qwen2 (q/k/v biases, NEOX rotary) from a GGUF image: loads, tokenizes with the `qwen2`
 //! pre-tokenizer, and gives the same logits as the same weights loaded the Hugging Face way.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::collections::HashMap;
 

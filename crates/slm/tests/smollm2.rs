@@ -1,4 +1,7 @@
 //! End-to-end checks on SmolLM2-135M-Instruct (Q4_1 GGUF) against llama.cpp fixtures.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

@@ -1,5 +1,8 @@
 //! The specialist contract on SmolLM2: one adapter folder, opened by `Specialist::open`, gives
 //! the same prompt whichever way it is attached, and refuses what does not fit.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

@@ -1,4 +1,7 @@
 //! Tokenizer parity with llama.cpp on SmolLM2's GGUF vocabulary.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod common;
 

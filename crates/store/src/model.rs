@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use downshift_api::TaskKind;
 use serde::{Deserialize, Serialize};
 
 use crate::Role;
@@ -282,4 +283,40 @@ pub struct TaskRecord {
     pub stats: serde_json::Value,
     /// Mean embedding of its calls' variable parts (may be empty).
     pub centroid: Vec<f32>,
+}
+
+impl TaskRecord {
+    /// The statistics later stages read (kind, suitability, consistency, token counts),
+    /// typed; defaults where a field is missing or unreadable.
+    pub fn task_stats(&self) -> TaskStats {
+        serde_json::from_value(self.stats.clone()).unwrap_or_default()
+    }
+}
+
+/// What selection, the loop and the demo read of a task's statistics.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TaskStats {
+    /// What its answers are (none: no usable answer). Databases written before the kinds were
+    /// shared hold `tool` for [`TaskKind::ToolCall`]; it reads the same.
+    #[serde(deserialize_with = "downshift_api::kind_or_none::deserialize")]
+    pub output_kind: Option<TaskKind>,
+    /// SLM suitability in `[0, 1]`.
+    pub suitability: f64,
+    /// Share of calls whose output has the task's most common shape.
+    pub output_consistency: f64,
+    /// Prompt tokens per call.
+    pub prompt_tokens: TokenPercentiles,
+    /// Completion tokens per call.
+    pub completion_tokens: TokenPercentiles,
+}
+
+/// Percentiles of a token count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct TokenPercentiles {
+    /// Median.
+    pub p50: u64,
+    /// 95th percentile.
+    pub p95: u64,
 }

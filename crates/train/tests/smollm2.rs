@@ -2,6 +2,9 @@
 //! updates through the quantized base, then the PEFT export (rows back in Hugging Face
 //! order) loads through the slm crate with the same logits. Needs the model from
 //! `scripts/fetch.sh` (or `DOWNSHIFT_TEST_MODEL`).
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::path::PathBuf;
 

@@ -3,6 +3,9 @@
 //! model then answers the trained prompts greedily, the PEFT export loads back through the
 //! slm crate with identical logits, resume equals an uninterrupted run bit for bit, and bad
 //! input gives clear errors.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

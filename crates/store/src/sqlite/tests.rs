@@ -1,6 +1,7 @@
 //! Tests of the SQLite store.
 use super::*;
-use crate::{CallPayload, CallRecord, Keyring, hash_api_key};
+use crate::{CallPayload, CallRecord, Keyring, TaskStats, hash_api_key};
+use downshift_api::TaskKind;
 
 fn rec(id: &str, ts: i64, model: &str, tag: (&str, &str)) -> CallRecord {
     let mut tags = std::collections::BTreeMap::new();
@@ -107,6 +108,55 @@ fn calls_round_trip_and_filter() {
         .collect();
     assert_eq!(ids, ["a"]);
     assert_eq!(store.task_size("t2").unwrap(), 0);
+}
+
+#[test]
+fn task_kinds_stored_by_older_versions_read_as_the_shared_kind() {
+    // A database discovery wrote before the kinds were shared: `tool` and `none` as it stored
+    // them, with the other statistics around them.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+    let task = |id: &str, kind: &str| TaskRecord {
+        id: id.into(),
+        label: format!("{kind} task"),
+        created_ms: 1,
+        updated_ms: 2,
+        calls: 50,
+        signature: format!("sys:0|{kind}|no-tools"),
+        stats: serde_json::json!({"output_kind": kind, "suitability": 0.75,
+            "output_consistency": 0.9, "completion_tokens": {"p50": 12, "p95": 30},
+            "prompt_tokens": {"p50": 100, "p95": 200}, "reasons": ["+ structured output"]}),
+        centroid: vec![],
+    };
+    let kinds = [
+        ("tool", Some(TaskKind::ToolCall)),
+        ("json", Some(TaskKind::Json)),
+        ("text", Some(TaskKind::Text)),
+        ("none", None),
+        ("tool_call", Some(TaskKind::ToolCall)),
+        ("label", Some(TaskKind::Label)),
+    ];
+    let records: Vec<TaskRecord> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, (k, _))| task(&format!("t{i}"), k))
+        .collect();
+    store.replace_tasks(&records, &[]).unwrap();
+    for (i, (k, want)) in kinds.iter().enumerate() {
+        let stats = store
+            .get_task(&format!("t{i}"))
+            .unwrap()
+            .unwrap()
+            .task_stats();
+        assert_eq!(stats.output_kind, *want, "{k}");
+        assert_eq!(stats.suitability, 0.75);
+        assert_eq!(stats.completion_tokens.p95, 30);
+        assert_eq!(stats.prompt_tokens.p95, 200);
+    }
+    // Statistics without a kind (or unreadable) give the defaults, not an error.
+    let mut bare = task("bare", "json");
+    bare.stats = serde_json::json!({"p50": 3});
+    assert_eq!(bare.task_stats(), TaskStats::default());
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Progress on stderr for the long commands (`curate`, `discover`, `train`, `eval`, `select`):
+//! Progress on stderr for the long stages (`curate`, `discover`, `train`, `eval`, `select`):
 //! an `indicatif` bar or spinner drawn only when stderr is a terminal — with `--json` too, since
 //! the JSON goes to stdout — and nothing at all otherwise (logs and pipes stay clean).
 
@@ -32,6 +32,24 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
         .with_prefix(what.to_owned());
     pb.enable_steady_tick(Duration::from_millis(250));
     pb
+}
+
+/// [`bar`] when `show`, else a hidden bar (a stage run inside the loop or the demo draws none).
+pub fn bar_if(show: bool, len: u64, what: &str) -> ProgressBar {
+    if show {
+        bar(len, what)
+    } else {
+        ProgressBar::hidden()
+    }
+}
+
+/// [`spinner`] when `show`, else a hidden one.
+pub fn spinner_if(show: bool, what: &str) -> ProgressBar {
+    if show {
+        spinner(what)
+    } else {
+        ProgressBar::hidden()
+    }
 }
 
 /// A spinner for work of unknown length, labelled `what`; `set_message` says the stage.
