@@ -454,13 +454,25 @@ fn call_spans_reach_an_otlp_collector_with_the_genai_attributes_and_metrics_foll
         ),
         Some(2.0)
     );
-    assert!(
-        m.value("downshift_trace_spans_exported_total", &[])
+    // The exporter counts a batch once the receiver has answered, just after it kept the spans.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let m = metrics(&gw.addr);
+        if m.value("downshift_trace_spans_exported_total", &[])
             .unwrap()
             >= 4.0
-    );
+        {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "exported spans were not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert_eq!(
         m.value("downshift_trace_spans_dropped_total", &[]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.value("downshift_trace_spans_failed_total", &[]),
         Some(0.0)
     );
     gw.stop();
