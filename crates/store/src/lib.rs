@@ -1,7 +1,8 @@
 //! Everything downshift persists: the encrypted call log, API keys with roles, the audit trail.
 //!
 //! Callers talk to the [`Store`] trait; [`SqliteStore`] is the embedded default (bundled SQLite
-//! in WAL mode, versioned migrations). Payloads are sealed with AES-256-GCM by the [`Keyring`]
+//! in WAL mode, versioned migrations), [`PgStore`] the shared one that gateway replicas use
+//! (PostgreSQL, pooled connections, versioned migrations). Payloads are sealed with AES-256-GCM by the [`Keyring`]
 //! before they reach a store, and agent/episode identifiers are replaced by keyed-HMAC
 //! pseudonyms. The [`LogWriter`] puts a bounded, batched, asynchronous queue in front of the
 //! store so that serving never waits for the disk; what does not fit spills to an append-only
@@ -11,6 +12,8 @@
 //! [`AgreementRecord`]s and [`RouteEvent`]s (promotions, demotions, fallbacks).
 
 mod apikey;
+#[cfg(test)]
+mod backends;
 mod bootstrap;
 mod data;
 mod error;
@@ -18,10 +21,16 @@ mod interchange;
 mod journal;
 mod keyring;
 mod model;
+pub mod pg_testing;
 mod policy;
+mod postgres;
+mod rows;
 mod spill;
 mod sqlite;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 pub use apikey::{Permission, Role, generate_api_key, hash_api_key};
 pub use bootstrap::{bootstrap_admin_key, create_api_key};
@@ -38,6 +47,7 @@ pub use policy::{
     AgreementRecord, AgreementSource, FALLBACK_TAG, Mode, Policy, ROUTE_TAG, RouteEvent,
     RouteEventKind, TASK_TAG,
 };
+pub use postgres::{PgOptions, PgStore, is_postgres_url};
 pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
 pub use writer::{LogWriter, WriterConfig, WriterStats};
@@ -45,7 +55,7 @@ pub use writer::{LogWriter, WriterConfig, WriterStats};
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The persistence interface every stage uses. Implementations must be safe to share between
-/// threads; SQLite is the default, PostgreSQL can implement the same trait.
+/// threads; SQLite is the default, PostgreSQL implements the same trait.
 pub trait Store: Send + Sync {
     /// Inserts sealed calls in one transaction; ids already present are ignored (idempotent
     /// re-ingestion). Returns how many rows were new.
