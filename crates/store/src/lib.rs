@@ -54,6 +54,22 @@ pub use writer::{LogWriter, WriterConfig, WriterStats};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The migrations a schema at `version` still needs, each with the version it brings the schema
+/// to; a schema newer than every migration this build knows is refused.
+pub(crate) fn pending_migrations<'a>(
+    version: i64,
+    migrations: &'a [&'a str],
+) -> Result<impl Iterator<Item = (i64, &'a str)>> {
+    let known = migrations.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    Ok((version.max(0)..known).map(move |v| (v + 1, migrations[v as usize])))
+}
+
 /// The persistence interface every stage uses. Implementations must be safe to share between
 /// threads; SQLite is the default, PostgreSQL implements the same trait.
 pub trait Store: Send + Sync {

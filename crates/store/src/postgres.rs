@@ -197,18 +197,11 @@ impl PgStore {
              version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)",
         )?;
         let version = schema_version(&mut tx)?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (to, sql) in crate::pending_migrations(version, MIGRATIONS)? {
             tx.batch_execute(sql)?;
             tx.execute(
                 "INSERT INTO downshift_schema (version, applied_ms) VALUES ($1, $2)",
-                &[&(i as i64 + 1), &crate::now_ms()],
+                &[&to, &crate::now_ms()],
             )?;
         }
         tx.commit()?;

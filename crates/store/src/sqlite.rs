@@ -175,17 +175,10 @@ impl SqliteStore {
     fn migrate(&self) -> Result<()> {
         let mut conn = self.lock();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (to, sql) in crate::pending_migrations(version, MIGRATIONS)? {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.pragma_update(None, "user_version", to)?;
             tx.commit()?;
         }
         Ok(())
