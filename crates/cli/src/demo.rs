@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_evaluate::{OutputKind, kind_of, kind_of_many, quality, score};
-use downshift_store::{DataDir, Store};
+use downshift_store::DataDir;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -225,8 +225,8 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
     let spinner = crate::progress::spinner("discover");
     spinner.set_message("reading the calls");
     let (calls, tags) = match &a.dataset {
-        Some(name) => load_dataset(&store, &keyring, name)?,
-        None => load_log(&store, &keyring)?,
+        Some(name) => load_dataset(&*store, &keyring, name)?,
+        None => load_log(&*store, &keyring)?,
     };
     if calls.is_empty() {
         bail!(
@@ -240,7 +240,7 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
     if a.placement && a.dataset.is_some() {
         bail!("--placement measures the router on the call log; leave out --dataset");
     }
-    let prior = prior_tasks(&store)?;
+    let prior = prior_tasks(&*store)?;
     let now = now_ms();
     spinner.set_message(format!("finding the tasks in {} calls", calls.len()));
     let result = discover_extracted(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
@@ -275,7 +275,7 @@ pub fn discover_cmd(a: DiscoverArgs, data: &DataDir, cfg: &DiscoverConfig) -> Re
             .zip(&result.assignments)
             .filter_map(|(c, t)| t.map(|t| (c.id.as_str(), result.tasks[t].id.as_str())))
             .collect();
-        Some(router_placement(&store, &keyring, &by_call)?)
+        Some(router_placement(&*store, &keyring, &by_call)?)
     } else {
         None
     };

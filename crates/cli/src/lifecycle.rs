@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use downshift_route::{Mode, Tracker, rolling_mean};
-use downshift_store::{DataDir, Store};
+use downshift_store::DataDir;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -284,7 +284,7 @@ fn cycle(runner: &Runner, lc: &LoopConfig, data: &DataDir, dry_run: bool) -> Res
         t.calls as f64 * t.stats["suitability"].as_f64().unwrap_or(0.0)
     };
     tasks.sort_by(|x, y| weight(y).total_cmp(&weight(x)));
-    let tracker = Tracker::new(&store);
+    let tracker = Tracker::new(&*store);
     let mut trainings = 0;
     // The base is looked up only when something is trained.
     let base = || -> Result<String> {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_curate::{CurateConfig, SnapshotRequest, create_snapshot};
 use downshift_slm::SpecialistTemplate;
-use downshift_store::{CallFilter, DataDir, Store};
+use downshift_store::{CallFilter, DataDir};
 use downshift_train::adapter::prune_checkpoints;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
@@ -257,7 +257,7 @@ fn task_dataset(data: &DataDir, curate: &CurateConfig, task: &str) -> Result<Str
         .map(usize::from)
         .unwrap_or(2);
     let (meta, _) = create_snapshot(
-        &store,
+        &*store,
         &keyring,
         &SnapshotRequest {
             name: name.clone(),

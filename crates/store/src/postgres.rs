@@ -96,14 +96,29 @@ impl Default for PgOptions {
 }
 
 pub struct PgStore {
-    pool: Pool,
+    /// Always `Some` until dropped.
+    pool: Option<Pool>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Each `postgres` connection owns a small tokio runtime, and dropping a runtime on a
+        // thread that drives async tasks panics (the gateway drops its stores on such a thread
+        // at shutdown): close the connections on a thread of their own.
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
 }
 
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password: never print it.
         f.debug_struct("PgStore")
-            .field("connections", &self.pool.state().connections)
+            .field(
+                "connections",
+                &self.pool.as_ref().map(|p| p.state().connections),
+            )
             .finish()
     }
 }
@@ -177,13 +192,15 @@ impl PgStore {
                     redacted(url)
                 ))
             })?;
-        let store = PgStore { pool };
+        let store = PgStore { pool: Some(pool) };
         store.migrate()?;
         Ok(store)
     }
 
     fn conn(&self) -> Result<r2d2::PooledConnection<Manager>> {
         self.pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Pg("the PostgreSQL store is closed".into()))?
             .get()
             .map_err(|e| StoreError::Pg(format!("no PostgreSQL connection: {e}")))
     }
