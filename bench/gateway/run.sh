@@ -6,6 +6,7 @@
 #   DURATION=5 RATE=1000 CONNS=32 bench/gateway/run.sh
 #   WITH_LITELLM=1 bench/gateway/run.sh       # also install (first time) and measure LiteLLM's proxy
 #   JOURNAL=0 bench/gateway/run.sh            # the gateway without its crash journal ([store] journal = false)
+#   STORE=postgres PG_URL=postgres://… bench/gateway/run.sh  # log into PostgreSQL (an empty database) instead of SQLite
 #   SKIP_BUILD=1 bench/gateway/run.sh         # use the release binaries already built
 #   BIN=/path/to/downshift SKIP_BUILD=1 bench/gateway/run.sh   # measure another build (LG: the load generator)
 set -euo pipefail
@@ -50,8 +51,12 @@ if [ "${JOURNAL:-1}" = 0 ]; then
   printf '[store]\njournal = false\n' >"$work/gw.toml"
   GW_ARGS=(--config "$work/gw.toml")
 fi
+STORE_ARGS=()
+if [ "${STORE:-sqlite}" = postgres ]; then
+  STORE_ARGS=(--store-url "${PG_URL:?STORE=postgres needs PG_URL=postgres://user:password@host/database, an empty database}")
+fi
 DOWNSHIFT_ADMIN_KEY=$KEY "$BIN" serve --listen 127.0.0.1:0 --upstream "http://$MOCK" \
-  --data-dir "$work/data" "${GW_ARGS[@]}" >"$work/gw.out" 2>"$work/gw.err" &
+  --data-dir "$work/data" "${GW_ARGS[@]}" "${STORE_ARGS[@]}" >"$work/gw.out" 2>"$work/gw.err" &
 GW_PID=$!; pids+=($GW_PID)
 GW=$(wait_addr "$work/gw.out")
 
@@ -104,7 +109,7 @@ YAML
   run direct_llrate "http://$MOCK/v1/chat/completions" - "$KEY" --rate "$LITELLM_RATE"
 fi
 sleep 2   # the writer folds the journal into the store within about a second
-LOGGED=$("$BIN" calls list --json --limit 100000000 --data-dir "$work/data" | wc -l)
+LOGGED=$("$BIN" calls list --json --limit 100000000 --data-dir "$work/data" "${STORE_ARGS[@]}" | wc -l)
 
 python3 - "$work" "$LOGGED" "$RATE" "$CONNS" "$DURATION" "$LITELLM_RATE" <<'PY'
 import json, sys, os

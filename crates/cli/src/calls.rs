@@ -7,9 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use downshift_api::ImportFormat;
 use downshift_gateway::ATTEMPTS_TAG;
-use downshift_store::{
-    AuditEntry, CallFilter, CallStatus, DataDir, Store, export_jsonl, import_jsonl,
-};
+use downshift_store::{AuditEntry, CallFilter, CallStatus, DataDir, export_jsonl, import_jsonl};
 use serde_json::{Value, json};
 
 use crate::output::{parse_tag, parse_time, rfc3339, table, write_output};
@@ -57,11 +55,11 @@ pub fn import(a: ImportArgs, data: &DataDir) -> Result<()> {
     };
     let tags: BTreeMap<String, String> = a.tags.into_iter().collect();
     let report = if a.file.as_os_str() == "-" {
-        import_jsonl(std::io::stdin().lock(), format, &tags, &keyring, &store)?
+        import_jsonl(std::io::stdin().lock(), format, &tags, &keyring, &*store)?
     } else {
         let f = std::fs::File::open(&a.file)
             .with_context(|| format!("cannot open {}", a.file.display()))?;
-        import_jsonl(BufReader::new(f), format, &tags, &keyring, &store)?
+        import_jsonl(BufReader::new(f), format, &tags, &keyring, &*store)?
     };
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -172,7 +170,7 @@ pub fn export(a: ExportArgs, data: &DataDir) -> Result<()> {
         a.out.as_ref().map(|p| p.display().to_string()).as_deref(),
     ))?;
     let n = write_output(a.out.as_deref(), |w| {
-        Ok(export_jsonl(&filter, &keyring, &store, w)?)
+        Ok(export_jsonl(&filter, &keyring, &*store, w)?)
     })?;
     eprintln!("exported {n} calls");
     Ok(())
@@ -302,7 +300,7 @@ pub fn calls(c: CallsCommand, data: &DataDir) -> Result<()> {
         }
         CallsCommand::Show { id, json } => {
             let (keyring, _) = data.keyring(false)?;
-            let id = resolve_call_id(&store, &id)?;
+            let id = resolve_call_id(&*store, &id)?;
             let sealed = store
                 .get_call(&id)?
                 .with_context(|| format!("no call with id '{id}'"))?;

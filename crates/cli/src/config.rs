@@ -78,13 +78,17 @@ impl Config {
     }
 
     /// The data directory: flag or env (clap merges both), then the config, then
-    /// [`default_data_dir`].
-    pub fn data_dir(&self, flag: Option<&Path>) -> DataDir {
+    /// [`default_data_dir`]; `store_url` (`--store-url` / `DOWNSHIFT_STORE_URL`) overrides
+    /// `[store] url`.
+    pub fn data_dir(&self, flag: Option<&Path>, store_url: Option<&str>) -> DataDir {
         let root = flag
             .map(Path::to_owned)
             .or_else(|| self.data_dir.clone())
             .unwrap_or_else(default_data_dir);
         let mut store = self.store.clone();
+        if let Some(url) = store_url.filter(|u| !u.is_empty()) {
+            store.url = Some(url.to_owned());
+        }
         if let Ok(k) = std::env::var("DOWNSHIFT_KEY_FILE")
             && !k.is_empty()
         {

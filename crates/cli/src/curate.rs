@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use downshift_curate::{CurateConfig, Detector, SnapshotRequest, create_snapshot, detect_jsonl};
-use downshift_store::{AuditEntry, CallFilter, DataDir, Store, export_dataset_jsonl};
+use downshift_store::{AuditEntry, CallFilter, DataDir, export_dataset_jsonl};
 use serde_json::json;
 
 use crate::output::{parse_tag, parse_time, rfc3339, table, write_output};
@@ -68,7 +68,7 @@ pub fn curate(a: CurateArgs, data: &DataDir, cfg: &CurateConfig) -> Result<()> {
     let spinner = crate::progress::spinner("curate");
     spinner.set_message("reading, scrubbing and filtering the calls");
     let (meta, report) = create_snapshot(
-        &store,
+        &*store,
         &keyring,
         &SnapshotRequest {
             name: a.name,
@@ -224,7 +224,7 @@ pub fn datasets(c: DatasetsCommand, data: &DataDir) -> Result<()> {
                 Some(&d.name),
             ))?;
             let n = write_output(out.as_deref(), |w| {
-                Ok(export_dataset_jsonl(&d, &keyring, &store, w)?)
+                Ok(export_dataset_jsonl(&d, &keyring, &*store, w)?)
             })?;
             eprintln!("exported {n} examples");
         }

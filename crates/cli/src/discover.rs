@@ -7,7 +7,7 @@ use downshift_discover::CallInput;
 use downshift_discover::mask::Masker;
 use downshift_discover::{DiscoverConfig, EmbedderKind};
 use downshift_lifecycle::discover::{DiscoverRequest, Discovered, discover, payload_json};
-use downshift_store::{AuditEntry, CallFilter, DataDir, Store, TaskRecord};
+use downshift_store::{AuditEntry, CallFilter, DataDir, TaskRecord};
 use serde_json::{Value, json};
 
 use crate::calls::cli_actor;

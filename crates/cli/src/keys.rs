@@ -1,7 +1,7 @@
 //! `keys create|list|revoke|rotate-data-key`.
 
 use anyhow::Result;
-use downshift_store::{DataDir, Role, Store, create_api_key};
+use downshift_store::{DataDir, Role, create_api_key};
 use serde_json::json;
 
 use crate::output::{rfc3339, table};
@@ -67,7 +67,7 @@ pub fn keys(c: KeysCommand, data: &DataDir) -> Result<()> {
                 RoleArg::Analyst => Role::Analyst,
                 RoleArg::Admin => Role::Admin,
             };
-            let (secret, rec) = create_api_key(&store, &keyring, role, &name, agent.as_deref())?;
+            let (secret, rec) = create_api_key(&*store, &keyring, role, &name, agent.as_deref())?;
             if json {
                 println!(
                     "{}",

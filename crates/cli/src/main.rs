@@ -49,6 +49,17 @@ struct Cli {
         help_heading = GLOBAL_OPTIONS
     )]
     data_dir: Option<PathBuf>,
+    /// Keep the call log in this PostgreSQL database (postgres://user:password@host/db) instead
+    /// of the data directory's SQLite file; gateway replicas share one (see docs/postgres.md).
+    #[arg(
+        long,
+        global = true,
+        env = "DOWNSHIFT_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true,
+        help_heading = GLOBAL_OPTIONS
+    )]
+    store_url: Option<String>,
     /// Log filter for stderr (e.g. info, debug, downshift_gateway=debug).
     #[arg(
         long,
@@ -260,7 +271,7 @@ fn init_logging(
 }
 
 fn run(cli: Cli, cfg: config::Config) -> anyhow::Result<()> {
-    let data = cfg.data_dir(cli.data_dir.as_deref());
+    let data = cfg.data_dir(cli.data_dir.as_deref(), cli.store_url.as_deref());
     match cli.command {
         Command::Demo(a) => demo::demo(a, &cfg),
         Command::Serve(a) => serve::serve(a, cfg, data),

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use downshift_route::{Mode, PolicyChange, change_policy};
-use downshift_store::{DataDir, Store};
+use downshift_store::DataDir;
 use downshift_train::SpecialistMeta;
 use serde_json::{Value, json};
 
@@ -100,7 +100,7 @@ pub fn promote(a: PromoteArgs, cfg: &Config, data: &DataDir) -> Result<()> {
         window: a.window,
         shadow_sample: a.shadow_sample,
     };
-    let (p, from) = change_policy(&store, &a.task, &change, &cli_actor())?;
+    let (p, from) = change_policy(&*store, &a.task, &change, &cli_actor())?;
     report(&a, &p, from, note)
 }
 
@@ -145,7 +145,7 @@ pub fn policies(a: PoliciesArgs, data: &DataDir) -> Result<()> {
     let mut agreement = serde_json::Map::new();
     let mut rows = Vec::new();
     for p in &policies {
-        let (measurements, mean) = downshift_route::window_agreement(&store, p)?;
+        let (measurements, mean) = downshift_route::window_agreement(&*store, p)?;
         agreement.insert(
             p.task.clone(),
             json!({"measurements": measurements, "mean": mean}),

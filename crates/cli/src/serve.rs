@@ -154,7 +154,7 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
             data.key_file.display()
         );
     }
-    let store = Arc::new(data.open_store()?);
+    let store: Arc<dyn downshift_store::Store> = Arc::from(data.open_store()?);
     let report = data.replay_unstored(store.as_ref())?;
     if report.files > 0 {
         tracing::info!(
@@ -179,9 +179,9 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         upstreams: cfg.upstreams.clone(),
         routing: cfg.routing.clone(),
         local,
-        store: Arc::new(data.open_admin_store(&cfg.store)?),
-        auth_store: Some(Arc::new(data.open_admin_store(&cfg.store)?)),
-        writer_store: Box::new(data.open_store()?),
+        store: Arc::from(data.open_admin_store(&cfg.store)?),
+        auth_store: Some(Arc::from(data.open_admin_store(&cfg.store)?)),
+        writer_store: data.open_store()?,
         keyring: Arc::new(RwLock::new(keyring)),
         writer,
         route: cfg.route.clone(),

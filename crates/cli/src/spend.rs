@@ -33,7 +33,7 @@ pub fn spend(a: SpendArgs, cfg: &Config, data: &DataDir) -> Result<()> {
         Some(t) => parse_time(t)?,
         None => month_start_ms(downshift_store::now_ms()),
     };
-    let rows = spend_report(&store, since, a.by, &cfg.price_table())?;
+    let rows = spend_report(&*store, since, a.by, &cfg.price_table())?;
     if a.json {
         let mut out = std::io::stdout().lock();
         for r in &rows {

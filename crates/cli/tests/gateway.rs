@@ -723,31 +723,6 @@ fn mock_fault_injection_is_seeded() {
     assert!(first.iter().all(|s| *s == 200 || *s == 500));
 }
 
-/// One request on its own connection; `None` when the gateway is gone (killed mid-burst).
-/// Returns the status and the call id the gateway answered with.
-fn try_post(addr: &str, body: &str) -> Option<(u16, Option<String>)> {
-    use std::io::Write;
-    let sock: std::net::SocketAddr = addr.parse().ok()?;
-    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let req = format!(
-        "POST {CHAT} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
-    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
-    let id = head.split("\r\n").find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("x-downshift-call-id")
-            .then(|| v.trim().to_owned())
-    });
-    Some((status, id))
-}
-
 /// The durability contract: a call whose response left the gateway is in the log even when
 /// the gateway is killed with SIGKILL right after. Several clients send a bounded burst; the
 /// gateway is killed part way; after a restart every call id answered with a 200 is stored.

@@ -2,6 +2,9 @@
 //! of real `downshift mock-llm`s, exports its call spans over OTLP/HTTP to a receiver this test
 //! runs on loopback, which decodes them with the OTLP protobuf types; `/metrics` is read with a
 //! strict parser of the Prometheus text format.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

@@ -7,6 +7,9 @@
 //! policy change. Screenshots go to `<target>/tmp/ui-screenshots/`.
 //!
 //! Without Chromium the test is skipped with a reason, unless `CI` is set: then it fails.
+// Clippy allows unwrap/expect/panic in tests (clippy.toml) only inside `cfg(test)`: this
+// marks the whole test crate, helpers included.
+#![cfg(test)]
 
 mod support;
 

@@ -55,8 +55,11 @@ pub fn calibrate(
 /// serves `coverage` of the examples, `precision` of them right.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CurvePoint {
+    /// The threshold: answers at least this confident are served.
     pub min_confidence: f64,
+    /// Share of the answers served at this threshold.
     pub coverage: f64,
+    /// Share of the served answers that match the LLM's exactly.
     pub precision: f64,
 }
 

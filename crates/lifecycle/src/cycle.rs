@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use downshift_api::TaskKind;
 use downshift_route::{Mode, Tracker, rolling_mean};
-use downshift_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::stages::{Stages, TrainPlan, Trained};
@@ -108,7 +107,7 @@ pub fn cycle(stages: &Stages, lc: &LoopConfig, dry_run: bool) -> Result<Vec<Acti
     let mut tasks = store.list_tasks()?;
     let weight = |t: &downshift_store::TaskRecord| t.calls as f64 * t.task_stats().suitability;
     tasks.sort_by(|x, y| weight(y).total_cmp(&weight(x)));
-    let tracker = Tracker::new(&store);
+    let tracker = Tracker::new(&*store);
     let mut trainings = 0;
     // The base is looked up only when something is trained.
     let base = || -> Result<String> {

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use downshift_curate::{CurateConfig, SnapshotRequest, create_snapshot};
-use downshift_store::{CallFilter, DataDir, DatasetMeta, Store};
+use downshift_store::{CallFilter, DataDir, DatasetMeta};
 use downshift_train::ChatRecord;
 use serde_json::Value;
 
@@ -102,7 +102,7 @@ pub fn curate_calls(
         .map(usize::from)
         .unwrap_or(2);
     let (meta, _) = create_snapshot(
-        &store,
+        &*store,
         &keyring,
         &SnapshotRequest {
             name: name.to_string(),

@@ -21,7 +21,7 @@ use downshift_discover::DiscoverConfig;
 use downshift_evaluate::{TaskKind, kind_of, kind_of_many, quality, score};
 use downshift_gateway::{PriceTable, RouteConfig, ServerConfig, UpstreamConfig};
 use downshift_route::Mode;
-use downshift_store::{CallFilter, DataDir, Store, StoreConfig, TaskRecord, TaskStats};
+use downshift_store::{CallFilter, DataDir, StoreConfig, TaskRecord, TaskStats};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

@@ -201,8 +201,8 @@ pub fn discover(req: &DiscoverRequest, data: &DataDir, cfg: &DiscoverConfig) -> 
     let spinner = crate::progress::spinner_if(req.spinner, "discover");
     spinner.set_message("reading the calls");
     let (calls, tags) = match &req.dataset {
-        Some(name) => load_dataset(&store, &keyring, name)?,
-        None => load_log(&store, &keyring)?,
+        Some(name) => load_dataset(&*store, &keyring, name)?,
+        None => load_log(&*store, &keyring)?,
     };
     if calls.is_empty() {
         bail!(
@@ -216,7 +216,7 @@ pub fn discover(req: &DiscoverRequest, data: &DataDir, cfg: &DiscoverConfig) -> 
     if req.placement && req.dataset.is_some() {
         bail!("--placement measures the router on the call log; leave out --dataset");
     }
-    let prior = prior_tasks(&store)?;
+    let prior = prior_tasks(&*store)?;
     let now = now_ms();
     spinner.set_message(format!("finding the tasks in {} calls", calls.len()));
     let result = discover_extracted(&calls, &cfg.params(), embedder.as_ref(), &prior, now)?;
@@ -251,7 +251,7 @@ pub fn discover(req: &DiscoverRequest, data: &DataDir, cfg: &DiscoverConfig) -> 
             .zip(&result.assignments)
             .filter_map(|(c, t)| t.map(|t| (c.id.as_str(), result.tasks[t].id.as_str())))
             .collect();
-        Some(router_placement(&store, &keyring, &by_call)?)
+        Some(router_placement(&*store, &keyring, &by_call)?)
     } else {
         None
     };

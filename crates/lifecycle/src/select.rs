@@ -7,7 +7,7 @@ use downshift_curate::CurateConfig;
 use downshift_evaluate::kind_of_many;
 use downshift_select::{Candidate, Catalog, Constraints, TaskKind, TaskProfile, select_located};
 use downshift_slm::GenerateOptions;
-use downshift_store::{DataDir, Store, TaskRecord};
+use downshift_store::{DataDir, TaskRecord};
 use downshift_train::{ChatRecord, Split, SplitConfig};
 use serde_json::{Value, json};
 

@@ -122,7 +122,7 @@ pub fn start_gateway(data: &DataDir, cfg: GatewayConfig) -> Result<Running> {
     let guard = data.lock_for_serving()?;
     let (keyring, _) = data.keyring(true)?;
     let store = data.open_store()?;
-    data.replay_unstored(&store)?;
+    data.replay_unstored(&*store)?;
     let mut server = cfg.server;
     if server.max_connections == 0 {
         server.max_connections = 256;
@@ -132,15 +132,17 @@ pub fn start_gateway(data: &DataDir, cfg: GatewayConfig) -> Result<Running> {
         upstreams: cfg.upstreams,
         routing: cfg.routing,
         local: LocalModels::load(&[]).map_err(anyhow::Error::msg)?,
-        store: Arc::new(data.open_admin_store(&cfg.store)?),
-        auth_store: Some(Arc::new(data.open_admin_store(&cfg.store)?)),
-        writer_store: Box::new(store),
+        store: Arc::from(data.open_admin_store(&cfg.store)?),
+        auth_store: Some(Arc::from(data.open_admin_store(&cfg.store)?)),
+        writer_store: store,
         keyring: Arc::new(RwLock::new(keyring)),
         writer: data.writer_config(&cfg.store),
         route: cfg.route,
         specialists: Vec::new(),
         limits: cfg.limits,
         prices: cfg.prices,
+        telemetry: downshift_gateway::TelemetryConfig::default(),
+        ui: downshift_gateway::UiOptions::default(),
     })
     .map_err(anyhow::Error::msg)?;
     let limits = downshift_gateway::conn_limits(&server);

@@ -196,7 +196,7 @@ impl Stages<'_> {
             ..Default::default()
         };
         let store = self.data.open_store()?;
-        change_policy(&store, task, &change, self.actor)?;
+        change_policy(&*store, task, &change, self.actor)?;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use downshift_gateway::{ServerConfig, UpstreamConfig};
 use downshift_lifecycle::http::{header, post};
 use downshift_lifecycle::servers::{GatewayConfig, start_gateway, start_mock};
-use downshift_store::{DataDir, Store, StoreConfig};
+use downshift_store::{DataDir, StoreConfig};
 use serde_json::{Value, json};
 
 fn gateway_config(upstream: std::net::SocketAddr) -> GatewayConfig {

@@ -72,6 +72,24 @@ pub fn hash_api_key(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 
+/// The one key that `id_or_prefix` (an id, display prefix or name) matched, for revocation:
+/// none or several is an error.
+pub(crate) fn single_key_match(
+    id_or_prefix: &str,
+    matches: Vec<crate::ApiKeyRecord>,
+) -> crate::Result<crate::ApiKeyRecord> {
+    let n = matches.len();
+    match <[crate::ApiKeyRecord; 1]>::try_from(matches) {
+        Ok([key]) => Ok(key),
+        Err(_) if n == 0 => Err(crate::StoreError::NotFound(format!(
+            "no API key with id, prefix or name '{id_or_prefix}'"
+        ))),
+        Err(_) => Err(crate::StoreError::Invalid(format!(
+            "'{id_or_prefix}' matches {n} API keys; give the key id"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

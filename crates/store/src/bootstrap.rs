@@ -86,44 +86,51 @@ pub fn bootstrap_admin_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SqliteStore;
 
     #[test]
     fn bootstrap_creates_one_admin_key_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let key = bootstrap_admin_key(&store, &ring, None).unwrap().unwrap();
-        assert!(key.starts_with("dsk_"));
-        assert!(bootstrap_admin_key(&store, &ring, None).unwrap().is_none());
-        let found = store.find_api_key(&hash_api_key(&key)).unwrap().unwrap();
-        assert_eq!(found.role, Role::Admin);
+        crate::backends::each_backend("bootstrap_creates_one_admin_key_once", |b| {
+            let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+            let store = b.open();
+            let key = bootstrap_admin_key(store.as_ref(), &ring, None)
+                .unwrap()
+                .unwrap();
+            assert!(key.starts_with("dsk_"));
+            assert!(
+                bootstrap_admin_key(store.as_ref(), &ring, None)
+                    .unwrap()
+                    .is_none()
+            );
+            let found = store.find_api_key(&hash_api_key(&key)).unwrap().unwrap();
+            assert_eq!(found.role, Role::Admin);
+        });
     }
 
     #[test]
     fn a_preset_admin_key_is_registered() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert!(bootstrap_admin_key(&store, &ring, Some("short")).is_err());
-        let preset = "dsk_preset_admin_key_for_tests";
-        assert!(
-            bootstrap_admin_key(&store, &ring, Some(preset))
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            bootstrap_admin_key(&store, &ring, Some(preset))
-                .unwrap()
-                .is_none()
-        );
-        assert_eq!(store.list_api_keys().unwrap().len(), 1);
-        store.revoke_api_key("bootstrap-admin").unwrap();
-        assert!(
-            bootstrap_admin_key(&store, &ring, Some(preset))
-                .unwrap_err()
-                .to_string()
-                .contains("revoked")
-        );
+        crate::backends::each_backend("a_preset_admin_key_is_registered", |b| {
+            let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+            let store = b.open();
+            assert!(bootstrap_admin_key(store.as_ref(), &ring, Some("short")).is_err());
+            let preset = "dsk_preset_admin_key_for_tests";
+            assert!(
+                bootstrap_admin_key(store.as_ref(), &ring, Some(preset))
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                bootstrap_admin_key(store.as_ref(), &ring, Some(preset))
+                    .unwrap()
+                    .is_none()
+            );
+            assert_eq!(store.list_api_keys().unwrap().len(), 1);
+            store.revoke_api_key("bootstrap-admin").unwrap();
+            assert!(
+                bootstrap_admin_key(store.as_ref(), &ring, Some(preset))
+                    .unwrap_err()
+                    .to_string()
+                    .contains("revoked")
+            );
+        });
     }
 }

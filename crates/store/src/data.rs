@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Keyring, Result, SqliteStore, WriterConfig};
+use crate::{Keyring, PgOptions, PgStore, Result, SqliteStore, Store, StoreError, WriterConfig};
 
 /// The `[store]` section of `downshift.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// A PostgreSQL database shared by every gateway replica and the CLI
+    /// (`postgres://user:password@host:port/database`; `--store-url`, env `DOWNSHIFT_STORE_URL`).
+    /// Unset: the SQLite file below.
+    pub url: Option<String>,
     /// SQLite database file (default: `<data-dir>/downshift.sqlite`).
     pub database: Option<PathBuf>,
     /// Key file (default: `<data-dir>/keys.json`; env `DOWNSHIFT_KEY_FILE`).
@@ -38,6 +42,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            url: None,
             database: None,
             key_file: None,
             queue_capacity: 8192,
@@ -54,6 +59,8 @@ impl Default for StoreConfig {
 #[derive(Debug, Clone)]
 pub struct DataDir {
     pub root: PathBuf,
+    /// The PostgreSQL database, when one is configured; else the SQLite file `database`.
+    pub url: Option<String>,
     pub database: PathBuf,
     pub key_file: PathBuf,
     pub spill_dir: PathBuf,
@@ -64,6 +71,7 @@ impl DataDir {
     pub fn new(root: &Path, cfg: &StoreConfig) -> DataDir {
         DataDir {
             root: root.to_owned(),
+            url: cfg.url.clone().filter(|u| !u.is_empty()),
             database: cfg
                 .database
                 .clone()
@@ -129,25 +137,51 @@ impl DataDir {
         Ok(report)
     }
 
-    /// A connection for the gateway's requests (admin API, key lookups): bounded busy timeout.
-    pub fn open_admin_store(&self, cfg: &StoreConfig) -> Result<SqliteStore> {
-        SqliteStore::open_with_busy_timeout(
-            &self.database,
-            Duration::from_millis(cfg.request_busy_timeout_ms),
-        )
-    }
-
-    pub fn open_store(&self) -> Result<SqliteStore> {
-        SqliteStore::open(&self.database)
-    }
-
-    /// The store, for a command that only reads: a data directory without a database is an
-    /// error that says where it looked ([`crate::StoreError::NoStore`]), not a new empty store.
-    pub fn open_existing_store(&self) -> Result<SqliteStore> {
-        if !self.database.exists() {
-            return Err(crate::StoreError::NoStore(self.database.clone()));
+    /// Where the call log is, for messages: the PostgreSQL server (without its password) or the
+    /// SQLite file.
+    pub fn store_location(&self) -> String {
+        match &self.url {
+            Some(url) => crate::postgres::redacted(url),
+            None => self.database.display().to_string(),
         }
-        SqliteStore::open(&self.database)
+    }
+
+    /// A handle for the gateway's requests (admin API, key lookups): bounded waits for another
+    /// writer's lock.
+    pub fn open_admin_store(&self, cfg: &StoreConfig) -> Result<Box<dyn Store>> {
+        let busy = Duration::from_millis(cfg.request_busy_timeout_ms);
+        match &self.url {
+            Some(url) => Ok(Box::new(PgStore::connect_with(
+                url,
+                &PgOptions {
+                    lock_timeout: busy,
+                    ..PgOptions::default()
+                },
+            )?)),
+            None => Ok(Box::new(SqliteStore::open_with_busy_timeout(
+                &self.database,
+                busy,
+            )?)),
+        }
+    }
+
+    /// The store (created if missing): the PostgreSQL database when a URL is configured, else
+    /// the SQLite file.
+    pub fn open_store(&self) -> Result<Box<dyn Store>> {
+        match &self.url {
+            Some(url) => Ok(Box::new(PgStore::connect(url)?)),
+            None => Ok(Box::new(SqliteStore::open(&self.database)?)),
+        }
+    }
+
+    /// The store, for a command that only reads: a data directory without a SQLite database is
+    /// an error that says where it looked ([`crate::StoreError::NoStore`]), not a new empty
+    /// store. A PostgreSQL database is connected to as configured.
+    pub fn open_existing_store(&self) -> Result<Box<dyn Store>> {
+        if self.url.is_none() && !self.database.exists() {
+            return Err(StoreError::NoStore(self.database.clone()));
+        }
+        self.open_store()
     }
 
     /// The keyring; with `create`, a missing key file is created (mode 0600). The flag says

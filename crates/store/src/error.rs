@@ -5,6 +5,11 @@ use std::path::PathBuf;
 pub enum StoreError {
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {}", pg_detail(.0))]
+    Postgres(#[from] postgres::Error),
+    /// No connection to the PostgreSQL server (refused, timed out, pool exhausted).
+    #[error("{0}")]
+    Pg(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -39,7 +44,20 @@ pub enum StoreError {
 
 impl StoreError {
     /// The database was locked by another writer for longer than the busy timeout.
+    /// With PostgreSQL: a lock wait over `lock_timeout`, a serialization failure or deadlock,
+    /// or no connection to be had (server down, pool exhausted) — all worth a retry (503).
     pub fn is_busy(&self) -> bool {
+        if matches!(self, StoreError::Pg(_)) {
+            return true;
+        }
+        if let StoreError::Postgres(e) = self {
+            use postgres::error::SqlState;
+            return e.code().is_some_and(|c| {
+                *c == SqlState::LOCK_NOT_AVAILABLE
+                    || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                    || *c == SqlState::T_R_DEADLOCK_DETECTED
+            });
+        }
         matches!(
             self,
             StoreError::Db(rusqlite::Error::SqliteFailure(f, _))
@@ -55,5 +73,16 @@ impl StoreError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A server error's own message (with its detail), else the client's description.
+fn pg_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(d) => format!("{} ({d})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => e.to_string(),
     }
 }

@@ -204,121 +204,139 @@ pub fn export_dataset_jsonl(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::SqliteStore;
 
     #[test]
     fn import_then_export_round_trips_and_reports_bad_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let input = concat!(
-            r#"{"request":{"model":"m","messages":[{"role":"user","content":"hi"}]},"response":{"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}},"metadata":{"cat":"a"}}"#,
-            "\n\n{broken\n",
-            r#"{"timestamp":"2025-01-01T00:00:00Z","workload_id":"w","client_id":"bob","request":{"messages":[]},"response":{"choices":[]}}"#,
-            "\n"
+        crate::backends::each_backend(
+            "import_then_export_round_trips_and_reports_bad_lines",
+            |b| {
+                let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+                let store = b.open();
+                let input = concat!(
+                    r#"{"request":{"model":"m","messages":[{"role":"user","content":"hi"}]},"response":{"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}},"metadata":{"cat":"a"}}"#,
+                    "\n\n{broken\n",
+                    r#"{"timestamp":"2025-01-01T00:00:00Z","workload_id":"w","client_id":"bob","request":{"messages":[]},"response":{"choices":[]}}"#,
+                    "\n"
+                );
+                let mut extra = BTreeMap::new();
+                extra.insert("batch".to_owned(), "1".to_owned());
+                let r = import_jsonl(
+                    input.as_bytes(),
+                    ImportFormat::Auto,
+                    &extra,
+                    &ring,
+                    store.as_ref(),
+                )
+                .unwrap();
+                assert_eq!((r.records, r.imported), (2, 2));
+                assert_eq!(r.errors.len(), 1);
+                assert_eq!(r.errors[0].line, 3);
+                let listed = store.list_calls(&CallFilter::default()).unwrap();
+                assert_eq!(listed.len(), 2);
+                let fly = listed
+                    .iter()
+                    .find(|c| c.tags.contains_key("workload_id"))
+                    .unwrap();
+                assert!(fly.agent.as_deref().unwrap().starts_with("agt_"));
+                assert_eq!(fly.ts_ms, 1735689600000);
+                let mut out = Vec::new();
+                assert_eq!(
+                    export_jsonl(&CallFilter::default(), &ring, store.as_ref(), &mut out).unwrap(),
+                    2
+                );
+                let text = String::from_utf8(out).unwrap();
+                let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+                // Oldest first: the 2025 Flywheel record.
+                assert_eq!(first["metadata"]["workload_id"], "w");
+                assert!(!text.contains("bob"));
+                let second: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+                assert_eq!(second["request"]["messages"][0]["content"], "hi");
+                assert_eq!(second["metadata"]["cat"], "a");
+                assert_eq!(second["metadata"]["batch"], "1");
+                assert_eq!(second["call"]["prompt_tokens"], 2);
+                // The exported lines import again.
+                let again = crate::SqliteStore::open(&b.dir.path().join("db2")).unwrap();
+                let r2 = import_jsonl(
+                    text.as_bytes(),
+                    ImportFormat::Auto,
+                    &BTreeMap::new(),
+                    &ring,
+                    &again,
+                )
+                .unwrap();
+                assert_eq!((r2.imported, r2.errors.len()), (2, 0));
+            },
         );
-        let mut extra = BTreeMap::new();
-        extra.insert("batch".to_owned(), "1".to_owned());
-        let r = import_jsonl(input.as_bytes(), ImportFormat::Auto, &extra, &ring, &store).unwrap();
-        assert_eq!((r.records, r.imported), (2, 2));
-        assert_eq!(r.errors.len(), 1);
-        assert_eq!(r.errors[0].line, 3);
-        let listed = store.list_calls(&CallFilter::default()).unwrap();
-        assert_eq!(listed.len(), 2);
-        let fly = listed
-            .iter()
-            .find(|c| c.tags.contains_key("workload_id"))
-            .unwrap();
-        assert!(fly.agent.as_deref().unwrap().starts_with("agt_"));
-        assert_eq!(fly.ts_ms, 1735689600000);
-        let mut out = Vec::new();
-        assert_eq!(
-            export_jsonl(&CallFilter::default(), &ring, &store, &mut out).unwrap(),
-            2
-        );
-        let text = String::from_utf8(out).unwrap();
-        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
-        // Oldest first: the 2025 Flywheel record.
-        assert_eq!(first["metadata"]["workload_id"], "w");
-        assert!(!text.contains("bob"));
-        let second: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
-        assert_eq!(second["request"]["messages"][0]["content"], "hi");
-        assert_eq!(second["metadata"]["cat"], "a");
-        assert_eq!(second["metadata"]["batch"], "1");
-        assert_eq!(second["call"]["prompt_tokens"], 2);
-        // The exported lines import again.
-        let again = SqliteStore::open(&dir.path().join("db2")).unwrap();
-        let r2 = import_jsonl(
-            text.as_bytes(),
-            ImportFormat::Auto,
-            &BTreeMap::new(),
-            &ring,
-            &again,
-        )
-        .unwrap();
-        assert_eq!((r2.imported, r2.errors.len()), (2, 0));
     }
 
     #[test]
     fn importing_the_same_file_twice_stores_each_call_once_with_or_without_timestamps() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let input = concat!(
-            r#"{"request":{"model":"m","messages":[{"role":"user","content":"no time a"}]}}"#,
-            "\n",
-            r#"{"request":{"model":"m","messages":[{"role":"user","content":"no time b"}]}}"#,
-            "\n",
-            r#"{"timestamp":"2025-01-01T00:00:00Z","request":{"model":"m","messages":[{"role":"user","content":"timed"}]}}"#,
-            "\n"
+        crate::backends::each_backend(
+            "importing_the_same_file_twice_stores_each_call_once_with_or_without_timestamps",
+            |b| {
+                let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+                let store = b.open();
+                let input = concat!(
+                    r#"{"request":{"model":"m","messages":[{"role":"user","content":"no time a"}]}}"#,
+                    "\n",
+                    r#"{"request":{"model":"m","messages":[{"role":"user","content":"no time b"}]}}"#,
+                    "\n",
+                    r#"{"timestamp":"2025-01-01T00:00:00Z","request":{"model":"m","messages":[{"role":"user","content":"timed"}]}}"#,
+                    "\n"
+                );
+                let import = || {
+                    import_jsonl(
+                        input.as_bytes(),
+                        ImportFormat::Auto,
+                        &BTreeMap::new(),
+                        &ring,
+                        store.as_ref(),
+                    )
+                    .unwrap()
+                };
+                let first = import();
+                assert_eq!((first.imported, first.duplicates), (3, 0));
+                // Later (another import time), the same lines: nothing new.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                let second = import();
+                assert_eq!((second.imported, second.duplicates), (0, 3));
+                assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 3);
+            },
         );
-        let import = || {
-            import_jsonl(
-                input.as_bytes(),
-                ImportFormat::Auto,
-                &BTreeMap::new(),
-                &ring,
-                &store,
-            )
-            .unwrap()
-        };
-        let first = import();
-        assert_eq!((first.imported, first.duplicates), (3, 0));
-        // Later (another import time), the same lines: nothing new.
-        std::thread::sleep(std::time::Duration::from_millis(5));
-        let second = import();
-        assert_eq!((second.imported, second.duplicates), (0, 3));
-        assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 3);
     }
 
     #[test]
     fn an_invalid_utf8_line_is_skipped_and_every_good_line_stored() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let mut input = Vec::new();
-        for i in 0..400 {
-            if i == 200 {
-                input.extend_from_slice(b"{\"request\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}}\n");
-            }
-            input.extend_from_slice(
-                format!(r#"{{"request":{{"model":"m","messages":[{{"role":"user","content":"q{i}"}}]}},"response":{{"choices":[]}}}}"#)
-                    .as_bytes(),
-            );
-            input.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"\r\n" });
-        }
-        let r = import_jsonl(
-            &input[..],
-            ImportFormat::Auto,
-            &BTreeMap::new(),
-            &ring,
-            &store,
-        )
-        .unwrap();
-        assert_eq!((r.records, r.imported), (400, 400));
-        assert_eq!(r.errors.len(), 1);
-        assert_eq!(r.errors[0].line, 201);
-        assert!(r.errors[0].error.contains("UTF-8"), "{}", r.errors[0].error);
-        assert_eq!(store.count_calls().unwrap(), 400);
+        crate::backends::each_backend(
+            "an_invalid_utf8_line_is_skipped_and_every_good_line_stored",
+            |b| {
+                let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+                let store = b.open();
+                let mut input = Vec::new();
+                for i in 0..400 {
+                    if i == 200 {
+                        input.extend_from_slice(b"{\"request\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}}\n");
+                    }
+                    input.extend_from_slice(
+                    format!(r#"{{"request":{{"model":"m","messages":[{{"role":"user","content":"q{i}"}}]}},"response":{{"choices":[]}}}}"#)
+                        .as_bytes(),
+                );
+                    input.extend_from_slice(if i % 2 == 0 { b"\n" } else { b"\r\n" });
+                }
+                let r = import_jsonl(
+                    &input[..],
+                    ImportFormat::Auto,
+                    &BTreeMap::new(),
+                    &ring,
+                    store.as_ref(),
+                )
+                .unwrap();
+                assert_eq!((r.records, r.imported), (400, 400));
+                assert_eq!(r.errors.len(), 1);
+                assert_eq!(r.errors[0].line, 201);
+                assert!(r.errors[0].error.contains("UTF-8"), "{}", r.errors[0].error);
+                assert_eq!(store.count_calls().unwrap(), 400);
+            },
+        );
     }
 }

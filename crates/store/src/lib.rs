@@ -1,7 +1,8 @@
 //! Everything downshift persists: the encrypted call log, API keys with roles, the audit trail.
 //!
 //! Callers talk to the [`Store`] trait; [`SqliteStore`] is the embedded default (bundled SQLite
-//! in WAL mode, versioned migrations). Payloads are sealed with AES-256-GCM by the [`Keyring`]
+//! in WAL mode, versioned migrations), [`PgStore`] the shared one that gateway replicas use
+//! (PostgreSQL, pooled connections, versioned migrations). Payloads are sealed with AES-256-GCM by the [`Keyring`]
 //! before they reach a store, and agent/episode identifiers are replaced by keyed-HMAC
 //! pseudonyms. The [`LogWriter`] puts a bounded, batched, asynchronous queue in front of the
 //! store so that serving never waits for the disk; what does not fit spills to an append-only
@@ -15,6 +16,8 @@
 )]
 
 mod apikey;
+#[cfg(test)]
+mod backends;
 mod bootstrap;
 mod data;
 mod error;
@@ -22,10 +25,16 @@ mod interchange;
 mod journal;
 mod keyring;
 mod model;
+pub mod pg_testing;
 mod policy;
+mod postgres;
+mod rows;
 mod spill;
 mod sqlite;
 mod writer;
+
+#[cfg(test)]
+mod tests;
 
 pub use apikey::{Permission, Role, generate_api_key, hash_api_key};
 pub use bootstrap::{bootstrap_admin_key, create_api_key};
@@ -43,14 +52,31 @@ pub use policy::{
     AgreementRecord, AgreementSource, FALLBACK_TAG, Mode, Policy, ROUTE_TAG, RouteEvent,
     RouteEventKind, TASK_TAG,
 };
+pub use postgres::{PgOptions, PgStore, is_postgres_url};
 pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
 pub use writer::{LogWriter, WriterConfig, WriterStats};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The migrations a schema at `version` still needs, each with the version it brings the schema
+/// to; a schema newer than every migration this build knows is refused.
+pub(crate) fn pending_migrations<'a>(
+    version: i64,
+    migrations: &'a [&'a str],
+) -> Result<impl Iterator<Item = (i64, &'a str)>> {
+    let known = migrations.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            known,
+        });
+    }
+    Ok((version.max(0)..known).map(move |v| (v + 1, migrations[v as usize])))
+}
+
 /// The persistence interface every stage uses. Implementations must be safe to share between
-/// threads; SQLite is the default, PostgreSQL can implement the same trait.
+/// threads; SQLite is the default, PostgreSQL implements the same trait.
 pub trait Store: Send + Sync {
     /// Inserts sealed calls in one transaction; ids already present are ignored (idempotent
     /// re-ingestion). Returns how many rows were new.

@@ -66,6 +66,28 @@ impl Source {
             Source::Import => "import",
         }
     }
+
+    /// The source a stored string names; anything but `import` reads as the gateway.
+    pub(crate) fn from_stored(s: &str) -> Source {
+        if s == "import" {
+            Source::Import
+        } else {
+            Source::Gateway
+        }
+    }
+}
+
+/// A task centroid as stored: little-endian `f32`s.
+pub(crate) fn centroid_bytes(centroid: &[f32]) -> Vec<u8> {
+    centroid.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The centroid [`centroid_bytes`] stored.
+pub(crate) fn centroid_from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// Everything about a call except its payload. Stored in clear so calls can be listed and

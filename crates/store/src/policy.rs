@@ -224,6 +224,20 @@ pub struct AgreementRecord {
     pub specialist: Option<String>,
 }
 
+impl AgreementRecord {
+    /// A measurement is a share: `value` must be in [0, 1].
+    pub fn validate(&self) -> crate::Result<()> {
+        if (0.0..=1.0).contains(&self.value) {
+            Ok(())
+        } else {
+            Err(crate::StoreError::Invalid(format!(
+                "agreement {} of task {} is not in [0, 1]",
+                self.value, self.task
+            )))
+        }
+    }
+}
+
 /// What a route event records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

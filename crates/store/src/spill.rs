@@ -142,42 +142,43 @@ pub fn ingest_spill_files(dir: &Path, store: &dyn Store) -> Result<IngestReport>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Keyring, SqliteStore};
+    use crate::Keyring;
     use std::fs::OpenOptions;
 
     #[test]
     fn spilled_records_are_ingested_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let spill = SpillFile::new(&dir.path().join("spill"));
-        for i in 0..5 {
-            let rec = crate::keyring::tests::record(&format!("r{i}"), "p");
-            spill.append(&ring.seal(&rec).unwrap()).unwrap();
-        }
-        spill.sync().unwrap();
-        // A torn line from a crash.
-        let path = fs::read_dir(dir.path().join("spill"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
-        OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .unwrap()
-            .write_all(b"{\"id\":\"torn")
-            .unwrap();
-        let report = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
-        assert_eq!(
-            (report.records, report.inserted, report.bad_lines),
-            (5, 5, 1)
-        );
-        assert_eq!(store.count_calls().unwrap(), 5);
-        assert!(path.with_extension("bad").exists());
-        let again = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
-        assert_eq!(again.records, 0);
+        crate::backends::each_backend("spilled_records_are_ingested_once", |b| {
+            let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+            let store = b.open();
+            let spill = SpillFile::new(&b.dir.path().join("spill"));
+            for i in 0..5 {
+                let rec = crate::keyring::tests::record(&format!("r{i}"), "p");
+                spill.append(&ring.seal(&rec).unwrap()).unwrap();
+            }
+            spill.sync().unwrap();
+            // A torn line from a crash.
+            let path = fs::read_dir(b.dir.path().join("spill"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path();
+            OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .write_all(b"{\"id\":\"torn")
+                .unwrap();
+            let report = ingest_spill_files(&b.dir.path().join("spill"), store.as_ref()).unwrap();
+            assert_eq!(
+                (report.records, report.inserted, report.bad_lines),
+                (5, 5, 1)
+            );
+            assert_eq!(store.count_calls().unwrap(), 5);
+            assert!(path.with_extension("bad").exists());
+            let again = ingest_spill_files(&b.dir.path().join("spill"), store.as_ref()).unwrap();
+            assert_eq!(again.records, 0);
+        });
     }
 
     /// A journal directory as a crash leaves it: one segment in the line format of earlier
@@ -204,29 +205,33 @@ mod tests {
 
     #[test]
     fn old_line_segments_and_binary_segments_replay_together_and_a_torn_frame_is_reported() {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let journal = mixed_journal(dir.path(), &ring);
-        let report = ingest_spill_files(&journal, &store).unwrap();
-        assert_eq!(
-            (
-                report.files,
-                report.records,
-                report.inserted,
-                report.bad_lines
-            ),
-            (2, 10, 10, 1)
+        crate::backends::each_backend(
+            "old_line_segments_and_binary_segments_replay_together_and_a_torn_frame_is_reported",
+            |b| {
+                let (ring, _) = Keyring::load_or_create(&b.dir.path().join("k.json")).unwrap();
+                let store = b.open();
+                let journal = mixed_journal(b.dir.path(), &ring);
+                let report = ingest_spill_files(&journal, store.as_ref()).unwrap();
+                assert_eq!(
+                    (
+                        report.files,
+                        report.records,
+                        report.inserted,
+                        report.bad_lines
+                    ),
+                    (2, 10, 10, 1)
+                );
+                assert_eq!(store.count_calls().unwrap(), 10);
+                // Every record decrypts: frames carry the ciphertext byte for byte.
+                for c in store.scan_calls(&crate::CallFilter::default()).unwrap() {
+                    assert_eq!(ring.open(&c).unwrap().request, b"p");
+                }
+                // The old segment is gone; the one with the torn frame is kept for inspection.
+                assert!(!journal.join("journal-0001.jsonl").exists());
+                assert!(journal.join("journal-0002.bad").exists());
+                let again = ingest_spill_files(&journal, store.as_ref()).unwrap();
+                assert_eq!(again, IngestReport::default());
+            },
         );
-        assert_eq!(store.count_calls().unwrap(), 10);
-        // Every record decrypts: frames carry the ciphertext byte for byte.
-        for c in store.scan_calls(&crate::CallFilter::default()).unwrap() {
-            assert_eq!(ring.open(&c).unwrap().request, b"p");
-        }
-        // The old segment is gone; the one with the torn frame is kept for inspection.
-        assert!(!journal.join("journal-0001.jsonl").exists());
-        assert!(journal.join("journal-0002.bad").exists());
-        let again = ingest_spill_files(&journal, &store).unwrap();
-        assert_eq!(again, IngestReport::default());
     }
 }

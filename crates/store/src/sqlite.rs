@@ -4,14 +4,14 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::{
-    Connection, OptionalExtension, Row, TransactionBehavior, params, params_from_iter,
+    Connection, OptionalExtension, TransactionBehavior, params, params_from_iter,
     types::Value as Sql,
 };
 
+use crate::rows::{self, NOISE, POLICY_COLUMNS, TASK_COLUMNS};
 use crate::{
-    AgreementRecord, AgreementSource, ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallStatus,
-    DatasetMeta, Policy, Result, Role, RouteEvent, RouteEventKind, SealedCall, SealedExample,
-    Source, Store, StoreError, TaskRecord,
+    AgreementRecord, ApiKeyRecord, AuditEntry, CallFilter, CallMeta, DatasetMeta, Policy, Result,
+    RouteEvent, SealedCall, SealedExample, Store, StoreError, TaskRecord,
 };
 
 /// Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
@@ -181,17 +181,10 @@ impl SqliteStore {
     fn migrate(&self) -> Result<()> {
         let mut conn = self.lock();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let known = MIGRATIONS.len() as i64;
-        if version > known {
-            return Err(StoreError::SchemaTooNew {
-                found: version,
-                known,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (to, sql) in crate::pending_migrations(version, MIGRATIONS)? {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.pragma_update(None, "user_version", to)?;
             tx.commit()?;
         }
         Ok(())
@@ -244,55 +237,6 @@ fn make_private(path: &Path) -> Result<()> {
     #[cfg(not(unix))]
     let _ = path;
     Ok(())
-}
-
-fn opt_u64(v: Option<i64>) -> Option<u64> {
-    v.map(|x| x.max(0) as u64)
-}
-
-fn meta_from_row(row: &Row<'_>) -> rusqlite::Result<CallMeta> {
-    let status: String = row.get(5)?;
-    let tags: String = row.get(16)?;
-    let source: String = row.get(17)?;
-    Ok(CallMeta {
-        id: row.get(0)?,
-        ts_ms: row.get(1)?,
-        endpoint: row.get(2)?,
-        model: row.get(3)?,
-        upstream: row.get(4)?,
-        status: CallStatus::parse(&status).unwrap_or(CallStatus::UpstreamError),
-        http_status: row.get::<_, Option<i64>>(6)?.map(|s| s as u16),
-        stream: row.get(7)?,
-        latency_us: opt_u64(row.get(8)?),
-        ttft_us: opt_u64(row.get(9)?),
-        overhead_us: opt_u64(row.get(10)?),
-        prompt_tokens: opt_u64(row.get(11)?),
-        completion_tokens: opt_u64(row.get(12)?),
-        agent: row.get(13)?,
-        episode: row.get(14)?,
-        api_key_id: row.get(15)?,
-        tags: serde_json::from_str(&tags).unwrap_or_default(),
-        source: if source == "import" {
-            Source::Import
-        } else {
-            Source::Gateway
-        },
-    })
-}
-
-fn key_from_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
-    let role: String = row.get(2)?;
-    Ok(ApiKeyRecord {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        // An unknown role grants the least.
-        role: Role::parse(&role).unwrap_or(Role::Agent),
-        key_hash: row.get(3)?,
-        prefix: row.get(4)?,
-        agent: row.get(5)?,
-        created_ms: row.get(6)?,
-        revoked_ms: row.get(7)?,
-    })
 }
 
 /// WHERE clause and parameters for a filter.
@@ -406,7 +350,7 @@ impl Store for SqliteStore {
         }
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), meta_from_row)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| rows::meta(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -415,7 +359,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {CALL_COLUMNS}, key_id, nonce, payload FROM calls WHERE id = ?"
         ))?;
-        Ok(stmt.query_row([id], sealed_from_row).optional()?)
+        Ok(stmt.query_row([id], |r| rows::sealed(r)).optional()?)
     }
 
     fn call_ids_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<String>> {
@@ -439,7 +383,7 @@ impl Store for SqliteStore {
         }
         let conn = self.lock();
         let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), sealed_from_row)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| rows::sealed(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -473,7 +417,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, role, key_hash, prefix, agent, created_ms, revoked_ms FROM api_keys ORDER BY created_ms, id",
         )?;
-        let rows = stmt.query_map([], key_from_row)?;
+        let rows = stmt.query_map([], |r| rows::key(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -482,7 +426,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, role, key_hash, prefix, agent, created_ms, revoked_ms FROM api_keys WHERE key_hash = ?",
         )?;
-        Ok(stmt.query_row([hash], key_from_row).optional()?)
+        Ok(stmt.query_row([hash], |r| rows::key(r)).optional()?)
     }
 
     fn revoke_api_key(&self, id_or_prefix: &str) -> Result<ApiKeyRecord> {
@@ -492,24 +436,9 @@ impl Store for SqliteStore {
              WHERE id = ?1 OR prefix = ?1 OR name = ?1",
         )?;
         let matches = stmt
-            .query_map([id_or_prefix], key_from_row)?
+            .query_map([id_or_prefix], |r| rows::key(r))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut key = match matches.len() {
-            0 => {
-                return Err(StoreError::NotFound(format!(
-                    "no API key with id, prefix or name '{id_or_prefix}'"
-                )));
-            }
-            1 => matches
-                .into_iter()
-                .next()
-                .ok_or_else(|| StoreError::NotFound(id_or_prefix.into()))?,
-            n => {
-                return Err(StoreError::Invalid(format!(
-                    "'{id_or_prefix}' matches {n} API keys; give the key id"
-                )));
-            }
-        };
+        let mut key = crate::apikey::single_key_match(id_or_prefix, matches)?;
         if key.revoked_ms.is_none() {
             let now = crate::now_ms();
             conn.execute(
@@ -534,16 +463,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT id, ts_ms, actor, action, target, detail FROM audit ORDER BY ts_ms DESC, id DESC LIMIT ?",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| {
-            Ok(AuditEntry {
-                id: r.get(0)?,
-                ts_ms: r.get(1)?,
-                actor: r.get(2)?,
-                action: r.get(3)?,
-                target: r.get(4)?,
-                detail: r.get(5)?,
-            })
-        })?;
+        let rows = stmt.query_map([limit as i64], |r| rows::audit(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
     fn create_dataset(&self, meta: &DatasetMeta, examples: &[SealedExample]) -> Result<()> {
@@ -595,7 +515,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, created_ms, examples, params, report FROM datasets ORDER BY created_ms DESC, id DESC",
         )?;
-        let rows = stmt.query_map([], dataset_from_row)?;
+        let rows = stmt.query_map([], |r| rows::dataset(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -604,7 +524,9 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT id, name, created_ms, examples, params, report FROM datasets WHERE name = ?1 OR id = ?1",
         )?;
-        Ok(stmt.query_row([name_or_id], dataset_from_row).optional()?)
+        Ok(stmt
+            .query_row([name_or_id], |r| rows::dataset(r))
+            .optional()?)
     }
 
     fn dataset_examples(&self, dataset_id: &str) -> Result<Vec<SealedExample>> {
@@ -612,15 +534,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(
             "SELECT seq, call_id, key_id, nonce, payload FROM dataset_examples WHERE dataset_id = ? ORDER BY seq",
         )?;
-        let rows = stmt.query_map([dataset_id], |r| {
-            Ok(SealedExample {
-                seq: r.get::<_, i64>(0)? as u64,
-                call_id: r.get(1)?,
-                key_id: r.get(2)?,
-                nonce: r.get(3)?,
-                ciphertext: r.get(4)?,
-            })
-        })?;
+        let rows = stmt.query_map([dataset_id], |r| rows::example(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
     fn assign_tasks(&self, assignments: &[(String, Option<String>)]) -> Result<()> {
@@ -645,7 +559,7 @@ impl Store for SqliteStore {
                 "INSERT INTO tasks ({TASK_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8)"
             ))?;
             for t in tasks {
-                let centroid: Vec<u8> = t.centroid.iter().flat_map(|v| v.to_le_bytes()).collect();
+                let centroid = crate::model::centroid_bytes(&t.centroid);
                 put.execute(params![
                     t.id,
                     t.label,
@@ -668,7 +582,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {TASK_COLUMNS} FROM tasks ORDER BY calls DESC, id"
         ))?;
-        let rows = stmt.query_map([], task_from_row)?;
+        let rows = stmt.query_map([], |r| rows::task(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -676,7 +590,7 @@ impl Store for SqliteStore {
         let conn = self.lock();
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
-        Ok(stmt.query_row([id], task_from_row).optional()?)
+        Ok(stmt.query_row([id], |r| rows::task(r)).optional()?)
     }
 
     fn task_assignments(&self) -> Result<Vec<(String, Option<String>)>> {
@@ -721,7 +635,7 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {POLICY_COLUMNS} FROM task_policies WHERE task = ?1"
         ))?;
-        Ok(stmt.query_row([task], policy_from_row).optional()?)
+        Ok(stmt.query_row([task], |r| rows::policy(r)).optional()?)
     }
 
     fn list_policies(&self) -> Result<Vec<Policy>> {
@@ -729,17 +643,12 @@ impl Store for SqliteStore {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {POLICY_COLUMNS} FROM task_policies ORDER BY task"
         ))?;
-        let rows = stmt.query_map([], policy_from_row)?;
+        let rows = stmt.query_map([], |r| rows::policy(r))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
     fn record_agreement(&self, a: &AgreementRecord) -> Result<()> {
-        if !(0.0..=1.0).contains(&a.value) {
-            return Err(StoreError::Invalid(format!(
-                "agreement {} of task {} is not in [0, 1]",
-                a.value, a.task
-            )));
-        }
+        a.validate()?;
         self.lock().execute(
             "INSERT INTO agreement (task, ts_ms, value, source, call_id, specialist) \
              VALUES (?1,?2,?3,?4,?5,?6)",
@@ -763,10 +672,9 @@ impl Store for SqliteStore {
             "SELECT task, ts_ms, value, source, call_id, specialist FROM agreement \
              WHERE task = ?1 ORDER BY seq DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(
-            params![task, i64::try_from(n).unwrap_or(i64::MAX)],
-            agreement_from_row,
-        )?;
+        let rows = stmt.query_map(params![task, i64::try_from(n).unwrap_or(i64::MAX)], |r| {
+            rows::agreement(r)
+        })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 
@@ -788,14 +696,14 @@ impl Store for SqliteStore {
                     "SELECT {cols} FROM route_events WHERE task = ?1 \
                      ORDER BY ts_ms DESC, id DESC LIMIT ?2"
                 ))?;
-                stmt.query_map(params![t, limit], route_event_from_row)?
+                stmt.query_map(params![t, limit], |r| rows::route_event(r))?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             }
             None => {
                 let mut stmt = conn.prepare_cached(&format!(
                     "SELECT {cols} FROM route_events ORDER BY ts_ms DESC, id DESC LIMIT ?1"
                 ))?;
-                stmt.query_map(params![limit], route_event_from_row)?
+                stmt.query_map(params![limit], |r| rows::route_event(r))?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             }
         };
@@ -812,49 +720,6 @@ impl Store for SqliteStore {
     }
 }
 
-const POLICY_COLUMNS: &str = "task, mode, specialist, min_confidence, agreement_threshold, \
-    window_size, shadow_sample, updated_ms, updated_by";
-
-fn policy_from_row(row: &Row<'_>) -> rusqlite::Result<Policy> {
-    let mode: String = row.get(1)?;
-    Ok(Policy {
-        task: row.get(0)?,
-        // A mode this version cannot read routes nothing to a specialist.
-        mode: mode.parse().unwrap_or_default(),
-        specialist: row.get(2)?,
-        min_confidence: row.get(3)?,
-        agreement_threshold: row.get(4)?,
-        window: row.get::<_, i64>(5)?.clamp(1, i64::from(u32::MAX)) as u32,
-        shadow_sample: row.get(6)?,
-        updated_ms: row.get(7)?,
-        updated_by: row.get(8)?,
-    })
-}
-
-fn agreement_from_row(row: &Row<'_>) -> rusqlite::Result<AgreementRecord> {
-    let source: String = row.get(3)?;
-    Ok(AgreementRecord {
-        task: row.get(0)?,
-        ts_ms: row.get(1)?,
-        value: row.get(2)?,
-        source: AgreementSource::parse(&source).unwrap_or(AgreementSource::Shadow),
-        call_id: row.get(4)?,
-        specialist: row.get(5)?,
-    })
-}
-
-fn route_event_from_row(row: &Row<'_>) -> rusqlite::Result<RouteEvent> {
-    let kind: String = row.get(3)?;
-    let detail: String = row.get(4)?;
-    Ok(RouteEvent {
-        id: row.get(0)?,
-        task: row.get(1)?,
-        ts_ms: row.get(2)?,
-        kind: RouteEventKind::parse(&kind).unwrap_or(RouteEventKind::Fallback),
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-    })
-}
-
 /// Writes (call, task) assignments, noise as [`NOISE`], replacing a call's earlier one.
 fn put_assignments(
     tx: &rusqlite::Transaction<'_>,
@@ -868,52 +733,6 @@ fn put_assignments(
         set.execute(params![call, task.as_deref().unwrap_or(NOISE)])?;
     }
     Ok(())
-}
-
-/// `task_assignments.task_id` of a call discovery saw and placed in no task (noise). Task ids
-/// are never empty, and the column is NOT NULL in stores written before noise was recorded.
-const NOISE: &str = "";
-
-const TASK_COLUMNS: &str = "id, label, created_ms, updated_ms, calls, signature, stats, centroid";
-
-fn task_from_row(row: &Row<'_>) -> rusqlite::Result<TaskRecord> {
-    let stats: String = row.get(6)?;
-    let centroid: Vec<u8> = row.get(7)?;
-    Ok(TaskRecord {
-        id: row.get(0)?,
-        label: row.get(1)?,
-        created_ms: row.get(2)?,
-        updated_ms: row.get(3)?,
-        calls: row.get::<_, i64>(4)?.max(0) as u64,
-        signature: row.get(5)?,
-        stats: serde_json::from_str(&stats).unwrap_or(serde_json::Value::Null),
-        centroid: centroid
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-    })
-}
-
-fn dataset_from_row(row: &Row<'_>) -> rusqlite::Result<DatasetMeta> {
-    let params: String = row.get(4)?;
-    let report: String = row.get(5)?;
-    Ok(DatasetMeta {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        created_ms: row.get(2)?,
-        examples: row.get::<_, i64>(3)?.max(0) as u64,
-        params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
-        report: serde_json::from_str(&report).unwrap_or(serde_json::Value::Null),
-    })
-}
-
-fn sealed_from_row(row: &Row<'_>) -> rusqlite::Result<SealedCall> {
-    Ok(SealedCall {
-        meta: meta_from_row(row)?,
-        key_id: row.get(18)?,
-        nonce: row.get(19)?,
-        ciphertext: row.get(20)?,
-    })
 }
 
 #[cfg(test)]

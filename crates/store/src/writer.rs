@@ -553,81 +553,82 @@ fn push(batch: &mut Vec<Item>, m: Msg) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CallFilter, SqliteStore, ingest_spill_files};
+    use crate::backends::{Backend, each_backend};
+    use crate::{CallFilter, ingest_spill_files};
 
-    fn setup(
-        capacity: usize,
-        delay_ms: u64,
-    ) -> (tempfile::TempDir, LogWriter, Arc<RwLock<Keyring>>) {
-        let dir = tempfile::tempdir().unwrap();
-        let (ring, _) = Keyring::load_or_create(&dir.path().join("k.json")).unwrap();
+    fn setup(b: &Backend, capacity: usize, delay_ms: u64) -> LogWriter {
+        let dir = b.dir.path();
+        let (ring, _) = Keyring::load_or_create(&dir.join("k.json")).unwrap();
         let ring = Arc::new(RwLock::new(ring));
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let w = LogWriter::start(
-            Box::new(store),
+        LogWriter::start(
+            b.open(),
             ring.clone(),
             WriterConfig {
                 queue_capacity: capacity,
                 batch_max: 64,
                 batch_delay: Duration::from_millis(delay_ms),
-                ..WriterConfig::new(&dir.path().join("spill"), None)
+                ..WriterConfig::new(&dir.join("spill"), None)
             },
-        );
-        (dir, w, ring)
+        )
     }
 
     #[test]
     fn everything_logged_is_stored() {
-        let (dir, w, _) = setup(1024, 2);
-        for i in 0..500 {
-            w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
-        }
-        w.shutdown();
-        let s = w.stats();
-        assert_eq!(s.written.load(Ordering::Relaxed), 500);
-        assert_eq!(s.depth.load(Ordering::Relaxed), 0);
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(store.count_calls().unwrap(), 500);
+        each_backend("everything_logged_is_stored", |b| {
+            let w = setup(b, 1024, 2);
+            for i in 0..500 {
+                w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
+            }
+            w.shutdown();
+            let s = w.stats();
+            assert_eq!(s.written.load(Ordering::Relaxed), 500);
+            assert_eq!(s.depth.load(Ordering::Relaxed), 0);
+            assert_eq!(b.open().count_calls().unwrap(), 500);
+        });
     }
 
     #[test]
     fn a_full_queue_spills_and_nothing_is_lost() {
-        // A tiny queue and a slow group commit force most records into the spill file.
-        let (dir, w, _) = setup(2, 300);
-        for i in 0..50 {
-            w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
-        }
-        w.shutdown();
-        let s = w.stats();
-        let (written, spilled) = (
-            s.written.load(Ordering::Relaxed),
-            s.spilled.load(Ordering::Relaxed),
-        );
-        assert!(spilled > 0, "nothing spilled");
-        assert_eq!(written + spilled, 50);
-        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        let report = ingest_spill_files(&dir.path().join("spill"), &store).unwrap();
-        assert_eq!(report.inserted as u64, spilled);
-        assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 50);
+        each_backend("a_full_queue_spills_and_nothing_is_lost", |b| {
+            // A tiny queue and a slow group commit force most records into the spill file.
+            let w = setup(b, 2, 300);
+            for i in 0..50 {
+                w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello"));
+            }
+            w.shutdown();
+            let s = w.stats();
+            let (written, spilled) = (
+                s.written.load(Ordering::Relaxed),
+                s.spilled.load(Ordering::Relaxed),
+            );
+            assert!(spilled > 0, "nothing spilled");
+            assert_eq!(written + spilled, 50);
+            assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+            let store = b.open();
+            let report = ingest_spill_files(&b.dir.path().join("spill"), store.as_ref()).unwrap();
+            assert_eq!(report.inserted as u64, spilled);
+            assert_eq!(store.list_calls(&CallFilter::default()).unwrap().len(), 50);
+        });
     }
 }
 
 #[cfg(test)]
 mod journal_tests {
     use super::*;
+    use crate::backends::each_backend;
     use crate::{SqliteStore, ingest_spill_files};
 
+    /// A journaling writer on `store` whose key file, spill and journal are in `dir`.
     fn journal_writer(
         dir: &std::path::Path,
+        store: Box<dyn Store>,
         capacity: usize,
         delay_ms: u64,
     ) -> (LogWriter, Arc<RwLock<Keyring>>) {
         let (ring, _) = Keyring::load_or_create(&dir.join("k.json")).unwrap();
         let ring = Arc::new(RwLock::new(ring));
-        let store = SqliteStore::open(&dir.join("db")).unwrap();
         let w = LogWriter::start(
-            Box::new(store),
+            store,
             ring.clone(),
             WriterConfig {
                 queue_capacity: capacity,
@@ -676,98 +677,115 @@ mod journal_tests {
 
     #[test]
     fn a_record_is_in_the_journal_once_journal_through_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        // A slow group commit: nothing reaches the database during the checks.
-        let (w, _) = journal_writer(dir.path(), 1024, 400);
-        for i in 0..20 {
-            let id = format!("r{i:04}");
-            log_journaled(&w, &id);
-            assert!(
-                journal_ids(&dir.path().join("journal")).contains(&id),
-                "{id} not journaled"
-            );
-        }
-        // What a crash would leave is enough to recover every record.
-        assert_eq!(recover_copy(dir.path()).count_calls().unwrap(), 20);
-        w.shutdown();
-        assert_eq!(w.stats().written.load(Ordering::Relaxed), 20);
+        each_backend(
+            "a_record_is_in_the_journal_once_journal_through_returns",
+            |b| {
+                // A slow group commit: nothing reaches the database during the checks.
+                let (w, _) = journal_writer(b.dir.path(), b.open(), 1024, 400);
+                for i in 0..20 {
+                    let id = format!("r{i:04}");
+                    log_journaled(&w, &id);
+                    assert!(
+                        journal_ids(&b.dir.path().join("journal")).contains(&id),
+                        "{id} not journaled"
+                    );
+                }
+                // What a crash would leave is enough to recover every record.
+                assert_eq!(recover_copy(b.dir.path()).count_calls().unwrap(), 20);
+                w.shutdown();
+                assert_eq!(w.stats().written.load(Ordering::Relaxed), 20);
+            },
+        );
     }
 
     #[test]
     fn records_staged_together_go_to_the_journal_in_one_write_and_all_survive_a_crash() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, _) = journal_writer(dir.path(), 1024, 400);
-        // As in one turn of the event loop: 50 calls answered, then their responses released.
-        let tickets: Vec<Ticket> = (0..50)
-            .map(|i| w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello")))
-            .collect();
-        assert_eq!(w.last_ticket(), tickets[49]);
-        w.journal_through(tickets[0]);
-        assert!(tickets.iter().all(|t| w.is_journaled(*t)));
-        let s = w.stats();
-        assert_eq!(s.journal_writes.load(Ordering::Relaxed), 1);
-        assert_eq!(s.journal_records.load(Ordering::Relaxed), 50);
-        let segments = std::fs::read_dir(dir.path().join("journal"))
-            .unwrap()
-            .count();
-        assert_eq!(segments, 1);
-        assert_eq!(journal_ids(&dir.path().join("journal")).len(), 50);
-        assert_eq!(recover_copy(dir.path()).count_calls().unwrap(), 50);
-        w.shutdown();
-        assert_eq!(w.stats().written.load(Ordering::Relaxed), 50);
+        each_backend(
+            "records_staged_together_go_to_the_journal_in_one_write_and_all_survive_a_crash",
+            |b| {
+                let (w, _) = journal_writer(b.dir.path(), b.open(), 1024, 400);
+                // As in one turn of the event loop: 50 calls answered, then their responses released.
+                let tickets: Vec<Ticket> = (0..50)
+                    .map(|i| w.log(crate::keyring::tests::record(&format!("r{i:04}"), "hello")))
+                    .collect();
+                assert_eq!(w.last_ticket(), tickets[49]);
+                w.journal_through(tickets[0]);
+                assert!(tickets.iter().all(|t| w.is_journaled(*t)));
+                let s = w.stats();
+                assert_eq!(s.journal_writes.load(Ordering::Relaxed), 1);
+                assert_eq!(s.journal_records.load(Ordering::Relaxed), 50);
+                let segments = std::fs::read_dir(b.dir.path().join("journal"))
+                    .unwrap()
+                    .count();
+                assert_eq!(segments, 1);
+                assert_eq!(journal_ids(&b.dir.path().join("journal")).len(), 50);
+                assert_eq!(recover_copy(b.dir.path()).count_calls().unwrap(), 50);
+                w.shutdown();
+                assert_eq!(w.stats().written.load(Ordering::Relaxed), 50);
+            },
+        );
     }
 
     #[test]
     fn records_no_caller_writes_reach_the_journal_and_the_store() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, _) = journal_writer(dir.path(), 1024, 1);
-        let t = w.log(crate::keyring::tests::record("r1", "hello"));
-        // Nobody calls journal_through: the writer's backstop writes it.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !w.is_journaled(t) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(w.is_journaled(t));
-        w.shutdown();
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(store.count_calls().unwrap(), 1);
+        each_backend(
+            "records_no_caller_writes_reach_the_journal_and_the_store",
+            |b| {
+                let (w, _) = journal_writer(b.dir.path(), b.open(), 1024, 1);
+                let t = w.log(crate::keyring::tests::record("r1", "hello"));
+                // Nobody calls journal_through: the writer's backstop writes it.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !w.is_journaled(t) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                assert!(w.is_journaled(t));
+                w.shutdown();
+                let store = b.open();
+                assert_eq!(store.count_calls().unwrap(), 1);
+            },
+        );
     }
 
     #[test]
     fn committed_segments_are_deleted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, _) = journal_writer(dir.path(), 1024, 1);
-        for i in 0..300 {
-            log_journaled(&w, &format!("r{i:04}"));
-            if i % 100 == 99 {
-                std::thread::sleep(Duration::from_millis(120));
+        each_backend("committed_segments_are_deleted", |b| {
+            let (w, _) = journal_writer(b.dir.path(), b.open(), 1024, 1);
+            for i in 0..300 {
+                log_journaled(&w, &format!("r{i:04}"));
+                if i % 100 == 99 {
+                    std::thread::sleep(Duration::from_millis(120));
+                }
             }
-        }
-        w.shutdown();
-        let s = w.stats();
-        assert_eq!(s.written.load(Ordering::Relaxed), 300);
-        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
-        assert_eq!(s.journal_replays.load(Ordering::Relaxed), 0);
-        assert!(journal_ids(&dir.path().join("journal")).is_empty());
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(store.count_calls().unwrap(), 300);
+            w.shutdown();
+            let s = w.stats();
+            assert_eq!(s.written.load(Ordering::Relaxed), 300);
+            assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+            assert_eq!(s.journal_replays.load(Ordering::Relaxed), 0);
+            assert!(journal_ids(&b.dir.path().join("journal")).is_empty());
+            let store = b.open();
+            assert_eq!(store.count_calls().unwrap(), 300);
+        });
     }
 
     #[test]
     fn records_the_full_queue_refused_are_replayed_from_the_journal() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, _) = journal_writer(dir.path(), 2, 300);
-        for i in 0..50 {
-            log_journaled(&w, &format!("r{i:04}"));
-        }
-        w.shutdown();
-        let s = w.stats();
-        assert!(s.spilled.load(Ordering::Relaxed) > 0, "nothing overflowed");
-        assert!(s.journal_replays.load(Ordering::Relaxed) > 0);
-        assert_eq!(s.lost.load(Ordering::Relaxed), 0);
-        let store = SqliteStore::open(&dir.path().join("db")).unwrap();
-        assert_eq!(store.count_calls().unwrap(), 50);
-        assert!(journal_ids(&dir.path().join("journal")).is_empty());
+        each_backend(
+            "records_the_full_queue_refused_are_replayed_from_the_journal",
+            |b| {
+                let (w, _) = journal_writer(b.dir.path(), b.open(), 2, 300);
+                for i in 0..50 {
+                    log_journaled(&w, &format!("r{i:04}"));
+                }
+                w.shutdown();
+                let s = w.stats();
+                assert!(s.spilled.load(Ordering::Relaxed) > 0, "nothing overflowed");
+                assert!(s.journal_replays.load(Ordering::Relaxed) > 0);
+                assert_eq!(s.lost.load(Ordering::Relaxed), 0);
+                let store = b.open();
+                assert_eq!(store.count_calls().unwrap(), 50);
+                assert!(journal_ids(&b.dir.path().join("journal")).is_empty());
+            },
+        );
     }
 
     #[cfg(unix)]
@@ -775,7 +793,8 @@ mod journal_tests {
     fn journal_spill_and_database_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let (w, _) = journal_writer(dir.path(), 1024, 400);
+        let db = SqliteStore::open(&dir.path().join("db")).unwrap();
+        let (w, _) = journal_writer(dir.path(), Box::new(db), 1024, 400);
         log_journaled(&w, "r1");
         let spill = SpillFile::new(&dir.path().join("spill"));
         let ring = Keyring::load(&dir.path().join("k.json")).unwrap();

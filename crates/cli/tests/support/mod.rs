@@ -106,7 +106,8 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
         .env("DOWNSHIFT_LOG", "warn")
         .env_remove("DOWNSHIFT_ADMIN_KEY")
         .env_remove("DOWNSHIFT_DATA_DIR")
-        .env_remove("DOWNSHIFT_KEY_FILE");
+        .env_remove("DOWNSHIFT_KEY_FILE")
+        .env_remove("DOWNSHIFT_STORE_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -232,6 +233,30 @@ pub fn get(addr: &str, path: &str, key: Option<&str>) -> Resp {
         headers.push(("Authorization", a.as_str()));
     }
     http(addr, "GET", path, &headers, b"")
+}
+
+/// One request on its own connection; `None` when the gateway is gone (killed mid-burst).
+/// Returns the status and the call id the gateway answered with.
+pub fn try_post(addr: &str, body: &str) -> Option<(u16, Option<String>)> {
+    let sock: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let req = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..head_end]).into_owned();
+    let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
+    let id = head.split("\r\n").find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("x-downshift-call-id")
+            .then(|| v.trim().to_owned())
+    });
+    Some((status, id))
 }
 
 fn parse_response(raw: &[u8]) -> Resp {
