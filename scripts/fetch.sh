@@ -15,6 +15,8 @@
 #                                             default traffic (BFCL agent steps, τ² airline and telecom calls,
 #                                             support jobs from bench/discover/gen_traffic.py)
 #
+# Models land under $DOWNSHIFT_MODELS_DIR instead of models/ when that variable is set.
+#
 # Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [all]     (no argument = all)
 # Idempotent: what is already in place is left alone. Works from any directory.
 set -euo pipefail
@@ -38,9 +40,11 @@ BFCL_MARKER="$BFCL_SPEC+sim"
 BFCL_SIM_SRC="bfcl_eval/eval_checker/multi_turn_eval/func_source_code"
 BFCL_JSONL="$ROOT/data/bfcl/bfcl.jsonl"
 BFCL_AGENT_JSONL="$ROOT/data/bfcl/agent.jsonl"
-SMOLLM2_DIR="$ROOT/models/smollm2-135m-instruct"
+# Models go to $DOWNSHIFT_MODELS_DIR when it is set (downshift looks there first), else models/.
+MODELS_DIR="${DOWNSHIFT_MODELS_DIR:-$ROOT/models}"
+SMOLLM2_DIR="$MODELS_DIR/smollm2-135m-instruct"
 SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
-MINILM_DIR="$ROOT/models/all-minilm-l6-v2"
+MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
 DEMO_JSONL="$ROOT/data/demo/traffic.jsonl"

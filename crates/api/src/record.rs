@@ -47,7 +47,7 @@ pub fn parse_import_line(line: &str, format: ImportFormat) -> Result<ImportRecor
         ImportFormat::OpenAi => false,
         ImportFormat::Flywheel => true,
     };
-    let request = obj.remove("request").ok_or("missing \"request\"")?;
+    let mut request = obj.remove("request").ok_or("missing \"request\"")?;
     check_request(&request)?;
     let response = match obj.remove("response") {
         None | Some(Value::Null) => None,
@@ -56,6 +56,21 @@ pub fn parse_import_line(line: &str, format: ImportFormat) -> Result<ImportRecor
     };
     if let Some(r) = &response {
         check_response(r)?;
+    }
+    // The model that was asked: the request's, else the one the response names (Flywheel
+    // records often leave it out of the request). A call with neither is not usable: its
+    // answers cannot be priced, routed or attributed.
+    if request.get("model").is_none() {
+        let answered = response
+            .as_ref()
+            .and_then(|r| r.get("model"))
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .ok_or("no \"request.model\" and no \"response.model\": the record does not say which model was called")?
+            .to_owned();
+        if let Value::Object(req) = &mut request {
+            req.insert("model".into(), Value::String(answered));
+        }
     }
     let timestamp = match obj.remove("timestamp") {
         None | Some(Value::Null) => None,
@@ -90,9 +105,9 @@ pub fn parse_import_line(line: &str, format: ImportFormat) -> Result<ImportRecor
     })
 }
 
-/// A chat request's shape: `messages` an array of message objects with a string `role`, and
-/// `model`, when present, a non-empty string. (A record may leave the model out: Flywheel
-/// records often do, and `export` writes them back that way.)
+/// A chat request's shape: `messages` a non-empty array of message objects with a string
+/// `role`, and `model`, when present, a non-empty string (when absent, the response must name
+/// the model).
 fn check_request(request: &Value) -> Result<(), String> {
     let Value::Object(req) = request else {
         return Err("\"request\" must be a JSON object".into());
@@ -104,6 +119,9 @@ fn check_request(request: &Value) -> Result<(), String> {
         None => {}
     }
     let messages = match req.get("messages") {
+        Some(Value::Array(m)) if m.is_empty() => {
+            return Err("\"request.messages\" is empty: there is no call to store".into());
+        }
         Some(Value::Array(m)) => m,
         Some(_) => return Err("\"request.messages\" must be an array".into()),
         None => return Err("\"request\" has no \"messages\"".into()),
@@ -168,7 +186,7 @@ mod tests {
     #[test]
     fn reads_openai_records() {
         let r = parse_import_line(
-            r#"{"request":{"model":"m","messages":[]},"response":{"choices":[]},"metadata":{"a":"b","n":3}}"#,
+            r#"{"request":{"model":"m","messages":[{"role":"user","content":"x"}]},"response":{"choices":[]},"metadata":{"a":"b","n":3}}"#,
             ImportFormat::Auto,
         )
         .unwrap();
@@ -180,11 +198,13 @@ mod tests {
     #[test]
     fn reads_flywheel_records() {
         let r = parse_import_line(
-            r#"{"timestamp":1735689600,"workload_id":"w1","client_id":"agent-7","request":{"messages":[]},"response":{"choices":[]}}"#,
+            r#"{"timestamp":1735689600,"workload_id":"w1","client_id":"agent-7","request":{"messages":[{"role":"user","content":"x"}]},"response":{"model":"llm-1","choices":[]}}"#,
             ImportFormat::Auto,
         )
         .unwrap();
         assert_eq!(r.tags["workload_id"], "w1");
+        // The request leaves the model out; the response names it.
+        assert_eq!(r.request["model"], "llm-1");
         assert_eq!(r.agent.as_deref(), Some("agent-7"));
         assert_eq!(
             r.timestamp.unwrap().to_rfc3339(),
@@ -201,15 +221,15 @@ mod tests {
             (r#"{"request":{"model":"m"}}"#, "no \"messages\""),
             (r#"{"request":{"messages":{}}}"#, "must be an array"),
             (
-                r#"{"request":{"messages":[]},"response":3}"#,
+                r#"{"request":{"messages":[{"role":"user","content":"x"}]},"response":3}"#,
                 "\"response\"",
             ),
             (
-                r#"{"request":{"messages":[]},"metadata":{"k":[1]}}"#,
+                r#"{"request":{"model":"m","messages":[{"role":"user","content":"x"}]},"metadata":{"k":[1]}}"#,
                 "tag \"k\"",
             ),
             (
-                r#"{"request":{"messages":[]},"timestamp":"yesterday"}"#,
+                r#"{"request":{"model":"m","messages":[{"role":"user","content":"x"}]},"timestamp":"yesterday"}"#,
                 "not a date",
             ),
         ];
@@ -235,11 +255,17 @@ mod tests {
                 "choices",
             ),
             (
-                r#"{"request":{"model":"m","messages":[]},"response":{"choices":[3]}}"#,
+                r#"{"request":{"model":"m","messages":[{"role":"user","content":"x"}]},"response":{"choices":[3]}}"#,
                 "choices[0]",
             ),
-            (r#"{"request":{"model":"","messages":[]}}"#, "model"),
-            (r#"{"request":{"model":7,"messages":[]}}"#, "model"),
+            (
+                r#"{"request":{"model":"","messages":[{"role":"user","content":"x"}]}}"#,
+                "model",
+            ),
+            (
+                r#"{"request":{"model":7,"messages":[{"role":"user","content":"x"}]}}"#,
+                "model",
+            ),
             (r#"{"request":{"model":"m"}}"#, "messages"),
             (r#"{"request":[1]}"#, "JSON object"),
         ];
@@ -247,13 +273,20 @@ mod tests {
             let err = parse_import_line(line, ImportFormat::Auto).unwrap_err();
             assert!(err.contains(want), "{line}: {err}");
         }
-        // A record may leave the model out.
-        assert!(
-            parse_import_line(
+        // No messages, or no model anywhere: a bad line, not a stored call.
+        for (line, want) in [
+            (r#"{"request":{"model":"m","messages":[]}}"#, "is empty"),
+            (
                 r#"{"client_id":"c","request":{"messages":[{"role":"user","content":"x"}]}}"#,
-                ImportFormat::Auto
-            )
-            .is_ok()
-        );
+                "which model",
+            ),
+            (
+                r#"{"request":{"messages":[{"role":"user","content":"x"}]},"response":{"model":"","choices":[]}}"#,
+                "which model",
+            ),
+        ] {
+            let err = parse_import_line(line, ImportFormat::Auto).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
     }
 }

@@ -98,6 +98,25 @@ impl Config {
     }
 }
 
+impl Config {
+    /// An adapter named on the command line: the path as given when it exists, else the folder
+    /// of that name where `train` and `loop` write adapters (`adapters` in the data directory,
+    /// or `[loop] adapters_dir`), so `eval --adapter TASK` finds what `train --task TASK` wrote.
+    pub fn adapter_path(&self, data: &DataDir, spec: &Path) -> PathBuf {
+        if spec.exists() {
+            return spec.to_path_buf();
+        }
+        let stored =
+            downshift_lifecycle::cycle::adapters_root(self.loop_.adapters_dir.as_deref(), data)
+                .join(spec);
+        if stored.exists() {
+            stored
+        } else {
+            spec.to_path_buf()
+        }
+    }
+}
+
 /// Where the call log lives when nothing names a place: `./.downshift` when it already exists
 /// (a directory used before), else the platform's data directory (`$XDG_DATA_HOME/downshift`
 /// or `~/.local/share/downshift` on Linux, `~/Library/Application Support/downshift` on macOS),

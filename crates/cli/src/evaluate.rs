@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use downshift_curate::CurateConfig;
 use downshift_lifecycle::evaluate::{EvalRequest, evaluate};
 use downshift_store::DataDir;
 use downshift_train::Split;
@@ -17,7 +16,8 @@ use crate::train::DataArgs;
 pub struct EvalArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// The specialist: an adapter folder written by `downshift train`.
+    /// The specialist: an adapter folder written by `downshift train`, or the name of one in
+    /// the adapters folder (`adapters` in the data directory: the task id `train` used).
     #[arg(long, value_name = "DIR")]
     adapter: PathBuf,
     /// The base model (default: the one the adapter was trained on).
@@ -60,7 +60,9 @@ enum SplitArg {
     Validation,
 }
 
-pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
+pub fn eval(a: EvalArgs, data: &DataDir, cfg: &crate::config::Config) -> Result<()> {
+    let curate = &cfg.curate;
+    let adapter = cfg.adapter_path(data, &a.adapter);
     let req = EvalRequest {
         data: a.data.source(),
         base: a.base,
@@ -76,7 +78,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
         predictions: a.predictions,
         quiet: a.json,
         bar: true,
-        ..EvalRequest::new(a.adapter)
+        ..EvalRequest::new(adapter)
     };
     let out = evaluate(&req, data, curate)?;
     if a.json {

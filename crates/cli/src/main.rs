@@ -229,7 +229,7 @@ fn main() {
 fn init_logging(
     cli: &Cli,
     cfg: &config::Config,
-) -> Result<Option<downshift_gateway::telemetry::TraceExport>, String> {
+) -> Result<Option<downshift_gateway::telemetry::TraceExport>, downshift_gateway::SetupError> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -286,9 +286,9 @@ fn run(cli: Cli, cfg: config::Config) -> anyhow::Result<()> {
         Command::Pii(c) => curate::pii(c, &cfg.curate),
         Command::Generate(a) => local::generate(a),
         Command::Tokenize(a) => local::tokenize(a),
-        Command::Train(a) => train::train(a, &data, &cfg.curate),
+        Command::Train(a) => train::train(a, &data, &cfg.curate, cfg.loop_.adapters_dir.as_deref()),
         Command::Select(a) => select::select_cmd(a, &data, &cfg.curate),
-        Command::Eval(a) => evaluate::eval(a, &data, &cfg.curate),
+        Command::Eval(a) => evaluate::eval(a, &data, &cfg),
         Command::Promote(a) => route::promote(a, &cfg, &data),
         Command::Policies(a) => route::policies(a, &data),
         Command::Loop(a) => lifecycle::loop_cmd(a, &cfg, &data),

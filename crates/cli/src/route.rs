@@ -19,8 +19,9 @@ pub struct PromoteArgs {
     /// off | shadow | canary:P | on.
     #[arg(long, value_parser = parse_mode)]
     mode: Option<Mode>,
-    /// The specialist: an adapter folder written by `downshift train` (built-in engine), or
-    /// the name of a configured [[specialists]] endpoint.
+    /// The specialist: an adapter folder written by `downshift train` (built-in engine) — a
+    /// path, or a name in the adapters folder (`adapters` in the data directory) — or the name
+    /// of a configured [[specialists]] endpoint.
     #[arg(long, value_name = "DIR|NAME")]
     specialist: Option<String>,
     /// Least mean token log-probability a specialist answer must have, else the LLM answers.
@@ -82,7 +83,7 @@ pub fn promote(a: PromoteArgs, cfg: &Config, data: &DataDir) -> Result<()> {
     // An adapter folder is stored as an absolute path: the gateway may run from elsewhere.
     let specialist = match &a.specialist {
         Some(s) if !s.is_empty() && !cfg.specialists.iter().any(|e| &e.name == s) => Some(
-            std::fs::canonicalize(s)
+            std::fs::canonicalize(cfg.adapter_path(data, Path::new(s)))
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|_| s.clone()),
         ),

@@ -142,7 +142,7 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
     if cfg.server.local_threads > 0 {
         downshift_slm::threads::set_num_threads(cfg.server.local_threads);
     }
-    let local = LocalModels::load(&cfg.local_models).map_err(anyhow::Error::msg)?;
+    let local = LocalModels::load(&cfg.local_models)?;
 
     data.make_private()?;
     // Held until serve returns: no second gateway journals into this directory meanwhile.
@@ -190,11 +190,13 @@ pub fn serve(a: ServeArgs, mut cfg: Config, data: DataDir) -> Result<()> {
         prices: cfg.price_table(),
         telemetry: cfg.telemetry.clone(),
         ui: downshift_gateway::UiOptions {
-            adapters_dir: cfg.loop_.adapters_dir.clone(),
+            adapters_dir: downshift_lifecycle::cycle::adapters_root(
+                cfg.loop_.adapters_dir.as_deref(),
+                &data,
+            ),
             specialist_usd_per_mtok: cfg.prices.specialist_usd_per_mtok,
         },
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     if cfg.server.max_connections == 0 {
         cfg.server.max_connections = auto_max_connections();
     }

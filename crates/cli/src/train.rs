@@ -22,7 +22,8 @@ pub struct TrainArgs {
     /// Compute threads (default: DOWNSHIFT_THREADS, else every core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Where the adapter goes (default: adapters/<task or dataset>); written in PEFT format.
+    /// Where the adapter goes (default: `adapters/<task or dataset>` in the data directory, or
+    /// under `[loop] adapters_dir`); written in PEFT format.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// LoRA rank.
@@ -152,13 +153,19 @@ impl DataArgs {
     }
 }
 
-pub fn train(a: TrainArgs, data: &DataDir, curate: &CurateConfig) -> Result<()> {
+pub fn train(
+    a: TrainArgs,
+    data: &DataDir,
+    curate: &CurateConfig,
+    adapters_dir: Option<&std::path::Path>,
+) -> Result<()> {
     let Some(source) = a.data.source() else {
         bail!("give --task ID or --dataset NAME")
     };
     let req = TrainRequest {
         threads: a.threads,
         out: a.out,
+        adapters_dir: adapters_dir.map(Into::into),
         rank: a.rank,
         alpha: a.alpha,
         dropout: a.dropout,

@@ -380,3 +380,84 @@ fn each_request_writes_one_access_log_line() {
         assert!(!line.contains("agent=support"), "{line}");
     }
 }
+
+/// `downshift ARGS` run from `cwd` with stdin `input`, the models folders it may use set by
+/// `env` only: (exit ok, stdout, stderr).
+fn run_in(
+    cwd: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &std::path::Path)],
+    input: &str,
+) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut cmd = std::process::Command::new(support::BIN);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("DOWNSHIFT_LOG", "warn")
+        .env_remove("DOWNSHIFT_MODELS_DIR")
+        .env_remove("DOWNSHIFT_DATA_DIR")
+        .env("XDG_DATA_HOME", cwd.join("xdg"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn models_are_found_from_any_working_directory() {
+    let dir = tempdir();
+    let cwd = dir.path();
+    let models = support::repo_root().join("models");
+    let spec = "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
+    let tokenize = ["tokenize", "--model", spec];
+    // Nowhere to be found: the error says every place it looked.
+    let (ok, _, err) = run_in(cwd, &tokenize, &[], "hello\n");
+    assert!(!ok);
+    assert!(
+        err.contains("not found") && err.contains("xdg/downshift/models/smollm2-135m-instruct"),
+        "{err}"
+    );
+    // $DOWNSHIFT_MODELS_DIR, from a directory that has no models/ of its own.
+    let (ok, out, err) = run_in(
+        cwd,
+        &tokenize,
+        &[("DOWNSHIFT_MODELS_DIR", &models)],
+        "hello\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.trim_start().starts_with('['), "{out}");
+    // The platform data directory's models folder (here $XDG_DATA_HOME/downshift/models).
+    std::fs::create_dir_all(cwd.join("xdg/downshift")).unwrap();
+    std::os::unix::fs::symlink(&models, cwd.join("xdg/downshift/models")).unwrap();
+    let (ok, out2, err) = run_in(cwd, &tokenize, &[], "hello\n");
+    assert!(ok, "{err}");
+    assert_eq!(out, out2);
+    // discover finds its embedding model there too.
+    let calls = cwd.join("calls.jsonl");
+    std::fs::write(
+        &calls,
+        r#"{"request":{"model":"m","messages":[{"role":"user","content":"hi"}]},"response":{"choices":[]}}"#,
+    )
+    .unwrap();
+    let data = cwd.join("data");
+    let d = data.to_str().unwrap();
+    let (ok, _, err) = run_in(cwd, &["import", "calls.jsonl", "--data-dir", d], &[], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = run_in(cwd, &["discover", "--data-dir", d, "--json"], &[], "");
+    assert!(ok, "{err}");
+}

@@ -99,7 +99,9 @@ fn bad_lines_are_reported_by_number_and_the_rest_is_stored() {
             r#"{"request":{"model":"m","messages":[{"role":"user","content":"a"}]},"response":{"choices":[]}}"#, "\n",
             "{not json\n",
             r#"{"request":{"model":"m"}}"#, "\n",
-            r#"{"timestamp":"2025-06-01T12:00:00Z","workload_id":"w1","client_id":"c1","request":{"messages":[]},"response":{"choices":[]}}"#, "\n",
+            r#"{"timestamp":"2025-06-01T12:00:00Z","workload_id":"w1","client_id":"c1","request":{"messages":[{"role":"user","content":"b"}]},"response":{"model":"m","choices":[]}}"#, "\n",
+            r#"{"request":{"model":"m","messages":[]},"response":{"choices":[]}}"#, "\n",
+            r#"{"request":{"messages":[{"role":"user","content":"c"}]},"response":{"choices":[]}}"#, "\n",
         ),
     )
     .unwrap();
@@ -116,6 +118,12 @@ fn bad_lines_are_reported_by_number_and_the_rest_is_stored() {
     assert!(success, "{err}");
     assert!(err.contains("mixed.jsonl:2: not valid JSON"), "{err}");
     assert!(err.contains("mixed.jsonl:3:"), "{err}");
+    // A call with no messages, or with no model named anywhere, is a bad line too.
+    assert!(
+        err.contains("mixed.jsonl:5: \"request.messages\" is empty"),
+        "{err}"
+    );
+    assert!(err.contains("mixed.jsonl:6: no \"request.model\""), "{err}");
     assert!(out.contains("imported 2 calls"), "{out}");
     assert_eq!(calls(&d, &[]).len(), 2);
     // --strict fails, but keeps what was good; the same lines imported again are not stored
@@ -131,7 +139,7 @@ fn bad_lines_are_reported_by_number_and_the_rest_is_stored() {
         &[],
     );
     assert!(!success);
-    assert!(err.contains("2 bad lines"), "{err}");
+    assert!(err.contains("4 bad lines"), "{err}");
     assert_eq!(calls(&d, &[]).len(), 2);
     // A missing file is a clear error.
     let (success, _, err) = run(
@@ -158,7 +166,7 @@ fn an_invalid_utf8_line_and_wrongly_shaped_lines_are_skipped_and_the_rest_stored
         match i {
             100 => bytes.extend_from_slice(b"{\"request\":{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}}\n"),
             200 => bytes.extend_from_slice(br#"{"request":{"model":"m","messages":[1,"x",null]}}"#),
-            300 => bytes.extend_from_slice(br#"{"request":{"model":"m","messages":[]},"response":{"choices":"nope"}}"#),
+            300 => bytes.extend_from_slice(br#"{"request":{"model":"m","messages":[{"role":"user","content":"x"}]},"response":{"choices":"nope"}}"#),
             _ => {}
         }
         if i == 200 || i == 300 {

@@ -455,8 +455,10 @@ fn select_train_and_eval_a_discovered_task() {
         "{v}"
     );
 
-    // train --task curates the task's calls into task-<id> and trains on them.
-    let out = dir.path().join("spec");
+    // train --task curates the task's calls into task-<id> and trains on them; with no --out
+    // the adapter goes to `adapters/<task>` in the data directory, whatever the working
+    // directory (this test runs from the crate's folder).
+    let out = dir.path().join("adapters").join(&task);
     let r: Value = serde_json::from_str(
         ok(&[
             "train",
@@ -469,8 +471,6 @@ fn select_train_and_eval_a_discovered_task() {
             "--max-len",
             "512",
             "--tool-names",
-            "--out",
-            out.to_str().unwrap(),
             "--json",
             "--data-dir",
             d,
@@ -479,6 +479,11 @@ fn select_train_and_eval_a_discovered_task() {
     )
     .unwrap();
     assert_eq!(r["dataset"], format!("task-{task}"), "{r}");
+    assert_eq!(
+        std::fs::canonicalize(r["adapter"].as_str().unwrap()).unwrap(),
+        std::fs::canonicalize(&out).unwrap(),
+        "{r}"
+    );
     assert_eq!(r["steps"], 2, "{r}");
     let meta: Value = serde_json::from_str(
         &std::fs::read_to_string(out.join("downshift_specialist.json")).unwrap(),
@@ -491,13 +496,14 @@ fn select_train_and_eval_a_discovered_task() {
     assert_eq!(meta["transform"]["tool_names"], true, "{meta}");
     assert_eq!(meta["transform"]["version"], 3, "{meta}");
 
-    // eval on the held-out split, base beside it; the task comes from the adapter.
+    // eval on the held-out split, base beside it; the task comes from the adapter, named by
+    // the task id alone (found in the data directory's adapters folder).
     let preds = dir.path().join("predictions.jsonl");
     let e: Value = serde_json::from_str(
         ok(&[
             "eval",
             "--adapter",
-            out.to_str().unwrap(),
+            &task,
             "--limit",
             "2",
             "--max-tokens",

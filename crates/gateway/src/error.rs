@@ -42,6 +42,25 @@ pub enum GatewayError {
     Internal(String),
 }
 
+/// Why the gateway cannot start, reload, or load a specialist — each kind of cause its own
+/// variant, so a caller can tell a configuration mistake from a file that will not load or a
+/// store that cannot be read. The message names what is wrong and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// A configuration value is wrong or missing (the message names the field).
+    #[error("{0}")]
+    Config(String),
+    /// A model, adapter or classifier file could not be loaded.
+    #[error("{0}")]
+    Load(String),
+    /// The call log could not be read.
+    #[error("{0}")]
+    Store(String),
+    /// A client, runtime or exporter the gateway needs could not be started.
+    #[error("{0}")]
+    Runtime(String),
+}
+
 /// A store failure the request cannot recover from: a 500 with the store's message.
 impl From<downshift_store::StoreError> for GatewayError {
     fn from(e: downshift_store::StoreError) -> Self {

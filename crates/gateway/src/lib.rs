@@ -34,7 +34,7 @@ pub use config::{
     SpecialistEndpointConfig, UpstreamConfig,
 };
 pub use conn::ConnLimits;
-pub use error::GatewayError;
+pub use error::{GatewayError, SetupError};
 pub use limits::{
     Limit, Limiter, LimitsConfig, PriceTable, SpendBy, SpendRow, month_start_ms, spend_report,
 };

@@ -6,6 +6,7 @@
 //! afterwards each answered call adds its tokens and cost. The calls themselves reach the
 //! database asynchronously through the log writer, which is what makes the spend durable.
 
+use crate::SetupError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
@@ -167,7 +168,7 @@ impl Limiter {
         prices: PriceTable,
         key_ids: &[(String, String)],
         pseudonym: impl Fn(&str) -> String,
-    ) -> Result<Limiter, String> {
+    ) -> Result<Limiter, SetupError> {
         let mut keys = HashMap::new();
         for (name_or_id, limit) in &cfg.keys {
             let ids: Vec<&String> = key_ids
@@ -176,9 +177,9 @@ impl Limiter {
                 .map(|(_, id)| id)
                 .collect();
             if ids.is_empty() {
-                return Err(format!(
+                return Err(SetupError::Config(format!(
                     "limits.keys: no API key is named or has the id '{name_or_id}' (downshift keys list)"
-                ));
+                )));
             }
             for id in ids {
                 keys.insert(id.clone(), *limit);
@@ -327,7 +328,7 @@ impl Limiter {
     }
 
     /// Fills the counters from the log's calls of this month (at start, before serving).
-    pub fn load(&self, store: &dyn Store, now_ms: i64) -> Result<(), String> {
+    pub fn load(&self, store: &dyn Store, now_ms: i64) -> Result<(), SetupError> {
         if !self.enabled {
             return Ok(());
         }
@@ -336,7 +337,11 @@ impl Limiter {
                 since_ms: Some(month_start_ms(now_ms)),
                 ..Default::default()
             })
-            .map_err(|e| format!("cannot read this month's spend from the call log: {e}"))?;
+            .map_err(|e| {
+                SetupError::Store(format!(
+                    "cannot read this month's spend from the call log: {e}"
+                ))
+            })?;
         for m in &calls {
             if let Some(usage) = usage_of(m) {
                 self.record(
@@ -529,6 +534,7 @@ mod tests {
             Limiter::new(&cfg, PriceTable::default(), &[], |a| a.to_owned())
                 .err()
                 .unwrap()
+                .to_string()
                 .contains("nobody")
         );
         assert!(!Limiter::none().enabled());

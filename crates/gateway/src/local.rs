@@ -3,6 +3,7 @@
 //! and is answered — streamed or not — in OpenAI's format, tool calls included. Every such
 //! call is logged exactly like a proxied one.
 
+use crate::SetupError;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -91,42 +92,45 @@ impl std::fmt::Debug for LocalModels {
 
 impl LocalModels {
     /// Loads every configured model (and its adapters); any failure names the model.
-    pub fn load(configs: &[LocalModelConfig]) -> Result<LocalModels, String> {
+    pub fn load(configs: &[LocalModelConfig]) -> Result<LocalModels, SetupError> {
         let mut slots = HashMap::new();
         for c in configs {
             if c.name.is_empty()
                 || c.name.contains([':', '/'])
                 || c.name.contains(char::is_whitespace)
             {
-                return Err(format!(
+                return Err(SetupError::Config(format!(
                     "local model name '{}' must be non-empty, without '/', ':' or spaces",
                     c.name
-                ));
+                )));
             }
             if slots.contains_key(&c.name) {
-                return Err(format!("local model '{}' is defined twice", c.name));
+                return Err(SetupError::Config(format!(
+                    "local model '{}' is defined twice",
+                    c.name
+                )));
             }
             if c.max_concurrent == 0 {
-                return Err(format!(
+                return Err(SetupError::Config(format!(
                     "local model '{}': max_concurrent must be at least 1",
                     c.name
-                ));
+                )));
             }
             let mut model = LocalModel::load(&c.path).map_err(|e| {
-                format!(
+                SetupError::Load(format!(
                     "local model '{}': cannot load {}: {e}",
                     c.name,
                     c.path.display()
-                )
+                ))
             })?;
             let mut adapters = HashMap::new();
             for (aname, dir) in &c.adapters {
                 let id = model.load_adapter(dir).map_err(|e| {
-                    format!(
+                    SetupError::Load(format!(
                         "local model '{}': cannot load adapter '{aname}' from {}: {e}",
                         c.name,
                         dir.display()
-                    )
+                    ))
                 })?;
                 adapters.insert(aname.clone(), id);
             }

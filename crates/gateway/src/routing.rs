@@ -6,7 +6,8 @@
 //! from the store on the request path). Agreement measurements and fallbacks go to the store
 //! off the request path.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use crate::SetupError;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -41,38 +42,54 @@ pub struct TaskRouter {
     classifier: RwLock<Arc<Classifier>>,
     policies: RwLock<Arc<PolicyTable>>,
     tasks_seen: Mutex<Option<TasksFingerprint>>,
+    /// The classifier reflects the discovered tasks (false until its first build at start).
+    classifier_ready: AtomicBool,
     pub specialists: Specialists,
     shadow_in_flight: AtomicUsize,
 }
 
 impl TaskRouter {
-    /// Loads the policies and the classifier (from `cfg.classifier`, else trained from the
-    /// store's task assignments).
+    /// Loads the policies and a saved classifier (`cfg.classifier`). A classifier trained from
+    /// the store's task assignments is built by [`spawn_reloader`] in the background: reading a
+    /// large log takes seconds to minutes, and the gateway serves meanwhile — every request goes
+    /// to the LLM until it is built ([`TaskRouter::classifier_ready`]).
     pub fn new(
         cfg: RouteConfig,
         endpoints: &[SpecialistEndpointConfig],
         store: &dyn Store,
-        keyring: &Keyring,
-    ) -> Result<TaskRouter, String> {
+    ) -> Result<TaskRouter, SetupError> {
         let specialists = Specialists::new(endpoints, cfg.clone())?;
         let r = TaskRouter {
             classifier: RwLock::new(Arc::new(Classifier::empty(ClassifierConfig::default()))),
             policies: RwLock::new(Arc::new(PolicyTable::default())),
             tasks_seen: Mutex::new(None),
+            classifier_ready: AtomicBool::new(false),
             specialists,
             shadow_in_flight: AtomicUsize::new(0),
             cfg,
         };
         if !r.cfg.enabled {
+            r.classifier_ready.store(true, Ordering::Release);
             return Ok(r);
         }
         if let Some(path) = &r.cfg.classifier {
-            let c = Classifier::load(path)
-                .map_err(|e| format!("cannot load the classifier {}: {e}", path.display()))?;
+            let c = Classifier::load(path).map_err(|e| {
+                SetupError::Config(format!(
+                    "cannot load the classifier {}: {e}",
+                    path.display()
+                ))
+            })?;
             *r.classifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
+            r.classifier_ready.store(true, Ordering::Release);
         }
-        r.reload(store, keyring)?;
+        r.reload_policies(store)?;
         Ok(r)
+    }
+
+    /// Whether the classifier has been built from the discovered tasks (or loaded): until then
+    /// no request is placed in a task, and every one goes to the LLM.
+    pub fn classifier_ready(&self) -> bool {
+        self.classifier_ready.load(Ordering::Acquire)
     }
 
     pub fn enabled(&self) -> bool {
@@ -83,19 +100,28 @@ impl TaskRouter {
         Duration::from_millis(self.cfg.reload_ms.max(50))
     }
 
-    /// Re-reads the policies, and rebuilds the classifier when discovery has written new
-    /// tasks since the last build (unless a saved classifier was configured).
-    pub fn reload(&self, store: &dyn Store, keyring: &Keyring) -> Result<(), String> {
+    /// Re-reads the policies (one small query: cheap enough to run every `reload_ms`).
+    pub fn reload_policies(&self, store: &dyn Store) -> Result<(), SetupError> {
         let policies = store
             .list_policies()
-            .map_err(|e| format!("cannot read the task policies: {e}"))?;
+            .map_err(|e| SetupError::Store(format!("cannot read the task policies: {e}")))?;
         self.set_policies(policies);
+        Ok(())
+    }
+
+    /// Rebuilds the classifier when discovery has written new tasks since the last build
+    /// (unless a saved classifier was configured). Slow on a large log: it reads every call.
+    pub fn rebuild_classifier(
+        &self,
+        store: &dyn Store,
+        keyring: &Keyring,
+    ) -> Result<(), SetupError> {
         if self.cfg.classifier.is_some() {
             return Ok(());
         }
         let tasks = store
             .list_tasks()
-            .map_err(|e| format!("cannot read the tasks: {e}"))?;
+            .map_err(|e| SetupError::Store(format!("cannot read the tasks: {e}")))?;
         let fp = (
             tasks.len(),
             tasks.iter().map(|t| t.updated_ms).max().unwrap_or(0),
@@ -110,19 +136,23 @@ impl TaskRouter {
             *self.classifier.write().unwrap_or_else(|p| p.into_inner()) =
                 Arc::new(Classifier::empty(ClassifierConfig::default()));
             *seen = Some(fp);
+            self.classifier_ready.store(true, Ordering::Release);
             return Ok(());
         }
+        let t0 = Instant::now();
         let (c, report) = train_from_store(store, keyring, ClassifierConfig::default())
-            .map_err(|e| format!("cannot build the task classifier: {e}"))?;
+            .map_err(|e| SetupError::Store(format!("cannot build the task classifier: {e}")))?;
         tracing::info!(
             tasks = fp.0,
             calls = report.calls,
             assigned = report.assigned,
             undiscovered = report.undiscovered,
-            "task classifier rebuilt"
+            ms = t0.elapsed().as_millis() as u64,
+            "task classifier built"
         );
         *self.classifier.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(c);
         *seen = Some(fp);
+        self.classifier_ready.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -205,7 +235,7 @@ impl TaskRouter {
             .specialists
             .get(id)
             .await
-            .map_err(FallbackReason::Error)?;
+            .map_err(|e| FallbackReason::Error(e.to_string()))?;
         let min = routed.policy.min_confidence;
         let a = spec
             .answer(
@@ -307,7 +337,10 @@ pub fn record_fallback(
     });
 }
 
-/// Keeps the policies and the classifier fresh until the process ends.
+/// Keeps the policies and the classifier fresh until the process ends, on two tasks: the
+/// policies every `reload_ms` (a promotion or demotion takes effect within that), and the
+/// classifier — built at start and rebuilt when discovery changes the tasks — on its own, so
+/// a rebuild over a large log never holds a policy change back.
 pub fn spawn_reloader(
     router: Arc<TaskRouter>,
     store: Arc<dyn Store>,
@@ -316,30 +349,46 @@ pub fn spawn_reloader(
     if !router.enabled() {
         return;
     }
+    let (r, s) = (router.clone(), store.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(r.reload_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (r2, s2) = (r.clone(), s.clone());
+            let t0 = Instant::now();
+            match tokio::task::spawn_blocking(move || r2.reload_policies(s2.as_ref())).await {
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "policy reload failed; keeping the last policies")
+                }
+                Err(e) => tracing::warn!(error = %e, "policy reload task failed"),
+                Ok(Ok(())) => {
+                    tracing::trace!(ms = t0.elapsed().as_millis() as u64, "policies reloaded")
+                }
+            }
+            // Load what the active policies name before traffic needs it.
+            for id in r.active_specialists() {
+                let _ = r.specialists.get(&id).await;
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(router.reload_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let (r, s, k) = (router.clone(), store.clone(), keyring.clone());
-            let t0 = Instant::now();
             let res = tokio::task::spawn_blocking(move || {
                 let keyring = k.read().unwrap_or_else(|p| p.into_inner());
-                r.reload(s.as_ref(), &keyring)
+                r.rebuild_classifier(s.as_ref(), &keyring)
             })
             .await;
             match res {
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "route reload failed; keeping the last policies")
+                    tracing::warn!(error = %e, "task classifier rebuild failed; keeping the last one")
                 }
-                Err(e) => tracing::warn!(error = %e, "route reload task failed"),
-                Ok(Ok(())) => {
-                    tracing::trace!(ms = t0.elapsed().as_millis() as u64, "routes reloaded")
-                }
-            }
-            // Load what the active policies name before traffic needs it.
-            for id in router.active_specialists() {
-                let _ = router.specialists.get(&id).await;
+                Err(e) => tracing::warn!(error = %e, "task classifier rebuild task failed"),
+                Ok(Ok(())) => {}
             }
         }
     });

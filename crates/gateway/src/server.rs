@@ -1,5 +1,6 @@
 //! The gateway's HTTP server: state, routes, graceful shutdown.
 
+use crate::SetupError;
 use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -85,18 +86,15 @@ pub fn conn_limits(server: &ServerConfig) -> crate::conn::ConnLimits {
 }
 
 impl AppState {
-    pub fn new(o: ServeOptions) -> Result<Arc<AppState>, String> {
+    pub fn new(o: ServeOptions) -> Result<Arc<AppState>, SetupError> {
         if o.upstreams.is_empty() && o.local.is_empty() {
-            return Err(
+            return Err(SetupError::Config(
                 "no upstream configured: pass --upstream URL or add an [[upstreams]] section (or serve local models: --local NAME=PATH or [[local_models]])"
                     .into(),
-            );
+            ));
         }
         let upstreams = Upstreams::from_config(&o.upstreams, &o.routing)?;
-        let router = {
-            let keyring = o.keyring.read().unwrap_or_else(|p| p.into_inner());
-            TaskRouter::new(o.route, &o.specialists, o.store.as_ref(), &keyring)?
-        };
+        let router = TaskRouter::new(o.route, &o.specialists, o.store.as_ref())?;
         // Limits: key names resolved to ids, agents to their pseudonyms, and this month's spend
         // read from the log once, before serving.
         let limits = if o.limits.keys.is_empty()
@@ -108,7 +106,9 @@ impl AppState {
             let keys: Vec<(String, String)> = o
                 .store
                 .list_api_keys()
-                .map_err(|e| format!("cannot read the API keys for [limits]: {e}"))?
+                .map_err(|e| {
+                    SetupError::Config(format!("cannot read the API keys for [limits]: {e}"))
+                })?
                 .into_iter()
                 .map(|k| (k.name, k.id))
                 .collect();
@@ -165,7 +165,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/policies/{task}",
             get(admin::get_policy).put(admin::set_policy),
         )
-        .merge(crate::ui::routes())
+        .merge(crate::ui::routes(&state))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -179,10 +179,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Response {
+/// The task router's state: `building` while its classifier is built at start (requests are
+/// served meanwhile, all by the LLM), then `ready`; `off` when routing is disabled.
+fn router_state(s: &AppState) -> &'static str {
+    if !s.router.enabled() {
+        "off"
+    } else if s.router.classifier_ready() {
+        "ready"
+    } else {
+        "building"
+    }
+}
+
+/// `/healthz`: the process is up, and the task router's state ([`router_state`]).
+async fn healthz(State(s): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        "{\"status\":\"ok\"}",
+        format!("{{\"status\":\"ok\",\"router\":\"{}\"}}", router_state(&s)),
     )
         .into_response()
 }
@@ -192,8 +205,10 @@ const READY_TTL: Duration = Duration::from_secs(1);
 /// Longest each readiness check may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
-/// `/readyz`: 200 when the store takes writes and every upstream answers HTTP (any status);
-/// 503 with the reasons otherwise. `/healthz` only says the process is up.
+/// `/readyz`: 200 when the store takes writes and every upstream answers HTTP (any status),
+/// with the task router's state (`building` while its classifier is built at start: requests
+/// are served meanwhile, all by the LLM; then `ready`; `off` when routing is disabled); 503
+/// with the reasons otherwise. `/healthz` only says the process is up.
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let result = {
         let mut cached = s.ready.lock().await;
@@ -206,10 +221,13 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
             }
         }
     };
+    // The task router serves (everything to the LLM) while its classifier is being built;
+    // the answer says which, so a deployment script can wait for routing.
+    let router = router_state(&s);
     match result {
         Ok(()) => (
             [(header::CONTENT_TYPE, "application/json")],
-            "{\"status\":\"ready\"}",
+            format!("{{\"status\":\"ready\",\"router\":\"{router}\"}}"),
         )
             .into_response(),
         Err(reason) => {
@@ -311,7 +329,6 @@ pub async fn run(
         state.store.clone(),
         state.keyring.clone(),
     );
-    crate::ui::warm(&state);
     let app = router(state.clone());
     let result = crate::conn::serve(listener, app, limits, shutdown, grace).await;
     let writer = state.writer.clone();

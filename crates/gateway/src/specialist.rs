@@ -7,6 +7,7 @@
 //! that serves an adapter folder shares) — and the answer comes back as an OpenAI
 //! `chat.completion` with tool calls parsed.
 
+use crate::SetupError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -54,7 +55,7 @@ pub struct SpecialistAnswer {
     pub usage: Option<downshift_api::Usage>,
 }
 
-type Slot = Arc<OnceCell<(Instant, Result<Arc<Specialist>, String>)>>;
+type Slot = Arc<OnceCell<(Instant, Result<Arc<Specialist>, SetupError>)>>;
 
 /// How long a specialist that failed to load is left alone before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -72,17 +73,20 @@ impl Specialists {
     pub fn new(
         endpoints: &[SpecialistEndpointConfig],
         cfg: RouteConfig,
-    ) -> Result<Specialists, String> {
+    ) -> Result<Specialists, SetupError> {
         let mut map = HashMap::new();
         for e in endpoints {
             if e.name.is_empty() || e.model.is_empty() || e.base_url.is_empty() {
-                return Err(format!(
+                return Err(SetupError::Config(format!(
                     "specialist endpoint '{}': name, base_url and model are all required",
                     e.name
-                ));
+                )));
             }
             if map.insert(e.name.clone(), e.clone()).is_some() {
-                return Err(format!("specialist endpoint '{}' is defined twice", e.name));
+                return Err(SetupError::Config(format!(
+                    "specialist endpoint '{}' is defined twice",
+                    e.name
+                )));
             }
             // Check the URL and key now, not on the first routed request.
             remote(e, &cfg)?;
@@ -95,7 +99,7 @@ impl Specialists {
     }
 
     /// The specialist `id`, loading it on first use.
-    pub async fn get(&self, id: &str) -> Result<Arc<Specialist>, String> {
+    pub async fn get(&self, id: &str) -> Result<Arc<Specialist>, SetupError> {
         let cell = {
             let mut m = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
             m.entry(id.to_owned()).or_default().clone()
@@ -109,7 +113,7 @@ impl Specialists {
                 None => built_in(&id, &cfg),
             })
             .await
-            .map_err(|e| format!("loading the specialist failed: {e}"))
+            .map_err(|e| SetupError::Runtime(format!("loading the specialist failed: {e}")))
             .and_then(|r| r);
             match &r {
                 Ok(s) => tracing::info!(specialist = %s.id, "specialist ready"),
@@ -139,14 +143,19 @@ impl Specialists {
 }
 
 /// Opens an adapter folder written by `downshift train` (its metadata required).
-fn open(dir: &Path) -> Result<downshift_slm::Specialist, String> {
-    let s = downshift_slm::Specialist::open(dir)
-        .map_err(|e| format!("cannot read the specialist in {}: {e}", dir.display()))?;
-    s.trained_meta().map_err(|e| e.to_string())?;
+fn open(dir: &Path) -> Result<downshift_slm::Specialist, SetupError> {
+    let s = downshift_slm::Specialist::open(dir).map_err(|e| {
+        SetupError::Load(format!(
+            "cannot read the specialist in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    s.trained_meta()
+        .map_err(|e| SetupError::Load(e.to_string()))?;
     Ok(s)
 }
 
-fn remote(e: &SpecialistEndpointConfig, cfg: &RouteConfig) -> Result<Specialist, String> {
+fn remote(e: &SpecialistEndpointConfig, cfg: &RouteConfig) -> Result<Specialist, SetupError> {
     let upstream = Upstream::from_config(&UpstreamConfig {
         name: format!("specialist:{}", e.name),
         base_url: e.base_url.clone(),
@@ -169,25 +178,28 @@ fn remote(e: &SpecialistEndpointConfig, cfg: &RouteConfig) -> Result<Specialist,
     })
 }
 
-fn built_in(id: &str, cfg: &RouteConfig) -> Result<Specialist, String> {
+fn built_in(id: &str, cfg: &RouteConfig) -> Result<Specialist, SetupError> {
     let dir = PathBuf::from(id);
     if !dir.is_dir() {
-        return Err(format!(
+        return Err(SetupError::Load(format!(
             "specialist '{id}' is neither a configured [[specialists]] endpoint nor an adapter folder"
-        ));
+        )));
     }
     let folder = open(&dir)?;
-    let meta = folder.trained_meta().map_err(|e| e.to_string())?.clone();
+    let meta = folder
+        .trained_meta()
+        .map_err(|e| SetupError::Load(e.to_string()))?
+        .clone();
     let mut lm = LocalModel::load(&meta.base_model).map_err(|e| {
-        format!(
+        SetupError::Load(format!(
             "specialist {id}: cannot load its base {}: {e}",
             meta.base_model
-        )
+        ))
     })?;
     // The model keeps the specialist's prompt recipe (transform and template) for its adapter.
     let adapter = lm
         .attach_specialist(&folder)
-        .map_err(|e| format!("specialist {id}: cannot load the adapter: {e}"))?;
+        .map_err(|e| SetupError::Load(format!("specialist {id}: cannot load the adapter: {e}")))?;
     // Named for what it learned: its task, else its dataset (a specialist shared by several
     // tasks), else its folder.
     let name = format!(

@@ -10,6 +10,7 @@
 //! (`downshift_trace_spans_dropped_total` on `/metrics`). With no layer installed the span
 //! macros cost one cached check per call.
 
+use crate::SetupError;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -127,7 +128,7 @@ impl Drop for TraceExport {
 
 /// The layer that exports the call spans as `cfg` says, or `None` when no endpoint is set.
 /// Keep the [`TraceExport`] until the process ends: dropping it flushes the queue.
-pub fn layer<S>(cfg: &TelemetryConfig) -> Result<Option<(impl Layer<S>, TraceExport)>, String>
+pub fn layer<S>(cfg: &TelemetryConfig) -> Result<Option<(impl Layer<S>, TraceExport)>, SetupError>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -136,10 +137,10 @@ where
     };
     let url = traces_url(endpoint)?;
     if !(0.0..=1.0).contains(&cfg.sample_ratio) {
-        return Err(format!(
+        return Err(SetupError::Config(format!(
             "telemetry.sample_ratio must be between 0 and 1, not {}",
             cfg.sample_ratio
-        ));
+        )));
     }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
@@ -151,7 +152,7 @@ where
             cfg.export_timeout_ms.max(1),
         ))?)
         .build()
-        .map_err(|e| format!("cannot start the OTLP trace exporter: {e}"))?;
+        .map_err(|e| SetupError::Config(format!("cannot start the OTLP trace exporter: {e}")))?;
     let max_queue = cfg.max_queue.max(1);
     let batch = BatchSpanProcessor::builder(Counted(exporter))
         .with_batch_config(
@@ -190,14 +191,16 @@ where
 }
 
 /// `<base>/v1/traces`; only plain `http://` (a collector or agent next to the gateway).
-fn traces_url(endpoint: &str) -> Result<String, String> {
-    let uri: http::Uri = endpoint
-        .parse()
-        .map_err(|e| format!("telemetry.otlp_endpoint '{endpoint}' is not a URL: {e}"))?;
+fn traces_url(endpoint: &str) -> Result<String, SetupError> {
+    let uri: http::Uri = endpoint.parse().map_err(|e| {
+        SetupError::Config(format!(
+            "telemetry.otlp_endpoint '{endpoint}' is not a URL: {e}"
+        ))
+    })?;
     if uri.scheme_str() != Some("http") || uri.host().is_none() {
-        return Err(format!(
+        return Err(SetupError::Config(format!(
             "telemetry.otlp_endpoint '{endpoint}' must be an http:// URL (an OTLP/HTTP collector; https is not built in)"
-        ));
+        )));
     }
     Ok(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
 }
@@ -214,11 +217,13 @@ struct ExportClient {
 }
 
 impl ExportClient {
-    fn new(timeout: Duration) -> Result<ExportClient, String> {
+    fn new(timeout: Duration) -> Result<ExportClient, SetupError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the trace export runtime: {e}"))?;
+            .map_err(|e| {
+                SetupError::Runtime(format!("cannot start the trace export runtime: {e}"))
+            })?;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(timeout));

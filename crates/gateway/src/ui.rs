@@ -54,6 +54,9 @@ pub struct UiState {
     pub(crate) options: UiOptions,
     /// The call metadata the overview aggregates, kept between requests.
     pub(crate) calls: Arc<stats::CallCache>,
+    /// Set by the first `/ui` request: the warm-up ([`warm`]) runs once, and only in a gateway
+    /// someone opens the UI of.
+    warmed: std::sync::atomic::AtomicBool,
 }
 
 impl UiState {
@@ -61,13 +64,23 @@ impl UiState {
         UiState {
             options,
             calls: Arc::new(stats::CallCache::default()),
+            warmed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
 
 /// Loads what the first page views would otherwise wait for — the overview's reduced call log
-/// and the PII detector of the task examples — on a blocking thread, in the background.
-pub fn warm(state: &Arc<AppState>) {
+/// and the PII detector of the task examples — on a blocking thread, in the background. Runs
+/// once, on the first request under `/ui` (the login form, typically), so a gateway whose UI
+/// nobody opens spends nothing on it.
+pub(crate) fn warm(state: &Arc<AppState>) {
+    if state
+        .ui
+        .warmed
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return;
+    }
     let s = state.clone();
     tokio::task::spawn_blocking(move || {
         let t0 = std::time::Instant::now();
@@ -82,8 +95,8 @@ pub fn warm(state: &Arc<AppState>) {
     });
 }
 
-/// The `/ui` routes.
-pub fn routes() -> Router<Arc<AppState>> {
+/// The `/ui` routes; the first request under them starts the warm-up.
+pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/ui", get(overview::page))
         .route("/ui/", get(|| async { Redirect::to("/ui") }))
@@ -95,6 +108,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/ui/calls", get(calls::list))
         .route("/ui/calls/{id}", get(calls::show))
         .route("/ui/training", get(training::page))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            |axum::extract::State(s): axum::extract::State<Arc<AppState>>,
+             req: axum::extract::Request,
+             next: axum::middleware::Next| async move {
+                warm(&s);
+                next.run(req).await
+            },
+        ))
 }
 
 /// The cookie holding the key.

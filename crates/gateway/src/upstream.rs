@@ -1,6 +1,7 @@
 //! The configured upstreams (any OpenAI-compatible base URL), the model → deployments map, and
 //! the order in which deployments and fallback models are tried when one fails.
 
+use crate::SetupError;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,27 +32,27 @@ pub struct Upstream {
 
 impl Upstream {
     /// One upstream from its configuration: URL checked, key read, headers parsed.
-    pub fn from_config(u: &UpstreamConfig) -> Result<Upstream, String> {
+    pub fn from_config(u: &UpstreamConfig) -> Result<Upstream, SetupError> {
         let mut base = u.base_url.trim_end_matches('/').to_owned();
         let uri: Uri = base.parse().map_err(|e| {
-            format!(
+            SetupError::Config(format!(
                 "upstream '{}': base_url '{}' is not a URL: {e}",
                 u.name, u.base_url
-            )
+            ))
         })?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!(
+            return Err(SetupError::Config(format!(
                 "upstream '{}': base_url '{}' must be an http:// or https:// URL",
                 u.name, u.base_url
-            ));
+            )));
         }
         let key = match (&u.api_key, &u.api_key_env) {
             (Some(k), _) => Some(k.clone()),
             (None, Some(var)) => Some(std::env::var(var).map_err(|_| {
-                format!(
+                SetupError::Config(format!(
                     "upstream '{}': environment variable {var} (api_key_env) is not set",
                     u.name
-                )
+                ))
             })?),
             (None, None) => None,
         };
@@ -59,10 +60,10 @@ impl Upstream {
             .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
             .transpose()
             .map_err(|_| {
-                format!(
+                SetupError::Config(format!(
                     "upstream '{}': the API key is not a valid header value",
                     u.name
-                )
+                ))
             })?
             .map(|mut v| {
                 v.set_sensitive(true);
@@ -70,10 +71,12 @@ impl Upstream {
             });
         let mut headers = Vec::new();
         for (k, v) in &u.headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|_| format!("upstream '{}': bad header name '{k}'", u.name))?;
-            let value = HeaderValue::from_str(v)
-                .map_err(|_| format!("upstream '{}': bad value for header '{k}'", u.name))?;
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| {
+                SetupError::Config(format!("upstream '{}': bad header name '{k}'", u.name))
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|_| {
+                SetupError::Config(format!("upstream '{}': bad value for header '{k}'", u.name))
+            })?;
             headers.push((name, value));
         }
         // A bare host means the conventional OpenAI path.
@@ -174,7 +177,7 @@ pub struct Upstreams {
     retry: RetryPolicy,
 }
 
-fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
+fn client(connect_timeout: Duration) -> Result<HttpClient, SetupError> {
     let mut http = HttpConnector::new();
     http.set_nodelay(true);
     http.enforce_http(false);
@@ -182,7 +185,7 @@ fn client(connect_timeout: Duration) -> Result<HttpClient, String> {
     http.set_keepalive(Some(Duration::from_secs(60)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .map_err(|e| SetupError::Runtime(format!("TLS setup failed: {e}")))?
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
@@ -196,19 +199,24 @@ impl Upstreams {
     pub fn from_config(
         ups: &[UpstreamConfig],
         routing: &RoutingConfig,
-    ) -> Result<Upstreams, String> {
+    ) -> Result<Upstreams, SetupError> {
         let mut list = Vec::new();
         let mut by_name = HashMap::new();
         for u in ups {
             if by_name.contains_key(&u.name) {
-                return Err(format!("upstream '{}' is defined twice", u.name));
+                return Err(SetupError::Config(format!(
+                    "upstream '{}' is defined twice",
+                    u.name
+                )));
             }
             by_name.insert(u.name.clone(), list.len());
             list.push(Arc::new(Upstream::from_config(u)?));
         }
         let find = |name: &str| {
             by_name.get(name).copied().ok_or_else(|| {
-                format!("the model map names upstream '{name}', which is not defined")
+                SetupError::Config(format!(
+                    "the model map names upstream '{name}', which is not defined"
+                ))
             })
         };
         let mut groups: Vec<Group> = Vec::new();
@@ -229,7 +237,9 @@ impl Upstreams {
         for (model, deployments) in &routing.models {
             let names = deployments.names();
             if names.is_empty() {
-                return Err(format!("model '{model}' names no upstream"));
+                return Err(SetupError::Config(format!(
+                    "model '{model}' names no upstream"
+                )));
             }
             let members = names
                 .iter()
@@ -273,9 +283,9 @@ impl Upstreams {
         for (model, fallbacks) in &upstreams.fallbacks {
             for f in fallbacks {
                 if upstreams.group(f).is_none() {
-                    return Err(format!(
+                    return Err(SetupError::Config(format!(
                         "routing.fallbacks: '{f}' (a fallback of '{model}') is served by no upstream"
-                    ));
+                    )));
                 }
             }
         }
@@ -588,22 +598,26 @@ mod tests {
         assert!(
             Upstreams::from_config(&[up("a", "ftp://x")], &routing)
                 .unwrap_err()
+                .to_string()
                 .contains("http://")
         );
         assert!(
             Upstreams::from_config(&[up("a", "not a url")], &routing)
                 .unwrap_err()
+                .to_string()
                 .contains("not a URL")
         );
         assert!(
             Upstreams::from_config(&[up("a", "http://x"), up("a", "http://y")], &routing)
                 .unwrap_err()
+                .to_string()
                 .contains("twice")
         );
         routing.models.insert("m".into(), "zzz".into());
         assert!(
             Upstreams::from_config(&[up("a", "http://x")], &routing)
                 .unwrap_err()
+                .to_string()
                 .contains("zzz")
         );
         let mut cfg = up("a", "http://x");
@@ -611,6 +625,7 @@ mod tests {
         assert!(
             Upstreams::from_config(&[cfg], &RoutingConfig::default())
                 .unwrap_err()
+                .to_string()
                 .contains("DOWNSHIFT_TEST_SURELY_UNSET_VAR")
         );
     }

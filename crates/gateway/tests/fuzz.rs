@@ -137,7 +137,7 @@ fn the_import_line_parser_never_panics() {
     let mut rng = StdRng::seed_from_u64(2);
     let seeds: [&[u8]; 2] = [
         br#"{"request":{"model":"m","messages":[{"role":"user","content":"a"}]},"response":{"choices":[{"message":{"role":"assistant","content":"b"}}]},"metadata":{"k":"v"},"timestamp":"2025-01-01T00:00:00Z"}"#,
-        br#"{"timestamp":1735689600,"workload_id":"w","client_id":"c","request":{"messages":[]},"response":{"choices":[]}}"#,
+        br#"{"timestamp":1735689600,"workload_id":"w","client_id":"c","request":{"messages":[{"role":"user","content":"x"}]},"response":{"model":"m","choices":[]}}"#,
     ];
     for _ in 0..CASES {
         let bytes = inputs(&mut rng, &seeds);

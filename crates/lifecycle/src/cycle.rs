@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use downshift_api::TaskKind;
 use downshift_route::{Mode, Tracker, rolling_mean};
+use downshift_store::DataDir;
 use serde::{Deserialize, Serialize};
 
 use crate::stages::{Stages, TrainPlan, Trained};
@@ -21,8 +22,10 @@ use crate::train::FrozenLayers;
 pub struct LoopConfig {
     /// The small base model specialists are trained from.
     pub base: String,
-    /// Where adapters are written (`<adapters_dir>/<task>/<unix time>`).
-    pub adapters_dir: PathBuf,
+    /// Where adapters are written (`<adapters_dir>/<task>/<unix time>`); unset: `adapters`
+    /// in the data directory ([`adapters_root`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adapters_dir: Option<PathBuf>,
     /// A task needs at least this many calls to get a specialist.
     pub min_calls: u64,
     /// …and at least this suitability score from discovery (0–1).
@@ -58,7 +61,7 @@ impl Default for LoopConfig {
     fn default() -> Self {
         LoopConfig {
             base: "models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
-            adapters_dir: PathBuf::from("adapters"),
+            adapters_dir: None,
             min_calls: 40,
             min_suitability: 0.5,
             max_trainings: 2,
@@ -86,6 +89,12 @@ pub struct Action {
     pub action: &'static str,
     /// Why, in words.
     pub why: String,
+}
+
+/// Where adapter folders go: `configured` (`[loop] adapters_dir`), else `adapters` in the data
+/// directory — the same place whatever directory a command runs from.
+pub fn adapters_root(configured: Option<&Path>, data: &DataDir) -> PathBuf {
+    configured.map_or_else(|| data.root.join("adapters"), Path::to_path_buf)
 }
 
 /// One cycle of the loop: what it did (or, with `dry_run`, would do) to each task.
@@ -243,8 +252,7 @@ fn train_and_gate(
     dataset: Option<&str>,
 ) -> Result<(&'static str, String)> {
     let sel = stages.select(task)?;
-    let out = lc
-        .adapters_dir
+    let out = adapters_root(lc.adapters_dir.as_deref(), stages.data)
         .join(task)
         .join((downshift_store::now_ms() / 1000).to_string());
     std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))?;

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use downshift_curate::{CurateConfig, SurrogateMode};
 use downshift_discover::DiscoverConfig;
 use downshift_evaluate::{TaskKind, kind_of, kind_of_many, quality, score};
-use downshift_gateway::{PriceTable, RouteConfig, ServerConfig, UpstreamConfig};
+use downshift_gateway::{PriceTable, RouteConfig};
 use downshift_route::Mode;
 use downshift_store::{CallFilter, DataDir, StoreConfig, TaskRecord, TaskStats};
 use serde::{Deserialize, Serialize};
@@ -534,18 +534,9 @@ pub fn run(o: &DemoOptions, prices: &Prices) -> Result<DemoReport> {
     let gw = start_gateway(
         &data,
         GatewayConfig {
-            server: ServerConfig {
-                require_auth: false,
-                ..Default::default()
-            },
-            upstreams: vec![UpstreamConfig {
-                name: "default".into(),
-                base_url: format!("http://{}", teacher.addr),
-                ..Default::default()
-            }],
             route: route_cfg,
             prices: price_table(&discover_cfg, prices),
-            ..Default::default()
+            ..GatewayConfig::open_to(teacher.addr)
         },
     )?;
 

@@ -191,7 +191,9 @@ fn prior_tasks(store: &dyn Store) -> Result<Vec<PriorTask>> {
 pub fn discover(req: &DiscoverRequest, data: &DataDir, cfg: &DiscoverConfig) -> Result<Discovered> {
     // Load the model first: a missing model file is an error before any work is done.
     let embedder: Box<dyn TextEmbedder> = match cfg.embedder {
-        EmbedderKind::Minilm => Box::new(Embedder::load(&cfg.model_dir).with_context(|| {
+        EmbedderKind::Minilm => Box::new(
+            Embedder::load(&crate::model::find_model_path(&cfg.model_dir).unwrap_or_else(|| cfg.model_dir.clone()))
+                .with_context(|| {
             "cannot load the embedding model (or choose `--embedder hashed` / discover.embedder = \"hashed\")"
         })?),
         EmbedderKind::Hashed => Box::new(HashedEmbedder::new(cfg.hashed_dim)),

@@ -5,28 +5,72 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use downshift_slm::LocalModel;
 
-/// Finds a model named by path or by hub id (`org/name`): the path itself, else
-/// `$DOWNSHIFT_MODELS_DIR/<name>` (default `./models`), else the newest snapshot in the Hugging
-/// Face cache.
+/// The folders fetched models are looked up in, in order: `$DOWNSHIFT_MODELS_DIR`, `./models`
+/// (a checkout where `scripts/fetch.sh` ran), then `models` under the platform's data directory
+/// (`~/.local/share/downshift/models` on Linux), so a command finds the same models from any
+/// working directory.
+pub fn models_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("DOWNSHIFT_MODELS_DIR").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("models"));
+    if let Some(d) = dirs::data_dir() {
+        dirs.push(d.join("downshift").join("models"));
+    }
+    dirs.dedup();
+    dirs
+}
+
+/// Finds a relative model path such as `models/all-minilm-l6-v2` in [`models_dirs`]: the path
+/// as given, else the path below each models folder (a leading `models/` dropped). `None` when
+/// none exists; an absolute path is only taken as given.
+pub fn find_model_path(path: &Path) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path.to_path_buf());
+    }
+    if path.is_absolute() {
+        return None;
+    }
+    let rel = path.strip_prefix("models").unwrap_or(path);
+    if rel.as_os_str().is_empty() {
+        return None;
+    }
+    models_dirs()
+        .into_iter()
+        .map(|d| d.join(rel))
+        .find(|p| p.exists())
+}
+
+/// Finds a model named by path or by hub id (`org/name`): the path itself or below a models
+/// folder ([`find_model_path`]), else `<models folder>/<name>`, else the newest snapshot in the
+/// Hugging Face cache.
 pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     let p = Path::new(spec);
-    if p.exists() {
-        return Ok(p.to_path_buf());
+    if let Some(found) = find_model_path(p) {
+        return Ok(found);
     }
     let mut tried = vec![p.display().to_string()];
+    if p.is_relative() {
+        let rel = p.strip_prefix("models").unwrap_or(p);
+        tried.extend(
+            models_dirs()
+                .iter()
+                .map(|d| d.join(rel).display().to_string()),
+        );
+    }
     if let Some((org, name)) = spec.split_once('/')
         && !org.is_empty()
         && !name.is_empty()
         && !name.contains('/')
     {
-        let models = std::env::var_os("DOWNSHIFT_MODELS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("models"));
-        let local = models.join(name.to_lowercase());
-        if local.exists() {
-            return Ok(local);
+        for models in models_dirs() {
+            let local = models.join(name.to_lowercase());
+            if local.exists() {
+                return Ok(local);
+            }
+            tried.push(local.display().to_string());
         }
-        tried.push(local.display().to_string());
         let hub = std::env::var_os("HF_HUB_CACHE")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
@@ -45,6 +89,8 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
             tried.push(snapshots.display().to_string());
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    tried.retain(|t| seen.insert(t.clone()));
     bail!(
         "model '{spec}' not found (looked at: {}); pass a GGUF file or model folder, or run scripts/fetch.sh",
         tried.join(", ")

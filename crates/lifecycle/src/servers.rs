@@ -115,6 +115,25 @@ pub struct GatewayConfig {
     pub prices: PriceTable,
 }
 
+impl GatewayConfig {
+    /// No authentication and one upstream, `default`, at `upstream` (the demo's teacher or a
+    /// test's mock): the rest as `downshift serve` defaults it.
+    pub fn open_to(upstream: std::net::SocketAddr) -> GatewayConfig {
+        GatewayConfig {
+            server: ServerConfig {
+                require_auth: false,
+                ..Default::default()
+            },
+            upstreams: vec![UpstreamConfig {
+                name: "default".into(),
+                base_url: format!("http://{upstream}"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+}
+
 /// A gateway logging into `data`, as `downshift serve` runs it, inside this process. No
 /// admin key is created: give it `server.require_auth = false`, or keys made beforehand.
 pub fn start_gateway(data: &DataDir, cfg: GatewayConfig) -> Result<Running> {
@@ -131,7 +150,7 @@ pub fn start_gateway(data: &DataDir, cfg: GatewayConfig) -> Result<Running> {
         server: server.clone(),
         upstreams: cfg.upstreams,
         routing: cfg.routing,
-        local: LocalModels::load(&[]).map_err(anyhow::Error::msg)?,
+        local: LocalModels::load(&[])?,
         store: Arc::from(data.open_admin_store(&cfg.store)?),
         auth_store: Some(Arc::from(data.open_admin_store(&cfg.store)?)),
         writer_store: store,
@@ -143,8 +162,7 @@ pub fn start_gateway(data: &DataDir, cfg: GatewayConfig) -> Result<Running> {
         prices: cfg.prices,
         telemetry: downshift_gateway::TelemetryConfig::default(),
         ui: downshift_gateway::UiOptions::default(),
-    })
-    .map_err(anyhow::Error::msg)?;
+    })?;
     let limits = downshift_gateway::conn_limits(&server);
     let grace = Duration::from_secs(server.shutdown_grace_secs);
     spawn("gateway", Some(guard), move |listener, stopped| {

@@ -100,9 +100,9 @@ impl Stages<'_> {
     /// needed).
     pub fn discover(&self) -> Result<Discovered> {
         let mut cfg = self.discover.clone();
-        let minilm = Path::new(MINILM_DIR);
-        if minilm.join("model.safetensors").exists() {
-            cfg.model_dir = minilm.to_path_buf();
+        let minilm = crate::model::find_model_path(Path::new(MINILM_DIR));
+        if let Some(minilm) = minilm.filter(|d| d.join("model.safetensors").exists()) {
+            cfg.model_dir = minilm;
         } else {
             cfg.embedder = EmbedderKind::Hashed;
         }

@@ -109,8 +109,11 @@ pub struct TrainRequest {
     pub base: String,
     /// Compute threads (none: `DOWNSHIFT_THREADS`, else every core).
     pub threads: Option<usize>,
-    /// Where the adapter goes (none: `adapters/<task or dataset>`).
+    /// Where the adapter goes (none: `<adapters_dir>/<task or dataset>`).
     pub out: Option<PathBuf>,
+    /// Where `out` defaults to a folder per task or dataset (`[loop] adapters_dir`; unset:
+    /// `adapters` in the data directory).
+    pub adapters_dir: Option<PathBuf>,
     /// LoRA rank.
     pub rank: usize,
     /// LoRA alpha (scale = alpha / rank).
@@ -181,6 +184,7 @@ impl TrainRequest {
             base: base.into(),
             threads: None,
             out: None,
+            adapters_dir: None,
             rank: 16,
             alpha: 32.0,
             dropout: 0.0,
@@ -310,10 +314,10 @@ pub fn train(req: &TrainRequest, data: &DataDir, curate: &CurateConfig) -> Resul
     if !req.no_fold {
         ds.fold_prefixes();
     }
-    let out = req
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("adapters").join(req.data.task().unwrap_or(&dataset)));
+    let out = req.out.clone().unwrap_or_else(|| {
+        crate::cycle::adapters_root(req.adapters_dir.as_deref(), data)
+            .join(req.data.task().unwrap_or(&dataset))
+    });
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let ck_root = out.join("checkpoints");
     let log_path = out.join("train_log.jsonl");

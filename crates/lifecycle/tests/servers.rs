@@ -7,26 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use downshift_gateway::{ServerConfig, UpstreamConfig};
 use downshift_lifecycle::http::{header, post};
 use downshift_lifecycle::servers::{GatewayConfig, start_gateway, start_mock};
 use downshift_store::{DataDir, StoreConfig};
 use serde_json::{Value, json};
-
-fn gateway_config(upstream: std::net::SocketAddr) -> GatewayConfig {
-    GatewayConfig {
-        server: ServerConfig {
-            require_auth: false,
-            ..Default::default()
-        },
-        upstreams: vec![UpstreamConfig {
-            name: "default".into(),
-            base_url: format!("http://{upstream}"),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 #[test]
 fn a_call_through_the_in_process_gateway_is_answered_and_logged() {
@@ -45,7 +29,7 @@ fn a_call_through_the_in_process_gateway_is_answered_and_logged() {
     let data = DataDir::new(&dir.path().join("data"), &StoreConfig::default());
 
     let teacher = start_mock(&replay).unwrap();
-    let gw = start_gateway(&data, gateway_config(teacher.addr)).unwrap();
+    let gw = start_gateway(&data, GatewayConfig::open_to(teacher.addr)).unwrap();
     assert_ne!(gw.addr.port(), 0);
     let (status, headers, body) = post(
         &gw.addr,
@@ -64,10 +48,10 @@ fn a_call_through_the_in_process_gateway_is_answered_and_logged() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // A second gateway on the same directory is refused while the first runs…
-    assert!(start_gateway(&data, gateway_config(teacher.addr)).is_err());
+    assert!(start_gateway(&data, GatewayConfig::open_to(teacher.addr)).is_err());
     // …and starts once it has stopped.
     drop(gw);
-    let again = start_gateway(&data, gateway_config(teacher.addr)).unwrap();
+    let again = start_gateway(&data, GatewayConfig::open_to(teacher.addr)).unwrap();
     let (status, _, _) = post(
         &again.addr,
         "/v1/chat/completions",

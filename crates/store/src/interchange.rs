@@ -215,7 +215,7 @@ mod tests {
                 let input = concat!(
                     r#"{"request":{"model":"m","messages":[{"role":"user","content":"hi"}]},"response":{"choices":[],"usage":{"prompt_tokens":2,"completion_tokens":1}},"metadata":{"cat":"a"}}"#,
                     "\n\n{broken\n",
-                    r#"{"timestamp":"2025-01-01T00:00:00Z","workload_id":"w","client_id":"bob","request":{"messages":[]},"response":{"choices":[]}}"#,
+                    r#"{"timestamp":"2025-01-01T00:00:00Z","workload_id":"w","client_id":"bob","request":{"messages":[{"role":"user","content":"yo"}]},"response":{"model":"m","choices":[]}}"#,
                     "\n"
                 );
                 let mut extra = BTreeMap::new();

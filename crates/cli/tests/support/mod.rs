@@ -55,6 +55,7 @@ impl Proc {
             if let Some(addr) = line.split("listening on http://").nth(1) {
                 let addr = addr.trim().to_owned();
                 first_lines.push(line);
+                wait_for_router(&addr, deadline);
                 return Proc {
                     child,
                     addr,
@@ -97,6 +98,21 @@ impl Drop for Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A gateway serves while its task router builds the classifier from the log (every call goes
+/// to the LLM meanwhile); tests that route want it built, so they wait for `/healthz` to stop
+/// saying `"router":"building"` (the mock and other servers do not say it at all).
+fn wait_for_router(addr: &str, deadline: Instant) {
+    while Instant::now() < deadline {
+        let r = get(addr, "/healthz", None);
+        if r.status != 200 || !String::from_utf8_lossy(&r.body).contains("\"router\":\"building\"")
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the gateway at {addr} did not build its task router in time");
 }
 
 /// `downshift ARGS` with a clean environment: quiet logs, none of the user's downshift settings.
