@@ -393,3 +393,80 @@ pub fn spawn_reloader(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use downshift_store::{
+        CallMeta, CallPayload, CallRecord, Policy, Source, SqliteStore, TaskRecord,
+    };
+
+    fn body(tool: &str, i: usize) -> Vec<u8> {
+        serde_json::to_vec(&json!({"model": "m", "messages": [
+            {"role": "system", "content": "You call tools."},
+            {"role": "user", "content": format!("question {i}")}],
+            "tools": [{"type": "function", "function": {"name": tool, "parameters": {"type": "object"}}}]}))
+        .unwrap()
+    }
+
+    /// The router starts at once and places nothing until its classifier is built; policy
+    /// changes reload without rebuilding it; a rebuild makes the router place requests.
+    #[test]
+    fn the_classifier_is_built_apart_from_the_policies_and_nothing_is_placed_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+        let (ring, _) = Keyring::load_or_create(&dir.path().join("keys.json")).unwrap();
+        let mut sealed = Vec::new();
+        let mut assignments = Vec::new();
+        for i in 0..40 {
+            let (tool, task) = if i % 2 == 0 {
+                ("weather", "t_w")
+            } else {
+                ("search", "t_s")
+            };
+            let id = format!("c{i:03}");
+            let meta = CallMeta::new(id.clone(), i as i64, "m", Source::Gateway);
+            sealed.push(
+                ring.seal(&CallRecord {
+                    meta,
+                    payload: CallPayload {
+                        request: body(tool, i),
+                        response: b"{}".to_vec(),
+                    },
+                })
+                .unwrap(),
+            );
+            assignments.push((id, Some(task.to_owned())));
+        }
+        store.insert_calls(&sealed).unwrap();
+        let task = |id: &str| TaskRecord {
+            id: id.into(),
+            label: id.into(),
+            created_ms: 1,
+            updated_ms: 1,
+            calls: 20,
+            signature: id.into(),
+            stats: json!({}),
+            centroid: Vec::new(),
+        };
+        store
+            .replace_tasks(&[task("t_w"), task("t_s")], &assignments)
+            .unwrap();
+        store.set_policy(&Policy::new("t_w", "test")).unwrap();
+
+        let router = TaskRouter::new(RouteConfig::default(), &[], &store).unwrap();
+        // Policies are loaded, the classifier is not: every request goes to the LLM.
+        assert!(!router.classifier_ready());
+        assert!(router.route(&body("weather", 99)).is_none());
+        // A policy change reloads without building the classifier.
+        store.set_policy(&Policy::new("t_s", "test")).unwrap();
+        router.reload_policies(&store).unwrap();
+        assert!(!router.classifier_ready());
+        assert!(router.route(&body("search", 99)).is_none());
+        // Built: both tasks are placed under their policies.
+        router.rebuild_classifier(&store, &ring).unwrap();
+        assert!(router.classifier_ready());
+        assert_eq!(&*router.route(&body("weather", 99)).unwrap().task, "t_w");
+        assert_eq!(&*router.route(&body("search", 99)).unwrap().task, "t_s");
+    }
+}
