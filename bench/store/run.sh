@@ -5,6 +5,10 @@
 # memory (max RSS) of every command. Prints a Markdown table.
 #   PG_URL=postgres://user:password@127.0.0.1/postgres bench/store/run.sh
 #   N=100000 STORES=postgres PG_URL=… SKIP_BUILD=1 bench/store/run.sh
+#   CALLS=FILE …     # import FILE (N calls, made once: called_tools.py, then gen_calls.py) instead
+#   TOOLS=called …   # each request keeps only the tools its answer calls (~2 KB per call
+#                    # instead of ~6.7 KB: 1M full BFCL calls need ~7 GB of JSONL plus as much
+#                    # again per store)
 # PG_URL names a server where the user may create databases: the run creates its own database
 # (downshift_bench_<pid>) and drops it at the end.
 set -euo pipefail
@@ -15,7 +19,7 @@ STORES=${STORES:-sqlite postgres}
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   cargo build --release -q -p downshift-cli
 fi
-scripts/fetch.sh bfcl >/dev/null
+[ -s data/bfcl/bfcl.jsonl ] || scripts/fetch.sh bfcl >/dev/null
 BIN=${BIN:-target/release/downshift}
 work=$(mktemp -d)
 db=downshift_bench_$$
@@ -27,14 +31,23 @@ cleanup() {
 trap cleanup EXIT
 psql -q "$PG_URL" -c "CREATE DATABASE $db"
 export DOWNSHIFT_LOG=warn DOWNSHIFT_KEY_FILE=$work/keys.json
-python3 bench/curate/gen_calls.py data/bfcl/bfcl.jsonl "$work/calls.jsonl" "$N"
+src=data/bfcl/bfcl.jsonl
+if [ -n "${CALLS:-}" ]; then
+  ln -s "$(realpath "$CALLS")" "$work/calls.jsonl"
+elif [ "${TOOLS:-all}" = called ]; then
+  src=$work/bfcl-called.jsonl
+  python3 bench/store/called_tools.py data/bfcl/bfcl.jsonl "$src"
+fi
+[ -e "$work/calls.jsonl" ] || python3 bench/curate/gen_calls.py "$src" "$work/calls.jsonl" "$N"
+echo "$(du -mL "$work/calls.jsonl" | cut -f1) MB of JSONL; load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # measure STORE STEP CMD…: wall seconds and max RSS (KiB) of CMD into $work/results
 measure() {
   local store=$1 step=$2; shift 2
   /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$work/out" 2>"$work/err" \
     || { echo "$store $step failed:" >&2; tail -5 "$work/err" >&2; exit 1; }
-  echo "$store|$step|$(cat "$work/time")|$(wc -l <"$work/out")" >>"$work/results"
+  echo "$store|$step|$(cat "$work/time")|$(cut -d' ' -f1 /proc/loadavg)" >>"$work/results"
+  case $step in import|curate*|discover*) echo "$store $step: $(tail -c 600 "$work/out")" >&2 ;; esac
 }
 for store in $STORES; do
   if [ "$store" = postgres ]; then
@@ -57,13 +70,14 @@ rows, n = [l.rstrip("\n").split("|") for l in open(sys.argv[1])], int(sys.argv[2
 stores = list(dict.fromkeys(r[0] for r in rows))
 steps = list(dict.fromkeys(r[1] for r in rows))
 cell = {(r[0], r[1]): r[2].split() for r in rows}
-print(f"\n{n:,} calls; wall time (s) / peak memory (MiB) per command\n")
+load = {(r[0], r[1]): r[3] for r in rows}
+print(f"\n{n:,} calls; wall time (s) / peak memory (MiB) per command (1-minute load average at its end)\n")
 print("| step | " + " | ".join(stores) + " |")
 print("|---|" + "---|" * len(stores))
 for s in steps:
     vals = []
     for st in stores:
         t = cell.get((st, s))
-        vals.append(f"{float(t[0]):.1f} s / {int(t[1]) / 1024:.0f} MiB" if t else "")
+        vals.append(f"{float(t[0]):.1f} s / {int(t[1]) / 1024:.0f} MiB (load {load[(st, s)]})" if t else "")
     print(f"| {s} | " + " | ".join(vals) + " |")
 PY

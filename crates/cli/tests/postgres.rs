@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use downshift_store::Store;
 use downshift_store::pg_testing::TestDatabase;
 use serde_json::Value;
 use support::*;
@@ -228,6 +229,97 @@ fn replicas_share_keys_policies_and_the_call_log() {
         let p = get(&r.addr, &format!("/admin/policies/{task}"), Some(&admin));
         assert_eq!(p.status, 200, "{}", p.text());
         assert_eq!(p.json()["mode"], "on", "{}", p.text());
+    }
+    a.stop();
+    b.stop();
+}
+
+/// Data-key rotation reaches running replicas: `keys rotate-data-key` through the CLI (on the
+/// shared key file), and within 2 s each replica seals its new calls with the new key, without a
+/// restart; both replicas and `calls show` read every call, sealed with either key by either
+/// replica.
+#[test]
+fn a_data_key_rotated_through_the_cli_reaches_both_replicas() {
+    let Some(s) = Shared::new("a_data_key_rotated_through_the_cli_reaches_both_replicas") else {
+        return;
+    };
+    let upstream = mock(&[]);
+    let a = s.replica("a", &upstream.addr, &[]);
+    let b = s.replica("b", &upstream.addr, &[]);
+    let admin = a.admin_key();
+    let replicas = [&a, &b];
+    // What the database holds: which data key sealed a call (the CLI never shows key ids).
+    let store = downshift_store::PgStore::connect(&s.db.url).unwrap();
+    let key_of = |id: &str| -> String {
+        let mut sealed = None;
+        eventually("the call in the database", Duration::from_secs(10), || {
+            sealed = store.get_call(id).unwrap();
+            sealed.is_some()
+        });
+        sealed.unwrap().key_id
+    };
+    // (replica, the call's prompt, when it was sent after the rotation, its id)
+    let mut calls: Vec<(usize, String, Option<Duration>, String)> = Vec::new();
+    let send = |calls: &mut Vec<_>, r: usize, when: Option<Duration>| {
+        let prompt = format!("replica {r} call {}", calls.len());
+        let body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": prompt}]});
+        let resp = chat(&replicas[r].addr, Some(&admin), &body.to_string());
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let id = resp.header("x-downshift-call-id").unwrap().to_owned();
+        calls.push((r, prompt, when, id));
+    };
+    send(&mut calls, 0, None);
+    send(&mut calls, 1, None);
+    let old_key = key_of(&calls[0].3);
+    assert_eq!(key_of(&calls[1].3), old_key);
+
+    let rotated: Value =
+        serde_json::from_str(&s.ok(&["keys", "rotate-data-key", "--json"])).unwrap();
+    let rotated_at = Instant::now();
+    let new_key = rotated["active_data_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_key, old_key);
+    // A call to each replica every 50 ms for 3 s.
+    while rotated_at.elapsed() < Duration::from_secs(3) {
+        for r in 0..2 {
+            send(&mut calls, r, Some(rotated_at.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let keys: Vec<String> = calls.iter().map(|c| key_of(&c.3)).collect();
+    for r in 0..2 {
+        let after: Vec<(Duration, &String)> = calls
+            .iter()
+            .zip(&keys)
+            .filter_map(|(c, k)| (c.0 == r).then_some((c.2?, k)))
+            .collect();
+        let first_new = after
+            .iter()
+            .position(|(_, k)| **k == new_key)
+            .unwrap_or_else(|| panic!("replica {r} never sealed with the new key"));
+        let took = after[first_new].0;
+        eprintln!("replica {r} seals with the rotated key {took:?} after the rotation");
+        assert!(took <= Duration::from_secs(2), "replica {r}: {took:?}");
+        // Once on the new key, never back; before it, only the old key.
+        assert!(after[first_new..].iter().all(|(_, k)| **k == new_key));
+        assert!(after[..first_new].iter().all(|(_, k)| **k == old_key));
+    }
+
+    // Every call, sealed with either key by either replica, reads on both replicas and
+    // through `calls show`.
+    for (_, prompt, _, id) in &calls {
+        for r in &replicas {
+            let shown = get(&r.addr, &format!("/admin/calls/{id}"), Some(&admin));
+            assert_eq!(shown.status, 200, "{id} on {}: {}", r.addr, shown.text());
+            assert_eq!(
+                shown.json()["request"]["messages"][0]["content"],
+                prompt.as_str(),
+                "{}",
+                shown.text()
+            );
+        }
+        let shown: Value = serde_json::from_str(&s.ok(&["calls", "show", id, "--json"])).unwrap();
+        assert_eq!(shown["request"]["messages"][0]["content"], prompt.as_str());
     }
     a.stop();
     b.stop();

@@ -167,10 +167,8 @@ pub(crate) fn read_raw_call(
     s.store
         .audit(&AuditEntry::new(actor, "read_raw", Some(id), Some(via)))
         .map_err(audit_failed)?;
-    let payload = {
-        let keyring = s.keyring.read().unwrap_or_else(|p| p.into_inner());
-        keyring.open(&sealed)?
-    };
+    // Sealed by another replica with a data key rotated moments ago: re-read the key file.
+    let payload = downshift_store::open_reloading(&s.keyring, &sealed)?;
     Ok((sealed.meta, payload))
 }
 

@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::time::SystemTime;
 
 use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
@@ -50,6 +51,29 @@ pub struct Keyring {
     active: String,
     ciphers: BTreeMap<String, Aes256Gcm>,
     file: KeyFile,
+    /// The version of the file on disk these keys were read from (or written as).
+    stamp: Option<KeyFileStamp>,
+}
+
+/// What tells one version of the key file on disk from another: a rotation replaces the file
+/// (a new inode, a new modification time), and so does copying a new file over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFileStamp {
+    modified: Option<SystemTime>,
+    inode: u64,
+    len: u64,
+}
+
+impl KeyFileStamp {
+    /// The stamp of the file at `path` now; `None` when it cannot be read.
+    pub fn of(path: &Path) -> Option<KeyFileStamp> {
+        let m = fs::metadata(path).ok()?;
+        Some(KeyFileStamp {
+            modified: m.modified().ok(),
+            inode: m.ino(),
+            len: m.len(),
+        })
+    }
 }
 
 impl std::fmt::Debug for Keyring {
@@ -92,7 +116,9 @@ impl Keyring {
         let mut file = file;
         file.active_data_key = file.data_keys[0].id.clone();
         write_key_file(path, &file)?;
-        Ok((Keyring::from_file(path, file)?, true))
+        let mut ring = Keyring::from_file(path, file)?;
+        ring.stamp = KeyFileStamp::of(path);
+        Ok((ring, true))
     }
 
     /// Loads an existing key file.
@@ -101,6 +127,8 @@ impl Keyring {
             path: path.to_owned(),
             reason,
         };
+        // Stamped before it is read: a file replaced in between is read again on the next check.
+        let stamp = KeyFileStamp::of(path);
         let text = fs::read_to_string(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 bad("not found (the first `downshift serve` or `import` creates it)".into())
@@ -115,7 +143,9 @@ impl Keyring {
         }
         let file: KeyFile = serde_json::from_str(&text)
             .map_err(|e| bad(format!("not a downshift key file: {e}")))?;
-        Keyring::from_file(path, file)
+        let mut ring = Keyring::from_file(path, file)?;
+        ring.stamp = stamp;
+        Ok(ring)
     }
 
     fn from_file(path: &Path, file: KeyFile) -> Result<Keyring> {
@@ -158,6 +188,7 @@ impl Keyring {
             active: file.active_data_key.clone(),
             ciphers,
             file,
+            stamp: None,
         })
     }
 
@@ -175,6 +206,7 @@ impl Keyring {
         file.data_keys.push(entry);
         write_key_file(&self.path, &file)?;
         *self = Keyring::from_file(&self.path, file)?;
+        self.stamp = KeyFileStamp::of(&self.path);
         Ok(id)
     }
 
@@ -190,9 +222,9 @@ impl Keyring {
         &self.path
     }
 
-    /// When the key file last changed (to notice a rotation by another process).
-    pub fn modified(path: &Path) -> Option<SystemTime> {
-        fs::metadata(path).and_then(|m| m.modified()).ok()
+    /// The version of the key file these keys were read from.
+    pub fn stamp(&self) -> Option<KeyFileStamp> {
+        self.stamp
     }
 
     /// The pseudonym of an identifier of the given kind (`agent`, `episode`, …): stable for one
@@ -354,6 +386,37 @@ impl Keyring {
 }
 
 /// Writes the key file with mode 0600 via a temporary file and an atomic rename.
+/// Re-reads the key file of `ring` when it changed on disk since it was loaded (a
+/// `keys rotate-data-key` run by another process, or a new file copied over it), so that new
+/// records are sealed with the newest data key and records sealed with it elsewhere can be
+/// opened, without a restart. Returns the active data key id when it reloaded; on an error
+/// (a file that no longer loads) the keys in use stay.
+pub fn reload_keyring(ring: &RwLock<Keyring>) -> Result<Option<String>> {
+    let (path, loaded) = {
+        let k = ring.read().unwrap_or_else(|p| p.into_inner());
+        (k.path.clone(), k.stamp)
+    };
+    if KeyFileStamp::of(&path) == loaded {
+        return Ok(None);
+    }
+    let fresh = Keyring::load(&path)?;
+    let active = fresh.active.clone();
+    *ring.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+    Ok(Some(active))
+}
+
+/// [`Keyring::open`] through a shared keyring; a payload sealed with a data key this keyring
+/// does not hold yet (rotated elsewhere moments ago) is opened after re-reading the key file.
+pub fn open_reloading(ring: &RwLock<Keyring>, sealed: &SealedCall) -> Result<CallPayload> {
+    let first = ring.read().unwrap_or_else(|p| p.into_inner()).open(sealed);
+    match first {
+        Err(StoreError::UnknownDataKey(_)) if reload_keyring(ring)?.is_some() => {
+            ring.read().unwrap_or_else(|p| p.into_inner()).open(sealed)
+        }
+        other => other,
+    }
+}
+
 fn write_key_file(path: &Path, file: &KeyFile) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
@@ -429,6 +492,44 @@ pub(crate) mod tests {
         assert_eq!(reloaded.open(&old).unwrap().request, b"x");
         assert_eq!(reloaded.open(&new).unwrap().request, b"y");
         assert_eq!(reloaded.info().data_keys.len(), 2);
+    }
+
+    #[test]
+    fn a_rotation_by_another_process_is_picked_up_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let (ring, _) = Keyring::load_or_create(&path).unwrap();
+        let serving = RwLock::new(ring);
+        let old = serving.read().unwrap().seal(&record("a", "x")).unwrap();
+        assert_eq!(reload_keyring(&serving).unwrap(), None, "nothing changed");
+        // Another process (the CLI, another replica) rotates the shared file.
+        let mut cli = Keyring::load(&path).unwrap();
+        let new_id = cli.rotate().unwrap();
+        let by_cli = cli.seal(&record("b", "y")).unwrap();
+        // Sealed elsewhere with the new key: opened here after re-reading the file.
+        assert_eq!(open_reloading(&serving, &by_cli).unwrap().request, b"y");
+        assert_eq!(serving.read().unwrap().info().active_data_key, new_id);
+        let here = serving.read().unwrap().seal(&record("c", "z")).unwrap();
+        assert_eq!(here.key_id, new_id);
+        assert_eq!(open_reloading(&serving, &old).unwrap().request, b"x");
+        assert_eq!(reload_keyring(&serving).unwrap(), None);
+        // A second rotation, seen by the periodic check.
+        let newer = cli.rotate().unwrap();
+        assert_eq!(reload_keyring(&serving).unwrap(), Some(newer));
+        // A key the file does not hold, and no change on disk: the error names the key.
+        let (stranger, _) = Keyring::load_or_create(&dir.path().join("other.json")).unwrap();
+        let foreign = stranger.seal(&record("d", "w")).unwrap();
+        assert!(matches!(
+            open_reloading(&serving, &foreign),
+            Err(StoreError::UnknownDataKey(k)) if k == foreign.key_id
+        ));
+        // A key file that no longer loads: an error, and the keys in use stay.
+        fs::write(&path, "not json").unwrap();
+        assert!(matches!(
+            reload_keyring(&serving),
+            Err(StoreError::KeyFile { .. })
+        ));
+        assert_eq!(serving.read().unwrap().open(&here).unwrap().request, b"z");
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use data::{DataDir, StoreConfig};
 pub use error::StoreError;
 pub use interchange::{ImportReport, LineError, export_dataset_jsonl, export_jsonl, import_jsonl};
 pub use journal::Journal;
-pub use keyring::{Keyring, KeyringInfo};
+pub use keyring::{KeyFileStamp, Keyring, KeyringInfo, open_reloading, reload_keyring};
 pub use model::{
     ApiKeyRecord, AuditEntry, CallFilter, CallMeta, CallPayload, CallRecord, CallStatus,
     DatasetMeta, SealedCall, SealedExample, Source, TaskRecord, TaskStats, TokenPercentiles,

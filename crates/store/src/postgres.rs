@@ -16,6 +16,8 @@ use std::time::Duration;
 use postgres::types::ToSql;
 use postgres::{NoTls, Row, Statement, Transaction};
 
+mod tls;
+
 use crate::rows::{self, DATASET_COLUMNS, KEY_COLUMNS, NOISE, POLICY_COLUMNS, TASK_COLUMNS};
 use crate::{
     AgreementRecord, ApiKeyRecord, AuditEntry, CallFilter, CallMeta, DatasetMeta, Policy, Result,
@@ -49,21 +51,55 @@ impl Conn {
 /// Opens connections for the pool.
 struct Manager {
     config: postgres::Config,
+    /// TLS as the URL's `sslmode` asks; `None`: plain TCP.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+}
+
+/// A connection error with its causes spelled out: the pool keeps only an error's message, and
+/// `postgres` puts the reason a TLS handshake failed (the certificate check) in the cause.
+#[derive(Debug)]
+struct ConnectError(String);
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+impl From<postgres::Error> for ConnectError {
+    fn from(e: postgres::Error) -> Self {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(&e);
+        while let Some(c) = cause {
+            let more = c.to_string();
+            if !text.contains(&more) {
+                text = format!("{text}: {more}");
+            }
+            cause = c.source();
+        }
+        ConnectError(text)
+    }
 }
 
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> std::result::Result<Conn, postgres::Error> {
+    fn connect(&self) -> std::result::Result<Conn, ConnectError> {
+        let client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone())?,
+            None => self.config.connect(NoTls)?,
+        };
         Ok(Conn {
-            client: self.config.connect(NoTls)?,
+            client,
             statements: HashMap::new(),
         })
     }
 
-    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(|_| ())
+    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), ConnectError> {
+        Ok(conn.client.simple_query("").map(|_| ())?)
     }
 
     fn has_broken(&self, conn: &mut Conn) -> bool {
@@ -163,7 +199,8 @@ impl PgStore {
                 redacted(url)
             )));
         }
-        let mut config: postgres::Config = url.parse().map_err(|e| {
+        let (pg_url, tls) = tls::split_tls(url)?;
+        let mut config: postgres::Config = pg_url.parse().map_err(|e| {
             StoreError::Invalid(format!(
                 "invalid PostgreSQL URL: {e} (expected postgres://user:password@host:port/database)"
             ))
@@ -177,7 +214,8 @@ impl PgStore {
         // Every session: bounded lock waits, UTC, and no surprise from a server's locale.
         let lock_ms = opts.lock_timeout.as_millis();
         config.options(&format!("-c lock_timeout={lock_ms} -c TimeZone=UTC"));
-        let manager = Manager { config };
+        let asks_tls = tls.is_some();
+        let manager = Manager { config, tls };
         let pool = r2d2::Pool::builder()
             .max_size(opts.max_connections.max(1))
             .min_idle(Some(1))
@@ -187,8 +225,14 @@ impl PgStore {
             .test_on_check_out(false)
             .build(manager)
             .map_err(|e| {
+                let text = e.to_string();
+                let hint = if asks_tls && (text.contains("TLS") || text.contains("certificate")) {
+                    " (the URL's sslmode asks for TLS: the server must accept it (ssl = on) and its certificate pass the check sslmode names; see docs/postgres.md)"
+                } else {
+                    ""
+                };
                 StoreError::Pg(format!(
-                    "cannot connect to PostgreSQL at {}: {e}",
+                    "cannot connect to PostgreSQL at {}: {text}{hint}",
                     redacted(url)
                 ))
             })?;

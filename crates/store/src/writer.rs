@@ -21,7 +21,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::journal::{Closed, Journal};
-use crate::{CallRecord, Keyring, SealedCall, SpillFile, Store};
+use crate::keyring::reload_keyring;
+use crate::{CallRecord, KeyFileStamp, Keyring, SealedCall, SpillFile, Store};
+
+/// How often the writer looks at the key file for a rotation made elsewhere (a `stat`); with the
+/// writer's longest wait (500 ms) a rotation is in use within 1.5 s.
+const KEY_FILE_CHECK: Duration = Duration::from_secs(1);
 
 /// Tuning of the write path.
 #[derive(Debug, Clone)]
@@ -336,7 +341,11 @@ struct Worker {
 
 impl Worker {
     fn run(mut self, rx: Receiver<Msg>) {
-        let mut key_mtime = self.key_mtime();
+        let mut key_seen = self
+            .keyring
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .stamp();
         let mut last_key_check = Instant::now();
         let mut last_sync = Instant::now();
         let mut batch: Vec<Item> = Vec::with_capacity(self.config.batch_max);
@@ -347,8 +356,8 @@ impl Worker {
             self.config.journal_sync.min(Duration::from_millis(500))
         };
         while !stop {
-            if last_key_check.elapsed() > Duration::from_secs(2) {
-                self.reload_keys_if_changed(&mut key_mtime);
+            if last_key_check.elapsed() >= KEY_FILE_CHECK {
+                self.reload_keys_if_changed(&mut key_seen);
                 last_key_check = Instant::now();
             }
             match rx.recv_timeout(wait) {
@@ -512,27 +521,22 @@ impl Worker {
         self.stats.depth.fetch_sub(n, Ordering::Relaxed);
     }
 
-    fn key_mtime(&self) -> Option<std::time::SystemTime> {
-        let k = self.keyring.read().unwrap_or_else(|p| p.into_inner());
-        Keyring::modified(k.path())
-    }
-
-    /// Picks up `keys rotate-data-key` run by another process while serving.
-    fn reload_keys_if_changed(&self, last: &mut Option<std::time::SystemTime>) {
-        let now = self.key_mtime();
-        if now == *last {
-            return;
-        }
-        *last = now;
+    /// Picks up `keys rotate-data-key` run by another process (or a new key file copied over
+    /// this one) while serving: new records are sealed with the newest data key from then on.
+    fn reload_keys_if_changed(&self, seen: &mut Option<KeyFileStamp>) {
         let path = {
             let k = self.keyring.read().unwrap_or_else(|p| p.into_inner());
             k.path().to_owned()
         };
-        match Keyring::load(&path) {
-            Ok(fresh) => {
-                tracing::info!(active = %fresh.info().active_data_key, "key file changed; reloaded");
-                *self.keyring.write().unwrap_or_else(|p| p.into_inner()) = fresh;
-            }
+        let now = KeyFileStamp::of(&path);
+        if now == *seen {
+            return;
+        }
+        // Once per change: a file that does not load is reported once, not every check.
+        *seen = now;
+        match reload_keyring(&self.keyring) {
+            Ok(Some(active)) => tracing::info!(active = %active, "key file changed; reloaded"),
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "key file changed but cannot be loaded; keeping the old keys")
             }
