@@ -18,7 +18,8 @@ januar|februar|märz|maerz|mai|juni|juli|oktober|dezember|jän|mär|okt|dez|\
 janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre|janv|févr|fév|avr|juil|déc|\
 enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|ene|abr|ago|dic|\
 gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|gen|mag|giu|lug|set|ott|\
-januari|februari|maart|mei|augustus|oktober|okt|mrt";
+januari|februari|maart|mei|augustus|oktober|okt|mrt|\
+janeiro|fevereiro|março|marco|maio|junho|julho|setembro|outubro|novembro|dezembro|fev|out|dez";
 
 impl Dates {
     pub(crate) fn new() -> Result<Self, CurateError> {
@@ -129,6 +130,11 @@ mod tests {
             "23 de abril de 1996",
         );
         finds("nato il 1 settembre 1976", DateOfBirth, "1 settembre 1976");
+        finds(
+            "Utente: Benedita Quaresma, nascida a 14 de fevereiro de 1988.",
+            DateOfBirth,
+            "14 de fevereiro de 1988",
+        );
         finds("geboortedatum 14-07-1969", DateOfBirth, "14-07-1969");
         finds(
             "{\"date_of_birth\": \"1962-08-26\"}",

@@ -264,7 +264,19 @@ mod finder {
                             )
                     })
             });
-            let line_cue = phone_on_line && !negative;
+            // A number alone on its line in a signature: "Cordialement,\nAnne Roux\n0612345678".
+            let signature = text[..s]
+                .rsplit('\n')
+                .next()
+                .is_some_and(|l| l.trim().is_empty())
+                && text[e..]
+                    .split('\n')
+                    .next()
+                    .is_some_and(|l| l.trim().is_empty())
+                && cues
+                    .nearest_cue_before(&[CueKind::Signoff], s, 100)
+                    .is_some_and(|c| text[c.end..s].matches('\n').count() <= 3);
+            let line_cue = (phone_on_line || signature) && !negative;
             let mut n = groups.len();
             while n >= 1 {
                 let gl = &groups[..n];
@@ -360,9 +372,14 @@ mod detect_tests {
             ("bel 06-12345678", "06-12345678"),
             ("0049 89 1234567 ist erreichbar", "0049 89 1234567"),
             ("Desk: (082)955-1033x315", "(082)955-1033x315"),
+            // Alone on its line under a sign-off.
+            ("Bien à vous,\nOdile Carrasset\n0798113524", "0798113524"),
+            ("Un saludo,\nIñaki Berrocal\n954771208\n", "954771208"),
         ] {
             finds(t, Phone, v);
         }
+        // A bare number on its own line with no sign-off above it is not a phone.
+        none_of("Totals\n0798113524", Phone);
     }
 
     #[test]
