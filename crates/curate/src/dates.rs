@@ -28,7 +28,11 @@ impl Dates {
             r"\d{{1,2}}(?:st|nd|rd|th|er|º|°)?\.?\s+(?:de\s+|of\s+)?(?:{MONTHS})\.?,?\s+(?:de\s+)?\d{{4}}"
         );
         let text_mdy = format!(r"(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}");
-        let pat = format!(r"(?i:{numeric}|{text_dmy}|{text_mdy})");
+        // "14-Mar-1987", "14/Mar/87"; "14 March '87".
+        let dashed = format!(
+            r"\d{{1,2}}[-/](?:{MONTHS})\.?[-/]?(?:\d{{4}}|\d{{2}})|\d{{1,2}}\s+(?:{MONTHS})\.?,?\s+['’]\d{{2}}"
+        );
+        let pat = format!(r"(?i:{numeric}|{text_dmy}|{text_mdy}|{dashed})");
         Ok(Dates {
             date: Regex::new(&pat).map_err(|e| CurateError::pattern("date", e))?,
             timestamp: Regex::new(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?")
@@ -117,6 +121,12 @@ mod tests {
     #[test]
     fn dates_of_birth() {
         finds("DOB: 1985-03-12", DateOfBirth, "1985-03-12");
+        finds(
+            "DOB: 07-Nov-1979, allergies none",
+            DateOfBirth,
+            "07-Nov-1979",
+        );
+        finds("date of birth: 2 June '64", DateOfBirth, "2 June '64");
         finds(
             "born on January 21, 1998 in Leeds",
             DateOfBirth,
