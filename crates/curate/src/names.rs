@@ -1,8 +1,9 @@
 //! Person names from the structure of a text rather than from a cue word right before them:
 //! names with a middle initial ("Ada K. Lovell"), the name line that opens a signature or postal
 //! block, speakers of a dialogue, people listed after a plural person noun ("founders: A, B and
-//! C"), the speaker and addressee of a quotation ("… said Ola to Kim"), "lives in" subjects and
-//! "named her" objects, and, once a full name is found, its given name or surname elsewhere in
+//! C"), the speaker and addressee of a quotation ("… said Ola to Kim"), "lives in" subjects,
+//! "named her" objects, owners of personal things ("Kim's address", "Ola's wife"), and, once a
+//! full name is found, its given name or surname elsewhere in
 //! the same text ("… sung by Ada Lovell. Lovell's song …").
 
 use crate::CurateError;
@@ -87,6 +88,7 @@ pub(crate) struct NameRules {
     lives: Regex,
     named: Regex,
     apposition: Regex,
+    possessive: Regex,
     vocative: Regex,
     item: Regex,
 }
@@ -128,6 +130,12 @@ impl NameRules {
                     r#"({two}), (?:the|a|an|our|their|his|her) [^"\n:;]{{2,80}}?, (?:said|says|wrote|writes|added|adds|explained|told|noted|replied)\b"#
                 ),
             )?,
+            possessive: re(
+                "person possessive",
+                &format!(
+                    r"({WORD})['’]s? (?:home address|address|phone number|phone|mobile|e-?mail|birthday|wife|husband|partner|mother|father|son|daughter|brother|sister|family|boss|killers?|funeral|passport|signature|song|album|novel|poem)\b"
+                ),
+            )?,
             vocative: re("person vocative", &format!(r", ({WORD})[!?]"))?,
             item: re("person list item", WORD)?,
         })
@@ -152,7 +160,13 @@ impl NameRules {
                 found.push((g.start(), g.end()));
             }
         }
-        for re in [&self.said, &self.lives, &self.named, &self.apposition] {
+        for re in [
+            &self.said,
+            &self.lives,
+            &self.named,
+            &self.apposition,
+            &self.possessive,
+        ] {
             for c in re.captures_iter(text) {
                 for g in c.iter().skip(1).flatten() {
                     if plausible(text, g.start(), g.end(), lex) {
@@ -444,6 +458,18 @@ mod tests {
         );
         finds("Where were you last night, Sarah?", Person, "Sarah");
         none_of("Where were you last night, Boston?", Person);
+    }
+
+    #[test]
+    fn owners_of_personal_things() {
+        finds("Here is Odalys's address, as promised:", Person, "Odalys");
+        finds(
+            "I still have Brennick’s phone number somewhere.",
+            Person,
+            "Brennick",
+        );
+        // A company's things are not a person's.
+        none_of("Acme Corp's phone line is down.", Person);
     }
 
     #[test]
