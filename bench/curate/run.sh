@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 N=${N:-100000}
 cargo build --release -q -p downshift-cli
 scripts/fetch.sh bfcl >/dev/null
-BIN=target/release/downshift
+BIN="${CARGO_TARGET_DIR:-target}/release/downshift"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 bench/curate/gen_calls.py data/bfcl/bfcl.jsonl "$work/calls.jsonl" "$N"

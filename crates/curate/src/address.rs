@@ -6,6 +6,9 @@ use crate::text::{prev_char, trim_end_by};
 use crate::{CurateError, EntityType};
 use regex::Regex;
 
+/// Index of the street-corner pattern in [`Addresses::patterns`].
+const CORNER: usize = 12;
+
 pub(crate) struct Addresses {
     patterns: Vec<Regex>,
 }
@@ -69,6 +72,10 @@ impl Addresses {
         let ce = format!(
             r"(?:(?:ul\.|ulica|al\.|aleja|pl\.|os\.)[ ]+{cap}(?:[ ]+{cap}){{0,3}}|{cap}(?:[ ]+{cap}){{0,2}}[ ]+(?:út|utca|tér|körút))[ ]+\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}})?\.?{tail_eu}"
         );
+        // A street corner: "the corner of Elm Road 12 and Takuda Lane" (one side has a number).
+        let corner = format!(
+            r"(?:[Tt]he[ ]+)?[Cc]orner[ ]+of[ ]+[\p{{Lu}}\d][^\n,;?!]{{1,60}}?[ ]+and[ ]+{cap}(?:[ ]+{cap}){{0,3}}"
+        );
         // US military and diplomatic post: "USS Labrie\nFPO AP 27625", "PSC 5439, Box 0299 APO AE 48831".
         let military = r"(?:(?:USS|USNS|USNV|USCGC)[ ]+[\p{L}'’\-]+(?:[ ]+[\p{L}'’\-]+)?|(?:PSC|CMR|Unit)[ ]+\d{1,5},?[ ]+Box[ ]+\d{1,5})[ ,]*\n?[ ]*(?:FPO|APO|DPO)[ ]+(?:AA|AE|AP)[ ]+\d{5}".to_string();
         let mut patterns = Vec::new();
@@ -85,6 +92,7 @@ impl Addresses {
             ("address_anchored", anchored),
             ("address_ce", ce),
             ("address_military", military),
+            ("address_corner", corner),
         ] {
             patterns.push(Regex::new(&p).map_err(|e| CurateError::pattern(name, e))?);
         }
@@ -124,7 +132,8 @@ impl Addresses {
                 let e = trim_end_by(text, s, m.end(), |c| {
                     matches!(c, ',' | ' ' | '-' | '’' | '\'')
                 });
-                if t.len() < 6 {
+                // A corner needs a house number on one of its streets.
+                if t.len() < 6 || (i == CORNER && !t.bytes().any(|b| b.is_ascii_digit())) {
                     continue;
                 }
                 out.push(Candidate::new(
@@ -190,5 +199,16 @@ mod tests {
         none_of("We sent 3 items via DHL 2 days ago.", StreetAddress);
         none_of("Room 4.12 on floor 3, building B.", StreetAddress);
         none_of("Chapter 12 Street Fighter review", StreetAddress);
+        // A corner of two streets with no number is a place, not an address.
+        none_of("We met at the corner of Elm and Oak.", StreetAddress);
+    }
+
+    #[test]
+    fn street_corners() {
+        finds(
+            "Pick me up at the corner of Brakkeveien 14 and Ostrander Lane tonight.",
+            StreetAddress,
+            "the corner of Brakkeveien 14 and Ostrander Lane",
+        );
     }
 }

@@ -154,6 +154,7 @@ const CUES: &[(CueKind, &[&str])] = &[
         "a la atención", "t.n.v.", "z. hd. von", "kontoinhaber", "titular", "intestato a",
         "au nom de", "a nombre de", "ten name van", "im namen von", "falei com", "hablé con",
         "ho sentito", "j'ai eu", "ik heb", "habe mit", "telefoniert mit", "spoke to", "talked to",
+        "your name?", "'s name", "’s name",
     ]),
     (CueKind::Role, &[
         "destinataire", "destinatario", "empfänger", "empfängerin", "ontvanger", "recipient", "addressee",
@@ -324,7 +325,11 @@ impl CueSet {
                     let long = LOWERCASE_TITLES
                         .iter()
                         .any(|t| text[s..e].eq_ignore_ascii_case(t));
-                    let cap = long || text[s..].chars().next().is_some_and(char::is_uppercase);
+                    // "ms. Lund", "dr. Okafor": a lower-case title with its dot, before a capital.
+                    let dotted = text[s..e].ends_with('.')
+                        && text[e..].chars().nth(1).is_some_and(char::is_uppercase);
+                    let cap =
+                        long || dotted || text[s..].chars().next().is_some_and(char::is_uppercase);
                     let sp = text[e..].starts_with(' ');
                     if !cap || !sp {
                         continue;

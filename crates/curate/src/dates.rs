@@ -18,7 +18,8 @@ januar|februar|märz|maerz|mai|juni|juli|oktober|dezember|jän|mär|okt|dez|\
 janvier|février|fevrier|mars|avril|juin|juillet|août|aout|septembre|octobre|novembre|décembre|decembre|janv|févr|fév|avr|juil|déc|\
 enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|setiembre|octubre|noviembre|diciembre|ene|abr|ago|dic|\
 gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre|gen|mag|giu|lug|set|ott|\
-januari|februari|maart|mei|augustus|oktober|okt|mrt";
+januari|februari|maart|mei|augustus|oktober|okt|mrt|\
+janeiro|fevereiro|março|marco|maio|junho|julho|setembro|outubro|novembro|dezembro|fev|out|dez";
 
 impl Dates {
     pub(crate) fn new() -> Result<Self, CurateError> {
@@ -27,7 +28,11 @@ impl Dates {
             r"\d{{1,2}}(?:st|nd|rd|th|er|º|°)?\.?\s+(?:de\s+|of\s+)?(?:{MONTHS})\.?,?\s+(?:de\s+)?\d{{4}}"
         );
         let text_mdy = format!(r"(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}");
-        let pat = format!(r"(?i:{numeric}|{text_dmy}|{text_mdy})");
+        // "14-Mar-1987", "14/Mar/87"; "14 March '87".
+        let dashed = format!(
+            r"\d{{1,2}}[-/](?:{MONTHS})\.?[-/]?(?:\d{{4}}|\d{{2}})|\d{{1,2}}\s+(?:{MONTHS})\.?,?\s+['’]\d{{2}}"
+        );
+        let pat = format!(r"(?i:{numeric}|{text_dmy}|{text_mdy}|{dashed})");
         Ok(Dates {
             date: Regex::new(&pat).map_err(|e| CurateError::pattern("date", e))?,
             timestamp: Regex::new(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+\-]\d{2}:?\d{2})?|\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?")
@@ -117,6 +122,12 @@ mod tests {
     fn dates_of_birth() {
         finds("DOB: 1985-03-12", DateOfBirth, "1985-03-12");
         finds(
+            "DOB: 07-Nov-1979, allergies none",
+            DateOfBirth,
+            "07-Nov-1979",
+        );
+        finds("date of birth: 2 June '64", DateOfBirth, "2 June '64");
+        finds(
             "born on January 21, 1998 in Leeds",
             DateOfBirth,
             "January 21, 1998",
@@ -129,6 +140,11 @@ mod tests {
             "23 de abril de 1996",
         );
         finds("nato il 1 settembre 1976", DateOfBirth, "1 settembre 1976");
+        finds(
+            "Utente: Benedita Quaresma, nascida a 14 de fevereiro de 1988.",
+            DateOfBirth,
+            "14 de fevereiro de 1988",
+        );
         finds("geboortedatum 14-07-1969", DateOfBirth, "14-07-1969");
         finds(
             "{\"date_of_birth\": \"1962-08-26\"}",

@@ -6,6 +6,7 @@ use crate::dates::Dates;
 use crate::finance::Finance;
 use crate::ids::Ids;
 use crate::lexicon::Lexicon;
+use crate::names::{NameRules, propagate};
 use crate::network::Network;
 use crate::person::{Persons, name_value};
 use crate::phone::PhoneFinder;
@@ -191,6 +192,7 @@ struct Inner {
     dates: Dates,
     addresses: Addresses,
     persons: Persons,
+    names: NameRules,
     tagger: Option<Tagger>,
     lookalikes: Lookalikes,
     custom: Vec<(EntityType, Regex)>,
@@ -243,6 +245,7 @@ impl Detector {
                 dates: Dates::new()?,
                 addresses: Addresses::new()?,
                 persons: Persons::new()?,
+                names: NameRules::new()?,
                 tagger: if TAGGER_WEIGHTS.is_empty() {
                     None
                 } else {
@@ -343,6 +346,7 @@ impl Detector {
         if let Some(tagger) = &inner.tagger {
             self.tagged(tagger, text, &cues, has_digit, out);
         }
+        inner.names.find(text, &inner.lexicon, out);
     }
 
     /// Persons and addresses from the learned tagger, kept when their shape is plausible.
@@ -459,11 +463,16 @@ impl Detector {
         // place words inside or right after them; cue- and key-based ones are kept.
         cands.retain(|c| {
             !(c.kind == Some(EntityType::Person)
-                && c.score <= score::PERSON
-                && org_like(text, c.start, c.end))
+                && ((c.score <= score::PERSON && org_like(text, c.start, c.end))
+                    || (c.score < score::PERSON_JSON
+                        && not_a_name(text, c.start, c.end, &inner.lexicon))))
         });
-        resolve(cands)
-            .into_iter()
+        let mut kept = resolve(cands);
+        if kept.iter().any(|c| c.kind == Some(EntityType::Person)) {
+            propagate(text, &inner.lexicon, &mut kept);
+            kept = resolve(kept);
+        }
+        kept.into_iter()
             .filter_map(|c| {
                 let kind = c.kind?;
                 if !inner.enabled[kind.index()] {
@@ -545,8 +554,108 @@ fn person_context(text: &str, cues: &Cues, s: usize, e: usize) -> bool {
     before || after || email || dialogue
 }
 
+/// Endings of English adverbs ("Secretly", "Amazingly"), which no name in the lexicons has.
+const ADVERB_ENDINGS: &[&str] = &[
+    "tly", "ngly", "ously", "ively", "fully", "lessly", "ably", "ibly",
+];
+
+/// Street types that end a street's name ("Takuda Lane", "Caitlin Forks", "Babić Summit").
+const STREET_TYPES: &[&str] = &[
+    "lane",
+    "meadow",
+    "meadows",
+    "forks",
+    "fork",
+    "village",
+    "villages",
+    "summit",
+    "turnpike",
+    "terrace",
+    "wall",
+    "street",
+    "streets",
+    "creek",
+    "garden",
+    "gardens",
+    "drive",
+    "court",
+    "place",
+    "plaza",
+    "ridge",
+    "heights",
+    "hills",
+    "crossing",
+    "square",
+    "way",
+    "road",
+    "avenue",
+    "boulevard",
+    "trail",
+    "pike",
+    "parkway",
+    "circle",
+    "loop",
+    "grove",
+    "haven",
+    "hollow",
+    "landing",
+    "manor",
+    "mews",
+    "path",
+    "cove",
+    "falls",
+    "estates",
+    "shores",
+    "springs",
+    "ville",
+    "highway",
+    "expressway",
+    "junction",
+    "orchard",
+    "passage",
+    "rapids",
+    "rest",
+    "row",
+    "spur",
+    "station",
+    "throughway",
+    "tunnel",
+    "valley",
+    "viaduct",
+    "views",
+    "vista",
+    "walk",
+    "wells",
+];
+
+/// A person candidate that reads as something else: a word with an adverb's ending that no
+/// lexicon knows as a name, or a street ("the corner of Elm Road and Takuda Lane", "at Jens
+/// Meadow"): a street type last, after "corner of" on the same line or right after "at"/"on".
+fn not_a_name(text: &str, s: usize, e: usize, lex: &Lexicon) -> bool {
+    let t = &text[s..e];
+    let adverb = t.split_whitespace().any(|w| {
+        let l = w.to_lowercase();
+        ADVERB_ENDINGS.iter().any(|x| l.ends_with(x)) && !lex.is_given(&l) && !lex.is_surname(&l)
+    });
+    let last = t
+        .split_whitespace()
+        .next_back()
+        .unwrap_or("")
+        .to_lowercase();
+    let street = STREET_TYPES.contains(&last.as_str()) && t.contains(' ') && {
+        let line = text[..s].rsplit('\n').next().unwrap_or("");
+        let prev = line
+            .split_whitespace()
+            .next_back()
+            .unwrap_or("")
+            .to_lowercase();
+        line.to_lowercase().contains("corner of") || prev == "at" || prev == "on"
+    };
+    adverb || street
+}
+
 /// Does `text[s..e]`, or the word right after it, hold an organisation, date or place word?
-fn org_like(text: &str, s: usize, e: usize) -> bool {
+pub(crate) fn org_like(text: &str, s: usize, e: usize) -> bool {
     let next_word = text[e..].split_whitespace().next().unwrap_or("");
     text[s..e]
         .split_whitespace()

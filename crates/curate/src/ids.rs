@@ -237,6 +237,11 @@ mod tests {
     fn medical_and_health_plan_ids() {
         finds("MRN: 00482913", MedicalRecordNumber, "00482913");
         finds(
+            "Ricoverato ieri, cartella clinica n. QV7730412.",
+            MedicalRecordNumber,
+            "QV7730412",
+        );
+        finds(
             "Patientennummer P-2024-18822",
             MedicalRecordNumber,
             "P-2024-18822",

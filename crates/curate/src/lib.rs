@@ -21,6 +21,7 @@ mod finance;
 mod ids;
 mod jsonl;
 mod lexicon;
+mod names;
 mod network;
 mod person;
 mod phone;

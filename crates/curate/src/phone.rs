@@ -95,6 +95,33 @@ pub(crate) fn national_ok(d: &[u8], groups: &[usize], cue: bool) -> bool {
     if n == 9 && d[0] == 2 && groups == [2, 3, 4] {
         return true;
     }
+    // Russia and Kazakhstan: trunk 8, then a 10-digit number: 8 (495) 123-45-67, 8 912 345 6789.
+    if n == 11 && d[0] == 8 && groups.len() >= 3 {
+        let ru = [[1, 3, 3, 2, 2].as_slice(), &[1, 3, 3, 4], &[1, 3, 7]];
+        if ru.contains(&groups) {
+            return true;
+        }
+    }
+    // Greece: 10 digits, landlines 2x…, mobiles 69…: 2310 123456, 6944 123 456.
+    if n == 10 && ((d[0] == 2 && d[1] != 0) || (d[0] == 6 && d[1] == 9)) {
+        let gr = [[4, 6].as_slice(), &[4, 3, 3], &[3, 3, 4]];
+        if gr.contains(&groups) {
+            return true;
+        }
+    }
+    // Brazil: area code and an 8- or 9-digit number: 11 98765-4321, 21 3456-7890.
+    if (n == 10 || n == 11) && d[0] != 0 && (groups == [2, 4, 4] || groups == [2, 5, 4]) {
+        return true;
+    }
+    // Eight-digit plans without a trunk prefix (Denmark, Norway): 32 12 45 78, 412 34 567.
+    // Two groups of four are left to cues: house numbers and years look the same.
+    if n == 8 && d[0] >= 2 && (groups == [2, 2, 2, 2] || groups == [3, 2, 3]) {
+        return true;
+    }
+    // Poland: 9 digits in threes, mobiles 5xx/6xx/7xx/8xx: 512 345 678.
+    if n == 9 && (4..=8).contains(&d[0]) && groups == [3, 3, 3] {
+        return true;
+    }
     // Italy mobiles: 3xx xxx xxxx.
     if n == 10 && d[0] == 3 {
         let it = [[3, 3, 4].as_slice(), &[3, 7], &[3, 4, 3], &[3, 3, 2, 2]];
@@ -264,7 +291,19 @@ mod finder {
                             )
                     })
             });
-            let line_cue = phone_on_line && !negative;
+            // A number alone on its line in a signature: "Cordialement,\nAnne Roux\n0612345678".
+            let signature = text[..s]
+                .rsplit('\n')
+                .next()
+                .is_some_and(|l| l.trim().is_empty())
+                && text[e..]
+                    .split('\n')
+                    .next()
+                    .is_some_and(|l| l.trim().is_empty())
+                && cues
+                    .nearest_cue_before(&[CueKind::Signoff], s, 100)
+                    .is_some_and(|c| text[c.end..s].matches('\n').count() <= 3);
+            let line_cue = (phone_on_line || signature) && !negative;
             let mut n = groups.len();
             while n >= 1 {
                 let gl = &groups[..n];
@@ -279,7 +318,15 @@ mod finder {
                     .map(|x| x.trim_matches(|c| c == '(' || c == ')' || c == ' '))
                     .filter(|x| !x.is_empty())
                     .collect();
-                let mixed = kinds.windows(2).any(|w| w[0] != w[1]);
+                // One separator after an area code, another inside the number ("11 98765-4321",
+                // "23/286-0129"): the rest must agree.
+                let area_first = kinds.len() >= 2
+                    && matches!(
+                        seps_here.first().map(|x| x.trim_matches(['(', ')'])),
+                        Some(" " | "/")
+                    )
+                    && kinds[1..].windows(2).all(|w| w[0] == w[1]);
+                let mixed = !area_first && kinds.windows(2).any(|w| w[0] != w[1]);
                 let dotted = kinds.first() == Some(&".") && n == 3 && lens_of(gl) != [3, 3, 4];
                 // An extension glued to the number ("955-1033x315", "… ext. 12") belongs to it.
                 let ext_len = extension_len(&text[end..]);
@@ -360,9 +407,24 @@ mod detect_tests {
             ("bel 06-12345678", "06-12345678"),
             ("0049 89 1234567 ist erreichbar", "0049 89 1234567"),
             ("Desk: (082)955-1033x315", "(082)955-1033x315"),
+            // National plans, no cue needed.
+            ("Zvonite 8 (812) 407-19-33 do obeda", "8 (812) 407-19-33"),
+            ("Einfach 6947 318 220 wählen", "6947 318 220"),
+            ("Me liga no 21 98412-7730 amanhã", "21 98412-7730"),
+            ("Ring til 43 71 29 05 i morgen", "43 71 29 05"),
+            ("Jeg svarer på 913 48 226 etter fire", "913 48 226"),
+            ("Dzwoń na 603 118 274 po południu", "603 118 274"),
+            // Alone on its line under a sign-off.
+            ("Bien à vous,\nOdile Carrasset\n0798113524", "0798113524"),
+            ("Un saludo,\nIñaki Berrocal\n954771208\n", "954771208"),
         ] {
             finds(t, Phone, v);
         }
+        // A bare number on its own line with no sign-off above it is not a phone.
+        none_of("Totals\n0798113524", Phone);
+        // A pair of years, or an order number with a year, is not a number of any plan.
+        none_of("Compare the seasons 2019 2020 side by side.", Phone);
+        none_of("Auftrag 2024/118832 wurde erfasst.", Phone);
     }
 
     #[test]

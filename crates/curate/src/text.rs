@@ -69,8 +69,8 @@ pub(crate) fn skip_separator(text: &str, mut i: usize, max: usize) -> Option<usi
         };
         let mut skipped = false;
         for w in [
-            "is", "no.", "no", "nr.", "nr", "number", "num", "n°", "nº", "es", "est", "ist", "è",
-            "era", "was", "=", "id",
+            "is", "no.", "no", "nr.", "nr", "number", "num", "n.º", "n°", "nº", "n.", "es", "est",
+            "ist", "è", "era", "was", "=", "id",
         ] {
             if lower_starts(w) {
                 i += w.len();
