@@ -263,11 +263,11 @@ pub fn is_generic(template: &str) -> bool {
 const MIN_SPLIT_SILHOUETTE: f64 = 0.15;
 
 /// Weighted mean silhouette of the labelled points (noise left out) under `distance`.
-pub(crate) fn silhouette<V>(
+pub(crate) fn silhouette<V: AsRef<[f32]>>(
     vecs: &[V],
     labels: &[Option<usize>],
     weights: &[f32],
-    distance: impl Fn(&V, &V) -> f32,
+    distance: impl Fn(&[f32], &[f32]) -> f32,
 ) -> f64 {
     let k = labels.iter().flatten().max().map_or(0, |m| m + 1);
     if k < 2 {
@@ -284,7 +284,7 @@ pub(crate) fn silhouette<V>(
                 continue;
             }
             let w = f64::from(weights[j]);
-            dist[*lj] += w * f64::from(distance(&vecs[i], &vecs[j]));
+            dist[*lj] += w * f64::from(distance(vecs[i].as_ref(), vecs[j].as_ref()));
             mass[*lj] += w;
         }
         if mass[*li] == 0.0 {
@@ -335,7 +335,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-fn cosine_distance(a: &Vec<f32>, b: &Vec<f32>) -> f32 {
+fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
     1.0 - dot(a, b)
 }
 

@@ -18,7 +18,8 @@
 //! * **repeated answer**: the share of the group's calls that gave exactly this answer — a
 //!   classifier repeats a small label set, a writer never repeats itself ([`Repetition`]).
 //!
-//! Each feature lies in `[0, 1]`, so the vector is clustered with the Euclidean distance.
+//! Each feature lies in `[0, 1]` (language kept in `[0, 1/2]`: its weight is half), so the
+//! vector is clustered with the Euclidean distance.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +33,13 @@ pub const DIM: usize = 5;
 
 /// Fewest words a text needs for its language to be read (shorter: unknown).
 const MIN_WORDS_FOR_LANGUAGE: usize = 4;
+
+/// Least confidence of the language detector for a language to count as read.
+const MIN_LANGUAGE_CONFIDENCE: f64 = 0.5;
+
+/// The weight of the language feature: unsure detections make it the noisiest one, and the
+/// words kept tell a translation apart too.
+const LANGUAGE_WEIGHT: f32 = 0.5;
 
 /// An answer's relation to its material (see the module docs), each feature in `[0, 1]`.
 pub type Relation = [f32; DIM];
@@ -64,12 +72,16 @@ impl LanguageId {
         }
     }
 
-    /// The language of a text, `None` when it is too short to tell.
+    /// The language of a text, `None` when it is too short to tell or the detector is unsure
+    /// (names and places in a short sentence can make English read as Italian).
     fn language(&self, text: &str, n_words: usize) -> Option<whatlang::Lang> {
         if n_words < MIN_WORDS_FOR_LANGUAGE {
             return None;
         }
-        self.detector.detect_lang(text)
+        self.detector
+            .detect(text)
+            .filter(|i| i.confidence() >= MIN_LANGUAGE_CONFIDENCE)
+            .map(|i| i.lang())
     }
 
     /// The relation of `answer` to `material`; `None` when either has no word (nothing to
@@ -86,7 +98,7 @@ impl LanguageId {
         ) {
             (Some(x), Some(y)) => f32::from(u8::from(x == y)),
             _ => 0.5,
-        };
+        } * LANGUAGE_WEIGHT;
         // log2 of the ratio, −4 (a sixteenth) … +2 (four times), mapped to [0, 1].
         let ratio = (a.len() as f32 / m.len() as f32).log2();
         let length = ((ratio + 4.0) / 6.0).clamp(0.0, 1.0);
@@ -146,18 +158,21 @@ pub fn mean<'a>(relations: impl IntoIterator<Item = &'a Relation>) -> Option<Rel
 
 /// Two parts whose mean relations are closer than this (Euclidean, features in `[0, 1]`) do
 /// the same thing with their material: they are one job.
-pub const MIN_GAP: f32 = 0.25;
+pub const MIN_GAP: f32 = 0.4;
 
 /// Weighted silhouette a forced split must reach (HDBSCAN would rather keep the group whole).
 const MIN_FORCED_SILHOUETTE: f64 = 0.5;
 
-fn distance(a: &Relation, b: &Relation) -> f32 {
+fn distance(a: &[f32], b: &[f32]) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (x - y) * (x - y))
         .sum::<f32>()
         .sqrt()
 }
+
+/// A split into jobs: the number of parts and each text's part.
+pub type Split = (usize, Vec<Option<usize>>);
 
 /// Splits texts (a generic prompt's distinct instruction heads) into jobs by what their answers
 /// do with the material: `relations[k]` is text `k`'s mean relation (`None`: nothing to relate),
@@ -171,7 +186,7 @@ pub fn split(
     weights: &[f32],
     candidates: &[usize],
     min_part: usize,
-) -> Result<Option<(usize, Vec<Option<usize>>)>, HdbscanError> {
+) -> Result<Option<Split>, HdbscanError> {
     let points: Vec<usize> = candidates
         .iter()
         .copied()
@@ -210,7 +225,7 @@ pub fn split(
         let forced = run(false)?;
         let vecs: Vec<Relation> = points.iter().map(|&k| rel(k)).collect();
         if forced.n_clusters() >= 2
-            && silhouette(&vecs, &forced.labels, &w, |a, b| distance(a, b)) >= MIN_FORCED_SILHOUETTE
+            && silhouette(&vecs, &forced.labels, &w, distance) >= MIN_FORCED_SILHOUETTE
         {
             result = forced;
         }
@@ -313,8 +328,8 @@ mod tests {
             .unwrap();
         // Language: the translation changes it, the summary and the fix keep it.
         assert_eq!(translation[0], 0.0);
-        assert_eq!(summary[0], 1.0);
-        assert_eq!(fix[0], 1.0);
+        assert_eq!(summary[0], LANGUAGE_WEIGHT);
+        assert_eq!(fix[0], LANGUAGE_WEIGHT);
         // Length: the summary is much shorter; the others about as long.
         assert!(summary[1] < 0.5 && translation[1] > 0.6 && fix[1] > 0.6);
         // Words kept: the fix and the summary reuse the material's words, the translation not.
@@ -332,7 +347,7 @@ mod tests {
         let id = LanguageId::new();
         let r = id.relation(MATERIAL, "positive", 0.4).unwrap();
         assert_eq!(r[DIM - 1], 0.4);
-        assert_eq!(r[0], 0.5);
+        assert_eq!(r[0], 0.5 * LANGUAGE_WEIGHT);
         assert!(r[1] < 0.1, "{r:?}");
     }
 
