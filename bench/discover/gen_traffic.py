@@ -12,7 +12,8 @@ for scoring only and are never read by discovery):
 * `ops` — one shared agent prompt offering five tools; the user turns ask for different tools;
   gold job = the tool called;
 * `assistant` — the generic "You are a helpful assistant." prompt with the instruction in the user
-  turn: translate, summarise, fix grammar.
+  turn: translate, summarise, fix grammar — instructions and material in four languages, answers
+  that are what an LLM writes (the material translated, summarised or corrected).
 
 Every user turn is entity-rich (person names, cities, e-mails, order numbers, dates, phone
 numbers), phrased many ways and in several languages (English, French, German, Spanish), and the
@@ -178,35 +179,122 @@ OPS_MSGS = {
 }
 
 # ---- generic assistant: the instruction is in the user turn ----------------------------------
+# The material exists in four languages (the same text, translated), so that an answer is what
+# an LLM would write: a translation is the material in the target language, a summary a shorter
+# text in the material's language, a grammar fix the sentence corrected (most words kept).
 
 GENERIC_SYS = "You are a helpful assistant."
+LANGS = ["en", "fr", "de", "es"]
+# (material by language, its summary by language)
 MATERIAL = [
-    "Dear {name}, thank you for your application for the analyst position in {city}. We would like to invite you to an interview on {date}.",
-    "The train strike in {city} continues for a third day; commuters like {name} are working from home while unions meet on {date}.",
-    "Hi team, the quarterly report is attached. {name} will present the figures in {city} on {date}. Contact: {email}.",
-    "Our new {product} ships on {date}. Pre-orders from {city} open tomorrow; questions to {email}.",
-    "{name} from {city} wrote to complain that the {product} broke after two days and asked for a replacement.",
-    "The city council of {city} approved a new bike lane plan; {name} said works start on {date}.",
+    ({"en": "Dear {name}, thank you for your application for the analyst position in {city}. Your experience impressed the panel and we would like to meet you. We invite you to an interview at our office on {date}; please confirm by replying to {email}.",
+      "fr": "Cher {name}, merci pour votre candidature au poste d'analyste à {city}. Votre expérience a impressionné le jury et nous aimerions vous rencontrer. Nous vous invitons à un entretien dans nos bureaux le {date} ; merci de confirmer en répondant à {email}.",
+      "de": "Hallo {name}, vielen Dank für Ihre Bewerbung als Analyst in {city}. Ihre Erfahrung hat die Kommission beeindruckt und wir möchten Sie kennenlernen. Wir laden Sie am {date} zu einem Gespräch in unser Büro ein; bitte bestätigen Sie per Antwort an {email}.",
+      "es": "Estimado {name}, gracias por su candidatura al puesto de analista en {city}. Su experiencia impresionó al comité y nos gustaría conocerle. Le invitamos a una entrevista en nuestra oficina el {date}; por favor confirme respondiendo a {email}."},
+     {"en": "{name} is invited to an interview in {city} on {date}.",
+      "fr": "{name} est invité à un entretien à {city} le {date}.",
+      "de": "{name} wird am {date} zu einem Gespräch in {city} eingeladen.",
+      "es": "{name} está invitado a una entrevista en {city} el {date}."}),
+    ({"en": "The train strike in {city} continues for a third day. Commuters like {name} are working from home, and the roads into the centre are jammed every morning. Unions and the rail company will meet again on {date}, but neither side expects a quick deal.",
+      "fr": "La grève des trains à {city} continue pour le troisième jour. Les navetteurs comme {name} travaillent depuis chez eux, et les routes vers le centre sont bloquées chaque matin. Les syndicats et la compagnie se retrouveront le {date}, mais personne n'attend un accord rapide.",
+      "de": "Der Bahnstreik in {city} geht in den dritten Tag. Pendler wie {name} arbeiten von zu Hause, und die Straßen ins Zentrum sind jeden Morgen verstopft. Gewerkschaften und Bahn treffen sich am {date} wieder, doch keine Seite erwartet eine schnelle Einigung.",
+      "es": "La huelga de trenes en {city} continúa por tercer día. Los viajeros como {name} trabajan desde casa, y las carreteras hacia el centro se atascan cada mañana. Los sindicatos y la compañía se reunirán de nuevo el {date}, pero nadie espera un acuerdo rápido."},
+     {"en": "The rail strike in {city} goes on; talks resume on {date}.",
+      "fr": "La grève continue à {city} ; les négociations reprennent le {date}.",
+      "de": "Der Streik in {city} dauert an; Gespräche am {date}.",
+      "es": "La huelga sigue en {city}; las negociaciones vuelven el {date}."}),
+    ({"en": "Hi team, the quarterly report is attached. Sales grew in every region except {city}, where a supplier problem delayed deliveries. {name} will present the figures at the meeting on {date}. Send your questions to {email} before then.",
+      "fr": "Bonjour à tous, le rapport trimestriel est en pièce jointe. Les ventes ont progressé dans toutes les régions sauf à {city}, où un problème de fournisseur a retardé les livraisons. {name} présentera les chiffres à la réunion du {date}. Envoyez vos questions à {email} avant.",
+      "de": "Hallo zusammen, der Quartalsbericht ist angehängt. Der Umsatz ist in allen Regionen gewachsen außer in {city}, wo ein Lieferantenproblem die Lieferungen verzögert hat. {name} stellt die Zahlen beim Treffen am {date} vor. Fragen bitte vorher an {email}.",
+      "es": "Hola equipo, adjunto el informe trimestral. Las ventas crecieron en todas las regiones salvo en {city}, donde un problema con un proveedor retrasó las entregas. {name} presentará las cifras en la reunión del {date}. Enviad vuestras preguntas a {email} antes."},
+     {"en": "Sales grew everywhere but {city}; {name} presents on {date}.",
+      "fr": "Ventes en hausse sauf à {city} ; {name} présente le {date}.",
+      "de": "Umsatz überall gestiegen außer in {city}; {name} präsentiert am {date}.",
+      "es": "Ventas al alza salvo en {city}; {name} presenta el {date}."}),
+    ({"en": "Our new {product} ships on {date}. It is lighter than the old model, the battery lasts twice as long, and the price stays the same. Pre-orders from {city} open tomorrow morning; questions go to {email}.",
+      "fr": "Notre nouveau {product} sera livré le {date}. Il est plus léger que l'ancien modèle, la batterie dure deux fois plus longtemps et le prix ne change pas. Les précommandes depuis {city} ouvrent demain matin ; vos questions à {email}.",
+      "de": "Unser neues Modell {product} wird am {date} ausgeliefert. Es ist leichter als das alte Modell, der Akku hält doppelt so lange und der Preis bleibt gleich. Vorbestellungen aus {city} starten morgen früh; Fragen an {email}.",
+      "es": "Nuestro nuevo {product} sale el {date}. Es más ligero que el modelo anterior, la batería dura el doble y el precio no cambia. Las reservas desde {city} abren mañana por la mañana; preguntas a {email}."},
+     {"en": "The lighter new {product} ships on {date} at the same price.",
+      "fr": "Le nouveau {product}, plus léger, sort le {date} au même prix.",
+      "de": "Das leichtere neue Modell kommt am {date} zum gleichen Preis.",
+      "es": "El nuevo {product}, más ligero, sale el {date} al mismo precio."}),
+    ({"en": "{name} from {city} wrote to complain that the {product} broke after two days. The customer had already contacted support twice without an answer and now asks for a replacement or a full refund before {date}.",
+      "fr": "{name}, de {city}, s'est plaint que le {product} s'est cassé après deux jours. Le client avait déjà contacté le support deux fois sans réponse et demande maintenant un remplacement ou un remboursement complet avant le {date}.",
+      "de": "{name} aus {city} hat sich beschwert, dass das Gerät ({product}) nach zwei Tagen kaputt war. Der Kunde hatte sich schon zweimal ohne Antwort an den Support gewandt und verlangt nun bis zum {date} Ersatz oder eine volle Erstattung.",
+      "es": "{name}, de {city}, se quejó de que el {product} se rompió a los dos días. El cliente ya había contactado con soporte dos veces sin respuesta y ahora pide un reemplazo o un reembolso completo antes del {date}."},
+     {"en": "{name} wants a replacement or refund for a broken {product}.",
+      "fr": "{name} veut un remplacement ou un remboursement pour le {product} cassé.",
+      "de": "{name} will Ersatz oder Geld zurück für ein kaputtes Gerät.",
+      "es": "{name} quiere un reemplazo o un reembolso por el {product} roto."}),
 ]
-BROKEN = [
-    "me and {name} goes to {city} yesterday and we buyed a {product}",
-    "{name} dont know where is the {product}, she have lost it in {city}",
-    "their going to {city} on {date} but they has no tickets",
-    "i has send the email to {email} but nobody answer me",
-]
-GENERIC_JOBS = {
-    "translate": ["Translate into French: {text}", "Please translate this to German:\n{text}",
-                  "Can you translate the following into Spanish?\n\n{text}", "Traduis en anglais : {text}",
-                  "Übersetze ins Englische: {text}", "Translate to Italian please: \"{text}\"",
-                  "Traduce al inglés: {text}"],
-    "summarise": ["Summarise this in one sentence: {text}", "TL;DR please:\n{text}",
-                  "Give me a short summary of the text below.\n\n{text}", "Résume ce texte : {text}",
-                  "Fasse kurz zusammen: {text}", "Summarize in two bullet points:\n{text}",
-                  "Resume en una frase: {text}"],
-    "grammar": ["Fix the grammar: {bad}", "Correct the spelling and grammar of this sentence:\n{bad}",
-                "Can you proofread this for me? \"{bad}\"", "Corrige les fautes : {bad}",
-                "Please fix the mistakes in: {bad}", "Grammar check:\n{bad}"],
+# (broken sentence, corrected) by language
+BROKEN = {
+    "en": [("me and {name} goes to {city} yesterday and we buyed a {product}", "{name} and I went to {city} yesterday and we bought a {product}."),
+           ("{name} dont know where is the {product}, she have lost it in {city}", "{name} doesn't know where the {product} is; she lost it in {city}."),
+           ("their going to {city} on {date} but they has no tickets", "They're going to {city} on {date}, but they have no tickets."),
+           ("i has send the email to {email} but nobody answer me", "I have sent the email to {email}, but nobody has answered me.")],
+    "fr": [("hier moi et {name} on est allé a {city} et on a acheter un {product}", "Hier, {name} et moi sommes allés à {city} et nous avons acheté un {product}."),
+           ("je vous est envoyer un mail a {email} mais personne ma répondu", "Je vous ai envoyé un mail à {email}, mais personne ne m'a répondu."),
+           ("{name} a perdu sont {product} a {city} et il sait pas ou il est", "{name} a perdu son {product} à {city} et il ne sait pas où il est.")],
+    "de": [("gestern ich bin mit {name} nach {city} gefahrt und wir haben ein {product} gekauft", "Gestern bin ich mit {name} nach {city} gefahren und wir haben ein {product} gekauft."),
+           ("ich habe die mail an {email} geschickt aber keiner hat mir geantwortet hat", "Ich habe die Mail an {email} geschickt, aber keiner hat mir geantwortet."),
+           ("{name} weiss nicht wo der {product} ist, er hat ihm in {city} verloren", "{name} weiß nicht, wo der {product} ist; er hat ihn in {city} verloren.")],
+    "es": [("ayer yo y {name} fuimos a {city} y compramos un {product} que no funciono", "Ayer {name} y yo fuimos a {city} y compramos un {product} que no funcionó."),
+           ("le e enviado un correo a {email} pero nadie me a contestado", "Le he enviado un correo a {email}, pero nadie me ha contestado."),
+           ("{name} no sabe donde esta su {product}, lo a perdido en {city}", "{name} no sabe dónde está su {product}; lo ha perdido en {city}.")],
 }
+# Instruction templates: (template, language of the instruction, target language of a translation).
+GENERIC_JOBS = {
+    "translate": [("Translate into French: {text}", "en", "fr"), ("Please translate this to German:\n{text}", "en", "de"),
+                  ("Can you translate the following into Spanish?\n\n{text}", "en", "es"), ("Traduis en anglais : {text}", "fr", "en"),
+                  ("Übersetze ins Englische: {text}", "de", "en"), ("Translate to English please: \"{text}\"", "en", "en"),
+                  ("Traduce al inglés: {text}", "es", "en")],
+    "summarise": [("Summarise this in one sentence: {text}", "en", None), ("TL;DR please:\n{text}", "en", None),
+                  ("Give me a short summary of the text below.\n\n{text}", "en", None), ("Résume ce texte : {text}", "fr", None),
+                  ("Fasse kurz zusammen: {text}", "de", None), ("Summarize in two bullet points:\n{text}", "en", None),
+                  ("Resume en una frase: {text}", "es", None)],
+    "grammar": [("Fix the grammar: {bad}", "en", None), ("Correct the spelling and grammar of this sentence:\n{bad}", "en", None),
+                ("Can you proofread this for me? \"{bad}\"", "en", None), ("Corrige les fautes : {bad}", "fr", None),
+                ("Please fix the mistakes in: {bad}", "en", None), ("Grammar check:\n{bad}", "en", None),
+                ("Korrigiere bitte die Fehler: {bad}", "de", None), ("Corrige la gramática: {bad}", "es", None)],
+}
+# What an LLM sometimes writes before the answer, in the language of the instruction.
+PREAMBLE = {
+    "translate": {"en": "Here is the translation:", "fr": "Voici la traduction :", "de": "Hier ist die Übersetzung:", "es": "Aquí está la traducción:"},
+    "summarise": {"en": "Here's a short summary:", "fr": "Voici un résumé :", "de": "Kurz gesagt:", "es": "En resumen:"},
+    "grammar": {"en": "Corrected:", "fr": "Version corrigée :", "de": "Korrigiert:", "es": "Versión corregida:"},
+}
+
+
+def generic_record(rng, w, job):
+    """(user turn, answer) of the generic assistant: the material's language follows the user's
+    (now and then another one), the answer is the material translated, summarised or fixed."""
+    name = w.name()
+    vals = dict(name=name, email=w.email(name), city=w.city(), date=w.date(), product=w.product())
+    template, lang, target = rng.choice(GENERIC_JOBS[job])
+    if job == "translate":
+        source = rng.choice([lang_ for lang_ in LANGS if lang_ != target]) if lang == target or rng.random() < 0.3 else lang
+        text, _ = rng.choice(MATERIAL)
+        user = template.format(text=text[source].format(**vals))
+        body = text[target].format(**vals)
+    elif job == "summarise":
+        source = lang if rng.random() < 0.85 else rng.choice(LANGS)
+        text, summary = rng.choice(MATERIAL)
+        user = template.format(text=text[source].format(**vals))
+        body = summary[source].format(**vals)
+        if "bullet" in template:
+            first = text[source].format(**vals).split(". ")[0]
+            body = f"- {body}\n- {first}."
+    else:
+        source = lang if rng.random() < 0.85 else rng.choice(LANGS)
+        bad, good = rng.choice(BROKEN[source])
+        user = template.format(bad=bad.format(**vals))
+        body = good.format(**vals)
+    if rng.random() < 0.3:
+        body = f"{PREAMBLE[job][lang]}\n\n{body}"
+    return user, body
+
 
 # (agent, job) → relative weight: uneven job sizes.
 JOBS = [("support", "intent", 22), ("support", "extract", 12), ("support", "weather", 9),
@@ -258,12 +346,7 @@ def record(rng, w, agent, job):
                 "send_email": {"to": v["email"], "subject": "Your order"},
                 "schedule_callback": {"phone": v["phone"], "date": v["date"]}}[job]
         return OPS_SYS, user, OPS_TOOLS, tool_call(rng, job, args)
-    # generic assistant
-    text, _ = fill(rng, w, rng.choice(MATERIAL))
-    bad, _ = fill(rng, w, rng.choice(BROKEN))
-    user = rng.choice(GENERIC_JOBS[job]).format(text=text, bad=bad)
-    answer = {"translate": "Voici la traduction : …", "summarise": "In short: " + text.split(".")[0] + ".",
-              "grammar": bad.capitalize().replace(" dont ", " doesn't ") + "."}[job]
+    user, answer = generic_record(rng, w, job)
     return GENERIC_SYS, user, None, {"role": "assistant", "content": answer}
 
 

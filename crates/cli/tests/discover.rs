@@ -697,3 +697,227 @@ fn responses_api_calls_are_discovered_and_curated_with_the_chat_calls_of_their_j
         );
     }
 }
+
+/// A message in four languages (English, French, German, Spanish) and its summary in each.
+struct Material {
+    text: [&'static str; 4],
+    summary: [&'static str; 4],
+}
+
+const MATERIALS: &[Material] = &[
+    Material {
+        text: [
+            "Hello {name}, the community garden in {city} opens again on Saturday. Volunteers \
+             meet at nine at the north gate, bring gloves and water. The council pays for new \
+             seeds this year. Write to {email} if you can help.",
+            "Bonjour {name}, le jardin partagé de {city} rouvre samedi. Les bénévoles se \
+             retrouvent à neuf heures à la porte nord, apportez des gants et de l'eau. La mairie \
+             paie les nouvelles graines cette année. Écrivez à {email} si vous pouvez aider.",
+            "Hallo {name}, der Gemeinschaftsgarten in {city} öffnet am Samstag wieder. Die \
+             Freiwilligen treffen sich um neun am Nordtor, bringt Handschuhe und Wasser mit. Die \
+             Stadt bezahlt dieses Jahr das neue Saatgut. Schreibt an {email}, wenn ihr helfen \
+             könnt.",
+            "Hola {name}, el huerto comunitario de {city} vuelve a abrir el sábado. Los \
+             voluntarios se reúnen a las nueve en la puerta norte, traed guantes y agua. El \
+             ayuntamiento paga las semillas nuevas este año. Escribid a {email} si podéis \
+             ayudar.",
+        ],
+        summary: [
+            "The {city} garden reopens on Saturday and needs volunteers.",
+            "Le jardin de {city} rouvre samedi et cherche des bénévoles.",
+            "Der Garten in {city} öffnet am Samstag und sucht Freiwillige.",
+            "El huerto de {city} abre el sábado y busca voluntarios.",
+        ],
+    },
+    Material {
+        text: [
+            "Dear {name}, your flight to {city} was moved to the evening because of a storm. \
+             The new departure is at eight, from the same terminal. Your seat and your luggage \
+             allowance do not change. We are sorry for the trouble; reply to {email} with any \
+             question.",
+            "Cher {name}, votre vol pour {city} a été déplacé au soir à cause d'une tempête. \
+             Le nouveau départ est à vingt heures, du même terminal. Votre siège et vos bagages \
+             ne changent pas. Nous sommes désolés du dérangement ; répondez à {email} pour toute \
+             question.",
+            "Liebe/r {name}, Ihr Flug nach {city} wurde wegen eines Sturms auf den Abend \
+             verlegt. Der neue Abflug ist um acht Uhr, vom selben Terminal. Ihr Sitzplatz und \
+             Ihr Gepäck bleiben gleich. Wir entschuldigen uns; antworten Sie an {email} bei \
+             Fragen.",
+            "Estimado {name}, su vuelo a {city} se ha movido a la tarde por una tormenta. La \
+             nueva salida es a las ocho, desde la misma terminal. Su asiento y su equipaje no \
+             cambian. Sentimos las molestias; responda a {email} con cualquier pregunta.",
+        ],
+        summary: [
+            "Because of a storm, the flight to {city} now leaves at eight.",
+            "À cause d'une tempête, le vol pour {city} part à vingt heures.",
+            "Wegen eines Sturms fliegt der Flug nach {city} erst um acht.",
+            "Por una tormenta, el vuelo a {city} sale a las ocho.",
+        ],
+    },
+];
+
+/// A sentence with mistakes and its correction, per language.
+const MISTAKES: &[[(&str, &str); 2]] = &[
+    [
+        (
+            "{name} and me was at {city} last week and we seen the new museum",
+            "{name} and I were in {city} last week and we saw the new museum.",
+        ),
+        (
+            "the parcel for {name} have arrived to {city} but nobody were home",
+            "The parcel for {name} has arrived in {city}, but nobody was home.",
+        ),
+    ],
+    [
+        (
+            "{name} et moi on a été a {city} la semaine dernière et on a vu le nouveau musée",
+            "{name} et moi sommes allés à {city} la semaine dernière et nous avons vu le nouveau \
+             musée.",
+        ),
+        (
+            "le colis pour {name} est arriver a {city} mais personne était la",
+            "Le colis pour {name} est arrivé à {city}, mais personne n'était là.",
+        ),
+    ],
+    [
+        (
+            "{name} und ich waren letzte woche in {city} und wir haben das neue museum gesieht",
+            "{name} und ich waren letzte Woche in {city} und wir haben das neue Museum gesehen.",
+        ),
+        (
+            "das paket für {name} ist in {city} angekommt aber keiner war zu hause",
+            "Das Paket für {name} ist in {city} angekommen, aber keiner war zu Hause.",
+        ),
+    ],
+    [
+        (
+            "{name} y yo estuvimos en {city} la semana pasada y vimos el museo nuevo que abrio",
+            "{name} y yo estuvimos en {city} la semana pasada y vimos el museo nuevo que abrió.",
+        ),
+        (
+            "el paquete para {name} a llegado a {city} pero no avia nadie en casa",
+            "El paquete para {name} ha llegado a {city}, pero no había nadie en casa.",
+        ),
+    ],
+];
+
+/// A generic-prompt assistant asked to translate, summarise or correct text, each instruction
+/// phrased in several languages (English, French, German, Spanish), the answers what an LLM
+/// writes: the material in another language, a shorter text in its language, the sentence
+/// corrected. `n_per_job` calls per job; `salt` varies the names and cities.
+fn multilingual_assistant(n_per_job: usize, salt: usize) -> Vec<Value> {
+    // (instruction, its language, the target language of a translation)
+    let translate = [
+        ("Translate this into German:", 0, 2),
+        ("Traduis ce texte en espagnol :", 1, 3),
+        ("Übersetze bitte ins Französische:", 2, 1),
+        ("Traduce esto al inglés:", 3, 0),
+        ("Could you translate the text below to French?", 0, 1),
+    ];
+    let summarise = [
+        ("Summarise the following:", 0),
+        ("Fais un résumé de ce texte :", 1),
+        ("Bitte kurz zusammenfassen:", 2),
+        ("Resume este texto:", 3),
+        ("What is the gist of this message?", 0),
+    ];
+    let correct = [
+        ("Please correct this sentence:", 0),
+        ("Corrige cette phrase :", 1),
+        ("Bitte korrigieren:", 2),
+        ("Corrige esta frase:", 3),
+        ("Can you fix the mistakes here?", 0),
+    ];
+    let cities = ["Cairo", "Tokyo", "Lima", "Perth", "Austin", "Lyon", "Oslo"];
+    let rec = |user: String, answer: String, job: &str| {
+        serde_json::json!({"request": {"model": "gpt-4o", "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": user}]},
+            "response": {"choices": [{"index": 0,
+                "message": {"role": "assistant", "content": answer}}]},
+            "metadata": {"job": job}})
+    };
+    let mut out = Vec::new();
+    for k in 0..n_per_job {
+        let i = k + salt;
+        let (name, email) = PEOPLE[i % PEOPLE.len()];
+        let city = cities[(i * 3) % cities.len()];
+        let fill = |t: &str| {
+            t.replace("{name}", name)
+                .replace("{city}", city)
+                .replace("{email}", email)
+        };
+        let m = &MATERIALS[i % MATERIALS.len()];
+        let (head, lang, target) = translate[k % translate.len()];
+        // The text to translate is in the instruction's language, or another one (not the target).
+        let source = if k % 3 == 0 && (lang + 1) % 4 != target {
+            (lang + 1) % 4
+        } else {
+            lang
+        };
+        out.push(rec(
+            format!("{head}\n\n{}", fill(m.text[source])),
+            fill(m.text[target]),
+            "translate",
+        ));
+        let (head, lang) = summarise[(k + 1) % summarise.len()];
+        out.push(rec(
+            format!("{head} {}", fill(m.text[lang])),
+            fill(m.summary[lang]),
+            "summarise",
+        ));
+        let (head, lang) = correct[(k + 2) % correct.len()];
+        let (wrong, right) = MISTAKES[lang][i % 2];
+        out.push(rec(
+            format!("{head} {}", fill(wrong)),
+            fill(right),
+            "correct",
+        ));
+    }
+    out
+}
+
+/// Under a generic system prompt the job is the instruction in the user turn, asked for in
+/// several languages: translate, summarise and correct are three tasks whatever the language of
+/// the instruction (the answers' relation to the material tells the jobs apart where an
+/// English-only embedder would group the instructions by language), and the router places
+/// held-back calls by their instruction.
+#[test]
+fn a_generic_assistants_jobs_in_several_languages_are_three_tasks() {
+    let dir = tempdir();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let file = dir.path().join("assistant.jsonl");
+    write_jsonl(&file, &multilingual_assistant(60, 0));
+    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
+    let out = discover_json(d, &["--model-dir", &model_dir(), "--placement"]);
+    let mut job_tasks: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    for a in out["assignments"].as_array().unwrap() {
+        *job_tasks
+            .entry(a["tags"]["job"].as_str().unwrap().to_owned())
+            .or_default()
+            .entry(a["task_id"].as_str().unwrap_or("noise").to_owned())
+            .or_default() += 1;
+    }
+    let tasks = out["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 3, "{job_tasks:?}\n{tasks:#?}");
+    assert!(
+        job_tasks.values().all(|t| t.len() == 1),
+        "one task per job: {job_tasks:?}"
+    );
+    let distinct: BTreeSet<&String> = job_tasks.values().flat_map(BTreeMap::keys).collect();
+    assert_eq!(distinct.len(), 3, "{job_tasks:?}");
+    assert!(!distinct.iter().any(|t| t.as_str() == "noise"));
+    let p = &out["placement"];
+    assert!(p["held_back"].as_u64().unwrap() >= 20, "{p}");
+    assert_eq!(p["placed_elsewhere"].as_u64(), Some(0), "{p}");
+    assert!(p["min_task_share"].as_f64().unwrap() >= 0.98, "{p}");
+    // Labels come from the masked instructions: no name or e-mail.
+    for t in tasks {
+        let label = t["label"].as_str().unwrap();
+        assert!(label.starts_with("text"), "{label}");
+        for (name, email) in PEOPLE {
+            assert!(!label.contains(name) && !label.contains(email), "{label}");
+        }
+    }
+}

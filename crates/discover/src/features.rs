@@ -64,6 +64,9 @@ pub struct CallFeatures {
     pub json_keys: Vec<String>,
     /// The newest user/tool turns: the part of the prompt that varies from call to call.
     pub variable: String,
+    /// The text of the answer (its first [`MAX_ANSWER_CHARS`] bytes): how it relates to the
+    /// material of the request is a feature of the job ([`crate::relation`]).
+    pub answer: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
 }
@@ -134,6 +137,9 @@ pub fn content_text(content: &Value) -> String {
         _ => String::new(),
     }
 }
+
+/// Most bytes of an answer's text kept in [`CallFeatures::answer`].
+pub const MAX_ANSWER_CHARS: usize = 2048;
 
 /// Rough token count of a text (≈ 4 characters per token) when usage was not logged.
 fn estimate_tokens(chars: usize) -> u64 {
@@ -267,6 +273,10 @@ pub fn extract(call: &CallInput) -> CallFeatures {
         estimate_tokens(content.len() + calls_len)
     });
 
+    let mut answer_end = content.len().min(MAX_ANSWER_CHARS);
+    while !content.is_char_boundary(answer_end) {
+        answer_end -= 1;
+    }
     CallFeatures {
         system,
         tools,
@@ -274,6 +284,7 @@ pub fn extract(call: &CallInput) -> CallFeatures {
         kind,
         json_keys,
         variable,
+        answer: content[..answer_end].to_owned(),
         prompt_tokens,
         completion_tokens,
     }

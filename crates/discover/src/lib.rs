@@ -11,6 +11,8 @@
 //!   model prices and SLM suitability;
 //! * [`mask`]: the masked view (entities → their type, values normalised) that discovery
 //!   embeds and labels with; [`placement`]: a split stands only where the router can place it;
+//! * [`relation`]: how an answer relates to its material (language kept, length, words kept):
+//!   features of a job under a generic prompt that do not depend on the instruction's language;
 //! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
 #![allow(
     missing_docs,
@@ -27,6 +29,7 @@ pub mod labels;
 pub mod mask;
 pub mod pipeline;
 pub mod placement;
+pub mod relation;
 pub mod stable;
 pub mod task;
 pub mod template;

@@ -47,12 +47,15 @@ use rayon::prelude::*;
 
 use crate::align::{align_to_requests, tool_list_hash};
 use crate::embed::Embedder;
-use crate::features::{CallFeatures, CallInput, ToolRef, extract, fnv64, kind_rank, kind_tag};
+use crate::features::{
+    CallFeatures, CallInput, MAX_ANSWER_CHARS, ToolRef, extract, fnv64, kind_rank, kind_tag,
+};
 use crate::hashed::HashedEmbedder;
 use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
 use crate::labels::ctfidf_terms;
 use crate::mask::{Masker, instruction_part, strip_masks};
 use crate::placement::{held_back_hash, merge_until_placed};
+use crate::relation::{self, LanguageId, Relation, Repetition};
 use crate::stable::{NewCluster, PriorTask, assign_ids};
 use crate::task::{Price, RunStats, Task, percentiles, price_of, suitability};
 use crate::template::TemplateMiner;
@@ -259,8 +262,13 @@ pub fn is_generic(template: &str) -> bool {
 /// would rather keep the group whole.
 const MIN_SPLIT_SILHOUETTE: f64 = 0.15;
 
-/// Weighted mean silhouette of the labelled points (noise left out), cosine distance.
-fn silhouette(vecs: &[Vec<f32>], labels: &[Option<usize>], weights: &[f32]) -> f64 {
+/// Weighted mean silhouette of the labelled points (noise left out) under `distance`.
+pub(crate) fn silhouette<V: AsRef<[f32]>>(
+    vecs: &[V],
+    labels: &[Option<usize>],
+    weights: &[f32],
+    distance: impl Fn(&[f32], &[f32]) -> f32,
+) -> f64 {
     let k = labels.iter().flatten().max().map_or(0, |m| m + 1);
     if k < 2 {
         return 0.0;
@@ -276,7 +284,7 @@ fn silhouette(vecs: &[Vec<f32>], labels: &[Option<usize>], weights: &[f32]) -> f
                 continue;
             }
             let w = f64::from(weights[j]);
-            dist[*lj] += w * f64::from(1.0 - dot(&vecs[i], &vecs[j]));
+            dist[*lj] += w * f64::from(distance(vecs[i].as_ref(), vecs[j].as_ref()));
             mass[*lj] += w;
         }
         if mass[*li] == 0.0 {
@@ -327,6 +335,45 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
+fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
+    1.0 - dot(a, b)
+}
+
+/// Most calls of one instruction head whose answers are read for its mean relation.
+const RELATION_CALLS_PER_TEXT: usize = 32;
+
+/// Each text's (distinct masked instruction head's) mean relation of answer to material over
+/// (up to [`RELATION_CALLS_PER_TEXT`] of) its calls; the repetition feature counts equal
+/// answers over the whole group.
+fn head_relations(
+    g: &Group,
+    feats: &[&CallFeatures],
+    language: &LanguageId,
+    max_text_chars: usize,
+) -> Vec<Option<Relation>> {
+    let repetition = Repetition::new(g.members.iter().map(|&i| feats[i].answer.as_str()));
+    g.texts
+        .par_iter()
+        .map(|(_, calls)| {
+            let rels: Vec<Relation> = calls
+                .iter()
+                .take(RELATION_CALLS_PER_TEXT)
+                .filter_map(|&i| {
+                    let f = feats[i];
+                    let turn = truncate(&f.variable, MAX_ANSWER_CHARS);
+                    let head = instruction_part(truncate(turn, max_text_chars));
+                    language.relation(
+                        relation::material(turn, head),
+                        &f.answer,
+                        repetition.share(&f.answer),
+                    )
+                })
+                .collect();
+            relation::mean(&rels)
+        })
+        .collect()
+}
+
 /// A structural group being clustered.
 struct Group {
     signature: String,
@@ -335,6 +382,9 @@ struct Group {
     texts: Vec<(String, Vec<usize>)>,
     /// Indices into `texts` that were sampled and embedded.
     sample: Vec<usize>,
+    /// The sample before the embedding budget cut it: the texts split by their answers'
+    /// relation to the material ([`crate::relation`]), which needs no embedding.
+    candidates: Vec<usize>,
 }
 
 /// A call reduced to what discovery needs (the raw request and response can be dropped).
@@ -543,6 +593,7 @@ pub fn discover_extracted(
             signature: sig.to_owned(),
             members,
             texts,
+            candidates: order.clone(),
             sample: order,
         });
     }
@@ -579,6 +630,7 @@ pub fn discover_extracted(
     stats.seconds_embed = t_embed.elapsed().as_secs_f64();
 
     let t_cluster = Instant::now();
+    let language = LanguageId::new();
     for (g, vecs) in groups.iter().zip(embedded.iter_mut()) {
         let dim = vecs.first().map_or(0, Vec::len);
         let sampled_weight: usize = g.sample.iter().map(|&k| g.texts[k].1.len()).sum();
@@ -592,116 +644,147 @@ pub fn discover_extracted(
             normalise(&mut c);
             c
         };
-        if g.sample.len() < 2 || dim == 0 {
-            clusters.push((
-                g.members.clone(),
-                g.signature.clone(),
-                false,
-                one_cluster(vecs),
-            ));
-            continue;
-        }
-        let data: Vec<f32> = vecs.iter().flatten().copied().collect();
-        let weights: Vec<f32> = g
-            .sample
-            .iter()
-            .map(|&k| g.texts[k].1.len() as f32 * scale)
-            .collect();
         let split_min = part_min(mcs, false, g.members.len(), params.min_split_share);
-        let run = |allow_single_cluster| {
-            hdbscan(
-                &data,
-                dim,
-                Some(&weights),
-                &HdbscanParams {
-                    min_cluster_size: split_min,
-                    min_samples: None,
-                    metric: Metric::Cosine,
-                    cluster_selection: ClusterSelection::Eom,
-                    cluster_selection_epsilon: 0.0,
-                    allow_single_cluster,
-                },
-            )
-        };
-        // HDBSCAN allowed to keep the group whole decides first. When it keeps the group
-        // whole, the best split it can find is still taken if it is clearly separated
-        // (silhouette).
-        let mut result = run(true)?;
-        if result.n_clusters() <= 1 {
-            let forced = run(false)?;
-            if forced.n_clusters() >= 2
-                && silhouette(vecs, &forced.labels, &weights) >= MIN_SPLIT_SILHOUETTE
-            {
-                result = forced;
-            }
-        }
-        if result.n_clusters() <= 1 {
-            clusters.push((
-                g.members.clone(),
-                g.signature.clone(),
-                false,
-                one_cluster(vecs),
-            ));
-            continue;
-        }
-        let k = result.n_clusters();
-        let mut centroids = vec![vec![0f32; dim]; k];
-        for (s, label) in result.labels.iter().enumerate() {
-            if let Some(c) = label {
-                let w = g.texts[g.sample[s]].1.len() as f32;
-                centroids[*c]
-                    .iter_mut()
-                    .zip(&vecs[s])
-                    .for_each(|(a, b)| *a += w * b);
-            }
-        }
-        centroids.iter_mut().for_each(|c| normalise(c));
-        let mut text_label: Vec<Option<usize>> = vec![None; g.texts.len()];
-        for (s, label) in result.labels.iter().enumerate() {
-            // The group is a recurring job, now known to be several: HDBSCAN's noise inside it
-            // joins the nearest part.
-            text_label[g.sample[s]] = label.or_else(|| nearest(&vecs[s], &centroids));
-        }
-        // Texts outside the sample: embedded now (within the budget) and given the nearest
-        // centroid; beyond the budget, the cluster of the lexically nearest sampled text.
-        let sampled: std::collections::HashSet<usize> = g.sample.iter().copied().collect();
-        let mut rest: Vec<usize> = (0..g.texts.len())
-            .filter(|k| !sampled.contains(k))
-            .collect();
-        let lexical = rest.split_off(rest.len().min(budget));
-        budget -= rest.len();
-        if !lexical.is_empty() {
+        // The cluster of each text outside `known` (texts with a label): that of the lexically
+        // nearest one (hashed n-grams of the masked heads).
+        let lexical_guess = |known: &[usize], labels: &[Option<usize>], k: usize| {
             let hashed = HashedEmbedder::new(256);
-            let known: Vec<(Vec<f32>, Option<usize>)> = g
+            let known: Vec<(Vec<f32>, usize)> = known
+                .iter()
+                .filter_map(|&t| labels[t].map(|l| (hashed.embed_one(&g.texts[t].0), l)))
+                .collect();
+            let v = hashed.embed_one(&g.texts[k].0);
+            known
+                .iter()
+                .max_by(|a, b| dot(&v, &a.0).total_cmp(&dot(&v, &b.0)))
+                .map(|(_, l)| *l)
+        };
+
+        // What the answers do with their material first: it is the same job in every language.
+        let relations = head_relations(g, &feats, &language, params.max_text_chars);
+        let calls_per_text: Vec<f32> = g.texts.iter().map(|t| t.1.len() as f32).collect();
+        let by_relation = relation::split(&relations, &calls_per_text, &g.candidates, split_min)?;
+        let (k, centroids, text_label) = if let Some((k, mut text_label)) = by_relation {
+            // Texts without a relation (no answer, no material) go where their words are.
+            let known: Vec<usize> = (0..g.texts.len())
+                .filter(|&t| text_label[t].is_some())
+                .collect();
+            for t in 0..g.texts.len() {
+                if text_label[t].is_none() {
+                    text_label[t] = lexical_guess(&known, &text_label, t);
+                }
+            }
+            // Each part's centroid in the embedding (for stable ids) from its sampled texts.
+            let mut centroids = vec![vec![0f32; dim]; k];
+            for (v, &t) in vecs.iter().zip(&g.sample) {
+                if let Some(c) = text_label[t] {
+                    let w = g.texts[t].1.len() as f32;
+                    centroids[c]
+                        .iter_mut()
+                        .zip(v)
+                        .for_each(|(a, b)| *a += w * b);
+                }
+            }
+            centroids.iter_mut().for_each(|c| normalise(c));
+            (k, centroids, text_label)
+        } else {
+            if g.sample.len() < 2 || dim == 0 {
+                clusters.push((
+                    g.members.clone(),
+                    g.signature.clone(),
+                    false,
+                    one_cluster(vecs),
+                ));
+                continue;
+            }
+            let data: Vec<f32> = vecs.iter().flatten().copied().collect();
+            let weights: Vec<f32> = g
                 .sample
                 .iter()
-                .map(|&k| (hashed.embed_one(&g.texts[k].0), text_label[k]))
+                .map(|&k| g.texts[k].1.len() as f32 * scale)
                 .collect();
+            let run = |allow_single_cluster| {
+                hdbscan(
+                    &data,
+                    dim,
+                    Some(&weights),
+                    &HdbscanParams {
+                        min_cluster_size: split_min,
+                        min_samples: None,
+                        metric: Metric::Cosine,
+                        cluster_selection: ClusterSelection::Eom,
+                        cluster_selection_epsilon: 0.0,
+                        allow_single_cluster,
+                    },
+                )
+            };
+            // HDBSCAN allowed to keep the group whole decides first. When it keeps the group
+            // whole, the best split it can find is still taken if it is clearly separated
+            // (silhouette).
+            let mut result = run(true)?;
+            if result.n_clusters() <= 1 {
+                let forced = run(false)?;
+                if forced.n_clusters() >= 2
+                    && silhouette(vecs, &forced.labels, &weights, cosine_distance)
+                        >= MIN_SPLIT_SILHOUETTE
+                {
+                    result = forced;
+                }
+            }
+            if result.n_clusters() <= 1 {
+                clusters.push((
+                    g.members.clone(),
+                    g.signature.clone(),
+                    false,
+                    one_cluster(vecs),
+                ));
+                continue;
+            }
+            let k = result.n_clusters();
+            let mut centroids = vec![vec![0f32; dim]; k];
+            for (s, label) in result.labels.iter().enumerate() {
+                if let Some(c) = label {
+                    let w = g.texts[g.sample[s]].1.len() as f32;
+                    centroids[*c]
+                        .iter_mut()
+                        .zip(&vecs[s])
+                        .for_each(|(a, b)| *a += w * b);
+                }
+            }
+            centroids.iter_mut().for_each(|c| normalise(c));
+            let mut text_label: Vec<Option<usize>> = vec![None; g.texts.len()];
+            for (s, label) in result.labels.iter().enumerate() {
+                // The group is a recurring job, now known to be several: HDBSCAN's noise
+                // inside it joins the nearest part.
+                text_label[g.sample[s]] = label.or_else(|| nearest(&vecs[s], &centroids));
+            }
+            // Texts outside the sample: embedded now (within the budget) and given the nearest
+            // centroid; beyond the budget, the cluster of the lexically nearest sampled text.
+            let sampled: std::collections::HashSet<usize> = g.sample.iter().copied().collect();
+            let mut rest: Vec<usize> = (0..g.texts.len())
+                .filter(|k| !sampled.contains(k))
+                .collect();
+            let lexical = rest.split_off(rest.len().min(budget));
+            budget -= rest.len();
             let guesses: Vec<Option<usize>> = lexical
                 .par_iter()
-                .map(|&k| {
-                    let v = hashed.embed_one(&g.texts[k].0);
-                    known
-                        .iter()
-                        .filter(|(_, l)| l.is_some())
-                        .max_by(|a, b| dot(&v, &a.0).total_cmp(&dot(&v, &b.0)))
-                        .and_then(|(_, l)| *l)
-                })
+                .map(|&t| lexical_guess(&g.sample, &text_label, t))
                 .collect();
-            for (&k, guess) in lexical.iter().zip(guesses) {
-                text_label[k] = guess;
+            for (&t, guess) in lexical.iter().zip(guesses) {
+                text_label[t] = guess;
             }
-        }
-        if !rest.is_empty() {
-            let rest_texts: Vec<&str> = rest.iter().map(|&k| g.texts[k].0.as_str()).collect();
-            let t = Instant::now();
-            let rest_vecs = embedder.embed(&rest_texts)?;
-            stats.texts_embedded += rest_texts.len();
-            stats.seconds_embed += t.elapsed().as_secs_f64();
-            for (&k, v) in rest.iter().zip(&rest_vecs) {
-                text_label[k] = nearest(v, &centroids);
+            if !rest.is_empty() {
+                let rest_texts: Vec<&str> = rest.iter().map(|&k| g.texts[k].0.as_str()).collect();
+                let t = Instant::now();
+                let rest_vecs = embedder.embed(&rest_texts)?;
+                stats.texts_embedded += rest_texts.len();
+                stats.seconds_embed += t.elapsed().as_secs_f64();
+                for (&k, v) in rest.iter().zip(&rest_vecs) {
+                    text_label[k] = nearest(v, &centroids);
+                }
             }
-        }
+            (k, centroids, text_label)
+        };
         let mut parts: Vec<Vec<usize>> = vec![Vec::new(); k];
         for (t, label) in text_label.iter().enumerate() {
             if let Some(c) = label {

@@ -31,7 +31,7 @@ use crate::request::{Parsed, ToolAliases, parse_bytes, parse_value};
 
 /// The saved format; bump when the features or hashes change (an old file is then refused and
 /// the classifier rebuilt from the store).
-pub const CLASSIFIER_FORMAT: u32 = 2;
+pub const CLASSIFIER_FORMAT: u32 = 3;
 
 /// Thresholds of the [`Classifier`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -53,6 +53,7 @@
 mod classifier;
 mod error;
 mod hash;
+pub mod mask;
 mod ngram;
 mod policy;
 mod request;

@@ -434,19 +434,25 @@ pub fn instruction_head(text: &str) -> &str {
 
 impl Parsed<'_> {
     /// What the centroid layer reads: the newest turns, or under a generic system prompt their
-    /// instruction head.
+    /// instruction head — masked as discovery reads them ([`crate::mask::Masker::mask_entities`]:
+    /// names, places and e-mails by their type), so that the values in a request never
+    /// sway its task.
     pub(crate) fn routing_text(&self) -> String {
         let text = self.turns.text();
-        if is_generic_prompt(self.system_words) {
-            instruction_head(&text).to_owned()
+        let text = if is_generic_prompt(self.system_words) {
+            instruction_head(&text)
         } else {
-            text
+            &text
+        };
+        match crate::mask::shared() {
+            Some(m) => m.mask_entities(text),
+            None => text.to_owned(),
         }
     }
 }
 
 /// The text the router's centroid layer reads of a request (see [`instruction_head`]): its
-/// newest turns, or under a generic system prompt their instruction head.
+/// newest turns, or under a generic system prompt their instruction head, masked.
 ///
 /// # Errors
 /// As [`request_key_of_value`].
