@@ -339,8 +339,8 @@ fn bf16_products_train_like_f32() {
         eprintln!("this CPU has neither AVX-512 BF16 nor AMX: bf16 training test skipped");
         return;
     }
-    let (f32_losses, f32_tr) = losses_with(Precision::F32, 30);
-    let (bf16_losses, bf16_tr) = losses_with(Precision::Bf16, 30);
+    let (f32_losses, f32_tr) = losses_with(Precision::F32, 12);
+    let (bf16_losses, bf16_tr) = losses_with(Precision::Bf16, 12);
     // the f32 run keeps its base as loaded; the bf16 run multiplies by bf16 weights
     assert!(matches!(
         f32_tr.model().blocks[0].o.weight,
@@ -351,17 +351,19 @@ fn bf16_products_train_like_f32() {
         Weight::Bf16(_)
     ));
     assert!(matches!(bf16_tr.model().lm_head.weight, Weight::Bf16(_)));
-    // Tolerance: bf16 rounds every product's operands by up to 2⁻⁹ relative, so a loss moves
-    // by well under 1% per update; over 30 updates at lr 2e-2 (a run that drives the loss from
-    // ~6 to ~0.1) the two trajectories may drift apart, so each loss must be within 3% of the
-    // f32 one or 0.02 absolute, whichever is larger.
+    // Tolerance: bf16 rounds every product's operands by up to 2⁻⁹ relative, which moves a
+    // loss by well under 1%; the two runs then take slightly different updates, and at this
+    // test's high rate (lr 2e-2, the loss falls from ~6.2 to ~2 in 12 updates) the difference
+    // grows along the run (measured: ≤ 0.9% over these 12 updates, ~6% after 20 more, while
+    // both keep falling). Each of the 12 losses must be within 2% of the f32 one.
+    eprintln!("f32 {f32_losses:?}\nbf16 {bf16_losses:?}");
     let mut worst = 0f32;
     for (i, (b, f)) in bf16_losses.iter().zip(&f32_losses).enumerate() {
-        let tol = (0.03 * f.abs()).max(0.02);
+        let tol = 0.02 * f.abs();
         worst = worst.max((b - f).abs() / tol);
         assert!((b - f).abs() <= tol, "update {i}: bf16 {b} vs f32 {f}");
     }
-    eprintln!("f32 {f32_losses:?}\nbf16 {bf16_losses:?}\nworst |diff| / tol {worst:.3}");
+    eprintln!("worst |diff| / tol {worst:.3}");
     // and the products did change something (the comparison is not vacuous)
     assert!(bf16_losses.iter().zip(&f32_losses).any(|(b, f)| b != f));
 }
