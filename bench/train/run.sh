@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One-command benchmark: LoRA training with downshift-train vs PyTorch + PEFT on CPU, side by side
-# (same model, f32 base, LoRA config, data, batch, sequence length and thread count), plus
-# downshift's QLoRA run on the quantized base as an extra row. Prints a markdown table.
+# (same model, base, LoRA config, data, batch, sequence length and thread count): PEFT in f32
+# and with bf16 autocast, downshift at its default precision and in f32, plus downshift's QLoRA
+# run on the quantized base as an extra row. Prints a markdown table; --json prints one object.
 # Usage: bench/train/run.sh [--steps N] [--warmup W] [--threads T] [--rounds R] [--batch B] [--seq-len L]
-#                           [--no-qlora] [--omp-passive]
+#                           [--no-qlora] [--omp-passive] [--json]
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -18,7 +19,8 @@ while [ $# -gt 0 ]; do
     --seq-len) SEQ="$2"; shift 2 ;;
     --no-qlora) EXTRA+=(--no-qlora); shift ;;
     --omp-passive) EXTRA+=(--omp-passive); shift ;;
-    *) echo "usage: bench/train/run.sh [--steps N] [--warmup W] [--threads T] [--rounds R] [--batch B] [--seq-len L] [--no-qlora] [--omp-passive]" >&2; exit 2 ;;
+    --json) EXTRA+=(--json); shift ;;
+    *) echo "usage: bench/train/run.sh [--steps N] [--warmup W] [--threads T] [--rounds R] [--batch B] [--seq-len L] [--no-qlora] [--omp-passive] [--json]" >&2; exit 2 ;;
   esac
 done
 source bench/train/setup.sh

@@ -482,6 +482,30 @@ pub fn packed_matmul_grad(w: &PackedMatrix, g: &[f32], n: usize, dx: &mut [f32])
     true
 }
 
+/// `out[m, n] = x[m, k] · Bᵀ` for a `B` already in tile order (`data`: `n` rows padded to a
+/// multiple of 32, `kp` = `k` padded to a multiple of 32 columns), as [`crate::bf16`] stores
+/// its weights. Returns false (and leaves `out` alone) when AMX is not available.
+pub(crate) fn blocks_matmul(
+    data: &[u32],
+    n: usize,
+    kp: usize,
+    x: &[f32],
+    m: usize,
+    k: usize,
+    out: &mut [f32],
+) -> bool {
+    if !available() {
+        return false;
+    }
+    let lhs = Lhs::new(x, m, k);
+    if lhs.kp != kp {
+        return false;
+    }
+    let (nb, kb) = Rhs::blocks(n, kp);
+    product(&lhs, Tiles { data, nb, kb }, m, n, out);
+    true
+}
+
 /// `out = x · yᵀ` for dense f32 `x: [m, k]`, `y: [n, k]` through bf16 tiles (tests and
 /// benchmarks). Returns false when AMX is not available.
 pub fn matmul_bt(x: &[f32], y: &[f32], m: usize, n: usize, k: usize, out: &mut [f32]) -> bool {

@@ -7,6 +7,7 @@
 
 pub mod amx;
 pub mod attention;
+pub mod bf16;
 pub mod chat;
 pub mod config;
 #[cfg(feature = "constrained")]

@@ -138,7 +138,7 @@ fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_co
 /// Whether [`base_forward`] and [`base_grad`] handle `w` (packed quantized, or dense f32).
 pub(crate) fn supported(w: &Weight) -> bool {
     match w {
-        Weight::Packed(_) => true,
+        Weight::Packed(_) | Weight::Bf16(_) => true,
         Weight::Dense(t) => t.dtype() == candle_core::DType::F32 && t.rank() == 2,
         Weight::Quantized(_) => false,
     }
@@ -150,6 +150,7 @@ fn base_forward(w: &Weight, x: &[f32], m: usize) -> candle_core::Result<Vec<f32>
     let mut out = vec![0f32; m * rows];
     match w {
         Weight::Packed(p) => crate::threads::run(|| p.matmul(x, m, &mut out)),
+        Weight::Bf16(b) => crate::threads::run(|| b.matmul(x, m, &mut out)),
         Weight::Dense(t) => with_f32(t, "linear: weight", |w| {
             // SAFETY: x is [m, cols], w is [rows, cols] read as its transpose, out is [m, rows].
             crate::threads::run(|| unsafe {
@@ -174,6 +175,11 @@ fn base_grad(w: &Weight, g: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
     let (rows, cols) = (w.out_features(), w.in_features());
     match w {
         Weight::Packed(p) => Ok(packed_grad(p, g, m)),
+        Weight::Bf16(b) => {
+            let mut dx = vec![0f32; m * cols];
+            crate::threads::run(|| b.matmul_grad(g, m, &mut dx));
+            Ok(dx)
+        }
         Weight::Dense(t) => {
             let mut dx = vec![0f32; m * cols];
             with_f32(t, "linear: weight", |w| {

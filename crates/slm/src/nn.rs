@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{QMatMul, QStorage, QTensor};
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
 
+use crate::bf16::Bf16Matrix;
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, Gguf};
 use crate::quant::PackedMatrix;
@@ -19,6 +20,8 @@ pub enum Weight {
     Quantized(Arc<QTensor>),
     /// Dense f32.
     Dense(Tensor),
+    /// Frozen bf16 for the bf16 products of training ([`crate::bf16`]).
+    Bf16(Arc<Bf16Matrix>),
 }
 
 impl std::fmt::Debug for Weight {
@@ -27,6 +30,7 @@ impl std::fmt::Debug for Weight {
             Weight::Packed(p) => write!(f, "Packed({:?} {}x{})", p.src_type(), p.rows(), p.cols()),
             Weight::Quantized(q) => write!(f, "Quantized({:?} {:?})", q.dtype(), q.shape()),
             Weight::Dense(t) => write!(f, "Dense({:?})", t.shape()),
+            Weight::Bf16(b) => write!(f, "{b:?}"),
         }
     }
 }
@@ -69,6 +73,7 @@ impl Weight {
             Weight::Packed(p) => p.rows(),
             Weight::Quantized(q) => q.shape().dims().first().copied().unwrap_or(0),
             Weight::Dense(t) => t.dims().first().copied().unwrap_or(0),
+            Weight::Bf16(b) => b.rows(),
         }
     }
 
@@ -77,6 +82,7 @@ impl Weight {
             Weight::Packed(p) => p.cols(),
             Weight::Quantized(q) => q.shape().dims().get(1).copied().unwrap_or(0),
             Weight::Dense(t) => t.dims().get(1).copied().unwrap_or(0),
+            Weight::Bf16(b) => b.cols(),
         }
     }
 
@@ -88,6 +94,9 @@ impl Weight {
             }
             Weight::Quantized(q) => q.dequantize(&Device::Cpu)?,
             Weight::Dense(t) => t.clone(),
+            Weight::Bf16(b) => {
+                Tensor::from_vec(b.dequantize(), (b.rows(), b.cols()), &Device::Cpu)?
+            }
         })
     }
 
@@ -102,6 +111,22 @@ impl Weight {
             // packed, or dense f32: one node with a gradient for x only
             w => crate::linear_op::base_matmul(w, &x.to_dtype(DType::F32)?)?,
         })
+    }
+
+    /// The weight as bf16 ([`Bf16Matrix`]): for the bf16 products of training.
+    pub fn to_bf16(&self) -> Result<Weight> {
+        Ok(Weight::Bf16(Arc::new(match self {
+            Weight::Bf16(b) => return Ok(Weight::Bf16(b.clone())),
+            Weight::Packed(p) => Bf16Matrix::from_packed(p),
+            w => {
+                let t = w.dequantize()?.to_dtype(DType::F32)?;
+                let (rows, cols) = t.dims2()?;
+                let v: Vec<f32> = t.flatten_all()?.to_vec1()?;
+                Bf16Matrix::from_f32(&v, rows, cols).ok_or_else(|| {
+                    Error::Corrupt(format!("weight of {} values is not {rows}x{cols}", v.len()))
+                })?
+            }
+        })))
     }
 
     /// Stacks weights along the output dimension when they share a representation.
@@ -349,6 +374,14 @@ impl Embedding {
             Weight::Dense(w) => {
                 let t = Tensor::new(ids, &Device::Cpu)?;
                 Ok(w.index_select(&t, 0)?)
+            }
+            Weight::Bf16(b) => {
+                let h = b.cols();
+                let mut out = vec![0f32; ids.len() * h];
+                for (i, &id) in ids.iter().enumerate() {
+                    b.dequantize_row(id as usize, &mut out[i * h..(i + 1) * h]);
+                }
+                Ok(Tensor::from_vec(out, (ids.len(), h), &Device::Cpu)?)
             }
         }
     }

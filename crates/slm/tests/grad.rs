@@ -85,6 +85,36 @@ fn lora_gradients_match_finite_differences() {
     lora_gradients(tiny());
 }
 
+/// The same check with the analytic gradients computed through a frozen base in bf16
+/// ([`Weight::Bf16`]: forward and backward products with bf16 operands, the AVX-512 BF16
+/// kernel or AMX where the CPU has them), against finite differences of the f32 network.
+/// (Finite differences of the bf16 network itself measure nothing: rounding every product's
+/// input makes its loss a step function at 2⁻⁹ relative, noise that ±eps turns into errors
+/// larger than the gradients.) Tolerance 10% (2% in f32): the rounding of the activations and
+/// output gradients, ≤ 2⁻⁹ relative each, bounded by sums of magnitudes that the random
+/// weights make much larger than the gradients themselves (measured: up to ~6%).
+#[test]
+fn lora_gradients_match_finite_differences_with_bf16_products() {
+    let path = if downshift_slm::bf16::available() {
+        "AVX-512 BF16 kernel"
+    } else if downshift_slm::amx::available() {
+        "AMX tiles"
+    } else {
+        "portable path (no bf16 dot products on this CPU)"
+    };
+    eprintln!("bf16 products: {path}");
+    lora_gradients_within(tiny(), 1e-1, |m| {
+        let conv = |l: &mut downshift_slm::Linear| l.weight = l.weight.to_bf16().expect("bf16");
+        for b in &mut m.blocks {
+            b.qkv.iter_mut().chain(b.gate_up.iter_mut()).for_each(conv);
+            conv(&mut b.o);
+            conv(&mut b.down);
+        }
+        conv(&mut m.lm_head);
+        assert!(matches!(m.blocks[1].down.weight, Weight::Bf16(_)));
+    });
+}
+
 #[test]
 fn lora_gradients_qwen3() {
     let m = Llama::from_hf_dir(common::arch("qwen3")).expect("qwen3 fixture");
@@ -98,7 +128,13 @@ fn lora_gradients_gemma3() {
     lora_gradients(m);
 }
 
-fn lora_gradients(mut m: Llama) {
+fn lora_gradients(m: Llama) {
+    lora_gradients_within(m, 2e-2, |_| {});
+}
+
+/// Analytic LoRA gradients (of `m` changed by `analytic`, sharing its LoRA matrices) against
+/// central differences of `m`, within `rel` of the larger of the two (or of 0.1).
+fn lora_gradients_within(mut m: Llama, rel: f32, analytic: impl Fn(&mut Llama)) {
     let r = 4;
     let mut vars = Vec::new();
     for (layer, name) in [
@@ -128,7 +164,9 @@ fn lora_gradients(mut m: Llama) {
             .sum_all()
             .expect("sum")
     };
-    let grads = loss(&m).backward().expect("backward");
+    let mut ma = m.clone();
+    analytic(&mut ma);
+    let grads = loss(&ma).backward().expect("backward");
     let eps = 1e-2f32;
     for (name, a, b) in &vars {
         for (var, which) in [(a, "A"), (b, "B")] {
@@ -155,7 +193,7 @@ fn lora_gradients(mut m: Llama) {
                 var.set(&Tensor::from_vec(base.clone(), shape, &Device::Cpu).expect("t"))
                     .expect("set");
                 let fd = (lp - lm) / (2.0 * eps);
-                let tol = 2e-2 * fd.abs().max(gv[idx].abs()).max(0.1);
+                let tol = rel * fd.abs().max(gv[idx].abs()).max(0.1);
                 assert!(
                     (fd - gv[idx]).abs() < tol,
                     "{name} {which}[{idx}]: analytic {} vs numeric {fd}",

@@ -7,8 +7,8 @@
 //!   N windows of exactly L tokens (no padding on either side); without a text file the ids come
 //!   from a fixed seed. The loss mask covers the last half of each window. The file also holds
 //!   the trainer's batch plan, so that the PEFT side trains on the same batches in the same order.
-//! * `train MODEL.gguf DATA.json [--steps N] [--warmup W] [--threads T] [--batch B] [--dequantize]`:
-//!   W + N updates of LoRA r 16 / alpha 32 / dropout 0 on all seven projections, AdamW lr 2e-4,
+//! * `train MODEL.gguf DATA.json [--steps N] [--warmup W] [--threads T] [--batch B] [--dequantize]
+//!   [--precision auto|f32|bf16]`: W + N updates of LoRA r 16 / alpha 32 / dropout 0 on all seven projections, AdamW lr 2e-4,
 //!   clip 1.0; tokens/s over the N timed updates (the W first ones are excluded).
 //! * `adapter MODEL.gguf OUT_DIR PROMPTS.json [--steps N] [--lr X] [--threads T] [--max-tokens M]`:
 //!   trains a small adapter (QLoRA on the GGUF base) with a high learning rate so that it changes
@@ -23,15 +23,15 @@ use std::time::Instant;
 use downshift_slm::{AdapterSel, GenerateOptions, KvDtype, LocalModel};
 use downshift_train::trainer::{RunOptions, plan_batches};
 use downshift_train::{
-    ChatRecord, Example, ExampleBuilder, Progress, PromptTransform, SpecialistMeta, TrainConfig,
-    Trainer,
+    ChatRecord, Example, ExampleBuilder, Precision, Progress, PromptTransform, SpecialistMeta,
+    TrainConfig, Trainer,
 };
 use serde_json::{Value, json};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "usage: train_bench data MODEL.gguf OUT.json [--text FILE.jsonl] [--examples N] [--seq-len L] [--batch B]
-       train_bench train MODEL.gguf DATA.json [--steps N] [--warmup W] [--threads T] [--batch B] [--dequantize]
+       train_bench train MODEL.gguf DATA.json [--steps N] [--warmup W] [--threads T] [--batch B] [--dequantize] [--precision auto|f32|bf16]
        train_bench adapter MODEL.gguf OUT_DIR PROMPTS.json [--steps N] [--lr X] [--threads T] [--max-tokens M]";
 
 /// Positional arguments and `--flag [value]` options.
@@ -174,7 +174,7 @@ fn data(a: &Args) -> Res<()> {
     // that the PEFT side can take the same batches in the same order
     let plan = plan_batches(
         &vec![seq; n],
-        &bench_config(batch, seq, n / batch, false),
+        &bench_config(batch, seq, n / batch, false, Precision::Auto),
         0,
     );
     let doc = json!({"seq_len": seq, "batch_size": batch, "source": source,
@@ -204,7 +204,13 @@ fn read_examples(path: &str) -> Res<Vec<Example>> {
 }
 
 /// The benchmark's training settings (the PEFT side in `bench/train/bench.py` mirrors them).
-fn bench_config(batch: usize, seq: usize, updates: usize, dequantize: bool) -> TrainConfig {
+fn bench_config(
+    batch: usize,
+    seq: usize,
+    updates: usize,
+    dequantize: bool,
+    precision: Precision,
+) -> TrainConfig {
     TrainConfig {
         rank: 16,
         alpha: 32.0,
@@ -220,6 +226,7 @@ fn bench_config(batch: usize, seq: usize, updates: usize, dequantize: bool) -> T
         max_seq_len: seq,
         min_examples: 1,
         dequantize,
+        precision,
         ..Default::default()
     }
 }
@@ -232,6 +239,8 @@ fn train(a: &Args) -> Res<()> {
     let warmup: usize = a.get("warmup", 1)?;
     let batch: usize = a.get("batch", 4)?;
     let dequantize = a.flag("dequantize");
+    let precision: Precision = a.get("precision", Precision::Auto)?;
+    let bf16 = precision.uses_bf16()?;
     let examples = read_examples(data_path)?;
     let seq = examples.iter().map(Example::len).max().unwrap_or(0);
     if examples.len() / batch < steps + warmup {
@@ -245,7 +254,10 @@ fn train(a: &Args) -> Res<()> {
     }
     let t0 = Instant::now();
     let model = LocalModel::load(model_path)?.model;
-    let mut tr = Trainer::new(model, bench_config(batch, seq, steps + warmup, dequantize))?;
+    let mut tr = Trainer::new(
+        model,
+        bench_config(batch, seq, steps + warmup, dequantize, precision),
+    )?;
     let load_s = t0.elapsed().as_secs_f64();
     let mut marks: Vec<Instant> = vec![Instant::now()];
     let mut losses: Vec<f32> = Vec::new();
@@ -274,7 +286,12 @@ fn train(a: &Args) -> Res<()> {
     println!(
         "{}",
         json!({
-            "side": if dequantize { "downshift LoRA (f32 base)" } else { "downshift QLoRA (Q4_1 base)" },
+            "side": match (bf16, dequantize) {
+                (true, _) => "downshift LoRA (bf16 products)",
+                (false, true) => "downshift LoRA (f32 base)",
+                (false, false) => "downshift QLoRA (Q4_1 base)",
+            },
+            "precision": if bf16 { "bf16" } else { "f32" },
             "tokens_per_s": tokens / timed.max(1e-9),
             "steps": steps, "warmup": warmup, "batch": batch, "seq_len": seq,
             "step_s": step_s, "losses": losses, "load_s": load_s,

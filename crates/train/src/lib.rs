@@ -26,4 +26,4 @@ pub use example::{
     ChatRecord, Dataset, Example, ExampleBuilder, Split, SplitConfig, infer_transform,
 };
 pub use optim::{AdamW, AdamWConfig, Schedule};
-pub use trainer::{Progress, TrainConfig, TrainSummary, Trainer};
+pub use trainer::{Precision, Progress, TrainConfig, TrainSummary, Trainer};

@@ -8,6 +8,12 @@
 //! repacked and their matmul has a backward through the dequantized weight); k-quant
 //! projections (run by candle's `QMatMul`, which has no backward) are refused with a clear
 //! error unless the base is dequantized first ([`TrainConfig::dequantize`]).
+//!
+//! Precision ([`TrainConfig::precision`]): where the CPU multiplies bf16 pairs (AVX-512 BF16's
+//! `vdpbf16ps`, or AMX), the frozen base is stored once as bf16 and its products, forward and
+//! backward, take bf16 operands with f32 accumulation (`downshift_slm::bf16`); the LoRA
+//! matrices, their gradients and the optimizer state stay f32. `f32` keeps every product in
+//! f32: the reference, and the fallback everywhere else.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -69,6 +75,8 @@ pub struct TrainConfig {
     pub min_examples: usize,
     /// Train on a dense f32 copy of the base instead of the quantized weights.
     pub dequantize: bool,
+    /// Precision of the frozen base's products (see the module docs).
+    pub precision: Precision,
     /// Leave the first N layers without adapters (PEFT's `layers_to_transform` = N..). Their
     /// output does not depend on the adapter, so it is computed once per example and reused
     /// every epoch, and the backward pass stops at layer N.
@@ -98,6 +106,7 @@ impl Default for TrainConfig {
             max_seq_len: 1024,
             min_examples: 10,
             dequantize: false,
+            precision: Precision::Auto,
             frozen_layers: 0,
         }
     }
@@ -132,6 +141,74 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// Precision of the frozen base's products in training.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 where the CPU has bf16 dot products (AVX-512 BF16 or AMX), else f32.
+    #[default]
+    Auto,
+    /// Every product in f32 (the reference).
+    F32,
+    /// bf16 operands, f32 accumulation; an error on a CPU without bf16 dot products.
+    Bf16,
+}
+
+impl Precision {
+    /// Whether the base's products run in bf16 here.
+    pub fn uses_bf16(self) -> Result<bool> {
+        match self {
+            Precision::Auto => Ok(downshift_slm::bf16::supported()),
+            Precision::F32 => Ok(false),
+            Precision::Bf16 if downshift_slm::bf16::supported() => Ok(true),
+            Precision::Bf16 => Err(TrainError::Config(
+                "precision bf16: this CPU has neither AVX-512 BF16 nor AMX (use f32 or auto)"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The name used in configs and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Precision::Auto),
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(TrainError::Config(format!(
+                "unknown precision {s:?} (auto, f32 or bf16)"
+            ))),
+        }
+    }
+}
+
+/// The frozen base's projections and LM head as bf16 ([`Weight::Bf16`]), in place.
+fn base_to_bf16(model: &mut Llama) -> Result<()> {
+    let conv = |l: &mut downshift_slm::Linear| -> Result<()> {
+        l.weight = l.weight.to_bf16()?;
+        Ok(())
+    };
+    for b in &mut model.blocks {
+        for l in b.qkv.iter_mut().chain(b.gate_up.iter_mut()) {
+            conv(l)?;
+        }
+        conv(&mut b.o)?;
+        conv(&mut b.down)?;
+    }
+    conv(&mut model.lm_head)
 }
 
 /// Where a run stands; saved in checkpoints.
@@ -239,7 +316,12 @@ impl Trainer {
         downshift_slm::amx::set_keep_tiles(true);
         // and allocates the same activation buffers every update: keep them mapped
         downshift_slm::threads::retain_freed_memory();
-        let mut model = if config.dequantize {
+        let mut model = if config.precision.uses_bf16()? {
+            // bf16 from any representation: a dense f32 copy first would only raise the peak
+            let mut model = model;
+            base_to_bf16(&mut model)?;
+            model
+        } else if config.dequantize {
             model.dequantized()?
         } else {
             model

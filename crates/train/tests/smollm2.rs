@@ -55,6 +55,9 @@ fn qlora_on_the_gguf_base_exports_a_peft_adapter_with_the_same_logits() {
         warmup_steps: 0,
         batch_size: 2,
         min_examples: 2,
+        // the trainer's own logits are compared with the exported adapter on the packed base:
+        // both in f32 products (bf16 training would compare bf16 logits with f32 ones)
+        precision: downshift_train::Precision::F32,
         ..Default::default()
     };
     let mut tr = Trainer::new(lm.model.clone(), cfg).expect("trainer");
