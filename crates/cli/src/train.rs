@@ -95,6 +95,10 @@ pub struct TrainArgs {
     /// Train on a dense f32 copy of the base instead of through its quantized weights.
     #[arg(long)]
     dequantize: bool,
+    /// Precision of the frozen base's products: `auto` (bf16 where the CPU has AVX-512 BF16 or
+    /// AMX, else f32), `f32` (the reference) or `bf16` (refused on a CPU without them).
+    #[arg(long, value_enum, default_value_t = PrecisionArg::Auto)]
+    precision: PrecisionArg,
     /// Leave the first N layers without adapters (PEFT's layers_to_transform = N..): their
     /// output is computed once per example instead of every epoch, and the backward pass
     /// stops above them, so each epoch costs less. A count, or a share of the model's
@@ -153,6 +157,14 @@ impl DataArgs {
     }
 }
 
+/// `--precision`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PrecisionArg {
+    Auto,
+    F32,
+    Bf16,
+}
+
 pub fn train(
     a: TrainArgs,
     data: &DataDir,
@@ -187,6 +199,11 @@ pub fn train(
         keep_turns: a.keep_turns,
         tool_names: a.tool_names,
         dequantize: a.dequantize,
+        precision: match a.precision {
+            PrecisionArg::Auto => downshift_train::Precision::Auto,
+            PrecisionArg::F32 => downshift_train::Precision::F32,
+            PrecisionArg::Bf16 => downshift_train::Precision::Bf16,
+        },
         frozen_layers: a.frozen_layers,
         no_fold: a.no_fold,
         seed: a.seed,

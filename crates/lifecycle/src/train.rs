@@ -156,6 +156,8 @@ pub struct TrainRequest {
     pub tool_names: bool,
     /// Train on a dense f32 copy of the base.
     pub dequantize: bool,
+    /// Precision of the frozen base's products (`auto`: bf16 where the CPU has it).
+    pub precision: downshift_train::Precision,
     /// Layers of the base left without adapters.
     pub frozen_layers: FrozenLayers,
     /// Train every example as its own sequence (no folding of earlier steps).
@@ -206,6 +208,7 @@ impl TrainRequest {
             keep_turns: None,
             tool_names: false,
             dequantize: false,
+            precision: downshift_train::Precision::Auto,
             frozen_layers: FrozenLayers::default(),
             no_fold: false,
             seed: 42,
@@ -306,6 +309,7 @@ pub fn train(req: &TrainRequest, data: &DataDir, curate: &CurateConfig) -> Resul
         max_seq_len: req.max_len,
         seed: req.seed,
         dequantize: req.dequantize,
+        precision: req.precision,
         frozen_layers: req.frozen_layers.resolve(lm.model.config.num_layers),
         ..Default::default()
     };
