@@ -12,3 +12,17 @@ wait_addr() {
   echo "server did not start: $(cat "$1")" >&2
   exit 1
 }
+
+# wait_router ADDR: waits until the gateway at ADDR has built its task router (`/healthz` stops
+# saying "router":"building": the classifier is built in the background after the gateway
+# starts listening, and requests go to the LLM until then).
+wait_router() {
+  for _ in $(seq 1 1200); do
+    if ! curl -s "http://$1/healthz" | grep -q '"router":"building"'; then
+      return 0
+    fi
+    sleep 0.05
+  done
+  echo "the gateway at $1 did not build its task router in 60 s" >&2
+  exit 1
+}

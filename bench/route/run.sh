@@ -62,6 +62,7 @@ for side in off on; do
 done
 GW_OFF=$(wait_addr "$work/gw_off.out")
 GW_ON=$(wait_addr "$work/gw_on.out")
+wait_router "$GW_ON"
 # The routed gateway must place the request in a task, or the benchmark measures nothing.
 TASK=$(curl -s -D - -o /dev/null -H 'content-type: application/json' --data @"$work/body.json" \
   "http://$GW_ON/v1/chat/completions" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-downshift-task"{print $2}')
