@@ -19,15 +19,20 @@ pub enum Role {
 /// The capabilities the gateway and the CLI check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permission {
+    /// Call the OpenAI-compatible `/v1` endpoints.
     CallModels,
+    /// Read call metadata, scrubbed data, tasks and reports.
     ReadMetadata,
+    /// Read raw (decrypted) request and response payloads; each read is audited.
     ReadRaw,
+    /// Create, list and revoke API keys.
     ManageKeys,
     /// Change task routing policies (promote, demote): admins only.
     ManageRoutes,
 }
 
 impl Role {
+    /// Whether a key with this role has permission `p`.
     pub fn allows(self, p: Permission) -> bool {
         matches!(
             (self, p),
@@ -37,6 +42,7 @@ impl Role {
         )
     }
 
+    /// The stored and displayed name: `agent`, `analyst` or `admin`.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Agent => "agent",
@@ -45,6 +51,7 @@ impl Role {
         }
     }
 
+    /// The role a name from [`Role::as_str`] stands for; `None` for any other string.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "agent" => Some(Role::Agent),

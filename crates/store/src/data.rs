@@ -58,16 +58,23 @@ impl Default for StoreConfig {
 /// Paths inside the data directory, resolved once.
 #[derive(Debug, Clone)]
 pub struct DataDir {
+    /// The data directory itself.
     pub root: PathBuf,
     /// The PostgreSQL database, when one is configured; else the SQLite file `database`.
     pub url: Option<String>,
+    /// The SQLite database file (configured, else `<root>/downshift.sqlite`).
     pub database: PathBuf,
+    /// The key file (configured, else `<root>/keys.json`).
     pub key_file: PathBuf,
+    /// Where the log writer spills records it can neither queue nor journal: `<root>/spill`.
     pub spill_dir: PathBuf,
+    /// The gateway's journal of answered calls: `<root>/journal`.
     pub journal_dir: PathBuf,
 }
 
 impl DataDir {
+    /// The paths of the data directory `root` under `cfg` (an empty URL counts as none);
+    /// touches nothing on disk.
     pub fn new(root: &Path, cfg: &StoreConfig) -> DataDir {
         DataDir {
             root: root.to_owned(),
@@ -194,6 +201,8 @@ impl DataDir {
         }
     }
 
+    /// The log writer's settings from `cfg`, with this directory's spill and journal paths (no
+    /// journal when `cfg.journal` is off; a batch of at least one record).
     pub fn writer_config(&self, cfg: &StoreConfig) -> WriterConfig {
         WriterConfig {
             queue_capacity: cfg.queue_capacity,

@@ -26,9 +26,12 @@ pub struct ImportReport {
     pub errors: Vec<LineError>,
 }
 
+/// A line of an import that was skipped.
 #[derive(Debug, Clone, Serialize)]
 pub struct LineError {
+    /// Its 1-based line number.
     pub line: usize,
+    /// Why it was skipped.
     pub error: String,
 }
 

@@ -79,6 +79,9 @@ pub(crate) struct Closed {
     pub unqueued: u64,
 }
 
+/// The gateway's journal of answered calls in one directory: records are staged, appended to
+/// the current segment in groups, and segments are closed by age or size (see the module
+/// docs). Shared between the serving threads and the log writer.
 pub struct Journal {
     dir: PathBuf,
     files: Mutex<Files>,
@@ -140,6 +143,7 @@ impl Journal {
         }
     }
 
+    /// The directory the segments are in.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -40,11 +40,16 @@ struct DataKeyEntry {
 /// What `keys` commands show about the key file (never the keys themselves).
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyringInfo {
+    /// The key file.
     pub path: PathBuf,
+    /// The id of the data key new records are sealed with.
     pub active_data_key: String,
+    /// The ids of every data key the file holds, oldest first (the active one included).
     pub data_keys: Vec<String>,
 }
 
+/// The keys of one key file, loaded: seals and opens payloads and dataset examples, and makes
+/// pseudonyms. Its `Debug` output never shows key material.
 pub struct Keyring {
     path: PathBuf,
     hmac: Hmac<Sha256>,
@@ -210,6 +215,7 @@ impl Keyring {
         Ok(id)
     }
 
+    /// What the key file holds, without the keys.
     pub fn info(&self) -> KeyringInfo {
         KeyringInfo {
             path: self.path.clone(),
@@ -218,6 +224,7 @@ impl Keyring {
         }
     }
 
+    /// The key file these keys came from.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -385,7 +392,6 @@ impl Keyring {
     }
 }
 
-/// Writes the key file with mode 0600 via a temporary file and an atomic rename.
 /// Re-reads the key file of `ring` when it changed on disk since it was loaded (a
 /// `keys rotate-data-key` run by another process, or a new file copied over it), so that new
 /// records are sealed with the newest data key and records sealed with it elsewhere can be
@@ -417,6 +423,7 @@ pub fn open_reloading(ring: &RwLock<Keyring>, sealed: &SealedCall) -> Result<Cal
     }
 }
 
+/// Writes the key file with mode 0600 via a temporary file and an atomic rename.
 fn write_key_file(path: &Path, file: &KeyFile) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;

@@ -2,18 +2,14 @@
 //!
 //! Callers talk to the [`Store`] trait; [`SqliteStore`] is the embedded default (bundled SQLite
 //! in WAL mode, versioned migrations), [`PgStore`] the shared one that gateway replicas use
-//! (PostgreSQL, pooled connections, versioned migrations). Payloads are sealed with AES-256-GCM by the [`Keyring`]
-//! before they reach a store, and agent/episode identifiers are replaced by keyed-HMAC
-//! pseudonyms. The [`LogWriter`] puts a bounded, batched, asynchronous queue in front of the
-//! store so that serving never waits for the disk; what does not fit spills to an append-only
-//! file that is ingested again on the next start.
+//! (PostgreSQL, pooled connections, versioned migrations). Payloads are sealed with AES-256-GCM
+//! by the [`Keyring`] before they reach a store, and agent/episode identifiers are replaced by
+//! keyed-HMAC pseudonyms. The [`LogWriter`] puts a bounded, batched, asynchronous queue in
+//! front of the store so that serving never waits for the disk; what does not fit spills to an
+//! append-only file that is ingested again on the next start.
 //!
 //! The router's state (S6) is persisted here too: the per-task [`Policy`], live
 //! [`AgreementRecord`]s and [`RouteEvent`]s (promotions, demotions, fallbacks).
-#![allow(
-    missing_docs,
-    reason = "documented item by item as the crate is next worked on (issue 29); the workspace lint keeps new crates documented"
-)]
 
 mod apikey;
 #[cfg(test)]
@@ -57,6 +53,7 @@ pub use spill::{IngestReport, SpillFile, ingest_spill_files};
 pub use sqlite::SqliteStore;
 pub use writer::{LogWriter, WriterConfig, WriterStats};
 
+/// The result of every store operation.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 /// The migrations a schema at `version` still needs, each with the version it brings the schema
@@ -93,15 +90,19 @@ pub trait Store: Send + Sync {
     }
     /// Sealed calls (metadata and payload), oldest first, filtered: the export path.
     fn scan_calls(&self, filter: &CallFilter) -> Result<Vec<SealedCall>>;
+    /// How many calls the log holds.
     fn count_calls(&self) -> Result<u64>;
 
+    /// Stores a new API key record (its hash, never the secret); see [`crate::create_api_key`].
     fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    /// Every API key, revoked ones included, oldest first.
     fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>>;
     /// The key whose hash is `hash`, revoked or not.
     fn find_api_key(&self, hash: &[u8]) -> Result<Option<ApiKeyRecord>>;
     /// Revokes the key with this id or display prefix; errors when none or several match.
     fn revoke_api_key(&self, id_or_prefix: &str) -> Result<ApiKeyRecord>;
 
+    /// Appends one entry to the audit trail (a raw read, an export, a policy change).
     fn audit(&self, entry: &AuditEntry) -> Result<()>;
 
     /// Writes a dataset and all its examples in one transaction: after a crash or an
@@ -135,6 +136,7 @@ pub trait Store: Send + Sync {
     /// Every call discovery has seen, with its task (`None`: noise). A call that is not listed
     /// was logged after the discovery run (or left out of it) and is neither a task's nor noise.
     fn task_assignments(&self) -> Result<Vec<(String, Option<String>)>>;
+    /// The newest `limit` audit entries, newest first.
     fn list_audit(&self, limit: usize) -> Result<Vec<AuditEntry>>;
 
     /// Creates or replaces the policy of `policy.task` (validated first).

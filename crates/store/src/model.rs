@@ -29,6 +29,7 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
+    /// The stored and displayed name (`ok`, `upstream_error`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             CallStatus::Ok => "ok",
@@ -39,6 +40,7 @@ impl CallStatus {
         }
     }
 
+    /// The status a name from [`CallStatus::as_str`] stands for; `None` for any other string.
     pub fn parse(s: &str) -> Option<CallStatus> {
         Some(match s {
             "ok" => CallStatus::Ok,
@@ -55,11 +57,14 @@ impl CallStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
+    /// Proxied and logged by the gateway.
     Gateway,
+    /// Read from a JSON Lines file by `downshift import`.
     Import,
 }
 
 impl Source {
+    /// The stored and displayed name: `gateway` or `import`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Gateway => "gateway",
@@ -96,13 +101,21 @@ pub(crate) fn centroid_from_bytes(bytes: &[u8]) -> Vec<f32> {
 pub struct CallMeta {
     /// UUIDv7, time-ordered.
     pub id: String,
+    /// When the call was received (or, for an import, the record's timestamp), ms since the
+    /// Unix epoch.
     pub ts_ms: i64,
     /// `chat/completions`, `embeddings`, …
     pub endpoint: String,
+    /// The model the request named.
     pub model: String,
+    /// The name of the configured upstream that served it (`None`: none was reached, or an
+    /// import).
     pub upstream: Option<String>,
+    /// How the call ended.
     pub status: CallStatus,
+    /// The HTTP status the client got (`None`: no response, e.g. the client went away).
     pub http_status: Option<u16>,
+    /// Whether the response was streamed (server-sent events).
     pub stream: bool,
     /// Time from sending the upstream request to its last byte.
     pub latency_us: Option<u64>,
@@ -111,14 +124,20 @@ pub struct CallMeta {
     pub ttft_us: Option<u64>,
     /// Time the gateway itself added to the call.
     pub overhead_us: Option<u64>,
+    /// Prompt tokens, from the response's `usage`.
     pub prompt_tokens: Option<u64>,
+    /// Completion tokens, from the response's `usage`.
     pub completion_tokens: Option<u64>,
     /// Keyed-HMAC pseudonym of the agent identifier.
     pub agent: Option<String>,
     /// Keyed-HMAC pseudonym of the episode identifier.
     pub episode: Option<String>,
+    /// The id of the API key the call was made with (`None`: auth off, or an import).
     pub api_key_id: Option<String>,
+    /// Free-form labels from request headers, the import or the gateway itself (e.g.
+    /// [`crate::TASK_TAG`]).
     pub tags: BTreeMap<String, String>,
+    /// Where the call came from.
     pub source: Source,
 }
 
@@ -158,25 +177,34 @@ impl CallMeta {
 /// the assembled `chat.completion`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CallPayload {
+    /// The request body the client sent.
     pub request: Vec<u8>,
+    /// The response body the client got (empty when there was none).
     pub response: Vec<u8>,
 }
 
 /// A call in memory, not yet sealed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallRecord {
+    /// What is stored in clear.
     pub meta: CallMeta,
+    /// What is encrypted before it is stored.
     pub payload: CallPayload,
 }
 
 /// A call as it is stored: metadata in clear, payload encrypted with the data key `key_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SealedCall {
+    /// The call's metadata, in clear (flattened into the JSON object).
     #[serde(flatten)]
     pub meta: CallMeta,
+    /// The id of the data key in the key file that sealed the payload.
     pub key_id: String,
+    /// The 12-byte AES-GCM nonce (hex in JSON).
     #[serde(with = "hex_bytes")]
     pub nonce: Vec<u8>,
+    /// The encrypted payload with its 16-byte tag, the call id bound in as associated data (hex
+    /// in JSON).
     #[serde(with = "hex_bytes")]
     pub ciphertext: Vec<u8>,
 }
@@ -184,13 +212,19 @@ pub struct SealedCall {
 /// Which calls to list, scan or export.
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
+    /// Only calls at or after this time (ms since the Unix epoch).
     pub since_ms: Option<i64>,
+    /// Only calls before this time (ms since the Unix epoch).
     pub until_ms: Option<i64>,
+    /// Only calls to this model.
     pub model: Option<String>,
+    /// Only calls that ended this way.
     pub status: Option<CallStatus>,
     /// Already pseudonymised agent.
     pub agent: Option<String>,
+    /// Only calls carrying every one of these tags (key, value).
     pub tags: Vec<(String, String)>,
+    /// At most this many calls.
     pub limit: Option<usize>,
     /// Only calls assigned to this discovered task.
     pub task: Option<String>,
@@ -201,31 +235,44 @@ pub struct CallFilter {
 /// An API key as stored: only the SHA-256 of the secret is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKeyRecord {
+    /// UUIDv7.
     pub id: String,
+    /// What the person who created it called it (not unique).
     pub name: String,
+    /// What it may do.
     pub role: Role,
+    /// SHA-256 of the secret ([`crate::hash_api_key`]); never serialized.
     #[serde(skip)]
     pub key_hash: Vec<u8>,
     /// The first characters of the key, enough to recognise it.
     pub prefix: String,
     /// Pseudonym of the agent whose calls this key makes, if one was given.
     pub agent: Option<String>,
+    /// When it was created, ms since the Unix epoch.
     pub created_ms: i64,
+    /// When it was revoked (`None`: still valid), ms since the Unix epoch.
     pub revoked_ms: Option<i64>,
 }
 
 /// One line of the audit trail: who read what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// UUIDv7.
     pub id: String,
+    /// When it happened, ms since the Unix epoch.
     pub ts_ms: i64,
+    /// Who: `key:<api key id>` on the gateway, `cli:<user>` from the CLI.
     pub actor: String,
+    /// What, e.g. `read_raw`, `export_raw`, `export_dataset`, `set_policy`.
     pub action: String,
+    /// What it was done to (a call id, a dataset, a task), when there is one thing.
     pub target: Option<String>,
+    /// Anything else worth keeping, e.g. the endpoint or command it came through.
     pub detail: Option<String>,
 }
 
 impl AuditEntry {
+    /// An entry stamped now with a fresh id.
     pub fn new(actor: &str, action: &str, target: Option<&str>, detail: Option<&str>) -> Self {
         AuditEntry {
             id: uuid::Uuid::now_v7().to_string(),
@@ -258,7 +305,9 @@ pub struct DatasetMeta {
     pub id: String,
     /// Unique, chosen by the user.
     pub name: String,
+    /// When it was written, ms since the Unix epoch.
     pub created_ms: i64,
+    /// How many examples it holds.
     pub examples: u64,
     /// What produced it: the call filter, the policy, versions.
     pub params: serde_json::Value,
@@ -270,11 +319,15 @@ pub struct DatasetMeta {
 /// position).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SealedExample {
+    /// Its 0-based position in the dataset.
     pub seq: u64,
     /// The call it was made from.
     pub call_id: String,
+    /// The id of the data key that sealed it.
     pub key_id: String,
+    /// The 12-byte AES-GCM nonce.
     pub nonce: Vec<u8>,
+    /// The encrypted JSON example with its 16-byte tag.
     pub ciphertext: Vec<u8>,
 }
 

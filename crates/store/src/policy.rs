@@ -102,7 +102,9 @@ impl<'de> Deserialize<'de> for Mode {
 /// The routing policy of one discovered task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
+    /// The discovered task's id.
     pub task: String,
+    /// How the task's traffic is served.
     pub mode: Mode,
     /// The specialist serving the task: an adapter directory (built-in engine) or the name of a
     /// configured specialist endpoint. Without one, every mode routes to the LLM.
@@ -115,14 +117,18 @@ pub struct Policy {
     pub window: u32,
     /// In `on` mode, the fraction of requests also sent to the LLM to keep measuring (0–1).
     pub shadow_sample: f64,
+    /// When it was last changed, ms since the Unix epoch.
     pub updated_ms: i64,
     /// Who changed it last: an API key id, `cli`, `loop`, `tracker`, …
     pub updated_by: String,
 }
 
 impl Policy {
+    /// The agreement a specialist must keep to stay promoted: 0.9.
     pub const DEFAULT_AGREEMENT_THRESHOLD: f64 = 0.9;
+    /// The rolling window of agreement measurements: 50.
     pub const DEFAULT_WINDOW: u32 = 50;
+    /// The share of `on` traffic still sent to the LLM: 5%.
     pub const DEFAULT_SHADOW_SAMPLE: f64 = 0.05;
 
     /// The defaults: `off`, no specialist, no confidence threshold, agreement threshold 0.9 over
@@ -192,6 +198,7 @@ pub enum AgreementSource {
 }
 
 impl AgreementSource {
+    /// The stored name: `shadow`, `canary` or `on_sample`.
     pub fn as_str(self) -> &'static str {
         match self {
             AgreementSource::Shadow => "shadow",
@@ -200,6 +207,7 @@ impl AgreementSource {
         }
     }
 
+    /// The source a name from [`AgreementSource::as_str`] stands for; `None` for any other.
     pub fn parse(s: &str) -> Option<AgreementSource> {
         Some(match s {
             "shadow" => AgreementSource::Shadow,
@@ -213,10 +221,13 @@ impl AgreementSource {
 /// One live comparison of a specialist's answer with the LLM's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AgreementRecord {
+    /// The discovered task's id.
     pub task: String,
+    /// When it was measured, ms since the Unix epoch.
     pub ts_ms: i64,
     /// The task kind's agreement metric, 0–1.
     pub value: f64,
+    /// Which routing mode produced the pair of answers.
     pub source: AgreementSource,
     /// The call whose two answers were compared.
     pub call_id: String,
@@ -242,13 +253,18 @@ impl AgreementRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RouteEventKind {
+    /// The policy was changed by hand (any change, recorded with its `from` and `to` mode), or
+    /// the tracker moved the task from `shadow` to `on` on its rolling agreement.
     Promote,
+    /// The tracker moved the task from `on` or `canary` back to `shadow`: its rolling agreement
+    /// fell below the threshold.
     Demote,
     /// A specialist answer failed validation (or the specialist failed) and the LLM answered.
     Fallback,
 }
 
 impl RouteEventKind {
+    /// The stored name: `promote`, `demote` or `fallback`.
     pub fn as_str(self) -> &'static str {
         match self {
             RouteEventKind::Promote => "promote",
@@ -257,6 +273,7 @@ impl RouteEventKind {
         }
     }
 
+    /// The kind a name from [`RouteEventKind::as_str`] stands for; `None` for any other.
     pub fn parse(s: &str) -> Option<RouteEventKind> {
         Some(match s {
             "promote" => RouteEventKind::Promote,
@@ -272,8 +289,11 @@ impl RouteEventKind {
 pub struct RouteEvent {
     /// UUIDv7.
     pub id: String,
+    /// The discovered task's id.
     pub task: String,
+    /// When it happened, ms since the Unix epoch.
     pub ts_ms: i64,
+    /// What happened.
     pub kind: RouteEventKind,
     /// What happened, e.g. `{"from": "on", "to": "shadow", "mean": 0.81}` or
     /// `{"reason": "unoffered_tool", "call_id": …}`.

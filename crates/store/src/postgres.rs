@@ -131,6 +131,8 @@ impl Default for PgOptions {
     }
 }
 
+/// The PostgreSQL [`Store`](crate::Store): a pool of connections to one database that gateway
+/// replicas and the CLI share. Its `Debug` output never shows the URL (it may hold a password).
 pub struct PgStore {
     /// Always `Some` until dropped.
     pool: Option<Pool>,
@@ -192,6 +194,12 @@ impl PgStore {
         PgStore::connect_with(url, &PgOptions::default())
     }
 
+    /// Like [`PgStore::connect`], with `opts` (a `connect_timeout` in the URL wins over
+    /// theirs); `sslmode` in the URL selects TLS. Sessions run in UTC.
+    ///
+    /// # Errors
+    /// [`StoreError::Invalid`] for a URL that is not a PostgreSQL one or does not parse,
+    /// [`StoreError::Pg`] when no connection can be made, and any error of the migrations.
     pub fn connect_with(url: &str, opts: &PgOptions) -> Result<PgStore> {
         if !is_postgres_url(url) {
             return Err(StoreError::Invalid(format!(

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use crate::{Result, SealedCall, Store, StoreError};
 
+/// The current spill file of a directory (`spill-<uuid>.jsonl`, mode 0600), shared by the
+/// threads that spill; each process run appends to a new one.
 pub struct SpillFile {
     dir: PathBuf,
     file: Mutex<Option<(PathBuf, File)>>,
@@ -54,8 +56,11 @@ impl SpillFile {
 /// What ingesting spill files found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IngestReport {
+    /// Files read (and removed, or renamed to `*.bad`).
     pub files: usize,
+    /// Records read from them.
     pub records: usize,
+    /// Records newly stored (the rest were already in the store).
     pub inserted: usize,
     /// Lines or journal frames that could not be read (a torn last record after a crash);
     /// their file is kept, renamed to `*.bad`, for inspection.

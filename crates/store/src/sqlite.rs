@@ -133,6 +133,9 @@ CREATE INDEX route_events_ts ON route_events(ts_ms);
 "#,
 ];
 
+/// The embedded SQLite [`Store`](crate::Store): one connection to a WAL-mode database file,
+/// serialized by a lock. Other processes (the CLI while the gateway serves) may open the same
+/// file; writers wait for each other up to the busy timeout.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
 }

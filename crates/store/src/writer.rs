@@ -103,6 +103,9 @@ enum Msg {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Ticket(u64);
 
+/// The asynchronous write path of the call log: a bounded queue drained by one writer thread
+/// into the store, with the journal and the spill file behind it (see the module docs).
+/// Dropping it shuts it down.
 pub struct LogWriter {
     tx: SyncSender<Msg>,
     stats: Arc<WriterStats>,
@@ -262,6 +265,7 @@ impl LogWriter {
         count_spill(&self.stats, &record.meta.id, result);
     }
 
+    /// The writer's counters, shared with whoever exports them.
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
     }
