@@ -113,16 +113,21 @@ pub fn infer_transform(records: &[ChatRecord]) -> PromptTransform {
 /// A tokenized example: `mask[i] == 1` when token `i` is a target (assistant answer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
+    /// The id of the record it was built from.
     pub id: String,
+    /// Token ids: the rendered prompt, then the answer through its end of turn.
     pub ids: Vec<u32>,
+    /// One entry per token: 1 on answer tokens, 0 on the prompt.
     pub mask: Vec<u8>,
 }
 
 impl Example {
+    /// Number of tokens.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
 
+    /// Whether it has no tokens.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
@@ -155,10 +160,13 @@ impl Example {
 
 /// Renders records into examples with one template, tokenizer and transform.
 pub struct ExampleBuilder<'a> {
+    /// The base model's chat template.
     pub template: &'a ChatTemplate,
+    /// The base model's tokenizer.
     pub tokenizer: &'a Tokenizer,
     /// The text that ends an assistant turn in this template (`<|im_end|>` for ChatML).
     pub end_of_turn: String,
+    /// The pruning applied to every request before it is rendered.
     pub transform: PromptTransform,
     /// Longer examples are refused (`None`: no limit).
     pub max_len: Option<usize>,
@@ -245,15 +253,20 @@ impl<'a> ExampleBuilder<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// Trained on.
     Train,
+    /// Scored during training for early stopping and the best weights.
     Validation,
+    /// Held out for evaluation and selection; never tokenized by training.
     Test,
 }
 
 /// Fractions of the validation and test splits (the rest trains).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SplitConfig {
+    /// Share of calls in the validation split, in `[0, 1]` (default 0.1).
     pub validation: f64,
+    /// Share of calls in the test split, in `[0, 1]` (default 0.1).
     pub test: f64,
 }
 
@@ -309,8 +322,11 @@ impl SplitConfig {
 /// (never tokenized here, so training and selection cannot see it).
 #[derive(Clone, Debug, Default)]
 pub struct Dataset {
+    /// Training examples, in record order.
     pub train: Vec<Example>,
+    /// Validation examples, in record order.
     pub validation: Vec<Example>,
+    /// Ids of the records in the test split.
     pub test_ids: Vec<String>,
     /// Records left out, with the reason (e.g. longer than the maximum length).
     pub skipped: Vec<(String, String)>,
@@ -320,9 +336,10 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Splits `records` by request ([`SplitConfig::split_of_record`]) and builds the train and validation examples. Refuses a
-    /// task whose usable records would give fewer than `min_train` training examples; the
-    /// message counts usable records and how many are needed at the configured fractions.
+    /// Splits `records` by request ([`SplitConfig::split_of_record`]) and builds the train and
+    /// validation examples. Refuses a task whose usable records would give fewer than
+    /// `min_train` training examples; the message counts usable records and how many are
+    /// needed at the configured fractions.
     pub fn build(
         records: &[ChatRecord],
         builder: &ExampleBuilder<'_>,

@@ -6,10 +6,6 @@
 //! * [`optim`]: AdamW, warm-up + cosine schedule, global-norm clipping.
 //! * [`trainer`]: [`Trainer`] runs `Llama::forward_train` with LoRA on the chosen projections.
 //! * [`adapter`]: PEFT export, checkpoints with atomic writes, resume.
-#![allow(
-    missing_docs,
-    reason = "documented item by item as the crate is next worked on (issue 29); the workspace lint keeps new crates documented"
-)]
 
 pub mod adapter;
 mod error;

@@ -10,9 +10,13 @@ use crate::error::{Result, TrainError};
 /// AdamW hyper-parameters (the learning rate comes from the [`Schedule`] each step).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdamWConfig {
+    /// Decay rate of the first moment (the gradient's running mean).
     pub beta1: f64,
+    /// Decay rate of the second moment (the squared gradient's running mean).
     pub beta2: f64,
+    /// Added to the second moment's square root so the update never divides by zero.
     pub eps: f64,
+    /// Decoupled weight decay: each step shrinks the parameters by `lr · weight_decay`.
     pub weight_decay: f64,
 }
 
@@ -30,6 +34,7 @@ impl Default for AdamWConfig {
 
 /// AdamW (Loshchilov & Hutter): `p ← p − lr·wd·p − lr·m̂/(√v̂ + ε)`.
 pub struct AdamW {
+    /// Its hyper-parameters.
     pub config: AdamWConfig,
     params: Vec<Var>,
     m: Vec<Tensor>,
@@ -38,6 +43,7 @@ pub struct AdamW {
 }
 
 impl AdamW {
+    /// An optimizer over `params` with zero moments and no step taken.
     pub fn new(params: Vec<Var>, config: AdamWConfig) -> Result<Self> {
         let m = params
             .iter()
@@ -53,6 +59,7 @@ impl AdamW {
         })
     }
 
+    /// The parameters it updates, in the order gradients are given.
     pub fn params(&self) -> &[Var] {
         &self.params
     }
@@ -123,9 +130,13 @@ impl AdamW {
 /// decay to `lr·min_ratio` at step `total`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
+    /// The peak learning rate, reached at the end of the warm-up.
     pub lr: f64,
+    /// Warm-up steps (0: none).
     pub warmup: usize,
+    /// The step at which the decay reaches its floor; the rate stays there after it.
     pub total: usize,
+    /// The floor as a share of `lr`.
     pub min_ratio: f64,
 }
 
@@ -149,6 +160,7 @@ pub struct GradAccum {
 }
 
 impl GradAccum {
+    /// Empty sums for `n` parameters.
     pub fn new(n: usize) -> Self {
         Self {
             sums: vec![None; n],

@@ -1,6 +1,7 @@
 //! A small deterministic generator (SplitMix64) whose whole state is one `u64`, so a run is
 //! reproducible from its seed and every random draw can be re-derived on resume.
 
+/// A SplitMix64 generator; the field is its whole state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rng(pub u64);
 
@@ -14,6 +15,7 @@ impl Rng {
         r
     }
 
+    /// The next 64 uniformly distributed bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -32,6 +34,7 @@ impl Rng {
         (self.next_u64() % n as u64) as usize
     }
 
+    /// Shuffles `v` in place (Fisher–Yates): every order equally likely.
     pub fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             let j = self.below(i + 1);

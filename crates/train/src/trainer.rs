@@ -61,9 +61,11 @@ pub struct TrainConfig {
     pub grad_accum: usize,
     /// Warm-up updates.
     pub warmup_steps: usize,
+    /// AdamW's decoupled weight decay on the LoRA matrices (0: none).
     pub weight_decay: f64,
     /// Global gradient-norm clip (0: off).
     pub clip: f64,
+    /// Seeds the batch order and the dropout masks: a run is reproducible from it.
     pub seed: u64,
     /// Validation loss every N updates (0: at the end only).
     pub eval_every: usize,
@@ -216,41 +218,65 @@ fn base_to_bf16(model: &mut Llama) -> Result<()> {
 pub struct TrainState {
     /// Optimizer updates done.
     pub step: usize,
+    /// The current epoch, 0-based.
     pub epoch: usize,
     /// Micro-batches of the current epoch already consumed.
     pub cursor: usize,
+    /// The lowest validation loss so far (mean per target token).
     pub best_val: Option<f32>,
+    /// Evaluations since `best_val` last improved (early stopping compares it to `patience`).
     pub evals_without_improvement: usize,
+    /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Tokens trained on over the whole run, resumes included.
     pub tokens_seen: u64,
+    /// The training loss of the last update.
     pub last_loss: Option<f32>,
 }
 
 /// What the progress callback sees after each update.
 #[derive(Clone, Debug, Serialize)]
 pub struct Progress {
+    /// Updates done, this one included.
     pub step: usize,
+    /// Updates the run makes in all.
     pub total_steps: usize,
+    /// The current epoch, 0-based.
     pub epoch: usize,
+    /// This update's training loss: mean per target token.
     pub loss: f32,
+    /// The validation loss, when this update ran an evaluation.
     pub val_loss: Option<f32>,
+    /// The learning rate this update used.
     pub lr: f64,
+    /// The global gradient norm before clipping.
     pub grad_norm: f64,
+    /// Training throughput since this run (or resume) started, tokens per second.
     pub tokens_per_s: f64,
+    /// Estimated seconds left, at the pace so far.
     pub eta_s: f64,
 }
 
 /// The outcome of [`Trainer::run`].
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainSummary {
+    /// Updates done (over the whole run, resumes included).
     pub steps: usize,
+    /// Updates the run was planned for.
     pub total_steps: usize,
+    /// Training loss of this call's first update (`None`: it made none).
     pub first_loss: Option<f32>,
+    /// Training loss of the last update.
     pub last_loss: Option<f32>,
+    /// Lowest validation loss; the adapter ends at the weights that reached it.
     pub best_val_loss: Option<f32>,
+    /// Whether early stopping ended the run.
     pub stopped_early: bool,
+    /// Tokens trained on in this call.
     pub tokens: u64,
+    /// Throughput of this call, tokens per second.
     pub tokens_per_s: f64,
+    /// Wall-clock seconds of this call.
     pub seconds: f64,
 }
 
@@ -272,9 +298,13 @@ pub struct RunOptions<'a> {
     /// JSON lines: one object per update (`step, epoch, loss, val_loss, lr, grad_norm,
     /// tokens_per_s, elapsed_s`).
     pub log: Option<&'a mut dyn Write>,
+    /// Called after every update.
     pub progress: Option<&'a mut dyn FnMut(&Progress)>,
 }
 
+/// A LoRA training run on one base model: the adapter's matrices attached to the model, the
+/// optimizer, the run's state and the best weights so far. Checkpointed and resumed by the
+/// functions in [`crate::adapter`].
 pub struct Trainer {
     pub(crate) model: Llama,
     pub(crate) config: TrainConfig,
@@ -386,10 +416,12 @@ impl Trainer {
         })
     }
 
+    /// The run's hyper-parameters.
     pub fn config(&self) -> &TrainConfig {
         &self.config
     }
 
+    /// Where the run stands.
     pub fn state(&self) -> &TrainState {
         &self.state
     }
@@ -399,6 +431,7 @@ impl Trainer {
         &self.model
     }
 
+    /// Selects this run's adapter in the model's forward passes.
     pub fn adapter_sel(&self) -> AdapterSel {
         AdapterSel::One(self.adapter_id)
     }
