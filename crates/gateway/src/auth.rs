@@ -15,13 +15,16 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The id of the API key presented (`None`: authentication is off and no key was sent).
     pub key_id: Option<String>,
+    /// What the key may do (admin when authentication is off).
     pub role: Role,
     /// Pseudonym of the agent bound to the key.
     pub agent: Option<String>,
 }
 
 impl Principal {
+    /// Refuses with [`GatewayError::Forbidden`] (naming `action`) unless the role allows `p`.
     pub fn require(&self, p: Permission, action: &str) -> Result<(), GatewayError> {
         if self.role.allows(p) {
             Ok(())
@@ -33,6 +36,7 @@ impl Principal {
         }
     }
 
+    /// Who this is in the audit trail: `key:<id>`, or `anonymous`.
     pub fn actor(&self) -> String {
         match &self.key_id {
             Some(id) => format!("key:{id}"),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// The `[server]` section: the listener, authentication, timeouts and connection limits.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -141,7 +142,10 @@ impl Default for RoutingConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Deployments {
+    /// A single upstream (`"gpt-4o" = "openai"`).
     One(String),
+    /// Several deployments of the model, shared by [`RoutingConfig::balance`]
+    /// (`"gpt-4o" = ["azure-eu", "azure-us"]`).
     Many(Vec<String>),
 }
 
@@ -260,7 +264,8 @@ pub struct SpecialistEndpointConfig {
     /// text, dropped tool schemas) is applied before the request is sent. Without it the
     /// request is sent as the agent wrote it.
     pub adapter: Option<PathBuf>,
-    /// Limit for connecting, in milliseconds (the answer's limit is `route.specialist_timeout_ms`).
+    /// Limit for connecting, in milliseconds (the answer's limit is
+    /// `route.specialist_timeout_ms`).
     pub connect_timeout_ms: u64,
 }
 

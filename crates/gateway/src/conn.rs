@@ -32,8 +32,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// Connection limits, from `[server]`.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnLimits {
+    /// Longest a client may take to send a request's head, from its first byte.
     pub header_read_timeout: Duration,
+    /// Longest a kept-alive connection may sit idle between requests.
     pub idle_timeout: Duration,
+    /// Most client connections open at once (at least 1).
     pub max_connections: usize,
 }
 

@@ -4,32 +4,72 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use downshift_api::ErrorBody;
 
+/// Why a request failed; [`GatewayError::status`] and [`GatewayError::body`] give the response
+/// the client gets.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
+    /// The request is malformed or names something invalid (400 `invalid_request`); the
+    /// message says what.
     #[error("{0}")]
     BadRequest(String),
+    /// The body is over `server.max_body_bytes`, the limit given (413).
     #[error("request body is larger than the limit of {0} bytes")]
     TooLarge(usize),
+    /// Authentication is required and the request carries no key (401).
     #[error("missing API key: send 'Authorization: Bearer <key>'")]
     MissingKey,
+    /// The key is unknown or revoked (401).
     #[error("invalid API key")]
     InvalidKey,
+    /// The key's role lacks the permission the endpoint needs (403).
     #[error("this API key (role '{role}') may not {action}")]
-    Forbidden { role: String, action: String },
+    Forbidden {
+        /// The key's role.
+        role: String,
+        /// What was refused, e.g. `read raw call payloads`.
+        action: String,
+    },
+    /// No upstream is mapped for the requested model, and there is no default (404
+    /// `model_not_found`).
     #[error("no upstream serves model '{0}'")]
     UnknownModel(String),
+    /// A `local/<name>` model (or adapter) that is not configured (404 `model_not_found`).
     #[error("no local model '{model}' (local models: {known})")]
-    UnknownLocalModel { model: String, known: String },
+    UnknownLocalModel {
+        /// The model the request named.
+        model: String,
+        /// The configured local models, for the message.
+        known: String,
+    },
+    /// An admin or UI resource (a call, a task) that does not exist (404).
     #[error("{0}")]
     NotFound(String),
+    /// The prompt (plus `max_tokens`) does not fit a local model's context (400
+    /// `context_length_exceeded`).
     #[error("{0}")]
     ContextLength(String),
+    /// The upstream could not be connected to or broke the connection (502).
     #[error("upstream '{upstream}' is unreachable: {reason}")]
-    Unreachable { upstream: String, reason: String },
+    Unreachable {
+        /// The configured upstream's name.
+        upstream: String,
+        /// The connection error.
+        reason: String,
+    },
+    /// The upstream did not answer within its `timeout_ms` (504).
     #[error("upstream '{upstream}' did not answer within {ms} ms")]
-    Timeout { upstream: String, ms: u64 },
+    Timeout {
+        /// The configured upstream's name.
+        upstream: String,
+        /// The limit that passed, in milliseconds.
+        ms: u64,
+    },
+    /// The client did not send the whole body within `server.body_read_timeout_ms`, the
+    /// limit given in milliseconds (408).
     #[error("the request body did not arrive within {0} ms")]
     BodyTimeout(u64),
+    /// The store is busy (another writer holds its lock past the busy timeout): retry later
+    /// (503 `store_unavailable`).
     #[error("{0}")]
     Unavailable(String),
     /// A requests- or tokens-per-minute limit (429 `rate_limit_exceeded`).
@@ -38,6 +78,7 @@ pub enum GatewayError {
     /// A USD budget is spent (429 `insufficient_quota`).
     #[error("{0}")]
     QuotaExceeded(String),
+    /// Anything else that is the gateway's fault: a store failure, a task that panicked (500).
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -69,6 +110,7 @@ impl From<downshift_store::StoreError> for GatewayError {
 }
 
 impl GatewayError {
+    /// The HTTP status of the error response.
     pub fn status(&self) -> StatusCode {
         match self {
             GatewayError::BadRequest(_) | GatewayError::ContextLength(_) => StatusCode::BAD_REQUEST,
@@ -89,6 +131,7 @@ impl GatewayError {
         }
     }
 
+    /// The OpenAI-style error body: `type`, `code` and the message.
     pub fn body(&self) -> ErrorBody {
         let (kind, code) = match self {
             GatewayError::BadRequest(_) => ("invalid_request_error", "invalid_request"),

@@ -58,6 +58,8 @@ pub struct PriceTable {
 }
 
 impl PriceTable {
+    /// A table of `(model or pattern, USD per million prompt tokens, USD per million
+    /// completion tokens)`.
     pub fn new(entries: impl IntoIterator<Item = (String, f64, f64)>) -> PriceTable {
         let mut entries: Vec<(String, f64, f64)> = entries.into_iter().collect();
         // Exact names first, then longer prefixes; `*` last.
@@ -70,7 +72,7 @@ impl PriceTable {
         PriceTable { entries }
     }
 
-    /// USD for `usage` on `model` (0 when no price applies).
+    /// USD for `prompt_tokens` and `completion_tokens` on `model` (0 when no price applies).
     pub fn cost(&self, model: &str, prompt_tokens: u64, completion_tokens: u64) -> f64 {
         let price = self
             .entries
@@ -372,9 +374,13 @@ fn usage_of(m: &CallMeta) -> Option<Usage> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SpendBy {
+    /// The API key id the call was made with.
     Key,
+    /// The agent's pseudonym.
     Agent,
+    /// The model the request named.
     Model,
+    /// The discovered task the gateway classified the call into ([`TASK_TAG`]).
     Task,
 }
 
@@ -398,9 +404,13 @@ impl std::str::FromStr for SpendBy {
 pub struct SpendRow {
     /// The key id, agent pseudonym, model or task; `-` for calls without one.
     pub group: String,
+    /// Calls in the group.
     pub calls: u64,
+    /// Their prompt tokens.
     pub prompt_tokens: u64,
+    /// Their completion tokens.
     pub completion_tokens: u64,
+    /// Their cost in USD, from the price table.
     pub usd: f64,
 }
 

@@ -149,6 +149,7 @@ impl LocalModels {
         Ok(LocalModels { slots })
     }
 
+    /// Whether no local model is configured.
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -57,7 +57,9 @@ pub struct Replay {
 /// What loading a replay file found.
 #[derive(Debug, Default)]
 pub struct ReplayReport {
+    /// Records with a response.
     pub records: usize,
+    /// Distinct requests among them (the first record of each is kept).
     pub distinct: usize,
     /// (line number, reason) of lines that were skipped.
     pub skipped: Vec<(usize, String)>,
@@ -105,18 +107,22 @@ impl Replay {
     }
 }
 
+/// The mock's recorded answers, options and counters, shared by its requests.
 pub struct MockState {
     replay: Replay,
     options: MockOptions,
     rng: Mutex<StdRng>,
     last_request: Mutex<Bytes>,
+    /// Requests received.
     pub requests: AtomicU64,
+    /// Requests answered from the replay file (the rest were echoed or failed).
     pub replayed: AtomicU64,
     /// Requests counted against `fail_first`.
     failed_first: AtomicU64,
 }
 
 impl MockState {
+    /// A mock answering from `replay`, behaving as `options` say.
     pub fn new(replay: Replay, options: MockOptions) -> Arc<MockState> {
         Arc::new(MockState {
             rng: Mutex::new(StdRng::seed_from_u64(options.seed)),
@@ -130,6 +136,8 @@ impl MockState {
     }
 }
 
+/// The mock's routes: the OpenAI-compatible `/v1` endpoints, `/mock/last-request` (the last
+/// request body received), `/mock/stats` and `/healthz`.
 pub fn mock_router(state: Arc<MockState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))

@@ -24,18 +24,31 @@ use crate::routing::TaskRouter;
 use crate::upstream::Upstreams;
 use crate::{GatewayError, admin, proxy};
 
+/// Everything a running gateway shares between its requests: upstreams, local models, the log
+/// writer, the store, authentication, metrics, the task router and the limits. Built by
+/// [`AppState::new`].
 pub struct AppState {
+    /// The configured upstreams and the model map over them.
     pub upstreams: Upstreams,
+    /// Models served natively (`local/<name>`).
     pub local: LocalModels,
+    /// The asynchronous call-log writer.
     pub writer: Arc<LogWriter>,
+    /// The key file, re-read when it is rotated elsewhere.
     pub keyring: Arc<RwLock<Keyring>>,
+    /// The store for admin requests, audit writes and policy reads.
     pub store: Arc<dyn Store>,
+    /// API-key authentication with its cache.
     pub auth: Auth,
+    /// The Prometheus metrics.
     pub metrics: Metrics,
+    /// Largest request body accepted, in bytes.
     pub max_body: usize,
     /// Longest a client may take to send a request body.
     pub body_timeout: Duration,
+    /// Whether `/metrics` is served without a key.
     pub metrics_public: bool,
+    /// Routing of each task's requests between the LLM and its specialist.
     pub router: Arc<TaskRouter>,
     /// Per-key and per-agent limits and budgets, counted in memory.
     pub limits: Arc<Limiter>,
@@ -47,8 +60,11 @@ pub struct AppState {
 
 /// Everything the gateway needs to start.
 pub struct ServeOptions {
+    /// `[server]`: listener, authentication, body limit and timeouts.
     pub server: ServerConfig,
+    /// The upstream LLM APIs (`[[upstreams]]`).
     pub upstreams: Vec<UpstreamConfig>,
+    /// `[routing]`: the model map, balancing, fallbacks and retries.
     pub routing: RoutingConfig,
     /// Models served natively (`local/<name>`), already loaded.
     pub local: LocalModels,
@@ -60,7 +76,9 @@ pub struct ServeOptions {
     pub auth_store: Option<Arc<dyn Store>>,
     /// A second handle on the same store, owned by the log writer thread.
     pub writer_store: Box<dyn Store>,
+    /// The key file's keys, shared with the caller (a rotation elsewhere is picked up).
     pub keyring: Arc<RwLock<Keyring>>,
+    /// The log writer's queue, batching, journal and spill settings.
     pub writer: WriterConfig,
     /// Routing between the LLM and the specialists (S6).
     pub route: RouteConfig,
@@ -86,6 +104,13 @@ pub fn conn_limits(server: &ServerConfig) -> crate::conn::ConnLimits {
 }
 
 impl AppState {
+    /// Builds the gateway's state and starts its log writer: upstreams and routing checked,
+    /// the task router loaded from the store, limits resolved (key names to ids, agents to
+    /// pseudonyms) and filled with this month's spend.
+    ///
+    /// # Errors
+    /// [`SetupError::Config`] for no upstream and no local model, a bad model map or limit,
+    /// and whatever loading the task router or the month's spend fails with.
     pub fn new(o: ServeOptions) -> Result<Arc<AppState>, SetupError> {
         if o.upstreams.is_empty() && o.local.is_empty() {
             return Err(SetupError::Config(
@@ -146,6 +171,8 @@ impl AppState {
     }
 }
 
+/// The gateway's HTTP routes over `state`: the OpenAI-compatible `/v1` endpoints, `/admin`,
+/// the web UI, `/metrics`, `/healthz` and `/readyz`.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(proxy::chat_completions))

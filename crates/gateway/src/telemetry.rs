@@ -92,12 +92,16 @@ pub struct TraceStats {
     failing: AtomicBool,
     /// Spans in the queue or being exported.
     pending: AtomicUsize,
+    /// Spans the collector accepted.
     pub exported: AtomicU64,
+    /// Spans dropped because the export queue was full.
     pub dropped: AtomicU64,
+    /// Spans in exports that failed (collector down, refused, timed out).
     pub failed: AtomicU64,
 }
 
 impl TraceStats {
+    /// Whether a trace exporter is installed in this process.
     pub fn enabled(&self) -> bool {
         self.enabled.load(Ordering::Relaxed)
     }
