@@ -17,7 +17,7 @@ pub const CACHE_TTL: Duration = Duration::from_secs(2);
 pub struct Principal {
     /// The id of the API key presented (`None`: authentication is off and no key was sent).
     pub key_id: Option<String>,
-    /// What the key may do (admin when authentication is off).
+    /// What the key may do (admin for the anonymous caller when authentication is off).
     pub role: Role,
     /// Pseudonym of the agent bound to the key.
     pub agent: Option<String>,

@@ -66,7 +66,8 @@ pub struct DataDir {
     pub database: PathBuf,
     /// The key file (configured, else `<root>/keys.json`).
     pub key_file: PathBuf,
-    /// Where the log writer spills records it can neither queue nor journal: `<root>/spill`.
+    /// Where the log writer puts records that are in no journal segment and that it can
+    /// neither queue nor store: `<root>/spill`.
     pub spill_dir: PathBuf,
     /// The gateway's journal of answered calls: `<root>/journal`.
     pub journal_dir: PathBuf,

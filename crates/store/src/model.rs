@@ -101,19 +101,20 @@ pub(crate) fn centroid_from_bytes(bytes: &[u8]) -> Vec<f32> {
 pub struct CallMeta {
     /// UUIDv7, time-ordered.
     pub id: String,
-    /// When the call was received (or, for an import, the record's timestamp), ms since the
-    /// Unix epoch.
+    /// When the gateway received the call, ms since the Unix epoch; for an import, the record's
+    /// timestamp, else the time of the import.
     pub ts_ms: i64,
     /// `chat/completions`, `embeddings`, …
     pub endpoint: String,
     /// The model the request named.
     pub model: String,
-    /// The name of the configured upstream that served it (`None`: none was reached, or an
-    /// import).
+    /// Who answered: the configured upstream's name, `local:<name>` for a local model,
+    /// `specialist:<name>` for a routed specialist (`None` for an import).
     pub upstream: Option<String>,
     /// How the call ended.
     pub status: CallStatus,
-    /// The HTTP status the client got (`None`: no response, e.g. the client went away).
+    /// The HTTP status the client got (499 when it went away first); `None` for an imported
+    /// record without a response.
     pub http_status: Option<u16>,
     /// Whether the response was streamed (server-sent events).
     pub stream: bool,
@@ -132,10 +133,10 @@ pub struct CallMeta {
     pub agent: Option<String>,
     /// Keyed-HMAC pseudonym of the episode identifier.
     pub episode: Option<String>,
-    /// The id of the API key the call was made with (`None`: auth off, or an import).
+    /// The id of the API key the call was made with (`None`: no known key, or an import).
     pub api_key_id: Option<String>,
-    /// Free-form labels from request headers, the import or the gateway itself (e.g.
-    /// [`crate::TASK_TAG`]).
+    /// Labels: `x-downshift-tags` of the request or an import's metadata, plus the gateway's
+    /// own (e.g. [`crate::TASK_TAG`]).
     pub tags: BTreeMap<String, String>,
     /// Where the call came from.
     pub source: Source,
@@ -267,7 +268,8 @@ pub struct AuditEntry {
     pub action: String,
     /// What it was done to (a call id, a dataset, a task), when there is one thing.
     pub target: Option<String>,
-    /// Anything else worth keeping, e.g. the endpoint or command it came through.
+    /// Anything else worth keeping: what it came through (`admin api`, `calls show`), the
+    /// file an export went to, the change made.
     pub detail: Option<String>,
 }
 

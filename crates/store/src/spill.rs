@@ -8,8 +8,8 @@ use std::sync::Mutex;
 
 use crate::{Result, SealedCall, Store, StoreError};
 
-/// The current spill file of a directory (`spill-<uuid>.jsonl`, mode 0600), shared by the
-/// threads that spill; each process run appends to a new one.
+/// A spill file in a directory (`spill-<uuid>.jsonl`, mode 0600), shared by the threads that
+/// spill: each `SpillFile` appends to a file of its own, created on first use.
 pub struct SpillFile {
     dir: PathBuf,
     file: Mutex<Option<(PathBuf, File)>>,

@@ -30,9 +30,9 @@ pub enum TrainError {
         "unsupported prompt transform version {0} (this build applies versions 1 to 3; keep_turns needs 2, tool_names 3)"
     )]
     TransformVersion(u32),
-    /// A setting out of range or inconsistent (rank 0, an unknown target module, bf16 on a
-    /// device without it, optimizer state of the wrong shape, a merge base that is not a
-    /// Hugging Face folder, …); the message says which.
+    /// A setting out of range or inconsistent (rank 0, an unknown target module, bf16 on a CPU
+    /// without bf16 dot products, optimizer state of the wrong shape, a merge base that is not
+    /// a Hugging Face folder, …); the message says which.
     #[error("bad training configuration: {0}")]
     Config(String),
     /// An adapter or checkpoint made for a different base model than the one loaded.

@@ -251,7 +251,7 @@ pub struct Progress {
     pub lr: f64,
     /// The global gradient norm before clipping.
     pub grad_norm: f64,
-    /// Training throughput since this run (or resume) started, tokens per second.
+    /// Training throughput since this call of [`Trainer::run`] started, tokens per second.
     pub tokens_per_s: f64,
     /// Estimated seconds left, at the pace so far.
     pub eta_s: f64,
