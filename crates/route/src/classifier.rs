@@ -12,12 +12,13 @@
 //!    prompt, their instruction head — see [`crate::instruction_head`]), by cosine, at least
 //!    [`ClassifierConfig::min_cosine`] — or of one of the task's exemplars (its most frequent
 //!    distinct texts, [`MAX_EXEMPLARS`] at most: a job asked in several phrasings or
-//!    languages has a centroid close to none of them). The candidates are the tasks seen with the same key
-//!    (when it was ambiguous), else with the same tool set, else — a tool list never seen in
-//!    training — the tasks whose training calls all offered tools that this request offers too
-//!    (a job on a shared API, offered beside other tools in each agent's list). A task whose
-//!    calls share no offered tool is not a candidate for an unseen tool list: its specialist
-//!    could only call tools that were not offered.
+//!    languages has a centroid close to none of them). The candidates are the tasks seen with
+//!    the same key (when it was ambiguous), else with the same tool set, else — a tool list
+//!    never seen in training — the tasks on a *shared API*: seen with several tool lists, whose
+//!    training calls all offered tools that this request offers too (a job offered beside
+//!    other tools in each agent's list). A task seen with one tool list only is not a candidate
+//!    for another list (an edited or an added tool is another agent: its specialist never
+//!    learnt to choose among those tools), nor is a task whose calls share no offered tool.
 //!
 //! Anything else is `None`: the LLM answers.
 
@@ -125,7 +126,7 @@ pub struct Classifier {
     keys: IdMap<KeyEntry>,
     tool_sets: IdMap<Box<[u32]>>,
     /// Per task: the canonical hashes of the tools every one of its training calls offered,
-    /// ascending (empty: none in common).
+    /// ascending (empty: none in common, or the task was seen with one tool list only).
     common_tools: Vec<Box<[u64]>>,
     /// Per task: unit-length centroid, or empty when its calls had no user text.
     centroids: Centroids,
@@ -581,6 +582,10 @@ impl ClassifierBuilder {
                 (key, entry)
             })
             .collect();
+        let mut lists_per_task = vec![0usize; self.tasks.len()];
+        for t in self.tool_sets.values().flatten() {
+            lists_per_task[*t as usize] += 1;
+        }
         let tool_sets: IdMap<Box<[u32]>> = self
             .tool_sets
             .into_iter()
@@ -627,10 +632,15 @@ impl ClassifierBuilder {
             tasks: self.tasks,
             keys,
             tool_sets,
+            // Only a task seen with several tool lists is a job on a shared API.
             common_tools: self
                 .common_tools
                 .into_iter()
-                .map(|c| c.unwrap_or_default().into())
+                .zip(lists_per_task)
+                .map(|(c, lists)| match c {
+                    Some(c) if lists >= 2 => c.into(),
+                    _ => Box::default(),
+                })
                 .collect(),
             centroids: Centroids::new(centroids, exemplars),
             aliases,
@@ -837,6 +847,12 @@ mod tests {
         // A tool list offered only by noise calls.
         b.add_value(&request(None, "hello", &["ping"]), None)
             .unwrap();
+        // A job seen with one tool list only.
+        for i in 0..5 {
+            let ask = format!("Book a table for {i} tonight");
+            b.add_value(&request(None, &ask, &["book_table"]), Some("booking"))
+                .unwrap();
+        }
         let c = b.build();
         // A new agent offers the weather API with its own tool, in another order.
         let new_list = ["billing_search", "get_forecast", "get_weather"];
@@ -863,6 +879,15 @@ mod tests {
             let r = request(None, "What is the weather in Lima?", tools);
             assert_eq!(c.classify(&bytes(&r)), None, "{tools:?}");
         }
+        // A tool added to a list that a job was only ever seen with: another agent.
+        let r = request(
+            None,
+            "Book a table for 2 tonight",
+            &["book_table", "brand_new"],
+        );
+        assert_eq!(c.classify(&bytes(&r)), None);
+        let r = request(None, "Book a table for 2 tonight", &["book_table"]);
+        assert_eq!(&*c.classify(&bytes(&r)).unwrap().task, "booking");
         // The classifier keeps the tools in common through a save and a load.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("router.json");
