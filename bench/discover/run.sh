@@ -45,6 +45,8 @@ e=$(now)
 extra=()
 [ "$BERTOPIC" = 1 ] || extra=(--no-bertopic)
 "$VENV/bin/python" bench/discover/compare.py data/bfcl/bfcl.jsonl "$work/bfcl.json" "$(secs "$s" "$e")" "${extra[@]}"
+# The router's placement of BFCL's held-back calls (not timed; --dry-run stores nothing).
+"$BIN" discover --placement --dry-run --data-dir "$work/bfcl" | sed -n 1p
 
 # discover_scored NAME JSONL SCORE-ARGS...: import, discover with the router placement check, score
 discover_scored() {

@@ -56,6 +56,18 @@ fn subset(records: &[Value]) -> Vec<Value> {
         .collect()
 }
 
+/// `records` imported into a fresh data directory and discovered (MiniLM) with the router's
+/// placement check.
+fn discover_with_placement(records: &[Value]) -> Value {
+    let dir = tempdir();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let file = dir.path().join("calls.jsonl");
+    write_jsonl(&file, records);
+    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
+    discover_json(d, &["--model-dir", &model_dir(), "--placement"])
+}
+
 fn discover_json(d: &str, extra: &[&str]) -> Value {
     let mut args = vec!["discover", "--json", "--data-dir", d];
     args.extend_from_slice(extra);
@@ -884,13 +896,7 @@ fn multilingual_assistant(n_per_job: usize, salt: usize) -> Vec<Value> {
 /// held-back calls by their instruction.
 #[test]
 fn a_generic_assistants_jobs_in_several_languages_are_three_tasks() {
-    let dir = tempdir();
-    let d = dir.path().join("data");
-    let d = d.to_str().unwrap();
-    let file = dir.path().join("assistant.jsonl");
-    write_jsonl(&file, &multilingual_assistant(60, 0));
-    ok(&["import", file.to_str().unwrap(), "--data-dir", d]);
-    let out = discover_json(d, &["--model-dir", &model_dir(), "--placement"]);
+    let out = discover_with_placement(&multilingual_assistant(60, 0));
     let mut job_tasks: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for a in out["assignments"].as_array().unwrap() {
         *job_tasks
@@ -920,4 +926,79 @@ fn a_generic_assistants_jobs_in_several_languages_are_three_tasks() {
             assert!(!label.contains(name) && !label.contains(email), "{label}");
         }
     }
+}
+
+/// Two shared APIs (a weather tool, an e-mail tool), each offered by many agents beside a tool
+/// of the agent's own: every call comes with a tool list no other call has, as in BFCL's
+/// live_multiple. `n_per_api` agents (one call each) per API.
+fn shared_apis_in_private_tool_lists(n_per_api: usize) -> Vec<Value> {
+    let tool = |name: String, description: &str| {
+        serde_json::json!({"type": "function", "function": {"name": name, "description": description,
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}})
+    };
+    let cities = ["Cairo", "Tokyo", "Lima", "Perth", "Austin", "Lyon", "Oslo"];
+    let mut out = Vec::new();
+    for i in 0..2 * n_per_api {
+        let (name, email) = PEOPLE[i % PEOPLE.len()];
+        let city = cities[i % cities.len()];
+        let own = tool(
+            format!("agent{i}_lookup"),
+            &format!("Looks up records in the catalogue of shop number {i}."),
+        );
+        let (api, user, job) = if i % 2 == 0 {
+            let q = [
+                format!("What's the weather in {city} today?"),
+                format!("Will it rain in {city} tomorrow?"),
+                format!("Weather forecast for {city} this weekend, please."),
+            ];
+            (
+                tool(
+                    "get_weather".into(),
+                    "Current weather or forecast for a city.",
+                ),
+                q[(i / 2) % 3].clone(),
+                "weather",
+            )
+        } else {
+            let q = [
+                format!("Send an email to {email} saying the invoice is ready."),
+                format!("Email {name} that the meeting moved to Friday."),
+                format!("Please write to {email} and confirm the booking."),
+            ];
+            (
+                tool("send_email".into(), "Sends an e-mail to one address."),
+                q[(i / 2) % 3].clone(),
+                "email",
+            )
+        };
+        let called = api["function"]["name"].clone();
+        out.push(serde_json::json!({
+            "request": {"model": "gpt-4o", "messages": [{"role": "user", "content": user}],
+                        "tools": [own, api]},
+            "response": {"choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                "tool_calls": [{"id": format!("c{i}"), "type": "function",
+                    "function": {"name": called, "arguments": "{\"q\": \"x\"}"}}]}}]},
+            "metadata": {"job": job}}));
+    }
+    out
+}
+
+#[test]
+fn a_shared_api_is_placed_in_tool_lists_the_router_never_saw() {
+    let out = discover_with_placement(&shared_apis_in_private_tool_lists(60));
+    let mut job_tasks: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in out["assignments"].as_array().unwrap() {
+        job_tasks
+            .entry(a["tags"]["job"].as_str().unwrap().to_owned())
+            .or_default()
+            .insert(a["task_id"].as_str().unwrap_or("noise").to_owned());
+    }
+    assert_eq!(out["tasks"].as_array().unwrap().len(), 2, "{job_tasks:?}");
+    assert!(job_tasks.values().all(|t| t.len() == 1), "{job_tasks:?}");
+    // Every held-back call offers a tool list never seen in training: the router places it by
+    // the API it offers (the tools all of a task's calls offered) and its words.
+    let p = &out["placement"];
+    assert!(p["held_back"].as_u64().unwrap() >= 15, "{p}");
+    assert_eq!(p["placed_elsewhere"].as_u64(), Some(0), "{p}");
+    assert!(p["min_task_share"].as_f64().unwrap() >= 0.98, "{p}");
 }

@@ -51,7 +51,7 @@ use crate::features::{
     CallFeatures, CallInput, MAX_ANSWER_CHARS, ToolRef, extract, fnv64, kind_rank, kind_tag,
 };
 use crate::hashed::HashedEmbedder;
-use crate::hdbscan::{ClusterSelection, HdbscanParams, Metric, hdbscan};
+use crate::hdbscan::{ClusterSelection, Clustering, HdbscanError, HdbscanParams, Metric, hdbscan};
 use crate::labels::ctfidf_terms;
 use crate::mask::{Masker, instruction_part, strip_masks};
 use crate::placement::{held_back_hash, merge_until_placed};
@@ -307,6 +307,49 @@ pub(crate) fn silhouette<V: AsRef<[f32]>>(
         total += f64::from(weights[i]);
     }
     if total > 0.0 { sum / total } else { 0.0 }
+}
+
+/// The metric HDBSCAN clusters with, and the same distance as a function (for the silhouette).
+pub(crate) type Distance = (Metric, fn(&[f32], &[f32]) -> f32);
+
+/// Splits weighted points into clusters, or keeps them whole: HDBSCAN (excess of mass, parts
+/// of at least `min_cluster_size` weight) allowed to keep them as one cluster decides first;
+/// when it does, the best split it finds when forced is still taken if it is clearly separated
+/// (weighted [`silhouette`] under `distance` at least `min_silhouette`). `None`: one cluster.
+pub(crate) fn split_or_whole<V: AsRef<[f32]>>(
+    vecs: &[V],
+    weights: &[f32],
+    min_cluster_size: usize,
+    (metric, distance): Distance,
+    min_silhouette: f64,
+) -> Result<Option<Clustering>, HdbscanError> {
+    let dim = vecs.first().map_or(0, |v| v.as_ref().len());
+    let data: Vec<f32> = vecs.iter().flat_map(|v| v.as_ref()).copied().collect();
+    let run = |allow_single_cluster| {
+        hdbscan(
+            &data,
+            dim,
+            Some(weights),
+            &HdbscanParams {
+                min_cluster_size,
+                min_samples: None,
+                metric,
+                cluster_selection: ClusterSelection::Eom,
+                cluster_selection_epsilon: 0.0,
+                allow_single_cluster,
+            },
+        )
+    };
+    let mut result = run(true)?;
+    if result.n_clusters() <= 1 {
+        let forced = run(false)?;
+        if forced.n_clusters() >= 2
+            && silhouette(vecs, &forced.labels, weights, distance) >= min_silhouette
+        {
+            result = forced;
+        }
+    }
+    Ok((result.n_clusters() >= 2).then_some(result))
 }
 
 /// Smallest part a structural group of `n` calls may be split into.
@@ -688,50 +731,23 @@ pub fn discover_extracted(
             centroids.iter_mut().for_each(|c| normalise(c));
             (k, centroids, text_label)
         } else {
-            if g.sample.len() < 2 || dim == 0 {
-                clusters.push((
-                    g.members.clone(),
-                    g.signature.clone(),
-                    false,
-                    one_cluster(vecs),
-                ));
-                continue;
-            }
-            let data: Vec<f32> = vecs.iter().flatten().copied().collect();
             let weights: Vec<f32> = g
                 .sample
                 .iter()
                 .map(|&k| g.texts[k].1.len() as f32 * scale)
                 .collect();
-            let run = |allow_single_cluster| {
-                hdbscan(
-                    &data,
-                    dim,
-                    Some(&weights),
-                    &HdbscanParams {
-                        min_cluster_size: split_min,
-                        min_samples: None,
-                        metric: Metric::Cosine,
-                        cluster_selection: ClusterSelection::Eom,
-                        cluster_selection_epsilon: 0.0,
-                        allow_single_cluster,
-                    },
-                )
+            let split = if g.sample.len() < 2 || dim == 0 {
+                None
+            } else {
+                split_or_whole(
+                    vecs,
+                    &weights,
+                    split_min,
+                    (Metric::Cosine, cosine_distance),
+                    MIN_SPLIT_SILHOUETTE,
+                )?
             };
-            // HDBSCAN allowed to keep the group whole decides first. When it keeps the group
-            // whole, the best split it can find is still taken if it is clearly separated
-            // (silhouette).
-            let mut result = run(true)?;
-            if result.n_clusters() <= 1 {
-                let forced = run(false)?;
-                if forced.n_clusters() >= 2
-                    && silhouette(vecs, &forced.labels, &weights, cosine_distance)
-                        >= MIN_SPLIT_SILHOUETTE
-                {
-                    result = forced;
-                }
-            }
-            if result.n_clusters() <= 1 {
+            let Some(result) = split else {
                 clusters.push((
                     g.members.clone(),
                     g.signature.clone(),
@@ -739,7 +755,7 @@ pub fn discover_extracted(
                     one_cluster(vecs),
                 ));
                 continue;
-            }
+            };
             let k = result.n_clusters();
             let mut centroids = vec![vec![0f32; dim]; k];
             for (s, label) in result.labels.iter().enumerate() {

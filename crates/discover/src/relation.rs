@@ -25,8 +25,8 @@ use std::collections::{HashMap, HashSet};
 
 use whatlang::Detector;
 
-use crate::hdbscan::{ClusterSelection, HdbscanError, HdbscanParams, Metric, hdbscan};
-use crate::pipeline::silhouette;
+use crate::hdbscan::{HdbscanError, Metric};
+use crate::pipeline::split_or_whole;
 
 /// Number of features in a [`Relation`] vector.
 pub const DIM: usize = 5;
@@ -196,7 +196,6 @@ pub fn split(
         return Ok(None);
     }
     let rel = |k: usize| relations[k].unwrap_or_default();
-    let data: Vec<f32> = points.iter().flat_map(|&k| rel(k)).collect();
     // Weights scaled so that the candidates stand for every text's calls.
     let all: f32 = (0..relations.len())
         .filter(|&k| relations[k].is_some())
@@ -205,34 +204,17 @@ pub fn split(
     let sampled: f32 = points.iter().map(|&k| weights[k]).sum();
     let scale = all / sampled.max(1.0);
     let w: Vec<f32> = points.iter().map(|&k| weights[k] * scale).collect();
-    let run = |allow_single_cluster| {
-        hdbscan(
-            &data,
-            DIM,
-            Some(&w),
-            &HdbscanParams {
-                min_cluster_size: min_part,
-                min_samples: None,
-                metric: Metric::Euclidean,
-                cluster_selection: ClusterSelection::Eom,
-                cluster_selection_epsilon: 0.0,
-                allow_single_cluster,
-            },
-        )
-    };
-    let mut result = run(true)?;
-    if result.n_clusters() <= 1 {
-        let forced = run(false)?;
-        let vecs: Vec<Relation> = points.iter().map(|&k| rel(k)).collect();
-        if forced.n_clusters() >= 2
-            && silhouette(&vecs, &forced.labels, &w, distance) >= MIN_FORCED_SILHOUETTE
-        {
-            result = forced;
-        }
-    }
-    if result.n_clusters() <= 1 {
+    let vecs: Vec<Relation> = points.iter().map(|&k| rel(k)).collect();
+    let split = split_or_whole(
+        &vecs,
+        &w,
+        min_part,
+        (Metric::Euclidean, distance),
+        MIN_FORCED_SILHOUETTE,
+    )?;
+    let Some(result) = split else {
         return Ok(None);
-    }
+    };
     // Weighted mean relation of each cluster, then clusters closer than MIN_GAP joined.
     let centroid_of = |labels: &[Option<usize>], k: usize| -> Vec<Relation> {
         let mut sum = vec![[0f32; DIM]; k];

@@ -9,13 +9,20 @@
 //!    the confidence is that share. One light parse and one hash-map lookup.
 //! 2. **centroid**: otherwise, the nearest task centroid of a hashed n-gram vector of the newest
 //!    turns (user and tool messages after the last assistant message; under a generic system
-//!    prompt, their instruction head — see [`crate::instruction_head`]), by cosine, at least [`ClassifierConfig::min_cosine`]. The candidates are the
-//!    tasks seen with the same key (when it was ambiguous) or else with the same tool set; a
-//!    request offering a tool set never seen in training is not placed (a specialist trained on
-//!    other tools could only call tools that were not offered).
+//!    prompt, their instruction head — see [`crate::instruction_head`]), by cosine, at least
+//!    [`ClassifierConfig::min_cosine`] — or of one of the task's exemplars (its most frequent
+//!    distinct texts, [`MAX_EXEMPLARS`] at most: a job asked in several phrasings or
+//!    languages has a centroid close to none of them). The candidates are the tasks seen with
+//!    the same key (when it was ambiguous), else with the same tool set, else — a tool list
+//!    never seen in training — the tasks on a *shared API*: seen with several tool lists, whose
+//!    training calls all offered tools that this request offers too (a job offered beside
+//!    other tools in each agent's list). A task seen with one tool list only is not a candidate
+//!    for another list (an edited or an added tool is another agent: its specialist never
+//!    learnt to choose among those tools), nor is a task whose calls share no offered tool.
 //!
 //! Anything else is `None`: the LLM answers.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -25,13 +32,23 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::RouteError;
-use crate::hash::IdMap;
+use crate::hash::{IdMap, hash_bytes};
 use crate::ngram::{Centroids, DIM, Sparse, vectorize};
 use crate::request::{Parsed, ToolAliases, parse_bytes, parse_value};
 
 /// The saved format; bump when the features or hashes change (an old file is then refused and
 /// the classifier rebuilt from the store).
-pub const CLASSIFIER_FORMAT: u32 = 3;
+pub const CLASSIFIER_FORMAT: u32 = 4;
+
+/// Most exemplars a task keeps: its most frequent distinct routing texts (ties: the first
+/// seen).
+pub const MAX_EXEMPLARS: usize = 64;
+
+const EXEMPLAR_SEED: u64 = 0xE7E4_9A12;
+
+/// Distinct routing texts a task counts while training (the exemplars are chosen among the
+/// first this many; a text first seen after that is not counted).
+const EXEMPLAR_POOL: usize = 4 * MAX_EXEMPLARS;
 
 /// Thresholds of the [`Classifier`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +125,9 @@ pub struct Classifier {
     tasks: Vec<Arc<str>>,
     keys: IdMap<KeyEntry>,
     tool_sets: IdMap<Box<[u32]>>,
+    /// Per task: the canonical hashes of the tools every one of its training calls offered,
+    /// ascending (empty: none in common, or the task was seen with one tool list only).
+    common_tools: Vec<Box<[u64]>>,
     /// Per task: unit-length centroid, or empty when its calls had no user text.
     centroids: Centroids,
     /// Raw tool-list bytes seen in training → canonical tool-set hash (a parsing short cut).
@@ -141,6 +161,7 @@ impl Classifier {
             tasks: Vec::new(),
             keys: IdMap::default(),
             tool_sets: IdMap::default(),
+            common_tools: Vec::new(),
             centroids: Centroids::default(),
             aliases: ToolAliases::default(),
         }
@@ -192,7 +213,17 @@ impl Classifier {
         (e.calls >= self.config.min_support && share >= self.config.min_share).then_some(share)
     }
 
+    /// The tasks whose training calls all offered tools that are among `offered` (ascending).
+    fn offering(&self, offered: &[u64]) -> Vec<u32> {
+        (0u32..)
+            .zip(&self.common_tools)
+            .filter(|(_, c)| !c.is_empty() && c.iter().all(|h| offered.binary_search(h).is_ok()))
+            .map(|(t, _)| t)
+            .collect()
+    }
+
     fn place(&self, p: Parsed<'_>) -> Option<Classification> {
+        let offering;
         let candidates: &[u32] = match self.keys.get(&p.key.hash()) {
             Some(e) => {
                 if let Some(share) = self.structural(e) {
@@ -204,7 +235,13 @@ impl Classifier {
                 }
                 &e.tasks
             }
-            None => self.tool_sets.get(&p.key.tools)?,
+            None => match self.tool_sets.get(&p.key.tools) {
+                Some(tasks) => tasks,
+                None => {
+                    offering = self.offering(p.tool_hashes.as_deref()?);
+                    &offering
+                }
+            },
         };
         if candidates.is_empty() {
             return None;
@@ -286,7 +323,9 @@ impl Classifier {
             tasks: self.tasks.iter().map(|t| t.to_string()).collect(),
             keys,
             tool_sets,
+            common_tools: self.common_tools.iter().map(|c| c.to_vec()).collect(),
             centroids: self.centroids.vectors().to_vec(),
+            exemplars: self.centroids.exemplars().to_vec(),
         }
     }
 
@@ -299,8 +338,8 @@ impl Classifier {
             )));
         }
         let n = f.tasks.len();
-        if f.centroids.len() != n {
-            return bad("one centroid per task expected");
+        if f.centroids.len() != n || f.common_tools.len() != n {
+            return bad("one centroid and one list of common tools per task expected");
         }
         let task_ok = |t: u32| (t as usize) < n;
         let mut keys = IdMap::default();
@@ -325,21 +364,43 @@ impl Classifier {
             }
             tool_sets.insert(t.tools, t.tasks.into());
         }
-        let mut centroids = Vec::with_capacity(n);
-        for mut c in f.centroids {
+        let sparse = |mut c: Sparse| {
             if c.iter().any(|(i, w)| *i as usize >= DIM || !w.is_finite()) {
-                return bad("a centroid entry is out of range");
+                return Err(RouteError::Classifier(
+                    "a centroid entry is out of range".to_owned(),
+                ));
             }
             c.sort_unstable_by_key(|e| e.0);
             c.dedup_by_key(|e| e.0);
-            centroids.push(c);
+            Ok(c)
+        };
+        let centroids = f
+            .centroids
+            .into_iter()
+            .map(sparse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut exemplars = Vec::with_capacity(f.exemplars.len());
+        for (t, c) in f.exemplars {
+            if !task_ok(t) {
+                return bad("an exemplar names a task that is not in the list");
+            }
+            exemplars.push((t, sparse(c)?));
         }
         Ok(Classifier {
             config: f.config,
             tasks: f.tasks.into_iter().map(Arc::from).collect(),
             keys,
             tool_sets,
-            centroids: Centroids::new(centroids),
+            common_tools: f
+                .common_tools
+                .into_iter()
+                .map(|mut c| {
+                    c.sort_unstable();
+                    c.dedup();
+                    c.into()
+                })
+                .collect(),
+            centroids: Centroids::new(centroids, exemplars),
             aliases: f.aliases.into_iter().collect(),
         })
     }
@@ -352,8 +413,12 @@ struct ClassifierFile {
     tasks: Vec<String>,
     keys: Vec<KeyFile>,
     tool_sets: Vec<ToolSetFile>,
+    /// Per task: the tools all its training calls offered (canonical hashes).
+    common_tools: Vec<Vec<u64>>,
     /// Sparse: (bucket, weight) pairs, ascending.
     centroids: Vec<Sparse>,
+    /// (task, sparse unit vector) of each exemplar.
+    exemplars: Vec<(u32, Sparse)>,
     /// (raw tool-list hash, canonical tool-set hash).
     aliases: Vec<(u64, u64)>,
 }
@@ -394,6 +459,13 @@ pub struct ClassifierBuilder {
     /// key → (calls, task → calls).
     keys: HashMap<u64, (u32, BTreeMap<u32, u32>)>,
     tool_sets: HashMap<u64, BTreeSet<u32>>,
+    /// Tool-set hash → its tools' canonical hashes (ascending), from the first call that
+    /// offered it.
+    set_tools: HashMap<u64, Vec<u64>>,
+    /// Per task: the tools all its calls so far offered (`None` before its first call).
+    common_tools: Vec<Option<Vec<u64>>>,
+    /// Per task: routing-text hash → (calls, first seen, vector), [`EXEMPLAR_POOL`] at most.
+    texts: Vec<HashMap<u64, (u32, usize, Sparse)>>,
     sums: Vec<Vec<f32>>,
     aliases: ToolAliases,
 }
@@ -439,10 +511,17 @@ impl ClassifierBuilder {
         self.task_ids.insert(task.to_owned(), i);
         self.tasks.push(Arc::from(task));
         self.sums.push(Vec::new());
+        self.common_tools.push(None);
+        self.texts.push(HashMap::new());
         i
     }
 
     fn learn(&mut self, p: Parsed<'_>, task: Option<&str>) {
+        if let Some(each) = &p.tool_hashes {
+            self.set_tools
+                .entry(p.key.tools)
+                .or_insert_with(|| each.clone());
+        }
         let task = task.map(|t| self.task_index(t));
         let entry = self.keys.entry(p.key.hash()).or_default();
         entry.0 = entry.0.saturating_add(1);
@@ -451,9 +530,28 @@ impl ClassifierBuilder {
         };
         *entry.1.entry(t).or_default() += 1;
         self.tool_sets.entry(p.key.tools).or_default().insert(t);
-        let v = vectorize(&p.routing_text());
+        // A list read through an alias was walked when first seen: its tools are known.
+        let offered = self
+            .set_tools
+            .get(&p.key.tools)
+            .map_or(&[][..], Vec::as_slice);
+        match &mut self.common_tools[t as usize] {
+            Some(common) => common.retain(|h| offered.binary_search(h).is_ok()),
+            none => *none = Some(offered.to_vec()),
+        }
+        let text = p.routing_text();
+        let v = vectorize(&text);
         if v.is_empty() {
             return;
+        }
+        let texts = &mut self.texts[t as usize];
+        let seen = texts.len();
+        match texts.entry(hash_bytes(EXEMPLAR_SEED, text.as_bytes())) {
+            Entry::Occupied(mut e) => e.get_mut().0 += 1,
+            Entry::Vacant(e) if seen < EXEMPLAR_POOL => {
+                e.insert((1, seen, v.clone()));
+            }
+            Entry::Vacant(_) => {}
         }
         let sum = &mut self.sums[t as usize];
         if sum.is_empty() {
@@ -484,11 +582,20 @@ impl ClassifierBuilder {
                 (key, entry)
             })
             .collect();
-        let tool_sets = self
+        let mut lists_per_task = vec![0usize; self.tasks.len()];
+        for t in self.tool_sets.values().flatten() {
+            lists_per_task[*t as usize] += 1;
+        }
+        let tool_sets: IdMap<Box<[u32]>> = self
             .tool_sets
             .into_iter()
             .map(|(k, t)| (k, t.into_iter().collect()))
             .collect();
+        // A tool list known by its bytes is not walked, and only a walked list can be matched
+        // tool by tool: aliases are kept for the lists a task was seen with (the others are
+        // then walked when met again).
+        let mut aliases = self.aliases;
+        aliases.retain(|_, canonical| tool_sets.contains_key(canonical));
         let centroids = self
             .sums
             .into_iter()
@@ -504,13 +611,39 @@ impl ClassifierBuilder {
                     .collect()
             })
             .collect();
+        // Per task: its most frequent texts (ties: the first seen); a task with one text has
+        // its centroid for an exemplar already.
+        let mut exemplars = Vec::new();
+        for (t, texts) in (0u32..).zip(self.texts) {
+            if texts.len() < 2 {
+                continue;
+            }
+            let mut texts: Vec<(u32, usize, Sparse)> = texts.into_values().collect();
+            texts.sort_by_key(|(calls, first, _)| (std::cmp::Reverse(*calls), *first));
+            exemplars.extend(
+                texts
+                    .into_iter()
+                    .take(MAX_EXEMPLARS)
+                    .map(|(_, _, v)| (t, v)),
+            );
+        }
         Classifier {
             config: self.config,
             tasks: self.tasks,
             keys,
             tool_sets,
-            centroids: Centroids::new(centroids),
-            aliases: self.aliases,
+            // Only a task seen with several tool lists is a job on a shared API.
+            common_tools: self
+                .common_tools
+                .into_iter()
+                .zip(lists_per_task)
+                .map(|(c, lists)| match c {
+                    Some(c) if lists >= 2 => c.into(),
+                    _ => Box::default(),
+                })
+                .collect(),
+            centroids: Centroids::new(centroids, exemplars),
+            aliases,
         }
     }
 }
@@ -581,6 +714,7 @@ pub fn train_from_store(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ngram::dot;
     use serde_json::json;
 
     fn request(system: Option<&str>, user: &str, tools: &[&str]) -> Value {
@@ -691,6 +825,132 @@ mod tests {
         // Not a request.
         assert_eq!(c.classify(b"[]"), None);
         assert_eq!(Classifier::default().classify(b"{}"), None);
+    }
+
+    #[test]
+    fn a_shared_api_is_placed_in_a_tool_list_never_seen() {
+        // Two jobs on two shared APIs, each offered by several agents beside their own tools.
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        for agent in ["crm", "shop", "travel"] {
+            let own = format!("{agent}_search");
+            for i in 0..5 {
+                let weather = format!("What is the weather in city {i} tomorrow?");
+                let tools = ["get_weather", "get_forecast", own.as_str()];
+                b.add_value(&request(None, &weather, &tools), Some("weather"))
+                    .unwrap();
+                let mail = format!("Send an email to contact {i} about the meeting");
+                let tools = ["send_email", "list_inbox", own.as_str()];
+                b.add_value(&request(None, &mail, &tools), Some("email"))
+                    .unwrap();
+            }
+        }
+        // A tool list offered only by noise calls.
+        b.add_value(&request(None, "hello", &["ping"]), None)
+            .unwrap();
+        // A job seen with one tool list only.
+        for i in 0..5 {
+            let ask = format!("Book a table for {i} tonight");
+            b.add_value(&request(None, &ask, &["book_table"]), Some("booking"))
+                .unwrap();
+        }
+        let c = b.build();
+        // A new agent offers the weather API with its own tool, in another order.
+        let new_list = ["billing_search", "get_forecast", "get_weather"];
+        let asks = request(None, "What is the weather in Oslo on Friday?", &new_list);
+        for got in [c.classify_value(&asks), c.classify(&bytes(&asks))] {
+            let got = got.unwrap();
+            assert_eq!((&*got.task, got.method), ("weather", Method::Centroid));
+        }
+        // Both APIs offered: the text decides.
+        let both = ["get_weather", "get_forecast", "send_email", "list_inbox"];
+        let got = c
+            .classify_value(&request(
+                None,
+                "Send an email to Ana about the offer",
+                &both,
+            ))
+            .unwrap();
+        assert_eq!(&*got.task, "email");
+        // Only part of an API offered, or only tools no task's calls all had: not placed.
+        for tools in [
+            &["get_weather", "billing_search"][..],
+            &["ping", "other"][..],
+        ] {
+            let r = request(None, "What is the weather in Lima?", tools);
+            assert_eq!(c.classify(&bytes(&r)), None, "{tools:?}");
+        }
+        // A tool added to a list that a job was only ever seen with: another agent.
+        let r = request(
+            None,
+            "Book a table for 2 tonight",
+            &["book_table", "brand_new"],
+        );
+        assert_eq!(c.classify(&bytes(&r)), None);
+        let r = request(None, "Book a table for 2 tonight", &["book_table"]);
+        assert_eq!(&*c.classify(&bytes(&r)).unwrap().task, "booking");
+        // The classifier keeps the tools in common through a save and a load.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("router.json");
+        c.save(&path).unwrap();
+        let loaded = Classifier::load(&path).unwrap();
+        assert_eq!(loaded, c);
+        assert_eq!(&*loaded.classify(&bytes(&asks)).unwrap().task, "weather");
+    }
+
+    #[test]
+    fn a_job_asked_in_many_phrasings_is_placed_by_its_exemplars() {
+        // One generic prompt, two jobs, each asked in eight phrasings and four languages that
+        // share (nearly) no word: each task's centroid is close to none of its phrasings.
+        let summarise = [
+            "Summarise this text in two sentences:",
+            "Give me a short summary of the following:",
+            "TL;DR please:",
+            "Résume ce texte en deux phrases :",
+            "Fais un résumé court de ce qui suit :",
+            "Fasse diesen Text in zwei Sätzen zusammen:",
+            "Kurze Zusammenfassung bitte:",
+            "Resume este texto en dos frases:",
+        ];
+        let translate = [
+            "Translate into French:",
+            "Please put this in German:",
+            "Traduis en anglais :",
+            "Traduce al inglés por favor:",
+            "Übersetze ins Englische:",
+            "Can you render this in Spanish?",
+            "Traduis ce message en allemand :",
+            "Translate the following text into Italian:",
+        ];
+        let sys = Some("You are a helpful assistant.");
+        let material = [
+            "the strike goes on",
+            "rain is expected",
+            "the match was won",
+        ];
+        let mut b = ClassifierBuilder::new(ClassifierConfig::default());
+        for (heads, task) in [(&summarise, "summarise"), (&translate, "translate")] {
+            for head in heads {
+                for m in material {
+                    b.add_value(&request(sys, &format!("{head} {m}"), &[]), Some(task))
+                        .unwrap();
+                }
+            }
+        }
+        let c = b.build();
+        let t = |name: &str| c.tasks().position(|t| t == name).unwrap();
+        for (heads, task) in [(&summarise, "summarise"), (&translate, "translate")] {
+            for head in heads {
+                let r = request(sys, &format!("{head} a new text to work on"), &[]);
+                let got = c.classify(&bytes(&r)).unwrap();
+                assert_eq!((&*got.task, got.method), (task, Method::Centroid), "{head}");
+                // Its own exemplar, not the centroid (a mean of eight phrasings), placed it.
+                assert!(got.confidence > 0.99, "{head}: {got:?}");
+                let q = vectorize(&parse_value(&r).unwrap().routing_text());
+                let centroid = dot(&q, &c.centroids.vectors()[t(task)]);
+                assert!(centroid < 0.7, "{head}: {centroid}");
+            }
+        }
+        assert!(c.centroids.exemplars().len() <= 2 * MAX_EXEMPLARS);
     }
 
     #[test]

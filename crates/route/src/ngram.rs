@@ -86,36 +86,75 @@ pub(crate) fn dot(a: &[(u32, f32)], b: &[(u32, f32)]) -> f32 {
 /// Up to this many candidates are scored one by one; more go through the inverted index.
 const DIRECT_MAX: usize = 16;
 
-/// The task centroids: sparse unit vectors, and the same numbers inverted (bucket → tasks) so
-/// that scoring hundreds of candidates touches only the query's buckets.
+/// Sparse vectors inverted (bucket → (vector, weight)), so that scoring hundreds of them
+/// touches only the query's buckets.
+fn invert<'a>(vectors: impl Iterator<Item = &'a Sparse>) -> Vec<Vec<(u32, f32)>> {
+    let mut postings = vec![Vec::new(); DIM];
+    for (t, v) in vectors.enumerate() {
+        for &(b, w) in v {
+            if let Some(p) = postings.get_mut(b as usize) {
+                p.push((t as u32, w));
+            }
+        }
+    }
+    postings
+}
+
+/// The dot product of `q` with every inverted vector (`n` of them).
+fn scores(q: &[(u32, f32)], postings: &[Vec<(u32, f32)>], n: usize) -> Vec<f32> {
+    let mut scores = vec![0.0f32; n];
+    for &(b, w) in q {
+        for &(t, cw) in postings.get(b as usize).map_or(&[][..], Vec::as_slice) {
+            if let Some(s) = scores.get_mut(t as usize) {
+                *s += w * cw;
+            }
+        }
+    }
+    scores
+}
+
+/// The task centroids (sparse unit vectors), and a few *exemplars* per task: the vectors of its
+/// most frequent distinct texts. A task whose requests come in several phrasings (or
+/// languages) has a centroid that is the mean of nearly orthogonal vectors, close to none of
+/// them; a request phrased as one of its exemplars is still near that exemplar. A task's score
+/// is the best of its centroid and its exemplars.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Centroids {
     /// Per task, ascending buckets; empty when the task's calls had no text.
     vectors: Vec<Sparse>,
     /// Per bucket: (task, weight).
     postings: Vec<Vec<(u32, f32)>>,
+    /// (task, unit vector) of each exemplar.
+    exemplars: Vec<(u32, Sparse)>,
+    /// Per bucket: (exemplar, weight).
+    exemplar_postings: Vec<Vec<(u32, f32)>>,
 }
 
 impl Centroids {
-    /// From per-task vectors (each sorted ascending by bucket, buckets below [`DIM`]).
-    pub(crate) fn new(vectors: Vec<Sparse>) -> Centroids {
-        let mut postings = vec![Vec::new(); DIM];
-        for (t, v) in vectors.iter().enumerate() {
-            for &(b, w) in v {
-                if let Some(p) = postings.get_mut(b as usize) {
-                    p.push((t as u32, w));
-                }
-            }
+    /// From per-task vectors and the exemplars (each sorted ascending by bucket, buckets below
+    /// [`DIM`]).
+    pub(crate) fn new(vectors: Vec<Sparse>, exemplars: Vec<(u32, Sparse)>) -> Centroids {
+        let postings = invert(vectors.iter());
+        let exemplar_postings = invert(exemplars.iter().map(|e| &e.1));
+        Centroids {
+            vectors,
+            postings,
+            exemplars,
+            exemplar_postings,
         }
-        Centroids { vectors, postings }
     }
 
     pub(crate) fn vectors(&self) -> &[Sparse] {
         &self.vectors
     }
 
-    /// The candidate nearest to `q` by cosine, its cosine, and the second-best cosine
-    /// (−∞ when there is no other candidate). Candidates without a centroid are skipped.
+    pub(crate) fn exemplars(&self) -> &[(u32, Sparse)] {
+        &self.exemplars
+    }
+
+    /// The candidate nearest to `q` by cosine (the best of its centroid's and its exemplars'),
+    /// that cosine, and the second-best candidate's (−∞ when there is no other candidate).
+    /// Candidates without a centroid are skipped.
     pub(crate) fn nearest(&self, q: &[(u32, f32)], candidates: &[u32]) -> Option<(u32, f32, f32)> {
         let mut best: Option<(u32, f32)> = None;
         let mut second = f32::NEG_INFINITY;
@@ -128,25 +167,35 @@ impl Centroids {
                 best = Some((t, cos));
             }
         };
+        // Each task's best exemplar (none: −∞).
+        let mut by_exemplar = vec![f32::NEG_INFINITY; self.vectors.len()];
+        if !self.exemplars.is_empty() {
+            let ex = scores(q, &self.exemplar_postings, self.exemplars.len());
+            for ((t, _), s) in self.exemplars.iter().zip(ex) {
+                if let Some(b) = by_exemplar.get_mut(*t as usize) {
+                    *b = b.max(s);
+                }
+            }
+        }
         let has_text = |t: u32| self.vectors.get(t as usize).is_some_and(|v| !v.is_empty());
+        let exemplar = |t: u32| {
+            by_exemplar
+                .get(t as usize)
+                .copied()
+                .unwrap_or(f32::NEG_INFINITY)
+        };
         if candidates.len() <= DIRECT_MAX {
             for &t in candidates {
                 if let Some(v) = self.vectors.get(t as usize).filter(|v| !v.is_empty()) {
-                    consider(t, dot(q, v));
+                    consider(t, dot(q, v).max(exemplar(t)));
                 }
             }
         } else {
-            let mut scores = vec![0.0f32; self.vectors.len()];
-            for &(b, w) in q {
-                for &(t, cw) in self.postings.get(b as usize).map_or(&[][..], Vec::as_slice) {
-                    if let Some(s) = scores.get_mut(t as usize) {
-                        *s += w * cw;
-                    }
-                }
-            }
+            let scores = scores(q, &self.postings, self.vectors.len());
             for &t in candidates {
                 if has_text(t) {
-                    consider(t, scores.get(t as usize).copied().unwrap_or(0.0));
+                    let s = scores.get(t as usize).copied().unwrap_or(0.0);
+                    consider(t, s.max(exemplar(t)));
                 }
             }
         }
@@ -167,7 +216,7 @@ mod tests {
         let texts: Vec<String> = (0..40)
             .map(|i| format!("topic{} words about item {} and topic{}", i % 7, i, i % 5))
             .collect();
-        let c = Centroids::new(texts.iter().map(|t| vectorize(t)).collect());
+        let c = Centroids::new(texts.iter().map(|t| vectorize(t)).collect(), Vec::new());
         let q = vectorize("words about topic3");
         let all: Vec<u32> = (0..40).collect();
         let (t_all, best_all, second_all) = c.nearest(&q, &all).unwrap();

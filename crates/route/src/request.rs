@@ -241,6 +241,9 @@ pub(crate) struct Parsed<'a> {
     /// (hash of the raw bytes of the tool list used, its canonical [`RequestKey::tools`]):
     /// what a [`ToolAliases`] map learns.
     pub(crate) raw_tools: Option<(u64, u64)>,
+    /// The canonical hash of each offered tool, ascending, each once; `None` when the tool list
+    /// was known by its raw bytes ([`ToolAliases`]) and not walked.
+    pub(crate) tool_hashes: Option<Vec<u64>>,
 }
 
 /// Raw bytes of a tool list → its canonical tool-set hash, for the lists seen in training.
@@ -252,41 +255,49 @@ pub(crate) type ToolAliases = IdMap<u64>;
 
 const RAW_TOOLS_SEED: u64 = 0x7A_11A5;
 
+/// A raw tool list read: (raw bytes hash, canonical tool-set hash), and each tool's canonical
+/// hash when the list was walked (see [`Parsed::tool_hashes`]).
+type RawTools = ((u64, u64), Option<Vec<u64>>);
+
 /// The canonical tool-set hash of a raw tool list, through the alias map when it knows the
 /// bytes. `None` when the list is absent or empty.
 fn raw_tools_hash(
     raw: Option<&RawValue>,
     aliases: &ToolAliases,
-) -> Result<Option<(u64, u64)>, RouteError> {
+) -> Result<Option<RawTools>, RouteError> {
     let Some(raw) = raw else {
         return Ok(None);
     };
     let text = raw.get();
     let raw_hash = hash_bytes(RAW_TOOLS_SEED, text.as_bytes());
-    let canonical = match aliases.get(&raw_hash) {
-        Some(h) => *h,
+    let (canonical, each) = match aliases.get(&raw_hash) {
+        Some(h) => (*h, None),
         None => {
             let hashes: Option<Vec<CanonHash>> = serde_json::from_str(text)
                 .map_err(|e| RouteError::Request(format!("'tools': {e}")))?;
-            tools_hash(
+            let (set, each) = tools_hash(
                 hashes
                     .unwrap_or_default()
                     .into_iter()
                     .map(|h| h.0)
                     .collect(),
-            )
+            );
+            (set, Some(each))
         }
     };
-    Ok((canonical != 0).then_some((raw_hash, canonical)))
+    Ok((canonical != 0).then_some(((raw_hash, canonical), each)))
 }
 
-fn tools_hash(mut hashes: Vec<u64>) -> u64 {
+/// The tool-set hash of the tools' canonical hashes (0: no tools), and those hashes ascending,
+/// each once.
+fn tools_hash(mut hashes: Vec<u64>) -> (u64, Vec<u64>) {
     if hashes.is_empty() {
-        return 0;
+        return (0, hashes);
     }
     hashes.sort_unstable();
     hashes.dedup();
-    hashes.iter().fold(0x700_15E7, |acc, h| combine(acc, *h)) | 1
+    let set = hashes.iter().fold(0x700_15E7, |acc, h| combine(acc, *h)) | 1;
+    (set, hashes)
 }
 
 fn format_hash(h: Option<u64>) -> u64 {
@@ -304,10 +315,11 @@ pub(crate) fn parse_bytes<'a>(
     }
     let req: LightRequest<'_> =
         serde_json::from_slice(body).map_err(|e| RouteError::Request(e.to_string()))?;
-    let raw_tools = match raw_tools_hash(req.tools, aliases)? {
+    let read = match raw_tools_hash(req.tools, aliases)? {
         Some(t) => Some(t),
         None => raw_tools_hash(req.functions, aliases)?,
     };
+    let (raw_tools, tool_hashes) = read.map_or((None, None), |(raw, each)| (Some(raw), each));
     let mut template = TemplateHasher::new();
     let mut turns = Turns::default();
     let mut system_words = 0;
@@ -330,6 +342,7 @@ pub(crate) fn parse_bytes<'a>(
         turns,
         system_words,
         raw_tools,
+        tool_hashes,
     })
 }
 
@@ -372,15 +385,17 @@ pub(crate) fn parse_value(request: &Value) -> Result<Parsed<'_>, RouteError> {
         None | Some(Value::Null) => None,
         Some(v) => Some(value_hash(v)),
     };
+    let (tools, tool_hashes) = tools_hash(tools.into_iter().flatten().map(value_hash).collect());
     Ok(Parsed {
         key: RequestKey {
-            tools: tools_hash(tools.into_iter().flatten().map(value_hash).collect()),
+            tools,
             template: template.finish(),
             format: format_hash(format),
         },
         turns,
         system_words,
         raw_tools: None,
+        tool_hashes: Some(tool_hashes),
     })
 }
 
