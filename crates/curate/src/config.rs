@@ -32,10 +32,12 @@ pub enum SurrogateMode {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomRecognizer {
+    /// The recogniser's name; an error about its pattern names it.
     pub name: String,
     /// The type its matches get; `CUSTOM` when omitted.
     #[serde(rename = "type", default = "custom_type")]
     pub kind: EntityType,
+    /// The regular expression (`regex` crate syntax); every match is an entity.
     pub pattern: String,
 }
 

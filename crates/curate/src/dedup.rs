@@ -64,6 +64,8 @@ fn splitmix(state: &mut u64) -> u64 {
 }
 
 impl MinHasher {
+    /// A hasher over shingles of `shingle_chars` characters (at least 1). The hash functions come
+    /// from a fixed seed, so signatures from different runs and hashers compare.
     pub fn new(shingle_chars: usize) -> MinHasher {
         let mut state = 0x5eed_d0d0_u64;
         let mut a = [0u64; PERMUTATIONS];

@@ -8,23 +8,42 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EntityType {
+    /// A person's name.
     Person,
+    /// An email address.
     Email,
+    /// A phone number, international or in a national plan.
     Phone,
+    /// A payment card number (Luhn check and issuer range).
     CreditCard,
+    /// An IBAN (per-country length and mod-97 check).
     Iban,
+    /// A US Social Security number.
     Ssn,
+    /// An IPv4 or IPv6 address.
     IpAddress,
+    /// A MAC (hardware) address.
     MacAddress,
+    /// A URL that carries a user name and password.
     UrlWithCredentials,
+    /// An API key or token: a known provider's key shape, or a high-entropy value after a cue.
     ApiKey,
+    /// A date next to a birth cue ("born", "DOB", …).
     DateOfBirth,
+    /// A street address (house number, street, optional unit, postcode and city).
     StreetAddress,
+    /// A medical record number, found after its cue.
     MedicalRecordNumber,
+    /// A health-plan (insurance member) id, found after its cue.
     HealthPlanId,
+    /// A national id other than a US SSN (checksummed numbers such as the Dutch BSN or the
+    /// Italian codice fiscale, or an id after a cue).
     NationalId,
+    /// A PEM private-key block.
     PrivateKey,
+    /// A JSON Web Token.
     Jwt,
+    /// A password after a password cue.
     Password,
     /// Produced by custom recognisers that do not name a built-in type.
     Custom,
@@ -105,10 +124,14 @@ impl FromStr for EntityType {
 /// One detected entity: a UTF-8 byte range of the input and its text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entity {
+    /// What the entity is (serialised as `type`).
     #[serde(rename = "type")]
     pub kind: EntityType,
+    /// UTF-8 byte offset of its first byte in the text searched.
     pub start: usize,
+    /// UTF-8 byte offset just past its last byte (exclusive).
     pub end: usize,
+    /// The entity's text: `text[start..end]` of the input.
     pub text: String,
 }
 

@@ -6,7 +6,9 @@ pub enum CurateError {
     /// A custom recogniser's pattern (or a built-in one) failed to compile.
     #[error("invalid pattern for recogniser `{name}`: {source}")]
     Pattern {
+        /// The recogniser: a custom recogniser's `name`, or the built-in pattern's name.
         name: String,
+        /// Why the regex engine rejected the pattern.
         #[source]
         source: Box<regex::Error>,
     },

@@ -32,6 +32,7 @@ pub enum FilterReason {
 }
 
 impl FilterReason {
+    /// The snake_case name, the key under which [`crate::CurationReport::filtered`] counts it.
     pub fn as_str(self) -> &'static str {
         match self {
             FilterReason::NotChat => "not_chat",

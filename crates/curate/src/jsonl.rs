@@ -8,8 +8,11 @@ use std::io::{BufRead, BufWriter, Write};
 /// Totals of one `detect_jsonl` run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct JsonlStats {
+    /// Non-blank input lines read.
     pub lines: u64,
+    /// Lines answered with an `{"error": …}` line (not JSON, `text` missing or not a string).
     pub errors: u64,
+    /// Entities found over all lines.
     pub entities: u64,
 }
 

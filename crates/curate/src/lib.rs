@@ -2,10 +2,6 @@
 //! [`Detector`] finds personal, health and secret data in text; [`Scrubber`] replaces it with
 //! consistent pseudonyms (per episode, keyed by an HMAC) or realistic surrogates, also inside
 //! JSON; [`detect_jsonl`] is the `downshift pii detect` contract used by the benchmark.
-#![allow(
-    missing_docs,
-    reason = "documented item by item as the crate is next worked on (issue 29); the workspace lint keeps new crates documented"
-)]
 
 mod address;
 mod checksum;

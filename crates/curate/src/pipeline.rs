@@ -18,24 +18,35 @@ use crate::{Action, CurateError, Detector, Episode, PiiConfig, Scrubber};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CurateConfig {
+    /// `[curate.pii]`: what counts as PII/PHI and what happens to it.
     pub pii: PiiConfig,
+    /// `[curate.dedup]`: exact and near-duplicate removal.
     pub dedup: DedupConfig,
+    /// `[curate.filters]`: which calls are left out.
     pub filters: FilterConfig,
 }
 
 /// A logged call, decrypted and parsed.
 #[derive(Debug, Clone)]
 pub struct CallInput {
+    /// The call's id in the store.
     pub call_id: String,
+    /// When the call was logged, ms since the Unix epoch; the newest of duplicates is kept.
     pub ts_ms: i64,
+    /// The API endpoint (`chat/completions`, `responses`, `embeddings`, …); only chat calls, and
+    /// Responses-API calls restated as chat, become examples.
     pub endpoint: String,
     /// The call status as logged (`ok`, `interrupted`, …).
     pub status: String,
+    /// The model the request named.
     pub model: String,
+    /// Pseudonym of the agent episode: calls that share it share one pseudonym mapping.
     pub episode: Option<String>,
+    /// The call's tags; shadow and specialist-routed traffic is recognised by them and left out.
     pub tags: BTreeMap<String, String>,
     /// `None` when the logged request was not JSON.
     pub request: Option<Value>,
+    /// `None` when no response was logged or it was not JSON.
     pub response: Option<Value>,
 }
 
@@ -43,14 +54,19 @@ pub struct CallInput {
 /// assistant's answer as the last message, scrubbed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
+    /// The call the example was made from.
     pub call_id: String,
+    /// That call's timestamp, ms since the Unix epoch.
     pub ts_ms: i64,
+    /// The scrubbed record: `messages` ending with the assistant's answer, and `tools` when the
+    /// request offered any.
     pub record: Value,
 }
 
 /// What curation did, step by step.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CurationReport {
+    /// Calls fed in.
     pub calls_in: u64,
     /// Calls left out by each quality filter.
     pub filtered: BTreeMap<&'static str, u64>,
@@ -60,8 +76,11 @@ pub struct CurationReport {
     pub calls_with_pii: u64,
     /// Calls dropped because an entity's action is `drop_call`.
     pub pii_dropped_calls: u64,
+    /// Examples dropped as exact copies of a newer one.
     pub exact_duplicates: u64,
+    /// Examples dropped as near duplicates of a newer one.
     pub near_duplicates: u64,
+    /// Examples that came out.
     pub examples_out: u64,
 }
 

@@ -41,7 +41,9 @@ impl ScrubReport {
 /// A scrubbed text and its report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scrubbed {
+    /// The text with every entity replaced.
     pub text: String,
+    /// What was found and what the policy asked for.
     pub report: ScrubReport,
 }
 
@@ -75,6 +77,7 @@ impl Scrubber {
         })
     }
 
+    /// The detector (and with it the policy) entities are found with.
     pub fn detector(&self) -> &Detector {
         &self.detector
     }
@@ -165,6 +168,7 @@ impl Episode {
         &self.report
     }
 
+    /// The counts of the whole episode, ending it.
     pub fn into_report(self) -> ScrubReport {
         self.report
     }

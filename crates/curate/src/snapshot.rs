@@ -12,10 +12,14 @@ const PAGE: usize = 2000;
 /// Why a snapshot could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
+    /// The request cannot be carried out: the dataset name is malformed or already taken.
     #[error("{0}")]
     Invalid(String),
+    /// Reading or opening the calls, or writing the dataset, failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The curator could not be built (a custom pattern does not compile) or an example could
+    /// not be serialised.
     #[error(transparent)]
     Curate(#[from] crate::CurateError),
 }
@@ -23,7 +27,9 @@ pub enum SnapshotError {
 /// What to snapshot.
 #[derive(Debug, Clone)]
 pub struct SnapshotRequest {
+    /// The dataset's name: 1–100 letters, digits, `-`, `_` or `.`, not yet in use.
     pub name: String,
+    /// The calls to curate; its `limit` is ignored (the log is read in pages).
     pub filter: CallFilter,
     /// Scrubbing threads.
     pub threads: usize,

@@ -36,6 +36,8 @@ pub struct DiscoverConfig {
     /// Make each task a set of whole request keys (tool set + system-prompt template), the
     /// router's view: an agent's requests all go to the task that holds most of them.
     pub align_to_requests: bool,
+    /// Which embedding the semantic split uses: all-MiniLM-L6-v2 (`minilm`, the default) or
+    /// hashed n-grams (`hashed`).
     pub embedder: EmbedderKind,
     /// Folder of the sentence-transformers model (all-MiniLM-L6-v2).
     pub model_dir: PathBuf,

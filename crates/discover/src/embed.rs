@@ -33,26 +33,51 @@ const MAX_BATCH_TOKENS: usize = 4096;
 /// What can go wrong loading or running the embedder.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
+    /// A file the model folder must hold (`config.json`, `model.safetensors`, or `tokenizer.json`
+    /// / `vocab.txt`) is not there.
     #[error(
         "embedding model file {path} is missing; `scripts/fetch.sh minilm` fetches all-MiniLM-L6-v2 into models/all-minilm-l6-v2/"
     )]
-    Missing { path: PathBuf },
+    Missing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A model file exists but could not be read.
     #[error("cannot read {path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// `config.json` or `sentence_bert_config.json` is not JSON or describes a model this BERT
+    /// implementation cannot run.
     #[error("{path} is not a BERT config this embedder supports: {reason}")]
-    Config { path: PathBuf, reason: String },
+    Config {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `tokenizer.json` or `vocab.txt` is not a usable WordPiece vocabulary.
     #[error("{path} is not a usable BERT WordPiece tokenizer: {reason}")]
-    Tokenizer { path: PathBuf, reason: String },
+    Tokenizer {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `model.safetensors` cannot be loaded into the model (corrupt, or another model's weights).
     #[error("cannot load the weights in {path} (corrupt or not this model's): {source}")]
     Weights {
+        /// The weights file.
         path: PathBuf,
+        /// candle's reason.
         #[source]
         source: candle_core::Error,
     },
+    /// Running the encoder on a batch of texts failed.
     #[error("embedding failed: {0}")]
     Compute(#[from] candle_core::Error),
 }

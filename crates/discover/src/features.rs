@@ -9,13 +9,17 @@ use serde_json::Value;
 /// One call as discovery sees it: the decrypted request and response of a chat completion.
 #[derive(Debug, Clone)]
 pub struct CallInput {
+    /// The call's id in the store.
     pub id: String,
+    /// The model the request named; its price is looked up by it.
     pub model: String,
+    /// The chat-completion request as logged.
     pub request: Value,
     /// `Value::Null` when the call has no (parsable) response.
     pub response: Value,
     /// Usage as logged; estimated from the text when absent.
     pub prompt_tokens: Option<u64>,
+    /// Completion tokens as logged; estimated from the answer when absent.
     pub completion_tokens: Option<u64>,
 }
 
@@ -45,7 +49,10 @@ pub(crate) fn kind_rank(kind: Option<TaskKind>) -> u8 {
 /// A tool offered in the request: its name and a hash of its whole definition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ToolRef {
+    /// The function name.
     pub name: String,
+    /// Hash of the tool's whole canonical definition: the same name with another schema is
+    /// another tool.
     pub def_hash: u64,
 }
 
@@ -67,7 +74,10 @@ pub struct CallFeatures {
     /// The text of the answer (its first [`MAX_ANSWER_CHARS`] bytes): how it relates to the
     /// material of the request is a feature of the job ([`crate::relation`]).
     pub answer: String,
+    /// Prompt tokens: the logged usage, else about one per 4 characters of the messages.
     pub prompt_tokens: u64,
+    /// Completion tokens: the logged usage, else about one per 4 characters of the answer and
+    /// its tool calls.
     pub completion_tokens: u64,
 }
 

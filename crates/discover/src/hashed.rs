@@ -12,10 +12,12 @@ pub struct HashedEmbedder {
 }
 
 impl HashedEmbedder {
+    /// An embedder into `dim` buckets (at least 8).
     pub fn new(dim: usize) -> Self {
         HashedEmbedder { dim: dim.max(8) }
     }
 
+    /// The length of its vectors.
     pub fn dim(&self) -> usize {
         self.dim
     }

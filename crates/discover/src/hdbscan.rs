@@ -37,30 +37,60 @@ use rayon::prelude::*;
 /// Errors from [`hdbscan`].
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum HdbscanError {
+    /// There are no points.
     #[error("hdbscan: no points to cluster")]
     Empty,
+    /// The points have no coordinates (`dim` is 0).
     #[error("hdbscan: dimension must be at least 1")]
     ZeroDim,
+    /// A point does not have `dim` values (rows of unequal length, or a flat matrix whose length
+    /// is not a multiple of `dim`).
     #[error("hdbscan: point {index} has {got} values, expected {expected}")]
     Ragged {
+        /// The point.
         index: usize,
+        /// The number of values it has.
         got: usize,
+        /// The dimension (the first row's length, or `dim`).
         expected: usize,
     },
+    /// A coordinate is NaN or infinite.
     #[error("hdbscan: point {index} has a non-finite value (NaN or infinity)")]
-    NonFinite { index: usize },
+    NonFinite {
+        /// The point.
+        index: usize,
+    },
+    /// Under the cosine metric a point is all zeros.
     #[error("hdbscan: point {index} is the zero vector, which has no cosine direction")]
-    ZeroVector { index: usize },
+    ZeroVector {
+        /// The point.
+        index: usize,
+    },
+    /// `min_cluster_size` is below 2.
     #[error("hdbscan: min_cluster_size must be at least 2 (got {0})")]
     MinClusterSize(usize),
+    /// `min_samples` is `Some(0)`.
     #[error("hdbscan: min_samples must be at least 1 (got {0})")]
     MinSamples(usize),
+    /// `cluster_selection_epsilon` is negative or not finite.
     #[error("hdbscan: cluster_selection_epsilon must be finite and >= 0 (got {0})")]
     Epsilon(f32),
+    /// There is not exactly one weight per point.
     #[error("hdbscan: {got} weights for {expected} points")]
-    WeightsLength { got: usize, expected: usize },
+    WeightsLength {
+        /// Weights given.
+        got: usize,
+        /// Points given.
+        expected: usize,
+    },
+    /// A weight is zero, negative or not finite.
     #[error("hdbscan: weight {index} is {value}; weights must be finite and > 0")]
-    Weight { index: usize, value: f32 },
+    Weight {
+        /// The point it belongs to.
+        index: usize,
+        /// The weight given.
+        value: f32,
+    },
 }
 
 /// Distance between feature vectors.
@@ -93,7 +123,9 @@ pub struct HdbscanParams {
     /// Larger values make the clustering more conservative (more noise). Clamped to the total
     /// weight of the input.
     pub min_samples: Option<usize>,
+    /// Distance between points (Euclidean by default).
     pub metric: Metric,
+    /// Excess of mass (the default) or leaf selection.
     pub cluster_selection: ClusterSelection,
     /// Clusters born below this distance are merged into their ancestor (0 = off).
     pub cluster_selection_epsilon: f32,

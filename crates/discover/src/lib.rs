@@ -14,10 +14,6 @@
 //! * [`relation`]: how an answer relates to its material (language kept, length, words kept):
 //!   features of a job under a generic prompt that do not depend on the instruction's language;
 //! * [`labels`]: class-based TF-IDF terms; [`stable`]: task ids that persist across runs.
-#![allow(
-    missing_docs,
-    reason = "documented item by item as the crate is next worked on (issue 29); the workspace lint keeps new crates documented"
-)]
 
 mod align;
 pub mod config;

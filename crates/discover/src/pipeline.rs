@@ -64,18 +64,24 @@ use downshift_api::TaskKind;
 /// What can go wrong in discovery.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoverError {
+    /// The sentence embedder failed (its model files, or a forward pass).
     #[error(transparent)]
     Embed(#[from] crate::embed::EmbedError),
+    /// Clustering rejected its input.
     #[error(transparent)]
     Hdbscan(#[from] crate::hdbscan::HdbscanError),
+    /// The parameters do not fit together: `min_cluster_size` below 2, or `sample_per_group`
+    /// below twice `min_cluster_size`.
     #[error("invalid discovery parameters: {0}")]
     Params(String),
+    /// The PII detector behind the masked view could not be built.
     #[error("cannot build the PII detector that masks task metadata: {0}")]
     Mask(String),
 }
 
 /// Something that turns texts into L2-normalised vectors.
 pub trait TextEmbedder: Sync {
+    /// One vector per text, in order, all of the same length.
     fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, DiscoverError>;
     /// A short name for reports.
     fn name(&self) -> String;
@@ -136,8 +142,11 @@ impl Default for DiscoverParams {
 /// The result: tasks (largest first) and each input call's task index (`None`: noise).
 #[derive(Debug, Clone)]
 pub struct Discovery {
+    /// The tasks, most calls first.
     pub tasks: Vec<Task>,
+    /// Per input call, in input order: the index into `tasks` of its task, or `None` for noise.
     pub assignments: Vec<Option<usize>>,
+    /// Counts and timings of the run.
     pub stats: RunStats,
 }
 
@@ -162,6 +171,8 @@ pub fn signatures(feats: &[&CallFeatures]) -> (Vec<String>, usize) {
 /// The structure of a log: every call's signature and system-prompt template.
 #[derive(Debug, Clone)]
 pub struct Structure {
+    /// Per call: its structural signature, `sys:<template hash>|<answer kind>|<tool components
+    /// called, tools offered, or no-tools>`.
     pub sigs: Vec<String>,
     /// Per call: index into `templates`.
     pub template_of: Vec<usize>,
@@ -433,12 +444,16 @@ struct Group {
 /// A call reduced to what discovery needs (the raw request and response can be dropped).
 #[derive(Debug, Clone)]
 pub struct ExtractedCall {
+    /// The call's id in the store.
     pub id: String,
+    /// The model the request named (for prices).
     pub model: String,
+    /// Everything discovery reads of the call.
     pub features: CallFeatures,
 }
 
 impl ExtractedCall {
+    /// Extracts a call's features.
     pub fn new(call: &CallInput) -> Self {
         ExtractedCall {
             id: call.id.clone(),

@@ -33,12 +33,15 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// part is left or no call was held back).
 #[derive(Debug, Clone)]
 pub struct Placement {
+    /// The parts after merging, each a list of the caller's call indices.
     pub parts: Vec<Vec<usize>>,
     /// Which input parts each output part is made of.
     pub merged_from: Vec<Vec<usize>>,
+    /// The lowest share of a part's held-back calls placed in that part.
     pub min_placement: f64,
     /// Held-back calls placed in their own part / held-back calls, over all parts.
     pub placed: usize,
+    /// Held-back calls over all parts.
     pub held: usize,
 }
 

@@ -66,6 +66,7 @@ pub struct LanguageId {
 }
 
 impl LanguageId {
+    /// A detector over every language whatlang knows.
     pub fn new() -> Self {
         LanguageId {
             detector: Detector::new(),
@@ -126,6 +127,7 @@ pub struct Repetition {
 }
 
 impl Repetition {
+    /// Counts the answers of a group.
     pub fn new<'a>(answers: impl IntoIterator<Item = &'a str>) -> Self {
         let mut r = Repetition::default();
         for a in answers {

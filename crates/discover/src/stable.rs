@@ -21,9 +21,13 @@ pub const CENTROID_MATCH: f32 = 0.9;
 /// A task of an earlier run, as stored.
 #[derive(Debug, Clone, Default)]
 pub struct PriorTask {
+    /// Its id (`task_…`).
     pub id: String,
+    /// When it was first discovered, ms since the Unix epoch.
     pub created_ms: i64,
+    /// Its structural signature.
     pub signature: String,
+    /// Mean embedding of its sampled texts (empty when its group was not embedded).
     pub centroid: Vec<f32>,
     /// Its calls (from the stored assignments).
     pub calls: Vec<String>,
@@ -32,8 +36,11 @@ pub struct PriorTask {
 /// A cluster of this run, to be given an id.
 #[derive(Debug, Clone)]
 pub struct NewCluster<'a> {
+    /// Its structural signature.
     pub signature: &'a str,
+    /// Ids of its calls.
     pub calls: Vec<&'a str>,
+    /// Mean embedding of its sampled texts (empty when its group was not embedded).
     pub centroid: &'a [f32],
     /// A key of the cluster's content that does not depend on the ids its calls were logged
     /// under (the pipeline takes the smallest hash of a member's request text): a new task's id

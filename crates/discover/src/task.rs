@@ -11,7 +11,9 @@ use downshift_api::TaskKind;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    /// USD per million prompt tokens.
     pub prompt: f64,
+    /// USD per million completion tokens.
     pub completion: f64,
 }
 
@@ -33,7 +35,9 @@ pub fn price_of(prices: &BTreeMap<String, Price>, model: &str) -> Option<Price> 
 /// p50 and p95 of a token count.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Percentiles {
+    /// The median.
     pub p50: u64,
+    /// The 95th percentile.
     pub p95: u64,
 }
 
@@ -52,31 +56,47 @@ pub(crate) fn percentiles(mut v: Vec<u64>) -> Percentiles {
 /// A discovered task.
 #[derive(Debug, Clone, Serialize)]
 pub struct Task {
+    /// Stable id (`task_` + 10 hex digits), kept across runs while the task persists
+    /// ([`crate::stable`]).
     pub id: String,
+    /// Human-readable label: the answer kind (or `tool:<name>`) and its distinctive terms.
     pub label: String,
+    /// Number of calls in it.
     pub calls: usize,
+    /// Its share of all input calls.
     pub share_calls: f64,
+    /// Its share of all prompt + completion tokens (0 when there are none).
     pub share_tokens: f64,
     /// Share of the LLM cost (0 when no price is known for any call).
     pub share_cost: f64,
+    /// LLM cost of its calls in USD at the configured prices (a call of an unpriced model
+    /// costs 0).
     pub cost_usd: f64,
+    /// Prompt tokens per call.
     pub prompt_tokens: Percentiles,
+    /// Completion tokens per call.
     pub completion_tokens: Percentiles,
     /// What its answers are (none: no usable answer); stored as `tool_call`, `json`, `text`
     /// or `none` (`tool` in databases written before the kinds were shared).
     #[serde(with = "downshift_api::kind_or_none")]
     pub output_kind: Option<TaskKind>,
+    /// The tool its answers call most often (`None` when they call none).
     pub dominant_tool: Option<String>,
     /// Share of calls whose output has the task's most common shape (tool names / JSON keys).
     pub output_consistency: f64,
     /// Mean cosine of the variable texts to their centroid (hashed n-grams): high = repetitive.
     pub similarity: f64,
+    /// SLM suitability in `[0, 1]` (see [`suitability`]).
     pub suitability: f64,
+    /// What the suitability rests on, one factor per line, `+` or `-` with its value.
     pub reasons: Vec<String>,
+    /// Up to 3 distinctive terms of its masked texts (class-based TF-IDF).
     pub terms: Vec<String>,
+    /// The structural signature of its group.
     pub signature: String,
     /// True when its structural group held several jobs and was split semantically.
     pub split: bool,
+    /// When it was first discovered, ms since the Unix epoch (a continued task keeps the first).
     pub created_ms: i64,
     /// Indices (into the input) of its calls.
     #[serde(skip)]
@@ -89,24 +109,36 @@ pub struct Task {
 /// Counts and timings of a run.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunStats {
+    /// Calls in the input.
     pub calls: usize,
+    /// Distinct structural signatures.
     pub structural_groups: usize,
+    /// Structural groups that came out as several tasks.
     pub groups_split: usize,
     /// Groups large enough to split that the embedding budget did not reach.
     pub groups_unchecked: usize,
+    /// System-prompt templates mined.
     pub templates: usize,
+    /// Texts run through the embedder.
     pub texts_embedded: usize,
+    /// Calls left in no task.
     pub noise: usize,
     /// Held-back calls of split groups (see [`crate::placement`]) and how many of them the
     /// router's view placed in their own part.
     pub placement_held: usize,
+    /// Of those, the calls placed in their own part.
     pub placement_placed: usize,
     /// Tasks were aligned to request keys (`align_to_requests`).
     pub aligned: bool,
+    /// The embedder's name (`minilm`, `hashed-<dim>`).
     pub embedder: String,
+    /// Wall-clock seconds spent extracting features.
     pub seconds_features: f64,
+    /// Wall-clock seconds spent embedding.
     pub seconds_embed: f64,
+    /// Wall-clock seconds spent clustering and building the tasks.
     pub seconds_cluster: f64,
+    /// Wall-clock seconds of the whole run.
     pub seconds_total: f64,
 }
 

@@ -33,6 +33,7 @@ fn has_digit(t: &str) -> bool {
 }
 
 impl TemplateMiner {
+    /// An empty miner.
     pub fn new() -> Self {
         Self::default()
     }
@@ -108,6 +109,7 @@ impl TemplateMiner {
         self.templates.len()
     }
 
+    /// Whether no prompt has been added yet.
     pub fn is_empty(&self) -> bool {
         self.templates.is_empty()
     }

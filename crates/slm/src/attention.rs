@@ -15,8 +15,11 @@ use crate::threads::{SyncPtr, par_for};
 
 /// cos/sin of the rotary angles for a run of positions: `[n_pos, rope_dim / 2]`.
 pub struct RopeTable {
+    /// `rope_dim / 2`: angles per position.
     pub half: usize,
+    /// Cosines, position-major.
     pub cos: Vec<f32>,
+    /// Sines, position-major.
     pub sin: Vec<f32>,
 }
 

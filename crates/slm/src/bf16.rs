@@ -149,10 +149,12 @@ impl Bf16Matrix {
         Bf16Matrix { rows, cols, data }
     }
 
+    /// Rows (output features).
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Columns (input features).
     pub fn cols(&self) -> usize {
         self.cols
     }

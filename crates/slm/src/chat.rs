@@ -44,14 +44,18 @@ pub const CANONICAL_TEMPLATE: &str = r##"{%- if tools %}
 /// A chat message in OpenAI's shape (extra fields such as `tool_calls` are kept).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// `system`, `developer`, `user`, `assistant` or `tool`.
     pub role: String,
+    /// Its text; `None` e.g. for an assistant turn that only calls tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// Every other field (`tool_calls`, `tool_call_id`, `name`, …), kept as it came.
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Message {
+    /// A message with text content and nothing else.
     pub fn new(role: &str, content: &str) -> Self {
         Self {
             role: role.into(),
@@ -105,6 +109,7 @@ impl ChatTemplate {
         Self::new(CANONICAL_TEMPLATE, "", "<|im_end|>")
     }
 
+    /// The template's Jinja source.
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -320,6 +325,7 @@ fn py_dumps(
 /// A tool call found in generated text.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
+    /// The function called.
     pub name: String,
     /// Arguments as JSON text (OpenAI's `function.arguments`).
     pub arguments: String,

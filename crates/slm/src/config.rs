@@ -23,14 +23,21 @@ pub enum RopeStyle {
 /// Frequency scaling of the rotary embedding.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RopeScaling {
+    /// Positions as they are.
     None,
     /// Positions divided by `factor`.
     Linear(f32),
     /// Llama 3.x frequency-dependent scaling.
     Llama3 {
+        /// Divisor of the low frequencies: how far the trained context is stretched.
         factor: f32,
+        /// Wavelengths longer than `original_max_position_embeddings / low_freq_factor` are divided
+        /// by `factor` in full.
         low_freq_factor: f32,
+        /// Wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are kept;
+        /// those in between are interpolated.
         high_freq_factor: f32,
+        /// The context length the model was pre-trained with.
         original_max_position_embeddings: usize,
     },
     /// Explicit per-frequency divisors (GGUF `rope_freqs.weight`).
@@ -40,21 +47,35 @@ pub enum RopeScaling {
 /// Hyper-parameters of a Llama-family model.
 #[derive(Clone, Debug)]
 pub struct LlamaConfig {
+    /// `llama` (also Mistral), `qwen2`, `qwen3` or `gemma3`.
     pub architecture: String,
+    /// Rows of the token embedding.
     pub vocab_size: usize,
+    /// Width of the residual stream.
     pub hidden_size: usize,
+    /// Width of the feed-forward layer.
     pub intermediate_size: usize,
+    /// Transformer blocks.
     pub num_layers: usize,
+    /// Query heads.
     pub num_heads: usize,
+    /// Key/value heads (fewer than `num_heads` under grouped-query attention).
     pub num_kv_heads: usize,
+    /// Dimensions per head.
     pub head_dim: usize,
     /// Dimensions per head that are rotated (usually `head_dim`).
     pub rope_dim: usize,
+    /// Epsilon of the RMS norms.
     pub rms_eps: f32,
+    /// Base frequency of the rotary embedding.
     pub rope_theta: f32,
+    /// Which dimensions the rotary embedding pairs.
     pub rope_style: RopeStyle,
+    /// Frequency scaling of the rotary embedding.
     pub rope_scaling: RopeScaling,
+    /// Longest sequence the model supports, in tokens.
     pub context_length: usize,
+    /// The output head reuses the token embedding (no separate `lm_head` / `output.weight`).
     pub tie_word_embeddings: bool,
     /// Factor of the token embeddings (Gemma: √hidden_size; otherwise 1).
     pub embed_scale: f32,
@@ -70,9 +91,11 @@ pub struct LlamaConfig {
 /// their rotary embedding has its own base frequency and no scaling.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SlidingWindow {
+    /// Positions each query sees, itself included.
     pub window: usize,
     /// `layers[i]`: whether layer `i` is a sliding-window layer.
     pub layers: Vec<bool>,
+    /// Base frequency of the rotary embedding on the sliding-window layers.
     pub rope_theta: f32,
 }
 

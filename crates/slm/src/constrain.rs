@@ -23,7 +23,9 @@ pub enum Constraint {
     /// `{"name": <tool>, "arguments": {...}}` for one of these OpenAI tool definitions, with
     /// arguments valid against that tool's `parameters` schema.
     ToolCall(Vec<serde_json::Value>),
+    /// Text matching this regular expression.
     Regex(String),
+    /// Text in this Lark grammar (llguidance's dialect).
     Lark(String),
 }
 
@@ -122,6 +124,7 @@ impl std::fmt::Debug for Guidance {
 }
 
 impl Guidance {
+    /// Builds the engine over `tok`'s vocabulary.
     pub fn new(tok: Arc<Tokenizer>) -> Result<Self> {
         let n = tok.vocab_size();
         let words: Vec<Vec<u8>> = (0..n as u32)

@@ -19,9 +19,13 @@ use crate::tokenizer::Tokenizer;
 
 /// A model ready to generate.
 pub struct LocalModel {
+    /// The GGUF's `general.name`, else the file name without its extension.
     pub name: String,
+    /// Where it was loaded from.
     pub path: PathBuf,
+    /// The network.
     pub model: Llama,
+    /// Its tokenizer (shared with grammar engines).
     pub tokenizer: Arc<Tokenizer>,
     /// The model's own template, or the canonical ChatML one when it has none.
     pub template: ChatTemplate,

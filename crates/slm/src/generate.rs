@@ -24,7 +24,9 @@ pub struct GenerateOptions {
     pub top_p: f32,
     /// llama.cpp-style penalty on tokens seen in the last `repeat_last_n` (1.0: off).
     pub repetition_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at.
     pub repeat_last_n: usize,
+    /// Seed of the sampler's random numbers: the same seed and options give the same output.
     pub seed: u64,
     /// Generation stops before any of these strings; the string is not part of the text.
     pub stop: Vec<String>,
@@ -34,6 +36,7 @@ pub struct GenerateOptions {
     pub top_logprobs: usize,
     /// Render control tokens into the text.
     pub render_special: bool,
+    /// Which attached LoRA adapters the forward passes use.
     #[serde(skip)]
     pub adapter: AdapterSel,
 }
@@ -72,6 +75,7 @@ pub enum FinishReason {
 /// The result of a generation.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Generation {
+    /// The generated text, stop string excluded.
     pub text: String,
     /// Generated ids (without a final end-of-generation token).
     pub token_ids: Vec<u32>,
@@ -80,11 +84,18 @@ pub struct Generation {
     pub logprobs: Vec<f32>,
     /// The `top_logprobs` most likely alternatives per position.
     pub top_logprobs: Vec<Vec<(u32, f32)>>,
+    /// Why generation ended.
     pub finish_reason: FinishReason,
+    /// Tokens of the prompt.
     pub prompt_tokens: usize,
+    /// Tokens generated.
     pub completion_tokens: usize,
+    /// Seconds from the request's start to the first generated token.
     pub time_to_first_token_s: f64,
+    /// Prompt tokens processed per second.
     pub prefill_tokens_per_s: f64,
+    /// Decoding speed: tokens per second of the forward passes after the prompt (0 when none
+    /// ran).
     pub decode_tokens_per_s: f64,
 }
 
@@ -105,9 +116,13 @@ pub trait TokenFilter {
 /// sample several continuations of one prompt without recomputing it.
 #[derive(Clone, Debug)]
 pub struct Prefix {
+    /// The prompt's token ids.
     pub ids: Vec<u32>,
+    /// The key/value cache after the prompt, with room for the new tokens.
     pub cache: KvCache,
+    /// Logits for the token after the prompt.
     pub logits: Vec<f32>,
+    /// Seconds the prompt took.
     pub prefill_s: f64,
 }
 
@@ -151,6 +166,8 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// A sampler for `opts`; [`Error::Request`] when the temperature or `top_p` is not finite,
+    /// `top_p` is not positive, or the repetition penalty is not a positive number.
     pub fn new(opts: &GenerateOptions) -> Result<Self> {
         if !opts.temperature.is_finite() || !opts.top_p.is_finite() || opts.top_p <= 0.0 {
             return Err(Error::Request(format!(

@@ -16,20 +16,35 @@ const MAX_DIMS: usize = 4;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)]
 pub enum GgmlType {
+    /// 32-bit float.
     F32,
+    /// IEEE 16-bit float.
     F16,
+    /// bfloat16.
     BF16,
+    /// 4-bit, blocks of 32 with a scale.
     Q4_0,
+    /// 4-bit, blocks of 32 with a scale and a minimum.
     Q4_1,
+    /// 5-bit, blocks of 32 with a scale.
     Q5_0,
+    /// 5-bit, blocks of 32 with a scale and a minimum.
     Q5_1,
+    /// 8-bit, blocks of 32 with a scale.
     Q8_0,
+    /// 8-bit, blocks of 32 with a scale and the block's sum.
     Q8_1,
+    /// 2-bit k-quant (super-blocks of 256).
     Q2K,
+    /// 3-bit k-quant (super-blocks of 256).
     Q3K,
+    /// 4-bit k-quant (super-blocks of 256).
     Q4K,
+    /// 5-bit k-quant (super-blocks of 256).
     Q5K,
+    /// 6-bit k-quant (super-blocks of 256).
     Q6K,
+    /// 8-bit k-quant (super-blocks of 256).
     Q8K,
 }
 
@@ -115,18 +130,31 @@ impl GgmlType {
 /// A metadata value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetaValue {
+    /// Unsigned 8-bit integer.
     U8(u8),
+    /// Signed 8-bit integer.
     I8(i8),
+    /// Unsigned 16-bit integer.
     U16(u16),
+    /// Signed 16-bit integer.
     I16(i16),
+    /// Unsigned 32-bit integer.
     U32(u32),
+    /// Signed 32-bit integer.
     I32(i32),
+    /// Unsigned 64-bit integer.
     U64(u64),
+    /// Signed 64-bit integer.
     I64(i64),
+    /// 32-bit float.
     F32(f32),
+    /// 64-bit float.
     F64(f64),
+    /// Boolean.
     Bool(bool),
+    /// UTF-8 string.
     String(String),
+    /// Array of values (GGUF arrays hold one element type).
     Array(Vec<MetaValue>),
 }
 
@@ -156,6 +184,7 @@ impl MetaValue {
         }
     }
 
+    /// The string, if it is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Self::String(s) => Some(s),
@@ -163,6 +192,7 @@ impl MetaValue {
         }
     }
 
+    /// The elements, if it is an array.
     pub fn as_array(&self) -> Option<&[MetaValue]> {
         match self {
             Self::Array(a) => Some(a),
@@ -174,9 +204,11 @@ impl MetaValue {
 /// Where one tensor lives in the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorInfo {
+    /// The tensor's name, e.g. `blk.0.attn_q.weight`.
     pub name: String,
     /// Dimensions in ggml order: `dims[0]` is the innermost (contiguous) one.
     pub dims: Vec<usize>,
+    /// How its elements are stored.
     pub ggml_type: GgmlType,
     /// Absolute byte offset of the data in the file.
     pub offset: u64,
@@ -190,6 +222,7 @@ impl TensorInfo {
         self.dims.iter().rev().copied().collect()
     }
 
+    /// Number of elements.
     pub fn elem_count(&self) -> usize {
         self.dims.iter().product()
     }
@@ -213,8 +246,11 @@ impl std::ops::Deref for Bytes {
 /// An opened GGUF file. Tensor data stays in the (memory-mapped) file until asked for.
 pub struct Gguf {
     path: Option<PathBuf>,
+    /// GGUF format version (2 or 3).
     pub version: u32,
+    /// Every metadata key and its value.
     pub metadata: BTreeMap<String, MetaValue>,
+    /// The tensors, in the order the file lists them.
     pub tensors: Vec<TensorInfo>,
     index: HashMap<String, usize>,
     bytes: Bytes,
@@ -249,6 +285,7 @@ impl Gguf {
         Self::parse(Bytes::Owned(bytes))
     }
 
+    /// The file it was opened from (`None` when parsed from memory).
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
@@ -378,6 +415,7 @@ impl Gguf {
         })
     }
 
+    /// The value of a metadata key, if present.
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
         self.metadata.get(key)
     }
@@ -387,6 +425,8 @@ impl Gguf {
         self.get_str("general.architecture")
     }
 
+    /// A string value: [`Error::MissingMetadata`] when the key is absent, [`Error::MetadataType`]
+    /// when it holds something else (as for every `get_*`).
     pub fn get_str(&self, key: &str) -> Result<&str> {
         self.require(key)?
             .as_str()
@@ -396,6 +436,7 @@ impl Gguf {
             })
     }
 
+    /// A non-negative integer of any integer width.
     pub fn get_usize(&self, key: &str) -> Result<usize> {
         self.require(key)?
             .as_i64()
@@ -406,6 +447,7 @@ impl Gguf {
             })
     }
 
+    /// Any number, as `f64`.
     pub fn get_f64(&self, key: &str) -> Result<f64> {
         self.require(key)?
             .as_f64()
@@ -415,6 +457,7 @@ impl Gguf {
             })
     }
 
+    /// A boolean (an integer counts: non-zero is true).
     pub fn get_bool(&self, key: &str) -> Result<bool> {
         match self.require(key)? {
             MetaValue::Bool(b) => Ok(*b),
@@ -428,6 +471,7 @@ impl Gguf {
         }
     }
 
+    /// An array of strings.
     pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>> {
         let err = || Error::MetadataType {
             key: key.into(),
@@ -441,6 +485,7 @@ impl Gguf {
             .collect()
     }
 
+    /// An array of integers of any width.
     pub fn get_i64_array(&self, key: &str) -> Result<Vec<i64>> {
         let err = || Error::MetadataType {
             key: key.into(),
@@ -460,6 +505,7 @@ impl Gguf {
             .ok_or_else(|| Error::MissingMetadata(key.into()))
     }
 
+    /// Where a tensor lives; [`Error::MissingTensor`] when the file has none of that name.
     pub fn tensor_info(&self, name: &str) -> Result<&TensorInfo> {
         self.index
             .get(name)
@@ -467,6 +513,7 @@ impl Gguf {
             .ok_or_else(|| Error::MissingTensor(name.into()))
     }
 
+    /// Whether the file has a tensor of that name.
     pub fn has_tensor(&self, name: &str) -> bool {
         self.index.contains_key(name)
     }

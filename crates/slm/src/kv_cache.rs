@@ -62,6 +62,7 @@ pub struct KvCache {
 }
 
 impl KvCache {
+    /// An empty cache for `cfg`'s layers with room for `max_len` positions, stored as `dtype`.
     pub fn new(cfg: &LlamaConfig, max_len: usize, dtype: KvDtype) -> Self {
         Self {
             layers: (0..cfg.num_layers)
@@ -82,6 +83,7 @@ impl KvCache {
         self.len
     }
 
+    /// Whether it holds no position.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -91,6 +93,7 @@ impl KvCache {
         self.max_len
     }
 
+    /// Precision of the stored keys and values.
     pub fn dtype(&self) -> KvDtype {
         self.dtype
     }
@@ -105,6 +108,7 @@ impl KvCache {
         self.len = n;
     }
 
+    /// Forgets every position.
     pub fn clear(&mut self) {
         self.truncate(0);
     }

@@ -1,9 +1,5 @@
 //! downshift-slm: the model runtime (S5/S6): GGUF weights, architectures, tokenizer, chat
 //! templates, generation, and the specialist contract ([`Specialist::open`]).
-#![allow(
-    missing_docs,
-    reason = "documented item by item as the crate is next worked on (issue 29); the workspace lint keeps new crates documented"
-)]
 
 pub mod amx;
 pub mod attention;

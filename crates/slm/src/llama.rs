@@ -40,21 +40,26 @@ pub enum Logits {
 /// weights share a representation.
 #[derive(Clone, Debug)]
 pub struct Block {
+    /// RMS-norm weights `[hidden]` before attention.
     pub attn_norm: Tensor,
     /// `[q | k | v]`: one fused projection, or three.
     pub qkv: Vec<Linear>,
     /// Qwen3, Gemma 3: RMS-norm weights `[head_dim]` applied to every query / key head before
     /// the rotary embedding.
     pub q_norm: Option<Tensor>,
+    /// Qwen3, Gemma 3: the key heads' RMS-norm weights (see `q_norm`).
     pub k_norm: Option<Tensor>,
+    /// Attention output projection.
     pub o: Linear,
     /// Gemma 3: RMS norm of the attention output before the residual add.
     pub post_attn_norm: Option<Tensor>,
+    /// RMS-norm weights `[hidden]` before the feed-forward.
     pub ffn_norm: Tensor,
     /// Gemma 3: RMS norm of the feed-forward output before the residual add.
     pub post_ffn_norm: Option<Tensor>,
     /// `[gate | up]`: one fused projection, or two.
     pub gate_up: Vec<Linear>,
+    /// Feed-forward down projection.
     pub down: Linear,
 }
 
@@ -71,10 +76,15 @@ impl Block {
 /// A Llama-family model.
 #[derive(Clone, Debug)]
 pub struct Llama {
+    /// Hyper-parameters.
     pub config: LlamaConfig,
+    /// Token embeddings.
     pub embed: Embedding,
+    /// The transformer blocks, first to last.
     pub blocks: Vec<Block>,
+    /// Final RMS-norm weights `[hidden]`.
     pub norm: Tensor,
+    /// Projection to the vocabulary's logits (the embedding table when tied).
     pub lm_head: Linear,
     freq_factors: Vec<f32>,
 }

@@ -16,16 +16,23 @@ use crate::quant::PackedMatrix;
 /// The fields of PEFT's `adapter_config.json` that matter here.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdapterConfig {
+    /// Rank of the adapter matrices.
     pub r: usize,
+    /// Scale numerator: the update is `B·A · lora_alpha / r` (see [`AdapterConfig::scale`]).
     pub lora_alpha: f64,
+    /// The modules PEFT adapted (for the record; the pairs are read from the tensor names).
     #[serde(default)]
     pub target_modules: TargetModules,
+    /// The base model it was trained on, as PEFT wrote it.
     #[serde(default)]
     pub base_model_name_or_path: Option<String>,
+    /// rsLoRA: scale by `lora_alpha / √r` instead.
     #[serde(default)]
     pub use_rslora: bool,
+    /// The matrices are stored transposed (`[in, out]`), as for GPT-2-style `Conv1D` layers.
     #[serde(default)]
     pub fan_in_fan_out: bool,
+    /// Must be `LORA`; anything else is refused.
     #[serde(default = "default_peft_type")]
     pub peft_type: String,
 }
@@ -38,7 +45,9 @@ fn default_peft_type() -> String {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TargetModules {
+    /// Module names (`q_proj`, `v_proj`, …).
     List(Vec<String>),
+    /// A regex over full module names.
     Pattern(String),
 }
 
@@ -62,6 +71,7 @@ impl AdapterConfig {
 /// One projection's adapter matrices.
 #[derive(Clone, Debug)]
 pub struct LoraPair {
+    /// The transformer block it belongs to.
     pub layer: usize,
     /// PEFT module name (`q_proj`, ...).
     pub module: String,
@@ -74,9 +84,13 @@ pub struct LoraPair {
 /// A PEFT LoRA adapter read from disk.
 #[derive(Clone, Debug)]
 pub struct LoraAdapter {
+    /// The folder's name.
     pub name: String,
+    /// The folder it was read from.
     pub path: PathBuf,
+    /// Its `adapter_config.json`.
     pub config: AdapterConfig,
+    /// One pair of matrices per adapted projection.
     pub pairs: Vec<LoraPair>,
 }
 

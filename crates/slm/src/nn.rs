@@ -68,6 +68,7 @@ impl Weight {
         Ok(w)
     }
 
+    /// Output features (rows).
     pub fn out_features(&self) -> usize {
         match self {
             Weight::Packed(p) => p.rows(),
@@ -77,6 +78,7 @@ impl Weight {
         }
     }
 
+    /// Input features (columns).
     pub fn in_features(&self) -> usize {
         match self {
             Weight::Packed(p) => p.cols(),
@@ -211,14 +213,18 @@ pub struct Lora {
     pub a: Tensor,
     /// `[out_len, rank]`.
     pub b: Tensor,
+    /// Factor of the adapter's update (`lora_alpha / r`, or `/ √r` with rsLoRA).
     pub scale: f64,
 }
 
 /// A linear projection: base weight (quantized or dense), optional bias, and the LoRA hook.
 #[derive(Clone, Debug)]
 pub struct Linear {
+    /// The frozen base weight `[out, in]`.
     pub weight: Weight,
+    /// Added to the output when present (`[out]`).
     pub bias: Option<Tensor>,
+    /// Attached adapters' matrices; a forward pass applies those its [`AdapterSel`] picks.
     pub loras: Vec<Lora>,
 }
 
@@ -245,6 +251,7 @@ impl AdapterSel {
 }
 
 impl Linear {
+    /// A projection with no adapter attached.
     pub fn new(weight: Weight, bias: Option<Tensor>) -> Self {
         Self {
             weight,
@@ -253,14 +260,17 @@ impl Linear {
         }
     }
 
+    /// Output features.
     pub fn out_features(&self) -> usize {
         self.weight.out_features()
     }
 
+    /// Input features.
     pub fn in_features(&self) -> usize {
         self.weight.in_features()
     }
 
+    /// `x Wᵀ (+ bias)`, plus the selected adapters' `scale · x Aᵀ Bᵀ`.
     pub fn forward(&self, x: &Tensor, sel: AdapterSel) -> Result<Tensor> {
         let mut active: Vec<&Lora> = self
             .loras
@@ -346,6 +356,7 @@ impl Linear {
 /// Token embeddings: a (possibly quantized) `[vocab, hidden]` table.
 #[derive(Clone, Debug)]
 pub struct Embedding {
+    /// The `[vocab, hidden]` table.
     pub weight: Weight,
 }
 

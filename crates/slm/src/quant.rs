@@ -25,7 +25,9 @@ const GROUP: usize = 64;
 /// Which of the two packed layouts a matrix uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PackKind {
+    /// 4-bit codes, two per byte (from Q4_0 and Q4_1).
     U4,
+    /// 8-bit codes (every other quantized type).
     U8,
 }
 
@@ -198,14 +200,17 @@ impl PackedMatrix {
         Self::from_ggml(GgmlType::Q8_0, &data, rows, cols)
     }
 
+    /// Output features.
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Input features.
     pub fn cols(&self) -> usize {
         self.cols
     }
 
+    /// The GGUF type it was packed from.
     pub fn src_type(&self) -> GgmlType {
         self.src_type
     }

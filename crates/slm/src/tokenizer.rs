@@ -10,11 +10,17 @@ use crate::gguf::Gguf;
 /// Token attributes as GGUF stores them (`tokenizer.ggml.token_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
+    /// An ordinary vocabulary token.
     Normal,
+    /// The unknown-token placeholder.
     Unknown,
+    /// A control token (BOS, EOS, chat markers), rendered only on request.
     Control,
+    /// A user-defined token, matched verbatim even when special tokens are not parsed.
     UserDefined,
+    /// A reserved slot no text maps to.
     Unused,
+    /// A raw byte (`<0x41>`).
     Byte,
 }
 
@@ -73,9 +79,13 @@ pub struct Tokenizer {
     byte_encoder: [char; 256],
     byte_decoder: HashMap<char, u8>,
     ignore_merges: bool,
+    /// Beginning-of-sequence token, if the model has one.
     pub bos: Option<u32>,
+    /// End-of-sequence token, if the model has one.
     pub eos: Option<u32>,
+    /// [`Tokenizer::encode`] with `add_special` prepends `bos`.
     pub add_bos: bool,
+    /// [`Tokenizer::encode`] with `add_special` appends `eos`.
     pub add_eos: bool,
     eog: Vec<u32>,
 }
@@ -402,6 +412,7 @@ impl Tokenizer {
         })
     }
 
+    /// Number of tokens in the vocabulary.
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }
@@ -411,10 +422,12 @@ impl Tokenizer {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
+    /// A token's type (`None` past the vocabulary).
     pub fn token_type(&self, id: u32) -> Option<TokenType> {
         self.types.get(id as usize).copied()
     }
 
+    /// The id of the token whose stored text is exactly `text`.
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.token_to_id.get(text).copied()
     }
@@ -424,6 +437,7 @@ impl Tokenizer {
         &self.eog
     }
 
+    /// Whether a token ends a generation (one of [`Tokenizer::eog_ids`]).
     pub fn is_eog(&self, id: u32) -> bool {
         self.eog.contains(&id)
     }
@@ -719,6 +733,7 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// A decoder with nothing pending.
     pub fn new() -> Self {
         Self::default()
     }
