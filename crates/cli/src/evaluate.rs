@@ -26,6 +26,11 @@ pub struct EvalArgs {
     /// Skip the base model's zero-shot run.
     #[arg(long)]
     no_base: bool,
+    /// How many of the scored calls the base model answers zero-shot, spread evenly over the
+    /// split (`all`: every one). It reads whole logged prompts, so on long-prompt tasks each
+    /// of its answers costs many of the specialist's.
+    #[arg(long, value_name = "N|all", default_value = "32", value_parser = parse_base_calls)]
+    base_calls: BaseCalls,
     /// The split to score: `test` (held out from training and selection) or `validation`.
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     split: SplitArg,
@@ -54,6 +59,21 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// `--base-calls`: a count, or every call.
+#[derive(Clone, Copy, Debug)]
+struct BaseCalls(Option<usize>);
+
+fn parse_base_calls(s: &str) -> Result<BaseCalls, String> {
+    if s == "all" {
+        return Ok(BaseCalls(None));
+    }
+    match s.parse::<usize>() {
+        Ok(0) => Err("0 base calls: use --no-base to skip the base model".into()),
+        Ok(n) => Ok(BaseCalls(Some(n))),
+        Err(_) => Err(format!("'{s}' is not a number of calls or `all`")),
+    }
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum SplitArg {
     Test,
@@ -67,6 +87,7 @@ pub fn eval(a: EvalArgs, data: &DataDir, cfg: &crate::config::Config) -> Result<
         data: a.data.source(),
         base: a.base,
         no_base: a.no_base,
+        base_calls: a.base_calls.0,
         split: match a.split {
             SplitArg::Test => Split::Test,
             SplitArg::Validation => Split::Validation,
@@ -102,7 +123,10 @@ pub fn eval(a: EvalArgs, data: &DataDir, cfg: &crate::config::Config) -> Result<
     ]];
     if let Some(b) = &b {
         rows.push(vec![
-            "base (zero-shot)".into(),
+            match out.base_examples {
+                Some(n) if n < out.examples => format!("base (zero-shot, {n} of the calls)"),
+                _ => "base (zero-shot)".into(),
+            },
             pct(b.exact_match),
             pct(b.schema_valid),
             num(b.rouge_l),

@@ -506,6 +506,8 @@ fn select_train_and_eval_a_discovered_task() {
             &task,
             "--limit",
             "2",
+            "--base-calls",
+            "1",
             "--max-tokens",
             "48",
             "--predictions",
@@ -518,6 +520,12 @@ fn select_train_and_eval_a_discovered_task() {
     )
     .unwrap();
     assert_eq!(e["task"], task.as_str(), "{e}");
+    // The base model answered one of the two calls, never longer than the cap.
+    assert_eq!(e["examples"], 2, "{e}");
+    assert_eq!(e["base_examples"], 1, "{e}");
+    assert!(e["base_exact_match"].is_number(), "{e}");
+    let cap = e["base_max_tokens"].as_u64().unwrap();
+    assert!((33..=48).contains(&cap), "{e}");
     // --predictions: one line per test call, agreeing with the summary.
     let lines: Vec<Value> = std::fs::read_to_string(&preds)
         .unwrap()
@@ -569,6 +577,20 @@ fn select_train_and_eval_a_discovered_task() {
     )
     .unwrap();
     assert_eq!(v["examples"], 1, "{v}");
+    assert!(v["base_examples"].is_null(), "{v}");
+    let (success, _, err) = run(
+        &[
+            "eval",
+            "--adapter",
+            adapter,
+            "--base-calls",
+            "0",
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(!success && err.contains("--no-base"), "{err}");
     let (success, _, err) = run(
         &[
             "eval",

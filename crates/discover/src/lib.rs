@@ -26,6 +26,7 @@ pub mod mask;
 pub mod pipeline;
 pub mod placement;
 pub mod relation;
+mod split;
 pub mod stable;
 pub mod task;
 pub mod template;

@@ -10,6 +10,7 @@
 //! specialist then learns the choice).
 
 use crate::features::fnv64;
+use crate::split::dot;
 
 /// Share of a part's held-back calls the router must place in it for the split to stand.
 pub const MIN_PLACEMENT: f64 = 0.98;
@@ -23,10 +24,6 @@ pub fn held_back(key: &str) -> bool {
 /// [`held_back`] for a key already hashed with [`fnv64`].
 pub fn held_back_hash(hash: u64) -> bool {
     hash.is_multiple_of(5)
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 /// The outcome: the parts after merging, and the lowest placement among them (1.0 when one

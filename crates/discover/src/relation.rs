@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 use whatlang::Detector;
 
 use crate::hdbscan::{HdbscanError, Metric};
-use crate::pipeline::split_or_whole;
+use crate::split::split_or_whole;
 
 /// Number of features in a [`Relation`] vector.
 pub const DIM: usize = 5;

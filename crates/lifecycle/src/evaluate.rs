@@ -21,6 +21,9 @@ use crate::model::load_model;
 /// (the old floor) promoted a specialist that was right on none of its test split.
 const MIN_SERVED: usize = 5;
 
+/// How many scored calls the base model answers zero-shot by default.
+pub const DEFAULT_BASE_CALLS: usize = 32;
+
 /// What to evaluate. [`EvalRequest::new`] gives the `downshift eval` defaults.
 #[derive(Clone, Debug)]
 pub struct EvalRequest {
@@ -32,6 +35,11 @@ pub struct EvalRequest {
     pub base: Option<String>,
     /// Skip the base model's zero-shot run.
     pub no_base: bool,
+    /// At most this many of the scored calls answered by the base model zero-shot, spread
+    /// evenly over the split (none: every one). The base reads the whole logged prompt, tool
+    /// schemas and policy included, so on long-prompt tasks its answers cost many times the
+    /// specialist's; a sample gives the comparison at a fraction of the time.
+    pub base_calls: Option<usize>,
     /// The split scored: [`Split::Test`] or [`Split::Validation`].
     pub split: Split,
     /// At most this many examples of the split.
@@ -58,6 +66,7 @@ impl EvalRequest {
             data: None,
             base: None,
             no_base: false,
+            base_calls: Some(DEFAULT_BASE_CALLS),
             split: Split::Test,
             limit: None,
             max_tokens: 256,
@@ -134,8 +143,14 @@ pub struct EvalReport {
     pub base_schema_valid: Option<f64>,
     /// The specialist's scores.
     pub specialist: Summary,
-    /// The base model's scores.
+    /// The base model's scores (on `base_examples` of the scored calls).
     pub base_model: Option<Summary>,
+    /// How many of the scored calls the base model answered (a sample when fewer than
+    /// `examples`).
+    pub base_examples: Option<usize>,
+    /// Most tokens the base model could write per answer: twice the longest logged answer of
+    /// the split plus a margin, at most `max_tokens` (a longer answer cannot match).
+    pub base_max_tokens: Option<usize>,
     /// The confidence threshold, when asked for.
     pub calibration: Option<CalibrationReport>,
     /// Precision against share served by confidence threshold, on the test split (the web
@@ -314,12 +329,28 @@ pub fn evaluate(req: &EvalRequest, data: &DataDir, curate: &CurateConfig) -> Res
     if let Some(p) = &req.predictions {
         write_predictions(p, &tests, &spec)?;
     }
-    // The base answers zero-shot, with the full prompt (tool schemas included).
+    // The base answers zero-shot, with the full prompt (tool schemas included), on an even
+    // sample of the scored calls, never writing longer than a matching answer could be.
     let base_run = if req.no_base {
         None
     } else {
+        let sample = even_sample(&tests, req.base_calls);
+        let opts = GenerateOptions {
+            max_tokens: base_token_cap(&lm, &tests, req.max_tokens),
+            ..greedy.clone()
+        };
+        if !req.quiet {
+            eprintln!(
+                "base model {base}: answering {} of the {} calls zero-shot (full prompts, at most \
+                 {} tokens each)",
+                sample.len(),
+                tests.len(),
+                opts.max_tokens
+            );
+        }
         let zero_shot = |r: &ChatRecord| -> Result<String> { zero_shot_prompt(&lm, r) };
-        Some(run_model(&lm, &tests, kind, &greedy, &zero_shot, req.bar)?)
+        let run = run_model(&lm, &sample, kind, &opts, &zero_shot, req.bar)?;
+        Some((run, sample.len(), opts.max_tokens))
     };
     // The confidence threshold, chosen on the validation split (never on the test split).
     let calibration = match req.calibrate {
@@ -364,7 +395,7 @@ pub fn evaluate(req: &EvalRequest, data: &DataDir, curate: &CurateConfig) -> Res
         }
     };
     let s = spec.report.summary();
-    let b = base_run.as_ref().map(|r| r.report.summary());
+    let b = base_run.as_ref().map(|(r, _, _)| r.report.summary());
     let misses = tests
         .iter()
         .zip(&spec.answers)
@@ -389,12 +420,35 @@ pub fn evaluate(req: &EvalRequest, data: &DataDir, curate: &CurateConfig) -> Res
         base_schema_valid: b.as_ref().and_then(|b| b.schema_valid),
         specialist: s,
         base_model: b,
+        base_examples: base_run.as_ref().map(|(_, n, _)| *n),
+        base_max_tokens: base_run.as_ref().map(|(_, _, t)| *t),
         calibration,
         calibration_curve: downshift_evaluate::calibration_curve(&spec.confidence),
         misses,
     };
     write_result(&req.adapter, &json!(report))?;
     Ok(report)
+}
+
+/// At most `n` of `calls`, spread evenly over them (all of them when `n` is none or covers them).
+fn even_sample<T: Copy>(calls: &[T], n: Option<usize>) -> Vec<T> {
+    match n {
+        Some(n) if n < calls.len() => (0..n).map(|i| calls[i * calls.len() / n]).collect(),
+        _ => calls.to_vec(),
+    }
+}
+
+/// The most tokens the base model may write per answer: twice the longest logged answer of
+/// `calls` (in the model's tokens, as JSON) plus 32, at most `max_tokens`. An answer that
+/// long cannot match the logged one any more, and a base model that does not know the
+/// format writes until the limit.
+fn base_token_cap(lm: &LocalModel, calls: &[&ChatRecord], max_tokens: usize) -> usize {
+    let longest = calls
+        .iter()
+        .map(|r| lm.tokenize(&r.answer.to_string()).len())
+        .max()
+        .unwrap_or(0);
+    (2 * longest + 32).min(max_tokens)
 }
 
 /// One line per scored call: what the LLM answered, what the specialist answered.
@@ -430,4 +484,20 @@ fn write_result(dir: &Path, v: &Value) -> Result<()> {
     let p = dir.join("eval.json");
     downshift_train::adapter::write_atomic(&p, serde_json::to_string_pretty(v)?.as_bytes())
         .with_context(|| format!("cannot write {}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::even_sample;
+
+    #[test]
+    fn the_base_sample_spreads_over_the_split() {
+        let calls: Vec<u32> = (0..10).collect();
+        assert_eq!(even_sample(&calls, Some(4)), vec![0, 2, 5, 7]);
+        assert_eq!(even_sample(&calls, Some(1)), vec![0]);
+        assert_eq!(even_sample(&calls, Some(10)), calls);
+        assert_eq!(even_sample(&calls, Some(50)), calls);
+        assert_eq!(even_sample(&calls, None), calls);
+        assert!(even_sample::<u32>(&[], Some(3)).is_empty());
+    }
 }
