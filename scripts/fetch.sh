@@ -14,10 +14,12 @@
 #   demo     (bfcl + tau2, then built here)   -> data/demo/traffic.jsonl via scripts/demo_traffic.py: the demo's
 #                                             default traffic (BFCL agent steps, τ² airline and telecom calls,
 #                                             support jobs from bench/discover/gen_traffic.py)
+#   tagger   (bfcl + tau2, then trained here) -> models/pii-tagger/tagger.bin via bench/pii/train_tagger.sh: the PII
+#                                             detector's person/address tagger (deterministic; needs cargo)
 #
 # Models land under $DOWNSHIFT_MODELS_DIR instead of models/ when that variable is set.
 #
-# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [all]     (no argument = all)
+# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [tagger] [all]     (no argument = all)
 # Idempotent: what is already in place is left alone. Works from any directory.
 set -euo pipefail
 
@@ -48,9 +50,10 @@ MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
 DEMO_JSONL="$ROOT/data/demo/traffic.jsonl"
+TAGGER_FILE="$MODELS_DIR/pii-tagger/tagger.bin"
 
 usage() {
-    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [all]   (no argument = all)" >&2
+    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [tagger] [all]   (no argument = all)" >&2
 }
 
 die() {
@@ -228,7 +231,28 @@ fetch_demo() {
     echo "demo: built $(rel "$DEMO_JSONL") ($(wc -l <"$DEMO_JSONL" | tr -d ' ') records)"
 }
 
-want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0 want_demo=0
+# the PII detector's tagger weights, trained here from generated text and the BFCL and τ² dev
+# data (about a second of training after a debug build of the trainer); retrained when the
+# tagger's features, its trainer or its training text generators are newer
+fetch_tagger() {
+    local dep fresh=1
+    if [[ -s "$TAGGER_FILE" ]]; then
+        for dep in "$ROOT"/bench/pii/{train_tagger.sh,gen_corpus.py,gen_tagger_train.py,gen_varied.py,gen_real.py} \
+            "$ROOT"/crates/curate/src/tagger.rs "$ROOT"/crates/curate/examples/train_tagger.rs; do
+            [[ "$TAGGER_FILE" -nt "$dep" ]] || fresh=0
+        done
+    else
+        fresh=0
+    fi
+    if [[ $fresh -eq 1 ]]; then
+        echo "tagger: $(rel "$TAGGER_FILE") already present"
+        return
+    fi
+    TAU2_DIR="$TAU2_RAW" "$ROOT/bench/pii/train_tagger.sh" "$TAGGER_FILE" ||
+        die "bench/pii/train_tagger.sh failed (see its report above)"
+}
+
+want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0 want_demo=0 want_tagger=0
 if [[ $# -eq 0 ]]; then set -- all; fi
 for arg in "$@"; do
     case "$arg" in
@@ -237,7 +261,8 @@ for arg in "$@"; do
     minilm) want_minilm=1 ;;
     tau2) want_tau2=1 ;;
     demo) want_bfcl=1 want_tau2=1 want_demo=1 ;;
-    all) want_bfcl=1 want_smollm2=1 want_minilm=1 want_tau2=1 want_demo=1 ;;
+    tagger) want_bfcl=1 want_tau2=1 want_tagger=1 ;;
+    all) want_bfcl=1 want_smollm2=1 want_minilm=1 want_tau2=1 want_demo=1 want_tagger=1 ;;
     -h | --help)
         usage
         exit 0
@@ -256,3 +281,4 @@ if [[ $want_smollm2 -eq 1 ]]; then fetch_smollm2; fi
 if [[ $want_minilm -eq 1 ]]; then fetch_minilm; fi
 if [[ $want_tau2 -eq 1 ]]; then fetch_tau2; fi
 if [[ $want_demo -eq 1 ]]; then fetch_demo; fi
+if [[ $want_tagger -eq 1 ]]; then fetch_tagger; fi

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-100000}
-cargo build --release -q -p downshift-cli
+cargo build --release -q --workspace --bin downshift
 scripts/fetch.sh bfcl >/dev/null
 BIN="${CARGO_TARGET_DIR:-target}/release/downshift"
 work=$(mktemp -d)

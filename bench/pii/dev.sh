@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
-[ -n "${NO_BUILD:-}" ] || (cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release -p downshift-curate --example pii_detect)
+[ -n "${NO_BUILD:-}" ] || (cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release --workspace --example pii_detect)
 for c in peval varied real; do
     python3 -c 'import json,sys; [print(json.dumps({"text": json.loads(l)["text"]})) for l in open(sys.argv[1])]' "$here/out/${c}_dev.jsonl" \
         | "$target/release/examples/pii_detect" 2>/dev/null > "$here/out/${c}_dev.downshift.jsonl"

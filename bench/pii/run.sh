@@ -39,9 +39,11 @@ for part in dev report; do
     python3 "$here/gen_real.py" --tau2 "$domains" --bfcl "$bfcl" --split "$part" --out "$out/real_$part.jsonl"
 done
 
-# 4. downshift's detector in release mode: the `pii detect` JSON Lines contract (detect_jsonl).
+# 4. The tagger's weights (made once, into ${DOWNSHIFT_MODELS_DIR:-models}/pii-tagger/), then
+#    downshift's detector in release mode: the `pii detect` JSON Lines contract (detect_jsonl).
+"$root/scripts/fetch.sh" tagger
 target="${CARGO_TARGET_DIR:-$root/target}"
-(cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release -p downshift-curate --example pii_detect)
+(cd "$root" && CARGO_TARGET_DIR="$target" cargo build -q --release --workspace --example pii_detect)
 bin="$target/release/examples/pii_detect"
 
 # 5. Both tools on each report corpus, same machine, same run; then the tables.

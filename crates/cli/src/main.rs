@@ -203,6 +203,14 @@ fn main() {
             std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         }
     }
+    // The PII detector's tagger weights are looked up like every other model (loaded by the
+    // first command that builds a detector).
+    downshift_curate::set_tagger_search(
+        downshift_lifecycle::model::models_dirs()
+            .into_iter()
+            .map(|d| d.join(downshift_curate::TAGGER_MODEL))
+            .collect(),
+    );
     let cfg = match config::Config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(e) => {

@@ -160,24 +160,35 @@ fn an_interrupted_curate_leaves_no_partial_snapshot() {
     ok(&["curate", "--name", "interrupted", "--data-dir", d]);
 }
 
-#[test]
-fn pii_detect_speaks_the_benchmark_contract() {
-    let mut child = Command::new(BIN)
-        .args(["pii", "detect"])
+/// `downshift pii detect` fed `input`, set up by `setup`: (stdout, stderr); it must succeed.
+fn pii_detect(input: &str, setup: impl FnOnce(&mut Command)) -> (String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["pii", "detect"])
+        .env("DOWNSHIFT_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    setup(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     child
         .stdin
         .take()
         .unwrap()
-        .write_all("{\"text\": \"Écrivez à marie.curie@example.fr, merci\"}\nnot json\n{\"text\": \"order #A-1234, version 2.3.1\"}\n".as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (String::from_utf8(out.stdout).unwrap(), err)
+}
+
+#[test]
+fn pii_detect_speaks_the_benchmark_contract() {
+    let (out, _) = pii_detect(
+        "{\"text\": \"Écrivez à marie.curie@example.fr, merci\"}\nnot json\n{\"text\": \"order #A-1234, version 2.3.1\"}\n",
+        |_| {},
+    );
+    let lines: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
@@ -303,4 +314,76 @@ fn curate_selects_a_discovered_task() {
     .unwrap();
     assert_eq!(out["report"]["calls_in"], 1);
     assert_eq!(out["examples"], 1);
+}
+
+/// `pii detect` on `input` with `models` as the only models folder: (entities per line, stderr).
+fn pii_detect_with_models(
+    models: &std::path::Path,
+    input: &str,
+) -> (Vec<Vec<(String, String)>>, String) {
+    let (out, err) = pii_detect(input, |cmd| {
+        // No models folder of the user's or of a checkout is looked in.
+        cmd.env("DOWNSHIFT_MODELS_DIR", models)
+            .env("HOME", models)
+            .env("XDG_DATA_HOME", models)
+            .current_dir(models);
+    });
+    let lines = out
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            v["entities"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    let field = |k: &str| e[k].as_str().unwrap().to_owned();
+                    (field("type"), field("text"))
+                })
+                .collect()
+        })
+        .collect();
+    (lines, err)
+}
+
+#[test]
+fn the_pii_tagger_is_loaded_from_the_models_folder_and_its_absence_is_said_once() {
+    let input = "{\"text\": \"Kristin lives at 45 Kirkeveien. Her e-mail is k.b@example.no\"}\n{\"text\": \"Call 45 Kirkeveien.\"}\n";
+    let address = ("STREET_ADDRESS".to_owned(), "45 Kirkeveien".to_owned());
+    let email = ("EMAIL".to_owned(), "k.b@example.no".to_owned());
+
+    // No weights: the rules alone still find the e-mail, after one warning naming where the
+    // weights were looked for and the command that makes them.
+    let empty = tempdir();
+    let (lines, err) = pii_detect_with_models(empty.path(), input);
+    let expected = empty.path().join("pii-tagger/tagger.bin");
+    assert_eq!(
+        err.matches("PII tagger weights not found").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains(&expected.display().to_string()) && err.contains("scripts/fetch.sh tagger"),
+        "{err}"
+    );
+    assert!(
+        lines[0].contains(&email) && !lines[0].contains(&address),
+        "{lines:?}"
+    );
+
+    // The weights where `scripts/fetch.sh tagger` puts them (below $DOWNSHIFT_MODELS_DIR): no
+    // warning, and the tagger finds the street address with no street type the rules know.
+    let weights = downshift_curate::weights::checkout_search()
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("no PII tagger weights: run scripts/fetch.sh tagger"));
+    let models = tempdir();
+    std::fs::create_dir_all(models.path().join("pii-tagger")).unwrap();
+    std::fs::copy(&weights, models.path().join("pii-tagger/tagger.bin")).unwrap();
+    let (lines, err) = pii_detect_with_models(models.path(), input);
+    assert!(!err.contains("PII tagger"), "{err}");
+    assert!(
+        lines[0].contains(&email) && lines[0].contains(&address),
+        "{lines:?}"
+    );
 }

@@ -4,6 +4,7 @@
 //! usage: cargo run --release -p downshift-curate --example scrub_throughput -- [CALLS.jsonl] [N]
 //! (default: data/bfcl/bfcl.jsonl, N = 100000; records are reused round-robin to reach N)
 
+use downshift_curate::weights::checkout_weights;
 use downshift_curate::{Detector, EntityType, PiiConfig, ScrubReport, Scrubber};
 use serde_json::Value;
 use std::time::Instant;
@@ -27,7 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("no records in {path}").into());
     }
     let bytes: usize = records.iter().map(|r| r.to_string().len()).sum::<usize>() / records.len();
-    let scrubber = Scrubber::new(Detector::new(&PiiConfig::default())?, b"throughput-key")?;
+    let scrubber = Scrubber::new(
+        Detector::with_tagger(&PiiConfig::default(), Some(checkout_weights()?))?,
+        b"throughput-key",
+    )?;
     let start = Instant::now();
     let mut report = ScrubReport::default();
     for i in 0..n {

@@ -1,14 +1,17 @@
 //! Diagnostics: the tagger's raw spans with their margins, one JSON line per input line
 //! (`{"text": ...}` in, `{"spans": [{"tag", "start", "end", "margin"}]}` out).
 
-use downshift_curate::tagger::Tagger;
+use downshift_curate::weights::{TaggerWeights, checkout_weights};
 use std::io::{BufRead, Write};
+use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "crates/curate/data/tagger.bin".to_string());
-    let tagger = Tagger::from_bytes(&std::fs::read(path)?)?;
+    // The weights named on the command line, else where `scripts/fetch.sh tagger` puts them.
+    let weights = match std::env::args().nth(1) {
+        Some(p) => TaggerWeights::load(Path::new(&p))?,
+        None => checkout_weights()?,
+    };
+    let tagger = weights.tagger();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for line in std::io::stdin().lock().lines() {

@@ -43,7 +43,7 @@ pub(crate) enum CueKind {
 #[rustfmt::skip]
 const CUES: &[(CueKind, &[&str])] = &[
     (CueKind::Phone, &[
-        "phone", "phone number", "tel", "tel.", "telephone", "call", "call me", "call us", "mobile", "cell",
+        "phone", "phone number", "tel", "tel.", "telephone", "call", "call me", "call us", "ring me", "ring us", "mobile", "cell",
         "fax", "whatsapp", "sms", "text me", "reach me", "contact number", "ph", "ph.", "mob", "mob.",
         "telefon", "telefonnummer", "handy", "handynummer", "mobil", "ruf", "ruf an", "rufen sie",
         "anrufen", "erreichbar", "téléphone", "tél", "tél.", "portable", "appelez", "appeler",

@@ -72,7 +72,7 @@ impl Dates {
                         c.kind == CueKind::Dob
                             && c.end >= from
                             && c.end <= s
-                            && !text[c.end..s].contains(". ")
+                            && (!text[c.end..s].contains(". ") || answers(&text[c.end..s]))
                     })
                 });
             if dob {
@@ -85,6 +85,16 @@ impl Dates {
             out.push(Candidate::block(m.start(), m.end(), score::DATE_BLOCK));
         }
     }
+}
+
+/// Whether the sentence right before a date only opens an answer to the sentence before it
+/// ("… your date of birth. It's 3/29/1982"): the birth cue still applies across the break.
+fn answers(between: &str) -> bool {
+    let last = between.rsplit(". ").next().unwrap_or_default();
+    matches!(
+        last.trim().to_lowercase().replace('’', "'").as_str(),
+        "it's" | "it is" | "that's" | "that is" | "mine is" | "mine's" | "it was"
+    )
 }
 
 /// Reject impossible numeric dates (month 13, day 32 …).
@@ -150,6 +160,20 @@ mod tests {
             "{\"date_of_birth\": \"1962-08-26\"}",
             DateOfBirth,
             "1962-08-26",
+        );
+    }
+
+    #[test]
+    fn a_birth_date_given_as_the_answer_to_its_question() {
+        finds(
+            "Could you confirm the date of birth. It's 7/4/1979, I think.",
+            DateOfBirth,
+            "7/4/1979",
+        );
+        finds("Her birthday? It is 12/1/1990.", DateOfBirth, "12/1/1990");
+        none_of(
+            "Date of birth is on file. The renewal is 3/29/2026.",
+            DateOfBirth,
         );
     }
 

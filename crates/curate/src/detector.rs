@@ -12,6 +12,7 @@ use crate::person::{Persons, name_value};
 use crate::phone::PhoneFinder;
 use crate::secrets::Secrets;
 use crate::tagger::{Tag, Tagger};
+use crate::weights::{self, TaggerWeights};
 use crate::{CurateError, Entity, EntityType, PiiConfig};
 use regex::Regex;
 use std::collections::HashSet;
@@ -80,8 +81,6 @@ impl Candidate {
     }
 }
 
-/// The learned name/address tagger's weights (`bench/pii/train_tagger.sh`); empty: rules only.
-const TAGGER_WEIGHTS: &[u8] = include_bytes!("../data/tagger.bin");
 /// The smallest score margin at which a tagged token run is taken. Measured on the dev corpora:
 /// raising it trades recall for almost no precision (the false positives are confident ones,
 /// which the shape filters below remove instead), so any positive margin is taken.
@@ -193,7 +192,7 @@ struct Inner {
     addresses: Addresses,
     persons: Persons,
     names: NameRules,
-    tagger: Option<Tagger>,
+    tagger: Option<TaggerWeights>,
     lookalikes: Lookalikes,
     custom: Vec<(EntityType, Regex)>,
     allow: HashSet<String>,
@@ -215,8 +214,18 @@ impl std::fmt::Debug for Detector {
 }
 
 impl Detector {
-    /// Build a detector for a policy (compiles every pattern once).
+    /// Build a detector for a policy (compiles every pattern once), with the process-wide
+    /// tagger weights: those found on the paths named by [`crate::set_tagger_search`], loaded
+    /// once; rules alone, after one warning, when there are none (see [`crate::weights`]).
     pub fn new(config: &PiiConfig) -> Result<Self, CurateError> {
+        Self::with_tagger(config, weights::shared()?)
+    }
+
+    /// Build a detector for a policy with the given tagger weights; `None`: rules alone.
+    pub fn with_tagger(
+        config: &PiiConfig,
+        tagger: Option<TaggerWeights>,
+    ) -> Result<Self, CurateError> {
         let mut custom = Vec::new();
         for c in &config.custom {
             let re = Regex::new(&c.pattern).map_err(|e| CurateError::pattern(&c.name, e))?;
@@ -246,11 +255,7 @@ impl Detector {
                 addresses: Addresses::new()?,
                 persons: Persons::new()?,
                 names: NameRules::new()?,
-                tagger: if TAGGER_WEIGHTS.is_empty() {
-                    None
-                } else {
-                    Some(Tagger::from_bytes(TAGGER_WEIGHTS)?)
-                },
+                tagger,
                 lookalikes,
                 custom,
                 allow: config
@@ -344,7 +349,7 @@ impl Detector {
         inner.ids.find_cued(text, &cues, out);
         inner.persons.find(text, &cues, &inner.lexicon, out);
         if let Some(tagger) = &inner.tagger {
-            self.tagged(tagger, text, &cues, has_digit, out);
+            self.tagged(tagger.tagger(), text, &cues, has_digit, out);
         }
         inner.names.find(text, &inner.lexicon, out);
     }
@@ -422,6 +427,9 @@ impl Detector {
                         && t.len() >= 8
                         && t.bytes().any(|b| b.is_ascii_digit())
                         && t.contains(char::is_alphabetic)
+                        && !t
+                            .find(|c: char| c.is_ascii_digit())
+                            .is_some_and(|d| after_count_noun(text, sp.start + d))
                     {
                         out.push(Candidate::new(
                             EntityType::StreetAddress,
@@ -655,6 +663,23 @@ fn not_a_name(text: &str, s: usize, e: usize, lex: &Lexicon) -> bool {
 }
 
 /// Does `text[s..e]`, or the word right after it, hold an organisation, date or place word?
+/// Nouns a number counts or ranks ("Chapter 12", "Season 3", "page 40"): such a number is not
+/// a house number, whatever street-like word follows it ("Chapter 12 Street Fighter review").
+const COUNT_NOUNS: &[&str] = &[
+    "chapter", "page", "episode", "season", "volume", "vol", "part", "section", "level", "track",
+    "act", "scene", "round", "step", "verse", "figure", "table", "version", "grade", "issue",
+];
+
+/// Whether the word right before byte `s` is one of [`COUNT_NOUNS`].
+fn after_count_noun(text: &str, s: usize) -> bool {
+    let before = text.get(..s).unwrap_or_default().trim_end();
+    let word = before
+        .rsplit(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default();
+    !word.is_empty() && COUNT_NOUNS.contains(&word.to_lowercase().as_str())
+}
+
 pub(crate) fn org_like(text: &str, s: usize, e: usize) -> bool {
     let next_word = text[e..].split_whitespace().next().unwrap_or("");
     text[s..e]
@@ -707,6 +732,15 @@ mod tests {
                 .any(|(k, v)| *k == EntityType::Phone && v == "417 4336"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn numbers_after_count_nouns_are_not_house_numbers() {
+        let t = "Chapter 12 Street Fighter review; see page 40. Send it to 12 Elm Street.";
+        assert!(after_count_noun(t, t.find("12").unwrap()));
+        assert!(after_count_noun(t, t.find("40").unwrap()));
+        assert!(!after_count_noun(t, t.rfind("12").unwrap()));
+        assert!(!after_count_noun("12 Elm Street", 0));
     }
 
     #[test]

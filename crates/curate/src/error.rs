@@ -24,6 +24,10 @@ pub enum CurateError {
     /// A shipped model file (the name/address tagger's weights) is unusable.
     #[error("invalid model: {0}")]
     Model(String),
+    /// The tagger's weights are nowhere to be found (where they are required: tests and
+    /// benchmarks that measure them); the message names where they were looked for.
+    #[error("{0}")]
+    ModelMissing(String),
     /// Serialising JSON failed.
     #[error("json error: {0}")]
     Json(#[from] serde_json::Error),

@@ -28,6 +28,7 @@ mod snapshot;
 mod surrogate;
 pub mod tagger;
 mod text;
+pub mod weights;
 
 pub use config::{Action, CustomRecognizer, PiiConfig, SurrogateMode};
 pub use dedup::{DedupConfig, MinHasher, similarity};
@@ -39,3 +40,4 @@ pub use jsonl::{JsonlStats, detect_jsonl, redact};
 pub use pipeline::{CallInput, CurateConfig, CurationReport, Curator, Example, curate};
 pub use scrub::{Episode, ScrubReport, Scrubbed, Scrubber};
 pub use snapshot::{PIPELINE_VERSION, SnapshotError, SnapshotRequest, create_snapshot};
+pub use weights::{TAGGER_FETCH, TAGGER_MODEL, TaggerWeights, set_tagger_search};

@@ -130,6 +130,10 @@ pub(crate) fn national_ok(d: &[u8], groups: &[usize], cue: bool) -> bool {
         }
         return cue && groups.len() == 1;
     }
+    // Six digits in pairs ("84 23 30": Greenland, the Faroes, small exchanges) only by a cue.
+    if n == 6 {
+        return cue && groups == [2, 2, 2];
+    }
     cue && (7..=12).contains(&n) && groups.iter().all(|&g| g >= 2)
 }
 
@@ -205,10 +209,19 @@ mod finder {
 
         fn candidate(&self, text: &str, s: usize, e: usize, cues: &Cues, out: &mut Vec<Candidate>) {
             let b = text.as_bytes();
-            if prev_char(text, s).is_some_and(|c| {
-                c.is_alphanumeric()
-                    || matches!(c, '_' | '-' | '.' | '/' | '#' | '$' | '€' | '£' | ',')
-            }) {
+            // A comma before the number counts only after a digit ("1,234,567"), not in a list
+            // ("…-Office,021 259 903").
+            let after_digit_comma = prev_char(text, s) == Some(',')
+                && text[..s - 1]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| c.is_ascii_digit());
+            if after_digit_comma
+                || prev_char(text, s).is_some_and(|c| {
+                    c.is_alphanumeric()
+                        || matches!(c, '_' | '-' | '.' | '/' | '#' | '$' | '€' | '£')
+                })
+            {
                 return;
             }
             // Split into digit groups; a separator run may be one of " ", "-", ".", "/", " - ",
@@ -331,6 +344,8 @@ mod finder {
                 // An extension glued to the number ("955-1033x315", "… ext. 12") belongs to it.
                 let ext_len = extension_len(&text[end..]);
                 let end = end + ext_len;
+                // A label after the number: "555 0132 office", "…-Fax", "… (mobile)".
+                let line_cue = line_cue || (!negative && super::labelled_after(&text[end..]));
                 let bad_next = next_char(text, end)
                     .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '@')
                     || (text[end..].starts_with(['.', '-', '/'])
@@ -366,6 +381,26 @@ mod finder {
             }
         }
     }
+}
+
+/// Words that label a phone number written after it, in signatures and contact blocks.
+const PHONE_LABELS_AFTER: &[&str] = &[
+    "office", "fax", "mobile", "cell", "home", "work", "direct", "landline", "tel", "phone",
+];
+
+/// Whether `rest` (the text right after a number) opens with a phone label: "-Office",
+/// " fax", " (mobile)", " – cell".
+fn labelled_after(rest: &str) -> bool {
+    let r = rest.trim_start_matches([' ', '-', '(', '–', '\u{a0}']);
+    if r.len() == rest.len() && !rest.is_empty() {
+        return false;
+    }
+    let word: String = r
+        .chars()
+        .take_while(|c| c.is_alphabetic())
+        .flat_map(char::to_lowercase)
+        .collect();
+    PHONE_LABELS_AFTER.contains(&word.as_str())
 }
 
 /// Length of a phone extension at the start of `rest`: "x315", " ext. 12", " x 7"; 0 if none.
@@ -425,6 +460,19 @@ mod detect_tests {
         // A pair of years, or an order number with a year, is not a number of any plan.
         none_of("Compare the seasons 2019 2020 side by side.", Phone);
         none_of("Auftrag 2024/118832 wurde erfasst.", Phone);
+    }
+
+    #[test]
+    fn phones_labelled_after_the_number() {
+        let block = "Noor Haddad\nAtlas Freight\n7 Quay Road, Leith\n0131 496 0021 office\n0131 496 0099-Fax,07700 900 431 (mobile)\n";
+        for v in ["0131 496 0021", "0131 496 0099", "07700 900 431"] {
+            finds(block, Phone, v);
+        }
+        finds("Reach the depot on 71 48 22 - cell", Phone, "71 48 22");
+        finds("Ring me on 35 61 07 after six.", Phone, "35 61 07");
+        // A label word glued to a number, or six digits with no cue, are not phones.
+        none_of("Route 2024 office hours: 9 to 5", Phone);
+        none_of("Batch 35 61 07 shipped.", Phone);
     }
 
     #[test]

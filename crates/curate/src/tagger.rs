@@ -6,7 +6,8 @@
 //! "sung by", "said", "Follow up with" or before ":" is found without a rule for each phrase.
 //! Only tokens near a capitalised word or a number are scored (the cheap cue); everything else
 //! is "outside" without any work. Weights are trained by [`train`] (see
-//! `examples/train_tagger.rs` and `bench/pii/train_tagger.sh`) and ship as `data/tagger.bin`.
+//! `examples/train_tagger.rs` and `bench/pii/train_tagger.sh`); `scripts/fetch.sh tagger` makes
+//! them into the models folder and [`crate::weights`] loads them at run time.
 
 use crate::CurateError;
 use crate::lexicon::Lexicon;

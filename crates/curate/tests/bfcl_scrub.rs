@@ -45,6 +45,9 @@ fn arguments(v: &Value, out: &mut Vec<String>) {
 
 #[test]
 fn bfcl_tool_call_arguments_stay_valid_json_with_the_same_keys() {
+    // The tagger is part of what is measured: its weights must be there (the error names the
+    // command that makes them), so the test never passes on the rules alone.
+    let weights = downshift_curate::weights::checkout_weights().unwrap_or_else(|e| panic!("{e}"));
     let path = std::env::var_os("BFCL_JSONL")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -61,7 +64,11 @@ fn bfcl_tool_call_arguments_stay_valid_json_with_the_same_keys() {
             surrogate: mode,
             ..PiiConfig::default()
         };
-        let scrubber = Scrubber::new(Detector::new(&cfg).unwrap(), b"bfcl-test-key").unwrap();
+        let scrubber = Scrubber::new(
+            Detector::with_tagger(&cfg, Some(weights.clone())).unwrap(),
+            b"bfcl-test-key",
+        )
+        .unwrap();
         let (mut records, mut calls, mut replaced) = (0usize, 0usize, 0u64);
         // Surrogates on every 8th record keep the debug-build test short.
         let step = if mode == SurrogateMode::Surrogate {

@@ -137,6 +137,9 @@ fn carried(
 
 #[test]
 fn the_demo_training_data_keeps_no_name_or_email_of_the_traffic() {
+    // The tagger is part of what is measured: its weights must be there (the error names the
+    // command that makes them), so the test never passes on the rules alone.
+    downshift_curate::weights::checkout_weights().unwrap_or_else(|e| panic!("{e}"));
     let records = traffic();
     let mut names = BTreeSet::new();
     let mut mails = BTreeSet::new();
