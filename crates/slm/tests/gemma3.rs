@@ -10,7 +10,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use downshift_slm::{Gguf, Tokenizer};
+use downshift_slm::{AdapterSel, Gguf, KvDtype, LocalModel, Logits, Tokenizer};
 
 fn fixture_lines(name: &str) -> Vec<serde_json::Value> {
     std::fs::read_to_string(common::fixture(name))
@@ -92,4 +92,151 @@ fn tokenizer_decodes_what_it_encodes() {
     assert_eq!(tok.decode(&ids, false), "user\nHi\n");
     let eot = tok.token_id("<end_of_turn>").expect("<end_of_turn>");
     assert!(tok.is_eog(eot) && tok.is_eog(tok.eos.expect("eos")));
+}
+
+fn model() -> Option<&'static LocalModel> {
+    static M: OnceLock<Option<LocalModel>> = OnceLock::new();
+    M.get_or_init(|| Some(LocalModel::load(common::gemma3_path()?).expect("load Gemma 3")))
+        .as_ref()
+}
+
+#[test]
+fn chat_template_renders_as_gemma_does() {
+    let Some(m) = model() else { return };
+    for fx in fixture_lines("greedy_gemma3.jsonl") {
+        let msgs = serde_json::to_string(&fx["messages"]).expect("json");
+        let prompt = m.template.render_json(&msgs, None, true).expect("render");
+        assert_eq!(prompt, fx["prompt"].as_str().expect("prompt"));
+        assert_eq!(m.tokenize(&prompt), ids(&fx["prompt_ids"]));
+    }
+    // tools: listed before the first user text, calls and results in downshift's tags
+    let msgs = r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"Weather in Paris?"},
+        {"role":"assistant","content":null,"tool_calls":[{"id":"c0","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\"}"}}]},
+        {"role":"tool","tool_call_id":"c0","content":"18C"}]"#;
+    let tools =
+        r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]"#;
+    let p = m
+        .template
+        .render_json(msgs, Some(tools), true)
+        .expect("render");
+    assert!(
+        p.starts_with("<start_of_turn>user\nBe brief.\n\n# Tools\n"),
+        "{p}"
+    );
+    assert!(p.contains("\"name\": \"get_weather\""), "{p}");
+    assert!(p.contains("Weather in Paris?<end_of_turn>\n<start_of_turn>model\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call><end_of_turn>\n"), "{p}");
+    assert!(p.ends_with("<start_of_turn>user\n<tool_response>\n18C\n</tool_response><end_of_turn>\n<start_of_turn>model\n"), "{p}");
+    assert!(m.template.supports_tools());
+    assert_eq!(m.template.end_of_turn(), "<end_of_turn>");
+}
+
+/// Logit gap below which two tokens count as tied. Q4_K dot products summed in another order
+/// than llama.cpp's move this model's logits by a few tenths, as for SmolLM2.
+const NEAR_TIE: f32 = 0.5;
+
+/// The most a top-5 logit, relative to llama.cpp's top one, may differ from llama.cpp's.
+const MAX_RELATIVE_DEVIATION: f32 = 1.5;
+
+#[test]
+fn greedy_matches_llama_cpp_up_to_near_ties() {
+    let Some(m) = model() else { return };
+    let mut report = Vec::new();
+    let (mut full_matches, mut compared, mut prompts) = (0, 0, 0);
+    let mut max_dev = 0f32;
+    for (n, fx) in fixture_lines("greedy_gemma3.jsonl").iter().enumerate() {
+        prompts += 1;
+        let prompt = ids(&fx["prompt_ids"]);
+        let want = ids(&fx["tokens"]);
+        let top: Vec<Vec<(u32, f32)>> = fx["top"]
+            .as_array()
+            .expect("top")
+            .iter()
+            .map(|step| {
+                step.as_array()
+                    .expect("step")
+                    .iter()
+                    .map(|e| {
+                        (
+                            e[0].as_u64().expect("id") as u32,
+                            e[1].as_f64().expect("logit") as f32,
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut cache = m
+            .model
+            .new_cache(prompt.len() + want.len() + 1, KvDtype::F16);
+        let mut logits = m
+            .model
+            .forward(&prompt, &mut cache, AdapterSel::None, Logits::Last)
+            .expect("prefill");
+        let mut diverged = false;
+        for (i, &w) in want.iter().enumerate() {
+            let l: Vec<f32> = logits.flatten_all().expect("flat").to_vec1().expect("vec");
+            // logits relative to llama.cpp's top token (what decides greedy; a shift common to
+            // every logit changes no probability)
+            let (best, best_ref) = (l[top[i][0].0 as usize], top[i][0].1);
+            for &(id, ref_logit) in &top[i][1..] {
+                let d = ((l[id as usize] - best) - (ref_logit - best_ref)).abs();
+                assert!(
+                    d < MAX_RELATIVE_DEVIATION,
+                    "prompt {n} step {i}: logit of {id} relative to {} is {} vs llama.cpp {}",
+                    top[i][0].0,
+                    l[id as usize] - best,
+                    ref_logit - best_ref
+                );
+                max_dev = max_dev.max(d);
+            }
+            let got = l
+                .iter()
+                .enumerate()
+                .fold((0usize, f32::NEG_INFINITY), |b, (j, &v)| {
+                    if v > b.1 { (j, v) } else { b }
+                })
+                .0 as u32;
+            compared += 1;
+            if got != w {
+                // llama.cpp's gap between its choice and ours; when ours is not in its top 5,
+                // at least its top-1 − top-5 spread
+                let ref_ours = top[i].iter().find(|e| e.0 == got).map(|e| e.1);
+                let spread = top[i][0].1 - top[i][top[i].len() - 1].1;
+                let ours = l[got as usize] - l[w as usize];
+                let near = match ref_ours {
+                    Some(r) => top[i][0].1 - r < NEAR_TIE,
+                    None => spread < NEAR_TIE && ours < NEAR_TIE,
+                };
+                report.push(format!(
+                    "prompt {n} token {i}: llama.cpp {w} {:?}, ours {got} {:?}; llama.cpp gap {}, our gap {ours:.3}",
+                    m.tokenizer.decode(&[w], true),
+                    m.tokenizer.decode(&[got], true),
+                    match ref_ours {
+                        Some(r) => format!("{:.3}", top[i][0].1 - r),
+                        None => format!("> {spread:.3} (not in its top 5)"),
+                    },
+                ));
+                assert!(near, "divergence not at a near-tie:\n{}", report.join("\n"));
+                diverged = true;
+            }
+            // teacher-forced: llama.cpp's token goes on, so every step is compared
+            if i + 1 < want.len() {
+                logits = m
+                    .model
+                    .forward(&[w], &mut cache, AdapterSel::None, Logits::Last)
+                    .expect("decode");
+            }
+        }
+        if !diverged {
+            full_matches += 1;
+        }
+    }
+    assert!(prompts >= 8, "only {prompts} prompts in the fixture");
+    eprintln!(
+        "Gemma 3 greedy parity: {full_matches}/{prompts} prompts identical to llama.cpp, {compared} tokens compared (teacher-forced), {} near-tie divergences",
+        report.len()
+    );
+    eprintln!("  largest deviation of a top-5 logit relative to the top one: {max_dev:.3}");
+    for r in &report {
+        eprintln!("  near-tie: {r}");
+    }
 }
