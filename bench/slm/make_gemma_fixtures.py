@@ -27,7 +27,7 @@ from make_fixtures import CHATS, tokenizer_strings  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODEL = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
-    ROOT, os.environ.get("DOWNSHIFT_MODELS_DIR", "models"), "gemma3-270m/gemma-3-270m-q4_k_m.gguf")
+    ROOT, os.environ.get("DOWNSHIFT_MODELS_DIR", "models"), "gemma-3-270m/gemma-3-270m-q4_k_m.gguf")
 OUT = os.path.join(ROOT, "crates/slm/tests/fixtures")
 
 # Gemma 3's chat template as Hugging Face ships it, text content only (no BOS: the tokenizer adds it)

@@ -48,7 +48,7 @@ pub fn gemma3_path() -> Option<PathBuf> {
         Ok(d) => PathBuf::from(d),
         Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"),
     };
-    let p = dir.join("gemma3-270m/gemma-3-270m-q4_k_m.gguf");
+    let p = dir.join("gemma-3-270m/gemma-3-270m-q4_k_m.gguf");
     if p.exists() {
         Some(p)
     } else {
