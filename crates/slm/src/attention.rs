@@ -131,6 +131,10 @@ impl CustomOp1 for CachedAttention<'_> {
         }
         let n = dims[0];
         let mut kv = self.kv.borrow_mut();
+        if let Some(w) = self.window {
+            // the first query of this pass sees positions from start + 1 - w on
+            kv.drop_before((self.start + 1).saturating_sub(w), w, kw);
+        }
         let mut q = vec![0f32; n * qw];
         let mut k = vec![0f32; kw];
         for t in 0..n {
@@ -173,6 +177,7 @@ impl CustomOp1 for CachedAttention<'_> {
         let t_chunk = if n == 1 { 1 } else { n.div_ceil(8).max(1) };
         let n_tchunks = n.div_ceil(t_chunk);
         let start = self.start;
+        let dropped = kv.dropped;
         let round = self.round_f16;
         let work = |task: usize| {
             let h = task % nh;
@@ -188,7 +193,7 @@ impl CustomOp1 for CachedAttention<'_> {
                 let off = t * qw + h * hd;
                 match (&kv.k, &kv.v) {
                     (KvData::F16(kc), KvData::F16(vc)) => {
-                        let (kc, vc) = (&kc[lo * kw..], &vc[lo * kw..]);
+                        let (kc, vc) = (&kc[(lo - dropped) * kw..], &vc[(lo - dropped) * kw..]);
                         #[cfg(all(
                             target_arch = "x86_64",
                             target_feature = "avx512f",
@@ -211,7 +216,7 @@ impl CustomOp1 for CachedAttention<'_> {
                         attend(qh, kc, vc, sc, g, nkv, hd, scale, round, optr, off)
                     }
                     (KvData::F32(kc), KvData::F32(vc)) => {
-                        let (kc, vc) = (&kc[lo * kw..], &vc[lo * kw..]);
+                        let (kc, vc) = (&kc[(lo - dropped) * kw..], &vc[(lo - dropped) * kw..]);
                         attend(qh, kc, vc, sc, g, nkv, hd, scale, false, optr, off)
                     }
                     _ => {}

@@ -41,6 +41,44 @@ pub const CANONICAL_TEMPLATE: &str = r##"{%- if tools %}
 {%- endfor %}
 {%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"##;
 
+/// Gemma's turn markup (`<start_of_turn>user\n…<end_of_turn>\n`, the assistant's role named
+/// `model`, a system message folded into the first user turn, contents trimmed) as Gemma 3's own
+/// template renders it, for a Gemma GGUF that carries no template. Tools, which Gemma's template
+/// has no place for, follow the canonical template's convention (a tool list before the first
+/// user text, `<tool_call>` JSON in model turns, `<tool_response>` in user turns), so a Gemma
+/// specialist trains and serves in its base's own markup.
+pub const GEMMA_TEMPLATE: &str = r##"{%- if messages[0].role == 'system' %}
+{%- set first_user_prefix = messages[0].content + '\n\n' %}
+{%- set loop_messages = messages[1:] %}
+{%- else %}
+{%- set first_user_prefix = '' %}
+{%- set loop_messages = messages %}
+{%- endif %}
+{%- if tools %}
+{%- set ns = namespace(text=first_user_prefix + "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>") %}
+{%- for tool in tools %}{% set ns.text = ns.text + "\n" + (tool | tojson) %}{% endfor %}
+{%- set first_user_prefix = ns.text + "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>\n\n" %}
+{%- endif %}
+{%- for message in loop_messages %}
+{%- if message.role == 'tool' %}
+{%- if loop.first or loop_messages[loop.index0 - 1].role != 'tool' %}{{ '<start_of_turn>user' }}{% if loop.first and first_user_prefix %}{{ '\n' + first_user_prefix | trim }}{% endif %}{% endif %}
+{{- '\n<tool_response>\n' + (message.content or '') + '\n</tool_response>' }}
+{%- if loop.last or loop_messages[loop.index0 + 1].role != 'tool' %}{{ '<end_of_turn>\n' }}{% endif %}
+{%- else %}
+{{- '<start_of_turn>' + ('model' if message.role == 'assistant' else 'user') + '\n' + (first_user_prefix if loop.first else '') }}
+{{- (message.content or '') | trim }}
+{%- for tool_call in message.tool_calls or [] %}
+{%- if tool_call.function is defined %}{% set tool_call = tool_call.function %}{% endif %}
+{%- if not loop.first or message.content %}{{ '\n' }}{% endif %}
+{{- '<tool_call>\n{"name": "' + tool_call.name + '", "arguments": ' }}
+{%- if tool_call.arguments is string %}{{ tool_call.arguments }}{% else %}{{ tool_call.arguments | tojson }}{% endif %}
+{{- '}\n</tool_call>' }}
+{%- endfor %}
+{{- '<end_of_turn>\n' }}
+{%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}"##;
+
 /// A chat message in OpenAI's shape (extra fields such as `tool_calls` are kept).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -107,6 +145,31 @@ impl ChatTemplate {
     /// The canonical ChatML template with tool calling.
     pub fn canonical() -> Result<Self> {
         Self::new(CANONICAL_TEMPLATE, "", "<|im_end|>")
+    }
+
+    /// Gemma's template ([`GEMMA_TEMPLATE`]).
+    pub fn gemma() -> Result<Self> {
+        Self::new(GEMMA_TEMPLATE, "<bos>", "<eos>")
+    }
+
+    /// The template a model without one of its own gets: Gemma's for the `gemma*`
+    /// architectures, else the canonical ChatML.
+    pub fn default_for(architecture: &str) -> Result<Self> {
+        if architecture.starts_with("gemma") {
+            Self::gemma()
+        } else {
+            Self::canonical()
+        }
+    }
+
+    /// The text that closes an assistant turn: Gemma's `<end_of_turn>` when the template
+    /// writes it, else ChatML's `<|im_end|>`.
+    pub fn end_of_turn(&self) -> &'static str {
+        if self.source.contains("<end_of_turn>") {
+            "<end_of_turn>"
+        } else {
+            "<|im_end|>"
+        }
     }
 
     /// The template's Jinja source.

@@ -82,7 +82,7 @@ impl LocalModel {
         };
         let template = match g.get_str("tokenizer.chat_template") {
             Ok(src) => ChatTemplate::new(src, &text(tokenizer.bos), &text(tokenizer.eos))?,
-            Err(_) => ChatTemplate::canonical()?,
+            Err(_) => ChatTemplate::default_for(&model.config.architecture)?,
         };
         let name = g
             .get_str("general.name")
@@ -131,7 +131,7 @@ impl LocalModel {
             .or_else(|| read("chat_template.jinja").ok());
         let template = match src {
             Some(src) => ChatTemplate::new(&src, &text(tokenizer.bos), &text(tokenizer.eos))?,
-            None => ChatTemplate::canonical()?,
+            None => ChatTemplate::default_for(&model.config.architecture)?,
         };
         Ok(Self {
             name: dir

@@ -499,6 +499,19 @@ impl Gguf {
             .collect()
     }
 
+    pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
+        let err = || Error::MetadataType {
+            key: key.into(),
+            expected: "array of numbers",
+        };
+        self.require(key)?
+            .as_array()
+            .ok_or_else(err)?
+            .iter()
+            .map(|v| v.as_f64().map(|x| x as f32).ok_or_else(err))
+            .collect()
+    }
+
     fn require(&self, key: &str) -> Result<&MetaValue> {
         self.metadata
             .get(key)

@@ -42,13 +42,40 @@ impl KvData {
             KvData::F32(v) => v.truncate(n),
         }
     }
+
+    /// Forgets the first `n` values.
+    pub(crate) fn drain_front(&mut self, n: usize) {
+        match self {
+            KvData::F16(v) => drop(v.drain(..n.min(v.len()))),
+            KvData::F32(v) => drop(v.drain(..n.min(v.len()))),
+        }
+    }
 }
 
-/// Keys and values of one layer, position-major: `[pos, kv_head, head_dim]`.
+/// Keys and values of one layer, position-major: `[pos, kv_head, head_dim]`, from position
+/// `dropped` on: a sliding-window layer lets go of the positions no later query can see, so
+/// it holds at most about twice its window however long the sequence grows.
 #[derive(Clone, Debug)]
 pub struct LayerKv {
     pub(crate) k: KvData,
     pub(crate) v: KvData,
+    pub(crate) dropped: usize,
+    /// The window of the layer that let go of positions (0 until one does).
+    pub(crate) window: usize,
+}
+
+impl LayerKv {
+    /// Lets go of the positions before `keep_from` once at least `window` of them can go (so
+    /// the copy is paid once per `window` positions). `row`: values per position.
+    pub(crate) fn drop_before(&mut self, keep_from: usize, window: usize, row: usize) {
+        self.window = window;
+        if keep_from >= self.dropped + window.max(1) {
+            let n = (keep_from - self.dropped) * row;
+            self.k.drain_front(n);
+            self.v.drain_front(n);
+            self.dropped = keep_from;
+        }
+    }
 }
 
 /// The key/value cache of one sequence.
@@ -69,6 +96,8 @@ impl KvCache {
                 .map(|_| LayerKv {
                     k: KvData::new(dtype),
                     v: KvData::new(dtype),
+                    dropped: 0,
+                    window: 0,
                 })
                 .collect(),
             len: 0,
@@ -98,12 +127,33 @@ impl KvCache {
         self.dtype
     }
 
-    /// Forgets positions from `n` on (to reuse a shared prompt prefix).
+    /// Positions layer `layer` holds (fewer than [`KvCache::len`] on a sliding-window layer
+    /// that has let go of old ones).
+    pub fn held(&self, layer: usize) -> usize {
+        self.layers
+            .get(layer)
+            .map_or(0, |l| self.len.saturating_sub(l.dropped))
+    }
+
+    /// Forgets positions from `n` on (to reuse a shared prompt prefix, or to undo a failed
+    /// pass). Positions a sliding-window layer has let go of cannot come back: truncating to
+    /// before them empties the cache.
     pub fn truncate(&mut self, n: usize) {
-        let n = n.min(self.len);
+        let mut n = n.min(self.len);
+        // a query at position n sees n + 1 - window on
+        if self
+            .layers
+            .iter()
+            .any(|l| l.dropped > 0 && l.dropped + l.window > n + 1)
+        {
+            n = 0;
+        }
         for l in &mut self.layers {
-            l.k.truncate(n * self.row);
-            l.v.truncate(n * self.row);
+            if n == 0 {
+                l.dropped = 0;
+            }
+            l.k.truncate((n - l.dropped) * self.row);
+            l.v.truncate((n - l.dropped) * self.row);
         }
         self.len = n;
     }

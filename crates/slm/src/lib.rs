@@ -19,6 +19,7 @@ pub mod lora;
 pub mod nn;
 pub mod quant;
 pub mod specialist;
+mod spm;
 #[doc(hidden)]
 pub mod testing;
 pub mod threads;

@@ -1,11 +1,13 @@
 //! Byte-level BPE tokenizer, read from GGUF metadata or a Hugging Face `tokenizer.json`, with
-//! llama.cpp's pre-tokenizer regexes per model family and its special-token handling.
+//! llama.cpp's pre-tokenizer regexes per model family and its special-token handling; and
+//! SentencePiece (GGUF tokenizer model `"llama"`: Llama 2, Gemma) through [`crate::spm`].
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use crate::error::{Error, Result};
 use crate::gguf::Gguf;
+use crate::spm::{self, Spm};
 
 /// Token attributes as GGUF stores them (`tokenizer.ggml.token_type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +65,7 @@ pub fn pre_tokenizer_patterns(pre: &str) -> Option<Vec<&'static str>> {
     })
 }
 
-/// A byte-level BPE tokenizer.
+/// A byte-level BPE or SentencePiece tokenizer.
 pub struct Tokenizer {
     tokens: Vec<String>,
     types: Vec<TokenType>,
@@ -79,6 +81,8 @@ pub struct Tokenizer {
     byte_encoder: [char; 256],
     byte_decoder: HashMap<char, u8>,
     ignore_merges: bool,
+    /// SentencePiece's scores and byte fallback, when the model is SentencePiece.
+    spm: Option<Spm>,
     /// Beginning-of-sequence token, if the model has one.
     pub bos: Option<u32>,
     /// End-of-sequence token, if the model has one.
@@ -129,6 +133,7 @@ const EOG_TEXTS: &[&str] = &[
     "<EOT>",
     "<|end_of_text|>",
     "<｜end▁of▁sentence｜>",
+    "</s>",
 ];
 
 struct Parts<'a> {
@@ -142,6 +147,8 @@ struct Parts<'a> {
     add_eos: bool,
     ignore_merges: bool,
     extra_eog: Vec<u32>,
+    /// SentencePiece: the token scores and whether a space goes before the text.
+    spm: Option<(Vec<f32>, bool)>,
     _p: std::marker::PhantomData<&'a ()>,
 }
 
@@ -149,11 +156,12 @@ impl Tokenizer {
     /// Reads the tokenizer stored in a GGUF file (`tokenizer.ggml.*`).
     pub fn from_gguf(g: &Gguf) -> Result<Self> {
         let model = g.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
+        if model != "gpt2" && model != "llama" {
             return Err(Error::Tokenizer(format!(
-                "tokenizer model {model:?} is not supported (only byte-level BPE, \"gpt2\")"
+                "tokenizer model {model:?} is not supported (byte-level BPE \"gpt2\" and SentencePiece \"llama\" are)"
             )));
         }
+        let sentencepiece = model == "llama";
         let tokens: Vec<String> = g
             .get_str_array("tokenizer.ggml.tokens")?
             .into_iter()
@@ -170,8 +178,12 @@ impl Tokenizer {
             }
             Err(_) => vec![TokenType::Normal; tokens.len()],
         };
-        let merges = g
-            .get_str_array("tokenizer.ggml.merges")?
+        let merges = if sentencepiece {
+            Vec::new()
+        } else {
+            g.get_str_array("tokenizer.ggml.merges")?
+        };
+        let merges = merges
             .into_iter()
             .map(|m| {
                 m.split_once(' ')
@@ -180,11 +192,25 @@ impl Tokenizer {
             })
             .collect::<Result<Vec<_>>>()?;
         let pre = g.get_str("tokenizer.ggml.pre").unwrap_or("default");
-        let patterns = pre_tokenizer_patterns(pre)
-            .ok_or_else(|| Error::Tokenizer(format!("unknown pre-tokenizer {pre:?}")))?
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let patterns = if sentencepiece {
+            Vec::new()
+        } else {
+            pre_tokenizer_patterns(pre)
+                .ok_or_else(|| Error::Tokenizer(format!("unknown pre-tokenizer {pre:?}")))?
+                .into_iter()
+                .map(String::from)
+                .collect()
+        };
+        let spm = if sentencepiece {
+            let scores = g.get_f32_array("tokenizer.ggml.scores")?;
+            // llama.cpp's default for SentencePiece is to add the space
+            let prefix = g
+                .get_bool("tokenizer.ggml.add_space_prefix")
+                .unwrap_or(true);
+            Some((scores, prefix))
+        } else {
+            None
+        };
         let id = |k: &str| g.get_usize(k).ok().map(|v| v as u32);
         let bos = id("tokenizer.ggml.bos_token_id");
         let eos = id("tokenizer.ggml.eos_token_id");
@@ -196,7 +222,7 @@ impl Tokenizer {
         }
         let add_bos = g
             .get_bool("tokenizer.ggml.add_bos_token")
-            .unwrap_or(matches!(pre, "llama-bpe" | "llama3" | "llama-v3"));
+            .unwrap_or(sentencepiece || matches!(pre, "llama-bpe" | "llama3" | "llama-v3"));
         let add_eos = g.get_bool("tokenizer.ggml.add_eos_token").unwrap_or(false);
         Self::build(Parts {
             tokens,
@@ -209,6 +235,7 @@ impl Tokenizer {
             add_eos,
             ignore_merges: matches!(pre, "llama-bpe" | "llama3" | "llama-v3"),
             extra_eog,
+            spm,
             _p: std::marker::PhantomData,
         })
     }
@@ -310,11 +337,12 @@ impl Tokenizer {
             add_eos: cfg["add_eos_token"].as_bool().unwrap_or(false),
             ignore_merges: model["ignore_merges"].as_bool().unwrap_or(false),
             extra_eog: Vec::new(),
+            spm: None,
             _p: std::marker::PhantomData,
         })
     }
 
-    fn build(p: Parts<'_>) -> Result<Self> {
+    fn build(mut p: Parts<'_>) -> Result<Self> {
         let mut token_to_id = HashMap::with_capacity(p.tokens.len());
         for (i, t) in p.tokens.iter().enumerate() {
             token_to_id.entry(t.clone()).or_insert(i as u32);
@@ -349,6 +377,26 @@ impl Tokenizer {
                     .map_err(|e| Error::Tokenizer(format!("pre-tokenizer regex {pat:?}: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
+        // llama.cpp makes every end-of-generation token a control token (Gemma's `</s>` is
+        // user-defined in the GGUF): parsed only with special-token parsing, rendered only on request
+        let mut eog: Vec<u32> = p
+            .eos
+            .into_iter()
+            .chain(p.extra_eog.iter().copied())
+            .collect();
+        for t in EOG_TEXTS {
+            if let Some(&i) = token_to_id.get(*t)
+                && matches!(
+                    p.types[i as usize],
+                    TokenType::Control | TokenType::UserDefined
+                )
+            {
+                p.types[i as usize] = TokenType::Control;
+                eog.push(i);
+            }
+        }
+        eog.sort_unstable();
+        eog.dedup();
         let mut specials: Vec<(String, u32, bool)> = p
             .tokens
             .iter()
@@ -370,19 +418,10 @@ impl Tokenizer {
             .enumerate()
             .map(|(b, &c)| (c, b as u8))
             .collect();
-        let mut eog: Vec<u32> = p.eos.into_iter().chain(p.extra_eog).collect();
-        for t in EOG_TEXTS {
-            if let Some(&i) = token_to_id.get(*t)
-                && matches!(
-                    p.types[i as usize],
-                    TokenType::Control | TokenType::UserDefined
-                )
-            {
-                eog.push(i);
-            }
-        }
-        eog.sort_unstable();
-        eog.dedup();
+        let spm = p
+            .spm
+            .map(|(scores, prefix)| Spm::new(scores, p.tokens.len(), &token_to_id, prefix))
+            .transpose()?;
         if let Some(b) = p.bos.filter(|&b| b >= n) {
             return Err(Error::Tokenizer(format!(
                 "BOS id {b} outside the vocabulary"
@@ -404,6 +443,7 @@ impl Tokenizer {
             byte_encoder,
             byte_decoder,
             ignore_merges: p.ignore_merges,
+            spm,
             bos: p.bos,
             eos: p.eos,
             add_bos: p.add_bos,
@@ -457,10 +497,26 @@ impl Tokenizer {
         {
             out.push(b);
         }
+        // SentencePiece: a space before the text and after each special token, when asked
+        let mut after_special = true;
         for frag in self.partition(text, parse_special) {
             match frag {
-                Frag::Token(id) => out.push(id),
-                Frag::Text(t) => self.encode_text(t, &mut out),
+                Frag::Token(id) => {
+                    out.push(id);
+                    after_special = true;
+                }
+                Frag::Text(t) => {
+                    match &self.spm {
+                        Some(spm) => spm.encode(
+                            t,
+                            spm.add_space_prefix && after_special,
+                            &self.token_to_id,
+                            &mut out,
+                        ),
+                        None => self.encode_text(t, &mut out),
+                    }
+                    after_special = false;
+                }
             }
         }
         if add_special
@@ -645,6 +701,10 @@ impl Tokenizer {
                 }
             }
             TokenType::UserDefined => text.as_bytes().to_vec(),
+            TokenType::Byte if self.spm.is_some() => {
+                Spm::byte_of(text).map(|b| vec![b]).unwrap_or_default()
+            }
+            TokenType::Normal if self.spm.is_some() => text.replace(spm::SPACE, " ").into_bytes(),
             TokenType::Normal | TokenType::Byte => {
                 let mut out = Vec::with_capacity(text.len());
                 for c in text.chars() {

@@ -586,3 +586,41 @@ fn gguf_conversions_match_transformers() {
         check_fixture(&with_model(name, model), " (GGUF)");
     }
 }
+
+/// Gemma 3's sliding-window layers (window 5 in the fixture) let go of positions no query can
+/// see: decoding 40 tokens one by one, they hold at most about two windows while the global
+/// layer holds every position, and every step's logits still match transformers.
+#[test]
+fn gemma3_sliding_window_cache_is_bounded() {
+    let f = load("gemma3");
+    let m = &f.model;
+    let (ids, want) = f.seqs.iter().max_by_key(|s| s.0.len()).expect("a sequence");
+    assert!(ids.len() >= 30, "the longest fixture sequence is too short");
+    let mut cache = m.new_cache(64, KvDtype::F32);
+    let mut rows = Vec::new();
+    let mut most = 0;
+    for t in 0..ids.len() {
+        rows.push(
+            m.forward(&ids[t..t + 1], &mut cache, AdapterSel::None, Logits::All)
+                .expect("decode"),
+        );
+        most = most.max(cache.held(0));
+        assert_eq!(
+            cache.held(1),
+            t + 1,
+            "the global layer keeps every position"
+        );
+    }
+    assert!(
+        most <= 2 * 5 + 1,
+        "a sliding layer held {most} positions (window 5)"
+    );
+    let got = Tensor::cat(&rows, 0).expect("cat");
+    let d = max_diff(&got, want);
+    assert!(d <= TOL, "max |logit - transformers| = {d:e}");
+    // undoing the last pass keeps what the next query needs; truncating further empties
+    cache.truncate(ids.len() - 1);
+    assert_eq!(cache.len(), ids.len() - 1);
+    cache.truncate(ids.len() - 8);
+    assert_eq!(cache.len(), 0);
+}

@@ -36,3 +36,26 @@ pub fn arch(name: &str) -> PathBuf {
     downshift_slm::testing::materialize_fixture(&fixture("arch").join(name))
         .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
+
+/// The Gemma 3 270M test model: `DOWNSHIFT_TEST_GEMMA3` or the path `scripts/fetch.sh gemma3`
+/// writes (under `DOWNSHIFT_MODELS_DIR` when set). `None`, with a note on stderr, when it is
+/// not fetched: it is not part of `scripts/fetch.sh all` (238 MB), so its tests skip loudly.
+pub fn gemma3_path() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("DOWNSHIFT_TEST_GEMMA3") {
+        return Some(PathBuf::from(p));
+    }
+    let dir = match std::env::var("DOWNSHIFT_MODELS_DIR") {
+        Ok(d) => PathBuf::from(d),
+        Err(_) => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"),
+    };
+    let p = dir.join("gemma-3-270m/gemma-3-270m-q4_k_m.gguf");
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED: Gemma 3 270M is not fetched ({} missing) — run scripts/fetch.sh gemma3",
+            p.display()
+        );
+        None
+    }
+}

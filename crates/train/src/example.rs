@@ -173,12 +173,12 @@ pub struct ExampleBuilder<'a> {
 }
 
 impl<'a> ExampleBuilder<'a> {
-    /// ChatML's end of turn, no length limit, no pruning.
+    /// The template's end of turn ([`ChatTemplate::end_of_turn`]), no length limit, no pruning.
     pub fn new(template: &'a ChatTemplate, tokenizer: &'a Tokenizer) -> Self {
         Self {
             template,
             tokenizer,
-            end_of_turn: "<|im_end|>".into(),
+            end_of_turn: template.end_of_turn().into(),
             transform: PromptTransform::identity(),
             max_len: None,
         }
