@@ -499,6 +499,8 @@ impl Gguf {
             .collect()
     }
 
+    /// A metadata array of numbers as `f32` (SentencePiece's token scores); an error naming
+    /// the key when it is missing or not an array of numbers.
     pub fn get_f32_array(&self, key: &str) -> Result<Vec<f32>> {
         let err = || Error::MetadataType {
             key: key.into(),
