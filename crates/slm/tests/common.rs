@@ -59,3 +59,41 @@ pub fn gemma3_path() -> Option<PathBuf> {
         None
     }
 }
+
+/// The JSON lines of the fixture file `name`.
+pub fn fixture_lines(name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(fixture(name))
+        .expect("fixture")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect()
+}
+
+/// A JSON array of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_u64().expect("id") as u32)
+        .collect()
+}
+
+/// A greedy fixture's reference top logits: per step, `[[id, logit], …]` as llama.cpp gave them.
+pub fn top_logits(v: &serde_json::Value) -> Vec<Vec<(u32, f32)>> {
+    v.as_array()
+        .expect("top")
+        .iter()
+        .map(|step| {
+            step.as_array()
+                .expect("step")
+                .iter()
+                .map(|e| {
+                    (
+                        e[0].as_u64().expect("id") as u32,
+                        e[1].as_f64().expect("logit") as f32,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}

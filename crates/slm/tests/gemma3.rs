@@ -12,22 +12,6 @@ use std::sync::OnceLock;
 
 use downshift_slm::{AdapterSel, Gguf, KvDtype, LocalModel, Logits, Tokenizer};
 
-fn fixture_lines(name: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(common::fixture(name))
-        .expect("fixture")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
-}
-
 fn tokenizer() -> Option<&'static Tokenizer> {
     static T: OnceLock<Option<Tokenizer>> = OnceLock::new();
     T.get_or_init(|| {
@@ -43,14 +27,14 @@ fn tokenizer_matches_llama_cpp_on_every_fixture_string() {
     let Some(tok) = tokenizer() else { return };
     let mut n = 0;
     let mut failures = Vec::new();
-    for v in fixture_lines("tokenizer_gemma3.jsonl") {
+    for v in common::fixture_lines("tokenizer_gemma3.jsonl") {
         let text = v["text"].as_str().expect("text");
         for (key, special) in [("ids", true), ("ids_no_special", false)] {
             let got = tok.encode(text, true, special);
-            if got != ids(&v[key]) {
+            if got != common::ids(&v[key]) {
                 failures.push(format!(
                     "({key}) {text:?}\n  got  {got:?}\n  want {:?}",
-                    ids(&v[key])
+                    common::ids(&v[key])
                 ));
             }
         }
@@ -103,11 +87,11 @@ fn model() -> Option<&'static LocalModel> {
 #[test]
 fn chat_template_renders_as_gemma_does() {
     let Some(m) = model() else { return };
-    for fx in fixture_lines("greedy_gemma3.jsonl") {
+    for fx in common::fixture_lines("greedy_gemma3.jsonl") {
         let msgs = serde_json::to_string(&fx["messages"]).expect("json");
         let prompt = m.template.render_json(&msgs, None, true).expect("render");
         assert_eq!(prompt, fx["prompt"].as_str().expect("prompt"));
-        assert_eq!(m.tokenize(&prompt), ids(&fx["prompt_ids"]));
+        assert_eq!(m.tokenize(&prompt), common::ids(&fx["prompt_ids"]));
     }
     // tools: listed before the first user text, calls and results in downshift's tags
     let msgs = r#"[{"role":"system","content":"Be brief."},{"role":"user","content":"Weather in Paris?"},
@@ -143,27 +127,14 @@ fn greedy_matches_llama_cpp_up_to_near_ties() {
     let mut report = Vec::new();
     let (mut full_matches, mut compared, mut prompts) = (0, 0, 0);
     let mut max_dev = 0f32;
-    for (n, fx) in fixture_lines("greedy_gemma3.jsonl").iter().enumerate() {
+    for (n, fx) in common::fixture_lines("greedy_gemma3.jsonl")
+        .iter()
+        .enumerate()
+    {
         prompts += 1;
-        let prompt = ids(&fx["prompt_ids"]);
-        let want = ids(&fx["tokens"]);
-        let top: Vec<Vec<(u32, f32)>> = fx["top"]
-            .as_array()
-            .expect("top")
-            .iter()
-            .map(|step| {
-                step.as_array()
-                    .expect("step")
-                    .iter()
-                    .map(|e| {
-                        (
-                            e[0].as_u64().expect("id") as u32,
-                            e[1].as_f64().expect("logit") as f32,
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
+        let prompt = common::ids(&fx["prompt_ids"]);
+        let want = common::ids(&fx["tokens"]);
+        let top = common::top_logits(&fx["top"]);
         let mut cache = m
             .model
             .new_cache(prompt.len() + want.len() + 1, KvDtype::F16);

@@ -16,30 +16,14 @@ fn model() -> &'static LocalModel {
     M.get_or_init(|| LocalModel::load(common::smollm2_path()).expect("load SmolLM2"))
 }
 
-fn fixture_lines(name: &str) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(common::fixture(name))
-        .expect("fixture")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("json"))
-        .collect()
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .expect("array")
-        .iter()
-        .map(|x| x.as_u64().expect("id") as u32)
-        .collect()
-}
-
 #[test]
 fn chat_template_matches_reference_rendering() {
     let m = model();
-    for fx in fixture_lines("greedy_smollm2.jsonl") {
+    for fx in common::fixture_lines("greedy_smollm2.jsonl") {
         let msgs = serde_json::to_string(&fx["messages"]).expect("json");
         let prompt = m.template.render_json(&msgs, None, true).expect("render");
         assert_eq!(prompt, fx["prompt"].as_str().expect("prompt"));
-        assert_eq!(m.tokenize(&prompt), ids(&fx["prompt_ids"]));
+        assert_eq!(m.tokenize(&prompt), common::ids(&fx["prompt_ids"]));
     }
 }
 
@@ -53,26 +37,13 @@ fn greedy_matches_llama_cpp_up_to_near_ties() {
     let mut report = Vec::new();
     let mut full_matches = 0;
     let mut compared = 0;
-    for (n, fx) in fixture_lines("greedy_smollm2.jsonl").iter().enumerate() {
-        let prompt = ids(&fx["prompt_ids"]);
-        let want = ids(&fx["tokens"]);
-        let top: Vec<Vec<(u32, f32)>> = fx["top"]
-            .as_array()
-            .expect("top")
-            .iter()
-            .map(|step| {
-                step.as_array()
-                    .expect("step")
-                    .iter()
-                    .map(|e| {
-                        (
-                            e[0].as_u64().expect("id") as u32,
-                            e[1].as_f64().expect("logit") as f32,
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
+    for (n, fx) in common::fixture_lines("greedy_smollm2.jsonl")
+        .iter()
+        .enumerate()
+    {
+        let prompt = common::ids(&fx["prompt_ids"]);
+        let want = common::ids(&fx["tokens"]);
+        let top = common::top_logits(&fx["top"]);
         let mut cache = m
             .model
             .new_cache(prompt.len() + want.len() + 1, KvDtype::F16);
@@ -302,10 +273,10 @@ fn cached_forward_matches_training_forward() {
 #[test]
 fn batched_generation_equals_one_by_one() {
     let m = model();
-    let prompts: Vec<Vec<u32>> = fixture_lines("greedy_smollm2.jsonl")
+    let prompts: Vec<Vec<u32>> = common::fixture_lines("greedy_smollm2.jsonl")
         .iter()
         .take(3)
-        .map(|f| ids(&f["prompt_ids"]))
+        .map(|f| common::ids(&f["prompt_ids"]))
         .collect();
     let opts: Vec<GenerateOptions> = (0..3)
         .map(|i| GenerateOptions {
