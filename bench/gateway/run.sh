@@ -6,6 +6,7 @@
 #   DURATION=5 RATE=1000 CONNS=32 bench/gateway/run.sh
 #   WITH_LITELLM=1 bench/gateway/run.sh       # also install (first time) and measure LiteLLM's proxy
 #   JOURNAL=0 bench/gateway/run.sh            # the gateway without its crash journal ([store] journal = false)
+#   CONFIG=gw.toml bench/gateway/run.sh       # the gateway with a config file (e.g. other [store] batch settings)
 #   STORE=postgres PG_URL=postgres://… bench/gateway/run.sh  # log into PostgreSQL (an empty database) instead of SQLite
 #   SKIP_BUILD=1 bench/gateway/run.sh         # use the release binaries already built
 #   BIN=/path/to/downshift SKIP_BUILD=1 bench/gateway/run.sh   # measure another build (LG: the load generator)
@@ -50,6 +51,8 @@ GW_ARGS=()
 if [ "${JOURNAL:-1}" = 0 ]; then
   printf '[store]\njournal = false\n' >"$work/gw.toml"
   GW_ARGS=(--config "$work/gw.toml")
+elif [ -n "${CONFIG:-}" ]; then
+  GW_ARGS=(--config "$CONFIG")
 fi
 STORE_ARGS=()
 if [ "${STORE:-sqlite}" = postgres ]; then
