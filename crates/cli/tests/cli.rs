@@ -389,28 +389,17 @@ fn run_in(
     env: &[(&str, &std::path::Path)],
     input: &str,
 ) -> (bool, String, String) {
-    use std::io::Write as _;
     let mut cmd = std::process::Command::new(support::BIN);
     cmd.args(args)
         .current_dir(cwd)
         .env("DOWNSHIFT_LOG", "warn")
         .env_remove("DOWNSHIFT_MODELS_DIR")
         .env_remove("DOWNSHIFT_DATA_DIR")
-        .env("XDG_DATA_HOME", cwd.join("xdg"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+        .env("XDG_DATA_HOME", cwd.join("xdg"));
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_with_stdin(&mut cmd, input);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -163,20 +162,9 @@ fn an_interrupted_curate_leaves_no_partial_snapshot() {
 /// `downshift pii detect` fed `input`, set up by `setup`: (stdout, stderr); it must succeed.
 fn pii_detect(input: &str, setup: impl FnOnce(&mut Command)) -> (String, String) {
     let mut cmd = Command::new(BIN);
-    cmd.args(["pii", "detect"])
-        .env("DOWNSHIFT_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args(["pii", "detect"]).env("DOWNSHIFT_LOG", "warn");
     setup(&mut cmd);
-    let mut child = cmd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::output_with_stdin(&mut cmd, input);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     (String::from_utf8(out.stdout).unwrap(), err)

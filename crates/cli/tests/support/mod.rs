@@ -140,6 +140,21 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     )
 }
 
+/// Runs `cmd` with piped stdio, writes `input` to its stdin, and waits for its output.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn downshift");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait for downshift")
+}
+
 /// Runs and expects success; returns stdout.
 pub fn ok(args: &[&str]) -> String {
     let (success, out, err) = run(args, &[]);
