@@ -269,6 +269,7 @@ fn train_and_gate(
             dataset,
             precision: lc.precision,
             keep_turns: lc.keep_turns,
+            widen_turns: true,
             frozen_layers: lc.frozen_layers,
             tool_names: lc.tool_names,
         },

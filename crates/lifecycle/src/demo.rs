@@ -53,7 +53,8 @@ pub struct DemoOptions {
     pub max_steps: Option<usize>,
     /// Peak learning rate.
     pub lr: f64,
-    /// Specialists read only the last N user turns (0: all of it).
+    /// Specialists read only the last N user turns (0: all of it), more for a task whose
+    /// answers copy values from earlier turns.
     pub keep_turns: usize,
     /// Layers of the base left without adapters.
     pub frozen_layers: FrozenLayers,
@@ -419,6 +420,8 @@ fn train_plan<'a>(
         dataset,
         precision: o.precision,
         keep_turns: (o.keep_turns > 0).then_some(o.keep_turns),
+        // per task: more turns where its answers copy values from earlier ones
+        widen_turns: true,
         frozen_layers: o.frozen_layers,
         tool_names: o.tool_names,
     }

@@ -54,6 +54,8 @@ pub struct TrainPlan<'a> {
     pub precision: f64,
     /// Specialists read only the last N user turns.
     pub keep_turns: Option<usize>,
+    /// More turns where a task's answers copy values from earlier ones.
+    pub widen_turns: bool,
     /// Layers left without adapters.
     pub frozen_layers: FrozenLayers,
     /// Name the offered tools in the specialist's prompt.
@@ -142,6 +144,7 @@ impl Stages<'_> {
             max_steps: plan.max_steps,
             threads: plan.threads,
             keep_turns: plan.keep_turns,
+            widen_turns: plan.widen_turns,
             frozen_layers: plan.frozen_layers,
             tool_names: plan.tool_names,
             ..TrainRequest::new(data, plan.base)

@@ -13,7 +13,7 @@ use downshift_train::adapter::prune_checkpoints;
 use downshift_train::trainer::RunOptions;
 use downshift_train::{
     Dataset, ExampleBuilder, Progress, PromptTransform, SpecialistMeta, SplitConfig, TrainConfig,
-    Trainer, infer_transform, merge_to_hf_dir,
+    Trainer, infer_transform, merge_to_hf_dir, turns_needed,
 };
 use serde::Serialize;
 
@@ -152,6 +152,9 @@ pub struct TrainRequest {
     pub keep_tools: bool,
     /// Keep only the last N user turns of each conversation.
     pub keep_turns: Option<usize>,
+    /// Read more turns than `keep_turns` where the task's answers copy values from earlier
+    /// ones ([`downshift_train::turns_needed`]).
+    pub widen_turns: bool,
     /// Name the offered tools in one system line.
     pub tool_names: bool,
     /// Train on a dense f32 copy of the base.
@@ -206,6 +209,7 @@ impl TrainRequest {
             max_len: 1024,
             keep_tools: false,
             keep_turns: None,
+            widen_turns: false,
             tool_names: false,
             dequantize: false,
             precision: downshift_train::Precision::Auto,
@@ -273,13 +277,27 @@ pub fn train(req: &TrainRequest, data: &DataDir, curate: &CurateConfig) -> Resul
     // the specialist's metadata, so every path that serves it renders the same way.
     let template_choice = SpecialistTemplate::for_base(&lm.template);
     let template = template_choice.template(&lm.template)?;
-    let transform = if req.keep_tools {
+    let pruning = if req.keep_tools {
         PromptTransform::identity()
     } else {
         infer_transform(&recs)
-    }
-    .with_keep_turns(req.keep_turns)
-    .with_tool_names(req.tool_names);
+    };
+    let keep_turns = match req.keep_turns {
+        Some(least) if req.widen_turns => {
+            let needed = turns_needed(&recs, &pruning, least);
+            if needed != least && !req.quiet {
+                eprintln!(
+                    "{dataset}: the answers copy values from earlier turns: the specialist reads \
+                     the last {needed} user turns"
+                );
+            }
+            Some(needed)
+        }
+        k => k,
+    };
+    let transform = pruning
+        .with_keep_turns(keep_turns)
+        .with_tool_names(req.tool_names);
     let builder = ExampleBuilder {
         transform: transform.clone(),
         max_len: Some(req.max_len),

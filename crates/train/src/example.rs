@@ -110,6 +110,90 @@ pub fn infer_transform(records: &[ChatRecord]) -> PromptTransform {
     PromptTransform::infer(&system_texts(records))
 }
 
+/// How many user turns a task's specialist must read: the fewest, from `least` up, whose kept
+/// prompt (`transform` with that many turns) shows the answers' argument values as often as
+/// the whole conversation does, within two points. A task whose answers copy an id from an earlier tool result or turn (a flight number
+/// from a fetched booking) then reads back as far as that; one whose answers need nothing
+/// earlier (a label, the id in the last message) keeps `least`. Only the training split is
+/// looked at; at most as many turns as its longest conversation has.
+pub fn turns_needed(records: &[ChatRecord], transform: &PromptTransform, least: usize) -> usize {
+    let split = SplitConfig::default();
+    let train: Vec<&ChatRecord> = records
+        .iter()
+        .filter(|r| split.split_of_record(r) == Split::Train)
+        .collect();
+    let most = train
+        .iter()
+        .map(|r| r.messages.iter().filter(|m| m["role"] == "user").count())
+        .max()
+        .unwrap_or(0);
+    let least = least.max(1);
+    if train.is_empty() || most <= least {
+        return least;
+    }
+    let shown = |keep: Option<usize>| -> f64 {
+        let t = transform.clone().with_keep_turns(keep);
+        let hits = train
+            .iter()
+            .filter(|r| {
+                let values = answer_values(&r.answer);
+                let Ok((messages, _)) = t.apply(&r.messages, None) else {
+                    return false;
+                };
+                let text: String = messages.iter().map(message_text).collect();
+                values.iter().all(|v| text.contains(v.as_str()))
+            })
+            .count();
+        hits as f64 / train.len() as f64
+    };
+    let whole = shown(None);
+    // keeping as many turns as the longest conversation has shows everything
+    (least..=most)
+        .find(|&k| shown(Some(k)) + 0.02 >= whole)
+        .unwrap_or(most)
+}
+
+/// The string values (three characters or more) among the arguments of an answer's tool
+/// calls: what a specialist must find in its prompt to copy.
+fn answer_values(answer: &Value) -> Vec<String> {
+    fn leaves(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if s.chars().count() >= 3 => out.push(s.clone()),
+            Value::Array(a) => a.iter().for_each(|x| leaves(x, out)),
+            Value::Object(o) => o.values().for_each(|x| leaves(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for call in answer["tool_calls"].as_array().into_iter().flatten() {
+        let args = &call["function"]["arguments"];
+        match args.as_str().map(serde_json::from_str::<Value>) {
+            Some(Ok(v)) => leaves(&v, &mut out),
+            Some(Err(_)) => {}
+            None => leaves(args, &mut out),
+        }
+    }
+    out
+}
+
+/// A message's text as the prompt shows it: its content and the arguments of its tool calls.
+fn message_text(m: &Value) -> String {
+    let mut text = match &m["content"] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    for call in m["tool_calls"].as_array().into_iter().flatten() {
+        text.push('\n');
+        match &call["function"]["arguments"] {
+            Value::String(s) => text.push_str(s),
+            other => text.push_str(&other.to_string()),
+        }
+    }
+    text.push('\n');
+    text
+}
+
 /// A tokenized example: `mask[i] == 1` when token `i` is a target (assistant answer).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Example {
@@ -430,6 +514,56 @@ mod tests {
             tools: None,
             answer: json!({"role": "assistant", "content": "ok"}),
         }
+    }
+
+    /// A two-turn conversation: the user asks for a booking by code, the agent fetches it
+    /// (the result names a flight), the user asks about "the return flight"; the answer is
+    /// `tool(arg)`.
+    fn lookup(i: usize, second_turn: bool) -> ChatRecord {
+        let code = format!("RES{i:03}");
+        let flight = format!("HAT{:03}", 100 + i);
+        let mut messages = vec![
+            json!({"role": "system", "content": "You are an airline agent."}),
+            json!({"role": "user", "content": format!("Please check booking {code}.")}),
+        ];
+        let (tool, arg) = if second_turn {
+            messages.push(json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "get_booking",
+                 "arguments": format!("{{\"code\": \"{code}\"}}")}}]}));
+            messages.push(json!({"role": "tool", "tool_call_id": "c1",
+                "content": format!("{{\"flights\": [\"{flight}\"]}}")}));
+            messages.push(json!({"role": "user", "content": "Is the return flight on time?"}));
+            ("flight_status", json!({"flight": flight}))
+        } else {
+            ("get_booking", json!({"code": code}))
+        };
+        ChatRecord {
+            id: format!("{i}-{second_turn}"),
+            messages,
+            tools: None,
+            answer: json!({"role": "assistant", "content": null, "tool_calls": [
+                {"id": "c2", "type": "function",
+                 "function": {"name": tool, "arguments": arg.to_string()}}]}),
+        }
+    }
+
+    #[test]
+    fn a_task_reads_back_as_far_as_its_answers_copy_from() {
+        let t = PromptTransform::identity();
+        // The flight number is only in the tool result before the last user turn: 1 turn
+        // hides it, 2 show it.
+        let follow_ups: Vec<ChatRecord> = (0..60).map(|i| lookup(i, true)).collect();
+        assert_eq!(turns_needed(&follow_ups, &t, 1), 2);
+        // Every code is in the last user message: one turn is enough.
+        let first_steps: Vec<ChatRecord> = (0..60).map(|i| lookup(i, false)).collect();
+        assert_eq!(turns_needed(&first_steps, &t, 1), 1);
+        // Answers with nothing to copy (labels, text) keep the least.
+        let labels: Vec<ChatRecord> = (0..20).map(|i| rec(&format!("system {i}"))).collect();
+        assert_eq!(turns_needed(&labels, &t, 1), 1);
+        // A mix where most answers need the earlier turn reads it too.
+        let mixed: Vec<ChatRecord> = (0..60).map(|i| lookup(i, i % 3 != 0)).collect();
+        assert_eq!(turns_needed(&mixed, &t, 1), 2);
+        assert_eq!(turns_needed(&[], &t, 1), 1);
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub use adapter::{load_adapter, merge_to_hf_dir};
 pub use downshift_slm::{PromptTransform, SpecialistMeta, SpecialistTemplate, base_fingerprint};
 pub use error::{Result, TrainError};
 pub use example::{
-    ChatRecord, Dataset, Example, ExampleBuilder, Split, SplitConfig, infer_transform,
+    ChatRecord, Dataset, Example, ExampleBuilder, Split, SplitConfig, infer_transform, turns_needed,
 };
 pub use optim::{AdamW, AdamWConfig, Schedule};
 pub use trainer::{Precision, Progress, TrainConfig, TrainSummary, Trainer};
