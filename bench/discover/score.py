@@ -98,7 +98,9 @@ def main():
     p = out.get("placement")
     if p:
         print(f"router placement on held-back calls: {p['share']:.1%} ({p['placed']} of {p['held_back']}; "
-              f"{p['placed_elsewhere']} elsewhere, {p['not_placed']} left to the LLM), lowest task {p['min_task_share']:.1%}")
+              f"{p['placed_elsewhere']} elsewhere, {p['not_placed']} left to the LLM), lowest task {p['min_task_share']:.1%}"
+              + (f"; precision {p['precision']:.1%} ({p['noise_placed']} of {p['noise_held_back']} held-back noise calls taken into a task)"
+                 if "precision" in p else ""))
     print("labels: " + "; ".join(f"{t['label']} ({t['calls']})" for t in out["tasks"][:12]))
 
 

@@ -435,6 +435,25 @@ fn jobs_not_values_no_pii_in_task_metadata_stable_ids_and_router_placement() {
     let p = &out["placement"];
     assert!(p["held_back"].as_u64().unwrap() >= 10, "{p}");
     assert!(p["min_task_share"].as_f64().unwrap() >= 0.98, "{p}");
+    // Precision counts every held-back call the router took into a task, noise included.
+    let taken: u64 = p["per_task"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|t| t["taken_from_others"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        taken,
+        p["placed_elsewhere"].as_u64().unwrap() + p["noise_placed"].as_u64().unwrap(),
+        "{p}"
+    );
+    let placed = p["placed"].as_f64().unwrap();
+    assert_eq!(
+        p["precision"].as_f64().unwrap(),
+        placed / (placed + taken as f64),
+        "{p}"
+    );
+    assert!(p["noise_placed"].as_u64().unwrap() <= p["noise_held_back"].as_u64().unwrap());
 
     // No name or e-mail in `discover --json`, `tasks list`, `tasks show`, or any file of the
     // data directory.

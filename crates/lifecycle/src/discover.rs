@@ -276,15 +276,15 @@ fn router_placement(
     use downshift_discover::placement::held_back;
     use downshift_route::{ClassifierBuilder, ClassifierConfig};
     let mut builder = ClassifierBuilder::new(ClassifierConfig::default());
-    let mut held: Vec<(Value, String)> = Vec::new();
+    // Held-back calls with their task; noise (no task) is held back too, to count the calls
+    // the router would wrongly take into a task.
+    let mut held: Vec<(Value, Option<String>)> = Vec::new();
     scan_chat_calls(store, keyring, |page| {
         for (m, payload) in page {
             let request = payload_json(&payload.request);
             let task = task_of.get(m.id.as_str()).copied();
             if held_back(&m.id) {
-                if let Some(t) = task {
-                    held.push((request, t.to_owned()));
-                }
+                held.push((request, task.map(str::to_owned)));
             } else {
                 builder.add_value(&request, task)?;
             }
@@ -292,15 +292,31 @@ fn router_placement(
         Ok(())
     })?;
     let router = builder.build();
-    // Per task: (held back, placed in it, placed elsewhere).
-    let mut per_task: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    // Per task: (held back, placed in it, placed elsewhere, others placed in it).
+    let mut per_task: BTreeMap<String, (usize, usize, usize, usize)> = BTreeMap::new();
+    let (mut noise, mut noise_placed) = (0usize, 0usize);
     for (request, task) in &held {
-        let e = per_task.entry(task.clone()).or_default();
-        e.0 += 1;
-        match router.classify_value(request) {
-            Some(c) if &*c.task == task.as_str() => e.1 += 1,
-            Some(_) => e.2 += 1,
-            None => {}
+        let placed_in = router.classify_value(request).map(|c| c.task.to_string());
+        match task {
+            Some(task) => {
+                let e = per_task.entry(task.clone()).or_default();
+                e.0 += 1;
+                match &placed_in {
+                    Some(t) if t == task => e.1 += 1,
+                    Some(t) => {
+                        e.2 += 1;
+                        per_task.entry(t.clone()).or_default().3 += 1;
+                    }
+                    None => {}
+                }
+            }
+            None => {
+                noise += 1;
+                if let Some(t) = placed_in {
+                    noise_placed += 1;
+                    per_task.entry(t).or_default().3 += 1;
+                }
+            }
         }
     }
     let total: usize = per_task.values().map(|v| v.0).sum();
@@ -309,6 +325,7 @@ fn router_placement(
     let share = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
     let min_task = per_task
         .values()
+        .filter(|v| v.0 > 0)
         .map(|v| share(v.1, v.0))
         .fold(1.0, f64::min);
     Ok(json!({
@@ -318,8 +335,14 @@ fn router_placement(
         "not_placed": total - placed - wrong,
         "share": share(placed, total),
         "min_task_share": min_task,
+        // of the held-back calls the router put into a task, the share that belong there
+        // (noise and other tasks' calls count against it)
+        "precision": share(placed, placed + wrong + noise_placed),
+        "noise_held_back": noise,
+        "noise_placed": noise_placed,
         "per_task": per_task.iter().map(|(t, v)| (t.clone(), json!({
-            "held_back": v.0, "placed": v.1, "placed_elsewhere": v.2, "share": share(v.1, v.0)})))
+            "held_back": v.0, "placed": v.1, "placed_elsewhere": v.2, "share": share(v.1, v.0),
+            "taken_from_others": v.3, "precision": share(v.1, v.1 + v.3)})))
             .collect::<serde_json::Map<String, Value>>(),
     }))
 }
