@@ -48,8 +48,9 @@ pub struct DemoArgs {
     /// whose one pass covers all the traffic).
     #[arg(long, value_name = "N")]
     epochs: Option<usize>,
-    /// Cap on optimizer updates per task (default: none; 150 with --quick, which keeps that run
-    /// within its time budget on 2 cores whatever task it picks).
+    /// Cap on optimizer updates per task (default: 200, which keeps the run within its time
+    /// budget on 2 cores whatever the traffic's task sizes; 150 with --quick; none with
+    /// --shared).
     #[arg(long, value_name = "N")]
     max_steps: Option<usize>,
     /// Peak learning rate.

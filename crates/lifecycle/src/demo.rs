@@ -49,7 +49,8 @@ pub struct DemoOptions {
     pub shared: bool,
     /// Passes over each task's training split (none: 3; 2 with `quick`; 1 with `shared`).
     pub epochs: Option<usize>,
-    /// Cap on optimizer updates per task (none; 150 with `quick`).
+    /// Cap on optimizer updates per task (none: [`DEFAULT_MAX_STEPS`]; 150 with `quick`; no
+    /// cap with `shared`).
     pub max_steps: Option<usize>,
     /// Peak learning rate.
     pub lr: f64,
@@ -302,6 +303,12 @@ fn est_tokens(v: &Value) -> f64 {
     v.to_string().len() as f64 / 4.0
 }
 
+/// Updates per task in the full demo unless `--max-steps` says otherwise: three epochs of a
+/// task of up to ~270 training calls. A larger task (hundreds of τ² airline lookups) stops
+/// here: its training loss is flat long before, and the 30-minute budget on 2 cores cannot
+/// pay for three passes over it.
+pub const DEFAULT_MAX_STEPS: usize = 200;
+
 /// The demo's traffic when no --traffic is given (`scripts/fetch.sh demo` builds it).
 pub const DEFAULT_TRAFFIC: &str = "data/demo/traffic.jsonl";
 
@@ -451,7 +458,11 @@ pub fn run(o: &DemoOptions, prices: &Prices) -> Result<DemoReport> {
         (false, true) => 1,
         (false, false) => 3,
     });
-    let max_steps = o.max_steps.or(quick.then_some(150));
+    let max_steps = o.max_steps.or(match (quick, o.shared) {
+        (true, _) => Some(150),
+        (false, false) => Some(DEFAULT_MAX_STEPS),
+        (false, true) => None,
+    });
     let traffic = o
         .traffic
         .clone()
