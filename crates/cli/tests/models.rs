@@ -311,6 +311,23 @@ fn tiny_tokenizer(n: usize) -> String {
     .to_string()
 }
 
+/// `dir/name`: the tiny random model of architecture fixture `arch` (config.json and
+/// model.safetensors, no tokenizer).
+fn weights_only(dir: &Path, arch: &str, name: &str) -> std::path::PathBuf {
+    let fixture = downshift_slm::testing::materialize_fixture(
+        &repo_root()
+            .join("crates/slm/tests/fixtures/arch")
+            .join(arch),
+    )
+    .unwrap();
+    let out = dir.join(name);
+    std::fs::create_dir_all(&out).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), out.join(f)).unwrap();
+    }
+    out
+}
+
 #[test]
 fn local_models_are_checked_then_copied_under_a_name() {
     let dir = tempdir();
@@ -381,15 +398,7 @@ fn local_models_are_checked_then_copied_under_a_name() {
     assert!(!models.join("phi").exists());
 
     // A Hugging Face folder without a tokenizer: refused, naming the file.
-    let fixture = downshift_slm::testing::materialize_fixture(
-        &repo_root().join("crates/slm/tests/fixtures/arch/llama"),
-    )
-    .unwrap();
-    let hf = dir.path().join("tiny-llama");
-    std::fs::create_dir_all(&hf).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(fixture.join(f), hf.join(f)).unwrap();
-    }
+    let hf = weights_only(dir.path(), "llama", "tiny-llama");
     let (success, _, err) = run(&["models", "pull", hf.to_str().unwrap()], &env);
     assert!(!success);
     assert!(err.contains("has no readable tokenizer.json"), "{err}");
@@ -410,6 +419,48 @@ fn local_models_are_checked_then_copied_under_a_name() {
         "{out}"
     );
     assert!(models.join("tiny-llama/model.safetensors").is_file());
+
+    // A Gemma 3 folder with a SentencePiece-style tokenizer.json (`▁` normaliser, byte
+    // fallback): read as Hugging Face segments it, not as byte-level BPE.
+    let gemma = weights_only(dir.path(), "gemma3", "tiny-gemma");
+    std::fs::copy(
+        repo_root().join("crates/slm/tests/fixtures/tokenizer/gemma_style.json"),
+        gemma.join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        gemma.join("tokenizer_config.json"),
+        r#"{"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": true}"#,
+    )
+    .unwrap();
+    let (success, out, err) = run(&["models", "pull", gemma.to_str().unwrap()], &env);
+    assert!(success, "{err}");
+    assert!(out.starts_with("tiny-gemma: gemma3 model checked"), "{out}");
+    let mut cmd = Command::new(support::BIN);
+    cmd.args([
+        "tokenize",
+        "--model",
+        models.join("tiny-gemma").to_str().unwrap(),
+    ]);
+    let out = support::output_with_stdin(&mut cmd, "hello world\nhé!\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // <bos>=2; hello=271, ▁world=276; h=261, <0xC3>=199, <0xA9>=173, <0x21>=37
+    let ids: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            serde_json::json!([2, 271, 276]),
+            serde_json::json!([2, 261, 199, 173, 37])
+        ]
+    );
 
     // Not a model at all.
     let txt = dir.path().join("notes.txt");
