@@ -157,8 +157,7 @@ impl Availability {
     pub fn how_to_get(&self, model: &Model, runs: Option<bool>) -> String {
         if runs == Some(false) {
             return format!(
-                "not runnable here (architecture {}); serve it elsewhere (vLLM, llama.cpp) and \
-                 route to that endpoint",
+                "not runnable here: the built-in engine can neither train nor serve model_type {}",
                 model.architecture
             );
         }
