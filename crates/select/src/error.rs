@@ -6,7 +6,7 @@ pub enum SelectError {
     /// The catalog text is not valid TOML or does not have the catalog's shape (a missing or
     /// misspelt field, a value of the wrong type, an unknown precision or benchmark name). The
     /// message carries the line and column.
-    #[error("malformed catalog TOML: {0}")]
+    #[error("malformed TOML: {0}")]
     Toml(#[from] toml::de::Error),
     /// The catalog holds no model.
     #[error("the catalog holds no model")]
@@ -19,6 +19,14 @@ pub enum SelectError {
     InvalidModel {
         /// Hub id of the offending entry.
         id: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// An entry of the packaged-model list is malformed.
+    #[error("packaged model {name:?}: {reason}")]
+    InvalidPackage {
+        /// Name of the offending entry.
+        name: String,
         /// What is wrong, in words.
         reason: String,
     },

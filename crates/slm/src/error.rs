@@ -68,7 +68,10 @@ pub enum Error {
         expected: Vec<usize>,
     },
     /// The model's architecture is not one this runtime implements.
-    #[error("unsupported model architecture {0:?} (supported: llama, qwen2, qwen3, gemma3)")]
+    #[error(
+        "unsupported model architecture {0:?} (supported: {supported})",
+        supported = crate::config::supported_architectures()
+    )]
     UnknownArchitecture(String),
     /// The model's hyperparameters are missing or do not fit together.
     #[error("invalid model configuration: {0}")]

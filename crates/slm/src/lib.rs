@@ -28,6 +28,7 @@ pub mod train_ops;
 pub mod transform;
 
 pub use chat::{ChatTemplate, Message, ToolCall, assistant_message, function_of, parse_tool_calls};
+pub use config::{ARCHITECTURES, Architecture};
 #[cfg(feature = "constrained")]
 pub use constrain::{Constraint, Guidance};
 pub use engine::LocalModel;

@@ -1,6 +1,9 @@
 //! Byte-level BPE tokenizer, read from GGUF metadata or a Hugging Face `tokenizer.json`, with
 //! llama.cpp's pre-tokenizer regexes per model family and its special-token handling; and
-//! SentencePiece (GGUF tokenizer model `"llama"`: Llama 2, Gemma) through [`crate::spm`].
+//! SentencePiece (GGUF tokenizer model `"llama"`: Llama 2, Gemma) through [`crate::spm`]. A
+//! SentencePiece-style `tokenizer.json` (a `▁` normaliser or Metaspace, byte fallback: Gemma,
+//! Llama 2, Mistral) segments with the `tokenizers` crate, which runs Hugging Face's own
+//! pipeline.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -83,6 +86,10 @@ pub struct Tokenizer {
     ignore_merges: bool,
     /// SentencePiece's scores and byte fallback, when the model is SentencePiece.
     spm: Option<Spm>,
+    /// A SentencePiece-style `tokenizer.json`'s own pipeline (normaliser, pre-tokenizer, model
+    /// with byte fallback), without its added tokens and post-processor: segments the text
+    /// between special tokens.
+    hf: Option<Box<tokenizers::Tokenizer>>,
     /// Beginning-of-sequence token, if the model has one.
     pub bos: Option<u32>,
     /// End-of-sequence token, if the model has one.
@@ -240,20 +247,42 @@ impl Tokenizer {
         })
     }
 
-    /// Reads a Hugging Face `tokenizer.json` (model type BPE with byte-level pre-tokenizer).
-    /// `config` is the optional `tokenizer_config.json` (for `add_bos_token`, `eos_token`).
+    /// Reads a Hugging Face `tokenizer.json`: byte-level BPE (GPT-2, Llama 3, Qwen, SmolLM),
+    /// or SentencePiece-style BPE or Unigram (`▁` for spaces, `<0xXX>` byte fallback: Gemma,
+    /// Llama 2, Mistral). `config` is the optional `tokenizer_config.json` (for
+    /// `add_bos_token`, `eos_token`).
     pub fn from_hf_json(json: &str, config: Option<&str>) -> Result<Self> {
         let v: serde_json::Value = serde_json::from_str(json)?;
         let model = &v["model"];
-        if model["type"].as_str().unwrap_or("BPE") != "BPE" {
+        let sentencepiece = is_sentencepiece_json(&v);
+        let model_type = model["type"].as_str().unwrap_or("BPE");
+        if model_type != "BPE" && !(sentencepiece && model_type == "Unigram") {
             return Err(Error::Tokenizer(format!(
-                "tokenizer.json model type {} is not supported (only BPE)",
-                model["type"]
+                "tokenizer.json model type {model_type} is not supported (BPE, and \
+                 SentencePiece-style Unigram)"
             )));
         }
-        let vocab = model["vocab"]
-            .as_object()
-            .ok_or_else(|| Error::Tokenizer("tokenizer.json has no model.vocab".into()))?;
+        // (token, id): BPE keeps an object of ids, Unigram an array of [piece, score]
+        let vocab: Vec<(String, u64)> = match &model["vocab"] {
+            serde_json::Value::Object(m) => m
+                .iter()
+                .map(|(t, i)| {
+                    i.as_u64()
+                        .map(|i| (t.clone(), i))
+                        .ok_or_else(|| Error::Tokenizer(format!("bad id for {t:?}")))
+                })
+                .collect::<Result<_>>()?,
+            serde_json::Value::Array(pieces) => pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    p[0].as_str()
+                        .map(|t| (t.to_string(), i as u64))
+                        .ok_or_else(|| Error::Tokenizer(format!("bad Unigram piece {p}")))
+                })
+                .collect::<Result<_>>()?,
+            _ => return Err(Error::Tokenizer("tokenizer.json has no model.vocab".into())),
+        };
         let mut size = vocab.len();
         let added = v["added_tokens"].as_array().cloned().unwrap_or_default();
         for a in &added {
@@ -261,20 +290,19 @@ impl Tokenizer {
                 size = size.max(i as usize + 1);
             }
         }
-        for (_, i) in vocab {
-            if let Some(i) = i.as_u64() {
-                size = size.max(i as usize + 1);
-            }
+        for (_, i) in &vocab {
+            size = size.max(*i as usize + 1);
         }
         let mut tokens = vec![String::new(); size];
         let mut types = vec![TokenType::Unused; size];
         for (t, i) in vocab {
-            let i = i
-                .as_u64()
-                .ok_or_else(|| Error::Tokenizer(format!("bad id for {t:?}")))?
-                as usize;
-            tokens[i] = t.clone();
-            types[i] = TokenType::Normal;
+            let i = i as usize;
+            types[i] = if sentencepiece && Spm::byte_of(&t).is_some() {
+                TokenType::Byte
+            } else {
+                TokenType::Normal
+            };
+            tokens[i] = t;
         }
         for a in &added {
             let (Some(i), Some(content)) = (a["id"].as_u64(), a["content"].as_str()) else {
@@ -304,10 +332,15 @@ impl Tokenizer {
             })
             .unwrap_or_default();
         let mut patterns = Vec::new();
-        collect_patterns(&v["pre_tokenizer"], &mut patterns)?;
-        if patterns.is_empty() {
-            patterns.push(GPT2_PATTERN.to_string());
-        }
+        let hf = if sentencepiece {
+            Some(Box::new(sentencepiece_pipeline(&v)?))
+        } else {
+            collect_patterns(&v["pre_tokenizer"], &mut patterns)?;
+            if patterns.is_empty() {
+                patterns.push(GPT2_PATTERN.to_string());
+            }
+            None
+        };
         let cfg: serde_json::Value = match config {
             Some(c) => serde_json::from_str(c)?,
             None => serde_json::Value::Null,
@@ -326,10 +359,11 @@ impl Tokenizer {
                 && !post.is_empty()
                 && post != "null"
         });
-        Self::build(Parts {
+        let mut tok = Self::build(Parts {
             tokens,
             types,
-            merges,
+            // the pipeline merges by itself
+            merges: if hf.is_some() { Vec::new() } else { merges },
             patterns,
             bos,
             eos,
@@ -339,7 +373,14 @@ impl Tokenizer {
             extra_eog: Vec::new(),
             spm: None,
             _p: std::marker::PhantomData,
-        })
+        })?;
+        tok.hf = hf;
+        Ok(tok)
+    }
+
+    /// Whether tokens spell spaces as `▁` and raw bytes as `<0xXX>` (SentencePiece).
+    fn sentencepiece(&self) -> bool {
+        self.spm.is_some() || self.hf.is_some()
     }
 
     fn build(mut p: Parts<'_>) -> Result<Self> {
@@ -444,6 +485,7 @@ impl Tokenizer {
             byte_decoder,
             ignore_merges: p.ignore_merges,
             spm,
+            hf: None,
             bos: p.bos,
             eos: p.eos,
             add_bos: p.add_bos,
@@ -506,14 +548,15 @@ impl Tokenizer {
                     after_special = true;
                 }
                 Frag::Text(t) => {
-                    match &self.spm {
-                        Some(spm) => spm.encode(
+                    match (&self.spm, &self.hf) {
+                        (Some(spm), _) => spm.encode(
                             t,
                             spm.add_space_prefix && after_special,
                             &self.token_to_id,
                             &mut out,
                         ),
-                        None => self.encode_text(t, &mut out),
+                        (None, Some(hf)) => self.encode_hf(hf, t, &mut out),
+                        (None, None) => self.encode_text(t, &mut out),
                     }
                     after_special = false;
                 }
@@ -526,6 +569,19 @@ impl Tokenizer {
             out.push(e);
         }
         out
+    }
+
+    /// Segments `text` with a `tokenizer.json`'s own pipeline. Should the pipeline fail (it
+    /// has byte fallback, so no text is out of its vocabulary), the text's bytes go in as
+    /// `<0xXX>` tokens: the same bytes, never a dropped character.
+    fn encode_hf(&self, hf: &tokenizers::Tokenizer, text: &str, out: &mut Vec<u32>) {
+        match hf.encode_fast(text, false) {
+            Ok(enc) => out.extend_from_slice(enc.get_ids()),
+            Err(_) => out.extend(
+                text.bytes()
+                    .filter_map(|b| self.token_id(&format!("<0x{b:02X}>"))),
+            ),
+        }
     }
 
     fn partition<'t>(&self, text: &'t str, parse_special: bool) -> Vec<Frag<'t>> {
@@ -701,10 +757,10 @@ impl Tokenizer {
                 }
             }
             TokenType::UserDefined => text.as_bytes().to_vec(),
-            TokenType::Byte if self.spm.is_some() => {
+            TokenType::Byte if self.sentencepiece() => {
                 Spm::byte_of(text).map(|b| vec![b]).unwrap_or_default()
             }
-            TokenType::Normal if self.spm.is_some() => text.replace(spm::SPACE, " ").into_bytes(),
+            TokenType::Normal if self.sentencepiece() => text.replace(spm::SPACE, " ").into_bytes(),
             TokenType::Normal | TokenType::Byte => {
                 let mut out = Vec::with_capacity(text.len());
                 for c in text.chars() {
@@ -739,6 +795,35 @@ impl Tokenizer {
 enum Frag<'t> {
     Text(&'t str),
     Token(u32),
+}
+
+/// Whether a `tokenizer.json` is SentencePiece-style: spaces become `▁` (a Metaspace
+/// pre-tokenizer, or a normaliser that writes `▁`), or the model falls back to byte tokens, or
+/// it is a Unigram model. Byte-level BPE (a ByteLevel pre-tokenizer) is not.
+fn is_sentencepiece_json(v: &serde_json::Value) -> bool {
+    let pre = v["pre_tokenizer"].to_string();
+    if pre.contains("\"ByteLevel\"") {
+        return false;
+    }
+    let model = &v["model"];
+    model["byte_fallback"].as_bool().unwrap_or(false)
+        || model["type"].as_str() == Some("Unigram")
+        || pre.contains("\"Metaspace\"")
+        || v["normalizer"].to_string().contains(spm::SPACE)
+}
+
+/// The `tokenizers` crate's pipeline for a SentencePiece-style `tokenizer.json`, without its
+/// added tokens (this tokenizer splits special tokens itself) and post-processor (it adds BOS
+/// and EOS itself).
+fn sentencepiece_pipeline(v: &serde_json::Value) -> Result<tokenizers::Tokenizer> {
+    let mut v = v.clone();
+    v["added_tokens"] = serde_json::Value::Array(Vec::new());
+    v["post_processor"] = serde_json::Value::Null;
+    v["truncation"] = serde_json::Value::Null;
+    v["padding"] = serde_json::Value::Null;
+    let text = serde_json::to_string(&v)?;
+    text.parse::<tokenizers::Tokenizer>()
+        .map_err(|e| Error::Tokenizer(format!("SentencePiece-style tokenizer.json: {e}")))
 }
 
 /// Turns a `tokenizer.json` pre-tokenizer into the regexes it applies.
@@ -831,5 +916,74 @@ impl StreamDecoder {
         let s = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Gemma-style `tokenizer.json` made for these tests: spaces normalised to `▁`, BPE merges,
+    /// byte fallback, `<pad>`/`<eos>`/`<bos>`/`<start_of_turn>` as added special tokens.
+    fn gemma_style() -> String {
+        include_str!("../tests/fixtures/tokenizer/gemma_style.json").to_string()
+    }
+
+    #[test]
+    fn a_sentencepiece_style_tokenizer_json_gives_huggingface_ids() {
+        let config = r#"{"bos_token": "<bos>", "eos_token": "<eos>", "add_bos_token": true}"#;
+        let tok = Tokenizer::from_hf_json(&gemma_style(), Some(config)).unwrap();
+        let id = |t: &str| tok.token_id(t).unwrap();
+        // merges by rank over characters; the space is `▁` and no prefix space is added
+        assert_eq!(
+            tok.encode("hello world", false, false),
+            vec![id("hello"), id("▁world")]
+        );
+        // BOS from tokenizer_config.json; the post-processor does not add a second one
+        assert_eq!(
+            tok.encode("hello", true, false),
+            vec![id("<bos>"), id("hello")]
+        );
+        // characters outside the vocabulary fall back to their UTF-8 bytes
+        assert_eq!(
+            tok.encode("hé!", false, false),
+            vec![id("h"), id("<0xC3>"), id("<0xA9>"), id("<0x21>")]
+        );
+        // special tokens split only when asked; the text after one is segmented on its own
+        let marked = "<start_of_turn> hello";
+        assert_eq!(
+            tok.encode(marked, false, true),
+            vec![id("<start_of_turn>"), id("▁hello")]
+        );
+        assert!(
+            !tok.encode(marked, false, false)
+                .contains(&id("<start_of_turn>"))
+        );
+        // decoding gives the text back: spaces from `▁`, bytes from `<0xXX>`
+        for text in ["hello world", "hé! world", "  hello", "日本 hello"] {
+            assert_eq!(tok.decode(&tok.encode(text, false, false), false), text);
+        }
+        assert_eq!(tok.token_type(id("<0xC3>")), Some(TokenType::Byte));
+        assert_eq!(tok.decode(&[id("<bos>"), id("hello")], false), "hello");
+    }
+
+    #[test]
+    fn byte_level_tokenizer_json_keeps_its_own_reading() {
+        // a ByteLevel pre-tokenizer stays byte-level BPE even with `▁` somewhere in the vocab
+        let json = serde_json::json!({
+            "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "Ġ": 2, "ab": 3, "▁": 4},
+                      "merges": ["a b"]},
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+        })
+        .to_string();
+        let tok = Tokenizer::from_hf_json(&json, None).unwrap();
+        assert!(!tok.sentencepiece());
+        assert_eq!(tok.encode("ab b", false, false), vec![3, 2, 1]);
+        // a model type nothing here reads is refused by name
+        let wordpiece = json.replace("\"BPE\"", "\"WordPiece\"");
+        let err = Tokenizer::from_hf_json(&wordpiece, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WordPiece"), "{err}");
     }
 }
