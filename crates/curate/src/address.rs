@@ -2,6 +2,7 @@
 //! French, Spanish and Italian conventions, with optional unit, postcode and city.
 
 use crate::detector::{Candidate, score};
+use crate::lexicon::Lexicon;
 use crate::text::{prev_char, trim_end_by};
 use crate::{CurateError, EntityType};
 use regex::Regex;
@@ -11,6 +12,155 @@ const CORNER: usize = 12;
 
 pub(crate) struct Addresses {
     patterns: Vec<Regex>,
+    cued: Regex,
+    po_box: Regex,
+}
+
+/// Lower-case words a street's name may hold when it has no street-type word of its own:
+/// particles ("Rua José de Diego 12", "Capo le Case 143") and street types written apart,
+/// Nordic, Finnish, Hungarian, Slavic ("Olaf Aakranns veg 112", "Stensås terrasse 38").
+const STREET_LOWER: &[&str] = &[
+    "de", "del", "della", "la", "le", "les", "los", "las", "da", "das", "do", "dos", "du", "des",
+    "di", "van", "der", "den", "von", "am", "an", "im", "y", "e", "i", "pri", "na", "veg", "vei",
+    "gate", "gata", "gatan", "vej", "gade", "terrasse", "allé", "plass", "plads", "torg", "tie",
+    "katu", "utca", "út", "tér", "ulica", "u.", "ul.", "rkp.", "krt.", "trg",
+];
+
+/// Capitalised words a number counts, ranks or versions ("Season 3", "Node 18", "Windows 11"):
+/// with a number after a preposition they are not a street and its house number.
+const NOT_STREET: &[&str] = &[
+    "chapter",
+    "page",
+    "episode",
+    "season",
+    "series",
+    "volume",
+    "vol",
+    "part",
+    "section",
+    "level",
+    "track",
+    "act",
+    "scene",
+    "round",
+    "step",
+    "verse",
+    "figure",
+    "table",
+    "version",
+    "grade",
+    "issue",
+    "phase",
+    "stage",
+    "week",
+    "day",
+    "year",
+    "top",
+    "model",
+    "gen",
+    "generation",
+    "terminal",
+    "platform",
+    "gate",
+    "exit",
+    "channel",
+    "room",
+    "floor",
+    "suite",
+    "unit",
+    "apt",
+    "box",
+    "no",
+    "nr",
+    "number",
+    "item",
+    "line",
+    "lines",
+    "row",
+    "column",
+    "slide",
+    "lesson",
+    "module",
+    "class",
+    "group",
+    "team",
+    "game",
+    "match",
+    "race",
+    "league",
+    "cup",
+    "iphone",
+    "galaxy",
+    "pixel",
+    "xbox",
+    "playstation",
+    "ps",
+    "switch",
+    "windows",
+    "ios",
+    "android",
+    "ubuntu",
+    "debian",
+    "fedora",
+    "centos",
+    "macos",
+    "python",
+    "java",
+    "node",
+    "php",
+    "perl",
+    "ruby",
+    "django",
+    "rails",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "redis",
+    "kafka",
+    "spark",
+    "angular",
+    "react",
+    "vue",
+    "gpt",
+    "claude",
+    "gemini",
+    "llama",
+    "mistral",
+    "cuda",
+    "covid",
+    "apollo",
+    "formula",
+    "f",
+    "mk",
+    "mark",
+    "type",
+    "vs",
+    "v",
+    "raum",
+    "zimmer",
+    "saal",
+    "stock",
+    "etage",
+    "salle",
+    "sala",
+    "stanza",
+    "aula",
+    "kamer",
+    "zaal",
+    "quarto",
+];
+
+/// Is `w` (one word of a street name found after a preposition) a plausible street word?
+fn street_word(w: &str, lex: &Lexicon) -> bool {
+    let l = w.to_lowercase();
+    if w.starts_with(char::is_lowercase) {
+        return STREET_LOWER.contains(&l.as_str());
+    }
+    let bare = l.trim_end_matches('.');
+    let caps = w.chars().filter(|c| c.is_uppercase()).count();
+    !NOT_STREET.contains(&bare)
+        && !lex.is_stop(bare)
+        && (caps <= 1 || w.chars().any(char::is_lowercase))
 }
 
 const EN_TYPES: &str = "Street|St|Avenue|Ave|Av|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Place|Pl|Way|Terrace|Ter|Close|Crescent|Cres|Square|Sq|Parkway|Pkwy|Highway|Hwy|Circle|Cir|Trail|Trl|Row|Mews|Grove|Gardens|Gdns|Walk|Hill|Plaza|Alley|Path|Pike|Loop|Expressway|Freeway|Crossing|Point|Ridge|View|Green|Rise|Parade|Embankment|Wharf|Quay";
@@ -33,10 +183,10 @@ impl Addresses {
             r"(?:,?[ ]+(?:(?:D|A|CH|NL|F|I|E|B|L)-)?(?:\d{{5}}|\d{{4}}[ ]?[A-Z]{{2}}|\d{{4}})[ ]+{city}(?:[ ]*\([A-Z]{{2}}\))?)?"
         );
         let de_compound = format!(
-            r"[\p{{Lu}}][\p{{L}}\-]*(?:{DE_NL_SUFFIX})[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}}[a-z]?)?(?:-?(?:hs|huis|bis))?{tail_eu}"
+            r"[\p{{Lu}}][\p{{L}}\-]*(?:{DE_NL_SUFFIX})[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}}[a-z]?){{0,3}}(?:-?(?:hs|huis|bis))?{tail_eu}"
         );
         let de_words = format!(
-            r"(?:[\p{{Lu}}][\p{{L}}\-]+[ ]+){{1,2}}(?:{DE_NL_WORD})[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}})?{tail_eu}"
+            r"(?:[\p{{Lu}}][\p{{L}}\-]+[ ]+){{1,2}}(?:{DE_NL_WORD})[ ]+\d{{1,4}}[ ]?[a-zA-Z]?(?:[ ]?[-/][ ]?\d{{1,4}}){{0,3}}{tail_eu}"
         );
         let nl_prep = format!(
             r"(?:Laan|Plein|Kade|Weg|Straat|Burgemeester|Van|Prins|Koningin|Sint|Oude|Nieuwe)[ ]+(?:(?:van|der|de|den|het|op|aan|[\p{{Lu}}][\p{{L}}\-]*)[ ]+){{1,4}}\d{{1,4}}[ ]?[a-zA-Z]?{tail_eu}"
@@ -50,7 +200,7 @@ impl Addresses {
             r"(?i:{ES_TYPES})[ ]+(?:{particle_es}[ ]+)?{cap}(?:[ ]+(?:{particle_es}|y|i|{cap})){{0,5}},?[ ]*(?:n[º°o]\.?[ ]*|núm\.?[ ]*|número[ ]*)?\d{{1,4}}(?:[ ]?[A-Za-z](?-u:\b))?(?:,[ ]*\d{{1,2}}(?:[º°ª][ ]*[A-Za-z]?|[ ]*[A-Za-z](?-u:\b))(?:-[A-Za-z])?)?{tail_eu}"
         );
         let particle_it =
-            r"(?:dei|degli|delle|della|dello|del|di|de|d['’]|san|santa|sant['’]|santo)";
+            r"(?:dei|degli|delle|della|dello|del|di|de|d['’]|le|la|lo|il|san|santa|sant['’]|santo)";
         let it = format!(
             r"(?:{IT_TYPES})[ ]+(?:{particle_it}[ ]*)?{cap}(?:[ ]+(?:{particle_it}|{cap}|[IVX]+)){{0,5}},?[ ]*(?:n\.?[ ]*)?\d{{1,4}}(?:[ ]?/[ ]?[A-Za-z]|[A-Za-z](?-u:\b))?{tail_eu}"
         );
@@ -70,7 +220,7 @@ impl Addresses {
         );
         // Central and eastern European: "ul. Zagórna 55", "Rákóczi út 13", "Na Příkopě 12".
         let ce = format!(
-            r"(?:(?:ul\.|ulica|al\.|aleja|pl\.|os\.)[ ]+{cap}(?:[ ]+{cap}){{0,3}}|{cap}(?:[ ]+{cap}){{0,2}}[ ]+(?:út|utca|tér|körút))[ ]+\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}})?\.?{tail_eu}"
+            r"(?:(?:ul\.|ulica|al\.|aleja|pl\.|os\.)[ ]+{cap}(?:[ ]+{cap}){{0,3}}|{cap}(?:[ ]+{cap}){{0,2}}[ ]+(?:út|utca|u\.|tér|körút|krt\.|rakpart|rkp\.))[ ]+\d{{1,4}}[A-Za-z]?(?:/\d{{1,4}})?\.?{tail_eu}"
         );
         // A street corner: "the corner of Elm Road 12 and Takuda Lane" (one side has a number).
         let corner = format!(
@@ -96,12 +246,37 @@ impl Addresses {
         ] {
             patterns.push(Regex::new(&p).map_err(|e| CurateError::pattern(name, e))?);
         }
-        Ok(Addresses { patterns })
+        // "lives on Parmova 109", "the north side of Holzschachen 30", "It's in 47733 Paraguay
+        // 87": a street's name and number with no street-type word, after a preposition of
+        // place or an address label; the words are checked by `street_word`.
+        let cued = Regex::new(
+            r"(?i:\b(?:at|on|in|to|of|near|address|addresses|adresse|dirección|indirizzo|adres|morada|anschrift)\b)[ ]*:?[ ]*\n?[ ]*((\d{1,5}[A-Za-z]?[ ]+)?([\p{Lu}][\p{L}'’\-.]*(?:[ ]+[\p{L}][\p{L}'’\-.]*){0,3}?)[ ]+(\d{1,4})[A-Za-z]?)(?:[ ]*(?:[,.;:!?)]|\n|\\n|$)|[ ]+(?:street|St\.?|Str\.?|with|and|since|these|for|near|but|which|where|now|today|until)(?-u:\b))",
+        )
+        .map_err(|e| CurateError::pattern("address_cued", e))?;
+        // Post-office boxes: "P.O. Box 63", "Postfach 10 02 33", "Apartado de Correos 114".
+        let po_box = Regex::new(
+            r"(?i:\b(?:P\.?[ ]?O\.?[ ]?Box|Post[ ]Office[ ]Box|Postfach|Apartado(?:[ ]de[ ]Correos)?|Casella[ ]Postale|Postbus|Caixa[ ]Postal|Boîte[ ]Postale))[ ]+\d{1,6}(?:[ ]\d{2}){0,2}\b",
+        )
+        .map_err(|e| CurateError::pattern("address_po_box", e))?;
+        Ok(Addresses {
+            patterns,
+            cued,
+            po_box,
+        })
     }
 
-    pub(crate) fn find(&self, text: &str, out: &mut Vec<Candidate>) {
+    pub(crate) fn find(&self, text: &str, lex: &Lexicon, out: &mut Vec<Candidate>) {
         if !text.bytes().any(|b| b.is_ascii_digit()) {
             return;
+        }
+        self.find_cued(text, lex, out);
+        for m in self.po_box.find_iter(text) {
+            out.push(Candidate::new(
+                EntityType::StreetAddress,
+                m.start(),
+                m.end(),
+                score::ADDRESS,
+            ));
         }
         for (i, re) in self.patterns.iter().enumerate() {
             for m in re.find_iter(text) {
@@ -147,6 +322,48 @@ impl Addresses {
     }
 }
 
+impl Addresses {
+    /// Streets without a street-type word after a preposition of place (see `cued`).
+    fn find_cued(&self, text: &str, lex: &Lexicon, out: &mut Vec<Candidate>) {
+        for c in self.cued.captures_iter(text) {
+            let (Some(all), Some(street), Some(num)) = (c.get(1), c.get(3), c.get(4)) else {
+                continue;
+            };
+            let lead = c.get(2).is_some();
+            let words: Vec<&str> = street
+                .as_str()
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .collect();
+            // Without a leading house number, the name must not be a place ("in Berlin 3"),
+            // and a four-digit number must not be a year ("in Qatar 2022").
+            let year = num.as_str().len() == 4
+                && num
+                    .as_str()
+                    .parse::<u32>()
+                    .is_ok_and(|y| (1900..=2099).contains(&y));
+            // "Raum 3.14", "Corporation 6.500%": a decimal number is no house number.
+            let decimal = text[all.end()..].starts_with(['.', ','])
+                && text[all.end() + 1..].starts_with(|c: char| c.is_ascii_digit());
+            let ok = !decimal
+                && !crate::detector::org_like(text, street.start(), street.end())
+                && words.iter().all(|w| street_word(w, lex))
+                && (lead
+                    || (!lex.is_place(street.as_str())
+                        && !year
+                        && words.iter().all(|w| w.chars().count() >= 2)));
+            if ok {
+                out.push(Candidate::new(
+                    EntityType::StreetAddress,
+                    all.start(),
+                    all.end(),
+                    score::ADDRESS,
+                ));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::EntityType::*;
@@ -169,6 +386,14 @@ mod tests {
                 "Hauptstraße 5, 10115 Berlin",
             ),
             ("in der Berliner Straße 12a", "Berliner Straße 12a"),
+            (
+                "Zustellung: Hietzinger Gasse 7/2/11, 1130 Wien",
+                "Hietzinger Gasse 7/2/11, 1130 Wien",
+            ),
+            (
+                "wohnhaft Kärntnerstraße 21/4/9, 8010 Graz",
+                "Kärntnerstraße 21/4/9, 8010 Graz",
+            ),
             (
                 "j'habite au 12 rue de la Paix, 75002 Paris",
                 "12 rue de la Paix, 75002 Paris",
@@ -201,6 +426,61 @@ mod tests {
         none_of("Chapter 12 Street Fighter review", StreetAddress);
         // A corner of two streets with no number is a place, not an address.
         none_of("We met at the corner of Elm and Oak.", StreetAddress);
+    }
+
+    #[test]
+    fn streets_without_a_street_type_after_a_place_word() {
+        for (t, v) in [
+            (
+                "Ingrid lives on Kvernbakken 17 these days.",
+                "Kvernbakken 17",
+            ),
+            (
+                "The taxi stopped on the east side of Brennerhof 42.",
+                "Brennerhof 42",
+            ),
+            (
+                "Her address: 5120 Tovarniška 8, second floor",
+                "5120 Tovarniška 8",
+            ),
+            (
+                "We met at Sørhaugen terrasse 6, by the lake.",
+                "Sørhaugen terrasse 6",
+            ),
+            (
+                "It's in 77 Viale Odorico le Vigne 14.",
+                "Viale Odorico le Vigne 14",
+            ),
+            ("Dropped the keys at Budai u. 31. yesterday", "Budai u. 31."),
+        ] {
+            finds(t, StreetAddress, v);
+        }
+        // Versions, counts, years and places after the same words are not streets.
+        for t in [
+            "We upgraded to Node 18. It runs on Windows 11.",
+            "See the table in Chapter 4, then skip to Season 2.",
+            "The final was held in Qatar 2022.",
+            "Tickets for Gate 12. Boarding at Terminal 2.",
+            "Das Meeting ist um 14:30 in Raum 3.14.",
+            "She moved to Brunswick Corporation 6.5% notes.",
+        ] {
+            none_of(t, StreetAddress);
+        }
+    }
+
+    #[test]
+    fn post_office_boxes() {
+        finds(
+            "Send the forms to P.O. Box 4471, Tulsa.",
+            StreetAddress,
+            "P.O. Box 4471",
+        );
+        finds(
+            "Postfach 10 02 33\n80331 München",
+            StreetAddress,
+            "Postfach 10 02 33",
+        );
+        none_of("The box holds 12 items.", StreetAddress);
     }
 
     #[test]

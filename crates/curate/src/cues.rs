@@ -155,6 +155,8 @@ const CUES: &[(CueKind, &[&str])] = &[
         "au nom de", "a nombre de", "ten name van", "im namen von", "falei com", "hablé con",
         "ho sentito", "j'ai eu", "ik heb", "habe mit", "telefoniert mit", "spoke to", "talked to",
         "your name?", "'s name", "’s name",
+        "calls me", "everyone calls me", "people call me", "goes by", "it's under", "it’s under",
+        "is under", "booked under", "reserved under", "listed under", "ask for", "asked for",
     ]),
     (CueKind::Role, &[
         "destinataire", "destinatario", "empfänger", "empfängerin", "ontvanger", "recipient", "addressee",
@@ -163,6 +165,9 @@ const CUES: &[(CueKind, &[&str])] = &[
         "attention", "colleague", "kollege", "kollegin", "collègue", "compañero", "compañera",
         "collega", "utente", "user", "member", "guest", "driver", "doctor", "nurse", "manager", "agent",
         "technician", "tenant", "landlord", "applicant", "candidate", "student", "teacher",
+        "player", "commenter", "songwriter", "singer", "producer", "actor", "actress", "writer",
+        "composer", "guitarist", "drummer", "journalist", "guardian", "spokesperson", "spokesman",
+        "spokeswoman", "coach", "captain", "pilot", "lawyer", "attorney", "surgeon", "therapist",
     ]),
     (CueKind::Preposition, &[
         "ask", "tell", "thanks to", "de la part de", "de parte de", "da parte di", "namens", "contact",

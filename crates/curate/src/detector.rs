@@ -343,7 +343,7 @@ impl Detector {
             inner.ids.find(text, &cues, out);
             inner.dates.find(text, &cues, out);
             inner.phones.find(text, &cues, out);
-            inner.addresses.find(text, out);
+            inner.addresses.find(text, &inner.lexicon, out);
             self.lookalikes(text, out);
         }
         inner.ids.find_cued(text, &cues, out);
@@ -427,6 +427,7 @@ impl Detector {
                         && t.len() >= 8
                         && t.bytes().any(|b| b.is_ascii_digit())
                         && t.contains(char::is_alphabetic)
+                        && !only_years(t)
                         && !t
                             .find(|c: char| c.is_ascii_digit())
                             .is_some_and(|d| after_count_noun(text, sp.start + d))
@@ -475,6 +476,18 @@ impl Detector {
                     || (c.score < score::PERSON_JSON
                         && not_a_name(text, c.start, c.end, &inner.lexicon))))
         });
+        // A look-alike inside a street address of the rules, after its start ("Hauptstraße
+        // 9/6/16" reads as a date), is part of the address, not a reason to drop it.
+        let addresses: Vec<(usize, usize)> = cands
+            .iter()
+            .filter(|c| c.kind == Some(EntityType::StreetAddress) && c.score == score::ADDRESS)
+            .map(|c| (c.start, c.end))
+            .collect();
+        if !addresses.is_empty() {
+            cands.retain(|c| {
+                c.kind.is_some() || !addresses.iter().any(|&(s, e)| s < c.start && c.end <= e)
+            });
+        }
         let mut kept = resolve(cands);
         if kept.iter().any(|c| c.kind == Some(EntityType::Person)) {
             propagate(text, &inner.lexicon, &mut kept);
@@ -662,7 +675,14 @@ fn not_a_name(text: &str, s: usize, e: usize, lex: &Lexicon) -> bool {
     adverb || street
 }
 
-/// Does `text[s..e]`, or the word right after it, hold an organisation, date or place word?
+/// Are all numbers of `t` years ("Qatar 2022", "London 2022/08/16" has others)? A place and a
+/// year are no street address.
+fn only_years(t: &str) -> bool {
+    t.split(|c: char| !c.is_ascii_digit())
+        .filter(|n| !n.is_empty())
+        .all(|n| n.len() == 4 && n.parse::<u32>().is_ok_and(|y| (1900..=2099).contains(&y)))
+}
+
 /// Nouns a number counts or ranks ("Chapter 12", "Season 3", "page 40"): such a number is not
 /// a house number, whatever street-like word follows it ("Chapter 12 Street Fighter review").
 const COUNT_NOUNS: &[&str] = &[
@@ -680,6 +700,7 @@ fn after_count_noun(text: &str, s: usize) -> bool {
     !word.is_empty() && COUNT_NOUNS.contains(&word.to_lowercase().as_str())
 }
 
+/// Does `text[s..e]`, or the word right after it, hold an organisation, date or place word?
 pub(crate) fn org_like(text: &str, s: usize, e: usize) -> bool {
     let next_word = text[e..].split_whitespace().next().unwrap_or("");
     text[s..e]
@@ -741,6 +762,13 @@ mod tests {
         assert!(after_count_noun(t, t.find("40").unwrap()));
         assert!(!after_count_noun(t, t.rfind("12").unwrap()));
         assert!(!after_count_noun("12 Elm Street", 0));
+    }
+
+    #[test]
+    fn a_place_and_a_year_is_no_address() {
+        assert!(only_years("Qatar 2022"));
+        assert!(!only_years("Kvernbakken 17"));
+        assert!(!only_years("Brno 2022, Masarykova 12"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! names with a middle initial ("Ada K. Lovell"), the name line that opens a signature or postal
 //! block, speakers of a dialogue, people listed after a plural person noun ("founders: A, B and
 //! C"), the speaker and addressee of a quotation ("… said Ola to Kim"), "lives in" subjects,
+//! the subject of a sentence that goes on with "his" or "her" ("Ivo had lent Ola his car"),
 //! "named her" objects, owners of personal things ("Kim's address", "Ola's wife"), and, once a
 //! full name is found, its given name or surname elsewhere in
 //! the same text ("… sung by Ada Lovell. Lovell's song …").
@@ -90,6 +91,8 @@ pub(crate) struct NameRules {
     apposition: Regex,
     possessive: Regex,
     vocative: Regex,
+    opener: Regex,
+    subject: Regex,
     item: Regex,
 }
 
@@ -137,6 +140,18 @@ impl NameRules {
                 ),
             )?,
             vocative: re("person vocative", &format!(r", ({WORD})[!?]"))?,
+            opener: re(
+                "person opener",
+                &format!(
+                    r"(?m)^[ \t>\x22“]*({WORD}),[ ]+(?:can|could|would|will|do|did|are|is|have|may|please|I|you|we|let's|thanks|thank|don't|remember|where|what|when|why|how)\b"
+                ),
+            )?,
+            subject: re(
+                "person subject",
+                &format!(
+                    r#"(?m)(?:^|[.!?]["”]?[ ]+)(?:(?:Before|After|When|While|Since|Until|Once|Because|Although|Though|If|Unless|As|Then|Now)[ ]+)?({two}) (?:is|was|has|had|will|would|can|could|did|does|gave|told|took|made|said|went|got|left|sent|wrote|kept|[a-z]{{2,}}ed|[a-z]{{3,}}s) [^.!?\n]{{0,60}}?\b(?:his|her|him|he|she)\b"#
+                ),
+            )?,
             item: re("person list item", WORD)?,
         })
     }
@@ -151,16 +166,33 @@ impl NameRules {
         self.signature(text, lex, out, &mut found);
         self.lists(text, lex, &mut found);
         self.speakers(text, lex, &mut found);
-        // ", Ysolde?" — a known given name addressed at the end of a sentence.
+        // ", Ysolde?" at the end of a sentence and "Ysolde, can you …" opening a line: a
+        // person addressed by name.
+        // A name no lexicon knows at a sentence end needs a lower-case word before its comma:
+        // "London, England?" is a place and its country.
         for c in self.vocative.captures_iter(text) {
             if let Some(g) = c.get(1)
-                && lex.is_given(&g.as_str().to_lowercase())
+                && addressed(g.as_str(), lex)
+                && plausible(text, g.start(), g.end(), lex)
+                && (lex.is_given(&g.as_str().to_lowercase())
+                    || !text[..g.start().saturating_sub(2)]
+                        .split_whitespace()
+                        .next_back()
+                        .is_some_and(|w| w.starts_with(char::is_uppercase)))
+            {
+                found.push((g.start(), g.end()));
+            }
+        }
+        for c in self.opener.captures_iter(text) {
+            if let Some(g) = c.get(1)
+                && addressed(g.as_str(), lex)
                 && plausible(text, g.start(), g.end(), lex)
             {
                 found.push((g.start(), g.end()));
             }
         }
         for re in [
+            &self.subject,
             &self.said,
             &self.lives,
             &self.named,
@@ -319,6 +351,23 @@ fn name_word_or_initial(w: &str) -> bool {
                 && rest.chars().any(char::is_lowercase)))
 }
 
+/// A word a text addresses as a person ("Olu, can you …", "…, Rhonda!"): a known given name, or
+/// a single name-shaped word (a capital, then three or more lower-case letters) that has no
+/// adverb's "-ly" ending ("Additionally, can you").
+fn addressed(w: &str, lex: &Lexicon) -> bool {
+    lex.is_given(&w.to_lowercase()) || name_shaped(w)
+}
+
+/// A single word shaped like a name no lexicon knows: a capital, then three or more lower-case
+/// letters, and no adverb's "-ly" ending.
+fn name_shaped(w: &str) -> bool {
+    let mut cs = w.chars();
+    cs.next().is_some_and(char::is_uppercase)
+        && cs.clone().count() >= 3
+        && cs.all(char::is_lowercase)
+        && !w.ends_with("ly")
+}
+
 /// A span of name words that is not a stop word, a place, or an organisation/date/place phrase.
 fn plausible(text: &str, s: usize, e: usize, lex: &Lexicon) -> bool {
     let t = &text[s..e];
@@ -458,6 +507,21 @@ mod tests {
         );
         finds("Where were you last night, Sarah?", Person, "Sarah");
         none_of("Where were you last night, Boston?", Person);
+        // Names no lexicon knows, addressed at a sentence end or opening a request.
+        finds("Stop worrying so much, Tamsinne!", Person, "Tamsinne");
+        finds("Olufemi, can you send me the slides?", Person, "Olufemi");
+        finds(
+            "Hi all\nBirgitte, could you check the invoice?",
+            Person,
+            "Birgitte",
+        );
+        // Discourse openers and adverbs are not names.
+        none_of("Additionally, can you list the files?", Person);
+        none_of("Alright, could you book it for Friday?", Person);
+        none_of("Honestly, I don't know.", Person);
+        none_of("However, I cancelled it.", Person);
+        none_of("What is the weather in New Delhi, India?", Person);
+        none_of("Find me a flat in Ronda, Andalusia!", Person);
     }
 
     #[test]
@@ -470,6 +534,24 @@ mod tests {
         );
         // A company's things are not a person's.
         none_of("Acme Corp's phone line is down.", Person);
+    }
+
+    #[test]
+    fn a_sentence_subject_taken_up_by_his_or_her() {
+        finds("Radomir had lent Ysolde his bicycle.", Person, "Radomir");
+        finds(
+            "Yesterday it rained. Varsenik Tumanyan posted her notes online.",
+            Person,
+            "Varsenik Tumanyan",
+        );
+        finds(
+            "Before Ottoline signs off, she wants the report.",
+            Person,
+            "Ottoline",
+        );
+        // An imperative is no subject, and a company is no person.
+        none_of("Send her the invoice. Remind him tomorrow.", Person);
+        none_of("Acme Corp emailed his lawyer.", Person);
     }
 
     #[test]

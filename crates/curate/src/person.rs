@@ -761,6 +761,25 @@ mod detect_tests {
             Person,
             "Lodewijk Brinkhuis",
         );
+        // One-word names after strong cues, and roles and reservations before a name.
+        finds("Thanks for the help.\nRegards, Ana", Person, "Ana");
+        finds("At the desk, ask for Hiroshi.", Person, "Hiroshi");
+        finds("Dear Olu,\nthe parcel arrived.", Person, "Olu");
+        finds(
+            "The table is under Tamsin Okonkwo-Reyes.",
+            Person,
+            "Tamsin Okonkwo-Reyes",
+        );
+        finds(
+            "The tennis player Ilvani Strozek withdrew.",
+            Person,
+            "Ilvani Strozek",
+        );
+        finds(
+            "My name is Dragana but everyone calls me Gaga",
+            Person,
+            "Gaga",
+        );
     }
 
     #[test]
