@@ -85,9 +85,11 @@ pub struct DemoArgs {
     /// Least share of the validation split a thresholded specialist must serve.
     #[arg(long, default_value_t = 0.2, value_name = "X")]
     min_coverage: f64,
-    /// Working folder (data, adapters, logs); emptied first.
-    #[arg(long, default_value = ".downshift-demo", value_name = "DIR")]
-    work: PathBuf,
+    /// Working folder (data, adapters, logs); emptied first. Default `.downshift-demo`, and
+    /// `.downshift-demo/quick` with --quick, so that a quick run never empties the folder of a
+    /// full run it follows.
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
     /// Compute threads for each training and evaluation run (default: the cores divided
     /// among the --jobs).
     #[arg(long)]
@@ -97,6 +99,18 @@ pub struct DemoArgs {
     /// thread each do about 1.5× the work of one run on two.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+}
+
+/// The work folder: the one asked for, else `.downshift-demo` (`.downshift-demo/quick` for a
+/// quick run, which is emptied first and so must not be the full run's folder).
+fn work_folder(asked: Option<PathBuf>, quick: bool) -> PathBuf {
+    asked.unwrap_or_else(|| {
+        PathBuf::from(if quick {
+            ".downshift-demo/quick"
+        } else {
+            ".downshift-demo"
+        })
+    })
 }
 
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
@@ -118,7 +132,7 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
             gate: a.gate,
             precision: a.precision,
             min_coverage: a.min_coverage,
-            work: a.work,
+            work: work_folder(a.work, a.quick),
             threads: a.threads,
             jobs: a.jobs,
             quiet: a.json,
@@ -225,4 +239,31 @@ pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
         out.work.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        demo: DemoArgs,
+    }
+
+    fn folder(args: &[&str]) -> PathBuf {
+        let a = Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+            .map(|c| c.demo)
+            .unwrap_or_else(|e| panic!("{e}"));
+        work_folder(a.work, a.quick)
+    }
+
+    #[test]
+    fn a_quick_run_never_empties_the_full_runs_folder() {
+        assert_eq!(folder(&[]), PathBuf::from(".downshift-demo"));
+        assert_eq!(folder(&["--quick"]), PathBuf::from(".downshift-demo/quick"));
+        assert_eq!(folder(&["--quick", "--work", "w"]), PathBuf::from("w"));
+        assert_eq!(folder(&["--work", "w"]), PathBuf::from("w"));
+    }
 }
