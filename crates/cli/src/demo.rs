@@ -101,45 +101,36 @@ pub struct DemoArgs {
     jobs: Option<usize>,
 }
 
-/// The work folder: the one asked for, else `.downshift-demo` (`.downshift-demo/quick` for a
-/// quick run, which is emptied first and so must not be the full run's folder).
-fn work_folder(asked: Option<PathBuf>, quick: bool) -> PathBuf {
-    asked.unwrap_or_else(|| {
-        PathBuf::from(if quick {
-            ".downshift-demo/quick"
-        } else {
-            ".downshift-demo"
-        })
-    })
+/// The demo's options as the arguments give them.
+fn options(a: DemoArgs) -> DemoOptions {
+    DemoOptions {
+        quick: a.quick,
+        traffic: a.traffic,
+        categories: a.categories,
+        base: a.base,
+        tasks: a.tasks,
+        shared: a.shared,
+        epochs: a.epochs,
+        max_steps: a.max_steps,
+        lr: a.lr,
+        keep_turns: a.keep_turns,
+        frozen_layers: a.frozen_layers,
+        tool_names: a.tool_names,
+        holdout: a.holdout,
+        gate: a.gate,
+        precision: a.precision,
+        min_coverage: a.min_coverage,
+        work: a.work,
+        threads: a.threads,
+        jobs: a.jobs,
+        quiet: a.json,
+    }
 }
 
 pub fn demo(a: DemoArgs, cfg: &Config) -> Result<()> {
-    let out = run(
-        &DemoOptions {
-            quick: a.quick,
-            traffic: a.traffic,
-            categories: a.categories,
-            base: a.base,
-            tasks: a.tasks,
-            shared: a.shared,
-            epochs: a.epochs,
-            max_steps: a.max_steps,
-            lr: a.lr,
-            keep_turns: a.keep_turns,
-            frozen_layers: a.frozen_layers,
-            tool_names: a.tool_names,
-            holdout: a.holdout,
-            gate: a.gate,
-            precision: a.precision,
-            min_coverage: a.min_coverage,
-            work: work_folder(a.work, a.quick),
-            threads: a.threads,
-            jobs: a.jobs,
-            quiet: a.json,
-        },
-        &cfg.prices,
-    )?;
-    if a.json {
+    let json = a.json;
+    let out = run(&options(a), &cfg.prices)?;
+    if json {
         println!("{}", json!(out));
         return Ok(());
     }
@@ -252,11 +243,12 @@ mod tests {
         demo: DemoArgs,
     }
 
+    /// The folder `downshift demo ARGS` would empty and work in.
     fn folder(args: &[&str]) -> PathBuf {
         let a = Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
             .map(|c| c.demo)
             .unwrap_or_else(|e| panic!("{e}"));
-        work_folder(a.work, a.quick)
+        options(a).work_folder()
     }
 
     #[test]

@@ -69,8 +69,8 @@ pub struct DemoOptions {
     pub precision: f64,
     /// Least share of the validation split a thresholded specialist must serve.
     pub min_coverage: f64,
-    /// Working folder (data, adapters); emptied first.
-    pub work: PathBuf,
+    /// Working folder (data, adapters); emptied first. None: [`DemoOptions::work_folder`].
+    pub work: Option<PathBuf>,
     /// Compute threads for each training and evaluation (none: the cores divided among the
     /// jobs).
     pub threads: Option<usize>,
@@ -79,6 +79,21 @@ pub struct DemoOptions {
     pub jobs: Option<usize>,
     /// No `==>` notes on stderr.
     pub quiet: bool,
+}
+
+impl DemoOptions {
+    /// The folder the run empties and works in: `work`, else `.downshift-demo`, or
+    /// `.downshift-demo/quick` for a quick run, so that a quick run never empties a full
+    /// run's folder.
+    pub fn work_folder(&self) -> PathBuf {
+        self.work.clone().unwrap_or_else(|| {
+            PathBuf::from(if self.quick {
+                ".downshift-demo/quick"
+            } else {
+                ".downshift-demo"
+            })
+        })
+    }
 }
 
 impl Default for DemoOptions {
@@ -100,7 +115,7 @@ impl Default for DemoOptions {
             gate: 0.8,
             precision: 0.95,
             min_coverage: 0.2,
-            work: PathBuf::from(".downshift-demo"),
+            work: None,
             threads: None,
             jobs: None,
             quiet: false,
@@ -513,7 +528,7 @@ pub fn run(o: &DemoOptions, prices: &Prices) -> Result<DemoReport> {
     let (heldout, training): (Vec<&Value>, Vec<&Value>) =
         records.iter().partition(|r| held_out(r, o.holdout));
 
-    let work = &o.work;
+    let work = &o.work_folder();
     if work.exists() {
         std::fs::remove_dir_all(work)
             .with_context(|| format!("cannot empty {}", work.display()))?;
